@@ -1,0 +1,9 @@
+//! Canopy's SQL layer: the data model, the cluster-command grammar, MySQL-to-SQLite type mapping, shard hashing and
+//! the distributed planner. Pure: no sockets, no files, no clocks. The only engine it touches is an in-memory SQLite
+//! used as a calculator (merging partial results), never storage.
+
+pub mod catalog;
+pub mod value;
+
+pub use catalog::{Affinity, Catalog, ColumnDef, TableDef, TableKind};
+pub use value::{Column, ResultSet, Value};
