@@ -3,7 +3,9 @@
 //! used as a calculator (merging partial results), never storage.
 
 pub mod catalog;
+pub mod error;
 pub mod value;
 
+pub use error::{SqlError, SqlResult};
 pub use catalog::{Affinity, Catalog, ColumnDef, TableDef, TableKind};
 pub use value::{Column, ResultSet, Value};
