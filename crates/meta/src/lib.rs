@@ -1,1 +1,41 @@
-//! placeholder
+//! Cluster metadata for Canopy: the model (leaves, aggregators, databases, partition instances, variables) and the
+//! deterministic state machine that changes it. Pure: no IO, no clocks, no randomness; callers pass everything in.
+
+pub mod ids;
+pub mod machine;
+pub mod model;
+pub mod variables;
+
+pub use ids::{DatabaseId, InstanceId, NodeId, Term};
+pub use machine::{Command, Outcome};
+pub use model::{Aggregator, ClusterMeta, Database, Instance, InstanceRole, Leaf, LeafState, NodeAddr};
+pub use variables::Variables;
+
+use thiserror::Error;
+
+/// Operating errors of metadata commands (the caller's request cannot be applied to the current state).
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum MetaError {
+    #[error("Unknown database '{0}'")]
+    UnknownDatabase(String),
+    #[error("Can't create database '{0}'; database exists")]
+    DatabaseExists(String),
+    #[error("Table '{db}.{table}' doesn't exist")]
+    UnknownTable { db: String, table: String },
+    #[error("Table '{table}' already exists")]
+    TableExists { db: String, table: String },
+    #[error("Node {host}:{port} is already part of the cluster")]
+    NodeExists { host: String, port: u16 },
+    #[error("Availability group {0} does not exist at the current redundancy_level")]
+    BadAvailabilityGroup(u8),
+    #[error("The number of partitions must be between 1 and 4096, got {0}")]
+    BadPartitionCount(u32),
+    #[error("There are no online leaves in the cluster")]
+    NoOnlineLeaves,
+    #[error("Unknown system variable '{0}'")]
+    UnknownVariable(String),
+    #[error("Variable '{name}' can't be set to the value of '{value}'")]
+    BadVariableValue { name: String, value: String },
+    #[error("AUTO_INCREMENT values are exhausted")]
+    AutoIncrementExhausted,
+}

@@ -1,0 +1,358 @@
+//! The metadata state machine: `ClusterMeta::apply(command) -> outcome`. Deterministic and free of IO: ids, terms
+//! and placement are computed from the current state alone, so replaying the same commands gives the same metadata.
+//! The master aggregator persists the result and then acts on it; nothing here talks to a leaf.
+
+use canopy_sql::{TableDef, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::MetaError;
+use crate::ids::{DatabaseId, InstanceId, NodeId, Term};
+use crate::model::{Aggregator, ClusterMeta, Database, Instance, InstanceRole, Leaf, LeafState, NodeAddr};
+use crate::variables::Variables;
+
+/// Partitions per database are bounded so a typo cannot create millions of files on every leaf.
+pub const PARTITIONS_MAX: u32 = 4096;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    AddLeaf {
+        addr: NodeAddr,
+        user: String,
+        password: String,
+        group: Option<u8>,
+    },
+    CreateDatabase {
+        name: String,
+        partitions: u32,
+    },
+    DropDatabase {
+        name: String,
+    },
+    CreateTable {
+        db: String,
+        def: TableDef,
+    },
+    DropTable {
+        db: String,
+        table: String,
+    },
+    AddIndex {
+        db: String,
+        table: String,
+        index_sql: String,
+    },
+    SetVariable {
+        name: String,
+        value: Value,
+    },
+    /// Reserve `count` AUTO_INCREMENT values of `db.table`.
+    ReserveAutoIncrement {
+        db: String,
+        table: String,
+        count: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Done,
+    LeafAdded(NodeId),
+    /// The new database's instances, one master per ordinal, in ordinal order.
+    DatabaseCreated(Vec<Instance>),
+    /// The dropped database, so the caller can remove its instances from the leaves.
+    DatabaseDropped(Database),
+    AutoIncrementReserved {
+        first: i64,
+    },
+}
+
+impl ClusterMeta {
+    /// A new cluster whose master aggregator is `master` (BOOTSTRAP AGGREGATOR).
+    pub fn bootstrap(cluster_id: String, master: NodeAddr) -> ClusterMeta {
+        let id = NodeId(1);
+        let mut aggregators = std::collections::BTreeMap::new();
+        aggregators.insert(id, Aggregator { id, addr: master, is_master: true });
+        ClusterMeta {
+            cluster_id,
+            version: 1,
+            aggregators,
+            leaves: Default::default(),
+            databases: Default::default(),
+            variables: Variables::default(),
+            next_node_id: 2,
+            next_instance_id: 1,
+            next_term: 1,
+            next_database_id: 1,
+        }
+    }
+
+    /// Leaves in leaf order (the order they were added), which placement follows.
+    pub fn leaves_in_order(&self) -> impl Iterator<Item = &Leaf> {
+        self.leaves.values()
+    }
+
+    pub fn online_leaves(&self) -> Vec<&Leaf> {
+        self.leaves.values().filter(|l| l.state == LeafState::Online).collect()
+    }
+
+    pub fn leaf_at(&self, host: &str, port: u16) -> Option<&Leaf> {
+        self.leaves.values().find(|l| l.addr.same_endpoint(host, port))
+    }
+
+    pub fn master_aggregator(&self) -> Option<&Aggregator> {
+        self.aggregators.values().find(|a| a.is_master)
+    }
+
+    pub fn apply(&mut self, command: Command) -> Result<Outcome, MetaError> {
+        let outcome = match command {
+            Command::AddLeaf { addr, user, password, group } => self.add_leaf(addr, user, password, group)?,
+            Command::CreateDatabase { name, partitions } => self.create_database(name, partitions)?,
+            Command::DropDatabase { name } => {
+                let db = self.databases.remove(&name).ok_or(MetaError::UnknownDatabase(name))?;
+                Outcome::DatabaseDropped(db)
+            }
+            Command::CreateTable { db, def } => {
+                let database = self.database_mut(&db)?;
+                let key = def.name.to_ascii_lowercase();
+                if database.tables.contains_key(&key) {
+                    return Err(MetaError::TableExists { db, table: def.name });
+                }
+                database.tables.insert(key, def);
+                Outcome::Done
+            }
+            Command::DropTable { db, table } => {
+                let database = self.database_mut(&db)?;
+                let key = table.to_ascii_lowercase();
+                database.tables.remove(&key).ok_or(MetaError::UnknownTable { db: db.clone(), table })?;
+                database.auto_increment.remove(&key);
+                Outcome::Done
+            }
+            Command::AddIndex { db, table, index_sql } => {
+                let database = self.database_mut(&db)?;
+                let def = database
+                    .tables
+                    .get_mut(&table.to_ascii_lowercase())
+                    .ok_or(MetaError::UnknownTable { db: db.clone(), table })?;
+                def.index_sql.push(index_sql);
+                Outcome::Done
+            }
+            Command::SetVariable { name, value } => {
+                self.variables.set(&name, &value)?;
+                Outcome::Done
+            }
+            Command::ReserveAutoIncrement { db, table, count } => {
+                let database = self.database_mut(&db)?;
+                let key = table.to_ascii_lowercase();
+                if !database.tables.contains_key(&key) {
+                    return Err(MetaError::UnknownTable { db, table });
+                }
+                let next = database.auto_increment.entry(key).or_insert(1);
+                let first = *next;
+                let count = i64::try_from(count).map_err(|_| MetaError::AutoIncrementExhausted)?;
+                *next = first.checked_add(count).ok_or(MetaError::AutoIncrementExhausted)?;
+                Outcome::AutoIncrementReserved { first }
+            }
+        };
+        self.version += 1;
+        Ok(outcome)
+    }
+
+    fn database_mut(&mut self, name: &str) -> Result<&mut Database, MetaError> {
+        self.databases.get_mut(name).ok_or_else(|| MetaError::UnknownDatabase(name.to_string()))
+    }
+
+    fn add_leaf(
+        &mut self,
+        addr: NodeAddr,
+        user: String,
+        password: String,
+        group: Option<u8>,
+    ) -> Result<Outcome, MetaError> {
+        if self.leaf_at(&addr.host, addr.port).is_some()
+            || self.aggregators.values().any(|a| a.addr.same_endpoint(&addr.host, addr.port))
+        {
+            return Err(MetaError::NodeExists { host: addr.host, port: addr.port });
+        }
+        let group = group.unwrap_or(1);
+        if group == 0 || group > self.variables.redundancy_level {
+            return Err(MetaError::BadAvailabilityGroup(group));
+        }
+        let id = NodeId(self.next_node_id);
+        self.next_node_id += 1;
+        self.leaves.insert(
+            id,
+            Leaf { id, addr, availability_group: group, pair: None, state: LeafState::Online, user, password },
+        );
+        Ok(Outcome::LeafAdded(id))
+    }
+
+    fn create_database(&mut self, name: String, partitions: u32) -> Result<Outcome, MetaError> {
+        if self.databases.contains_key(&name) {
+            return Err(MetaError::DatabaseExists(name));
+        }
+        if partitions == 0 || partitions > PARTITIONS_MAX {
+            return Err(MetaError::BadPartitionCount(partitions));
+        }
+        let online: Vec<NodeId> = self.online_leaves().iter().map(|l| l.id).collect();
+        if online.is_empty() {
+            return Err(MetaError::NoOnlineLeaves);
+        }
+        // Ordinal k goes to the k-th online leaf modulo their count, in leaf order, as in SingleStore's example.
+        let mut instances = Vec::with_capacity(partitions as usize);
+        for ordinal in 0..partitions {
+            let node = online[(ordinal as usize) % online.len()];
+            instances.push(Instance {
+                id: InstanceId(self.next_instance_id),
+                ordinal,
+                node,
+                role: InstanceRole::Master,
+                term: Term(self.next_term),
+                locked: false,
+            });
+            self.next_instance_id += 1;
+            self.next_term += 1;
+        }
+        let id = DatabaseId(self.next_database_id);
+        self.next_database_id += 1;
+        self.databases.insert(
+            name.clone(),
+            Database {
+                id,
+                name,
+                partitions,
+                tables: Default::default(),
+                instances: instances.clone(),
+                auto_increment: Default::default(),
+            },
+        );
+        Ok(Outcome::DatabaseCreated(instances))
+    }
+
+    /// Checks the invariants every reachable state must satisfy; a violation is a bug, never an operating error.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for db in self.databases.values() {
+            for ordinal in 0..db.partitions {
+                let masters = db.instances.iter().filter(|i| i.ordinal == ordinal && i.role == InstanceRole::Master);
+                if masters.count() > 1 {
+                    return Err(format!("{}:{ordinal} has more than one master", db.name));
+                }
+            }
+            for inst in &db.instances {
+                if inst.ordinal >= db.partitions {
+                    return Err(format!("{} instance {} has ordinal {} out of range", db.name, inst.id, inst.ordinal));
+                }
+                if !self.leaves.contains_key(&inst.node) {
+                    return Err(format!("{} instance {} is on unknown node {}", db.name, inst.id, inst.node));
+                }
+                if inst.term.0 >= self.next_term {
+                    return Err(format!("{} instance {} has a term from the future", db.name, inst.id));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(host: &str, port: u16) -> NodeAddr {
+        NodeAddr { host: host.into(), port, rpc_port: port + 10000 }
+    }
+
+    fn cluster_with_leaves(n: u16) -> ClusterMeta {
+        let mut m = ClusterMeta::bootstrap("c1".into(), addr("ma", 3306));
+        for i in 1..=n {
+            m.apply(Command::AddLeaf {
+                addr: addr(&format!("leaf-{i}"), 3306),
+                user: "root".into(),
+                password: String::new(),
+                group: None,
+            })
+            .unwrap();
+        }
+        m
+    }
+
+    #[test]
+    fn partitions_are_placed_round_robin_in_leaf_order() {
+        let mut m = cluster_with_leaves(4);
+        let Outcome::DatabaseCreated(instances) =
+            m.apply(Command::CreateDatabase { name: "test".into(), partitions: 8 }).unwrap()
+        else {
+            panic!("expected DatabaseCreated")
+        };
+        let hosts: Vec<String> = instances.iter().map(|i| m.leaves[&i.node].addr.host.clone()).collect();
+        assert_eq!(hosts, ["leaf-1", "leaf-2", "leaf-3", "leaf-4", "leaf-1", "leaf-2", "leaf-3", "leaf-4"]);
+        assert!(instances.iter().all(|i| i.role == InstanceRole::Master));
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn duplicate_leaf_and_database_are_errors() {
+        let mut m = cluster_with_leaves(1);
+        let dup =
+            Command::AddLeaf { addr: addr("LEAF-1", 3306), user: "root".into(), password: String::new(), group: None };
+        assert!(matches!(m.apply(dup), Err(MetaError::NodeExists { .. })));
+        m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2 }).unwrap();
+        assert!(matches!(
+            m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2 }),
+            Err(MetaError::DatabaseExists(_))
+        ));
+    }
+
+    #[test]
+    fn creating_a_database_needs_an_online_leaf_and_a_sane_partition_count() {
+        let mut m = cluster_with_leaves(0);
+        assert_eq!(
+            m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2 }),
+            Err(MetaError::NoOnlineLeaves)
+        );
+        let mut m = cluster_with_leaves(1);
+        assert_eq!(
+            m.apply(Command::CreateDatabase { name: "d".into(), partitions: 0 }),
+            Err(MetaError::BadPartitionCount(0))
+        );
+    }
+
+    #[test]
+    fn auto_increment_reservations_do_not_overlap() {
+        let mut m = cluster_with_leaves(1);
+        m.apply(Command::CreateDatabase { name: "d".into(), partitions: 1 }).unwrap();
+        let def = TableDef {
+            name: "T".into(),
+            kind: canopy_sql::TableKind::Distributed,
+            columns: vec![],
+            primary_key: vec![],
+            shard_key: vec![],
+            create_sql: String::new(),
+            index_sql: vec![],
+        };
+        m.apply(Command::CreateTable { db: "d".into(), def }).unwrap();
+        let reserve = |m: &mut ClusterMeta, n| match m
+            .apply(Command::ReserveAutoIncrement { db: "d".into(), table: "t".into(), count: n })
+            .unwrap()
+        {
+            Outcome::AutoIncrementReserved { first } => first,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(reserve(&mut m, 10), 1);
+        assert_eq!(reserve(&mut m, 5), 11);
+        assert_eq!(reserve(&mut m, 1), 16);
+    }
+
+    #[test]
+    fn terms_and_instance_ids_only_grow() {
+        let mut m = cluster_with_leaves(2);
+        m.apply(Command::CreateDatabase { name: "a".into(), partitions: 3 }).unwrap();
+        m.apply(Command::DropDatabase { name: "a".into() }).unwrap();
+        let Outcome::DatabaseCreated(instances) =
+            m.apply(Command::CreateDatabase { name: "a".into(), partitions: 3 }).unwrap()
+        else {
+            panic!()
+        };
+        assert!(instances.iter().all(|i| i.id.0 > 3 && i.term.0 > 3));
+        m.check_invariants().unwrap();
+    }
+}

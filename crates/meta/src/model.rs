@@ -1,0 +1,133 @@
+//! The cluster metadata as data: leaves, aggregators, databases with their tables, and partition instances.
+//! Everything here is plain values that serialize for persistence; behaviour lives in `machine.rs`.
+
+use std::collections::BTreeMap;
+
+use canopy_sql::TableDef;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{DatabaseId, InstanceId, NodeId, Term};
+use crate::variables::Variables;
+
+/// Where a node listens: `port` is its MySQL port and its identity; `rpc_port` carries inter-node messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAddr {
+    pub host: String,
+    pub port: u16,
+    pub rpc_port: u16,
+}
+
+impl NodeAddr {
+    pub fn same_endpoint(&self, host: &str, port: u16) -> bool {
+        self.host.eq_ignore_ascii_case(host) && self.port == port
+    }
+}
+
+/// Leaf states as SHOW LEAVES prints them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LeafState {
+    Online,
+    Offline,
+    Recovering,
+    Detached,
+    Attaching,
+}
+
+impl LeafState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeafState::Online => "online",
+            LeafState::Offline => "offline",
+            LeafState::Recovering => "recovering",
+            LeafState::Detached => "detached",
+            LeafState::Attaching => "attaching",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Leaf {
+    pub id: NodeId,
+    pub addr: NodeAddr,
+    pub availability_group: u8,
+    pub pair: Option<NodeId>,
+    pub state: LeafState,
+    /// The account aggregators use on this leaf (`ADD LEAF user:'password'@...`).
+    pub user: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Aggregator {
+    pub id: NodeId,
+    pub addr: NodeAddr,
+    pub is_master: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InstanceRole {
+    Master,
+    Replica,
+}
+
+impl InstanceRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceRole::Master => "Master",
+            InstanceRole::Replica => "Replica",
+        }
+    }
+}
+
+/// One copy of one partition on one leaf.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: InstanceId,
+    pub ordinal: u32,
+    pub node: NodeId,
+    pub role: InstanceRole,
+    /// The term in which this instance became master (replicas keep 0 as SingleStore shows them).
+    pub term: Term,
+    pub locked: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Database {
+    pub id: DatabaseId,
+    pub name: String,
+    pub partitions: u32,
+    /// Tables by lower-cased name (SQLite and Canopy table names are case-insensitive).
+    pub tables: BTreeMap<String, TableDef>,
+    pub instances: Vec<Instance>,
+    /// Next unreserved AUTO_INCREMENT value per lower-cased table name.
+    pub auto_increment: BTreeMap<String, i64>,
+}
+
+impl Database {
+    pub fn table(&self, name: &str) -> Option<&TableDef> {
+        self.tables.get(&name.to_ascii_lowercase())
+    }
+
+    /// The master instance of `ordinal`, if it has one.
+    pub fn master(&self, ordinal: u32) -> Option<&Instance> {
+        self.instances.iter().find(|i| i.ordinal == ordinal && i.role == InstanceRole::Master)
+    }
+}
+
+/// The whole cluster metadata. Owned by the master aggregator; a pure value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterMeta {
+    /// A random id chosen at BOOTSTRAP; a leaf that belongs to another cluster carries another id.
+    pub cluster_id: String,
+    /// Incremented by every applied command, so observers can tell whether anything changed.
+    pub version: u64,
+    pub aggregators: BTreeMap<NodeId, Aggregator>,
+    pub leaves: BTreeMap<NodeId, Leaf>,
+    /// Databases by name (names are case-sensitive, as in SingleStore).
+    pub databases: BTreeMap<String, Database>,
+    pub variables: Variables,
+    pub next_node_id: u32,
+    pub next_instance_id: u64,
+    pub next_term: u64,
+    pub next_database_id: u64,
+}
