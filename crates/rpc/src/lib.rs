@@ -1,1 +1,31 @@
-//! placeholder
+//! Inter-node RPC: the messages aggregators and leaves exchange, their framing, a pooled client and a server loop.
+//! Only this crate knows the internal wire format. Written directly on tokio rather than with gRPC: the messages
+//! are a closed Rust enum shared by both ends, and a length-prefixed postcard frame needs neither code generation
+//! nor protoc (see ARCHITECTURE.md).
+
+pub mod client;
+pub mod frame;
+pub mod message;
+pub mod server;
+
+pub use client::Client;
+pub use message::{LocalDatabase, NodeStatus, PartitionRef, RemoteError, RemoteErrorKind, Request, Response, Target};
+pub use server::{Handler, serve};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum RpcError {
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("timed out")]
+    Timeout,
+    #[error("connection closed by peer")]
+    Closed,
+    #[error("frame too large")]
+    FrameTooLarge,
+    #[error("encode: {0}")]
+    Encode(String),
+    #[error("decode: {0}")]
+    Decode(String),
+}

@@ -1,0 +1,38 @@
+//! The wire format: each message is a 4-byte big-endian length followed by that many bytes of postcard. Frames are
+//! bounded by `FRAME_BYTES_MAX` so a corrupt or hostile length cannot make a node allocate without limit.
+
+use serde::{Serialize, de::DeserializeOwned};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::RpcError;
+
+/// Upper bound for one message (a gathered result set travels in one frame).
+pub const FRAME_BYTES_MAX: u32 = 1 << 30;
+
+pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(w: &mut W, msg: &T) -> Result<(), RpcError> {
+    let bytes = postcard::to_stdvec(msg).map_err(|e| RpcError::Encode(e.to_string()))?;
+    let len = u32::try_from(bytes.len()).ok().filter(|l| *l <= FRAME_BYTES_MAX).ok_or(RpcError::FrameTooLarge)?;
+    let mut buf = Vec::with_capacity(4 + bytes.len());
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(&bytes);
+    w.write_all(&buf).await?;
+    w.flush().await?;
+    Ok(())
+}
+
+/// Reads one frame; `Ok(None)` on a clean end of stream before any byte of the frame.
+pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(r: &mut R) -> Result<Option<T>, RpcError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len);
+    if len > FRAME_BYTES_MAX {
+        return Err(RpcError::FrameTooLarge);
+    }
+    let mut body = vec![0u8; len as usize];
+    r.read_exact(&mut body).await?;
+    postcard::from_bytes(&body).map(Some).map_err(|e| RpcError::Decode(e.to_string()))
+}
