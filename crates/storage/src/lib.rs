@@ -12,7 +12,7 @@ pub mod engine;
 mod store;
 
 pub use engine::Outcome;
-pub use store::{LeafStore, LocalDb};
+pub use store::{LeafStore, LocalDb, check_name};
 
 use thiserror::Error;
 

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Exercises Canopy's MySQL front end with two real clients that the Rust test suite does not use: PyMySQL and the
+`mariadb` command-line client. Starts a master aggregator and two leaves as real processes on free loopback ports,
+forms the cluster, runs queries through both clients, checks the answers, and always stops every process.
+
+Usage: clients.py PATH_TO_CANOPY_BINARY
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pymysql
+
+
+def free_port():
+    while True:
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+        if port + 10000 > 65535:
+            continue
+        try:
+            with socket.socket() as b:
+                b.bind(("127.0.0.1", port + 10000))
+            return port
+        except OSError:
+            continue
+
+
+def connect(port, deadline_s=60, **kw):
+    deadline = time.time() + deadline_s
+    while True:
+        try:
+            return pymysql.connect(host="127.0.0.1", port=port, user="root", password="", autocommit=True, **kw)
+        except pymysql.err.OperationalError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def mariadb(port, sql):
+    out = subprocess.run(
+        ["mariadb", "-h", "127.0.0.1", "-P", str(port), "-u", "root", "--batch", "-e", sql],
+        capture_output=True, text=True, timeout=60,
+    )
+    return out.returncode, out.stdout, out.stderr
+
+
+def main():
+    binary = os.path.abspath(sys.argv[1])
+    root = tempfile.mkdtemp(prefix="canopy-clients-")
+    procs = []
+    try:
+        ports = [free_port() for _ in range(3)]
+        for i, port in enumerate(ports):
+            data = os.path.join(root, f"node{i}")
+            os.makedirs(data)
+            log = open(os.path.join(data, "node.log"), "w")
+            procs.append(subprocess.Popen(
+                [binary, "server", "--data-dir", data, "--host", "127.0.0.1", "--port", str(port)],
+                stdout=subprocess.DEVNULL, stderr=log))
+        master = connect(ports[0])
+        for p in ports[1:]:
+            connect(p).close()
+        with master.cursor() as c:
+            c.execute("BOOTSTRAP AGGREGATOR '127.0.0.1'")
+            for p in ports[1:]:
+                c.execute(f"ADD LEAF root@'127.0.0.1':{p}")
+            c.execute("CREATE DATABASE test PARTITIONS 4")
+            c.execute("CREATE TABLE test.x (id INT PRIMARY KEY, name VARCHAR(20), score DOUBLE)")
+            # PyMySQL escapes parameters client-side; quotes and NULLs must survive.
+            rows = [(i, f"it's #{i}", i * 1.5 if i % 7 else None) for i in range(1, 101)]
+            c.executemany("INSERT INTO test.x VALUES (%s, %s, %s)", rows)
+            c.execute("SELECT MIN(id), MAX(id), COUNT(*) FROM test.x")
+            assert c.fetchone() == (1, 100, 100), "aggregate through PyMySQL"
+            c.execute("SELECT name, score FROM test.x WHERE id = %s", (14,))
+            assert c.fetchone() == ("it's #14", None), "point select with a quote and a NULL"
+            c.execute("SELECT id, score FROM test.x WHERE id IN (2, 3) ORDER BY id")
+            assert c.fetchall() == ((2, 3.0), (3, 4.5)), "types survive: int and double"
+            c.execute("SELECT @@version_comment")
+            assert c.fetchone()[0], "version comment"
+            try:
+                c.execute("SELECT * FROM test.nope")
+                raise AssertionError("unknown table must fail")
+            except pymysql.err.ProgrammingError as e:
+                assert e.args[0] == 1146, e
+        master.close()
+        print("PyMySQL: ok")
+
+        code, out, err = mariadb(ports[0], "SELECT COUNT(*) AS n FROM test.x; SHOW LEAVES;")
+        assert code == 0, err
+        lines = out.strip().splitlines()
+        assert lines[0] == "n" and lines[1] == "100", out
+        assert sum(1 for line in lines if "\tonline\t" in line) == 2, out
+        code, out, err = mariadb(ports[0], "USE test; SELECT name FROM x WHERE id = 5;")
+        assert code == 0 and out.strip().splitlines() == ["name", "it's #5"], (out, err)
+        code, out, err = mariadb(ports[0], "SELEC 1")
+        assert code != 0 and "1064" in err, (code, err)
+        print("mariadb CLI: ok")
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+//! The master aggregator's view of the cluster: the current metadata (a shared immutable snapshot, replaced on every
+//! change after it is persisted), RPC clients for the leaves, their measured health, and the AUTO_INCREMENT ranges
+//! reserved by this aggregator. Multi-step operations (DDL, ADD LEAF) hold `operation_lock` for their whole run.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use canopy_meta::{ClusterMeta, Command, Leaf, NodeId, Outcome};
+use canopy_rpc::{Client, Request, Response, RpcError};
+
+use crate::error::{Error, Result};
+use crate::persist;
+
+/// How long an aggregator waits for a leaf to accept a connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one request to a leaf may take (large scans included).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+/// AUTO_INCREMENT values reserved from the metadata at a time; unique and increasing per aggregator, not
+/// consecutive across aggregators (as in SingleStore).
+const AUTO_INCREMENT_BATCH: u64 = 1000;
+
+/// What the heartbeat measured about one leaf.
+#[derive(Debug, Clone, Default)]
+pub struct LeafHealth {
+    /// Exponentially weighted round-trip time of pings, in milliseconds.
+    pub latency_ms: Option<f64>,
+    pub reachable: bool,
+}
+
+pub struct Cluster {
+    data_dir: PathBuf,
+    meta: RwLock<Arc<ClusterMeta>>,
+    /// Serialises metadata writes (persist, then publish).
+    write: Mutex<()>,
+    /// Serialises multi-step cluster operations (DDL, ADD LEAF, CREATE/DROP DATABASE).
+    pub operation_lock: tokio::sync::Mutex<()>,
+    clients: Mutex<HashMap<NodeId, Arc<Client>>>,
+    health: Mutex<HashMap<NodeId, LeafHealth>>,
+    auto_increment: Mutex<HashMap<(String, String), (i64, i64)>>,
+}
+
+impl Cluster {
+    pub fn new(data_dir: PathBuf, meta: ClusterMeta) -> Arc<Cluster> {
+        Arc::new(Cluster {
+            data_dir,
+            meta: RwLock::new(Arc::new(meta)),
+            write: Mutex::new(()),
+            operation_lock: tokio::sync::Mutex::new(()),
+            clients: Mutex::new(HashMap::new()),
+            health: Mutex::new(HashMap::new()),
+            auto_increment: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The current metadata; cheap, and never changes under the caller.
+    pub fn meta(&self) -> Arc<ClusterMeta> {
+        self.meta.read().map(|m| m.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// What `command` would do to the current metadata, without doing it.
+    pub fn dry_run(&self, command: Command) -> Result<Outcome> {
+        let mut copy = (*self.meta()).clone();
+        Ok(copy.apply(command)?)
+    }
+
+    /// Applies `command`, persists the new metadata, then publishes it.
+    pub fn apply(&self, command: Command) -> Result<Outcome> {
+        let _guard = self.write.lock().map_err(|_| Error::Internal("metadata write lock poisoned".into()))?;
+        let mut next = (*self.meta()).clone();
+        let outcome = next.apply(command)?;
+        if let Err(broken) = next.check_invariants() {
+            // A command that breaks an invariant is a bug: refuse to persist or serve that state.
+            return Err(Error::Internal(format!("metadata invariant violated: {broken}")));
+        }
+        persist::store(&persist::meta_path(&self.data_dir), &next)?;
+        *self.meta.write().map_err(|_| Error::Internal("metadata lock poisoned".into()))? = Arc::new(next);
+        Ok(outcome)
+    }
+
+    pub fn client(&self, leaf: &Leaf) -> Result<Arc<Client>> {
+        let mut clients = self.clients.lock().map_err(|_| Error::Internal("client map poisoned".into()))?;
+        if let Some(c) = clients.get(&leaf.id) {
+            return Ok(c.clone());
+        }
+        let addr = resolve(&leaf.addr.host, leaf.addr.rpc_port).map_err(|e| Error::LeafUnreachable {
+            host: leaf.addr.host.clone(),
+            port: leaf.addr.port,
+            source: e,
+        })?;
+        let client = Arc::new(Client::new(addr, CONNECT_TIMEOUT));
+        clients.insert(leaf.id, client.clone());
+        Ok(client)
+    }
+
+    /// Sends `request` to `leaf`; a remote error comes back as `Error::Remote`.
+    pub async fn call(&self, leaf: &Leaf, request: &Request) -> Result<Response> {
+        self.call_with_timeout(leaf, request, REQUEST_TIMEOUT).await
+    }
+
+    pub async fn call_with_timeout(&self, leaf: &Leaf, request: &Request, timeout: Duration) -> Result<Response> {
+        let client = self.client(leaf)?;
+        match client.call(request, timeout).await {
+            Ok(Response::Error(e)) => Err(Error::Remote(e)),
+            Ok(r) => Ok(r),
+            Err(source) => {
+                client.flush();
+                Err(Error::LeafUnreachable { host: leaf.addr.host.clone(), port: leaf.addr.port, source })
+            }
+        }
+    }
+
+    pub fn open_connections(&self, leaf: NodeId) -> usize {
+        self.clients.lock().ok().and_then(|c| c.get(&leaf).map(|c| c.idle_connections())).unwrap_or(0)
+    }
+
+    pub fn health(&self, leaf: NodeId) -> LeafHealth {
+        self.health.lock().ok().and_then(|h| h.get(&leaf).cloned()).unwrap_or_default()
+    }
+
+    pub fn record_ping(&self, leaf: NodeId, rtt: Option<Duration>) {
+        if let Ok(mut health) = self.health.lock() {
+            let h = health.entry(leaf).or_default();
+            match rtt {
+                Some(rtt) => {
+                    let ms = rtt.as_secs_f64() * 1000.0;
+                    h.latency_ms = Some(match h.latency_ms {
+                        Some(avg) => avg * 0.8 + ms * 0.2,
+                        None => ms,
+                    });
+                    h.reachable = true;
+                }
+                None => {
+                    h.latency_ms = None;
+                    h.reachable = false;
+                }
+            }
+        }
+    }
+
+    /// Reserves `count` consecutive AUTO_INCREMENT values for `db.table` and returns the first. Values come from
+    /// ranges this aggregator reserved in the metadata, so they are unique across the cluster.
+    pub fn allocate_auto_increment(&self, db: &str, table: &str, count: u64) -> Result<i64> {
+        let key = (db.to_string(), table.to_ascii_lowercase());
+        let mut ranges = self.auto_increment.lock().map_err(|_| Error::Internal("auto_increment poisoned".into()))?;
+        let wanted = i64::try_from(count).map_err(|_| Error::Internal("auto_increment count too large".into()))?;
+        if let Some((next, end)) = ranges.get_mut(&key)
+            && *end - *next >= wanted
+        {
+            let first = *next;
+            *next += wanted;
+            return Ok(first);
+        }
+        let batch = count.max(AUTO_INCREMENT_BATCH);
+        let Outcome::AutoIncrementReserved { first } =
+            self.apply(Command::ReserveAutoIncrement { db: db.to_string(), table: table.to_string(), count: batch })?
+        else {
+            return Err(Error::Internal("unexpected outcome of ReserveAutoIncrement".into()));
+        };
+        // Values left in an older range are abandoned: reservations must stay increasing per aggregator.
+        ranges.insert(key, (first + wanted, first + batch as i64));
+        Ok(first)
+    }
+
+    /// Forgets cached AUTO_INCREMENT ranges of a dropped table or database.
+    pub fn forget_auto_increment(&self, db: &str, table: Option<&str>) {
+        if let Ok(mut ranges) = self.auto_increment.lock() {
+            ranges.retain(|(d, t), _| !(d == db && table.is_none_or(|table| t.eq_ignore_ascii_case(table))));
+        }
+    }
+}
+
+pub fn resolve(host: &str, port: u16) -> std::result::Result<SocketAddr, RpcError> {
+    (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| RpcError::Io(std::io::Error::new(std::io::ErrorKind::NotFound, "host has no address")))
+}

@@ -1,0 +1,135 @@
+//! Errors of a node and the one table that maps them to MySQL error codes and SQLSTATEs. Every error a client can
+//! see passes through `Error::to_mysql`, so codes stay stable and match SingleStore's where it has one.
+
+use canopy_meta::MetaError;
+use canopy_mysql::MysqlError;
+use canopy_rpc::{RemoteError, RemoteErrorKind, RpcError};
+use canopy_sql::SqlError;
+use canopy_storage::StorageError;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(transparent)]
+    Sql(#[from] SqlError),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    /// A leaf answered with an error.
+    #[error("{0}")]
+    Remote(RemoteError),
+    /// A leaf could not be reached or the exchange broke off.
+    #[error("Leaf '{host}':{port} is unreachable: {source}")]
+    LeafUnreachable { host: String, port: u16, source: RpcError },
+    #[error("Partition {db}:{ordinal} has no master instance.")]
+    NoMasterInstance { db: String, ordinal: u32 },
+    #[error("This node is not part of a cluster yet; run BOOTSTRAP AGGREGATOR on it or add it as a leaf")]
+    NotInCluster,
+    #[error("This command must run on the master aggregator")]
+    NotMasterAggregator,
+    #[error("This node is a leaf; run queries on an aggregator, or USE one of the partition databases listed by SHOW DATABASES")]
+    LeafOnly,
+    #[error("This node already belongs to a cluster (already joined)")]
+    AlreadyJoined,
+    #[error("Cannot add '{host}':{port}: {reason}")]
+    CannotAddNode { host: String, port: u16, reason: String },
+    #[error("Unknown database '{0}'")]
+    UnknownDatabase(String),
+    #[error("Feature not supported: {0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Storage(#[from] StorageError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+fn mysql(code: u16, sqlstate: &str, message: impl Into<String>) -> MysqlError {
+    MysqlError { code, sqlstate: sqlstate.to_string(), message: message.into() }
+}
+
+impl Error {
+    /// The one mapping from internal errors to what a MySQL client sees.
+    pub fn to_mysql(&self) -> MysqlError {
+        let text = self.to_string();
+        match self {
+            Error::Sql(e) => match e {
+                SqlError::Parse(_) => mysql(1064, "42000", text),
+                SqlError::NoDatabaseSelected => mysql(1046, "3D000", text),
+                SqlError::UnknownDatabase(_) => mysql(1049, "42000", text),
+                SqlError::UnknownTable { .. } => mysql(1146, "42S02", text),
+                SqlError::UnknownColumn { .. } => mysql(1054, "42S22", text),
+                SqlError::WrongValueCount { .. } => mysql(1136, "21S01", text),
+                SqlError::Unsupported(_) | SqlError::ShardKeyUpdate { .. } | SqlError::UniqueKeyWithoutShardKey { .. } => {
+                    mysql(1706, "HY000", text)
+                }
+                _ => engine_error(&text),
+            },
+            Error::Meta(e) => match e {
+                MetaError::UnknownDatabase(_) => mysql(1049, "42000", text),
+                MetaError::DatabaseExists(_) => mysql(1007, "HY000", text),
+                MetaError::UnknownTable { .. } => mysql(1146, "42S02", text),
+                MetaError::TableExists { .. } => mysql(1050, "42S01", text),
+                MetaError::UnknownVariable(_) => mysql(1193, "HY000", text),
+                MetaError::BadVariableValue { .. } => mysql(1231, "42000", text),
+                _ => mysql(1105, "HY000", text),
+            },
+            Error::Remote(r) => match r.kind {
+                RemoteErrorKind::Sql | RemoteErrorKind::Constraint => engine_error(&r.message),
+                _ => mysql(1105, "HY000", text),
+            },
+            Error::NoMasterInstance { .. } => mysql(1777, "HY000", text),
+            Error::LeafUnreachable { .. } => mysql(2004, "HY000", text),
+            Error::UnknownDatabase(_) => mysql(1049, "42000", text),
+            Error::Unsupported(_) => mysql(1706, "HY000", text),
+            Error::AlreadyJoined | Error::CannotAddNode { .. } | Error::NotInCluster => mysql(1105, "HY000", text),
+            Error::NotMasterAggregator | Error::LeafOnly => mysql(1105, "HY000", text),
+            Error::Storage(e) => engine_error(&e.to_string()),
+            Error::Internal(_) => mysql(1105, "HY000", text),
+        }
+    }
+}
+
+/// SQLite's messages mapped to the MySQL codes clients and ORMs react to.
+fn engine_error(message: &str) -> MysqlError {
+    let m = message;
+    if m.contains("UNIQUE constraint failed") || m.contains("PRIMARY KEY constraint failed") {
+        mysql(1062, "23000", format!("Duplicate entry: {m}"))
+    } else if m.contains("NOT NULL constraint failed") {
+        mysql(1048, "23000", m)
+    } else if m.contains("no such column") {
+        mysql(1054, "42S22", m)
+    } else if m.contains("no such table") {
+        mysql(1146, "42S02", m)
+    } else if m.contains("syntax error") || m.contains("incomplete input") {
+        mysql(1064, "42000", m)
+    } else if m.contains("no such function") || m.contains("wrong number of arguments") {
+        mysql(1305, "42000", m)
+    } else if m.contains("integer overflow") {
+        mysql(1690, "22003", m)
+    } else {
+        mysql(1105, "HY000", m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_error_text_for_a_partition_without_master() {
+        let e = Error::NoMasterInstance { db: "test".into(), ordinal: 3 }.to_mysql();
+        assert_eq!((e.code, e.sqlstate.as_str()), (1777, "HY000"));
+        assert_eq!(e.message, "Partition test:3 has no master instance.");
+    }
+
+    #[test]
+    fn engine_messages_map_to_mysql_codes() {
+        let code = |m: &str| engine_error(m).code;
+        assert_eq!(code("UNIQUE constraint failed: t.id"), 1062);
+        assert_eq!(code("NOT NULL constraint failed: t.k"), 1048);
+        assert_eq!(code("no such column: zz"), 1054);
+        assert_eq!(code("near \"SELEC\": syntax error"), 1064);
+        assert_eq!(code("something else"), 1105);
+    }
+}

@@ -1,0 +1,252 @@
+//! Runs distributed plans: sends each piece to the leaf holding the master instance of its partition, all pieces
+//! concurrently, then finishes the plan on this aggregator (merge, gather) and returns one answer. Knows leaves only
+//! through `Cluster::call`; knows nothing of MySQL bytes.
+
+use std::sync::Arc;
+
+use canopy_meta::{ClusterMeta, Leaf, LeafState};
+use canopy_rpc::{Request, Response, Target};
+use canopy_sql::plan::{GatherSource, Plan};
+use canopy_sql::{ResultSet, merge};
+use tokio::task::JoinSet;
+
+use crate::cluster::Cluster;
+use crate::error::{Error, Result};
+use crate::views;
+
+/// The result of one statement as the front end will show it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Rows(ResultSet),
+    Done { affected_rows: u64, last_insert_id: u64, info: String },
+}
+
+impl Answer {
+    pub fn done() -> Answer {
+        Answer::Done { affected_rows: 0, last_insert_id: 0, info: String::new() }
+    }
+
+    pub fn affected(rows: u64) -> Answer {
+        Answer::Done { affected_rows: rows, last_insert_id: 0, info: String::new() }
+    }
+}
+
+/// The leaf holding the master instance of `db:ordinal`, or error 1777 when the partition has none that can serve.
+pub fn master_leaf<'m>(meta: &'m ClusterMeta, db: &str, ordinal: u32) -> Result<&'m Leaf> {
+    let no_master = || Error::NoMasterInstance { db: db.to_string(), ordinal };
+    let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.to_string()))?;
+    let instance = database.master(ordinal).ok_or_else(no_master)?;
+    let leaf = meta.leaves.get(&instance.node).ok_or_else(no_master)?;
+    if leaf.state != LeafState::Online {
+        return Err(no_master());
+    }
+    Ok(leaf)
+}
+
+/// Any online leaf holding the reference copy of `db` (every leaf with an instance of `db` holds one).
+pub fn reference_leaf<'m>(meta: &'m ClusterMeta, db: &str) -> Result<&'m Leaf> {
+    reference_leaves(meta, db)?.into_iter().next().ok_or_else(|| Error::NoMasterInstance { db: db.to_string(), ordinal: 0 })
+}
+
+/// Every leaf holding the reference copy of `db`, in leaf order; all of them must be online to write.
+pub fn reference_leaves<'m>(meta: &'m ClusterMeta, db: &str) -> Result<Vec<&'m Leaf>> {
+    let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.to_string()))?;
+    Ok(meta
+        .leaves
+        .values()
+        .filter(|l| database.instances.iter().any(|i| i.node == l.id))
+        .filter(|l| l.state == LeafState::Online)
+        .collect())
+}
+
+/// Runs one statement on each of `ordinals` of `db` concurrently; responses in the order of `ordinals`.
+pub async fn on_partitions(
+    cluster: &Arc<Cluster>,
+    meta: &ClusterMeta,
+    db: &str,
+    ordinals: &[u32],
+    sql: &str,
+) -> Result<Vec<Response>> {
+    let sqls: Vec<(u32, String)> = ordinals.iter().map(|&o| (o, sql.to_string())).collect();
+    on_partitions_each(cluster, meta, db, sqls).await
+}
+
+/// Runs a possibly different statement per partition, concurrently; responses in input order.
+pub async fn on_partitions_each(
+    cluster: &Arc<Cluster>,
+    meta: &ClusterMeta,
+    db: &str,
+    pieces: Vec<(u32, String)>,
+) -> Result<Vec<Response>> {
+    // Resolve every target first so a missing master fails the statement before anything runs.
+    let mut targets = Vec::with_capacity(pieces.len());
+    for (ordinal, sql) in pieces {
+        targets.push((master_leaf(meta, db, ordinal)?.clone(), ordinal, sql));
+    }
+    if let [(leaf, ordinal, sql)] = targets.as_slice() {
+        let request = Request::Execute { db: db.to_string(), target: Target::Partitions(vec![*ordinal]), sql: sql.clone() };
+        return Ok(vec![cluster.call(leaf, &request).await?]);
+    }
+    let mut tasks = JoinSet::new();
+    for (index, (leaf, ordinal, sql)) in targets.into_iter().enumerate() {
+        let cluster = cluster.clone();
+        let request = Request::Execute { db: db.to_string(), target: Target::Partitions(vec![ordinal]), sql };
+        tasks.spawn(async move { (index, cluster.call(&leaf, &request).await) });
+    }
+    let mut responses: Vec<Option<Response>> = vec![None; tasks.len()];
+    while let Some(joined) = tasks.join_next().await {
+        let (index, response) = joined.map_err(|e| Error::Internal(format!("partition task failed: {e}")))?;
+        responses[index] = Some(response?);
+    }
+    responses.into_iter().map(|r| r.ok_or_else(|| Error::Internal("missing partition response".into()))).collect()
+}
+
+fn rows(response: Response) -> Result<ResultSet> {
+    match response {
+        Response::Rows(rs) => Ok(rs),
+        Response::Affected { .. } => Ok(ResultSet::default()),
+        other => Err(Error::Internal(format!("expected rows, got {other:?}"))),
+    }
+}
+
+fn affected(response: &Response) -> (u64, i64) {
+    match response {
+        Response::Affected { rows, last_insert_id } => (*rows, *last_insert_id),
+        _ => (0, 0),
+    }
+}
+
+fn concat(results: Vec<ResultSet>) -> ResultSet {
+    let mut iter = results.into_iter();
+    let mut first = iter.next().unwrap_or_default();
+    for mut rs in iter {
+        if first.columns.is_empty() {
+            first.columns = rs.columns;
+        }
+        first.rows.append(&mut rs.rows);
+    }
+    first
+}
+
+fn single_answer(response: Response) -> Answer {
+    match response {
+        Response::Rows(rs) => Answer::Rows(rs),
+        Response::Affected { rows, last_insert_id } => {
+            Answer::Done { affected_rows: rows, last_insert_id: last_insert_id.max(0) as u64, info: String::new() }
+        }
+        _ => Answer::done(),
+    }
+}
+
+/// Runs CPU-bound merge work off the async threads.
+async fn compute<T: Send + 'static>(f: impl FnOnce() -> std::result::Result<T, canopy_sql::SqlError> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Internal(format!("merge task failed: {e}")))?.map_err(Error::Sql)
+}
+
+pub async fn execute(
+    cluster: &Arc<Cluster>,
+    meta: &ClusterMeta,
+    plan: Plan,
+    scratch: &std::sync::Mutex<rusqlite::Connection>,
+) -> Result<Answer> {
+    match plan {
+        Plan::Single { db, ordinal, sql } => {
+            let mut responses = on_partitions(cluster, meta, &db, &[ordinal], &sql).await?;
+            Ok(single_answer(responses.pop().ok_or_else(|| Error::Internal("no response".into()))?))
+        }
+        Plan::Scatter { db, ordinals, partial_sql, merge: spec } => {
+            let responses = on_partitions(cluster, meta, &db, &ordinals, &partial_sql).await?;
+            let partials = responses.into_iter().map(rows).collect::<Result<Vec<_>>>()?;
+            let rs = compute(move || merge::finish_scatter(&spec, partials)).await?;
+            Ok(Answer::Rows(rs))
+        }
+        Plan::Gather(spec) => {
+            let mut fetched = Vec::with_capacity(spec.sources.len());
+            for source in &spec.sources {
+                fetched.push(fetch_source(cluster, meta, source).await?);
+            }
+            let rs = compute(move || merge::finish_gather(&spec, fetched)).await?;
+            Ok(Answer::Rows(rs))
+        }
+        Plan::Reference { db: Some(db), sql } => {
+            let leaf = reference_leaf(meta, &db)?;
+            let request = Request::Execute { db: db.clone(), target: Target::Reference, sql };
+            Ok(single_answer(cluster.call(leaf, &request).await?))
+        }
+        Plan::Reference { db: None, sql } => {
+            // No table involved (`SELECT 1 + 1`): the aggregator's own scratch engine answers.
+            let scratch = scratch.lock().map_err(|_| Error::Internal("scratch lock poisoned".into()))?;
+            Ok(Answer::Rows(scratch_query(&scratch, &sql)?))
+        }
+        Plan::Insert { db, per_partition, first_auto_increment, .. } => {
+            let responses = on_partitions_each(cluster, meta, &db, per_partition).await?;
+            let total: u64 = responses.iter().map(|r| affected(r).0).sum();
+            Ok(Answer::Done {
+                affected_rows: total,
+                last_insert_id: first_auto_increment.unwrap_or(0).max(0) as u64,
+                info: String::new(),
+            })
+        }
+        Plan::Write { db, ordinals, sql } => {
+            let responses = on_partitions(cluster, meta, &db, &ordinals, &sql).await?;
+            if responses.iter().any(|r| matches!(r, Response::Rows(_))) {
+                return Ok(Answer::Rows(concat(responses.into_iter().map(rows).collect::<Result<Vec<_>>>()?)));
+            }
+            Ok(Answer::affected(responses.iter().map(|r| affected(r).0).sum()))
+        }
+        Plan::ReferenceWrite { db, sql } => {
+            let leaves: Vec<Leaf> = reference_leaves(meta, &db)?.into_iter().cloned().collect();
+            let database = meta.databases.get(&db).ok_or_else(|| Error::UnknownDatabase(db.clone()))?;
+            let holders = meta.leaves.values().filter(|l| database.instances.iter().any(|i| i.node == l.id)).count();
+            if leaves.len() != holders {
+                // Writing to some copies only would make the copies disagree.
+                return Err(Error::Unsupported("writes to reference tables while a leaf is not online".into()));
+            }
+            let request = Request::Execute { db: db.clone(), target: Target::Reference, sql };
+            let mut first = None;
+            for leaf in &leaves {
+                let response = cluster.call(leaf, &request).await?;
+                first.get_or_insert(response);
+            }
+            Ok(first.map(single_answer).unwrap_or_else(Answer::done))
+        }
+    }
+}
+
+async fn fetch_source(cluster: &Arc<Cluster>, meta: &ClusterMeta, source: &GatherSource) -> Result<ResultSet> {
+    match source {
+        GatherSource::Distributed { db, fetch_sql, .. } => {
+            let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.clone()))?;
+            let ordinals: Vec<u32> = (0..database.partitions).collect();
+            let responses = on_partitions(cluster, meta, db, &ordinals, fetch_sql).await?;
+            Ok(concat(responses.into_iter().map(rows).collect::<Result<Vec<_>>>()?))
+        }
+        GatherSource::Reference { db, fetch_sql, .. } => {
+            let leaf = reference_leaf(meta, db)?;
+            let request = Request::Execute { db: db.clone(), target: Target::Reference, sql: fetch_sql.clone() };
+            rows(cluster.call(leaf, &request).await?)
+        }
+        GatherSource::Virtual { schema, table } => views::virtual_table(cluster, meta, schema, table).await,
+    }
+}
+
+/// Runs a query with no tables on the aggregator's in-memory engine.
+pub fn scratch_query(scratch: &rusqlite::Connection, sql: &str) -> Result<ResultSet> {
+    let mut stmt = scratch.prepare(sql).map_err(canopy_sql::SqlError::from)?;
+    let columns: Vec<canopy_sql::Column> = stmt
+        .columns()
+        .into_iter()
+        .map(|c| canopy_sql::Column { name: c.name().to_string(), decl_type: c.decl_type().map(str::to_string) })
+        .collect();
+    let width = columns.len();
+    let mut out = Vec::new();
+    let mut cursor = stmt.raw_query();
+    while let Some(row) = cursor.next().map_err(canopy_sql::SqlError::from)? {
+        let mut values = Vec::with_capacity(width);
+        for i in 0..width {
+            values.push(canopy_sql::Value::from(row.get_ref(i).map_err(canopy_sql::SqlError::from)?));
+        }
+        out.push(values);
+    }
+    Ok(ResultSet { columns, rows: out })
+}

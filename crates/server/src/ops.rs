@@ -1,0 +1,268 @@
+//! Cluster operations run by the master aggregator: ADD LEAF, CREATE/DROP DATABASE, and DDL on tables. Each one
+//! holds the cluster's operation lock, does the leaf work first, and commits the metadata last, so the metadata
+//! never names partitions or tables the leaves do not have.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use canopy_meta::{ClusterMeta, Command, Leaf, NodeAddr, NodeId, Outcome};
+use canopy_rpc::{Request, Target};
+use canopy_sql::ddl::{CreateIndex, CreateTable};
+use canopy_sql::{SqlError, TableKind};
+use mysql_async::prelude::Queryable;
+
+use crate::cluster::Cluster;
+use crate::error::{Error, Result};
+use crate::exec::Answer;
+
+const ADD_LEAF_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// ADD LEAF user[:'password']@'host':port [INTO GROUP n]: log in to the node over MySQL as the given user (which
+/// proves the credentials and tells its RPC port and cluster), make it join, then record it.
+pub async fn add_leaf(
+    cluster: &Arc<Cluster>,
+    user: String,
+    password: String,
+    host: String,
+    port: u16,
+    group: Option<u8>,
+) -> Result<Answer> {
+    let _op = cluster.operation_lock.lock().await;
+    let meta = cluster.meta();
+    if meta.leaf_at(&host, port).is_some() || meta.aggregators.values().any(|a| a.addr.same_endpoint(&host, port)) {
+        return Err(Error::CannotAddNode { host, port, reason: "it is already part of this cluster".into() });
+    }
+    let cannot = |reason: String| Error::CannotAddNode { host: host.clone(), port, reason };
+    let (rpc_port, cluster_id) = probe_node(&user, &password, &host, port).await.map_err(cannot)?;
+    match cluster_id {
+        Some(id) if id == meta.cluster_id => return Err(cannot("it is already part of this cluster".into())),
+        Some(_) => return Err(cannot("it belongs to another cluster".into())),
+        None => {}
+    }
+    let addr = NodeAddr { host: host.clone(), port, rpc_port };
+    let command = Command::AddLeaf { addr, user, password, group };
+    let Outcome::LeafAdded(id) = cluster.dry_run(command.clone())? else {
+        return Err(Error::Internal("AddLeaf did not add a leaf".into()));
+    };
+    let probe_leaf = Leaf {
+        id,
+        addr: NodeAddr { host: host.clone(), port, rpc_port },
+        availability_group: 1,
+        pair: None,
+        state: canopy_meta::LeafState::Online,
+        user: String::new(),
+        password: String::new(),
+    };
+    let join = Request::JoinCluster { cluster_id: meta.cluster_id.clone(), node_id: id.0 };
+    cluster.call_with_timeout(&probe_leaf, &join, ADD_LEAF_TIMEOUT).await.map_err(|e| cannot(e.to_string()))?;
+    match cluster.apply(command)? {
+        Outcome::LeafAdded(added) if added == id => Ok(Answer::done()),
+        other => Err(Error::Internal(format!("ADD LEAF committed {other:?}, expected leaf {id}"))),
+    }
+}
+
+/// Logs in to `host:port` over MySQL and reads the node's RPC port and cluster id.
+async fn probe_node(user: &str, password: &str, host: &str, port: u16) -> std::result::Result<(u16, Option<String>), String> {
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(host.to_string())
+        .tcp_port(port)
+        .user(Some(user.to_string()))
+        .pass(Some(password.to_string()))
+        .prefer_socket(false);
+    let work = async {
+        let mut conn = mysql_async::Conn::new(opts).await.map_err(|e| format!("cannot connect: {e}"))?;
+        let row: Option<(Option<i64>, Option<String>)> = conn
+            .query_first("SELECT @@canopy_rpc_port, @@canopy_cluster_id")
+            .await
+            .map_err(|e| format!("it does not answer as a Canopy node: {e}"))?;
+        let _ = conn.disconnect().await;
+        let (rpc_port, cluster_id) = row.ok_or("it does not answer as a Canopy node")?;
+        let rpc_port = rpc_port.and_then(|p| u16::try_from(p).ok()).ok_or("it reports no RPC port")?;
+        Ok((rpc_port, cluster_id.filter(|c| !c.is_empty())))
+    };
+    tokio::time::timeout(ADD_LEAF_TIMEOUT, work).await.map_err(|_| "timed out connecting".to_string())?
+}
+
+/// Partition ordinals of `db` by the leaf that holds their master instance.
+fn masters_by_leaf(meta: &ClusterMeta, db: &str) -> Result<BTreeMap<NodeId, (Leaf, Vec<u32>)>> {
+    let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.to_string()))?;
+    let mut by_leaf: BTreeMap<NodeId, (Leaf, Vec<u32>)> = BTreeMap::new();
+    for inst in database.instances.iter().filter(|i| i.role == canopy_meta::InstanceRole::Master) {
+        let leaf = meta.leaves.get(&inst.node).ok_or_else(|| Error::Internal("instance on unknown leaf".into()))?;
+        by_leaf.entry(leaf.id).or_insert_with(|| (leaf.clone(), Vec::new())).1.push(inst.ordinal);
+    }
+    Ok(by_leaf)
+}
+
+/// Sends one request per leaf concurrently; the first error wins, after every request finished.
+async fn on_leaves(cluster: &Arc<Cluster>, requests: Vec<(Leaf, Request)>) -> Result<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (leaf, request) in requests {
+        let cluster = cluster.clone();
+        tasks.spawn(async move { cluster.call(&leaf, &request).await.map(|_| ()) });
+    }
+    let mut first_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        let result = joined.map_err(|e| Error::Internal(format!("leaf task failed: {e}"))).and_then(|r| r);
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+pub async fn create_database(
+    cluster: &Arc<Cluster>,
+    name: String,
+    if_not_exists: bool,
+    partitions: Option<u32>,
+) -> Result<Answer> {
+    canopy_storage::check_name(&name).map_err(|_| Error::Sql(SqlError::Parse(format!("invalid database name '{name}' (use letters, digits, '_', '$' or '-', at most 64)"))))?;
+    if name.eq_ignore_ascii_case("information_schema") {
+        return Err(Error::Meta(canopy_meta::MetaError::DatabaseExists(name)));
+    }
+    let _op = cluster.operation_lock.lock().await;
+    let meta = cluster.meta();
+    if meta.databases.contains_key(&name) {
+        return if if_not_exists { Ok(Answer::done()) } else { Err(canopy_meta::MetaError::DatabaseExists(name).into()) };
+    }
+    let online = meta.online_leaves().len() as u32;
+    let partitions = partitions.unwrap_or(online.max(1) * meta.variables.default_partitions_per_leaf);
+    let command = Command::CreateDatabase { name: name.clone(), partitions };
+    let Outcome::DatabaseCreated(planned) = cluster.dry_run(command.clone())? else {
+        return Err(Error::Internal("CreateDatabase did not create".into()));
+    };
+    let mut by_leaf: BTreeMap<NodeId, Vec<u32>> = BTreeMap::new();
+    for inst in &planned {
+        by_leaf.entry(inst.node).or_default().push(inst.ordinal);
+    }
+    let requests: Vec<(Leaf, Request)> = by_leaf
+        .iter()
+        .map(|(node, ordinals)| {
+            let request = Request::CreatePartitions {
+                db: name.clone(),
+                ordinals: ordinals.clone(),
+                schema: vec![],
+                reference_schema: vec![],
+            };
+            (meta.leaves[node].clone(), request)
+        })
+        .collect();
+    let leaves: Vec<Leaf> = requests.iter().map(|(l, _)| l.clone()).collect();
+    if let Err(e) = on_leaves(cluster, requests).await {
+        drop_on_leaves(cluster, &name, &leaves).await;
+        return Err(e);
+    }
+    match cluster.apply(command)? {
+        Outcome::DatabaseCreated(instances) if instances == planned => Ok(Answer::affected(1)),
+        other => Err(Error::Internal(format!("CREATE DATABASE committed {other:?}, expected {planned:?}"))),
+    }
+}
+
+/// Best effort: a leaf that cannot be reached keeps its files, which show as orphans later.
+async fn drop_on_leaves(cluster: &Arc<Cluster>, db: &str, leaves: &[Leaf]) {
+    for leaf in leaves {
+        if let Err(e) = cluster.call(leaf, &Request::DropDatabase { db: db.to_string() }).await {
+            tracing::warn!("dropping {db} on leaf {}:{} failed: {e}", leaf.addr.host, leaf.addr.port);
+        }
+    }
+}
+
+pub async fn drop_database(cluster: &Arc<Cluster>, name: String, if_exists: bool) -> Result<Answer> {
+    let _op = cluster.operation_lock.lock().await;
+    let meta = cluster.meta();
+    let Some(database) = meta.databases.get(&name) else {
+        return if if_exists { Ok(Answer::done()) } else { Err(Error::UnknownDatabase(name)) };
+    };
+    let holders: Vec<Leaf> =
+        meta.leaves.values().filter(|l| database.instances.iter().any(|i| i.node == l.id)).cloned().collect();
+    cluster.apply(Command::DropDatabase { name: name.clone() })?;
+    cluster.forget_auto_increment(&name, None);
+    drop_on_leaves(cluster, &name, &holders).await;
+    Ok(Answer::affected(0))
+}
+
+/// The DDL requests that reach every copy of a table: each partition for a distributed table, the reference copy
+/// on every holder for a reference table.
+fn table_targets(meta: &ClusterMeta, db: &str, kind: TableKind, statements: Vec<String>) -> Result<Vec<(Leaf, Request)>> {
+    Ok(match kind {
+        TableKind::Distributed => masters_by_leaf(meta, db)?
+            .into_values()
+            .map(|(leaf, ordinals)| {
+                (leaf, Request::Ddl { db: db.to_string(), target: Target::Partitions(ordinals), statements: statements.clone() })
+            })
+            .collect(),
+        TableKind::Reference => masters_by_leaf(meta, db)?
+            .into_values()
+            .map(|(leaf, _)| (leaf, Request::Ddl { db: db.to_string(), target: Target::Reference, statements: statements.clone() }))
+            .collect(),
+    })
+}
+
+pub async fn create_table(cluster: &Arc<Cluster>, db: String, create: CreateTable) -> Result<Answer> {
+    let _op = cluster.operation_lock.lock().await;
+    let meta = cluster.meta();
+    let database = meta.databases.get(&db).ok_or_else(|| Error::UnknownDatabase(db.clone()))?;
+    if database.table(&create.def.name).is_some() {
+        return if create.if_not_exists {
+            Ok(Answer::done())
+        } else {
+            Err(canopy_meta::MetaError::TableExists { db, table: create.def.name }.into())
+        };
+    }
+    let def = create.def;
+    let mut statements = vec![def.create_sql.clone()];
+    statements.extend(def.index_sql.iter().cloned());
+    let requests = table_targets(&meta, &db, def.kind, statements)?;
+    if let Err(e) = on_leaves(cluster, requests).await {
+        let undo = vec![format!("DROP TABLE IF EXISTS {}", quote(&def.name))];
+        let _ = on_leaves(cluster, table_targets(&meta, &db, def.kind, undo)?).await;
+        return Err(e);
+    }
+    cluster.apply(Command::CreateTable { db, def })?;
+    Ok(Answer::done())
+}
+
+pub async fn drop_tables(
+    cluster: &Arc<Cluster>,
+    tables: Vec<(String, String)>,
+    if_exists: bool,
+) -> Result<Answer> {
+    let _op = cluster.operation_lock.lock().await;
+    for (db, table) in tables {
+        let meta = cluster.meta();
+        let database = meta.databases.get(&db).ok_or_else(|| Error::UnknownDatabase(db.clone()))?;
+        let Some(def) = database.table(&table) else {
+            if if_exists {
+                continue;
+            }
+            return Err(Error::Sql(SqlError::UnknownTable { db, table }));
+        };
+        let kind = def.kind;
+        let name = def.name.clone();
+        cluster.apply(Command::DropTable { db: db.clone(), table: name.clone() })?;
+        cluster.forget_auto_increment(&db, Some(&name));
+        let statements = vec![format!("DROP TABLE IF EXISTS {}", quote(&name))];
+        on_leaves(cluster, table_targets(&meta, &db, kind, statements)?).await?;
+    }
+    Ok(Answer::done())
+}
+
+pub async fn create_index(cluster: &Arc<Cluster>, db: String, index: CreateIndex) -> Result<Answer> {
+    let _op = cluster.operation_lock.lock().await;
+    let meta = cluster.meta();
+    let database = meta.databases.get(&db).ok_or_else(|| Error::UnknownDatabase(db.clone()))?;
+    let def = database
+        .table(&index.table)
+        .ok_or_else(|| Error::Sql(SqlError::UnknownTable { db: db.clone(), table: index.table.clone() }))?;
+    let resolved = index.resolve(def)?;
+    let sql = resolved.index_sql();
+    on_leaves(cluster, table_targets(&meta, &db, def.kind, vec![sql.clone()])?).await?;
+    cluster.apply(Command::AddIndex { db, table: def.name.clone(), index_sql: sql })?;
+    Ok(Answer::done())
+}
+
+pub fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}

@@ -1,0 +1,388 @@
+//! One client connection's session: the current database, transaction bookkeeping, a scratch engine for constant
+//! expressions, and the dispatch of each statement to the right layer (cluster operation, view, or the distributed
+//! planner and executor). What a node accepts depends on its role: the master aggregator runs everything, a leaf
+//! answers about and inside its own partitions, an unconfigured node waits for BOOTSTRAP AGGREGATOR.
+
+use std::sync::Arc;
+
+use canopy_meta::{ClusterMeta, Command};
+use canopy_mysql::{MysqlError, Reply};
+use canopy_sql::command::{ClusterCommand, Statement, parse_statement};
+use canopy_sql::plan::{self, PlanContext};
+use canopy_sql::{Catalog, Column, ResultSet, SqlError, TableDef, Value};
+
+use crate::cluster::Cluster;
+use crate::error::{Error, Result};
+use crate::exec::{self, Answer};
+use crate::node::Node;
+use crate::persist::NodeRole;
+use crate::{ops, views};
+
+pub struct Backend {
+    pub node: Arc<Node>,
+}
+
+impl canopy_mysql::Backend for Backend {
+    type Session = Session;
+
+    fn password(&self, user: &str) -> Option<String> {
+        (user == "root").then(|| self.node.config.root_password.clone())
+    }
+
+    async fn open_session(&self, info: canopy_mysql::ConnectionInfo) -> std::result::Result<Session, MysqlError> {
+        let mut session = Session::new(self.node.clone());
+        if let Some(db) = info.database.filter(|d| !d.is_empty()) {
+            session.use_database(&db).map_err(|e| e.to_mysql())?;
+        }
+        Ok(session)
+    }
+}
+
+pub struct Session {
+    node: Arc<Node>,
+    db: Option<String>,
+    /// An in-memory SQLite for constant expressions and table-free queries; behind a mutex only so that `&Session`
+    /// can cross an await (a connection is `Send` but not `Sync`).
+    scratch: std::sync::Mutex<rusqlite::Connection>,
+    in_transaction: bool,
+    wrote_in_transaction: bool,
+    spread: u32,
+}
+
+/// What the planner sees: the metadata snapshot of this statement, plus the session's scratch engine and the
+/// cluster's AUTO_INCREMENT ranges.
+struct Context<'a> {
+    meta: &'a ClusterMeta,
+    cluster: &'a Cluster,
+    scratch: &'a rusqlite::Connection,
+    spread: &'a mut u32,
+}
+
+impl Catalog for Context<'_> {
+    fn table(&self, db: &str, table: &str) -> Option<&TableDef> {
+        self.meta.databases.get(db).and_then(|d| d.table(table))
+    }
+
+    fn partition_count(&self, db: &str) -> Option<u32> {
+        self.meta.databases.get(db).map(|d| d.partitions)
+    }
+}
+
+impl PlanContext for Context<'_> {
+    fn eval_constant(&mut self, expr_sql: &str) -> std::result::Result<Value, SqlError> {
+        let rs = exec::scratch_query(self.scratch, &format!("SELECT {expr_sql}")).map_err(|e| match e {
+            Error::Sql(e) => e,
+            other => SqlError::Engine(other.to_string()),
+        })?;
+        Ok(rs.rows.into_iter().next().and_then(|r| r.into_iter().next()).unwrap_or(Value::Null))
+    }
+
+    fn allocate_auto_increment(&mut self, db: &str, table: &str, count: u64) -> std::result::Result<i64, SqlError> {
+        self.cluster.allocate_auto_increment(db, table, count).map_err(|e| SqlError::Engine(e.to_string()))
+    }
+
+    fn spread_ordinal(&mut self, partitions: u32) -> u32 {
+        *self.spread = self.spread.wrapping_add(1);
+        *self.spread % partitions.max(1)
+    }
+}
+
+fn rows(columns: &[&str], rows: Vec<Vec<Value>>) -> Answer {
+    Answer::Rows(ResultSet { columns: columns.iter().map(|c| Column::new(*c)).collect(), rows })
+}
+
+impl Session {
+    pub fn new(node: Arc<Node>) -> Session {
+        let scratch = std::sync::Mutex::new(rusqlite::Connection::open_in_memory().expect("an in-memory SQLite always opens"));
+        // Each connection starts its round-robin at a different partition so keyless tables fill evenly.
+        let spread = node.next_connection_id().wrapping_mul(7919);
+        Session { node, db: None, scratch, in_transaction: false, wrote_in_transaction: false, spread }
+    }
+
+    fn master(&self) -> Result<Arc<Cluster>> {
+        match self.node.identity().role {
+            NodeRole::MasterAggregator => self.node.cluster().ok_or(Error::NotInCluster),
+            NodeRole::Leaf => Err(Error::NotMasterAggregator),
+            NodeRole::Unconfigured => Err(Error::NotInCluster),
+        }
+    }
+
+    fn use_database(&mut self, db: &str) -> Result<()> {
+        let known = match self.node.identity().role {
+            NodeRole::MasterAggregator => {
+                db.eq_ignore_ascii_case("information_schema") || self.master()?.meta().databases.contains_key(db)
+            }
+            NodeRole::Leaf => self.node.store.list()?.iter().any(|d| d.name() == db),
+            NodeRole::Unconfigured => false,
+        };
+        if !known {
+            return Err(Error::UnknownDatabase(db.to_string()));
+        }
+        self.db = Some(db.to_string());
+        Ok(())
+    }
+
+    fn database(&self, explicit: Option<String>) -> Result<String> {
+        explicit.or_else(|| self.db.clone()).ok_or(Error::Sql(SqlError::NoDatabaseSelected))
+    }
+
+    pub async fn run(&mut self, sql: &str) -> Result<Answer> {
+        let role = self.node.identity().role;
+        if role == NodeRole::Leaf {
+            return self.run_on_leaf(sql).await;
+        }
+        let statement = parse_statement(sql)?;
+        if role == NodeRole::Unconfigured {
+            return self.run_unconfigured(statement);
+        }
+        self.run_on_master(statement).await
+    }
+
+    fn run_unconfigured(&mut self, statement: Statement) -> Result<Answer> {
+        match statement {
+            Statement::Cluster(ClusterCommand::BootstrapAggregator { host, .. }) => {
+                self.node.bootstrap(host)?;
+                Ok(Answer::done())
+            }
+            Statement::ShowDatabases { .. } => Ok(rows(&["Database"], vec![vec![Value::Text("information_schema".into())]])),
+            Statement::SetSession { .. } | Statement::SetNames { .. } => Ok(Answer::done()),
+            Statement::Begin | Statement::Commit | Statement::Rollback => Ok(Answer::done()),
+            Statement::ShowVariables { like, .. } => Ok(Answer::Rows(views::show_variables(None, like.as_deref()))),
+            Statement::Query(q) => self.scratch_only(&q.to_string()),
+            _ => Err(Error::NotInCluster),
+        }
+    }
+
+    /// A statement with no tables, answered by the scratch engine (`SELECT 1`).
+    fn scratch_only(&self, sql: &str) -> Result<Answer> {
+        let scratch = self.scratch.lock().map_err(|_| Error::Internal("scratch lock poisoned".into()))?;
+        Ok(Answer::Rows(exec::scratch_query(&scratch, sql)?))
+    }
+
+    async fn run_on_leaf(&mut self, sql: &str) -> Result<Answer> {
+        match parse_statement(sql) {
+            Ok(Statement::Cluster(ClusterCommand::BootstrapAggregator { .. })) => Err(Error::AlreadyJoined),
+            Ok(Statement::Cluster(_)) => Err(Error::NotMasterAggregator),
+            Ok(Statement::ShowDatabases { extended, like }) => {
+                let local = self.node.store.list()?;
+                let local: Vec<_> =
+                    local.into_iter().filter(|d| like.as_deref().is_none_or(|p| views::like_match(p, &d.name()))).collect();
+                if extended {
+                    return Ok(Answer::Rows(views::databases_extended(&local)));
+                }
+                let mut names = vec![vec![Value::Text("information_schema".into())]];
+                names.extend(local.iter().map(|d| vec![Value::Text(d.name())]));
+                Ok(rows(&["Database"], names))
+            }
+            Ok(Statement::Use { db }) => self.use_database(&db).map(|()| Answer::done()),
+            Ok(Statement::SetSession { .. } | Statement::SetNames { .. }) => Ok(Answer::done()),
+            Ok(Statement::Begin | Statement::Commit | Statement::Rollback) => Ok(Answer::done()),
+            _ => {
+                // Inside a partition database a leaf runs SQLite's SQL as is, for inspection.
+                let Some(name) = self.db.clone() else { return self.scratch_only(sql) };
+                let local = self.node.store.list()?;
+                let target = local.into_iter().find(|d| d.name() == name).ok_or(Error::UnknownDatabase(name))?;
+                let store = self.node.store.clone();
+                let sql = sql.to_string();
+                let outcome = tokio::task::spawn_blocking(move || match target.ordinal {
+                    Some(o) => store.execute_on_partition(&target.db, o, &sql),
+                    None => store.execute_on_reference(&target.db, &sql),
+                })
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
+                Ok(match outcome {
+                    canopy_storage::Outcome::Rows(rs) => Answer::Rows(rs),
+                    canopy_storage::Outcome::Affected { rows, last_insert_id } => Answer::Done {
+                        affected_rows: rows,
+                        last_insert_id: last_insert_id.max(0) as u64,
+                        info: String::new(),
+                    },
+                })
+            }
+        }
+    }
+
+    async fn run_on_master(&mut self, statement: Statement) -> Result<Answer> {
+        let cluster = self.master()?;
+        match statement {
+            Statement::Cluster(command) => self.cluster_command(&cluster, command).await,
+            Statement::CreateDatabase { name, if_not_exists, partitions, .. } => {
+                ops::create_database(&cluster, name, if_not_exists, partitions).await
+            }
+            Statement::DropDatabase { name, if_exists } => {
+                let answer = ops::drop_database(&cluster, name.clone(), if_exists).await?;
+                if self.db.as_deref() == Some(name.as_str()) {
+                    self.db = None;
+                }
+                Ok(answer)
+            }
+            Statement::Use { db } => self.use_database(&db).map(|()| Answer::done()),
+            Statement::ShowDatabases { like, .. } => {
+                let meta = cluster.meta();
+                let names = std::iter::once("information_schema".to_string())
+                    .chain(meta.databases.keys().cloned())
+                    .filter(|n| like.as_deref().is_none_or(|p| views::like_match(p, n)))
+                    .map(|n| vec![Value::Text(n)])
+                    .collect();
+                Ok(rows(&["Database"], names))
+            }
+            Statement::ShowTables { db, like, full } => {
+                let db = self.database(db)?;
+                let meta = cluster.meta();
+                let database = meta.databases.get(&db).ok_or_else(|| Error::UnknownDatabase(db.clone()))?;
+                let header = format!("Tables_in_{db}");
+                let list = database
+                    .tables
+                    .values()
+                    .filter(|t| like.as_deref().is_none_or(|p| views::like_match(p, &t.name)))
+                    .map(|t| {
+                        let mut row = vec![Value::Text(t.name.clone())];
+                        if full {
+                            row.push(Value::Text("BASE TABLE".into()));
+                        }
+                        row
+                    })
+                    .collect();
+                let columns: Vec<&str> = if full { vec![&header, "Table_type"] } else { vec![&header] };
+                Ok(rows(&columns, list))
+            }
+            Statement::Describe { db, table } => {
+                let def = self.table_def(&cluster, db, &table)?;
+                Ok(rows(&["Field", "Type", "Null", "Key", "Default", "Extra"], canopy_sql::ddl::describe_rows(&def)))
+            }
+            Statement::ShowCreateTable { db, table } => {
+                let def = self.table_def(&cluster, db, &table)?;
+                let text = canopy_sql::ddl::show_create_table(&def);
+                Ok(rows(&["Table", "Create Table"], vec![vec![Value::Text(def.name), Value::Text(text)]]))
+            }
+            Statement::CreateTable(create) => {
+                let db = self.database(create.db.clone())?;
+                ops::create_table(&cluster, db, create).await
+            }
+            Statement::CreateIndex(index) => {
+                let db = self.database(index.db.clone())?;
+                ops::create_index(&cluster, db, index).await
+            }
+            Statement::DropTable { tables, if_exists } => {
+                let tables = tables
+                    .into_iter()
+                    .map(|(db, t)| Ok((self.database(db)?, t)))
+                    .collect::<Result<Vec<_>>>()?;
+                ops::drop_tables(&cluster, tables, if_exists).await
+            }
+            Statement::SetGlobal { name, value } => {
+                cluster.apply(Command::SetVariable { name, value })?;
+                Ok(Answer::done())
+            }
+            Statement::SetSession { .. } | Statement::SetNames { .. } => Ok(Answer::done()),
+            Statement::ShowVariables { like, .. } => {
+                Ok(Answer::Rows(views::show_variables(Some(&cluster.meta()), like.as_deref())))
+            }
+            Statement::Begin => {
+                self.in_transaction = true;
+                self.wrote_in_transaction = false;
+                Ok(Answer::done())
+            }
+            Statement::Commit => {
+                self.in_transaction = false;
+                Ok(Answer::done())
+            }
+            Statement::Rollback => {
+                let wrote = self.wrote_in_transaction;
+                self.in_transaction = false;
+                self.wrote_in_transaction = false;
+                if wrote {
+                    // Every statement commits on its own (see docs/sql.md); saying the rollback worked would lie.
+                    return Err(Error::Unsupported(
+                        "ROLLBACK of writes: each statement was committed when it ran".into(),
+                    ));
+                }
+                Ok(Answer::done())
+            }
+            Statement::Query(query) => self.query(&cluster, &query).await,
+            Statement::Other(other) => Err(Error::Unsupported(format!("statement `{other}`"))),
+        }
+    }
+
+    fn table_def(&self, cluster: &Cluster, db: Option<String>, table: &str) -> Result<TableDef> {
+        let db = self.database(db)?;
+        let meta = cluster.meta();
+        let database = meta.databases.get(&db).ok_or_else(|| Error::UnknownDatabase(db.clone()))?;
+        database
+            .table(table)
+            .cloned()
+            .ok_or_else(|| Error::Sql(SqlError::UnknownTable { db, table: table.to_string() }))
+    }
+
+    async fn query(&mut self, cluster: &Arc<Cluster>, query: &sqlparser::ast::Statement) -> Result<Answer> {
+        let meta = cluster.meta();
+        let plan = {
+            let scratch = self.scratch.lock().map_err(|_| Error::Internal("scratch lock poisoned".into()))?;
+            let mut context = Context { meta: &meta, cluster, scratch: &scratch, spread: &mut self.spread };
+            plan::plan(query, self.db.as_deref(), &mut context)?
+        };
+        let writes = matches!(plan, plan::Plan::Insert { .. } | plan::Plan::Write { .. } | plan::Plan::ReferenceWrite { .. });
+        let answer = exec::execute(cluster, &meta, plan, &self.scratch).await?;
+        if writes && self.in_transaction {
+            self.wrote_in_transaction = true;
+        }
+        Ok(answer)
+    }
+
+    async fn cluster_command(&mut self, cluster: &Arc<Cluster>, command: ClusterCommand) -> Result<Answer> {
+        let meta = cluster.meta();
+        match command {
+            ClusterCommand::BootstrapAggregator { .. } => Err(Error::AlreadyJoined),
+            ClusterCommand::AddLeaf { user, password, host, port, group } => {
+                ops::add_leaf(cluster, user, password.unwrap_or_default(), host, port, group).await
+            }
+            ClusterCommand::ShowLeaves => Ok(Answer::Rows(views::show_leaves(cluster, &meta, false))),
+            ClusterCommand::ShowAggregators { .. } => Ok(Answer::Rows(views::show_aggregators(&meta, false))),
+            ClusterCommand::ShowPartitions { db, .. } => {
+                let db = self.database(db)?;
+                Ok(Answer::Rows(views::show_partitions(&meta, &db)?))
+            }
+            ClusterCommand::ShowClusterStatus => Ok(Answer::Rows(views::cluster_status(cluster, &meta).await?)),
+            other => Err(Error::Unsupported(format!("{other:?} is not available yet"))),
+        }
+    }
+}
+
+fn answer_to_reply(result: Result<Answer>) -> Reply {
+    match result {
+        Ok(Answer::Rows(rs)) => Reply::Rows(rs),
+        Ok(Answer::Done { affected_rows, last_insert_id, info }) => Reply::Ok { affected_rows, last_insert_id, info },
+        Err(e) => Reply::Error(e.to_mysql()),
+    }
+}
+
+impl canopy_mysql::Session for Session {
+    async fn query(&mut self, sql: &str) -> Reply {
+        answer_to_reply(self.run(sql).await)
+    }
+
+    async fn init_db(&mut self, db: &str) -> std::result::Result<(), MysqlError> {
+        self.use_database(db).map_err(|e| e.to_mysql())
+    }
+
+    fn current_database(&self) -> Option<String> {
+        self.db.clone()
+    }
+
+    fn system_variable(&self, name: &str) -> Option<Value> {
+        match name.to_ascii_lowercase().as_str() {
+            "canopy_rpc_port" => Some(Value::Integer(i64::from(self.node.config.rpc_port))),
+            "canopy_cluster_id" => Some(self.node.identity().cluster_id.map(Value::Text).unwrap_or(Value::Null)),
+            "canopy_role" => Some(Value::Text(format!("{:?}", self.node.identity().role))),
+            _ => self.node.cluster().and_then(|c| c.meta().variables.get(name)),
+        }
+    }
+
+    async fn describe(&mut self, sql: &str) -> std::result::Result<Vec<Column>, MysqlError> {
+        match self.run(sql).await {
+            Ok(Answer::Rows(rs)) => Ok(rs.columns),
+            Ok(Answer::Done { .. }) => Ok(vec![]),
+            Err(e) => Err(e.to_mysql()),
+        }
+    }
+}

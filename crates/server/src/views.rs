@@ -1,0 +1,392 @@
+//! Cluster views with SingleStore's column names: SHOW LEAVES, SHOW AGGREGATORS, SHOW PARTITIONS, SHOW CLUSTER
+//! STATUS, SHOW DATABASES EXTENDED, and the INFORMATION_SCHEMA tables built from the same rows. Rows come from the
+//! metadata snapshot plus what the heartbeat measured; only SHOW CLUSTER STATUS asks the leaves.
+
+use std::sync::Arc;
+
+use canopy_meta::{ClusterMeta, LeafState};
+use canopy_rpc::{Request, Response};
+use canopy_sql::{Column, ResultSet, SqlError, Value};
+use canopy_storage::LocalDb;
+
+use crate::cluster::Cluster;
+use crate::error::{Error, Result};
+
+fn text(s: impl Into<String>) -> Value {
+    Value::Text(s.into())
+}
+
+fn int(i: impl Into<i64>) -> Value {
+    Value::Integer(i.into())
+}
+
+fn table(columns: &[&str], rows: Vec<Vec<Value>>) -> ResultSet {
+    ResultSet { columns: columns.iter().map(|c| Column::new(*c)).collect(), rows }
+}
+
+fn latency(ms: Option<f64>) -> Value {
+    ms.map(|ms| Value::Real((ms * 1000.0).round() / 1000.0)).unwrap_or(Value::Null)
+}
+
+pub fn show_leaves(cluster: &Cluster, meta: &ClusterMeta, upper: bool) -> ResultSet {
+    let rows = meta
+        .leaves_in_order()
+        .map(|leaf| {
+            let pair = leaf.pair.and_then(|p| meta.leaves.get(&p));
+            let online = leaf.state != LeafState::Offline;
+            let health = cluster.health(leaf.id);
+            vec![
+                text(leaf.addr.host.clone()),
+                int(leaf.addr.port),
+                int(leaf.availability_group),
+                pair.map(|p| text(p.addr.host.clone())).unwrap_or(Value::Null),
+                pair.map(|p| int(p.addr.port)).unwrap_or(Value::Null),
+                text(leaf.state.as_str()),
+                int(if online { cluster.open_connections(leaf.id) as i64 } else { 0 }),
+                if online { latency(health.latency_ms) } else { Value::Null },
+                int(leaf.id.0),
+                Value::Null,
+            ]
+        })
+        .collect();
+    let columns: &[&str] = if upper {
+        &[
+            "HOST",
+            "PORT",
+            "AVAILABILITY_GROUP",
+            "PAIR_HOST",
+            "PAIR_PORT",
+            "STATE",
+            "OPENED_CONNECTIONS",
+            "AVERAGE_ROUNDTRIP_LATENCY_MS",
+            "NODE_ID",
+            "GRACE_PERIOD_IN_SECONDS",
+        ]
+    } else {
+        &[
+            "Host",
+            "Port",
+            "Availability_Group",
+            "Pair_Host",
+            "Pair_Port",
+            "State",
+            "Opened_Connections",
+            "Average_Roundtrip_Latency_ms",
+            "NodeId",
+            "Grace_Period_in_Seconds",
+        ]
+    };
+    table(columns, rows)
+}
+
+pub fn show_aggregators(meta: &ClusterMeta, upper: bool) -> ResultSet {
+    let rows = meta
+        .aggregators
+        .values()
+        .map(|a| {
+            vec![
+                text(a.addr.host.clone()),
+                int(a.addr.port),
+                text("online"),
+                int(0),
+                Value::Null,
+                int(i64::from(a.is_master)),
+                text(if a.is_master { "leader" } else { "follower" }),
+                int(a.id.0),
+            ]
+        })
+        .collect();
+    let columns: &[&str] = if upper {
+        &[
+            "HOST",
+            "PORT",
+            "STATE",
+            "OPENED_CONNECTIONS",
+            "AVERAGE_ROUNDTRIP_LATENCY",
+            "MASTER_AGGREGATOR",
+            "ROLE",
+            "NODE_ID",
+        ]
+    } else {
+        &[
+            "Host",
+            "Port",
+            "State",
+            "Opened_Connections",
+            "Average_Roundtrip_Latency_ms",
+            "Master_Aggregator",
+            "Role",
+            "NodeID",
+        ]
+    };
+    table(columns, rows)
+}
+
+/// SHOW PARTITIONS ON db: one row per instance on an online leaf; an ordinal with none shows NULL host and role.
+pub fn show_partitions(meta: &ClusterMeta, db: &str) -> Result<ResultSet> {
+    let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.to_string()))?;
+    let mut rows = Vec::new();
+    for ordinal in 0..database.partitions {
+        let mut any = false;
+        for inst in database.instances.iter().filter(|i| i.ordinal == ordinal) {
+            let Some(leaf) = meta.leaves.get(&inst.node).filter(|l| l.state != LeafState::Offline) else { continue };
+            any = true;
+            rows.push(vec![
+                int(ordinal),
+                text(leaf.addr.host.clone()),
+                int(leaf.addr.port),
+                text(inst.role.as_str()),
+                int(i64::from(inst.locked)),
+            ]);
+        }
+        if !any {
+            rows.push(vec![int(ordinal), Value::Null, Value::Null, Value::Null, int(0)]);
+        }
+    }
+    Ok(table(&["Ordinal", "Host", "Port", "Role", "Locked"], rows))
+}
+
+/// INFORMATION_SCHEMA.DISTRIBUTED_PARTITIONS, in the column order of the spec's example (DATABASE_ID last).
+pub fn distributed_partitions(meta: &ClusterMeta) -> ResultSet {
+    let mut rows = Vec::new();
+    for database in meta.databases.values() {
+        let mut instances: Vec<_> = database.instances.iter().collect();
+        instances.sort_by_key(|i| (i.ordinal, i.role != canopy_meta::InstanceRole::Master, i.id));
+        for inst in instances {
+            let Some(leaf) = meta.leaves.get(&inst.node) else { continue };
+            rows.push(vec![
+                text(database.name.clone()),
+                int(inst.ordinal),
+                text(leaf.addr.host.clone()),
+                int(leaf.addr.port),
+                text(inst.role.as_str()),
+                int(i64::from(inst.locked)),
+                int(leaf.id.0),
+                int(i64::from(leaf.state == LeafState::Offline)),
+                int(0),
+                text("async"),
+                int(inst.term.0 as i64),
+                int(inst.id.0 as i64),
+                int(database.id.0 as i64),
+            ]);
+        }
+    }
+    table(
+        &[
+            "DATABASE_NAME",
+            "ORDINAL",
+            "HOST",
+            "PORT",
+            "ROLE",
+            "LOCKED",
+            "NODE_ID",
+            "IS_OFFLINE",
+            "SYNC_DESIRED",
+            "STATE",
+            "TERM",
+            "INSTANCE_ID",
+            "DATABASE_ID",
+        ],
+        rows,
+    )
+}
+
+pub fn distributed_databases(meta: &ClusterMeta) -> ResultSet {
+    let rows = meta
+        .databases
+        .values()
+        .map(|d| vec![int(d.id.0 as i64), text(d.name.clone()), int(d.partitions), int(0), int(1)])
+        .collect();
+    table(&["DATABASE_ID", "DATABASE_NAME", "NUM_PARTITIONS", "IS_SYNC", "IS_SYNC_DURABILITY"], rows)
+}
+
+/// Rows of INFORMATION_SCHEMA tables that the planner asks for by name.
+pub async fn virtual_table(cluster: &Arc<Cluster>, meta: &ClusterMeta, schema: &str, name: &str) -> Result<ResultSet> {
+    match name.to_ascii_uppercase().as_str() {
+        "DISTRIBUTED_PARTITIONS" => Ok(distributed_partitions(meta)),
+        "LEAVES" => Ok(show_leaves(cluster, meta, true)),
+        "AGGREGATORS" => Ok(show_aggregators(meta, true)),
+        "DISTRIBUTED_DATABASES" => Ok(distributed_databases(meta)),
+        "MV_CLUSTER_STATUS" => cluster_status(cluster, meta).await,
+        _ => Err(Error::Sql(SqlError::UnknownTable { db: schema.to_string(), table: name.to_string() })),
+    }
+}
+
+/// SHOW CLUSTER STATUS: every database instance on every reachable leaf, with its role by the metadata.
+pub async fn cluster_status(cluster: &Arc<Cluster>, meta: &ClusterMeta) -> Result<ResultSet> {
+    let mut rows = Vec::new();
+    for leaf in meta.leaves_in_order() {
+        if leaf.state == LeafState::Offline {
+            continue;
+        }
+        let Ok(Response::Databases(dbs)) =
+            cluster.call_with_timeout(leaf, &Request::ListDatabases, std::time::Duration::from_secs(5)).await
+        else {
+            continue;
+        };
+        for local in dbs {
+            let database = meta.databases.get(&local.db);
+            let metadata_master = local
+                .ordinal
+                .and_then(|o| database.and_then(|d| d.master(o)))
+                .and_then(|m| meta.leaves.get(&m.node));
+            let role = match (local.ordinal, database) {
+                (None, Some(_)) => "Reference",
+                (Some(o), Some(d)) => {
+                    match d.instances.iter().find(|i| i.ordinal == o && i.node == leaf.id) {
+                        Some(i) => i.role.as_str(),
+                        None => "Orphan",
+                    }
+                }
+                _ => "Orphan",
+            };
+            rows.push(vec![
+                int(leaf.id.0),
+                text(leaf.addr.host.clone()),
+                int(leaf.addr.port),
+                text(local.name.clone()),
+                text(role),
+                text(local.state.clone()),
+                text(format!("{}:{}", local.term, local.log_index)),
+                Value::Null,
+                Value::Null,
+                metadata_master.map(|l| int(l.id.0)).unwrap_or(Value::Null),
+                metadata_master.map(|l| text(l.addr.host.clone())).unwrap_or(Value::Null),
+                metadata_master.map(|l| int(l.addr.port)).unwrap_or(Value::Null),
+                text(role),
+                text(""),
+            ]);
+        }
+    }
+    Ok(table(
+        &[
+            "NODE_ID",
+            "HOST",
+            "PORT",
+            "DATABASE_NAME",
+            "ROLE",
+            "STATE",
+            "POSITION",
+            "MASTER_HOST",
+            "MASTER_PORT",
+            "METADATA_MASTER_NODE_ID",
+            "METADATA_MASTER_HOST",
+            "METADATA_MASTER_PORT",
+            "METADATA_ROLE",
+            "DETAILS",
+        ],
+        rows,
+    ))
+}
+
+/// SHOW DATABASES EXTENDED on a leaf: its own partition instances and reference copies.
+pub fn databases_extended(local: &[LocalDb]) -> ResultSet {
+    let rows = local
+        .iter()
+        .map(|d| {
+            let position = text(format!("{}:{}", d.term, d.log_index));
+            vec![
+                text(d.name()),
+                int(d.commits as i64),
+                text(if d.ordinal.is_some() { "master" } else { "reference" }),
+                text("online"),
+                position.clone(),
+                text(""),
+                int(0),
+                int(0),
+                int(0),
+                position.clone(),
+                position.clone(),
+                position,
+                int(d.term as i64),
+                int(d.term as i64),
+                Value::Null,
+                int(0),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "Database",
+            "Commits",
+            "Role",
+            "State",
+            "Position",
+            "Details",
+            "AsyncSlaves",
+            "SyncSlaves",
+            "ConsensusSlaves",
+            "CommittedPosition",
+            "HardenedPosition",
+            "ReplayPosition",
+            "Term",
+            "LastPageTerm",
+            "Memory (MBs)",
+            "Pending IOs",
+        ],
+        rows,
+    )
+}
+
+/// Rows of `SHOW VARIABLES [LIKE]`: Canopy's cluster variables.
+pub fn show_variables(meta: Option<&ClusterMeta>, like: Option<&str>) -> ResultSet {
+    let defaults = canopy_meta::Variables::default();
+    let vars = meta.map(|m| &m.variables).unwrap_or(&defaults);
+    let rows = canopy_meta::variables::NAMES
+        .iter()
+        .filter(|n| like.is_none_or(|p| like_match(p, n)))
+        .filter_map(|n| vars.get(n).map(|v| vec![text(*n), v]))
+        .collect();
+    table(&["Variable_name", "Value"], rows)
+}
+
+/// SQL LIKE with `%` and `_`, case-insensitive (MySQL's default collation behaviour for SHOW ... LIKE).
+pub fn like_match(pattern: &str, s: &str) -> bool {
+    // Tokens: Some(c) a literal, None for `_`, and `%` handled as a star; dynamic programming keeps it O(p*s).
+    enum Tok {
+        Lit(char),
+        One,
+        Any,
+    }
+    let mut toks = Vec::new();
+    let mut chars = pattern.chars().flat_map(char::to_lowercase).peekable();
+    while let Some(c) = chars.next() {
+        toks.push(match c {
+            '%' => Tok::Any,
+            '_' => Tok::One,
+            '\\' => Tok::Lit(chars.next().unwrap_or('\\')),
+            c => Tok::Lit(c),
+        });
+    }
+    let s: Vec<char> = s.chars().flat_map(char::to_lowercase).collect();
+    // matched[j]: the tokens so far match the first j characters.
+    let mut matched = vec![false; s.len() + 1];
+    matched[0] = true;
+    for tok in &toks {
+        let mut next = vec![false; s.len() + 1];
+        for j in 0..=s.len() {
+            next[j] = match tok {
+                Tok::Any => matched[j] || (j > 0 && next[j - 1]),
+                Tok::One => j > 0 && matched[j - 1],
+                Tok::Lit(c) => j > 0 && matched[j - 1] && s[j - 1] == *c,
+            };
+        }
+        matched = next;
+    }
+    matched[s.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_match;
+
+    #[test]
+    fn like_patterns() {
+        assert!(like_match("auto%", "auto_attach"));
+        assert!(like_match("%DETECTION", "leaf_failure_detection"));
+        assert!(like_match("t_st", "test"));
+        assert!(!like_match("t_st", "tests"));
+        assert!(like_match("a\\_b", "a_b"));
+        assert!(!like_match("a\\_b", "axb"));
+    }
+}
