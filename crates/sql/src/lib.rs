@@ -3,8 +3,14 @@
 //! used as a calculator (merging partial results), never storage.
 
 pub mod catalog;
+pub mod command;
+pub mod ddl;
 pub mod error;
+pub mod types;
 pub mod value;
+pub mod merge;
+pub mod plan;
+pub mod shard;
 
 pub use error::{SqlError, SqlResult};
 pub use catalog::{Affinity, Catalog, ColumnDef, TableDef, TableKind};

@@ -1,0 +1,164 @@
+//! The distributed planner: turns one parsed statement into a [`Plan`] (SQL strings for partitions plus a merge or
+//! gather spec). Pure: it reads table definitions through [`PlanContext`] and never runs SQL itself; the server does
+//! the IO and [`crate::merge`] finishes scatter and gather plans.
+//!
+//! Strategy, correct first: a query that names one shard key value runs on one partition ([`Plan::Single`]); a
+//! query over one distributed table (reference tables joined in) is pushed down and merged ([`Plan::Scatter`]:
+//! union + ORDER BY/LIMIT/DISTINCT, or partial aggregates); everything else ([`Plan::Gather`]) fetches the tables it
+//! reads into a scratch SQLite and runs the query there, which is always correct. Writes route by shard key.
+//! This module does not parse SQL text (callers pass `sqlparser` statements) and does not know cluster topology
+//! beyond partition counts.
+//!
+//! Deliberately sent to gather: joins of two distributed tables (even co-located), self-joins, subqueries or CTEs
+//! reading a distributed table, set operations, window functions (unless routed to one partition), DISTINCT
+//! aggregates, GROUP_CONCAT and any function not known to be scalar, bare columns next to aggregates, GROUP BY an
+//! alias, subqueries in the select list/HAVING/ORDER BY of an aggregate query, reference tables preserved by an
+//! outer join, tables whose DDL declares a COLLATE, non-literal LIMIT/OFFSET. Known gap: a correlated subquery over
+//! reference tables whose aggregate reads only outer columns (an outer-level aggregate in SQL terms) is scattered
+//! as if per row. Unsupported writes: INSERT ... SELECT, multi-table UPDATE/DELETE, RETURNING, subqueries reading
+//! a distributed table inside UPDATE/DELETE, ORDER BY/LIMIT on an UPDATE/DELETE spanning partitions.
+
+mod aggregate;
+mod query;
+mod rewrite;
+mod route;
+mod write;
+
+use sqlparser::ast::{ObjectName, Statement};
+
+use crate::catalog::{Catalog, TableDef};
+use crate::error::SqlError;
+use crate::merge::MergeSpec;
+use crate::value::Value;
+
+/// What the planner needs from the server besides table definitions.
+pub trait PlanContext: Catalog {
+    /// Evaluate a constant SQL expression (non-literal shard-key values in INSERT, e.g. `1+1`, `lower('A')`).
+    fn eval_constant(&mut self, expr_sql: &str) -> Result<Value, SqlError>;
+    /// Reserve `count` consecutive AUTO_INCREMENT values for db.table; returns the first.
+    fn allocate_auto_increment(&mut self, db: &str, table: &str, count: u64) -> Result<i64, SqlError>;
+    /// Pick a partition for a row of a table with no shard key (rows spread evenly).
+    fn spread_ordinal(&mut self, partitions: u32) -> u32;
+}
+
+/// How to execute one statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Run `sql` on one partition; its result is the answer unchanged.
+    Single { db: String, ordinal: u32, sql: String },
+    /// Run `partial_sql` on each of `ordinals`, then `merge::finish_scatter(&merge, partial_results)`.
+    Scatter { db: String, ordinals: Vec<u32>, partial_sql: String, merge: MergeSpec },
+    /// Fetch every listed source's rows, then `merge::finish_gather(&gather, fetched)`.
+    Gather(GatherSpec),
+    /// Only reference tables (or no tables at all, e.g. `SELECT 1+1`): run `sql` once on any copy of the
+    /// database's reference tables (`db` None when no database is involved).
+    Reference { db: Option<String>, sql: String },
+    /// INSERT: one statement per partition, each holding the rows routed there. `first_auto_increment` is the
+    /// first AUTO_INCREMENT value this statement allocated (MySQL's LAST_INSERT_ID); `rows` counts its rows.
+    Insert {
+        db: String,
+        table: String,
+        per_partition: Vec<(u32, String)>,
+        first_auto_increment: Option<i64>,
+        rows: u64,
+    },
+    /// UPDATE/DELETE on a distributed table: run `sql` on each of `ordinals`, sum affected rows.
+    Write { db: String, ordinals: Vec<u32>, sql: String },
+    /// Any write to a reference table: run on every copy.
+    ReferenceWrite { db: String, sql: String },
+}
+
+/// A gathered query: load `sources` into a scratch SQLite (each table under a schema named after its database),
+/// then run `sql` there. `sql` names every table as `"db"."table"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatherSpec {
+    pub sources: Vec<GatherSource>,
+    pub sql: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum GatherSource {
+    /// All rows of a distributed table: run `fetch_sql` on every partition of db and concatenate.
+    /// `create_sql` is the table's DDL (unqualified; merge creates it under schema `db`).
+    Distributed { db: String, table: String, fetch_sql: String, create_sql: String },
+    /// A reference table: fetched from any one copy.
+    Reference { db: String, table: String, fetch_sql: String, create_sql: String },
+    /// A virtual system table (schema INFORMATION_SCHEMA, case-insensitive): the server supplies its rows and
+    /// columns. `schema` is always lower case `information_schema`.
+    Virtual { schema: String, table: String },
+}
+
+/// Plans one statement. `current_db` is the session's database (`USE db`).
+pub fn plan(stmt: &Statement, current_db: Option<&str>, ctx: &mut dyn PlanContext) -> Result<Plan, SqlError> {
+    let mut stmt = stmt.clone();
+    rewrite::normalize_literals(&mut stmt);
+    match &stmt {
+        Statement::Query(q) => query::plan_query(q, current_db, ctx),
+        Statement::Insert(insert) => write::plan_insert(insert, current_db, ctx),
+        Statement::Update(update) => write::plan_update(update, current_db, ctx),
+        Statement::Delete(delete) => write::plan_delete(delete, current_db, ctx),
+        other => Err(SqlError::Unsupported(format!("planning {}", statement_kind(other)))),
+    }
+}
+
+fn statement_kind(stmt: &Statement) -> String {
+    let text = stmt.to_string();
+    text.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+}
+
+/// The schema of virtual system tables.
+pub const INFORMATION_SCHEMA: &str = "information_schema";
+
+/// A table reference resolved against the catalog.
+#[derive(Debug, Clone)]
+pub(crate) enum Resolved {
+    Table { db: String, def: TableDef },
+    Virtual { table: String },
+}
+
+/// Resolves `name` (`t` or `db.t`) against the catalog.
+pub(crate) fn resolve(
+    name: &ObjectName,
+    current_db: Option<&str>,
+    ctx: &dyn PlanContext,
+) -> Result<Resolved, SqlError> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| p.as_ident().map(|i| i.value.clone()))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| SqlError::Unsupported(format!("table name {name}")))?;
+    let (db, table) = match parts.as_slice() {
+        [table] => (current_db.ok_or(SqlError::NoDatabaseSelected)?.to_string(), table.clone()),
+        [db, table] => (db.clone(), table.clone()),
+        _ => return Err(SqlError::Unsupported(format!("table name {name}"))),
+    };
+    if db.eq_ignore_ascii_case(INFORMATION_SCHEMA) {
+        return Ok(Resolved::Virtual { table });
+    }
+    if ctx.partition_count(&db).is_none() {
+        return Err(SqlError::UnknownDatabase(db));
+    }
+    match ctx.table(&db, &table) {
+        Some(def) => Ok(Resolved::Table { db, def: def.clone() }),
+        None => Err(SqlError::UnknownTable { db, table }),
+    }
+}
+
+fn partitions(ctx: &dyn PlanContext, db: &str) -> Result<u32, SqlError> {
+    ctx.partition_count(db).ok_or_else(|| SqlError::UnknownDatabase(db.to_string()))
+}
+
+/// `"name"` with embedded quotes doubled.
+pub(crate) fn quote_ident(name: &str) -> String {
+    crate::merge::quote_ident(name)
+}
+
+/// Whether a table's DDL declares a collation: comparisons on its text columns then differ from the binary
+/// comparisons the hash and the merge table use, so the planner neither routes by its values nor merges over it.
+fn has_collation(def: &TableDef) -> bool {
+    def.create_sql.to_ascii_uppercase().contains("COLLATE")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,330 @@
+//! AST walks shared by the planner: finding table references and features (window functions, subqueries,
+//! aggregates), normalising literals, and rewriting table names for partitions (unqualified) and for the gather
+//! scratch database (`"db"."table"`). No planning decisions are made here.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    BinaryOperator, Expr, Function, FunctionArguments, Ident, ObjectName, ObjectNamePart, Query, TableFactor,
+    UnaryOperator, Value as AstValue, ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
+};
+
+use crate::value::Value;
+
+/// Turns MySQL double-quoted strings into single-quoted ones: SQLite would read `"x"` as an identifier first.
+pub(super) fn normalize_literals<T: VisitMut>(node: &mut T) {
+    struct Normalize;
+    impl VisitorMut for Normalize {
+        type Break = ();
+        fn pre_visit_value(&mut self, value: &mut ValueWithSpan) -> ControlFlow<()> {
+            if let AstValue::DoubleQuotedString(s) = &value.value {
+                value.value = AstValue::SingleQuotedString(s.clone());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = node.visit(&mut Normalize);
+}
+
+/// Names of all common table expressions defined anywhere in `node`, lower case.
+pub(super) fn cte_names<T: Visit>(node: &T) -> Vec<String> {
+    struct Ctes(Vec<String>);
+    impl Visitor for Ctes {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+            if let Some(with) = &query.with {
+                self.0.extend(with.cte_tables.iter().map(|c| c.alias.name.value.to_lowercase()));
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut v = Ctes(Vec::new());
+    let _ = node.visit(&mut v);
+    v.0
+}
+
+/// Whether `name` is an unqualified reference to one of `ctes`.
+pub(super) fn is_cte(name: &ObjectName, ctes: &[String]) -> bool {
+    match name.0.as_slice() {
+        [ObjectNamePart::Identifier(i)] => ctes.contains(&i.value.to_lowercase()),
+        _ => false,
+    }
+}
+
+/// Every table named in a FROM clause anywhere in `node` (subqueries included), CTE references excluded.
+/// Table-valued functions (`FROM f(...)`) are not tables and are skipped.
+pub(super) fn relations<T: Visit>(node: &T, ctes: &[String]) -> Vec<ObjectName> {
+    struct Relations<'a>(Vec<ObjectName>, &'a [String]);
+    impl Visitor for Relations<'_> {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table { name, args: None, .. } = factor
+                && !is_cte(name, self.1)
+            {
+                self.0.push(name.clone());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut v = Relations(Vec::new(), ctes);
+    let _ = node.visit(&mut v);
+    v.0
+}
+
+/// Features of a query that decide between scatter and gather.
+#[derive(Debug, Default)]
+pub(super) struct Features {
+    pub window: bool,
+    pub collate: bool,
+    pub subquery: bool,
+    /// A function at the outer level (not inside a subquery) that is neither a known scalar function nor a
+    /// supported aggregate: it might be an aggregate the merge cannot combine.
+    pub unknown_function: bool,
+    /// An aggregate call at the outer level.
+    pub aggregate: bool,
+}
+
+/// Scans expressions (and any subqueries inside them) for [`Features`].
+pub(super) fn features<T: Visit>(node: &T) -> Features {
+    struct Scan {
+        f: Features,
+        depth: usize,
+    }
+    impl Visitor for Scan {
+        type Break = ();
+        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.f.subquery = true;
+            self.depth += 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.depth -= 1;
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+            match expr {
+                Expr::Collate { .. } => self.f.collate = true,
+                Expr::Function(f) => {
+                    if f.over.is_some() {
+                        self.f.window = true;
+                    }
+                    if matches!(f.args, FunctionArguments::Subquery(_)) {
+                        self.f.subquery = true;
+                    }
+                    if self.depth == 0 {
+                        match function_class(f) {
+                            FunctionClass::Aggregate => self.f.aggregate = true,
+                            FunctionClass::Scalar => {}
+                            FunctionClass::Unknown => self.f.unknown_function = true,
+                        }
+                    }
+                }
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut v = Scan { f: Features::default(), depth: 0 };
+    let _ = node.visit(&mut v);
+    v.f
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum FunctionClass {
+    /// COUNT, SUM, TOTAL, AVG, MIN/MAX with one argument: the aggregates a merge can combine (when not DISTINCT).
+    Aggregate,
+    /// A function SQLite evaluates per row.
+    Scalar,
+    /// Anything else, including GROUP_CONCAT and other aggregates.
+    Unknown,
+}
+
+/// Scalar functions known to be evaluated per row (not aggregates). Anything not listed is treated as possibly an
+/// aggregate, which sends the query to gather.
+const SCALAR_FUNCTIONS: &[&str] = &[
+    "abs",
+    "coalesce",
+    "ifnull",
+    "nullif",
+    "iif",
+    "if",
+    "length",
+    "lower",
+    "upper",
+    "substr",
+    "substring",
+    "trim",
+    "ltrim",
+    "rtrim",
+    "replace",
+    "round",
+    "instr",
+    "typeof",
+    "hex",
+    "quote",
+    "char",
+    "unicode",
+    "printf",
+    "format",
+    "concat",
+    "concat_ws",
+    "sign",
+    "likely",
+    "unlikely",
+    "random",
+    "date",
+    "time",
+    "datetime",
+    "julianday",
+    "strftime",
+    "octet_length",
+    "unhex",
+    "ceil",
+    "ceiling",
+    "floor",
+    "sqrt",
+    "power",
+    "pow",
+    "exp",
+    "ln",
+    "log",
+    "mod",
+    "pi",
+];
+
+pub(super) fn function_name(f: &Function) -> Option<String> {
+    match f.name.0.as_slice() {
+        [ObjectNamePart::Identifier(i)] => Some(i.value.to_lowercase()),
+        _ => None,
+    }
+}
+
+pub(super) fn function_args(f: &Function) -> usize {
+    match &f.args {
+        FunctionArguments::List(list) => list.args.len(),
+        _ => 0,
+    }
+}
+
+pub(super) fn function_class(f: &Function) -> FunctionClass {
+    let Some(name) = function_name(f) else {
+        return FunctionClass::Unknown;
+    };
+    let args = function_args(f);
+    match name.as_str() {
+        "min" | "max" if args >= 2 => FunctionClass::Scalar,
+        "count" | "sum" | "total" | "avg" | "min" | "max" => FunctionClass::Aggregate,
+        n if SCALAR_FUNCTIONS.contains(&n) => FunctionClass::Scalar,
+        _ => FunctionClass::Unknown,
+    }
+}
+
+/// Removes database qualifiers for SQL sent to partitions: `db.t` becomes `t`, `db.t.c` becomes `t.c`.
+/// Callers ensure every table belongs to the partition's database.
+pub(super) fn strip_qualifiers<T: VisitMut>(node: &mut T, ctes: &[String]) {
+    struct Strip<'a>(&'a [String]);
+    impl VisitorMut for Strip<'_> {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table { name, args: None, .. } = factor
+                && name.0.len() == 2
+                && !is_cte(name, self.0)
+            {
+                name.0.remove(0);
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+            if let Expr::CompoundIdentifier(parts) = expr
+                && parts.len() == 3
+            {
+                parts.remove(0);
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = node.visit(&mut Strip(ctes));
+}
+
+/// Rewrites every table reference to the gather scratch database's `"schema"."table"` form; `target` maps a
+/// reference to its schema and table (None for CTE references, which stay as they are).
+pub(super) fn qualify_tables<T: VisitMut>(
+    node: &mut T,
+    target: &mut dyn FnMut(&ObjectName) -> Option<(String, String)>,
+) {
+    struct Qualify<'a>(&'a mut dyn FnMut(&ObjectName) -> Option<(String, String)>);
+    impl VisitorMut for Qualify<'_> {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table { name, args: None, .. } = factor
+                && let Some((schema, table)) = (self.0)(name)
+            {
+                *name = ObjectName::from(vec![Ident::with_quote('"', schema), Ident::with_quote('"', table)]);
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = node.visit(&mut Qualify(target));
+}
+
+/// The top-level AND-conjuncts of a WHERE clause.
+pub(super) fn conjuncts(expr: &Expr) -> Vec<&Expr> {
+    match expr {
+        Expr::BinaryOp { left, op: BinaryOperator::And, right } => {
+            let mut out = conjuncts(left);
+            out.extend(conjuncts(right));
+            out
+        }
+        Expr::Nested(inner) => conjuncts(inner),
+        other => vec![other],
+    }
+}
+
+/// The value of a literal expression as SQLite reads it, or None if `expr` is not a plain literal.
+pub(super) fn literal_value(expr: &Expr) -> Option<Value> {
+    match expr {
+        Expr::Nested(inner) => literal_value(inner),
+        Expr::Value(v) => ast_value(&v.value, false),
+        Expr::UnaryOp { op: UnaryOperator::Minus, expr } => match expr.as_ref() {
+            Expr::Value(v) => ast_value(&v.value, true),
+            _ => None,
+        },
+        Expr::UnaryOp { op: UnaryOperator::Plus, expr } => match expr.as_ref() {
+            Expr::Value(v @ ValueWithSpan { value: AstValue::Number(..), .. }) => ast_value(&v.value, false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn ast_value(v: &AstValue, negate: bool) -> Option<Value> {
+    match v {
+        AstValue::Number(s, false) => {
+            let text = if negate { format!("-{s}") } else { s.clone() };
+            if !s.contains(['.', 'e', 'E', 'x', 'X'])
+                && let Ok(i) = text.parse::<i64>()
+            {
+                return Some(Value::Integer(i));
+            }
+            if s.contains(['x', 'X']) {
+                return None;
+            }
+            text.parse::<f64>().ok().map(Value::Real)
+        }
+        _ if negate => None,
+        AstValue::SingleQuotedString(s) | AstValue::DoubleQuotedString(s) => Some(Value::Text(s.clone())),
+        AstValue::Null => Some(Value::Null),
+        AstValue::Boolean(b) => Some(Value::Integer(i64::from(*b))),
+        _ => None,
+    }
+}
+
+/// Parses one expression in the MySQL dialect (used for fragments the planner writes itself).
+pub(super) fn parse_expr(sql: &str) -> Result<Expr, crate::error::SqlError> {
+    use sqlparser::dialect::MySqlDialect;
+    use sqlparser::parser::Parser;
+    Parser::new(&MySqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| crate::error::SqlError::Parse(e.to_string()))
+}

@@ -1,0 +1,114 @@
+//! Routing by shard key: which partitions can hold the rows a WHERE clause selects. Only top-level AND-conjuncts of
+//! the form `key = literal`, `literal = key` and `key IN (literals)` narrow the set; anything else means "all".
+
+use sqlparser::ast::{BinaryOperator, Expr};
+
+use super::rewrite::{conjuncts, literal_value};
+use crate::catalog::{Affinity, TableDef};
+use crate::shard::{apply_affinity, partition_of, real_text_is_exact};
+use crate::value::Value;
+
+/// Upper bound on key combinations a WHERE clause may expand to before routing gives up and scans all partitions.
+const COMBINATIONS_MAX: usize = 256;
+
+/// The distributed table a statement reads or writes, and the names a column qualifier may use for it.
+pub(super) struct Target<'a> {
+    pub def: &'a TableDef,
+    /// Lower-case qualifiers that denote this table: its alias if it has one, else its name (and `db.name`).
+    pub qualifiers: Vec<Vec<String>>,
+}
+
+/// The sorted partitions that can hold rows matching `selection`, or None when every partition can.
+pub(super) fn route(selection: Option<&Expr>, target: &Target, partitions: u32) -> Option<Vec<u32>> {
+    let def = target.def;
+    if def.shard_key.is_empty() || super::has_collation(def) {
+        return None;
+    }
+    let mut candidates: Vec<Option<Vec<Value>>> = vec![None; def.shard_key.len()];
+    for conjunct in conjuncts(selection?) {
+        let Some((index, values)) = key_constraint(conjunct, target) else {
+            continue;
+        };
+        // Two constraints on one column: keep the narrower (both hold, so either is a correct superset).
+        let slot = &mut candidates[index];
+        if slot.as_ref().is_none_or(|old| values.len() < old.len()) {
+            *slot = Some(values);
+        }
+    }
+    let mut combinations: Vec<Vec<Value>> = vec![Vec::new()];
+    for column in candidates {
+        let values = column?;
+        if combinations.len() * values.len() > COMBINATIONS_MAX {
+            return None;
+        }
+        combinations = combinations
+            .into_iter()
+            .flat_map(|prefix| {
+                values.iter().map(move |v| {
+                    let mut key = prefix.clone();
+                    key.push(v.clone());
+                    key
+                })
+            })
+            .collect();
+    }
+    let mut ordinals: Vec<u32> = combinations.iter().map(|key| partition_of(key, partitions)).collect();
+    ordinals.sort_unstable();
+    ordinals.dedup();
+    Some(ordinals)
+}
+
+/// `key = lit`, `lit = key` or `key IN (lits)`: the shard key column index and the values it may take.
+fn key_constraint(expr: &Expr, target: &Target) -> Option<(usize, Vec<Value>)> {
+    match expr {
+        Expr::BinaryOp { left, op: BinaryOperator::Eq, right } => {
+            let (index, literal) = match (key_index(left, target), key_index(right, target)) {
+                (Some(i), None) => (i, right),
+                (None, Some(i)) => (i, left),
+                _ => return None,
+            };
+            Some((index, vec![key_value(literal, target, index)?]))
+        }
+        Expr::InList { expr, list, negated: false } => {
+            let index = key_index(expr, target)?;
+            let values = list.iter().map(|e| key_value(e, target, index)).collect::<Option<Vec<_>>>()?;
+            (!values.is_empty()).then_some((index, values))
+        }
+        Expr::Nested(inner) => key_constraint(inner, target),
+        _ => None,
+    }
+}
+
+/// The literal as the shard key column stores it (the column's affinity applied), if it can be known exactly.
+fn key_value(expr: &Expr, target: &Target, index: usize) -> Option<Value> {
+    let column = target.def.column(&target.def.shard_key[index])?;
+    value_for_column(literal_value(expr)?, column.affinity)
+}
+
+/// `v` converted by `affinity`, or None when the conversion cannot be computed exactly here (a real whose text
+/// SQLite renders with 17 digits).
+pub(super) fn value_for_column(v: Value, affinity: Affinity) -> Option<Value> {
+    if let (Value::Real(r), Affinity::Text) = (&v, affinity)
+        && !real_text_is_exact(*r)
+    {
+        return None;
+    }
+    Some(apply_affinity(v, affinity))
+}
+
+/// The shard key index `expr` names, if it is a reference to a shard key column of the target table.
+pub(super) fn key_index(expr: &Expr, target: &Target) -> Option<usize> {
+    let (qualifier, column) = match expr {
+        Expr::Identifier(i) => (Vec::new(), &i.value),
+        Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+            let (column, qualifier) = parts.split_last()?;
+            (qualifier.iter().map(|i| i.value.to_lowercase()).collect(), &column.value)
+        }
+        Expr::Nested(inner) => return key_index(inner, target),
+        _ => return None,
+    };
+    if !qualifier.is_empty() && !target.qualifiers.contains(&qualifier) {
+        return None;
+    }
+    target.def.shard_key.iter().position(|k| k.eq_ignore_ascii_case(column))
+}

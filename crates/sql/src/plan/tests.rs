@@ -1,0 +1,299 @@
+//! Plan snapshots: each test plans one statement against a small catalog (database `test`, 4 partitions:
+//! `t(id INTEGER PK, a, s TEXT)` sharded by id, `u(k1, k2 TEXT, v)` sharded by (k1, k2), keyless `k(a)`, reference
+//! `r(id, name)`) and checks the plan's kind and SQL, rendered on one line.
+
+use std::collections::BTreeMap;
+
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::parser::Parser;
+
+use super::*;
+use crate::catalog::{Affinity, ColumnDef, TableKind};
+use crate::shard::partition_of;
+
+struct TestContext {
+    tables: BTreeMap<String, TableDef>,
+    next_auto_increment: i64,
+}
+
+fn column(name: &str, decl_type: &str) -> ColumnDef {
+    ColumnDef {
+        name: name.to_string(),
+        decl_type: decl_type.to_string(),
+        mysql_type: decl_type.to_string(),
+        affinity: Affinity::of_decl_type(decl_type),
+        nullable: true,
+        auto_increment: false,
+        default: None,
+    }
+}
+
+fn table(name: &str, kind: TableKind, columns: Vec<ColumnDef>, shard_key: &[&str]) -> TableDef {
+    let cols: Vec<String> = columns.iter().map(|c| format!("{} {}", c.name, c.decl_type)).collect();
+    TableDef {
+        name: name.to_string(),
+        kind,
+        create_sql: format!("CREATE TABLE {name} ({})", cols.join(", ")),
+        columns,
+        primary_key: Vec::new(),
+        shard_key: shard_key.iter().map(|s| s.to_string()).collect(),
+        index_sql: Vec::new(),
+    }
+}
+
+impl TestContext {
+    fn new() -> Self {
+        let mut id = column("id", "INTEGER");
+        id.auto_increment = true;
+        let tables = [
+            table("t", TableKind::Distributed, vec![id, column("a", "INTEGER"), column("s", "TEXT")], &["id"]),
+            table(
+                "u",
+                TableKind::Distributed,
+                vec![column("k1", "INTEGER"), column("k2", "TEXT"), column("v", "REAL")],
+                &["k1", "k2"],
+            ),
+            table("k", TableKind::Distributed, vec![column("a", "INTEGER")], &[]),
+            table("r", TableKind::Reference, vec![column("id", "INTEGER"), column("name", "TEXT")], &[]),
+        ];
+        TestContext { tables: tables.into_iter().map(|t| (t.name.clone(), t)).collect(), next_auto_increment: 100 }
+    }
+}
+
+impl Catalog for TestContext {
+    fn table(&self, db: &str, table: &str) -> Option<&TableDef> {
+        (db == "test").then(|| self.tables.get(table)).flatten()
+    }
+    fn partition_count(&self, db: &str) -> Option<u32> {
+        (db == "test").then_some(4)
+    }
+}
+
+impl PlanContext for TestContext {
+    fn eval_constant(&mut self, expr_sql: &str) -> Result<Value, SqlError> {
+        let conn = rusqlite::Connection::open_in_memory()?;
+        let v: rusqlite::types::Value = conn.query_row(&format!("SELECT {expr_sql}"), [], |r| r.get(0))?;
+        Ok(Value::from(v))
+    }
+    fn allocate_auto_increment(&mut self, _db: &str, _table: &str, count: u64) -> Result<i64, SqlError> {
+        let first = self.next_auto_increment;
+        self.next_auto_increment += count as i64;
+        Ok(first)
+    }
+    fn spread_ordinal(&mut self, _partitions: u32) -> u32 {
+        2
+    }
+}
+
+fn render(plan: &Result<Plan, SqlError>) -> String {
+    match plan {
+        Err(e) => format!("error: {e}"),
+        Ok(Plan::Single { ordinal, sql, .. }) => format!("single {ordinal}: {sql}"),
+        Ok(Plan::Scatter { ordinals, partial_sql, merge, .. }) => {
+            let merge = match merge {
+                MergeSpec::Rows { hidden_columns, distinct, order_by, limit, offset } => format!(
+                    "rows hidden={hidden_columns} distinct={distinct} order={} limit={limit:?} offset={offset}",
+                    order_by.len()
+                ),
+                MergeSpec::Aggregate { sql, .. } => sql.clone(),
+            };
+            format!("scatter {ordinals:?}: {partial_sql} | {merge}")
+        }
+        Ok(Plan::Gather(spec)) => {
+            let sources: Vec<String> = spec
+                .sources
+                .iter()
+                .map(|s| match s {
+                    GatherSource::Distributed { db, table, .. } => format!("dist {db}.{table}"),
+                    GatherSource::Reference { db, table, .. } => format!("ref {db}.{table}"),
+                    GatherSource::Virtual { schema, table } => format!("virtual {schema}.{table}"),
+                })
+                .collect();
+            format!("gather [{}]: {}", sources.join(", "), spec.sql)
+        }
+        Ok(Plan::Reference { db, sql }) => format!("reference {db:?}: {sql}"),
+        Ok(Plan::Insert { per_partition, first_auto_increment, rows, .. }) => {
+            let parts: Vec<String> = per_partition.iter().map(|(o, sql)| format!("{o}: {sql}")).collect();
+            format!("insert rows={rows} ai={first_auto_increment:?} {}", parts.join(" ; "))
+        }
+        Ok(Plan::Write { ordinals, sql, .. }) => format!("write {ordinals:?}: {sql}"),
+        Ok(Plan::ReferenceWrite { sql, .. }) => format!("reference write: {sql}"),
+    }
+}
+
+fn plan_sql(sql: &str, db: Option<&str>) -> String {
+    let stmts = Parser::parse_sql(&MySqlDialect {}, sql).unwrap();
+    render(&plan(&stmts[0], db, &mut TestContext::new()))
+}
+
+fn check(sql: &str, expected: &str) {
+    assert_eq!(plan_sql(sql, Some("test")), expected, "{sql}");
+}
+
+fn p(key: &[Value]) -> u32 {
+    partition_of(key, 4)
+}
+
+#[test]
+fn point_lookups_go_to_one_partition() {
+    let five = p(&[Value::Integer(5)]);
+    check("SELECT * FROM t WHERE id = 5", &format!("single {five}: SELECT * FROM t WHERE id = 5"));
+    check(
+        "SELECT a FROM test.t WHERE '5' = id AND a > 1",
+        &format!("single {five}: SELECT a FROM t WHERE '5' = id AND a > 1"),
+    );
+    check(
+        "SELECT COUNT(*) FROM t AS x WHERE x.id = 5.0",
+        &format!("single {five}: SELECT COUNT(*) FROM t AS x WHERE x.id = 5.0"),
+    );
+    let key = p(&[Value::Integer(3), Value::Text("5".into())]);
+    check("SELECT v FROM u WHERE k2 = 5 AND k1 = 3", &format!("single {key}: SELECT v FROM u WHERE k2 = 5 AND k1 = 3"));
+}
+
+#[test]
+fn partial_keys_and_disjunctions_scatter() {
+    check(
+        "SELECT v FROM u WHERE k1 = 3",
+        "scatter [0, 1, 2, 3]: SELECT v FROM u WHERE k1 = 3 | rows hidden=0 distinct=false order=0 limit=None offset=0",
+    );
+    check(
+        "SELECT * FROM t WHERE id = 5 OR id = 6",
+        "scatter [0, 1, 2, 3]: SELECT * FROM t WHERE id = 5 OR id = 6 | rows hidden=0 distinct=false order=0 limit=None offset=0",
+    );
+}
+
+#[test]
+fn in_lists_prune_partitions() {
+    let mut ordinals: Vec<u32> = [1, 2, 3].iter().map(|i| p(&[Value::Integer(*i)])).collect();
+    ordinals.sort_unstable();
+    ordinals.dedup();
+    let plan = plan_sql("SELECT * FROM t WHERE id IN (1, 2, 3)", Some("test"));
+    assert!(plan.starts_with(&format!("scatter {ordinals:?}")) || ordinals.len() == 1, "{plan}");
+}
+
+#[test]
+fn order_by_and_limit_are_pushed_down() {
+    check(
+        "SELECT a FROM t ORDER BY s DESC, id LIMIT 5 OFFSET 10",
+        "scatter [0, 1, 2, 3]: SELECT a, s AS __h0, id AS __h1 FROM t ORDER BY s DESC, id LIMIT 15 | rows hidden=2 distinct=false order=2 limit=Some(5) offset=10",
+    );
+    check(
+        "SELECT DISTINCT a FROM t ORDER BY 1 LIMIT 3, 2",
+        "scatter [0, 1, 2, 3]: SELECT DISTINCT a FROM t ORDER BY 1 LIMIT 5 | rows hidden=0 distinct=true order=1 limit=Some(2) offset=3",
+    );
+}
+
+#[test]
+fn aggregates_become_partials() {
+    check(
+        "SELECT a, COUNT(*), AVG(id) AS m FROM t GROUP BY a HAVING SUM(id) > 2 ORDER BY m DESC LIMIT 3",
+        "scatter [0, 1, 2, 3]: SELECT a, COUNT(*), TOTAL(id), COUNT(id), SUM(id) FROM t GROUP BY a | \
+         SELECT __p0 AS __o0, (COALESCE(SUM(__p1), 0)) AS __o1, (CASE WHEN SUM(__p3) > 0 THEN TOTAL(__p2) / SUM(__p3) END) AS __o2 \
+         FROM _partial GROUP BY __p0 HAVING (SUM(__p4)) > 2 ORDER BY __o2 DESC LIMIT 3 OFFSET 0",
+    );
+    check(
+        "SELECT MIN(s), MAX(s), TOTAL(a) FROM t JOIN r ON t.a = r.id",
+        "scatter [0, 1, 2, 3]: SELECT MIN(s), MAX(s), TOTAL(a) FROM t JOIN r ON t.a = r.id | \
+         SELECT (MIN(__p0)) AS __o0, (MAX(__p1)) AS __o1, (TOTAL(__p2)) AS __o2 FROM _partial",
+    );
+}
+
+#[test]
+fn unmergeable_shapes_gather() {
+    let g = "gather [dist test.t]";
+    check("SELECT COUNT(DISTINCT a) FROM t", &format!("{g}: SELECT COUNT(DISTINCT a) FROM \"test\".\"t\""));
+    check(
+        "SELECT a, s, COUNT(*) FROM t GROUP BY a",
+        &format!("{g}: SELECT a, s, COUNT(*) FROM \"test\".\"t\" GROUP BY a"),
+    );
+    check("SELECT GROUP_CONCAT(s) FROM t", &format!("{g}: SELECT GROUP_CONCAT(s) FROM \"test\".\"t\""));
+    check(
+        "SELECT id, ROW_NUMBER() OVER (ORDER BY id) FROM t",
+        &format!("{g}: SELECT id, ROW_NUMBER() OVER (ORDER BY id) FROM \"test\".\"t\""),
+    );
+    check(
+        "SELECT * FROM t JOIN u ON t.id = u.k1",
+        "gather [dist test.t, dist test.u]: SELECT * FROM \"test\".\"t\" JOIN \"test\".\"u\" ON t.id = u.k1",
+    );
+    check(
+        "SELECT * FROM r LEFT JOIN t ON r.id = t.a",
+        "gather [ref test.r, dist test.t]: SELECT * FROM \"test\".\"r\" LEFT JOIN \"test\".\"t\" ON r.id = t.a",
+    );
+    check(
+        "WITH c AS (SELECT a FROM t) SELECT * FROM c",
+        &format!("{g}: WITH c AS (SELECT a FROM \"test\".\"t\") SELECT * FROM c"),
+    );
+    check(
+        "SELECT a FROM t UNION SELECT a FROM k",
+        "gather [dist test.t, dist test.k]: SELECT a FROM \"test\".\"t\" UNION SELECT a FROM \"test\".\"k\"",
+    );
+    check(
+        "SELECT * FROM information_schema.TABLES",
+        "gather [virtual information_schema.TABLES]: SELECT * FROM \"information_schema\".\"TABLES\"",
+    );
+}
+
+#[test]
+fn reference_and_constant_queries() {
+    check("SELECT 1 + 1", "reference None: SELECT 1 + 1");
+    check("SELECT name FROM test.r WHERE id = 1", "reference Some(\"test\"): SELECT name FROM r WHERE id = 1");
+    assert_eq!(plan_sql("SELECT 1", None), "reference None: SELECT 1");
+}
+
+#[test]
+fn resolution_errors() {
+    check("SELECT * FROM nope", "error: Table 'test.nope' doesn't exist");
+    check("SELECT * FROM other.t", "error: Unknown database 'other'");
+    assert_eq!(plan_sql("SELECT * FROM t", None), "error: No database selected");
+}
+
+#[test]
+fn inserts_route_rows_and_allocate_auto_increment() {
+    let (p1, p2) = (p(&[Value::Integer(1)]), p(&[Value::Integer(100)]));
+    let plan = plan_sql("INSERT INTO t (id, a) VALUES ('1', 2), (NULL, 3)", Some("test"));
+    let mut parts = vec![
+        (p1, "INSERT INTO \"t\" (\"id\", \"a\") VALUES (1, 2)".to_string()),
+        (p2, "INSERT INTO \"t\" (\"id\", \"a\") VALUES (100, 3)".to_string()),
+    ];
+    parts.sort();
+    if p1 == p2 {
+        parts = vec![(p1, "INSERT INTO \"t\" (\"id\", \"a\") VALUES (1, 2), (100, 3)".to_string())];
+    }
+    let parts: Vec<String> = parts.iter().map(|(o, s)| format!("{o}: {s}")).collect();
+    assert_eq!(plan, format!("insert rows=2 ai=Some(100) {}", parts.join(" ; ")));
+    check("INSERT INTO k VALUES (1)", "insert rows=1 ai=None 2: INSERT INTO \"k\" (\"a\") VALUES (1)");
+    let p3 = p(&[Value::Integer(3), Value::Text("x".into())]);
+    check(
+        "REPLACE INTO u VALUES (1 + 2, 'x', 1.5)",
+        &format!(
+            "insert rows=1 ai=None {p3}: INSERT OR REPLACE INTO \"u\" (\"k1\", \"k2\", \"v\") VALUES (3, 'x', 1.5)"
+        ),
+    );
+    check("INSERT INTO t (id, a) VALUES (1)", "error: Column count doesn't match value count at row 1");
+    check("INSERT INTO t (id, zz) VALUES (1, 2)", "error: Unknown column 'zz' in 't'");
+    check("INSERT INTO r VALUES (1, 'a')", "reference write: INSERT INTO \"r\" (\"id\", \"name\") VALUES (1, 'a')");
+    check(
+        "INSERT INTO t (id, a) VALUES (1, 2) ON DUPLICATE KEY UPDATE a = a + VALUES(a)",
+        &format!(
+            "insert rows=1 ai=None {p1}: INSERT INTO \"t\" (\"id\", \"a\") VALUES (1, 2) ON CONFLICT DO UPDATE SET \"a\" = a + excluded.a"
+        ),
+    );
+    check("INSERT INTO t SELECT * FROM t", "error: Feature not supported: INSERT ... SELECT (use INSERT ... VALUES)");
+}
+
+#[test]
+fn updates_and_deletes_route_by_where() {
+    let five = p(&[Value::Integer(5)]);
+    check("UPDATE t SET a = 1 WHERE id = 5", &format!("write [{five}]: UPDATE t SET a = 1 WHERE id = 5"));
+    check("DELETE FROM test.t WHERE a = 1", "write [0, 1, 2, 3]: DELETE FROM t WHERE a = 1");
+    check("UPDATE t SET id = 1", "error: Updating the shard key column 'id' is not supported");
+    check("UPDATE r SET name = 'x'", "reference write: UPDATE r SET name = 'x'");
+    check(
+        "DELETE FROM t WHERE a IN (SELECT k1 FROM u)",
+        "error: Feature not supported: UPDATE/DELETE with a subquery reading distributed table test.u",
+    );
+    check(
+        "DELETE FROM t WHERE a = 1 LIMIT 2",
+        "error: Feature not supported: ORDER BY or LIMIT on an UPDATE/DELETE that spans partitions",
+    );
+}
