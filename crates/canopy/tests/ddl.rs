@@ -1,0 +1,91 @@
+//! Tables through real processes: CREATE TABLE with and without SHARD KEY, reference tables, keyless tables,
+//! CREATE INDEX, SHOW TABLES, DESCRIBE, SHOW CREATE TABLE, DROP TABLE and DROP DATABASE.
+
+mod support;
+
+use mysql_async::Row;
+use mysql_async::prelude::Queryable;
+use support::TestCluster;
+
+/// History: a database on 3 leaves with a sharded table, a reference table and a keyless table.
+/// Property: the catalog commands show what was created, reference rows are visible next to every partition (a
+/// join answers from all of them), keyless rows spread over several partitions, and drops remove everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_indexes_and_drops() {
+    let cluster = TestCluster::start("ddl", 3).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE DATABASE shop PARTITIONS 6").await.unwrap();
+    conn.query_drop("USE shop").await.unwrap();
+    conn.query_drop(
+        "CREATE TABLE orders (id BIGINT NOT NULL AUTO_INCREMENT, customer INT(11) UNSIGNED NOT NULL, \
+         amount DECIMAL(10,2) DEFAULT '0', note VARCHAR(40), PRIMARY KEY (id, customer), SHARD KEY (customer)) \
+         ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    )
+    .await
+    .unwrap();
+    conn.query_drop("CREATE REFERENCE TABLE customers (id INT PRIMARY KEY, name VARCHAR(20))").await.unwrap();
+    conn.query_drop("CREATE TABLE events (kind VARCHAR(10), at DATETIME)").await.unwrap();
+    conn.query_drop("CREATE INDEX by_note ON orders (note)").await.unwrap();
+    conn.query_drop("CREATE TABLE IF NOT EXISTS customers (id INT PRIMARY KEY)").await.unwrap();
+
+    let tables: Vec<String> = conn.query("SHOW TABLES").await.unwrap();
+    assert_eq!(tables, ["customers", "events", "orders"]);
+    let describe: Vec<Row> = conn.query("DESCRIBE orders").await.unwrap();
+    let fields: Vec<(String, String)> = describe
+        .iter()
+        .map(|r| (r.get::<String, _>("Field").unwrap(), r.get::<String, _>("Key").unwrap()))
+        .collect();
+    assert_eq!(fields[0], ("id".to_string(), "PRI".to_string()));
+    assert_eq!(fields[3], ("note".to_string(), "MUL".to_string()));
+    let create: Row = conn.query_first("SHOW CREATE TABLE orders").await.unwrap().unwrap();
+    let text: String = create.get(1).unwrap();
+    assert!(text.contains("SHARD KEY") && text.contains("customer"), "{text}");
+
+    conn.query_drop("INSERT INTO customers VALUES (1, 'ann'), (2, 'bob'), (3, 'cy')").await.unwrap();
+    for c in 1..=3 {
+        for i in 0..10 {
+            conn.query_drop(format!("INSERT INTO orders (customer, amount, note) VALUES ({c}, {i}.5, 'n{i}')"))
+                .await
+                .unwrap();
+        }
+    }
+    let joined: Vec<(String, i64, f64)> = conn
+        .query(
+            "SELECT c.name, COUNT(*), SUM(o.amount) FROM orders o JOIN customers c ON c.id = o.customer \
+             GROUP BY c.name ORDER BY c.name",
+        )
+        .await
+        .unwrap();
+    assert_eq!(joined, vec![("ann".into(), 10, 50.0), ("bob".into(), 10, 50.0), ("cy".into(), 10, 50.0)]);
+    let by_note: i64 = conn.query_first("SELECT COUNT(*) FROM orders WHERE note = 'n3'").await.unwrap().unwrap();
+    assert_eq!(by_note, 3);
+
+    let values: Vec<String> = (0..60).map(|i| format!("('k{}', '2026-01-{:02} 10:00:00')", i % 4, i % 28 + 1)).collect();
+    conn.query_drop(format!("INSERT INTO events VALUES {}", values.join(","))).await.unwrap();
+    let n: i64 = conn.query_first("SELECT COUNT(*) FROM events WHERE at >= '2026-01-15'").await.unwrap().unwrap();
+    assert_eq!(n, (0..60).filter(|i| i % 28 + 1 >= 15).count() as i64);
+    // Keyless rows are spread: more than one partition holds some.
+    let mut holding = 0;
+    for leaf in &cluster.leaves {
+        let mut direct = leaf.connect().await;
+        let names: Vec<String> = direct.query("SHOW DATABASES").await.unwrap();
+        for name in names.into_iter().filter(|n| n.starts_with("shop_")) {
+            direct.query_drop(format!("USE {name}")).await.unwrap();
+            let k: i64 = direct.query_first("SELECT COUNT(*) FROM events").await.unwrap().unwrap();
+            holding += usize::from(k > 0);
+        }
+    }
+    assert!(holding > 1, "keyless rows landed in {holding} partition(s)");
+
+    conn.query_drop("DROP TABLE events, customers").await.unwrap();
+    let tables: Vec<String> = conn.query("SHOW TABLES").await.unwrap();
+    assert_eq!(tables, ["orders"]);
+    assert!(conn.query_drop("SELECT * FROM customers").await.is_err());
+    conn.query_drop("DROP TABLE IF EXISTS customers").await.unwrap();
+    conn.query_drop("DROP DATABASE shop").await.unwrap();
+    let dbs: Vec<String> = conn.query("SHOW DATABASES").await.unwrap();
+    assert_eq!(dbs, ["information_schema"]);
+    let mut direct = cluster.leaves[0].connect().await;
+    let dbs: Vec<String> = direct.query("SHOW DATABASES").await.unwrap();
+    assert_eq!(dbs, ["information_schema"], "the leaf dropped its partitions");
+}
