@@ -1,1 +1,114 @@
-//! placeholder
+//! The MySQL wire-protocol front end: accepts client connections on tokio, runs the handshake and
+//! `mysql_native_password` authentication, serves commands, and encodes results. It owns every MySQL byte and the
+//! MySQL-specific session chatter (`SET NAMES`, `SELECT @@version_comment`, prepared statements); the backend only ever
+//! sees SQL text and returns `Reply` values built from `canopy_sql` types. No TLS, no compression.
+//!
+//! Code map: `server` accepts and limits connections; `connection` is the per-connection command loop; `handshake`
+//! the connection phase; `packet` framing; `wire` primitive encodings; `response` OK/EOF/ERR; `resultset` column types
+//! and rows; `prepared` prepared statements; `split` statement text scanning; `intercept` and `sysvars` the statements
+//! and variables the front end answers itself; `error` the error table.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+mod connection;
+mod error;
+mod handshake;
+mod intercept;
+mod packet;
+mod prepared;
+mod response;
+mod resultset;
+mod server;
+mod split;
+mod sysvars;
+mod wire;
+
+pub use error::MysqlError;
+pub use resultset::mysql_column_type;
+pub use server::serve;
+
+/// What the backend answers to one statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// A statement without a result set; `info` is the optional human-readable message (e.g. "Rows matched: 1").
+    Ok { affected_rows: u64, last_insert_id: u64, info: String },
+    /// A result set. A result set with no columns is sent as a plain OK.
+    Rows(canopy_sql::ResultSet),
+    Error(MysqlError),
+}
+
+impl Reply {
+    /// An OK without affected rows or message.
+    pub fn ok() -> Self {
+        Reply::Ok { affected_rows: 0, last_insert_id: 0, info: String::new() }
+    }
+}
+
+/// Who connected, given to the backend when it opens the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    pub connection_id: u32,
+    pub user: String,
+    /// The database the client named in the handshake, if any.
+    pub database: Option<String>,
+    pub peer: SocketAddr,
+}
+
+/// The engine behind the front end: users and sessions.
+pub trait Backend: Send + Sync + 'static {
+    type Session: Session;
+
+    /// The password `user` must present (empty string = no password), or None if the user does not exist.
+    fn password(&self, user: &str) -> Option<String>;
+
+    /// Called after successful authentication. If the client named a database in the handshake it is in
+    /// `info.database`; the backend validates it (an error, e.g. 1049 Unknown database, is sent to the client and the
+    /// connection closed).
+    fn open_session(&self, info: ConnectionInfo) -> impl Future<Output = Result<Self::Session, MysqlError>> + Send;
+}
+
+/// One client's session with the backend. Dropped when the connection ends, whichever way it ends.
+pub trait Session: Send + 'static {
+    /// Runs one statement (the front end has already split multi-statement text and stripped the trailing ';').
+    fn query(&mut self, sql: &str) -> impl Future<Output = Reply> + Send;
+
+    /// COM_INIT_DB / USE: change the current database.
+    fn init_db(&mut self, db: &str) -> impl Future<Output = Result<(), MysqlError>> + Send;
+
+    /// The current database, for `SELECT DATABASE()` answered by the front end.
+    fn current_database(&self) -> Option<String>;
+
+    /// A system variable the backend owns (for `SELECT @@name`; `name` is lowercase without scope), or None to fall
+    /// back to the front end's built-in table.
+    fn system_variable(&self, _name: &str) -> Option<canopy_sql::Value> {
+        None
+    }
+
+    /// Result columns of a statement, for the COM_STMT_PREPARE response. `sql` has every `?` replaced by NULL.
+    /// Default: none known (0 columns); clients take the real columns from the execute response.
+    fn describe(&mut self, _sql: &str) -> impl Future<Output = Result<Vec<canopy_sql::Column>, MysqlError>> + Send {
+        async { Ok(vec![]) }
+    }
+}
+
+/// Bounds and identity of the front end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest packet accepted from a client (and announced as `@@max_allowed_packet`).
+    pub max_packet_bytes: u32,
+    /// Connections served at once; more are refused with error 1040.
+    pub max_connections: u32,
+    /// Announced in the handshake and as `@@version`.
+    pub server_version: String,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_packet_bytes: 64 * 1024 * 1024,
+            max_connections: 1000,
+            server_version: "5.7.32-Canopy-0.1.0".to_string(),
+        }
+    }
+}

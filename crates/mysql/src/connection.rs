@@ -1,0 +1,525 @@
+//! One client connection from accept to close: the connection phase, opening the backend session, then the command
+//! loop (COM_QUERY, COM_STMT_*, COM_INIT_DB, ...). It decides what runs where: statements the front end answers
+//! itself (`intercept`) never reach the backend, and everything else goes to `Session::query` as text. It owns the
+//! connection's session state (autocommit, variables set by `SET`, prepared statements) and nothing shared between
+//! connections except the counters in `Stats`.
+//!
+//! Any protocol violation ends only this connection: errors are logged at debug level and the task returns.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use canopy_sql::{Column, ResultSet, Value};
+use mysql_common::constants::{CapabilityFlags, Command, StatusFlags};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+use tracing::debug;
+
+use crate::handshake::{self, HandshakeFailure};
+use crate::intercept::{AssignedValue, Assignment, ItemSource, Local, SelectItem, classify};
+use crate::packet::{Framed, ReadError};
+use crate::prepared::{self, Statements};
+use crate::resultset::{self, ColumnSpec};
+use crate::split::{split_statements, substitute_placeholders, tokens};
+use crate::wire::put_lenenc_int;
+use crate::{Backend, ConnectionInfo, Limits, MysqlError, Reply, Session, response, sysvars};
+
+/// How long a client has to complete the connection phase, so idle sockets cannot hold connection slots forever.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Counters shared by all connections of one `serve`, for COM_STATISTICS and the connection limit.
+#[derive(Debug)]
+pub(crate) struct Stats {
+    pub started: Instant,
+    pub active_connections: AtomicU32,
+    pub questions: AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn new() -> Self {
+        Stats { started: Instant::now(), active_connections: AtomicU32::new(0), questions: AtomicU64::new(0) }
+    }
+}
+
+/// Everything a connection task needs from its server.
+pub(crate) struct Context<B> {
+    pub backend: Arc<B>,
+    pub limits: Arc<Limits>,
+    pub stats: Arc<Stats>,
+    pub stop: watch::Receiver<bool>,
+}
+
+/// Whether the command loop goes on after a command.
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// How rows are encoded: text for COM_QUERY, binary for COM_STMT_EXECUTE.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RowFormat {
+    Text,
+    Binary,
+}
+
+/// Serves one accepted connection until it closes.
+pub(crate) async fn run<S, B>(stream: S, peer: SocketAddr, connection_id: u32, context: Context<B>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    B: Backend,
+{
+    let mut framed = Framed::new(stream, context.limits.max_packet_bytes);
+    let salt = handshake::new_salt();
+    let host = peer.ip().to_string();
+    let greeting = handshake::initial_handshake(&context.limits.server_version, connection_id, &salt, StatusFlags::SERVER_STATUS_AUTOCOMMIT);
+    if framed.write(&greeting).await.is_err() || framed.flush().await.is_err() {
+        return;
+    }
+    let authenticated = tokio::time::timeout(CONNECT_TIMEOUT, handshake::authenticate(&mut framed, &*context.backend, &salt, &host)).await;
+    let response = match authenticated {
+        Ok(Ok(response)) => response,
+        Ok(Err(HandshakeFailure::Refuse(error))) => {
+            debug!(connection_id, %peer, %error, "connection refused");
+            refuse(&mut framed, &error).await;
+            return;
+        }
+        Ok(Err(HandshakeFailure::Drop(reason))) => {
+            debug!(connection_id, %peer, reason, "connection dropped during handshake");
+            return;
+        }
+        Err(_) => {
+            debug!(connection_id, %peer, "handshake timed out");
+            return;
+        }
+    };
+    let info = ConnectionInfo { connection_id, user: response.user.clone(), database: response.database.clone(), peer };
+    let session = match context.backend.open_session(info).await {
+        Ok(session) => session,
+        Err(error) => {
+            refuse(&mut framed, &error).await;
+            return;
+        }
+    };
+    let caps = response.capabilities;
+    let mut connection = Connection {
+        framed,
+        caps,
+        session,
+        connection_id,
+        user: response.user,
+        host,
+        autocommit: true,
+        multi_statements: caps.contains(CapabilityFlags::CLIENT_MULTI_STATEMENTS),
+        variables: HashMap::new(),
+        statements: Statements::default(),
+        limits: context.limits,
+        stats: context.stats,
+    };
+    let ok = response::ok(0, 0, connection.status(false), "");
+    if connection.framed.write(&ok).await.is_err() || connection.framed.flush().await.is_err() {
+        return;
+    }
+    connection.serve_commands(context.stop).await;
+}
+
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(framed: &mut Framed<S>, error: &MysqlError) {
+    let _ = framed.write(&response::err(error)).await;
+    framed.shutdown().await;
+}
+
+struct Connection<S, Sess> {
+    framed: Framed<S>,
+    caps: CapabilityFlags,
+    session: Sess,
+    connection_id: u32,
+    user: String,
+    host: String,
+    autocommit: bool,
+    multi_statements: bool,
+    /// Session variables set with `SET` and answered locally; they shadow the backend's and built-in values.
+    variables: HashMap<String, Value>,
+    statements: Statements,
+    limits: Arc<Limits>,
+    stats: Arc<Stats>,
+}
+
+impl<S, Sess> Connection<S, Sess>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    Sess: Session,
+{
+    async fn serve_commands(&mut self, mut stop: watch::Receiver<bool>) {
+        loop {
+            self.framed.reset_sequence();
+            let read = tokio::select! {
+                read = self.framed.read() => Some(read),
+                // The guard `wait_for` returns is not Send: drop it at once.
+                _ = stop.wait_for(|stopped| *stopped) => None,
+            };
+            let Some(read) = read else {
+                self.framed.shutdown().await;
+                return;
+            };
+            let payload = match read {
+                Ok(payload) => payload,
+                Err(ReadError::TooLarge { declared_bytes }) => {
+                    debug!(connection_id = self.connection_id, declared_bytes, "packet too large");
+                    refuse(&mut self.framed, &MysqlError::packet_too_large()).await;
+                    return;
+                }
+                Err(ReadError::Closed) => return,
+                Err(error) => {
+                    debug!(connection_id = self.connection_id, %error, "closing connection");
+                    return;
+                }
+            };
+            let flow = match self.command(&payload).await {
+                Ok(flow) => flow,
+                Err(error) => {
+                    debug!(connection_id = self.connection_id, %error, "write failed");
+                    return;
+                }
+            };
+            if self.framed.flush().await.is_err() {
+                return;
+            }
+            if let Flow::Close = flow {
+                self.framed.shutdown().await;
+                return;
+            }
+        }
+    }
+
+    async fn command(&mut self, payload: &[u8]) -> std::io::Result<Flow> {
+        let Some((&code, body)) = payload.split_first() else {
+            debug!(connection_id = self.connection_id, "empty command packet");
+            return Ok(Flow::Close);
+        };
+        const QUIT: u8 = Command::COM_QUIT as u8;
+        const INIT_DB: u8 = Command::COM_INIT_DB as u8;
+        const QUERY: u8 = Command::COM_QUERY as u8;
+        const FIELD_LIST: u8 = Command::COM_FIELD_LIST as u8;
+        const STATISTICS: u8 = Command::COM_STATISTICS as u8;
+        const PING: u8 = Command::COM_PING as u8;
+        const STMT_PREPARE: u8 = Command::COM_STMT_PREPARE as u8;
+        const STMT_EXECUTE: u8 = Command::COM_STMT_EXECUTE as u8;
+        const STMT_SEND_LONG_DATA: u8 = Command::COM_STMT_SEND_LONG_DATA as u8;
+        const STMT_CLOSE: u8 = Command::COM_STMT_CLOSE as u8;
+        const STMT_RESET: u8 = Command::COM_STMT_RESET as u8;
+        const SET_OPTION: u8 = Command::COM_SET_OPTION as u8;
+        const RESET_CONNECTION: u8 = Command::COM_RESET_CONNECTION as u8;
+        match code {
+            QUIT => return Ok(Flow::Close),
+            QUERY => self.query(body).await?,
+            INIT_DB => {
+                let db = String::from_utf8_lossy(body);
+                match self.session.init_db(db.trim()).await {
+                    Ok(()) => self.send_ok().await?,
+                    Err(error) => self.send_error(&error).await?,
+                }
+            }
+            PING => self.send_ok().await?,
+            FIELD_LIST => {
+                // No table metadata at this layer: an empty column list.
+                let end = response::end_of_rows(self.caps, self.status(false));
+                self.framed.write(&end).await?;
+            }
+            STATISTICS => {
+                let text = format!(
+                    "Uptime: {}  Threads: {}  Questions: {}  Slow queries: 0  Opens: 0  Flush tables: 0  Open tables: 0  Queries per second avg: 0.000",
+                    self.stats.started.elapsed().as_secs(),
+                    self.stats.active_connections.load(Ordering::Relaxed),
+                    self.stats.questions.load(Ordering::Relaxed),
+                );
+                self.framed.write(text.as_bytes()).await?;
+            }
+            STMT_PREPARE => self.prepare(body).await?,
+            STMT_EXECUTE => self.execute(body).await?,
+            STMT_SEND_LONG_DATA => prepared::append_long_data(&mut self.statements, body, self.limits.max_packet_bytes as usize),
+            STMT_CLOSE => {
+                if let Ok(id) = prepared::execute_statement_id(body) {
+                    self.statements.close(id);
+                }
+            }
+            STMT_RESET => match prepared::execute_statement_id(body).ok().and_then(|id| self.statements.get_mut(id).map(|s| (id, s))) {
+                Some((_, statement)) => {
+                    statement.reset();
+                    self.send_ok().await?;
+                }
+                None => {
+                    let id = prepared::execute_statement_id(body).unwrap_or(0);
+                    self.send_error(&MysqlError::unknown_statement(id)).await?;
+                }
+            },
+            SET_OPTION => match body {
+                [0, 0] | [1, 0] => {
+                    self.multi_statements = body[0] == 0;
+                    let end = response::end_of_rows(self.caps, self.status(false));
+                    self.framed.write(&end).await?;
+                }
+                _ => self.send_error(&MysqlError::unknown_command()).await?,
+            },
+            RESET_CONNECTION => {
+                self.statements.clear();
+                self.variables.clear();
+                self.autocommit = true;
+                self.multi_statements = self.caps.contains(CapabilityFlags::CLIENT_MULTI_STATEMENTS);
+                self.send_ok().await?;
+            }
+            _ => self.send_error(&MysqlError::unknown_command()).await?,
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// COM_QUERY: split, run each statement, stop at the first error.
+    async fn query(&mut self, body: &[u8]) -> std::io::Result<()> {
+        let Ok(text) = std::str::from_utf8(body) else {
+            return self.send_error(&MysqlError::invalid_utf8()).await;
+        };
+        let statements = split_statements(text);
+        if statements.is_empty() {
+            return self.send_error(&MysqlError::empty_query()).await;
+        }
+        if statements.len() > 1 && !self.multi_statements {
+            return self.send_error(&MysqlError::multi_statements_disabled()).await;
+        }
+        for (i, sql) in statements.iter().enumerate() {
+            let more = i + 1 < statements.len();
+            let reply = self.run_statement(sql).await;
+            let failed = matches!(reply, Reply::Error(_));
+            self.send_reply(reply, more && !failed, RowFormat::Text).await?;
+            if failed {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one statement wherever it belongs: answered here, or by the backend.
+    async fn run_statement(&mut self, sql: &str) -> Reply {
+        self.stats.questions.fetch_add(1, Ordering::Relaxed);
+        match classify(sql) {
+            Local::Forward => self.session.query(sql).await,
+            Local::Set(assignments) => self.apply_set(&assignments),
+            Local::Select { items, limit } => self.answer_select(&items, limit),
+            Local::Use(db) => match self.session.init_db(&db).await {
+                Ok(()) => Reply::ok(),
+                Err(error) => Reply::Error(error),
+            },
+        }
+    }
+
+    fn apply_set(&mut self, assignments: &[Assignment]) -> Reply {
+        // Validate everything first so a failing SET changes nothing, as in MySQL.
+        let mut autocommit = self.autocommit;
+        for assignment in assignments.iter().filter(|a| a.name == "autocommit") {
+            autocommit = match &assignment.value {
+                AssignedValue::Default => true,
+                AssignedValue::Literal(Value::Integer(1)) => true,
+                AssignedValue::Literal(Value::Integer(0)) => false,
+                AssignedValue::Literal(Value::Text(t)) if t.eq_ignore_ascii_case("ON") || t.eq_ignore_ascii_case("TRUE") => true,
+                AssignedValue::Literal(Value::Text(t)) if t.eq_ignore_ascii_case("OFF") || t.eq_ignore_ascii_case("FALSE") => false,
+                AssignedValue::Literal(v) => return Reply::Error(MysqlError::wrong_value_for_variable("autocommit", &display(v))),
+                AssignedValue::Expression(e) => return Reply::Error(MysqlError::wrong_value_for_variable("autocommit", e)),
+            };
+        }
+        self.autocommit = autocommit;
+        for assignment in assignments.iter().filter(|a| a.name != "autocommit") {
+            match &assignment.value {
+                AssignedValue::Literal(value) => {
+                    self.variables.insert(assignment.name.clone(), value.clone());
+                }
+                // An expression is not evaluated here; forgetting the old value is more honest than keeping it.
+                AssignedValue::Default | AssignedValue::Expression(_) => {
+                    self.variables.remove(&assignment.name);
+                }
+            }
+        }
+        Reply::ok()
+    }
+
+    fn answer_select(&self, items: &[SelectItem], limit: Option<u64>) -> Reply {
+        let mut row = Vec::with_capacity(items.len());
+        for item in items {
+            let value = match &item.source {
+                ItemSource::Variable { name, global } => match self.variable(name, *global) {
+                    Some(value) => value,
+                    None => return Reply::Error(MysqlError::unknown_system_variable(name)),
+                },
+                ItemSource::Database => self.session.current_database().map_or(Value::Null, Value::Text),
+                ItemSource::ConnectionId => Value::Integer(i64::from(self.connection_id)),
+                ItemSource::User => Value::Text(format!("{}@{}", self.user, self.host)),
+                ItemSource::Version => Value::Text(self.limits.server_version.clone()),
+            };
+            row.push(value);
+        }
+        let columns = items.iter().map(|i| Column::new(i.column.clone())).collect();
+        let rows = if limit == Some(0) { vec![] } else { vec![row] };
+        Reply::Rows(ResultSet { columns, rows })
+    }
+
+    /// A system variable's value: this session's `SET` first (session scope only), then the backend, then the
+    /// built-in table.
+    fn variable(&self, name: &str, global: bool) -> Option<Value> {
+        if name == "autocommit" && !global {
+            return Some(Value::Integer(i64::from(self.autocommit)));
+        }
+        let local = if global { None } else { self.variables.get(name).cloned() };
+        local.or_else(|| self.session.system_variable(name)).or_else(|| sysvars::builtin(name, &self.limits))
+    }
+
+    /// COM_STMT_PREPARE: register the text, describe its result columns when it has any.
+    async fn prepare(&mut self, body: &[u8]) -> std::io::Result<()> {
+        let Ok(text) = std::str::from_utf8(body) else {
+            return self.send_error(&MysqlError::invalid_utf8()).await;
+        };
+        let sql = match split_statements(text).as_slice() {
+            [] => return self.send_error(&MysqlError::empty_query()).await,
+            [one] => one.to_string(),
+            _ => return self.send_error(&MysqlError::multi_statements_disabled()).await,
+        };
+        let placeholders = crate::split::count_placeholders(&sql);
+        let described = substitute_placeholders(&sql, &vec!["NULL".to_string(); placeholders]);
+        let columns: Vec<(String, ColumnSpec)> = match classify(&described) {
+            Local::Select { items, limit } => match self.answer_select(&items, limit) {
+                Reply::Rows(result) => result.columns.iter().map(|c| c.name.clone()).zip(resultset::column_specs(&result)).collect(),
+                Reply::Error(error) => return self.send_error(&error).await,
+                Reply::Ok { .. } => vec![],
+            },
+            Local::Set(_) | Local::Use(_) => vec![],
+            Local::Forward if returns_rows(&sql) => match self.session.describe(&described).await {
+                Ok(columns) => {
+                    let specs = resultset::declared_column_specs(&columns);
+                    columns.into_iter().map(|c| c.name).zip(specs).collect()
+                }
+                Err(error) => return self.send_error(&error).await,
+            },
+            Local::Forward => vec![],
+        };
+        let (id, param_count) = match self.statements.prepare(&sql) {
+            Ok((id, statement)) => (id, statement.param_count),
+            Err(error) => return self.send_error(&error).await,
+        };
+        let column_count = u16::try_from(columns.len()).unwrap_or(u16::MAX);
+        let mut ok = vec![0x00];
+        ok.extend_from_slice(&id.to_le_bytes());
+        ok.extend_from_slice(&column_count.to_le_bytes());
+        ok.extend_from_slice(&param_count.to_le_bytes());
+        ok.push(0); // reserved
+        ok.extend_from_slice(&0u16.to_le_bytes()); // warnings
+        self.framed.write(&ok).await?;
+        let deprecate_eof = self.caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF);
+        if param_count > 0 {
+            let param_spec = resultset::declared_column_specs(&[Column::new("?")])[0];
+            for _ in 0..param_count {
+                self.framed.write(&resultset::column_definition("?", &param_spec)).await?;
+            }
+            if !deprecate_eof {
+                self.framed.write(&response::eof(self.status(false))).await?;
+            }
+        }
+        if !columns.is_empty() {
+            for (name, spec) in columns.iter().take(usize::from(column_count)) {
+                self.framed.write(&resultset::column_definition(name, spec)).await?;
+            }
+            if !deprecate_eof {
+                self.framed.write(&response::eof(self.status(false))).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// COM_STMT_EXECUTE: bind the parameters into the text and run it like a query, answering in the binary protocol.
+    async fn execute(&mut self, body: &[u8]) -> std::io::Result<()> {
+        let id = match prepared::execute_statement_id(body) {
+            Ok(id) => id,
+            Err(_) => return self.send_error(&MysqlError::wrong_arguments()).await,
+        };
+        let Some(statement) = self.statements.get_mut(id) else {
+            return self.send_error(&MysqlError::unknown_statement(id)).await;
+        };
+        let sql = match prepared::bind(statement, body) {
+            Ok(sql) => sql,
+            Err(error) => return self.send_error(&error).await,
+        };
+        let reply = self.run_statement(&sql).await;
+        self.send_reply(reply, false, RowFormat::Binary).await
+    }
+
+    fn status(&self, more_results: bool) -> StatusFlags {
+        let mut status = StatusFlags::empty();
+        if self.autocommit {
+            status |= StatusFlags::SERVER_STATUS_AUTOCOMMIT;
+        }
+        if more_results {
+            status |= StatusFlags::SERVER_MORE_RESULTS_EXISTS;
+        }
+        status
+    }
+
+    async fn send_ok(&mut self) -> std::io::Result<()> {
+        let ok = response::ok(0, 0, self.status(false), "");
+        self.framed.write(&ok).await
+    }
+
+    async fn send_error(&mut self, error: &MysqlError) -> std::io::Result<()> {
+        self.framed.write(&response::err(error)).await
+    }
+
+    async fn send_reply(&mut self, reply: Reply, more: bool, format: RowFormat) -> std::io::Result<()> {
+        let status = self.status(more);
+        match reply {
+            Reply::Ok { affected_rows, last_insert_id, info } => {
+                self.framed.write(&response::ok(affected_rows, last_insert_id, status, &info)).await
+            }
+            Reply::Error(error) => self.send_error(&error).await,
+            Reply::Rows(result) if result.columns.is_empty() => self.framed.write(&response::ok(0, 0, status, "")).await,
+            Reply::Rows(result) if !resultset::is_well_formed(&result) => {
+                tracing::error!(connection_id = self.connection_id, "backend returned rows that do not match their columns");
+                self.send_error(&MysqlError::new(1105, "HY000", "internal error: malformed result set")).await
+            }
+            Reply::Rows(result) => self.send_rows(&result, status, format).await,
+        }
+    }
+
+    async fn send_rows(&mut self, result: &ResultSet, status: StatusFlags, format: RowFormat) -> std::io::Result<()> {
+        let specs = resultset::column_specs(result);
+        let mut count = Vec::new();
+        put_lenenc_int(&mut count, result.columns.len() as u64);
+        self.framed.write(&count).await?;
+        for (column, spec) in result.columns.iter().zip(&specs) {
+            self.framed.write(&resultset::column_definition(&column.name, spec)).await?;
+        }
+        if !self.caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF) {
+            self.framed.write(&response::eof(status)).await?;
+        }
+        for row in &result.rows {
+            let encoded = match format {
+                RowFormat::Text => resultset::text_row(row),
+                RowFormat::Binary => resultset::binary_row(row, &specs),
+            };
+            self.framed.write(&encoded).await?;
+        }
+        self.framed.write(&response::end_of_rows(self.caps, status)).await
+    }
+}
+
+/// Whether a statement can return rows, so COM_STMT_PREPARE asks the backend to describe it.
+fn returns_rows(sql: &str) -> bool {
+    tokens(sql)
+        .first()
+        .is_some_and(|t| ["SELECT", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "WITH"].iter().any(|k| t.is_word(k)))
+}
+
+fn display(value: &Value) -> String {
+    match value {
+        Value::Null => "NULL".to_string(),
+        Value::Integer(i) => i.to_string(),
+        Value::Real(r) => resultset::format_real(*r),
+        Value::Text(t) => t.clone(),
+        Value::Blob(b) => String::from_utf8_lossy(b).into_owned(),
+    }
+}

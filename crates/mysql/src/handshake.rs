@@ -1,0 +1,263 @@
+//! Connection phase: the v10 handshake the server sends first, parsing the client's HandshakeResponse41, switching a
+//! client that offers another plugin over to `mysql_native_password`, and checking the scramble. It does not open the
+//! backend session (the command loop does that once authentication succeeds) and does not do TLS: CLIENT_SSL is never
+//! advertised, and a client that asks for it anyway is refused.
+
+use mysql_common::constants::{CapabilityFlags, StatusFlags};
+use rand::Rng;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::packet::Framed;
+use crate::wire::{Malformed, Reader, put_null_terminated, put_u16, put_u32};
+use crate::{Backend, MysqlError};
+
+pub(crate) const NATIVE_PASSWORD: &str = "mysql_native_password";
+/// utf8mb4_general_ci, the server's default collation in the handshake.
+const SERVER_COLLATION: u8 = 45;
+pub(crate) const SALT_LEN: usize = 20;
+
+/// What the server offers. The client's own flags are intersected with these.
+pub(crate) fn server_capabilities() -> CapabilityFlags {
+    CapabilityFlags::CLIENT_LONG_PASSWORD
+        | CapabilityFlags::CLIENT_FOUND_ROWS
+        | CapabilityFlags::CLIENT_LONG_FLAG
+        | CapabilityFlags::CLIENT_CONNECT_WITH_DB
+        | CapabilityFlags::CLIENT_PROTOCOL_41
+        | CapabilityFlags::CLIENT_TRANSACTIONS
+        | CapabilityFlags::CLIENT_SECURE_CONNECTION
+        | CapabilityFlags::CLIENT_MULTI_STATEMENTS
+        | CapabilityFlags::CLIENT_MULTI_RESULTS
+        | CapabilityFlags::CLIENT_PS_MULTI_RESULTS
+        | CapabilityFlags::CLIENT_PLUGIN_AUTH
+        | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
+        | CapabilityFlags::CLIENT_CONNECT_ATTRS
+        | CapabilityFlags::CLIENT_DEPRECATE_EOF
+}
+
+/// A fresh salt: printable ASCII without `$`, as MySQL generates it, because some clients treat the salt as a
+/// NUL-terminated string.
+pub(crate) fn new_salt() -> [u8; SALT_LEN] {
+    let mut rng = rand::rng();
+    let mut salt = [0u8; SALT_LEN];
+    for byte in &mut salt {
+        *byte = loop {
+            let c = rng.random_range(0x21u8..=0x7E);
+            if c != b'$' {
+                break c;
+            }
+        };
+    }
+    salt
+}
+
+/// The Protocol::HandshakeV10 payload.
+pub(crate) fn initial_handshake(server_version: &str, connection_id: u32, salt: &[u8; SALT_LEN], status: StatusFlags) -> Vec<u8> {
+    let caps = server_capabilities().bits();
+    let mut out = vec![10];
+    put_null_terminated(&mut out, server_version.replace('\0', "").as_bytes());
+    put_u32(&mut out, connection_id);
+    out.extend_from_slice(&salt[..8]);
+    out.push(0); // filler
+    put_u16(&mut out, caps as u16);
+    out.push(SERVER_COLLATION);
+    put_u16(&mut out, status.bits());
+    put_u16(&mut out, (caps >> 16) as u16);
+    out.push(SALT_LEN as u8 + 1); // auth data length, including the trailing NUL
+    out.extend_from_slice(&[0; 10]); // reserved
+    put_null_terminated(&mut out, &salt[8..]);
+    put_null_terminated(&mut out, NATIVE_PASSWORD.as_bytes());
+    out
+}
+
+/// The fields of a HandshakeResponse41 the server uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HandshakeResponse {
+    pub capabilities: CapabilityFlags,
+    pub user: String,
+    pub auth_response: Vec<u8>,
+    pub database: Option<String>,
+    pub auth_plugin: Option<String>,
+}
+
+/// Why a handshake response is refused before any password check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ResponseError {
+    #[error(transparent)]
+    Malformed(#[from] Malformed),
+    #[error("client requires protocol 4.1")]
+    Protocol320,
+    #[error("client asked for TLS, which is not offered")]
+    SslRequested,
+}
+
+pub(crate) fn parse_handshake_response(payload: &[u8]) -> Result<HandshakeResponse, ResponseError> {
+    let mut r = Reader::new(payload);
+    let client = CapabilityFlags::from_bits_truncate(r.u32()?);
+    if !client.contains(CapabilityFlags::CLIENT_PROTOCOL_41) {
+        return Err(ResponseError::Protocol320);
+    }
+    if client.contains(CapabilityFlags::CLIENT_SSL) {
+        return Err(ResponseError::SslRequested);
+    }
+    let capabilities = client & server_capabilities();
+    let _max_packet = r.u32()?;
+    let _collation = r.u8()?;
+    r.take(23)?; // reserved
+    let user = String::from_utf8_lossy(r.null_terminated()?).into_owned();
+    let auth_response = if capabilities.contains(CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA) {
+        r.lenenc_bytes()?
+    } else if capabilities.contains(CapabilityFlags::CLIENT_SECURE_CONNECTION) {
+        let len = usize::from(r.u8()?);
+        r.take(len)?
+    } else {
+        r.null_terminated()?
+    }
+    .to_vec();
+    // Old clients stop after the fields they use, so trailing fields are optional even when flagged.
+    let mut optional_string = |flag: CapabilityFlags| -> Result<Option<String>, Malformed> {
+        if !capabilities.contains(flag) || r.is_empty() {
+            return Ok(None);
+        }
+        let bytes = r.null_terminated()?;
+        Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
+    };
+    let database = optional_string(CapabilityFlags::CLIENT_CONNECT_WITH_DB)?.filter(|d| !d.is_empty());
+    let auth_plugin = optional_string(CapabilityFlags::CLIENT_PLUGIN_AUTH)?;
+    // Connection attributes (CLIENT_CONNECT_ATTRS) follow; the server has no use for them.
+    Ok(HandshakeResponse { capabilities, user, auth_response, database, auth_plugin })
+}
+
+/// Whether `auth_response` proves knowledge of `password` for this salt. An empty configured password accepts only
+/// an empty response, as MySQL does.
+pub(crate) fn password_matches(password: &str, salt: &[u8], auth_response: &[u8]) -> bool {
+    match mysql_common::scramble::scramble_native(salt, password.as_bytes()) {
+        None => auth_response.is_empty(),
+        Some(expected) => constant_time_eq(&expected, auth_response),
+    }
+}
+
+/// Compares without an early exit, so response timing does not reveal how many leading bytes were right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The AuthSwitchRequest payload asking the client to answer with `mysql_native_password` for `salt`.
+fn auth_switch_request(salt: &[u8; SALT_LEN]) -> Vec<u8> {
+    let mut out = vec![0xFE];
+    put_null_terminated(&mut out, NATIVE_PASSWORD.as_bytes());
+    put_null_terminated(&mut out, salt);
+    out
+}
+
+/// How the connection phase ended when it did not produce an authenticated client.
+#[derive(Debug)]
+pub(crate) enum HandshakeFailure {
+    /// Tell the client this error, then close.
+    Refuse(MysqlError),
+    /// The connection is unusable (closed, garbage, I/O error): just close.
+    Drop(String),
+}
+
+/// Runs the connection phase after the initial handshake was sent: reads the response, switches plugins if needed,
+/// and checks the password. On success the caller sends the final OK (after opening the session).
+pub(crate) async fn authenticate<S, B>(
+    framed: &mut Framed<S>,
+    backend: &B,
+    salt: &[u8; SALT_LEN],
+    host: &str,
+) -> Result<HandshakeResponse, HandshakeFailure>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    B: Backend,
+{
+    let payload = framed.read().await.map_err(|e| read_failure(&e))?;
+    let mut response = match parse_handshake_response(&payload) {
+        Ok(r) => r,
+        Err(e @ ResponseError::Malformed(_)) => return Err(HandshakeFailure::Drop(e.to_string())),
+        Err(e) => return Err(HandshakeFailure::Refuse(MysqlError::new(1043, "08S01", format!("Bad handshake: {e}")))),
+    };
+    let wants_other_plugin = response.auth_plugin.as_deref().is_some_and(|p| p != NATIVE_PASSWORD);
+    if wants_other_plugin && response.capabilities.contains(CapabilityFlags::CLIENT_PLUGIN_AUTH) {
+        framed.write(&auth_switch_request(salt)).await.map_err(|e| HandshakeFailure::Drop(e.to_string()))?;
+        framed.flush().await.map_err(|e| HandshakeFailure::Drop(e.to_string()))?;
+        response.auth_response = framed.read().await.map_err(|e| read_failure(&e))?;
+        response.auth_plugin = Some(NATIVE_PASSWORD.to_string());
+    }
+    let accepted = backend
+        .password(&response.user)
+        .is_some_and(|password| password_matches(&password, salt, &response.auth_response));
+    if accepted {
+        Ok(response)
+    } else {
+        Err(HandshakeFailure::Refuse(MysqlError::access_denied(&response.user, host, !response.auth_response.is_empty())))
+    }
+}
+
+fn read_failure(error: &crate::packet::ReadError) -> HandshakeFailure {
+    match error {
+        crate::packet::ReadError::TooLarge { .. } => HandshakeFailure::Refuse(MysqlError::packet_too_large()),
+        other => HandshakeFailure::Drop(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::put_lenenc_bytes;
+
+    fn response_payload(caps: CapabilityFlags, user: &str, auth: &[u8], db: Option<&str>, plugin: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_u32(&mut out, caps.bits());
+        put_u32(&mut out, 1 << 24);
+        out.push(45);
+        out.extend_from_slice(&[0; 23]);
+        put_null_terminated(&mut out, user.as_bytes());
+        put_lenenc_bytes(&mut out, auth);
+        if let Some(db) = db {
+            put_null_terminated(&mut out, db.as_bytes());
+        }
+        put_null_terminated(&mut out, plugin.as_bytes());
+        out
+    }
+
+    #[test]
+    fn parses_a_full_response() {
+        let caps = server_capabilities();
+        let payload = response_payload(caps, "alice", &[1, 2, 3], Some("shop"), "caching_sha2_password");
+        let parsed = parse_handshake_response(&payload).unwrap();
+        assert_eq!(parsed.user, "alice");
+        assert_eq!(parsed.auth_response, vec![1, 2, 3]);
+        assert_eq!(parsed.database.as_deref(), Some("shop"));
+        assert_eq!(parsed.auth_plugin.as_deref(), Some("caching_sha2_password"));
+    }
+
+    #[test]
+    fn refuses_ssl_and_pre_41_clients_and_truncated_responses() {
+        let ssl = response_payload(server_capabilities() | CapabilityFlags::CLIENT_SSL, "u", &[], None, "x");
+        assert_eq!(parse_handshake_response(&ssl), Err(ResponseError::SslRequested));
+        let old = response_payload(CapabilityFlags::CLIENT_LONG_PASSWORD, "u", &[], None, "x");
+        assert_eq!(parse_handshake_response(&old), Err(ResponseError::Protocol320));
+        let full = response_payload(server_capabilities(), "alice", &[9; 20], Some("db"), NATIVE_PASSWORD);
+        for len in 0..40 {
+            assert!(parse_handshake_response(&full[..len]).is_err(), "prefix of {len} bytes");
+        }
+    }
+
+    #[test]
+    fn native_password_check() {
+        let salt = new_salt();
+        let good = mysql_common::scramble::scramble_native(&salt, b"secret").unwrap();
+        assert!(password_matches("secret", &salt, &good));
+        assert!(!password_matches("other", &salt, &good));
+        assert!(!password_matches("secret", &salt, &[]));
+        assert!(password_matches("", &salt, &[]));
+        assert!(!password_matches("", &salt, &good));
+    }
+
+    #[test]
+    fn salts_are_printable_and_differ() {
+        let (a, b) = (new_salt(), new_salt());
+        assert!(a.iter().all(|c| (0x21..=0x7E).contains(c) && *c != b'$'));
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,74 @@
+//! Payloads of the generic server responses: OK, EOF (and its OK-shaped replacement under CLIENT_DEPRECATE_EOF) and
+//! ERR. Result sets are in `resultset.rs`; framing is in `packet.rs`.
+
+use mysql_common::constants::{CapabilityFlags, StatusFlags};
+
+use crate::MysqlError;
+use crate::wire::{put_lenenc_int, put_u16};
+
+pub(crate) fn ok(affected_rows: u64, last_insert_id: u64, status: StatusFlags, info: &str) -> Vec<u8> {
+    let mut out = vec![0x00];
+    put_lenenc_int(&mut out, affected_rows);
+    put_lenenc_int(&mut out, last_insert_id);
+    put_u16(&mut out, status.bits());
+    put_u16(&mut out, 0); // warnings
+    out.extend_from_slice(info.as_bytes());
+    out
+}
+
+/// The packet that ends column definitions or rows: a classic EOF packet, or with CLIENT_DEPRECATE_EOF an OK packet
+/// with the 0xFE header (which the client tells apart from a row by its header and short length).
+pub(crate) fn end_of_rows(caps: CapabilityFlags, status: StatusFlags) -> Vec<u8> {
+    if caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF) {
+        let mut out = ok(0, 0, status, "");
+        out[0] = 0xFE;
+        out
+    } else {
+        eof(status)
+    }
+}
+
+/// A classic EOF packet; also sent without CLIENT_DEPRECATE_EOF between column definitions and rows.
+pub(crate) fn eof(status: StatusFlags) -> Vec<u8> {
+    let mut out = vec![0xFE];
+    put_u16(&mut out, 0); // warnings
+    put_u16(&mut out, status.bits());
+    out
+}
+
+pub(crate) fn err(error: &MysqlError) -> Vec<u8> {
+    let mut out = vec![0xFF];
+    put_u16(&mut out, error.code);
+    out.push(b'#');
+    out.extend_from_slice(error.wire_sqlstate().as_bytes());
+    out.extend_from_slice(error.message.as_bytes());
+    out
+}
+
+/// An ERR packet sent before the client has said it speaks protocol 4.1 (in place of the handshake): without the
+/// `#SQLSTATE` marker, which such clients would otherwise read as part of the message.
+pub(crate) fn err_before_handshake(error: &MysqlError) -> Vec<u8> {
+    let mut out = vec![0xFF];
+    put_u16(&mut out, error.code);
+    out.extend_from_slice(error.message.as_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn err_packet_layout() {
+        let packet = err(&MysqlError::new(1045, "28000", "no"));
+        assert_eq!(packet, b"\xFF\x15\x04#28000no");
+        let bad_state = err(&MysqlError::new(1, "x", "m"));
+        assert_eq!(&bad_state[3..9], b"#HY000");
+    }
+
+    #[test]
+    fn ok_packet_layout() {
+        let packet = ok(300, 7, StatusFlags::SERVER_STATUS_AUTOCOMMIT, "hi");
+        assert_eq!(packet, b"\x00\xFC\x2C\x01\x07\x02\x00\x00\x00hi");
+    }
+}
