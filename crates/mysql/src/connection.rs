@@ -74,11 +74,18 @@ where
     let mut framed = Framed::new(stream, context.limits.max_packet_bytes);
     let salt = handshake::new_salt();
     let host = peer.ip().to_string();
-    let greeting = handshake::initial_handshake(&context.limits.server_version, connection_id, &salt, StatusFlags::SERVER_STATUS_AUTOCOMMIT);
+    let greeting = handshake::initial_handshake(
+        &context.limits.server_version,
+        connection_id,
+        &salt,
+        StatusFlags::SERVER_STATUS_AUTOCOMMIT,
+    );
     if framed.write(&greeting).await.is_err() || framed.flush().await.is_err() {
         return;
     }
-    let authenticated = tokio::time::timeout(CONNECT_TIMEOUT, handshake::authenticate(&mut framed, &*context.backend, &salt, &host)).await;
+    let authenticated =
+        tokio::time::timeout(CONNECT_TIMEOUT, handshake::authenticate(&mut framed, &*context.backend, &salt, &host))
+            .await;
     let response = match authenticated {
         Ok(Ok(response)) => response,
         Ok(Err(HandshakeFailure::Refuse(error))) => {
@@ -238,22 +245,25 @@ where
             }
             STMT_PREPARE => self.prepare(body).await?,
             STMT_EXECUTE => self.execute(body).await?,
-            STMT_SEND_LONG_DATA => prepared::append_long_data(&mut self.statements, body, self.limits.max_packet_bytes as usize),
+            STMT_SEND_LONG_DATA => {
+                prepared::append_long_data(&mut self.statements, body, self.limits.max_packet_bytes as usize)
+            }
             STMT_CLOSE => {
                 if let Ok(id) = prepared::execute_statement_id(body) {
                     self.statements.close(id);
                 }
             }
-            STMT_RESET => match prepared::execute_statement_id(body).ok().and_then(|id| self.statements.get_mut(id).map(|s| (id, s))) {
-                Some((_, statement)) => {
-                    statement.reset();
-                    self.send_ok().await?;
+            STMT_RESET => {
+                // A packet too short for an id names no statement; report it as id 0.
+                let id = prepared::execute_statement_id(body).unwrap_or(0);
+                match self.statements.get_mut(id) {
+                    Some(statement) => {
+                        statement.reset();
+                        self.send_ok().await?;
+                    }
+                    None => self.send_error(&MysqlError::unknown_statement(id)).await?,
                 }
-                None => {
-                    let id = prepared::execute_statement_id(body).unwrap_or(0);
-                    self.send_error(&MysqlError::unknown_statement(id)).await?;
-                }
-            },
+            }
             SET_OPTION => match body {
                 [0, 0] | [1, 0] => {
                     self.multi_statements = body[0] == 0;
@@ -320,10 +330,22 @@ where
                 AssignedValue::Default => true,
                 AssignedValue::Literal(Value::Integer(1)) => true,
                 AssignedValue::Literal(Value::Integer(0)) => false,
-                AssignedValue::Literal(Value::Text(t)) if t.eq_ignore_ascii_case("ON") || t.eq_ignore_ascii_case("TRUE") => true,
-                AssignedValue::Literal(Value::Text(t)) if t.eq_ignore_ascii_case("OFF") || t.eq_ignore_ascii_case("FALSE") => false,
-                AssignedValue::Literal(v) => return Reply::Error(MysqlError::wrong_value_for_variable("autocommit", &display(v))),
-                AssignedValue::Expression(e) => return Reply::Error(MysqlError::wrong_value_for_variable("autocommit", e)),
+                AssignedValue::Literal(Value::Text(t))
+                    if t.eq_ignore_ascii_case("ON") || t.eq_ignore_ascii_case("TRUE") =>
+                {
+                    true
+                }
+                AssignedValue::Literal(Value::Text(t))
+                    if t.eq_ignore_ascii_case("OFF") || t.eq_ignore_ascii_case("FALSE") =>
+                {
+                    false
+                }
+                AssignedValue::Literal(v) => {
+                    return Reply::Error(MysqlError::wrong_value_for_variable("autocommit", &display(v)));
+                }
+                AssignedValue::Expression(e) => {
+                    return Reply::Error(MysqlError::wrong_value_for_variable("autocommit", e));
+                }
             };
         }
         self.autocommit = autocommit;
@@ -385,7 +407,9 @@ where
         let described = substitute_placeholders(&sql, &vec!["NULL".to_string(); placeholders]);
         let columns: Vec<(String, ColumnSpec)> = match classify(&described) {
             Local::Select { items, limit } => match self.answer_select(&items, limit) {
-                Reply::Rows(result) => result.columns.iter().map(|c| c.name.clone()).zip(resultset::column_specs(&result)).collect(),
+                Reply::Rows(result) => {
+                    result.columns.iter().map(|c| c.name.clone()).zip(resultset::column_specs(&result)).collect()
+                }
                 Reply::Error(error) => return self.send_error(&error).await,
                 Reply::Ok { .. } => vec![],
             },
@@ -476,9 +500,14 @@ where
                 self.framed.write(&response::ok(affected_rows, last_insert_id, status, &info)).await
             }
             Reply::Error(error) => self.send_error(&error).await,
-            Reply::Rows(result) if result.columns.is_empty() => self.framed.write(&response::ok(0, 0, status, "")).await,
+            Reply::Rows(result) if result.columns.is_empty() => {
+                self.framed.write(&response::ok(0, 0, status, "")).await
+            }
             Reply::Rows(result) if !resultset::is_well_formed(&result) => {
-                tracing::error!(connection_id = self.connection_id, "backend returned rows that do not match their columns");
+                tracing::error!(
+                    connection_id = self.connection_id,
+                    "backend returned rows that do not match their columns"
+                );
                 self.send_error(&MysqlError::new(1105, "HY000", "internal error: malformed result set")).await
             }
             Reply::Rows(result) => self.send_rows(&result, status, format).await,

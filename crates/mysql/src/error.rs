@@ -58,11 +58,7 @@ impl MysqlError {
     }
 
     pub(crate) fn unknown_statement(stmt_id: u32) -> Self {
-        Self::new(
-            1243,
-            "HY000",
-            format!("Unknown prepared statement handler ({stmt_id}) given to mysqld_stmt_execute"),
-        )
+        Self::new(1243, "HY000", format!("Unknown prepared statement handler ({stmt_id}) given to mysqld_stmt_execute"))
     }
 
     pub(crate) fn too_many_statements(max: usize) -> Self {

@@ -51,7 +51,12 @@ pub(crate) fn new_salt() -> [u8; SALT_LEN] {
 }
 
 /// The Protocol::HandshakeV10 payload.
-pub(crate) fn initial_handshake(server_version: &str, connection_id: u32, salt: &[u8; SALT_LEN], status: StatusFlags) -> Vec<u8> {
+pub(crate) fn initial_handshake(
+    server_version: &str,
+    connection_id: u32,
+    salt: &[u8; SALT_LEN],
+    status: StatusFlags,
+) -> Vec<u8> {
     let caps = server_capabilities().bits();
     let mut out = vec![10];
     put_null_terminated(&mut out, server_version.replace('\0', "").as_bytes());
@@ -189,7 +194,11 @@ where
     if accepted {
         Ok(response)
     } else {
-        Err(HandshakeFailure::Refuse(MysqlError::access_denied(&response.user, host, !response.auth_response.is_empty())))
+        Err(HandshakeFailure::Refuse(MysqlError::access_denied(
+            &response.user,
+            host,
+            !response.auth_response.is_empty(),
+        )))
     }
 }
 

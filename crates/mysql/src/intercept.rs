@@ -48,7 +48,10 @@ pub(crate) struct SelectItem {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum ItemSource {
     /// `@@name`; `global` when written `@@global.name`. `name` is lowercase without scope.
-    Variable { name: String, global: bool },
+    Variable {
+        name: String,
+        global: bool,
+    },
     Database,
     ConnectionId,
     User,
@@ -90,7 +93,9 @@ fn classify_set(sql: &str, toks: &[Token]) -> Local {
 /// (GLOBAL/PERSIST scope, user variables, variables not on the session list, syntax we do not know).
 fn classify_assignment(sql: &str, toks: &[Token]) -> Option<Assignment> {
     let (name, rest) = match toks {
-        [scope, name_token, rest @ ..] if scope.is_word("SESSION") || scope.is_word("LOCAL") => (word_text(name_token)?, rest),
+        [scope, name_token, rest @ ..] if scope.is_word("SESSION") || scope.is_word("LOCAL") => {
+            (word_text(name_token)?, rest)
+        }
         [Token { kind: TokenKind::SystemVariable(v), .. }, rest @ ..] => match split_scope(v) {
             (name, false) => (name, rest),
             (_, true) => return None,
@@ -119,8 +124,12 @@ fn word_text(token: &Token) -> Option<String> {
 fn assigned_value(sql: &str, toks: &[Token]) -> AssignedValue {
     match toks {
         [t] if t.is_word("DEFAULT") => AssignedValue::Default,
-        [Token { kind: TokenKind::Word(w), .. }] => AssignedValue::Literal(number(w, false).unwrap_or_else(|| Value::Text(w.clone()))),
-        [Token { kind: TokenKind::Other('-'), .. }, Token { kind: TokenKind::Word(w), .. }] if number(w, true).is_some() => {
+        [Token { kind: TokenKind::Word(w), .. }] => {
+            AssignedValue::Literal(number(w, false).unwrap_or_else(|| Value::Text(w.clone())))
+        }
+        [Token { kind: TokenKind::Other('-'), .. }, Token { kind: TokenKind::Word(w), .. }]
+            if number(w, true).is_some() =>
+        {
             AssignedValue::Literal(number(w, true).unwrap_or(Value::Null))
         }
         [Token { kind: TokenKind::Quoted(s), .. }] => AssignedValue::Literal(Value::Text(s.clone())),
@@ -218,7 +227,12 @@ fn select_source(toks: &[Token]) -> Option<(ItemSource, usize)> {
             let (name, global) = split_scope(v);
             Some((ItemSource::Variable { name, global }, 1))
         }
-        [Token { kind: TokenKind::Word(f), .. }, Token { kind: TokenKind::Punct("("), .. }, Token { kind: TokenKind::Punct(")"), .. }, ..] => {
+        [
+            Token { kind: TokenKind::Word(f), .. },
+            Token { kind: TokenKind::Punct("("), .. },
+            Token { kind: TokenKind::Punct(")"), .. },
+            ..,
+        ] => {
             let source = match f.to_ascii_uppercase().as_str() {
                 "DATABASE" | "SCHEMA" => ItemSource::Database,
                 "CONNECTION_ID" => ItemSource::ConnectionId,
@@ -257,7 +271,10 @@ mod tests {
         assert_eq!(
             classify("select @@max_allowed_packet,@@wait_timeout"),
             Local::Select {
-                items: vec![item("@@max_allowed_packet", var("max_allowed_packet")), item("@@wait_timeout", var("wait_timeout"))],
+                items: vec![
+                    item("@@max_allowed_packet", var("max_allowed_packet")),
+                    item("@@wait_timeout", var("wait_timeout"))
+                ],
                 limit: None
             }
         );
@@ -273,7 +290,10 @@ mod tests {
         );
         assert_eq!(
             classify("SELECT DATABASE(), connection_id() AS `id`"),
-            Local::Select { items: vec![item("DATABASE()", ItemSource::Database), item("id", ItemSource::ConnectionId)], limit: None }
+            Local::Select {
+                items: vec![item("DATABASE()", ItemSource::Database), item("id", ItemSource::ConnectionId)],
+                limit: None
+            }
         );
     }
 

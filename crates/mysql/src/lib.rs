@@ -32,7 +32,11 @@ pub use server::serve;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
     /// A statement without a result set; `info` is the optional human-readable message (e.g. "Rows matched: 1").
-    Ok { affected_rows: u64, last_insert_id: u64, info: String },
+    Ok {
+        affected_rows: u64,
+        last_insert_id: u64,
+        info: String,
+    },
     /// A result set. A result set with no columns is sent as a plain OK.
     Rows(canopy_sql::ResultSet),
     Error(MysqlError),

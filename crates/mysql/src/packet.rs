@@ -49,7 +49,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         loop {
             let mut header = [0u8; 4];
             if let Err(e) = self.stream.read_exact(&mut header).await {
-                return Err(if first && e.kind() == std::io::ErrorKind::UnexpectedEof { ReadError::Closed } else { e.into() });
+                return Err(if first && e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    ReadError::Closed
+                } else {
+                    e.into()
+                });
             }
             first = false;
             let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;

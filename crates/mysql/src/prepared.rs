@@ -256,7 +256,8 @@ fn decimal_value(bytes: &[u8]) -> Value {
 fn date_text(bytes: &[u8], with_time: bool) -> Result<String, MysqlError> {
     let mut r = Reader::new(bytes);
     let wrong = |_: Malformed| MysqlError::wrong_arguments();
-    let (mut year, mut month, mut day, mut hour, mut minute, mut second, mut micros) = (0u16, 0u8, 0u8, 0u8, 0u8, 0u8, 0u32);
+    let (mut year, mut month, mut day, mut hour, mut minute, mut second, mut micros) =
+        (0u16, 0u8, 0u8, 0u8, 0u8, 0u8, 0u32);
     if matches!(bytes.len(), 4 | 7 | 11) {
         year = r.u16().map_err(wrong)?;
         month = r.u8().map_err(wrong)?;
@@ -396,10 +397,11 @@ mod tests {
         put_lenenc_bytes(&mut values, &[]);
         let payload = execute_payload(&[0], Some(&types), &values);
         let decoded = decode(&payload, 5, &mut None).unwrap();
-        let texts: Vec<Value> = ["2024-02-29", "2024-02-29 13:05:09", "2024-02-29 13:05:09.123456", "-26:03:04", "0000-00-00 00:00:00"]
-            .iter()
-            .map(|s| Value::Text(s.to_string()))
-            .collect();
+        let texts: Vec<Value> =
+            ["2024-02-29", "2024-02-29 13:05:09", "2024-02-29 13:05:09.123456", "-26:03:04", "0000-00-00 00:00:00"]
+                .iter()
+                .map(|s| Value::Text(s.to_string()))
+                .collect();
         assert_eq!(decoded, texts);
     }
 

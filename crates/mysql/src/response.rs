@@ -4,7 +4,7 @@
 use mysql_common::constants::{CapabilityFlags, StatusFlags};
 
 use crate::MysqlError;
-use crate::wire::{put_lenenc_int, put_u16};
+use crate::wire::{put_lenenc_bytes, put_lenenc_int, put_u16};
 
 pub(crate) fn ok(affected_rows: u64, last_insert_id: u64, status: StatusFlags, info: &str) -> Vec<u8> {
     let mut out = vec![0x00];
@@ -12,7 +12,11 @@ pub(crate) fn ok(affected_rows: u64, last_insert_id: u64, status: StatusFlags, i
     put_lenenc_int(&mut out, last_insert_id);
     put_u16(&mut out, status.bits());
     put_u16(&mut out, 0); // warnings
-    out.extend_from_slice(info.as_bytes());
+    // The protocol documentation says string<EOF>, but MySQL (`net_send_ok`) writes a length-encoded string, and
+    // clients parse it that way.
+    if !info.is_empty() {
+        put_lenenc_bytes(&mut out, info.as_bytes());
+    }
     out
 }
 
@@ -69,6 +73,7 @@ mod tests {
     #[test]
     fn ok_packet_layout() {
         let packet = ok(300, 7, StatusFlags::SERVER_STATUS_AUTOCOMMIT, "hi");
-        assert_eq!(packet, b"\x00\xFC\x2C\x01\x07\x02\x00\x00\x00hi");
+        assert_eq!(packet, b"\x00\xFC\x2C\x01\x07\x02\x00\x00\x00\x02hi");
+        assert_eq!(ok(0, 0, StatusFlags::empty(), ""), b"\x00\x00\x00\x00\x00\x00\x00");
     }
 }

@@ -31,7 +31,10 @@ const DECIMALS_NOT_FIXED: u8 = 31;
 /// 3. The candidate must fit every value, else the column falls back to VAR_STRING (which can show anything):
 ///    LONGLONG holds NULL and Integer; DOUBLE holds NULL, Real and Integer exactly representable as a double
 ///    (|i| ≤ 2^53, so no digit is ever lost); BLOB holds NULL and Blob.
-pub fn mysql_column_type<'a>(decl_type: Option<&str>, values: impl IntoIterator<Item = &'a Value> + Clone) -> ColumnType {
+pub fn mysql_column_type<'a>(
+    decl_type: Option<&str>,
+    values: impl IntoIterator<Item = &'a Value> + Clone,
+) -> ColumnType {
     let declared = decl_type.map(str::to_ascii_uppercase).filter(|d| !d.trim().is_empty());
     let candidate = match declared.as_deref() {
         Some(d) if d.contains("INT") => ColumnType::MYSQL_TYPE_LONGLONG,
@@ -111,7 +114,9 @@ impl ColumnSpec {
 /// Column specs for a result set, each decided from its declared type and its values.
 pub(crate) fn column_specs(result: &ResultSet) -> Vec<ColumnSpec> {
     (0..result.columns.len())
-        .map(|i| ColumnSpec::new(result.columns[i].decl_type.as_deref(), result.rows.iter().filter_map(move |r| r.get(i))))
+        .map(|i| {
+            ColumnSpec::new(result.columns[i].decl_type.as_deref(), result.rows.iter().filter_map(move |r| r.get(i)))
+        })
         .collect()
 }
 
@@ -161,7 +166,11 @@ fn text_form(value: &Value) -> Option<Cow<'_, [u8]>> {
 /// `1.5e-7`) instead of hundreds of zeros. Infinities print as `inf`/`-inf` (SQLite can hold them, MySQL cannot).
 pub(crate) fn format_real(r: f64) -> String {
     let magnitude = r.abs();
-    if magnitude != 0.0 && magnitude.is_finite() && !(1e-5..1e15).contains(&magnitude) { format!("{r:e}") } else { format!("{r}") }
+    if magnitude != 0.0 && magnitude.is_finite() && !(1e-5..1e15).contains(&magnitude) {
+        format!("{r:e}")
+    } else {
+        format!("{r}")
+    }
 }
 
 /// A text-protocol row.

@@ -330,7 +330,8 @@ mod tests {
 
     #[test]
     fn tokens_recognise_variables_words_and_quotes() {
-        let kinds: Vec<TokenKind> = tokens("SELECT @@session.sql_mode AS `m`, @u:='it''s' LIMIT 1").into_iter().map(|t| t.kind).collect();
+        let kinds: Vec<TokenKind> =
+            tokens("SELECT @@session.sql_mode AS `m`, @u:='it''s' LIMIT 1").into_iter().map(|t| t.kind).collect();
         assert_eq!(
             kinds,
             vec![

@@ -88,8 +88,12 @@ pub(crate) fn builtin(name: &str, limits: &Limits) -> Option<Value> {
         "connect_timeout" => int(10),
         "autocommit" => int(1),
         "sql_mode" => text(SQL_MODE),
-        "character_set_client" | "character_set_connection" | "character_set_results" | "character_set_server"
-        | "character_set_database" | "character_set_system" => text("utf8mb4"),
+        "character_set_client"
+        | "character_set_connection"
+        | "character_set_results"
+        | "character_set_server"
+        | "character_set_database"
+        | "character_set_system" => text("utf8mb4"),
         "collation_connection" | "collation_server" | "collation_database" => text("utf8mb4_general_ci"),
         "time_zone" => text("SYSTEM"),
         "system_time_zone" => text("UTC"),

@@ -56,7 +56,12 @@ impl Backend for TestBackend {
         if let Some(db) = &info.database {
             known_database(db)?;
         }
-        Ok(TestSession { connection_id: info.connection_id, database: info.database, seen: self.seen.clone(), closed: self.closed.clone() })
+        Ok(TestSession {
+            connection_id: info.connection_id,
+            database: info.database,
+            seen: self.seen.clone(),
+            closed: self.closed.clone(),
+        })
     }
 }
 
@@ -66,8 +71,12 @@ impl Session for TestSession {
         match sql {
             "SELECT kinds" => Reply::Rows(kinds()),
             "SELECT big" => Reply::Rows(big()),
-            "SELECT * FROM missing" => Reply::Error(MysqlError::new(1146, "42S02", "Table 'shop.missing' doesn't exist")),
-            _ if sql.starts_with("INSERT") => Reply::Ok { affected_rows: 3, last_insert_id: 42, info: "Records: 3".into() },
+            "SELECT * FROM missing" => {
+                Reply::Error(MysqlError::new(1146, "42S02", "Table 'shop.missing' doesn't exist"))
+            }
+            _ if sql.starts_with("INSERT") => {
+                Reply::Ok { affected_rows: 3, last_insert_id: 42, info: "Records: 3".into() }
+            }
             _ if sql.starts_with("SET GLOBAL") => Reply::ok(),
             _ => match sql.strip_prefix("SELECT ").and_then(parse_literals) {
                 Some(values) => Reply::Rows(ResultSet {
@@ -113,9 +122,33 @@ pub fn kinds() -> ResultSet {
             col("loose", Some("INTEGER")),
         ],
         rows: vec![
-            vec![Value::Integer(1), Value::Real(9.5), Value::Text("apple".into()), Value::Blob(vec![0, 1, 255]), Value::Integer(1), Value::Integer(10), Value::Integer(5)],
-            vec![Value::Null, Value::Null, Value::Null, Value::Null, Value::Real(2.5), Value::Null, Value::Text("five".into())],
-            vec![Value::Integer(i64::MIN), Value::Real(1e300), Value::Text("päron 'q'".into()), Value::Blob(vec![]), Value::Null, Value::Integer(20), Value::Integer(6)],
+            vec![
+                Value::Integer(1),
+                Value::Real(9.5),
+                Value::Text("apple".into()),
+                Value::Blob(vec![0, 1, 255]),
+                Value::Integer(1),
+                Value::Integer(10),
+                Value::Integer(5),
+            ],
+            vec![
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Real(2.5),
+                Value::Null,
+                Value::Text("five".into()),
+            ],
+            vec![
+                Value::Integer(i64::MIN),
+                Value::Real(1e300),
+                Value::Text("päron 'q'".into()),
+                Value::Blob(vec![]),
+                Value::Null,
+                Value::Integer(20),
+                Value::Integer(6),
+            ],
         ],
     }
 }
@@ -139,7 +172,10 @@ pub fn parse_literals(text: &str) -> Option<Vec<Value>> {
         } else if let Some(tail) = rest.strip_prefix("X'") {
             let end = tail.find('\'')?;
             let hex = &tail[..end];
-            let bytes = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect::<Option<Vec<u8>>>()?;
+            let bytes = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                .collect::<Option<Vec<u8>>>()?;
             (Value::Blob(bytes), &tail[end + 1..])
         } else if let Some(tail) = rest.strip_prefix('\'') {
             let mut out = String::new();
@@ -288,7 +324,9 @@ impl Raw {
     /// Connects and logs in; panics unless the server answers OK.
     pub async fn login(port: u16, caps: u32, user: &str, password: &str) -> Raw {
         let mut raw = Raw::connect(port).await;
-        let auth = mysql_common::scramble::scramble_native(&raw.salt, password.as_bytes()).map(|s| s.to_vec()).unwrap_or_default();
+        let auth = mysql_common::scramble::scramble_native(&raw.salt, password.as_bytes())
+            .map(|s| s.to_vec())
+            .unwrap_or_default();
         raw.write(1, &handshake_response(caps, user, &auth, None, "mysql_native_password")).await;
         let (_, reply) = raw.read().await.expect("auth reply");
         assert_eq!(reply[0], 0x00, "login failed: {reply:?}");
