@@ -1,1 +1,202 @@
-fn main() {}
+//! `canopy-bench`: loads the same data into one plain SQLite file and into a throw-away Canopy cluster started for
+//! the run, measures bulk insert, prepared point selects and full-scan aggregates on both, and prints one table of
+//! figures with the machine facts and the command line. It is a measuring tool, not a test: it asserts nothing
+//! about speed, only cross-checks that both systems return the same answers.
+//!
+//! Modules: `cluster` (the nodes as processes), `workloads` (Canopy over MySQL), `sqlite_baseline`, `data` (rows and
+//! figures shared by both), `report` (printing).
+
+mod cluster;
+mod data;
+mod report;
+mod sqlite_baseline;
+mod workloads;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+
+use crate::cluster::Cluster;
+use crate::report::{Facts, Figures, Setup};
+
+#[derive(Parser, Debug)]
+#[command(name = "canopy-bench", about = "Canopy against one SQLite file: bulk insert, point select, full scan")]
+struct Args {
+    /// Rows to load (ids 1..=rows).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    rows: u64,
+    /// Concurrent connections for the insert and point-select workloads.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    clients: u32,
+    /// How long each system runs point selects.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    duration_s: u64,
+    /// Leaves in the Canopy cluster (plus one master aggregator).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    leaves: u16,
+    /// The canopy binary [default: `canopy` next to this program, i.e. target/release/canopy].
+    #[arg(long)]
+    canopy: Option<PathBuf>,
+    /// Measure only this workload (the load always runs, since the others need the data).
+    #[arg(long, value_enum)]
+    only: Option<Only>,
+    /// Where the scratch directory (SQLite file, node data) is created [default: the system temp dir]. It is removed
+    /// at the end.
+    #[arg(long)]
+    scratch_in: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Only {
+    Insert,
+    Point,
+    Scan,
+}
+
+impl Args {
+    fn runs_point(&self) -> bool {
+        matches!(self.only, None | Some(Only::Point))
+    }
+
+    fn runs_scan(&self) -> bool {
+        matches!(self.only, None | Some(Only::Scan))
+    }
+
+    fn duration(&self) -> Duration {
+        Duration::from_secs(self.duration_s)
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
+    // `block_on` polls `run` on this (the main) thread, which lives for the whole run: the nodes are spawned from it,
+    // and PR_SET_PDEATHSIG is tied to the spawning thread. On Ctrl-C the future is dropped, and with it the cluster
+    // (nodes stopped) and the scratch directory (removed).
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            r = run(&args) => r,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        }
+    });
+    // An interrupted SQLite phase may still have threads running; they must not delay the exit.
+    runtime.shutdown_background();
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("canopy-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: &Args) -> anyhow::Result<()> {
+    let canopy_binary = match &args.canopy {
+        Some(path) => path.clone(),
+        None => std::env::current_exe().context("cannot locate this program")?.with_file_name("canopy"),
+    };
+    let scratch = ScratchDir::create(args.scratch_in.as_deref())?;
+    let facts = Facts::gather(scratch.path());
+
+    let sqlite = run_sqlite(args, scratch.path().join("baseline.sqlite")).await?;
+
+    progress(format!("starting Canopy: 1 master aggregator + {} leaves", args.leaves));
+    let mut cluster = Cluster::spawn(&canopy_binary, args.leaves, &scratch.path().join("cluster"))?;
+    cluster.form().await?;
+    let canopy = run_canopy(args, &cluster.master_opts()).await?;
+    let setup = Setup {
+        rows: args.rows,
+        clients: args.clients,
+        duration_s: args.duration_s,
+        leaves: args.leaves,
+        partitions: workloads::PARTITIONS,
+        cluster: cluster.describe(),
+    };
+    progress("stopping Canopy");
+    drop(cluster);
+
+    report::print(&facts, &setup, &sqlite, &canopy);
+    Ok(())
+}
+
+/// The SQLite side, on blocking threads so that the runtime (and Ctrl-C) stays responsive.
+async fn run_sqlite(args: &Args, path: PathBuf) -> anyhow::Result<Figures> {
+    let (rows, clients, duration) = (args.rows, args.clients, args.duration());
+    let (runs_point, runs_scan) = (args.runs_point(), args.runs_scan());
+    tokio::task::spawn_blocking(move || {
+        progress(format!("SQLite: loading {rows} rows"));
+        let load = sqlite_baseline::load(&path, rows)?;
+        let point = if runs_point {
+            progress(format!("SQLite: point selects for {} s", duration.as_secs()));
+            Some(sqlite_baseline::point_select(&path, rows, clients, duration)?)
+        } else {
+            None
+        };
+        let scan = if runs_scan {
+            progress("SQLite: full scans");
+            Some(sqlite_baseline::scan(&path)?)
+        } else {
+            None
+        };
+        Ok(Figures { load, point, scan })
+    })
+    .await
+    .context("the SQLite phase panicked")?
+}
+
+async fn run_canopy(args: &Args, opts: &mysql_async::Opts) -> anyhow::Result<Figures> {
+    workloads::create_schema(opts).await?;
+    progress(format!("Canopy: loading {} rows from {} connections", args.rows, args.clients));
+    let load = workloads::load(opts, args.rows, args.clients).await?;
+    let point = if args.runs_point() {
+        progress(format!("Canopy: point selects for {} s", args.duration_s));
+        Some(workloads::point_select(opts, args.rows, args.clients, args.duration()).await?)
+    } else {
+        None
+    };
+    let scan = if args.runs_scan() {
+        progress("Canopy: full scans");
+        Some(workloads::scan(opts).await?)
+    } else {
+        None
+    };
+    Ok(Figures { load, point, scan })
+}
+
+/// Progress goes to stderr so that stdout holds only the report.
+fn progress(what: impl std::fmt::Display) {
+    eprintln!("canopy-bench: {what}");
+}
+
+/// A fresh directory for this run's files, removed (with everything in it) when dropped.
+struct ScratchDir {
+    path: PathBuf,
+}
+
+impl ScratchDir {
+    fn create(parent: Option<&Path>) -> anyhow::Result<ScratchDir> {
+        let parent = match parent {
+            Some(p) => std::path::absolute(p).with_context(|| format!("cannot resolve {}", p.display()))?,
+            None => std::env::temp_dir(),
+        };
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let path = parent.join(format!("canopy-bench-{}-{nanos:09}", std::process::id()));
+        std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(ScratchDir { path })
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.path) {
+            eprintln!("warning: cannot remove {}: {e}", self.path.display());
+        }
+    }
+}
