@@ -31,10 +31,8 @@ async fn tables_indexes_and_drops() {
     let tables: Vec<String> = conn.query("SHOW TABLES").await.unwrap();
     assert_eq!(tables, ["customers", "events", "orders"]);
     let describe: Vec<Row> = conn.query("DESCRIBE orders").await.unwrap();
-    let fields: Vec<(String, String)> = describe
-        .iter()
-        .map(|r| (r.get::<String, _>("Field").unwrap(), r.get::<String, _>("Key").unwrap()))
-        .collect();
+    let fields: Vec<(String, String)> =
+        describe.iter().map(|r| (r.get::<String, _>("Field").unwrap(), r.get::<String, _>("Key").unwrap())).collect();
     assert_eq!(fields[0], ("id".to_string(), "PRI".to_string()));
     assert_eq!(fields[3], ("note".to_string(), "MUL".to_string()));
     let create: Row = conn.query_first("SHOW CREATE TABLE orders").await.unwrap().unwrap();
@@ -60,7 +58,8 @@ async fn tables_indexes_and_drops() {
     let by_note: i64 = conn.query_first("SELECT COUNT(*) FROM orders WHERE note = 'n3'").await.unwrap().unwrap();
     assert_eq!(by_note, 3);
 
-    let values: Vec<String> = (0..60).map(|i| format!("('k{}', '2026-01-{:02} 10:00:00')", i % 4, i % 28 + 1)).collect();
+    let values: Vec<String> =
+        (0..60).map(|i| format!("('k{}', '2026-01-{:02} 10:00:00')", i % 4, i % 28 + 1)).collect();
     conn.query_drop(format!("INSERT INTO events VALUES {}", values.join(","))).await.unwrap();
     let n: i64 = conn.query_first("SELECT COUNT(*) FROM events WHERE at >= '2026-01-15'").await.unwrap().unwrap();
     assert_eq!(n, (0..60).filter(|i| i % 28 + 1 >= 15).count() as i64);

@@ -172,7 +172,9 @@ impl Dialect {
     fn sqlite_statements(&mut self, sql: &str) -> Vec<String> {
         let stmt = Parser::parse_sql(&MySqlDialect {}, sql).expect("parses").remove(0);
         match canopy_sql::plan::plan(&stmt, Some("test"), self) {
-            Ok(canopy_sql::plan::Plan::Insert { per_partition, .. }) => per_partition.into_iter().map(|(_, s)| s).collect(),
+            Ok(canopy_sql::plan::Plan::Insert { per_partition, .. }) => {
+                per_partition.into_iter().map(|(_, s)| s).collect()
+            }
             Ok(canopy_sql::plan::Plan::ReferenceWrite { sql, .. }) => vec![sql],
             _ => vec![rendered(sql)],
         }

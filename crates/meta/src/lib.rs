@@ -4,11 +4,13 @@
 pub mod ids;
 pub mod machine;
 pub mod model;
+pub mod operation;
 pub mod variables;
 
 pub use ids::{DatabaseId, InstanceId, NodeId, Term};
 pub use machine::{Command, Outcome};
 pub use model::{Aggregator, ClusterMeta, Database, Instance, InstanceRole, Leaf, LeafState, NodeAddr};
+pub use operation::{Action, Step, StepStatus};
 pub use variables::Variables;
 
 use thiserror::Error;
@@ -38,4 +40,16 @@ pub enum MetaError {
     BadVariableValue { name: String, value: String },
     #[error("AUTO_INCREMENT values are exhausted")]
     AutoIncrementExhausted,
+    #[error("Leaf {0} is not part of the cluster")]
+    UnknownLeaf(NodeId),
+    #[error("Leaf {leaf} cannot go from {from} to {to}")]
+    BadLeafTransition { leaf: NodeId, from: &'static str, to: &'static str },
+    #[error("Partition {db}:{ordinal} has no instance {instance}")]
+    UnknownInstance { db: String, ordinal: u32, instance: InstanceId },
+    #[error("Partition {db}:{ordinal} already has an instance on leaf {leaf}")]
+    InstanceExists { db: String, ordinal: u32, leaf: NodeId },
+    #[error("Leaf {0} still holds partition instances")]
+    LeafNotEmpty(NodeId),
+    #[error("No such step {index} in the operation on '{db}'")]
+    UnknownStep { db: String, index: u32 },
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::MetaError;
 use crate::ids::{DatabaseId, InstanceId, NodeId, Term};
 use crate::model::{Aggregator, ClusterMeta, Database, Instance, InstanceRole, Leaf, LeafState, NodeAddr};
+use crate::operation::{Step, StepStatus};
 use crate::variables::Variables;
 
 /// Partitions per database are bounded so a typo cannot create millions of files on every leaf.
@@ -51,6 +52,48 @@ pub enum Command {
         table: String,
         count: u64,
     },
+    /// A leaf changes state (failure detected, attach, detach), following the spec's transition table.
+    SetLeafState {
+        leaf: NodeId,
+        state: LeafState,
+    },
+    /// REMOVE LEAF: forget a leaf. Without `force` it must hold no instances; with `force` its instances are
+    /// forgotten too (their partitions become unmapped; the files stay on the leaf as orphans).
+    RemoveLeaf {
+        leaf: NodeId,
+        force: bool,
+    },
+    /// Register an instance of `db:ordinal` on `node` (ATTACH PARTITION, COPY PARTITION). A master gets a new term.
+    AddInstance {
+        db: String,
+        ordinal: u32,
+        node: NodeId,
+        role: InstanceRole,
+    },
+    /// Forget an instance (DROP PARTITION, DETACH PARTITION).
+    RemoveInstance {
+        db: String,
+        instance: InstanceId,
+    },
+    /// Make `instance` the master of its partition with a new term; the old master is dropped from the metadata
+    /// (PROMOTE PARTITION WITH DROP).
+    PromoteWithDrop {
+        db: String,
+        instance: InstanceId,
+    },
+    /// Start the record of a new HA operation on `db`, replacing the previous one.
+    RecordOperation {
+        db: String,
+        steps: Vec<Step>,
+    },
+    /// Update one step of the current operation on `db`.
+    UpdateStep {
+        db: String,
+        index: u32,
+        status: StepStatus,
+        running_ms: Option<u64>,
+        error: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +107,7 @@ pub enum Outcome {
     AutoIncrementReserved {
         first: i64,
     },
+    InstanceAdded(Instance),
 }
 
 impl ClusterMeta {
@@ -152,9 +196,104 @@ impl ClusterMeta {
                 *next = first.checked_add(count).ok_or(MetaError::AutoIncrementExhausted)?;
                 Outcome::AutoIncrementReserved { first }
             }
+            Command::SetLeafState { leaf, state } => {
+                let entry = self.leaves.get_mut(&leaf).ok_or(MetaError::UnknownLeaf(leaf))?;
+                if entry.state != state && !leaf_transition_allowed(entry.state, state) {
+                    return Err(MetaError::BadLeafTransition { leaf, from: entry.state.as_str(), to: state.as_str() });
+                }
+                entry.state = state;
+                Outcome::Done
+            }
+            Command::RemoveLeaf { leaf, force } => {
+                if !self.leaves.contains_key(&leaf) {
+                    return Err(MetaError::UnknownLeaf(leaf));
+                }
+                let holds = self.databases.values().any(|d| d.instances.iter().any(|i| i.node == leaf));
+                if holds && !force {
+                    return Err(MetaError::LeafNotEmpty(leaf));
+                }
+                for db in self.databases.values_mut() {
+                    db.instances.retain(|i| i.node != leaf);
+                }
+                self.leaves.remove(&leaf);
+                Outcome::Done
+            }
+            Command::AddInstance { db, ordinal, node, role } => {
+                if !self.leaves.contains_key(&node) {
+                    return Err(MetaError::UnknownLeaf(node));
+                }
+                let term = if role == InstanceRole::Master { self.take_term() } else { Term(0) };
+                let id = InstanceId(self.next_instance_id);
+                let database = self.databases.get_mut(&db).ok_or_else(|| MetaError::UnknownDatabase(db.clone()))?;
+                if ordinal >= database.partitions {
+                    return Err(MetaError::UnknownInstance { db, ordinal, instance: id });
+                }
+                if database.instances.iter().any(|i| i.ordinal == ordinal && i.node == node) {
+                    return Err(MetaError::InstanceExists { db, ordinal, leaf: node });
+                }
+                if role == InstanceRole::Master && database.master(ordinal).is_some() {
+                    return Err(MetaError::InstanceExists { db, ordinal, leaf: node });
+                }
+                self.next_instance_id += 1;
+                let instance = Instance { id, ordinal, node, role, term, locked: false };
+                database.instances.push(instance.clone());
+                Outcome::InstanceAdded(instance)
+            }
+            Command::RemoveInstance { db, instance } => {
+                let database = self.database_mut(&db)?;
+                let before = database.instances.len();
+                database.instances.retain(|i| i.id != instance);
+                if database.instances.len() == before {
+                    return Err(MetaError::UnknownInstance { db, ordinal: 0, instance });
+                }
+                Outcome::Done
+            }
+            Command::PromoteWithDrop { db, instance } => {
+                let term = Term(self.next_term);
+                let database = self.database_mut(&db)?;
+                let ordinal = database
+                    .instances
+                    .iter()
+                    .find(|i| i.id == instance)
+                    .map(|i| i.ordinal)
+                    .ok_or_else(|| MetaError::UnknownInstance { db: db.clone(), ordinal: 0, instance })?;
+                database
+                    .instances
+                    .retain(|i| !(i.ordinal == ordinal && i.role == InstanceRole::Master && i.id != instance));
+                for i in database.instances.iter_mut().filter(|i| i.id == instance) {
+                    i.role = InstanceRole::Master;
+                    i.term = term;
+                }
+                self.next_term += 1;
+                Outcome::Done
+            }
+            Command::RecordOperation { db, steps } => {
+                self.database_mut(&db)?.operation = steps;
+                Outcome::Done
+            }
+            Command::UpdateStep { db, index, status, running_ms, error } => {
+                let database = self.database_mut(&db)?;
+                let step = database
+                    .operation
+                    .get_mut(index as usize)
+                    .ok_or_else(|| MetaError::UnknownStep { db: db.clone(), index })?;
+                step.status = status;
+                step.running_ms = running_ms;
+                step.error = error;
+                if status == StepStatus::Success {
+                    step.estimated_ms = 0;
+                }
+                Outcome::Done
+            }
         };
         self.version += 1;
         Ok(outcome)
+    }
+
+    fn take_term(&mut self) -> Term {
+        let term = Term(self.next_term);
+        self.next_term += 1;
+        term
     }
 
     fn database_mut(&mut self, name: &str) -> Result<&mut Database, MetaError> {
@@ -223,6 +362,7 @@ impl ClusterMeta {
                 tables: Default::default(),
                 instances: instances.clone(),
                 auto_increment: Default::default(),
+                operation: Vec::new(),
             },
         );
         Ok(Outcome::DatabaseCreated(instances))
@@ -251,6 +391,27 @@ impl ClusterMeta {
         }
         Ok(())
     }
+}
+
+/// The leaf state transitions of the spec (section 2.6), plus `attaching -> offline` (the leaf died while being
+/// attached) and `attaching -> detached` (the attach failed and waits for an operator).
+pub fn leaf_transition_allowed(from: LeafState, to: LeafState) -> bool {
+    use LeafState::*;
+    matches!(
+        (from, to),
+        (Online, Offline)
+            | (Online, Detached)
+            | (Offline, Attaching)
+            | (Offline, Detached)
+            | (Detached, Attaching)
+            | (Detached, Online)
+            | (Attaching, Online)
+            | (Attaching, Offline)
+            | (Attaching, Detached)
+            | (Detached, Offline)
+            | (_, Recovering)
+            | (Recovering, _)
+    )
 }
 
 #[cfg(test)]
@@ -340,6 +501,58 @@ mod tests {
         assert_eq!(reserve(&mut m, 10), 1);
         assert_eq!(reserve(&mut m, 5), 11);
         assert_eq!(reserve(&mut m, 1), 16);
+    }
+
+    #[test]
+    fn leaf_states_follow_the_spec_transitions() {
+        let mut m = cluster_with_leaves(1);
+        let leaf = NodeId(2);
+        let set = |m: &mut ClusterMeta, state| m.apply(Command::SetLeafState { leaf, state });
+        assert!(set(&mut m, LeafState::Attaching).is_err(), "online leaves are not attached");
+        set(&mut m, LeafState::Offline).unwrap();
+        set(&mut m, LeafState::Attaching).unwrap();
+        set(&mut m, LeafState::Online).unwrap();
+        set(&mut m, LeafState::Detached).unwrap();
+        assert!(set(&mut m, LeafState::Offline).is_ok());
+        assert!(matches!(
+            m.apply(Command::SetLeafState { leaf: NodeId(99), state: LeafState::Online }),
+            Err(MetaError::UnknownLeaf(_))
+        ));
+    }
+
+    #[test]
+    fn promote_with_drop_gives_a_new_term_and_keeps_one_master() {
+        let mut m = cluster_with_leaves(2);
+        m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2 }).unwrap();
+        let old = m.databases["d"].master(0).unwrap().clone();
+        let Outcome::InstanceAdded(copy) = m
+            .apply(Command::AddInstance { db: "d".into(), ordinal: 0, node: NodeId(3), role: InstanceRole::Replica })
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(copy.term, Term(0));
+        m.check_invariants().unwrap();
+        m.apply(Command::PromoteWithDrop { db: "d".into(), instance: copy.id }).unwrap();
+        let new = m.databases["d"].master(0).unwrap();
+        assert_eq!((new.id, new.node), (copy.id, NodeId(3)));
+        assert!(new.term > old.term);
+        assert_eq!(m.databases["d"].instances.iter().filter(|i| i.ordinal == 0).count(), 1);
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn removing_a_leaf_needs_it_empty_or_force() {
+        let mut m = cluster_with_leaves(2);
+        m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2 }).unwrap();
+        assert_eq!(
+            m.apply(Command::RemoveLeaf { leaf: NodeId(3), force: false }),
+            Err(MetaError::LeafNotEmpty(NodeId(3)))
+        );
+        m.apply(Command::RemoveLeaf { leaf: NodeId(3), force: true }).unwrap();
+        assert!(m.databases["d"].master(1).is_none(), "partition 1 is unmapped");
+        assert!(m.databases["d"].master(0).is_some());
+        m.check_invariants().unwrap();
     }
 
     #[test]

@@ -101,6 +101,9 @@ pub struct Database {
     pub instances: Vec<Instance>,
     /// Next unreserved AUTO_INCREMENT value per lower-cased table name.
     pub auto_increment: BTreeMap<String, i64>,
+    /// The steps of the last HA operation on this database (SHOW REBALANCE STATUS).
+    #[serde(default)]
+    pub operation: Vec<crate::operation::Step>,
 }
 
 impl Database {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::MetaError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Variables {
     /// Partitions per online leaf for `CREATE DATABASE` without `PARTITIONS n`.
     pub default_partitions_per_leaf: u32,
@@ -16,6 +17,12 @@ pub struct Variables {
     pub leaf_failure_detection: bool,
     /// Number of availability groups (1 or 2).
     pub redundancy_level: u8,
+    /// How often the master aggregator pings each leaf.
+    pub heartbeat_interval_ms: u64,
+    /// A leaf that answered nothing for this long is declared offline (a frozen process, a cut link).
+    pub leaf_failure_timeout_ms: u64,
+    /// A leaf whose connections were refused this many heartbeats in a row is declared offline (a dead process).
+    pub leaf_failure_refused_count: u32,
 }
 
 impl Default for Variables {
@@ -25,13 +32,23 @@ impl Default for Variables {
             auto_attach: true,
             leaf_failure_detection: true,
             redundancy_level: 1,
+            heartbeat_interval_ms: 200,
+            leaf_failure_timeout_ms: 5000,
+            leaf_failure_refused_count: 3,
         }
     }
 }
 
 /// The names `SHOW VARIABLES` lists, in order.
-pub const NAMES: &[&str] =
-    &["auto_attach", "default_partitions_per_leaf", "leaf_failure_detection", "redundancy_level"];
+pub const NAMES: &[&str] = &[
+    "auto_attach",
+    "default_partitions_per_leaf",
+    "heartbeat_interval_ms",
+    "leaf_failure_detection",
+    "leaf_failure_refused_count",
+    "leaf_failure_timeout_ms",
+    "redundancy_level",
+];
 
 impl Variables {
     /// The value of `name` as shown by `SHOW VARIABLES` / `SELECT @@name`, or `None` if Canopy has no such variable.
@@ -42,6 +59,9 @@ impl Variables {
             "auto_attach" => on_off(self.auto_attach),
             "leaf_failure_detection" => on_off(self.leaf_failure_detection),
             "redundancy_level" => Value::Integer(i64::from(self.redundancy_level)),
+            "heartbeat_interval_ms" => Value::Integer(self.heartbeat_interval_ms as i64),
+            "leaf_failure_timeout_ms" => Value::Integer(self.leaf_failure_timeout_ms as i64),
+            "leaf_failure_refused_count" => Value::Integer(i64::from(self.leaf_failure_refused_count)),
             _ => return None,
         })
     }
@@ -59,6 +79,18 @@ impl Variables {
             "redundancy_level" => {
                 let n = as_integer(value).filter(|n| *n == 1 || *n == 2).ok_or_else(bad)?;
                 self.redundancy_level = u8::try_from(n).map_err(|_| bad())?;
+            }
+            "heartbeat_interval_ms" => {
+                let n = as_integer(value).filter(|n| (10..=10_000).contains(n)).ok_or_else(bad)?;
+                self.heartbeat_interval_ms = n as u64;
+            }
+            "leaf_failure_timeout_ms" => {
+                let n = as_integer(value).filter(|n| (100..=3_600_000).contains(n)).ok_or_else(bad)?;
+                self.leaf_failure_timeout_ms = n as u64;
+            }
+            "leaf_failure_refused_count" => {
+                let n = as_integer(value).filter(|n| (1..=1000).contains(n)).ok_or_else(bad)?;
+                self.leaf_failure_refused_count = n as u32;
             }
             _ => return Err(MetaError::UnknownVariable(name.to_string())),
         }

@@ -9,7 +9,9 @@ pub mod message;
 pub mod server;
 
 pub use client::Client;
-pub use message::{LocalDatabase, NodeStatus, PartitionRef, RemoteError, RemoteErrorKind, Request, Response, Target};
+pub use message::{
+    LocalDatabase, LogRecord, NodeStatus, PartitionRef, RemoteError, RemoteErrorKind, Request, Response, Target,
+};
 pub use server::{Handler, serve};
 
 use thiserror::Error;

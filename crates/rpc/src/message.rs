@@ -17,6 +17,8 @@ pub enum Request {
     Ping,
     /// Make this node a leaf of cluster `cluster_id` under `node_id` (ADD LEAF).
     JoinCluster { cluster_id: String, node_id: u32 },
+    /// REMOVE LEAF: this node is no longer part of the cluster (its data stays on disk).
+    LeaveCluster,
     /// Create (idempotently) the listed partition instances and the reference copy of `db`, running `schema` (the
     /// DDL of every existing table) in each partition and `reference_schema` in the reference copy.
     CreatePartitions { db: String, ordinals: Vec<u32>, schema: Vec<String>, reference_schema: Vec<String> },
@@ -28,6 +30,25 @@ pub enum Request {
     Execute { db: String, target: Target, sql: String },
     /// The leaf's local view of its databases (SHOW DATABASES EXTENDED).
     ListDatabases,
+    /// ATTACH PARTITION: the master aggregator adopted these local instances; they start serving.
+    AttachPartitions { db: String, ordinals: Vec<u32> },
+    /// COPY PARTITION, run on the target leaf: pull a snapshot of `db:ordinal` from the source leaf, install it as a
+    /// non-serving copy, and catch up from the source's change log. Answers `Position`.
+    CopyPartition { db: String, ordinal: u32, source_host: String, source_rpc_port: u16 },
+    /// Run on the target leaf of a move: apply the source's change log until nothing is left. Answers `Position`.
+    CatchUp { db: String, ordinal: u32, source_host: String, source_rpc_port: u16 },
+    /// Stop serving `db:ordinal` (it is being switched to another leaf); its data and log stay readable for copies.
+    FencePartition { db: String, ordinal: u32 },
+    /// Drop one partition instance and its file.
+    DropPartition { db: String, ordinal: u32 },
+    /// Source side of a copy: take a consistent snapshot of `db:ordinal`. Answers `Snapshot`.
+    SnapshotPartition { db: String, ordinal: u32 },
+    /// Source side of a copy: `len` bytes of snapshot `id` from `offset`. Answers `Chunk`.
+    SnapshotChunk { id: u64, offset: u64, len: u32 },
+    /// Source side of a copy: forget snapshot `id`.
+    ReleaseSnapshot { id: u64 },
+    /// Source side of a catch-up: change-log entries after `after_index`, at most about `max_bytes`. Answers `Log`.
+    LogSince { db: String, ordinal: u32, after_index: u64, max_bytes: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,8 +62,22 @@ pub enum Response {
     Pong(NodeStatus),
     Done,
     Rows(ResultSet),
-    Affected { rows: u64, last_insert_id: i64 },
+    Affected {
+        rows: u64,
+        last_insert_id: i64,
+    },
     Databases(Vec<LocalDatabase>),
+    /// A partition's change-log position after a copy or catch-up.
+    Position {
+        log_index: u64,
+    },
+    Snapshot {
+        id: u64,
+        bytes: u64,
+        log_index: u64,
+    },
+    Chunk(Vec<u8>),
+    Log(Vec<LogRecord>),
     Error(RemoteError),
 }
 
@@ -50,6 +85,8 @@ pub enum Response {
 pub struct NodeStatus {
     pub cluster_id: Option<String>,
     pub node_id: Option<u32>,
+    /// Partition instances recovered from disk and waiting to be attached by the master aggregator.
+    pub pending_partitions: u32,
 }
 
 /// One database as the leaf sees it: a partition instance (`ordinal` set) or a reference copy.
@@ -63,6 +100,16 @@ pub struct LocalDatabase {
     pub commits: u64,
     pub term: u64,
     pub log_index: u64,
+}
+
+/// One change-log entry of a partition as it travels between leaves: position, kind (0 row changeset, 1 DDL text)
+/// and payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogRecord {
+    pub term: u64,
+    pub index: u64,
+    pub kind: u8,
+    pub payload: Vec<u8>,
 }
 
 /// An error raised on the remote node, kept as a kind the caller can act on plus the message.

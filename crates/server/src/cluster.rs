@@ -40,6 +40,9 @@ pub struct Cluster {
     clients: Mutex<HashMap<NodeId, Arc<Client>>>,
     health: Mutex<HashMap<NodeId, LeafHealth>>,
     auto_increment: Mutex<HashMap<(String, String), (i64, i64)>>,
+    /// One gate per partition: statements hold it shared while they run on the partition; a move's switch holds it
+    /// exclusively, so no statement runs on either copy while the master changes.
+    gates: Mutex<HashMap<(String, u32), Arc<tokio::sync::RwLock<()>>>>,
 }
 
 impl Cluster {
@@ -52,6 +55,7 @@ impl Cluster {
             clients: Mutex::new(HashMap::new()),
             health: Mutex::new(HashMap::new()),
             auto_increment: Mutex::new(HashMap::new()),
+            gates: Mutex::new(HashMap::new()),
         })
     }
 
@@ -110,6 +114,12 @@ impl Cluster {
                 Err(Error::LeafUnreachable { host: leaf.addr.host.clone(), port: leaf.addr.port, source })
             }
         }
+    }
+
+    /// The gate of `db:ordinal` (see the field's doc).
+    pub fn gate(&self, db: &str, ordinal: u32) -> Arc<tokio::sync::RwLock<()>> {
+        let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        gates.entry((db.to_string(), ordinal)).or_default().clone()
     }
 
     pub fn open_connections(&self, leaf: NodeId) -> usize {

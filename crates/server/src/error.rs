@@ -26,7 +26,9 @@ pub enum Error {
     NotInCluster,
     #[error("This command must run on the master aggregator")]
     NotMasterAggregator,
-    #[error("This node is a leaf; run queries on an aggregator, or USE one of the partition databases listed by SHOW DATABASES")]
+    #[error(
+        "This node is a leaf; run queries on an aggregator, or USE one of the partition databases listed by SHOW DATABASES"
+    )]
     LeafOnly,
     #[error("This node already belongs to a cluster (already joined)")]
     AlreadyJoined,
@@ -34,6 +36,12 @@ pub enum Error {
     CannotAddNode { host: String, port: u16, reason: String },
     #[error("Unknown database '{0}'")]
     UnknownDatabase(String),
+    #[error(
+        "The leaf holds partitions of databases that conflict with the cluster ({databases}); use ATTACH LEAF ... FORCE to attach it and keep them as orphans"
+    )]
+    AttachConflict { databases: String },
+    #[error("Leaf '{host}':{port} is not part of the cluster")]
+    UnknownLeafAddress { host: String, port: u16 },
     #[error("Feature not supported: {0}")]
     Unsupported(String),
     #[error("{0}")]
@@ -60,9 +68,9 @@ impl Error {
                 SqlError::UnknownTable { .. } => mysql(1146, "42S02", text),
                 SqlError::UnknownColumn { .. } => mysql(1054, "42S22", text),
                 SqlError::WrongValueCount { .. } => mysql(1136, "21S01", text),
-                SqlError::Unsupported(_) | SqlError::ShardKeyUpdate { .. } | SqlError::UniqueKeyWithoutShardKey { .. } => {
-                    mysql(1706, "HY000", text)
-                }
+                SqlError::Unsupported(_)
+                | SqlError::ShardKeyUpdate { .. }
+                | SqlError::UniqueKeyWithoutShardKey { .. } => mysql(1706, "HY000", text),
                 _ => engine_error(&text),
             },
             Error::Meta(e) => match e {
@@ -76,11 +84,14 @@ impl Error {
             },
             Error::Remote(r) => match r.kind {
                 RemoteErrorKind::Sql | RemoteErrorKind::Constraint => engine_error(&r.message),
+                // The leaf does not serve the partition (not attached yet, being moved): no master instance there.
+                RemoteErrorKind::NoSuchPartition => mysql(1777, "HY000", text),
                 _ => mysql(1105, "HY000", text),
             },
             Error::NoMasterInstance { .. } => mysql(1777, "HY000", text),
             Error::LeafUnreachable { .. } => mysql(2004, "HY000", text),
             Error::UnknownDatabase(_) => mysql(1049, "42000", text),
+            Error::AttachConflict { .. } | Error::UnknownLeafAddress { .. } => mysql(1105, "HY000", text),
             Error::Unsupported(_) => mysql(1706, "HY000", text),
             Error::AlreadyJoined | Error::CannotAddNode { .. } | Error::NotInCluster => mysql(1105, "HY000", text),
             Error::NotMasterAggregator | Error::LeafOnly => mysql(1105, "HY000", text),

@@ -45,7 +45,10 @@ pub fn master_leaf<'m>(meta: &'m ClusterMeta, db: &str, ordinal: u32) -> Result<
 
 /// Any online leaf holding the reference copy of `db` (every leaf with an instance of `db` holds one).
 pub fn reference_leaf<'m>(meta: &'m ClusterMeta, db: &str) -> Result<&'m Leaf> {
-    reference_leaves(meta, db)?.into_iter().next().ok_or_else(|| Error::NoMasterInstance { db: db.to_string(), ordinal: 0 })
+    reference_leaves(meta, db)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::NoMasterInstance { db: db.to_string(), ordinal: 0 })
 }
 
 /// Every leaf holding the reference copy of `db`, in leaf order; all of them must be online to write.
@@ -78,13 +81,24 @@ pub async fn on_partitions_each(
     db: &str,
     pieces: Vec<(u32, String)>,
 ) -> Result<Vec<Response>> {
-    // Resolve every target first so a missing master fails the statement before anything runs.
+    // Enter each partition's gate (in ordinal order, so statements never wait on each other in a cycle), then
+    // resolve masters from the metadata as it is now: a move may have switched a master since `meta` was taken.
+    let _ = meta;
+    let mut ordinals: Vec<u32> = pieces.iter().map(|(o, _)| *o).collect();
+    ordinals.sort_unstable();
+    ordinals.dedup();
+    let mut _gates = Vec::with_capacity(ordinals.len());
+    for &ordinal in &ordinals {
+        _gates.push(cluster.gate(db, ordinal).read_owned().await);
+    }
+    let meta = cluster.meta();
     let mut targets = Vec::with_capacity(pieces.len());
     for (ordinal, sql) in pieces {
-        targets.push((master_leaf(meta, db, ordinal)?.clone(), ordinal, sql));
+        targets.push((master_leaf(&meta, db, ordinal)?.clone(), ordinal, sql));
     }
     if let [(leaf, ordinal, sql)] = targets.as_slice() {
-        let request = Request::Execute { db: db.to_string(), target: Target::Partitions(vec![*ordinal]), sql: sql.clone() };
+        let request =
+            Request::Execute { db: db.to_string(), target: Target::Partitions(vec![*ordinal]), sql: sql.clone() };
         return Ok(vec![cluster.call(leaf, &request).await?]);
     }
     let mut tasks = JoinSet::new();
@@ -139,8 +153,13 @@ fn single_answer(response: Response) -> Answer {
 }
 
 /// Runs CPU-bound merge work off the async threads.
-async fn compute<T: Send + 'static>(f: impl FnOnce() -> std::result::Result<T, canopy_sql::SqlError> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Internal(format!("merge task failed: {e}")))?.map_err(Error::Sql)
+async fn compute<T: Send + 'static>(
+    f: impl FnOnce() -> std::result::Result<T, canopy_sql::SqlError> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("merge task failed: {e}")))?
+        .map_err(Error::Sql)
 }
 
 pub async fn execute(

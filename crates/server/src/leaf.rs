@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
-use canopy_rpc::{LocalDatabase, NodeStatus, RemoteError, RemoteErrorKind, Request, Response, Target};
-use canopy_storage::{LeafStore, Outcome, StorageError};
+use canopy_rpc::{LocalDatabase, LogRecord, NodeStatus, RemoteError, RemoteErrorKind, Request, Response, Target};
+use canopy_storage::{LeafStore, LogEntry, LogPayload, Outcome, PartitionState, StorageError};
+
+use crate::copy;
 
 use crate::node::Node;
 use crate::persist::NodeRole;
@@ -19,7 +21,9 @@ fn remote(kind: RemoteErrorKind, message: impl Into<String>) -> Response {
 
 fn storage_error(e: StorageError) -> Response {
     let kind = match &e {
-        StorageError::NoSuchPartition { .. } | StorageError::NoSuchReference(_) => RemoteErrorKind::NoSuchPartition,
+        StorageError::NoSuchPartition { .. } | StorageError::NoSuchReference(_) | StorageError::NotOnline { .. } => {
+            RemoteErrorKind::NoSuchPartition
+        }
         _ if e.is_constraint() => RemoteErrorKind::Constraint,
         StorageError::Sqlite(_) | StorageError::TooManyRows | StorageError::BadName(_) => RemoteErrorKind::Sql,
         _ => RemoteErrorKind::Internal,
@@ -35,7 +39,7 @@ fn outcome(o: Outcome) -> Response {
 }
 
 /// Runs blocking storage work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub async fn blocking<T: Send + 'static>(
     store: &Arc<LeafStore>,
     f: impl FnOnce(&LeafStore) -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, StorageError> {
@@ -45,12 +49,46 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(StorageError::Internal(format!("storage task failed: {e}"))))
 }
 
+/// Snapshot chunks and log batches travel in pieces of at most this size.
+pub const CHUNK_BYTES: u32 = 4 << 20;
+
+pub fn to_record(entry: LogEntry) -> LogRecord {
+    let (kind, payload) = match entry.payload {
+        LogPayload::Changeset(bytes) => (0, bytes),
+        LogPayload::Ddl(text) => (1, text.into_bytes()),
+    };
+    LogRecord { term: entry.term, index: entry.index, kind, payload }
+}
+
+pub fn from_record(record: LogRecord) -> Result<LogEntry, String> {
+    let payload = match record.kind {
+        0 => LogPayload::Changeset(record.payload),
+        1 => LogPayload::Ddl(String::from_utf8(record.payload).map_err(|_| "DDL log entry is not UTF-8".to_string())?),
+        k => return Err(format!("unknown log entry kind {k}")),
+    };
+    Ok(LogEntry { term: record.term, index: record.index, payload })
+}
+
 impl canopy_rpc::Handler for RpcHandler {
     async fn handle(&self, request: Request) -> Response {
         let identity = self.node.identity();
-        let status = NodeStatus { cluster_id: identity.cluster_id.clone(), node_id: identity.node_id };
         match request {
-            Request::Ping => return Response::Pong(status),
+            Request::Ping => {
+                let pending = blocking(&self.node.store, |s| s.list()).await.map_or(0, |dbs| {
+                    dbs.iter().filter(|d| d.ordinal.is_some() && d.state == PartitionState::Pending).count() as u32
+                });
+                return Response::Pong(NodeStatus {
+                    cluster_id: identity.cluster_id.clone(),
+                    node_id: identity.node_id,
+                    pending_partitions: pending,
+                });
+            }
+            Request::LeaveCluster => {
+                return match self.node.leave_cluster() {
+                    Ok(()) => Response::Done,
+                    Err(e) => remote(RemoteErrorKind::Internal, e.to_string()),
+                };
+            }
             Request::JoinCluster { cluster_id, node_id } => {
                 return match self.node.join_cluster(cluster_id, node_id) {
                     Ok(()) => Response::Done,
@@ -69,7 +107,9 @@ impl canopy_rpc::Handler for RpcHandler {
                     .await
                     .map(|()| Response::Done)
             }
-            Request::DropDatabase { db } => blocking(store, move |s| s.drop_database(&db)).await.map(|()| Response::Done),
+            Request::DropDatabase { db } => {
+                blocking(store, move |s| s.drop_database(&db)).await.map(|()| Response::Done)
+            }
             Request::Ddl { db, target, statements } => blocking(store, move |s| match target {
                 Target::Reference => s.ddl_on_reference(&db, &statements),
                 Target::Partitions(ordinals) => {
@@ -87,13 +127,54 @@ impl canopy_rpc::Handler for RpcHandler {
             })
             .await
             .map(outcome),
+            Request::AttachPartitions { db, ordinals } => blocking(store, move |s| {
+                ordinals.iter().try_for_each(|&o| s.set_partition_state(&db, o, PartitionState::Online))
+            })
+            .await
+            .map(|()| Response::Done),
+            Request::FencePartition { db, ordinal } => {
+                blocking(store, move |s| s.set_partition_state(&db, ordinal, PartitionState::Pending))
+                    .await
+                    .map(|()| Response::Done)
+            }
+            Request::DropPartition { db, ordinal } => {
+                blocking(store, move |s| s.drop_partition(&db, ordinal)).await.map(|()| Response::Done)
+            }
+            Request::SnapshotPartition { db, ordinal } => blocking(store, move |s| s.snapshot_partition(&db, ordinal))
+                .await
+                .map(|snap| Response::Snapshot { id: snap.id, bytes: snap.size_bytes, log_index: snap.position.index }),
+            Request::SnapshotChunk { id, offset, len } => {
+                blocking(store, move |s| s.read_snapshot_chunk(id, offset, len.min(CHUNK_BYTES)))
+                    .await
+                    .map(Response::Chunk)
+            }
+            Request::ReleaseSnapshot { id } => {
+                blocking(store, move |s| s.release_snapshot(id)).await.map(|()| Response::Done)
+            }
+            Request::LogSince { db, ordinal, after_index, max_bytes } => {
+                blocking(store, move |s| s.log_since(&db, ordinal, after_index, max_bytes.min(u64::from(CHUNK_BYTES))))
+                    .await
+                    .map(|entries| Response::Log(entries.into_iter().map(to_record).collect()))
+            }
+            Request::CopyPartition { db, ordinal, source_host, source_rpc_port } => {
+                return match copy::copy_partition(store, &db, ordinal, &source_host, source_rpc_port).await {
+                    Ok(log_index) => Response::Position { log_index },
+                    Err(e) => remote(RemoteErrorKind::Internal, e),
+                };
+            }
+            Request::CatchUp { db, ordinal, source_host, source_rpc_port } => {
+                return match copy::catch_up(store, &db, ordinal, &source_host, source_rpc_port).await {
+                    Ok(log_index) => Response::Position { log_index },
+                    Err(e) => remote(RemoteErrorKind::Internal, e),
+                };
+            }
             Request::ListDatabases => blocking(store, |s| s.list()).await.map(|dbs| {
                 Response::Databases(
                     dbs.into_iter()
                         .map(|d| LocalDatabase {
                             name: d.name(),
                             role: if d.ordinal.is_some() { "master" } else { "reference" }.to_string(),
-                            state: "online".to_string(),
+                            state: d.state.as_str().to_string(),
                             db: d.db,
                             ordinal: d.ordinal,
                             commits: d.commits,
@@ -103,7 +184,9 @@ impl canopy_rpc::Handler for RpcHandler {
                         .collect(),
                 )
             }),
-            Request::Ping | Request::JoinCluster { .. } => unreachable!("answered above"),
+            Request::Ping | Request::JoinCluster { .. } | Request::LeaveCluster => {
+                return remote(RemoteErrorKind::Internal, "answered above");
+            }
         };
         result.unwrap_or_else(storage_error)
     }

@@ -2,12 +2,16 @@
 //! cluster. The master aggregator owns the metadata, plans and runs distributed statements and measures leaf
 //! health; a leaf stores partition instances and runs the pieces it is sent.
 
+pub mod attach;
 pub mod cluster;
 pub mod config;
+pub mod copy;
 pub mod error;
 pub mod exec;
+pub mod failure;
 pub mod heartbeat;
 pub mod leaf;
+pub mod moves;
 pub mod node;
 pub mod ops;
 pub mod persist;

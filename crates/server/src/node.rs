@@ -75,9 +75,27 @@ impl Node {
         let meta = ClusterMeta::bootstrap(cluster_id.clone(), addr);
         persist::store(&persist::meta_path(&self.config.data_dir), &meta)?;
         let cluster = Cluster::new(self.config.data_dir.clone(), meta);
-        self.set_identity(Identity { role: NodeRole::MasterAggregator, cluster_id: Some(cluster_id), node_id: Some(1) })?;
+        self.set_identity(Identity {
+            role: NodeRole::MasterAggregator,
+            cluster_id: Some(cluster_id),
+            node_id: Some(1),
+        })?;
         *self.cluster.write().map_err(|_| Error::Internal("cluster lock poisoned".into()))? = Some(cluster.clone());
         Ok(cluster)
+    }
+
+    /// REMOVE LEAF reached this node: it is unconfigured again and can be added to a cluster; its partition files
+    /// stay on disk (pending, never served until attached).
+    pub fn leave_cluster(&self) -> Result<()> {
+        if self.identity().role != NodeRole::Leaf {
+            return Err(Error::NotInCluster);
+        }
+        for local in self.store.list()? {
+            if let Some(ordinal) = local.ordinal {
+                self.store.set_partition_state(&local.db, ordinal, canopy_storage::PartitionState::Pending)?;
+            }
+        }
+        self.set_identity(Identity::unconfigured())
     }
 
     /// ADD LEAF reached this node: it becomes leaf `node_id` of `cluster_id`. Joining the same cluster again under

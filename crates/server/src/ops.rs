@@ -36,7 +36,8 @@ pub async fn add_leaf(
     let cannot = |reason: String| Error::CannotAddNode { host: host.clone(), port, reason };
     let (rpc_port, cluster_id) = probe_node(&user, &password, &host, port).await.map_err(cannot)?;
     match cluster_id {
-        Some(id) if id == meta.cluster_id => return Err(cannot("it is already part of this cluster".into())),
+        // A node of this cluster that the metadata no longer lists was removed while unreachable: it may rejoin.
+        Some(id) if id == meta.cluster_id => {}
         Some(_) => return Err(cannot("it belongs to another cluster".into())),
         None => {}
     }
@@ -63,7 +64,12 @@ pub async fn add_leaf(
 }
 
 /// Logs in to `host:port` over MySQL and reads the node's RPC port and cluster id.
-async fn probe_node(user: &str, password: &str, host: &str, port: u16) -> std::result::Result<(u16, Option<String>), String> {
+async fn probe_node(
+    user: &str,
+    password: &str,
+    host: &str,
+    port: u16,
+) -> std::result::Result<(u16, Option<String>), String> {
     let opts = mysql_async::OptsBuilder::default()
         .ip_or_hostname(host.to_string())
         .tcp_port(port)
@@ -118,14 +124,22 @@ pub async fn create_database(
     if_not_exists: bool,
     partitions: Option<u32>,
 ) -> Result<Answer> {
-    canopy_storage::check_name(&name).map_err(|_| Error::Sql(SqlError::Parse(format!("invalid database name '{name}' (use letters, digits, '_', '$' or '-', at most 64)"))))?;
+    canopy_storage::check_name(&name).map_err(|_| {
+        Error::Sql(SqlError::Parse(format!(
+            "invalid database name '{name}' (use letters, digits, '_', '$' or '-', at most 64)"
+        )))
+    })?;
     if name.eq_ignore_ascii_case("information_schema") {
         return Err(Error::Meta(canopy_meta::MetaError::DatabaseExists(name)));
     }
     let _op = cluster.operation_lock.lock().await;
     let meta = cluster.meta();
     if meta.databases.contains_key(&name) {
-        return if if_not_exists { Ok(Answer::done()) } else { Err(canopy_meta::MetaError::DatabaseExists(name).into()) };
+        return if if_not_exists {
+            Ok(Answer::done())
+        } else {
+            Err(canopy_meta::MetaError::DatabaseExists(name).into())
+        };
     }
     let online = meta.online_leaves().len() as u32;
     let partitions = partitions.unwrap_or(online.max(1) * meta.variables.default_partitions_per_leaf);
@@ -185,17 +199,31 @@ pub async fn drop_database(cluster: &Arc<Cluster>, name: String, if_exists: bool
 
 /// The DDL requests that reach every copy of a table: each partition for a distributed table, the reference copy
 /// on every holder for a reference table.
-fn table_targets(meta: &ClusterMeta, db: &str, kind: TableKind, statements: Vec<String>) -> Result<Vec<(Leaf, Request)>> {
+fn table_targets(
+    meta: &ClusterMeta,
+    db: &str,
+    kind: TableKind,
+    statements: Vec<String>,
+) -> Result<Vec<(Leaf, Request)>> {
     Ok(match kind {
         TableKind::Distributed => masters_by_leaf(meta, db)?
             .into_values()
             .map(|(leaf, ordinals)| {
-                (leaf, Request::Ddl { db: db.to_string(), target: Target::Partitions(ordinals), statements: statements.clone() })
+                (
+                    leaf,
+                    Request::Ddl {
+                        db: db.to_string(),
+                        target: Target::Partitions(ordinals),
+                        statements: statements.clone(),
+                    },
+                )
             })
             .collect(),
         TableKind::Reference => masters_by_leaf(meta, db)?
             .into_values()
-            .map(|(leaf, _)| (leaf, Request::Ddl { db: db.to_string(), target: Target::Reference, statements: statements.clone() }))
+            .map(|(leaf, _)| {
+                (leaf, Request::Ddl { db: db.to_string(), target: Target::Reference, statements: statements.clone() })
+            })
             .collect(),
     })
 }
@@ -224,11 +252,7 @@ pub async fn create_table(cluster: &Arc<Cluster>, db: String, create: CreateTabl
     Ok(Answer::done())
 }
 
-pub async fn drop_tables(
-    cluster: &Arc<Cluster>,
-    tables: Vec<(String, String)>,
-    if_exists: bool,
-) -> Result<Answer> {
+pub async fn drop_tables(cluster: &Arc<Cluster>, tables: Vec<(String, String)>, if_exists: bool) -> Result<Answer> {
     let _op = cluster.operation_lock.lock().await;
     for (db, table) in tables {
         let meta = cluster.meta();

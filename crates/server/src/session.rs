@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use canopy_meta::{ClusterMeta, Command};
 use canopy_mysql::{MysqlError, Reply};
-use canopy_sql::command::{ClusterCommand, Statement, parse_statement};
+use canopy_sql::command::{ClusterCommand, LeafTarget, PartitionAction, PartitionCommand, Statement, parse_statement};
 use canopy_sql::plan::{self, PlanContext};
 use canopy_sql::{Catalog, Column, ResultSet, SqlError, TableDef, Value};
 
@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::exec::{self, Answer};
 use crate::node::Node;
 use crate::persist::NodeRole;
-use crate::{ops, views};
+use crate::{attach, moves, ops, views};
 
 pub struct Backend {
     pub node: Arc<Node>,
@@ -93,7 +93,8 @@ fn rows(columns: &[&str], rows: Vec<Vec<Value>>) -> Answer {
 
 impl Session {
     pub fn new(node: Arc<Node>) -> Session {
-        let scratch = std::sync::Mutex::new(rusqlite::Connection::open_in_memory().expect("an in-memory SQLite always opens"));
+        let scratch =
+            std::sync::Mutex::new(rusqlite::Connection::open_in_memory().expect("an in-memory SQLite always opens"));
         // Each connection starts its round-robin at a different partition so keyless tables fill evenly.
         let spread = node.next_connection_id().wrapping_mul(7919);
         Session { node, db: None, scratch, in_transaction: false, wrote_in_transaction: false, spread }
@@ -144,7 +145,9 @@ impl Session {
                 self.node.bootstrap(host)?;
                 Ok(Answer::done())
             }
-            Statement::ShowDatabases { .. } => Ok(rows(&["Database"], vec![vec![Value::Text("information_schema".into())]])),
+            Statement::ShowDatabases { .. } => {
+                Ok(rows(&["Database"], vec![vec![Value::Text("information_schema".into())]]))
+            }
             Statement::SetSession { .. } | Statement::SetNames { .. } => Ok(Answer::done()),
             Statement::Begin | Statement::Commit | Statement::Rollback => Ok(Answer::done()),
             Statement::ShowVariables { like, .. } => Ok(Answer::Rows(views::show_variables(None, like.as_deref()))),
@@ -165,8 +168,10 @@ impl Session {
             Ok(Statement::Cluster(_)) => Err(Error::NotMasterAggregator),
             Ok(Statement::ShowDatabases { extended, like }) => {
                 let local = self.node.store.list()?;
-                let local: Vec<_> =
-                    local.into_iter().filter(|d| like.as_deref().is_none_or(|p| views::like_match(p, &d.name()))).collect();
+                let local: Vec<_> = local
+                    .into_iter()
+                    .filter(|d| like.as_deref().is_none_or(|p| views::like_match(p, &d.name())))
+                    .collect();
                 if extended {
                     return Ok(Answer::Rows(views::databases_extended(&local)));
                 }
@@ -264,10 +269,8 @@ impl Session {
                 ops::create_index(&cluster, db, index).await
             }
             Statement::DropTable { tables, if_exists } => {
-                let tables = tables
-                    .into_iter()
-                    .map(|(db, t)| Ok((self.database(db)?, t)))
-                    .collect::<Result<Vec<_>>>()?;
+                let tables =
+                    tables.into_iter().map(|(db, t)| Ok((self.database(db)?, t))).collect::<Result<Vec<_>>>()?;
                 ops::drop_tables(&cluster, tables, if_exists).await
             }
             Statement::SetGlobal { name, value } => {
@@ -321,7 +324,8 @@ impl Session {
             let mut context = Context { meta: &meta, cluster, scratch: &scratch, spread: &mut self.spread };
             plan::plan(query, self.db.as_deref(), &mut context)?
         };
-        let writes = matches!(plan, plan::Plan::Insert { .. } | plan::Plan::Write { .. } | plan::Plan::ReferenceWrite { .. });
+        let writes =
+            matches!(plan, plan::Plan::Insert { .. } | plan::Plan::Write { .. } | plan::Plan::ReferenceWrite { .. });
         let answer = exec::execute(cluster, &meta, plan, &self.scratch).await?;
         if writes && self.in_transaction {
             self.wrote_in_transaction = true;
@@ -343,9 +347,65 @@ impl Session {
                 Ok(Answer::Rows(views::show_partitions(&meta, &db)?))
             }
             ClusterCommand::ShowClusterStatus => Ok(Answer::Rows(views::cluster_status(cluster, &meta).await?)),
+            ClusterCommand::ShowRebalanceStatus { db } => {
+                let db = self.database(db)?;
+                Ok(Answer::Rows(views::rebalance_status(&meta, &db)?))
+            }
+            ClusterCommand::AttachLeaf { target: LeafTarget::One { host, port }, force, .. } => {
+                let leaf = leaf_id(&meta, &host, port)?;
+                if meta.leaves[&leaf].state == canopy_meta::LeafState::Online {
+                    return Err(Error::Unsupported(format!("leaf '{host}':{port} is already online")));
+                }
+                attach::attach_leaf(cluster, leaf, force).await
+            }
+            ClusterCommand::AttachLeaf { target: LeafTarget::All, force, .. } => {
+                let detached: Vec<_> = meta
+                    .leaves_in_order()
+                    .filter(|l| l.state == canopy_meta::LeafState::Detached)
+                    .map(|l| l.id)
+                    .collect();
+                let mut attached = 0;
+                for leaf in detached {
+                    attach::attach_leaf(cluster, leaf, force).await?;
+                    attached += 1;
+                }
+                Ok(Answer::affected(attached))
+            }
+            ClusterCommand::DetachLeaf { host, port, .. } => {
+                let leaf = leaf_id(&meta, &host, port)?;
+                if holds_instances(&meta, leaf) {
+                    return moves::detach_leaf(cluster, leaf).await;
+                }
+                attach::detach_empty_leaf(cluster, leaf).await
+            }
+            ClusterCommand::RemoveLeaf { host, port, force, .. } => {
+                let leaf = leaf_id(&meta, &host, port)?;
+                if holds_instances(&meta, leaf) && !force {
+                    moves::move_partitions_off(cluster, leaf).await?;
+                }
+                attach::remove_leaf(cluster, leaf, force).await
+            }
+            ClusterCommand::Partition(PartitionCommand {
+                action: PartitionAction::Attach,
+                db,
+                ordinal,
+                host,
+                port,
+            }) => {
+                let leaf = leaf_id(&meta, &host, port)?;
+                attach::attach_partition(cluster, db, ordinal, leaf).await
+            }
             other => Err(Error::Unsupported(format!("{other:?} is not available yet"))),
         }
     }
+}
+
+fn leaf_id(meta: &ClusterMeta, host: &str, port: u16) -> Result<canopy_meta::NodeId> {
+    meta.leaf_at(host, port).map(|l| l.id).ok_or_else(|| Error::UnknownLeafAddress { host: host.to_string(), port })
+}
+
+fn holds_instances(meta: &ClusterMeta, leaf: canopy_meta::NodeId) -> bool {
+    meta.databases.values().any(|d| d.instances.iter().any(|i| i.node == leaf))
 }
 
 fn answer_to_reply(result: Result<Answer>) -> Reply {

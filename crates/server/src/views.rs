@@ -226,18 +226,14 @@ pub async fn cluster_status(cluster: &Arc<Cluster>, meta: &ClusterMeta) -> Resul
         };
         for local in dbs {
             let database = meta.databases.get(&local.db);
-            let metadata_master = local
-                .ordinal
-                .and_then(|o| database.and_then(|d| d.master(o)))
-                .and_then(|m| meta.leaves.get(&m.node));
+            let metadata_master =
+                local.ordinal.and_then(|o| database.and_then(|d| d.master(o))).and_then(|m| meta.leaves.get(&m.node));
             let role = match (local.ordinal, database) {
                 (None, Some(_)) => "Reference",
-                (Some(o), Some(d)) => {
-                    match d.instances.iter().find(|i| i.ordinal == o && i.node == leaf.id) {
-                        Some(i) => i.role.as_str(),
-                        None => "Orphan",
-                    }
-                }
+                (Some(o), Some(d)) => match d.instances.iter().find(|i| i.ordinal == o && i.node == leaf.id) {
+                    Some(i) => i.role.as_str(),
+                    None => "Orphan",
+                },
                 _ => "Orphan",
             };
             rows.push(vec![
@@ -279,6 +275,41 @@ pub async fn cluster_status(cluster: &Arc<Cluster>, meta: &ClusterMeta) -> Resul
     ))
 }
 
+/// SHOW REBALANCE STATUS ON db: the steps of the last HA operation on the database.
+pub fn rebalance_status(meta: &ClusterMeta, db: &str) -> Result<ResultSet> {
+    let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.to_string()))?;
+    let rows = database
+        .operation
+        .iter()
+        .map(|step| {
+            let target = meta.leaves.get(&step.target);
+            vec![
+                text(step.action.as_str()),
+                int(step.ordinal),
+                target.map(|l| text(l.addr.host.clone())).unwrap_or(Value::Null),
+                target.map(|l| int(l.addr.port)).unwrap_or(Value::Null),
+                int(step.phase),
+                text(step.status.as_str()),
+                step.running_ms.map(|ms| int(ms as i64)).unwrap_or(Value::Null),
+                int(step.estimated_ms as i64),
+            ]
+        })
+        .collect();
+    Ok(table(
+        &[
+            "Action",
+            "Ordinal",
+            "Target_Host",
+            "Target_Port",
+            "Phase",
+            "Status",
+            "Running_Time",
+            "Estimated_Time_Remaining_Ms",
+        ],
+        rows,
+    ))
+}
+
 /// SHOW DATABASES EXTENDED on a leaf: its own partition instances and reference copies.
 pub fn databases_extended(local: &[LocalDb]) -> ResultSet {
     let rows = local
@@ -289,7 +320,7 @@ pub fn databases_extended(local: &[LocalDb]) -> ResultSet {
                 text(d.name()),
                 int(d.commits as i64),
                 text(if d.ordinal.is_some() { "master" } else { "reference" }),
-                text("online"),
+                text(d.state.as_str()),
                 position.clone(),
                 text(""),
                 int(0),

@@ -6,12 +6,12 @@ pub mod catalog;
 pub mod command;
 pub mod ddl;
 pub mod error;
-pub mod types;
-pub mod value;
 pub mod merge;
 pub mod plan;
 pub mod shard;
+pub mod types;
+pub mod value;
 
-pub use error::{SqlError, SqlResult};
 pub use catalog::{Affinity, Catalog, ColumnDef, TableDef, TableKind};
+pub use error::{SqlError, SqlResult};
 pub use value::{Column, ResultSet, Value};

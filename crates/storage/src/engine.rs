@@ -1,6 +1,8 @@
 //! One SQLite database file opened the way Canopy needs it (WAL, synchronous commits, busy timeout), and the
 //! statement runner shared by partitions and reference copies: reads return rows; writes run in their own
-//! transaction together with the change-log hook, so the log position and the data never disagree after a crash.
+//! transaction together with the change-log hook, which records the transaction's row changes (a session
+//! changeset) or DDL text in `_canopy_log` in that same transaction, so the log and the data never disagree after a
+//! crash. What the log holds and how it is read and applied is `crate::log`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -9,6 +11,8 @@ use canopy_sql::{Column, ResultSet, Value};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::StorageError;
+use crate::ffi::Session;
+use crate::log::{self, Change};
 
 /// What one statement did.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,40 +36,33 @@ pub fn open(path: &Path) -> Result<Connection, StorageError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.set_prepared_statement_cache_capacity(64);
+    // New files and files from before the change log existed get the log tables.
+    conn.execute_batch(log::LOG_DDL)?;
     Ok(conn)
 }
 
-/// The per-database change-log hook: called inside the write transaction of every committed write.
-/// Today it advances the commit counter and log index kept in `_canopy_log_position`; replication replaces the body
-/// with row changesets without changing the call site.
-pub fn record_commit(conn: &Connection) -> Result<(), StorageError> {
-    conn.execute("UPDATE _canopy_log_position SET log_index = log_index + 1, commits = commits + 1", [])?;
-    Ok(())
+/// The change-log hook, called inside the write transaction of every committed write: appends what the
+/// transaction changed to `_canopy_log` and advances the position (see [`crate::log`]). Being in the same SQLite
+/// transaction as the data is what makes log and data agree after a crash.
+pub fn record_commit(conn: &Connection, change: Change<'_>) -> Result<(), StorageError> {
+    log::append(conn, change)
 }
-
-pub const LOG_POSITION_DDL: &str = "CREATE TABLE IF NOT EXISTS _canopy_log_position (
-    term INTEGER NOT NULL, log_index INTEGER NOT NULL, commits INTEGER NOT NULL);
-    INSERT INTO _canopy_log_position SELECT 0, 0, 0 WHERE NOT EXISTS (SELECT 1 FROM _canopy_log_position);";
 
 /// (term, log_index, commits) of this database.
 pub fn log_position(conn: &Connection) -> Result<(u64, u64, u64), StorageError> {
-    let row = conn.query_row("SELECT term, log_index, commits FROM _canopy_log_position", [], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-    })?;
-    Ok((row.0 as u64, row.1 as u64, row.2 as u64))
+    let (position, commits) = log::position(conn)?;
+    Ok((position.term, position.index, commits))
 }
 
-/// Runs one SQL statement. A statement that writes is wrapped in its own transaction with the change-log hook.
+/// Runs one SQL statement. A statement that writes runs in its own transaction, recorded by a session whose
+/// changeset goes to the change log in that same transaction.
 pub fn execute(conn: &Connection, sql: &str) -> Result<Outcome, StorageError> {
     let mut stmt = conn.prepare_cached(sql)?;
     if stmt.readonly() {
         return read_rows(&mut stmt).map(Outcome::Rows);
     }
-    if !conn.is_autocommit() {
-        return Err(StorageError::Internal("a transaction was left open on this connection".into()));
-    }
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let result = (|| {
+    log::in_transaction(conn, || {
+        let session = Session::start(conn)?;
         let outcome = if stmt.column_count() > 0 {
             // A write that returns rows (RETURNING): keep them.
             Outcome::Rows(read_rows(&mut stmt)?)
@@ -73,37 +70,34 @@ pub fn execute(conn: &Connection, sql: &str) -> Result<Outcome, StorageError> {
             let rows = stmt.execute([])? as u64;
             Outcome::Affected { rows, last_insert_id: conn.last_insert_rowid() }
         };
-        record_commit(conn)?;
+        let changeset = session.changeset()?;
+        drop(session);
+        record_commit(conn, Change::Rows(&changeset))?;
         Ok(outcome)
-    })();
-    match result {
-        Ok(outcome) => {
-            conn.execute_batch("COMMIT")?;
-            Ok(outcome)
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
+    })
 }
 
-/// Runs DDL statements in one transaction (SQLite DDL is transactional).
+/// Runs DDL statements in one transaction (SQLite DDL is transactional), logged as their text.
 pub fn execute_ddl(conn: &Connection, statements: &[String]) -> Result<(), StorageError> {
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let result = (|| {
-        for s in statements {
-            conn.execute_batch(s)?;
-        }
-        record_commit(conn)
-    })();
-    match result {
-        Ok(()) => Ok(conn.execute_batch("COMMIT")?),
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
+    log::in_transaction(conn, || run_ddl(conn, statements))
+}
+
+/// Creates a new partition's identity row and its schema in one transaction, so a file with an identity always has
+/// its schema. The identity is not logged (a copy gets its own); the schema is the log's first entry, so replaying
+/// the whole log on an empty partition rebuilds it.
+pub fn create_partition(conn: &Connection, db: &str, ordinal: u32, schema: &[String]) -> Result<(), StorageError> {
+    log::in_transaction(conn, || {
+        conn.execute_batch("CREATE TABLE _canopy_partition (db TEXT NOT NULL, ordinal INTEGER NOT NULL)")?;
+        conn.execute("INSERT INTO _canopy_partition VALUES (?1, ?2)", rusqlite::params![db, ordinal])?;
+        run_ddl(conn, schema)
+    })
+}
+
+fn run_ddl(conn: &Connection, statements: &[String]) -> Result<(), StorageError> {
+    for s in statements {
+        conn.execute_batch(s)?;
     }
+    record_commit(conn, Change::Ddl(statements))
 }
 
 fn read_rows(stmt: &mut rusqlite::CachedStatement<'_>) -> Result<ResultSet, StorageError> {

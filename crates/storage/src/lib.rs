@@ -7,12 +7,24 @@
 //!   database name that itself ends in `_<digits>` cannot be misread.
 //! - `reference/<db>.sqlite`: the leaf's copy of the database's reference tables, attached to every partition
 //!   connection of that database as schema `canopy_ref` so queries see reference tables by their plain names.
+//! - `snapshots/<id>.sqlite`: consistent copies of partitions being sent to another leaf (removed at `open`).
+//! - `partitions/<db>_<ordinal>.sqlite.installing`: a copy being received; renamed into place only once verified
+//!   (removed at `open`).
+//!
+//! Every file has a change log (`log`): each committed write transaction appends its row changes (a changeset from
+//! SQLite's session extension, `ffi`) or its DDL text in the same transaction. A partition moves to another leaf as
+//! a snapshot (`snapshot`) plus the log entries after the snapshot's position, applied on the copy (`apply_log`).
 
 pub mod engine;
+mod ffi;
+pub mod log;
+mod snapshot;
 mod store;
 
 pub use engine::Outcome;
-pub use store::{LeafStore, LocalDb, check_name};
+pub use log::{LogEntry, LogPayload, LogPosition};
+pub use snapshot::{PartitionSnapshot, SNAPSHOT_CHUNK_BYTES_MAX};
+pub use store::{LeafStore, LocalDb, PartitionState, SNAPSHOTS_MAX, check_name};
 
 use thiserror::Error;
 
@@ -30,6 +42,26 @@ pub enum StorageError {
     BadName(String),
     #[error("result has too many rows")]
     TooManyRows,
+    #[error("partition {db}:{ordinal} is {} and does not serve queries", state.as_str())]
+    NotOnline { db: String, ordinal: u32, state: PartitionState },
+    #[error("partition {db}:{ordinal} is {} and does not take log entries (only a replica does)", state.as_str())]
+    NotReplica { db: String, ordinal: u32, state: PartitionState },
+    #[error("partition {db}:{ordinal} is already on this leaf")]
+    PartitionExists { db: String, ordinal: u32 },
+    #[error("log gap: expected entry {expected}, got {found}")]
+    LogGap { expected: u64, found: u64 },
+    #[error("log entries after {after_index} are no longer kept (first kept: {first_available}); take a new snapshot")]
+    LogTruncated { after_index: u64, first_available: u64 },
+    #[error("changeset conflict on a copy: {0}")]
+    ApplyConflict(String),
+    #[error("term {current} is current; a lower term is refused")]
+    StaleTerm { current: u64 },
+    #[error("bad snapshot: {0}")]
+    BadSnapshot(String),
+    #[error("no snapshot {0} on this leaf")]
+    NoSuchSnapshot(u64),
+    #[error("too many snapshots kept at once on this leaf")]
+    TooManySnapshots,
     #[error("internal: {0}")]
     Internal(String),
 }

@@ -1,18 +1,50 @@
-//! The set of SQLite files on one leaf: partition instances by (database, ordinal) and reference copies by
-//! database. Calls block (SQLite is synchronous); the server runs them off its async threads.
+//! The set of SQLite files on one leaf: partition instances by (database, ordinal), each with its serving state,
+//! and reference copies by database; plus the partition-move operations on them (snapshot, install, catch up from
+//! the log, checkpoint). Calls block (SQLite is synchronous); the server runs them off its async threads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
 
 use crate::StorageError;
 use crate::engine::{self, Outcome};
+use crate::log::{self, LogEntry, LogPosition};
+use crate::snapshot::{self, PartitionSnapshot};
 
 const REFERENCE_SCHEMA: &str = "canopy_ref";
 
+/// Suffix of a partition file being installed. `open` removes such files: they were never verified.
+const INSTALLING_SUFFIX: &str = ".installing";
+
+/// Snapshot files a leaf keeps at once; each can be as large as its partition, so they are bounded.
+pub const SNAPSHOTS_MAX: usize = 16;
+
 type Shared = Arc<Mutex<Connection>>;
+
+/// Whether a partition instance serves queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PartitionState {
+    /// Serving reads and writes.
+    Online,
+    /// Found on disk at startup and not yet attached by the master aggregator: serves nothing.
+    Pending,
+    /// A copy receiving log entries (`apply_log`): serves nothing until switched to `Online`.
+    Replica,
+}
+
+impl PartitionState {
+    /// The word SHOW DATABASES EXTENDED shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartitionState::Online => "online",
+            PartitionState::Pending => "pending",
+            PartitionState::Replica => "replicating",
+        }
+    }
+}
 
 /// One database as this leaf holds it, for SHOW DATABASES EXTENDED.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +55,8 @@ pub struct LocalDb {
     pub term: u64,
     pub log_index: u64,
     pub commits: u64,
+    /// Always `Online` for a reference copy.
+    pub state: PartitionState,
 }
 
 impl LocalDb {
@@ -35,10 +69,24 @@ impl LocalDb {
     }
 }
 
+struct Instance {
+    conn: Shared,
+    state: PartitionState,
+}
+
+struct SnapshotFile {
+    path: PathBuf,
+    size_bytes: u64,
+}
+
 #[derive(Default)]
 struct Open {
-    partitions: BTreeMap<(String, u32), Shared>,
+    partitions: BTreeMap<(String, u32), Instance>,
     references: BTreeMap<String, Shared>,
+    /// Partitions whose install is under way, so two installs of one partition cannot interleave.
+    installing: BTreeSet<(String, u32)>,
+    snapshots: BTreeMap<u64, SnapshotFile>,
+    next_snapshot_id: u64,
 }
 
 pub struct LeafStore {
@@ -54,25 +102,40 @@ pub fn check_name(db: &str) -> Result<(), StorageError> {
     if ok { Ok(()) } else { Err(StorageError::BadName(db.to_string())) }
 }
 
+fn lock_conn(conn: &Shared) -> Result<MutexGuard<'_, Connection>, StorageError> {
+    conn.lock().map_err(|_| StorageError::Internal("database connection lock poisoned".into()))
+}
+
 impl LeafStore {
     /// Opens every partition and reference file found under `root` (recovery after a restart is SQLite's own).
+    /// Partitions start `Pending`: the master aggregator decides whether they serve. Leftovers of interrupted
+    /// installs and snapshots are removed.
     pub fn open(root: &Path) -> Result<LeafStore, StorageError> {
-        std::fs::create_dir_all(root.join("partitions"))?;
-        std::fs::create_dir_all(root.join("reference"))?;
+        for dir in ["partitions", "reference", "snapshots"] {
+            std::fs::create_dir_all(root.join(dir))?;
+        }
         let store = LeafStore { root: root.to_path_buf(), open: Mutex::new(Open::default()) };
         let mut open = Open::default();
+        for entry in std::fs::read_dir(root.join("snapshots"))? {
+            std::fs::remove_file(entry?.path())?;
+        }
         for entry in std::fs::read_dir(root.join("reference"))? {
             let path = entry?.path();
             if path.extension().is_some_and(|e| e == "sqlite")
                 && let Some(db) = path.file_stem().and_then(|s| s.to_str())
             {
                 let conn = engine::open(&path)?;
-                conn.execute_batch(engine::LOG_POSITION_DDL)?;
                 open.references.insert(db.to_string(), Arc::new(Mutex::new(conn)));
             }
         }
         for entry in std::fs::read_dir(root.join("partitions"))? {
             let path = entry?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if name.contains(INSTALLING_SUFFIX) {
+                // An install that did not finish: never verified, never live.
+                std::fs::remove_file(&path)?;
+                continue;
+            }
             if path.extension().is_none_or(|e| e != "sqlite") {
                 continue;
             }
@@ -84,13 +147,14 @@ impl LeafStore {
                 continue;
             };
             store.attach_reference(&conn, &db)?;
-            open.partitions.insert((db, ordinal), Arc::new(Mutex::new(conn)));
+            let instance = Instance { conn: Arc::new(Mutex::new(conn)), state: PartitionState::Pending };
+            open.partitions.insert((db, ordinal), instance);
         }
         *store.lock()? = open;
         Ok(store)
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Open>, StorageError> {
+    fn lock(&self) -> Result<MutexGuard<'_, Open>, StorageError> {
         self.open.lock().map_err(|_| StorageError::Internal("leaf store lock poisoned".into()))
     }
 
@@ -111,7 +175,8 @@ impl LeafStore {
     }
 
     /// Creates the reference copy of `db` (if missing, running `reference_schema`) and the listed partition
-    /// instances (each new one runs `schema`). Existing instances are left as they are, so a retry is harmless.
+    /// instances (each new one runs `schema`, which becomes its first log entry), `Online`. Existing instances are
+    /// left as they are, so a retry is harmless.
     pub fn create_partitions(
         &self,
         db: &str,
@@ -123,28 +188,21 @@ impl LeafStore {
         let mut open = self.lock()?;
         if !open.references.contains_key(db) {
             let conn = engine::open(&self.reference_path(db))?;
-            conn.execute_batch(engine::LOG_POSITION_DDL)?;
             engine::execute_ddl(&conn, reference_schema)?;
             open.references.insert(db.to_string(), Arc::new(Mutex::new(conn)));
         }
         for &ordinal in ordinals {
-            if open.partitions.contains_key(&(db.to_string(), ordinal)) {
+            let key = (db.to_string(), ordinal);
+            if open.partitions.contains_key(&key) || open.installing.contains(&key) {
                 continue;
             }
             let path = self.partition_path(db, ordinal);
             // A file left by an interrupted earlier attempt has no committed identity; start it afresh.
             remove_files(&path)?;
             let conn = engine::open(&path)?;
-            conn.execute_batch(engine::LOG_POSITION_DDL)?;
-            let mut statements = vec![format!(
-                "CREATE TABLE _canopy_partition (db TEXT NOT NULL, ordinal INTEGER NOT NULL);
-                 INSERT INTO _canopy_partition VALUES ({}, {ordinal});",
-                canopy_sql::Value::Text(db.to_string()).to_sql_literal()
-            )];
-            statements.extend(schema.iter().cloned());
-            engine::execute_ddl(&conn, &statements)?;
+            engine::create_partition(&conn, db, ordinal, schema)?;
             self.attach_reference(&conn, db)?;
-            open.partitions.insert((db.to_string(), ordinal), Arc::new(Mutex::new(conn)));
+            open.partitions.insert(key, Instance { conn: Arc::new(Mutex::new(conn)), state: PartitionState::Online });
         }
         Ok(())
     }
@@ -163,61 +221,258 @@ impl LeafStore {
         Ok(())
     }
 
-    fn partition(&self, db: &str, ordinal: u32) -> Result<Shared, StorageError> {
+    /// Removes one partition instance from this leaf, files included (the source side of a finished move). Dropping
+    /// an instance that is not here is harmless, so a retried drop succeeds.
+    pub fn drop_partition(&self, db: &str, ordinal: u32) -> Result<(), StorageError> {
+        check_name(db)?;
+        let mut open = self.lock()?;
+        // The connection closes when the last statement holding it finishes; the files go now (Linux keeps an open
+        // file readable until then).
+        open.partitions.remove(&(db.to_string(), ordinal));
+        remove_files(&self.partition_path(db, ordinal))
+    }
+
+    fn partition(&self, db: &str, ordinal: u32) -> Result<(Shared, PartitionState), StorageError> {
         self.lock()?
             .partitions
             .get(&(db.to_string(), ordinal))
-            .cloned()
+            .map(|i| (i.conn.clone(), i.state))
             .ok_or_else(|| StorageError::NoSuchPartition { db: db.to_string(), ordinal })
+    }
+
+    /// The connection of a partition that may serve queries.
+    fn online_partition(&self, db: &str, ordinal: u32) -> Result<Shared, StorageError> {
+        match self.partition(db, ordinal)? {
+            (conn, PartitionState::Online) => Ok(conn),
+            (_, state) => Err(StorageError::NotOnline { db: db.to_string(), ordinal, state }),
+        }
     }
 
     fn reference(&self, db: &str) -> Result<Shared, StorageError> {
         self.lock()?.references.get(db).cloned().ok_or_else(|| StorageError::NoSuchReference(db.to_string()))
     }
 
+    /// Runs one statement on an `Online` partition (reads included: a pending or replica copy serves nothing).
     pub fn execute_on_partition(&self, db: &str, ordinal: u32, sql: &str) -> Result<Outcome, StorageError> {
-        let conn = self.partition(db, ordinal)?;
-        let conn = conn.lock().map_err(|_| StorageError::Internal("partition lock poisoned".into()))?;
-        engine::execute(&conn, sql)
+        let conn = self.online_partition(db, ordinal)?;
+        engine::execute(&*lock_conn(&conn)?, sql)
     }
 
     pub fn execute_on_reference(&self, db: &str, sql: &str) -> Result<Outcome, StorageError> {
         let conn = self.reference(db)?;
-        let conn = conn.lock().map_err(|_| StorageError::Internal("reference lock poisoned".into()))?;
-        engine::execute(&conn, sql)
+        engine::execute(&*lock_conn(&conn)?, sql)
     }
 
+    /// Runs DDL on an `Online` partition; copies receive it through the log.
     pub fn ddl_on_partition(&self, db: &str, ordinal: u32, statements: &[String]) -> Result<(), StorageError> {
-        let conn = self.partition(db, ordinal)?;
-        let conn = conn.lock().map_err(|_| StorageError::Internal("partition lock poisoned".into()))?;
-        engine::execute_ddl(&conn, statements)
+        let conn = self.online_partition(db, ordinal)?;
+        engine::execute_ddl(&*lock_conn(&conn)?, statements)
     }
 
     pub fn ddl_on_reference(&self, db: &str, statements: &[String]) -> Result<(), StorageError> {
         let conn = self.reference(db)?;
-        let conn = conn.lock().map_err(|_| StorageError::Internal("reference lock poisoned".into()))?;
-        engine::execute_ddl(&conn, statements)
+        engine::execute_ddl(&*lock_conn(&conn)?, statements)
     }
 
-    /// Every database on this leaf with its log position, reference copies first, then partitions by name.
+    /// Every database on this leaf with its log position and state, reference copies first, then partitions by
+    /// name.
     pub fn list(&self) -> Result<Vec<LocalDb>, StorageError> {
-        let (references, partitions) = {
+        // Copy the handles out so no connection is locked while the store lock is held.
+        let databases: Vec<(String, Option<u32>, Shared, PartitionState)> = {
             let open = self.lock()?;
-            (open.references.clone(), open.partitions.clone())
+            let references =
+                open.references.iter().map(|(db, c)| (db.clone(), None, c.clone(), PartitionState::Online));
+            let partitions = open.partitions.iter().map(|((db, k), i)| (db.clone(), Some(*k), i.conn.clone(), i.state));
+            references.chain(partitions).collect()
         };
-        let mut out = Vec::new();
-        let describe = |conn: &Shared, db: &str, ordinal: Option<u32>| -> Result<LocalDb, StorageError> {
-            let conn = conn.lock().map_err(|_| StorageError::Internal("lock poisoned".into()))?;
-            let (term, log_index, commits) = engine::log_position(&conn)?;
-            Ok(LocalDb { db: db.to_string(), ordinal, term, log_index, commits })
-        };
-        for (db, conn) in &references {
-            out.push(describe(conn, db, None)?);
-        }
-        for ((db, ordinal), conn) in &partitions {
-            out.push(describe(conn, db, Some(*ordinal))?);
+        let mut out = Vec::with_capacity(databases.len());
+        for (db, ordinal, conn, state) in databases {
+            let (term, log_index, commits) = engine::log_position(&*lock_conn(&conn)?)?;
+            out.push(LocalDb { db, ordinal, term, log_index, commits, state });
         }
         Ok(out)
+    }
+
+    /// Sets whether a partition serves (the master aggregator attaches pending partitions, a caught-up copy goes
+    /// online at a move's switch).
+    pub fn set_partition_state(&self, db: &str, ordinal: u32, state: PartitionState) -> Result<(), StorageError> {
+        let mut open = self.lock()?;
+        let instance = open
+            .partitions
+            .get_mut(&(db.to_string(), ordinal))
+            .ok_or_else(|| StorageError::NoSuchPartition { db: db.to_string(), ordinal })?;
+        instance.state = state;
+        Ok(())
+    }
+
+    /// The position of a partition's log: `(term, index of the last entry)`.
+    pub fn log_position(&self, db: &str, ordinal: u32) -> Result<LogPosition, StorageError> {
+        let (conn, _) = self.partition(db, ordinal)?;
+        Ok(log::position(&*lock_conn(&conn)?)?.0)
+    }
+
+    /// Sets the term in which the partition's next log entries are written; a lower term than the current one is
+    /// refused with `StaleTerm`.
+    pub fn set_term(&self, db: &str, ordinal: u32, term: u64) -> Result<(), StorageError> {
+        let (conn, _) = self.partition(db, ordinal)?;
+        log::set_term(&*lock_conn(&conn)?, term)
+    }
+
+    /// Takes a consistent copy of a partition (in any state) while writes continue, kept as a file under the leaf's
+    /// `snapshots/` directory until `release_snapshot`. At most `SNAPSHOTS_MAX` are kept at once.
+    pub fn snapshot_partition(&self, db: &str, ordinal: u32) -> Result<PartitionSnapshot, StorageError> {
+        check_name(db)?;
+        let id = {
+            let mut open = self.lock()?;
+            if !open.partitions.contains_key(&(db.to_string(), ordinal)) {
+                return Err(StorageError::NoSuchPartition { db: db.to_string(), ordinal });
+            }
+            if open.snapshots.len() >= SNAPSHOTS_MAX {
+                return Err(StorageError::TooManySnapshots);
+            }
+            open.next_snapshot_id += 1;
+            let id = open.next_snapshot_id;
+            // Reserve the id now so the copy itself runs without the store lock.
+            let path = self.snapshot_path(id);
+            open.snapshots.insert(id, SnapshotFile { path, size_bytes: 0 });
+            id
+        };
+        let path = self.snapshot_path(id);
+        let copied = snapshot::copy_live(&self.partition_path(db, ordinal), &path)
+            .and_then(|position| Ok((position, std::fs::metadata(&path)?.len())));
+        let mut open = self.lock()?;
+        match copied {
+            Ok((position, size_bytes)) => {
+                open.snapshots.insert(id, SnapshotFile { path, size_bytes });
+                Ok(PartitionSnapshot { id, db: db.to_string(), ordinal, position, size_bytes })
+            }
+            Err(e) => {
+                open.snapshots.remove(&id);
+                remove_files(&path)?;
+                Err(e)
+            }
+        }
+    }
+
+    fn snapshot_path(&self, id: u64) -> PathBuf {
+        self.root.join("snapshots").join(format!("{id}.sqlite"))
+    }
+
+    /// Up to `len` bytes (at most `SNAPSHOT_CHUNK_BYTES_MAX`) of snapshot `id` from `offset`; empty past the end.
+    pub fn read_snapshot_chunk(&self, id: u64, offset: u64, len: u32) -> Result<Vec<u8>, StorageError> {
+        let (path, size_bytes) = {
+            let open = self.lock()?;
+            let file = open.snapshots.get(&id).ok_or(StorageError::NoSuchSnapshot(id))?;
+            (file.path.clone(), file.size_bytes)
+        };
+        if offset >= size_bytes {
+            return Ok(Vec::new());
+        }
+        snapshot::read_chunk(&path, offset, len)
+    }
+
+    /// Deletes snapshot `id`'s file. Releasing an unknown id is harmless.
+    pub fn release_snapshot(&self, id: u64) -> Result<(), StorageError> {
+        let file = self.lock()?.snapshots.remove(&id);
+        if let Some(file) = file {
+            remove_files(&file.path)?;
+        }
+        Ok(())
+    }
+
+    /// Installs a copy of partition `db`:`ordinal` from a snapshot's bytes, in order, as a `Replica`. The bytes go to
+    /// a temporary file that is checked (size, `quick_check`, identity) and only then renamed into place, so a
+    /// failure or a crash never leaves a file `open` would take for a live partition. The leaf must already hold the
+    /// database's reference copy, and must not hold the partition.
+    pub fn install_partition<I, C>(&self, db: &str, ordinal: u32, chunks: I) -> Result<LogPosition, StorageError>
+    where
+        I: IntoIterator<Item = C>,
+        C: AsRef<[u8]>,
+    {
+        check_name(db)?;
+        let key = (db.to_string(), ordinal);
+        {
+            let mut open = self.lock()?;
+            if open.partitions.contains_key(&key) || open.installing.contains(&key) {
+                return Err(StorageError::PartitionExists { db: db.to_string(), ordinal });
+            }
+            if !open.references.contains_key(db) {
+                return Err(StorageError::NoSuchReference(db.to_string()));
+            }
+            open.installing.insert(key.clone());
+        }
+        let result = self.install_file(db, ordinal, chunks);
+        let mut open = self.lock()?;
+        open.installing.remove(&key);
+        let (conn, position) = result?;
+        open.partitions.insert(key, Instance { conn: Arc::new(Mutex::new(conn)), state: PartitionState::Replica });
+        Ok(position)
+    }
+
+    fn install_file<I, C>(&self, db: &str, ordinal: u32, chunks: I) -> Result<(Connection, LogPosition), StorageError>
+    where
+        I: IntoIterator<Item = C>,
+        C: AsRef<[u8]>,
+    {
+        let path = self.partition_path(db, ordinal);
+        let mut temp = path.as_os_str().to_owned();
+        temp.push(INSTALLING_SUFFIX);
+        let temp = PathBuf::from(temp);
+        remove_files(&temp)?;
+        let checked = snapshot::write_chunks(&temp, chunks).and_then(|_| snapshot::verify(&temp, db, ordinal));
+        let position = match checked {
+            Ok(position) => position,
+            Err(e) => {
+                remove_files(&temp)?;
+                return Err(e);
+            }
+        };
+        // Whatever is at the final name is an orphan (open found no live partition there); replace it.
+        remove_files(&path)?;
+        std::fs::rename(&temp, &path)?;
+        std::fs::File::open(self.root.join("partitions"))?.sync_all()?;
+        let conn = engine::open(&path)?;
+        self.attach_reference(&conn, db)?;
+        Ok((conn, position))
+    }
+
+    /// Log entries of a partition after `after_index`, oldest first, at most about `max_bytes` of payload (at least
+    /// one entry when any exists). `LogTruncated` when a checkpoint already removed the entries needed.
+    pub fn log_since(
+        &self,
+        db: &str,
+        ordinal: u32,
+        after_index: u64,
+        max_bytes: u64,
+    ) -> Result<Vec<LogEntry>, StorageError> {
+        let (conn, _) = self.partition(db, ordinal)?;
+        log::since(&*lock_conn(&conn)?, after_index, max_bytes)
+    }
+
+    /// Applies log entries from the source partition to this `Replica` copy, in one transaction; entries at or below
+    /// the current position are skipped, a gap is refused (`LogGap`), and a conflict aborts (`ApplyConflict`).
+    /// Returns the new position.
+    pub fn apply_log(&self, db: &str, ordinal: u32, entries: &[LogEntry]) -> Result<LogPosition, StorageError> {
+        match self.partition(db, ordinal)? {
+            (conn, PartitionState::Replica) => log::apply(&*lock_conn(&conn)?, entries),
+            (_, state) => Err(StorageError::NotReplica { db: db.to_string(), ordinal, state }),
+        }
+    }
+
+    /// Deletes the log entries with index ≤ `keep_after_index` (the caller picks a point no copy still needs) and
+    /// truncates the WAL into the main file.
+    pub fn checkpoint_partition(&self, db: &str, ordinal: u32, keep_after_index: u64) -> Result<(), StorageError> {
+        let (conn, _) = self.partition(db, ordinal)?;
+        let conn = lock_conn(&conn)?;
+        log::in_transaction(&conn, || log::truncate(&conn, keep_after_index))?;
+        // A reader (a snapshot in progress) can keep the checkpoint from finishing; that is not an error, the next
+        // checkpoint completes it.
+        let (busy, _, _): (i64, i64, i64) =
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        if busy != 0 {
+            tracing::debug!("checkpoint of {db}:{ordinal} did not finish: a reader is active");
+        }
+        Ok(())
     }
 }
 
@@ -263,6 +518,11 @@ mod tests {
             assert_eq!(out, Outcome::Affected { rows: 2, last_insert_id: 8 });
         }
         let store = LeafStore::open(&dir).unwrap();
+        // After a restart nothing serves until the master aggregator attaches it.
+        let err = store.execute_on_partition("test", 4, "SELECT 1").unwrap_err();
+        assert!(matches!(err, StorageError::NotOnline { state: PartitionState::Pending, .. }), "{err}");
+        assert!(store.list().unwrap().iter().all(|d| d.ordinal.is_none() || d.state == PartitionState::Pending));
+        store.set_partition_state("test", 4, PartitionState::Online).unwrap();
         let Outcome::Rows(rs) =
             store.execute_on_partition("test", 4, "SELECT x.id, r.v FROM x JOIN r ON r.k = 1 ORDER BY 1").unwrap()
         else {

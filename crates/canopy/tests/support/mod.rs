@@ -16,10 +16,16 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 /// per-process counter starting at a pid-dependent offset so parallel tests and test binaries rarely collide.
 pub fn free_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let _ = NEXT.compare_exchange(0, 20000 + (std::process::id() % 500) as u16 * 50, Ordering::SeqCst, Ordering::SeqCst);
+    let _ =
+        NEXT.compare_exchange(0, 20000 + (std::process::id() % 500) as u16 * 50, Ordering::SeqCst, Ordering::SeqCst);
     loop {
         let p = NEXT.fetch_add(1, Ordering::SeqCst);
-        let p = if p >= 45000 { NEXT.store(20000, Ordering::SeqCst); 20000 } else { p };
+        let p = if p >= 45000 {
+            NEXT.store(20000, Ordering::SeqCst);
+            20000
+        } else {
+            p
+        };
         let ok = TcpListener::bind(("127.0.0.1", p)).is_ok() && TcpListener::bind(("127.0.0.1", p + 10000)).is_ok();
         if ok {
             return p;
@@ -51,7 +57,8 @@ impl NodeProc {
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "node already running");
         std::fs::create_dir_all(&self.data_dir).expect("data dir");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data_dir.join("node.log")).expect("log");
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.data_dir.join("node.log")).expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_canopy"))
             .args(["server", "--host", "127.0.0.1", "--port", &self.port.to_string(), "--data-dir"])
             .arg(&self.data_dir)
@@ -115,7 +122,12 @@ impl NodeProc {
             match mysql_async::Conn::new(self.opts()).await {
                 Ok(c) => return c,
                 Err(e) => {
-                    assert!(Instant::now() < deadline, "node {} never accepted connections: {e}\n{}", self.port, self.log());
+                    assert!(
+                        Instant::now() < deadline,
+                        "node {} never accepted connections: {e}\n{}",
+                        self.port,
+                        self.log()
+                    );
                     tokio::time::sleep(Duration::from_millis(25)).await;
                 }
             }

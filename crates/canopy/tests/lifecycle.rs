@@ -1,0 +1,181 @@
+//! Leaf lifecycle in redundancy 1 through real processes: the spec's walkthrough (SIGKILL a leaf → offline, its
+//! partitions unmapped and ERROR 1777; restart → online with its data; with auto_attach OFF → detached, ATTACH LEAF,
+//! SHOW REBALANCE STATUS), a frozen leaf (SIGSTOP), leaf_failure_detection OFF, REMOVE LEAF FORCE and orphans, and
+//! online moves by DETACH LEAF / REMOVE LEAF while a writer keeps inserting.
+
+mod support;
+
+use mysql_async::Row;
+use mysql_async::prelude::Queryable;
+use support::{TestCluster, eventually};
+
+fn text(row: &Row, name: &str) -> String {
+    let idx = row.columns_ref().iter().position(|c| c.name_str() == name).expect("column");
+    match row.as_ref(idx).expect("value") {
+        mysql_async::Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        mysql_async::Value::Int(i) => i.to_string(),
+        mysql_async::Value::NULL => "NULL".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+async fn leaf_state(cluster: &TestCluster, leaf: usize) -> Option<String> {
+    let mut conn = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
+    let rows: Vec<Row> = conn.query("SHOW LEAVES").await.ok()?;
+    let port = cluster.leaves[leaf].port.to_string();
+    rows.iter().find(|r| text(r, "Port") == port).map(|r| text(r, "State"))
+}
+
+async fn wait_state(cluster: &TestCluster, leaf: usize, state: &str) {
+    eventually(&format!("leaf {} {state}", leaf + 1), || async {
+        (leaf_state(cluster, leaf).await.as_deref() == Some(state)).then_some(())
+    })
+    .await
+}
+
+async fn setup(name: &str) -> TestCluster {
+    let cluster = TestCluster::start(name, 4).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE DATABASE test PARTITIONS 8").await.unwrap();
+    conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY)").await.unwrap();
+    let values: Vec<String> = (1..=100).map(|i| format!("({i})")).collect();
+    conn.query_drop(format!("INSERT INTO test.x VALUES {}", values.join(","))).await.unwrap();
+    cluster
+}
+
+async fn summary(conn: &mut mysql_async::Conn) -> Result<(i64, i64, i64), mysql_async::Error> {
+    conn.query_first("SELECT MIN(id), MAX(id), COUNT(*) FROM test.x").await.map(|r| r.expect("a row"))
+}
+
+/// An id stored in partition `ordinal`, found by asking each id's partition through the leaves.
+async fn id_in_partition(cluster: &TestCluster, ordinal: usize) -> i64 {
+    let mut direct = cluster.leaves[ordinal % 4].connect().await;
+    direct.query_drop(format!("USE test_{ordinal}")).await.unwrap();
+    direct.query_first("SELECT MIN(id) FROM x").await.unwrap().expect("partition holds rows")
+}
+
+/// History: the spec's redundancy-1 walkthrough. Property: the states, unmapped partitions, error text, recovery
+/// with data intact, and the ATTACH PARTITION record are as in the spec.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_leaf_goes_offline_and_comes_back_with_its_data() {
+    let mut cluster = setup("walkthrough").await;
+    let mut conn = cluster.conn().await;
+    let alive_id = id_in_partition(&cluster, 0).await;
+
+    cluster.leaves[3].kill();
+    wait_state(&cluster, 3, "offline").await;
+    let partitions: Vec<Row> = conn.query("SHOW PARTITIONS ON test").await.unwrap();
+    let unmapped: Vec<String> =
+        partitions.iter().filter(|r| text(r, "Host") == "NULL").map(|r| text(r, "Ordinal")).collect();
+    assert_eq!(unmapped, ["3", "7"]);
+    assert!(partitions.iter().filter(|r| text(r, "Host") == "NULL").all(|r| text(r, "Role") == "NULL"));
+    let err = summary(&mut conn).await.unwrap_err();
+    match err {
+        mysql_async::Error::Server(e) => {
+            assert_eq!(e.code, 1777);
+            assert_eq!(e.message, "Partition test:3 has no master instance.");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Statements that touch only live partitions keep working.
+    let found: Option<i64> = conn.query_first(format!("SELECT id FROM test.x WHERE id = {alive_id}")).await.unwrap();
+    assert_eq!(found, Some(alive_id));
+
+    cluster.leaves[3].spawn();
+    wait_state(&cluster, 3, "online").await;
+    assert_eq!(summary(&mut conn).await.unwrap(), (1, 100, 100));
+
+    // Again with auto_attach OFF: the returning leaf waits, detached, for ATTACH LEAF.
+    conn.query_drop("SET GLOBAL auto_attach = OFF").await.unwrap();
+    cluster.leaves[3].kill();
+    wait_state(&cluster, 3, "offline").await;
+    cluster.leaves[3].spawn();
+    wait_state(&cluster, 3, "detached").await;
+    let mut direct = cluster.leaves[3].connect().await;
+    let local: Vec<Row> = direct.query("SHOW DATABASES EXTENDED").await.unwrap();
+    let pending: Vec<String> =
+        local.iter().filter(|r| text(r, "State") == "pending").map(|r| text(r, "Database")).collect();
+    assert_eq!(pending, ["test_3", "test_7"], "recovered partitions wait, pending, for the master aggregator");
+    assert!(summary(&mut conn).await.is_err(), "a detached leaf serves nothing");
+
+    conn.query_drop(format!("ATTACH LEAF '127.0.0.1': {}", cluster.leaves[3].port)).await.unwrap();
+    assert_eq!(leaf_state(&cluster, 3).await.as_deref(), Some("online"));
+    let status: Vec<Row> = conn.query("SHOW REBALANCE STATUS ON test").await.unwrap();
+    let steps: Vec<(String, String, String, String)> =
+        status.iter().map(|r| (text(r, "Action"), text(r, "Ordinal"), text(r, "Phase"), text(r, "Status"))).collect();
+    assert_eq!(
+        steps,
+        vec![
+            ("ATTACH PARTITION".into(), "3".into(), "1".into(), "success".into()),
+            ("ATTACH PARTITION".into(), "7".into(), "1".into(), "success".into()),
+        ]
+    );
+    assert!(status.iter().all(|r| text(r, "Running_Time") != "NULL"));
+    assert_eq!(summary(&mut conn).await.unwrap(), (1, 100, 100));
+}
+
+/// History: a leaf is frozen with SIGSTOP (its sockets stay open but nothing answers), then thawed.
+/// Property: it is declared offline, and comes back online by itself once it answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_leaf_goes_offline_and_returns_after_sigcont() {
+    let cluster = setup("frozen").await;
+    cluster.leaves[1].signal(libc::SIGSTOP);
+    wait_state(&cluster, 1, "offline").await;
+    cluster.leaves[1].signal(libc::SIGCONT);
+    wait_state(&cluster, 1, "online").await;
+    let mut conn = cluster.conn().await;
+    assert_eq!(summary(&mut conn).await.unwrap(), (1, 100, 100));
+}
+
+/// History: failure detection is turned off, then a leaf is killed. Property: the heartbeat sees the leaf gone (no
+/// latency) but the leaf stays `online`, as the spec says; restarting it needs no attach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detection_off_keeps_a_dead_leaf_online() {
+    let mut cluster = setup("nodetect").await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("SET GLOBAL leaf_failure_detection = OFF").await.unwrap();
+    cluster.leaves[2].kill();
+    let port = cluster.leaves[2].port.to_string();
+    let row = eventually("heartbeat notices the dead leaf", || async {
+        let mut c = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
+        let rows: Vec<Row> = c.query("SHOW LEAVES").await.ok()?;
+        let row = rows.into_iter().find(|r| text(r, "Port") == port)?;
+        (text(&row, "Average_Roundtrip_Latency_ms") == "NULL").then_some(row)
+    })
+    .await;
+    assert_eq!(text(&row, "State"), "online");
+    cluster.leaves[2].spawn();
+    eventually("data back without an attach", || async {
+        let mut c = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
+        summary(&mut c).await.ok().filter(|s| *s == (1, 100, 100))
+    })
+    .await;
+    assert_eq!(leaf_state(&cluster, 2).await.as_deref(), Some("online"));
+}
+
+/// History: a leaf is removed with REMOVE LEAF FORCE while it runs, then added again.
+/// Property: its partitions become unmapped (nothing dropped), it returns as a leaf whose copies are orphans, and
+/// ATTACH PARTITION brings each back with its data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_leaf_force_then_reattach_partitions() {
+    let cluster = setup("removeforce").await;
+    let mut conn = cluster.conn().await;
+    let port = cluster.leaves[3].port;
+    conn.query_drop(format!("REMOVE LEAF '127.0.0.1':{port} FORCE")).await.unwrap();
+    let leaves: Vec<Row> = conn.query("SHOW LEAVES").await.unwrap();
+    assert_eq!(leaves.len(), 3);
+    assert!(summary(&mut conn).await.is_err(), "partitions 3 and 7 are unmapped");
+
+    conn.query_drop(format!("ADD LEAF root@'127.0.0.1':{port}")).await.unwrap();
+    let status: Vec<Row> = conn.query("SHOW CLUSTER STATUS").await.unwrap();
+    let orphans: Vec<String> = status
+        .iter()
+        .filter(|r| text(r, "PORT") == port.to_string() && text(r, "ROLE") == "Orphan")
+        .map(|r| text(r, "DATABASE_NAME"))
+        .collect();
+    assert_eq!(orphans, ["test_3", "test_7"]);
+    for ordinal in [3, 7] {
+        conn.query_drop(format!("ATTACH PARTITION test:{ordinal} ON '127.0.0.1':{port}")).await.unwrap();
+    }
+    assert_eq!(summary(&mut conn).await.unwrap(), (1, 100, 100));
+}

@@ -1,0 +1,162 @@
+//! Online partition moves (redundancy 1): COPY PARTITION then PROMOTE PARTITION WITH DROP, used by DETACH LEAF and
+//! REMOVE LEAF to empty a leaf while clients keep reading and writing.
+//!
+//! A move of `db:k` from leaf S to leaf T:
+//! 1. COPY: T pulls a consistent snapshot of the partition from S (SQLite online backup), installs it as a
+//!    non-serving copy, and catches up from S's change log; the copy is registered as a replica instance.
+//! 2. PROMOTE WITH DROP: the aggregator closes the partition's gate (new statements wait, running ones finish), S
+//!    stops serving the partition (fenced), T catches up the last entries, T starts serving, the metadata makes T's
+//!    instance the master in a new term and forgets S's, the gate opens, and S drops its copy.
+//! Every step is recorded for SHOW REBALANCE STATUS. A failure before the metadata switch undoes the move (S serves
+//! again, T's copy is dropped); a crash leaves T's copy pending and unregistered, i.e. an orphan, never a live
+//! instance, and the move can simply be run again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use canopy_meta::{Action, Command, InstanceRole, Leaf, LeafState, NodeId, Outcome, Step};
+use canopy_rpc::Request;
+
+use crate::attach::run_step;
+use crate::cluster::Cluster;
+use crate::error::{Error, Result};
+use crate::exec::Answer;
+
+/// How long the final catch-up and switch may hold the partition's gate before the move gives up.
+const SWITCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Moves every partition instance off `leaf`, one at a time, to the online leaf holding the fewest partitions of
+/// that database.
+pub async fn move_partitions_off(cluster: &Arc<Cluster>, leaf: NodeId) -> Result<u64> {
+    let _op = cluster.operation_lock.lock().await;
+    let meta = cluster.meta();
+    let mut moved = 0u64;
+    for database in meta.databases.values() {
+        let ordinals: Vec<u32> = database.instances.iter().filter(|i| i.node == leaf).map(|i| i.ordinal).collect();
+        if ordinals.is_empty() {
+            continue;
+        }
+        let mut load: Vec<(usize, NodeId)> = meta
+            .online_leaves()
+            .iter()
+            .filter(|l| l.id != leaf)
+            .map(|l| (database.instances.iter().filter(|i| i.node == l.id).count(), l.id))
+            .collect();
+        if load.is_empty() {
+            return Err(Error::Unsupported("no other online leaf can take the partitions".into()));
+        }
+        let mut plan = Vec::new();
+        for &ordinal in &ordinals {
+            load.sort();
+            let target = load[0].1;
+            load[0].0 += 1;
+            plan.push((ordinal, target));
+        }
+        let mut steps = Vec::new();
+        for &(ordinal, target) in &plan {
+            steps.push(Step::scheduled(Action::CopyPartition, ordinal, target, 1, 1000));
+        }
+        for &(ordinal, target) in &plan {
+            steps.push(Step::scheduled(Action::PromotePartitionWithDrop, ordinal, target, 2, 200));
+        }
+        cluster.apply(Command::RecordOperation { db: database.name.clone(), steps })?;
+        let count = plan.len() as u32;
+        for (index, &(ordinal, target)) in plan.iter().enumerate() {
+            move_one(cluster, &database.name, ordinal, leaf, target, index as u32, count + index as u32).await?;
+            moved += 1;
+        }
+    }
+    Ok(moved)
+}
+
+/// DETACH LEAF of a leaf holding partitions: move them away, then mark it detached.
+pub async fn detach_leaf(cluster: &Arc<Cluster>, leaf: NodeId) -> Result<Answer> {
+    let moved = move_partitions_off(cluster, leaf).await?;
+    let _op = cluster.operation_lock.lock().await;
+    cluster.apply(Command::SetLeafState { leaf, state: LeafState::Detached })?;
+    Ok(Answer::affected(moved))
+}
+
+fn leaf_of(cluster: &Cluster, id: NodeId) -> Result<Leaf> {
+    cluster.meta().leaves.get(&id).cloned().ok_or(Error::Meta(canopy_meta::MetaError::UnknownLeaf(id)))
+}
+
+async fn move_one(
+    cluster: &Arc<Cluster>,
+    db: &str,
+    ordinal: u32,
+    source_id: NodeId,
+    target_id: NodeId,
+    copy_step: u32,
+    promote_step: u32,
+) -> Result<()> {
+    let source = leaf_of(cluster, source_id)?;
+    let target = leaf_of(cluster, target_id)?;
+    let copy = Request::CopyPartition {
+        db: db.to_string(),
+        ordinal,
+        source_host: source.addr.host.clone(),
+        source_rpc_port: source.addr.rpc_port,
+    };
+    let mut replica = None;
+    let copied = run_step(cluster, db, copy_step, async {
+        cluster.call(&target, &copy).await?;
+        let added = cluster.apply(Command::AddInstance {
+            db: db.to_string(),
+            ordinal,
+            node: target_id,
+            role: InstanceRole::Replica,
+        })?;
+        if let Outcome::InstanceAdded(instance) = added {
+            replica = Some(instance.id);
+        }
+        Ok(())
+    })
+    .await;
+    if let Err(e) = copied {
+        drop_copy(cluster, &target, db, ordinal).await;
+        return Err(e);
+    }
+    let replica = replica.ok_or_else(|| Error::Internal("copy registered no instance".into()))?;
+    let switched = run_step(cluster, db, promote_step, async {
+        let gate = cluster.gate(db, ordinal);
+        let _closed = tokio::time::timeout(SWITCH_TIMEOUT, gate.write())
+            .await
+            .map_err(|_| Error::Internal(format!("statements on {db}:{ordinal} did not finish in time")))?;
+        cluster.call(&source, &Request::FencePartition { db: db.to_string(), ordinal }).await?;
+        let catch_up = Request::CatchUp {
+            db: db.to_string(),
+            ordinal,
+            source_host: source.addr.host.clone(),
+            source_rpc_port: source.addr.rpc_port,
+        };
+        let finished = async {
+            cluster.call(&target, &catch_up).await?;
+            cluster.call(&target, &Request::AttachPartitions { db: db.to_string(), ordinals: vec![ordinal] }).await?;
+            cluster.apply(Command::PromoteWithDrop { db: db.to_string(), instance: replica })
+        }
+        .await;
+        if let Err(e) = finished {
+            // Not switched: the source serves again.
+            let _ =
+                cluster.call(&source, &Request::AttachPartitions { db: db.to_string(), ordinals: vec![ordinal] }).await;
+            return Err(e);
+        }
+        Ok(())
+    })
+    .await;
+    if let Err(e) = switched {
+        let _ = cluster.apply(Command::RemoveInstance { db: db.to_string(), instance: replica });
+        drop_copy(cluster, &target, db, ordinal).await;
+        return Err(e);
+    }
+    // Switched: the old copy is garbage now; a failure to drop it leaves an orphan, never a live instance.
+    drop_copy(cluster, &source, db, ordinal).await;
+    Ok(())
+}
+
+async fn drop_copy(cluster: &Cluster, leaf: &Leaf, db: &str, ordinal: u32) {
+    if let Err(e) = cluster.call(leaf, &Request::DropPartition { db: db.to_string(), ordinal }).await {
+        tracing::warn!("dropping {db}:{ordinal} on {}:{} failed: {e}", leaf.addr.host, leaf.addr.port);
+    }
+}

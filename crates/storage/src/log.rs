@@ -1,0 +1,235 @@
+//! The per-database change log: what it stores, how an entry is appended inside a write transaction, read back in
+//! bounded batches, applied on a copy, and truncated. It does not decide when entries may be dropped or who may
+//! apply them (the term fencing of replication lives above this crate).
+//!
+//! Tables (created in every partition and reference file, never themselves recorded in changesets):
+//! - `_canopy_log_position(term, log_index, commits)`: one row. `(term, log_index)` is the position: the index of the
+//!   last entry appended or applied and the current term; `commits` counts write transactions (including those that
+//!   changed no row and so appended no entry).
+//! - `_canopy_log(term, log_index PRIMARY KEY, kind, payload)`: one entry per committed transaction that changed
+//!   something; `kind` 0 is a changeset of row changes, 1 is DDL text (sessions do not capture schema changes).
+//!   Indexes increase by exactly one, so a copy can detect a gap. Entries at or below a checkpoint may be deleted;
+//!   the position row keeps counting.
+
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+
+use crate::{StorageError, ffi};
+
+/// Creates the log tables if missing (new files and files from before the log existed), atomically.
+pub const LOG_DDL: &str = "BEGIN IMMEDIATE;
+    CREATE TABLE IF NOT EXISTS _canopy_log_position (
+        term INTEGER NOT NULL, log_index INTEGER NOT NULL, commits INTEGER NOT NULL);
+    INSERT INTO _canopy_log_position SELECT 0, 0, 0 WHERE NOT EXISTS (SELECT 1 FROM _canopy_log_position);
+    CREATE TABLE IF NOT EXISTS _canopy_log (
+        term INTEGER NOT NULL, log_index INTEGER PRIMARY KEY, kind INTEGER NOT NULL, payload BLOB NOT NULL);
+    COMMIT;";
+
+const KIND_CHANGESET: i64 = 0;
+const KIND_DDL: i64 = 1;
+
+/// How DDL statements of one transaction are joined into one entry. The newline before the semicolon ends a
+/// trailing `--` comment, so the statements re-run exactly as they ran.
+const DDL_SEPARATOR: &str = "\n;\n";
+
+/// Entries returned by one `since` call are bounded in count as well as bytes.
+pub const LOG_BATCH_ENTRIES_MAX: usize = 10_000;
+
+/// A place in a database's change log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LogPosition {
+    pub term: u64,
+    pub index: u64,
+}
+
+/// What one committed transaction did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogPayload {
+    /// A SQLite session changeset of the transaction's row changes.
+    Changeset(Vec<u8>),
+    /// Schema statements, re-run as they are on a copy.
+    Ddl(String),
+}
+
+/// One entry of the change log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub term: u64,
+    pub index: u64,
+    pub payload: LogPayload,
+}
+
+impl LogEntry {
+    pub fn position(&self) -> LogPosition {
+        LogPosition { term: self.term, index: self.index }
+    }
+
+    /// Payload size, the measure the batch bound uses.
+    pub fn payload_bytes(&self) -> u64 {
+        match &self.payload {
+            LogPayload::Changeset(bytes) => bytes.len() as u64,
+            LogPayload::Ddl(text) => text.len() as u64,
+        }
+    }
+}
+
+/// What a write transaction changed, borrowed from the write path.
+pub enum Change<'a> {
+    Rows(&'a [u8]),
+    Ddl(&'a [String]),
+}
+
+pub fn ddl_text(statements: &[String]) -> String {
+    statements.join(DDL_SEPARATOR)
+}
+
+/// The position and the commit counter.
+pub fn position(conn: &Connection) -> Result<(LogPosition, u64), StorageError> {
+    let (term, index, commits) =
+        conn.query_row("SELECT term, log_index, commits FROM _canopy_log_position", [], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        })?;
+    Ok((LogPosition { term: term as u64, index: index as u64 }, commits as u64))
+}
+
+/// Appends `change` as the next entry (if it changed anything) and counts the commit. Must run inside the write
+/// transaction that made the change, which is what keeps log and data in agreement.
+pub fn append(conn: &Connection, change: Change<'_>) -> Result<(), StorageError> {
+    let (kind, payload): (i64, Vec<u8>) = match change {
+        Change::Rows([]) | Change::Ddl([]) => {
+            conn.execute("UPDATE _canopy_log_position SET commits = commits + 1", [])?;
+            return Ok(());
+        }
+        Change::Rows(changeset) => (KIND_CHANGESET, changeset.to_vec()),
+        Change::Ddl(statements) => (KIND_DDL, ddl_text(statements).into_bytes()),
+    };
+    conn.execute(
+        "INSERT INTO _canopy_log (term, log_index, kind, payload)
+         SELECT term, log_index + 1, ?1, ?2 FROM _canopy_log_position",
+        rusqlite::params![kind, payload],
+    )?;
+    conn.execute("UPDATE _canopy_log_position SET log_index = log_index + 1, commits = commits + 1", [])?;
+    Ok(())
+}
+
+/// Entries after `after_index`, oldest first, at most `max_bytes` of payload (but always at least one entry when one
+/// exists, so a large transaction still makes progress) and at most `LOG_BATCH_ENTRIES_MAX` entries.
+pub fn since(conn: &Connection, after_index: u64, max_bytes: u64) -> Result<Vec<LogEntry>, StorageError> {
+    let (position, _) = position(conn)?;
+    if after_index >= position.index {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT term, log_index, kind, payload FROM _canopy_log WHERE log_index > ?1 ORDER BY log_index",
+    )?;
+    let mut rows = stmt.query([after_index as i64])?;
+    let mut out: Vec<LogEntry> = Vec::new();
+    let mut bytes = 0u64;
+    while let Some(row) = rows.next()? {
+        let entry = entry_from_row(row)?;
+        let expected = after_index + 1 + out.len() as u64;
+        if entry.index != expected {
+            // Only a checkpoint removes entries, and only a prefix: the caller must start from a newer snapshot.
+            return Err(StorageError::LogTruncated { after_index, first_available: entry.index });
+        }
+        bytes += entry.payload_bytes();
+        if !out.is_empty() && bytes > max_bytes {
+            break;
+        }
+        out.push(entry);
+        if out.len() >= LOG_BATCH_ENTRIES_MAX {
+            break;
+        }
+    }
+    if out.is_empty() {
+        return Err(StorageError::LogTruncated { after_index, first_available: position.index + 1 });
+    }
+    Ok(out)
+}
+
+fn entry_from_row(row: &rusqlite::Row<'_>) -> Result<LogEntry, StorageError> {
+    let term: i64 = row.get(0)?;
+    let index: i64 = row.get(1)?;
+    let kind: i64 = row.get(2)?;
+    let bytes: Vec<u8> = row.get(3)?;
+    let payload = match kind {
+        KIND_CHANGESET => LogPayload::Changeset(bytes),
+        KIND_DDL => LogPayload::Ddl(
+            String::from_utf8(bytes)
+                .map_err(|_| StorageError::Internal(format!("log entry {index}: DDL not UTF-8")))?,
+        ),
+        other => return Err(StorageError::Internal(format!("log entry {index}: unknown kind {other}"))),
+    };
+    Ok(LogEntry { term: term as u64, index: index as u64, payload })
+}
+
+/// Applies `entries` in order in one transaction: entries at or below the current position are skipped (so a
+/// retried batch is harmless), a gap is refused, and each applied entry is recorded in the local log under its own
+/// position, so this copy can later serve as a source. Returns the new position.
+pub fn apply(conn: &Connection, entries: &[LogEntry]) -> Result<LogPosition, StorageError> {
+    in_transaction(conn, || {
+        let (mut current, _) = position(conn)?;
+        for entry in entries {
+            if entry.index <= current.index {
+                continue;
+            }
+            if entry.index != current.index + 1 {
+                return Err(StorageError::LogGap { expected: current.index + 1, found: entry.index });
+            }
+            let (kind, payload) = match &entry.payload {
+                LogPayload::Changeset(changeset) => {
+                    ffi::apply_changeset(conn, changeset)?;
+                    (KIND_CHANGESET, changeset.as_slice())
+                }
+                LogPayload::Ddl(text) => {
+                    conn.execute_batch(text)?;
+                    (KIND_DDL, text.as_bytes())
+                }
+            };
+            conn.execute(
+                "INSERT INTO _canopy_log (term, log_index, kind, payload) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![entry.term as i64, entry.index as i64, kind, payload],
+            )?;
+            current = LogPosition { term: current.term.max(entry.term), index: entry.index };
+            conn.execute(
+                "UPDATE _canopy_log_position SET term = ?1, log_index = ?2, commits = commits + 1",
+                [current.term as i64, current.index as i64],
+            )?;
+        }
+        Ok(current)
+    })
+}
+
+/// Deletes the entries with index ≤ `keep_after_index`. The position is unchanged.
+pub fn truncate(conn: &Connection, keep_after_index: u64) -> Result<(), StorageError> {
+    conn.execute("DELETE FROM _canopy_log WHERE log_index <= ?1", [keep_after_index as i64])?;
+    Ok(())
+}
+
+/// Sets the term new entries are appended in; terms never go back.
+pub fn set_term(conn: &Connection, term: u64) -> Result<(), StorageError> {
+    let (current, _) = position(conn)?;
+    if term < current.term {
+        return Err(StorageError::StaleTerm { current: current.term });
+    }
+    conn.execute("UPDATE _canopy_log_position SET term = ?1", [term as i64])?;
+    Ok(())
+}
+
+/// Runs `f` in an immediate (write) transaction, committing on success and rolling back on error.
+pub fn in_transaction<T>(conn: &Connection, f: impl FnOnce() -> Result<T, StorageError>) -> Result<T, StorageError> {
+    if !conn.is_autocommit() {
+        return Err(StorageError::Internal("a transaction was left open on this connection".into()));
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    match f() {
+        Ok(value) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
