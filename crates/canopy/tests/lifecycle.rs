@@ -179,3 +179,70 @@ async fn remove_leaf_force_then_reattach_partitions() {
     }
     assert_eq!(summary(&mut conn).await.unwrap(), (1, 100, 100));
 }
+
+/// History: a writer inserts rows one statement at a time while leaf 4 is detached (its partitions moved online to
+/// the other leaves), attached again, and leaf 3 is removed (partitions moved, then the leaf forgotten).
+/// Property: no statement fails, every acknowledged row is there at the end, the moved partitions serve from their
+/// new leaves, and SHOW REBALANCE STATUS records the COPY and PROMOTE steps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detach_and_remove_move_partitions_online_without_losing_writes() {
+    let cluster = setup("moves").await;
+    let mut conn = cluster.conn().await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let opts = cluster.master.opts();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(opts).await.unwrap();
+            let (mut acked, mut failed) = (Vec::new(), Vec::new());
+            let mut id = 1000;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match c.query_drop(format!("INSERT INTO test.x VALUES ({id})")).await {
+                    Ok(()) => acked.push(id),
+                    Err(e) => failed.push((id, e.to_string())),
+                }
+                id += 1;
+            }
+            (acked, failed)
+        })
+    };
+    let (leaf3, leaf4) = (cluster.leaves[2].port, cluster.leaves[3].port);
+
+    conn.query_drop(format!("DETACH LEAF '127.0.0.1':{leaf4}")).await.unwrap();
+    assert_eq!(leaf_state(&cluster, 3).await.as_deref(), Some("detached"));
+    let partitions: Vec<Row> = conn.query("SHOW PARTITIONS ON test").await.unwrap();
+    assert_eq!(partitions.len(), 8);
+    assert!(partitions.iter().all(|r| text(r, "Port") != leaf4.to_string() && text(r, "Role") == "Master"));
+    let status: Vec<Row> = conn.query("SHOW REBALANCE STATUS ON test").await.unwrap();
+    let steps: Vec<(String, String, String)> =
+        status.iter().map(|r| (text(r, "Action"), text(r, "Ordinal"), text(r, "Status"))).collect();
+    assert_eq!(steps, vec![
+        ("COPY PARTITION".into(), "3".into(), "success".into()),
+        ("COPY PARTITION".into(), "7".into(), "success".into()),
+        ("PROMOTE PARTITION WITH DROP".into(), "3".into(), "success".into()),
+        ("PROMOTE PARTITION WITH DROP".into(), "7".into(), "success".into()),
+    ]);
+    let mut direct = cluster.leaves[3].connect().await;
+    let left: Vec<String> = direct.query("SHOW DATABASES").await.unwrap();
+    assert!(!left.iter().any(|d| d.starts_with("test_")), "the old copies were dropped: {left:?}");
+
+    conn.query_drop(format!("ATTACH LEAF '127.0.0.1':{leaf4}")).await.unwrap();
+    assert_eq!(leaf_state(&cluster, 3).await.as_deref(), Some("online"));
+
+    conn.query_drop(format!("REMOVE LEAF '127.0.0.1':{leaf3}")).await.unwrap();
+    let leaves: Vec<Row> = conn.query("SHOW LEAVES").await.unwrap();
+    assert!(leaves.iter().all(|r| text(r, "Port") != leaf3.to_string()));
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acked, failed) = writer.await.unwrap();
+    assert!(failed.is_empty(), "statements failed during the moves: {failed:?}");
+    assert!(acked.len() > 10, "the writer made progress ({} rows)", acked.len());
+    println!("rows written during the moves: {}", acked.len());
+    let (min, max, count) = summary(&mut conn).await.unwrap();
+    assert_eq!((min, count), (1, 100 + acked.len() as i64));
+    assert_eq!(max, *acked.last().unwrap());
+    for id in acked.iter().step_by(7) {
+        let found: Option<i64> = conn.query_first(format!("SELECT id FROM test.x WHERE id = {id}")).await.unwrap();
+        assert_eq!(found, Some(*id));
+    }
+}
