@@ -216,12 +216,15 @@ async fn detach_and_remove_move_partitions_online_without_losing_writes() {
     let status: Vec<Row> = conn.query("SHOW REBALANCE STATUS ON test").await.unwrap();
     let steps: Vec<(String, String, String)> =
         status.iter().map(|r| (text(r, "Action"), text(r, "Ordinal"), text(r, "Status"))).collect();
-    assert_eq!(steps, vec![
-        ("COPY PARTITION".into(), "3".into(), "success".into()),
-        ("COPY PARTITION".into(), "7".into(), "success".into()),
-        ("PROMOTE PARTITION WITH DROP".into(), "3".into(), "success".into()),
-        ("PROMOTE PARTITION WITH DROP".into(), "7".into(), "success".into()),
-    ]);
+    assert_eq!(
+        steps,
+        vec![
+            ("COPY PARTITION".into(), "3".into(), "success".into()),
+            ("COPY PARTITION".into(), "7".into(), "success".into()),
+            ("PROMOTE PARTITION WITH DROP".into(), "3".into(), "success".into()),
+            ("PROMOTE PARTITION WITH DROP".into(), "7".into(), "success".into()),
+        ]
+    );
     let mut direct = cluster.leaves[3].connect().await;
     let left: Vec<String> = direct.query("SHOW DATABASES").await.unwrap();
     assert!(!left.iter().any(|d| d.starts_with("test_")), "the old copies were dropped: {left:?}");
@@ -245,4 +248,56 @@ async fn detach_and_remove_move_partitions_online_without_losing_writes() {
         let found: Option<i64> = conn.query_first(format!("SELECT id FROM test.x WHERE id = {id}")).await.unwrap();
         assert_eq!(found, Some(*id));
     }
+}
+
+/// History: rows written, SNAPSHOT DATABASE, more rows, then every leaf restarted.
+/// Property: the change logs are truncated by the snapshot (positions stay, entries go) and every row survives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_database_truncates_logs_and_keeps_data() {
+    let mut cluster = setup("snapshot").await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("SNAPSHOT DATABASE test").await.unwrap();
+    let mut direct = cluster.leaves[0].connect().await;
+    direct.query_drop("USE test_0").await.unwrap();
+    let entries: i64 = direct.query_first("SELECT COUNT(*) FROM _canopy_log").await.unwrap().unwrap();
+    assert_eq!(entries, 0, "the snapshot truncated the log");
+    let values: Vec<String> = (101..=150).map(|i| format!("({i})")).collect();
+    conn.query_drop(format!("INSERT INTO test.x VALUES {}", values.join(","))).await.unwrap();
+    drop(direct);
+    for leaf in &mut cluster.leaves {
+        leaf.kill();
+        leaf.spawn();
+    }
+    let got = eventually("every partition attached again", || async {
+        let mut c = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
+        summary(&mut c).await.ok().filter(|s| *s == (1, 150, 150))
+    })
+    .await;
+    assert_eq!(got, (1, 150, 150));
+}
+
+/// History: the master aggregator is SIGKILLed and restarted while the leaves keep running.
+/// Property: nothing fails over: every leaf stays online, no partition moves, and the data answers at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_aggregator_restart_fails_nothing_over() {
+    let mut cluster = setup("marestart").await;
+    let before: Vec<Row> = cluster
+        .conn()
+        .await
+        .query("SELECT ORDINAL, PORT, TERM FROM information_schema.DISTRIBUTED_PARTITIONS ORDER BY ORDINAL")
+        .await
+        .unwrap();
+    cluster.master.kill();
+    cluster.master.spawn();
+    let mut conn = cluster.conn().await;
+    assert_eq!(summary(&mut conn).await.unwrap(), (1, 100, 100));
+    let leaves: Vec<Row> = conn.query("SHOW LEAVES").await.unwrap();
+    assert!(leaves.iter().all(|r| text(r, "State") == "online"));
+    let after: Vec<Row> = conn
+        .query("SELECT ORDINAL, PORT, TERM FROM information_schema.DISTRIBUTED_PARTITIONS ORDER BY ORDINAL")
+        .await
+        .unwrap();
+    let flat =
+        |rows: &[Row]| rows.iter().map(|r| (text(r, "ORDINAL"), text(r, "PORT"), text(r, "TERM"))).collect::<Vec<_>>();
+    assert_eq!(flat(&before), flat(&after), "same placement, same terms");
 }

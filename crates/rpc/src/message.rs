@@ -41,6 +41,9 @@ pub enum Request {
     FencePartition { db: String, ordinal: u32 },
     /// Drop one partition instance and its file.
     DropPartition { db: String, ordinal: u32 },
+    /// SNAPSHOT DATABASE: checkpoint the listed partitions (WAL into the main file) and truncate their change logs
+    /// up to their current position.
+    Checkpoint { db: String, ordinals: Vec<u32> },
     /// Source side of a copy: take a consistent snapshot of `db:ordinal`. Answers `Snapshot`.
     SnapshotPartition { db: String, ordinal: u32 },
     /// Source side of a copy: `len` bytes of snapshot `id` from `offset`. Answers `Chunk`.

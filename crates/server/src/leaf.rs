@@ -140,6 +140,15 @@ impl canopy_rpc::Handler for RpcHandler {
             Request::DropPartition { db, ordinal } => {
                 blocking(store, move |s| s.drop_partition(&db, ordinal)).await.map(|()| Response::Done)
             }
+            Request::Checkpoint { db, ordinals } => blocking(store, move |s| {
+                for &ordinal in &ordinals {
+                    let position = s.log_position(&db, ordinal)?;
+                    s.checkpoint_partition(&db, ordinal, position.index)?;
+                }
+                Ok(())
+            })
+            .await
+            .map(|()| Response::Done),
             Request::SnapshotPartition { db, ordinal } => blocking(store, move |s| s.snapshot_partition(&db, ordinal))
                 .await
                 .map(|snap| Response::Snapshot { id: snap.id, bytes: snap.size_bytes, log_index: snap.position.index }),

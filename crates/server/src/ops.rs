@@ -290,3 +290,17 @@ pub async fn create_index(cluster: &Arc<Cluster>, db: String, index: CreateIndex
 pub fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
+
+/// SNAPSHOT DATABASE db: every partition checkpoints its WAL into the main file and truncates its change log up to
+/// its current position, so a restart replays nothing. It holds the operation lock, so no partition move (whose
+/// catch-up reads the log) runs at the same time; in redundancy 1 no other copy needs older entries.
+pub async fn snapshot_database(cluster: &Arc<Cluster>, db: String) -> Result<Answer> {
+    let _op = cluster.operation_lock.lock().await;
+    let meta = cluster.meta();
+    let requests: Vec<(Leaf, Request)> = masters_by_leaf(&meta, &db)?
+        .into_values()
+        .map(|(leaf, ordinals)| (leaf, Request::Checkpoint { db: db.clone(), ordinals }))
+        .collect();
+    on_leaves(cluster, requests).await?;
+    Ok(Answer::done())
+}
