@@ -19,7 +19,7 @@ fn s(v: &Value) -> String {
 
 fn col(row: &Row, name: &str) -> String {
     let idx = row.columns_ref().iter().position(|c| c.name_str() == name).unwrap_or_else(|| panic!("no column {name}"));
-    s(&row.as_ref(idx).expect("value"))
+    s(row.as_ref(idx).expect("value"))
 }
 
 async fn insert_ids(conn: &mut mysql_async::Conn, ids: std::ops::RangeInclusive<i64>) {

@@ -22,6 +22,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 /// consecutive across aggregators (as in SingleStore).
 const AUTO_INCREMENT_BATCH: u64 = 1000;
 
+/// A partition's gate (see `Cluster::gates`).
+pub type Gate = Arc<tokio::sync::RwLock<()>>;
+
 /// What the heartbeat measured about one leaf.
 #[derive(Debug, Clone, Default)]
 pub struct LeafHealth {
@@ -42,7 +45,7 @@ pub struct Cluster {
     auto_increment: Mutex<HashMap<(String, String), (i64, i64)>>,
     /// One gate per partition: statements hold it shared while they run on the partition; a move's switch holds it
     /// exclusively, so no statement runs on either copy while the master changes.
-    gates: Mutex<HashMap<(String, u32), Arc<tokio::sync::RwLock<()>>>>,
+    gates: Mutex<HashMap<(String, u32), Gate>>,
 }
 
 impl Cluster {
@@ -117,7 +120,7 @@ impl Cluster {
     }
 
     /// The gate of `db:ordinal` (see the field's doc).
-    pub fn gate(&self, db: &str, ordinal: u32) -> Arc<tokio::sync::RwLock<()>> {
+    pub fn gate(&self, db: &str, ordinal: u32) -> Gate {
         let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
         gates.entry((db.to_string(), ordinal)).or_default().clone()
     }

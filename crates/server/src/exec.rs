@@ -254,7 +254,6 @@ pub fn scratch_query(scratch: &rusqlite::Connection, sql: &str) -> Result<Result
     let mut stmt = scratch.prepare(sql).map_err(canopy_sql::SqlError::from)?;
     let columns: Vec<canopy_sql::Column> = stmt
         .columns()
-        .into_iter()
         .map(|c| canopy_sql::Column { name: c.name().to_string(), decl_type: c.decl_type().map(str::to_string) })
         .collect();
     let width = columns.len();

@@ -4,6 +4,7 @@
 //! - an offline leaf that answers again is attached (`auto_attach` ON: `attaching` → `online`) or goes `detached`;
 //! - an online leaf that reports partitions pending attach (it restarted between two heartbeats, or while this
 //!   aggregator was down) gets them attached, without any failover.
+//!
 //! It also measures the round-trip latency shown by SHOW LEAVES.
 
 use std::collections::{HashMap, HashSet};

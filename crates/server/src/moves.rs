@@ -7,6 +7,7 @@
 //! 2. PROMOTE WITH DROP: the aggregator closes the partition's gate (new statements wait, running ones finish), S
 //!    stops serving the partition (fenced), T catches up the last entries, T starts serving, the metadata makes T's
 //!    instance the master in a new term and forgets S's, the gate opens, and S drops its copy.
+//!
 //! Every step is recorded for SHOW REBALANCE STATUS. A failure before the metadata switch undoes the move (S serves
 //! again, T's copy is dropped); a crash leaves T's copy pending and unregistered, i.e. an orphan, never a live
 //! instance, and the move can simply be run again.
