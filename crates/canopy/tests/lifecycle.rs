@@ -174,10 +174,17 @@ async fn remove_leaf_force_then_reattach_partitions() {
         .map(|r| text(r, "DATABASE_NAME"))
         .collect();
     assert_eq!(orphans, ["test_3", "test_7"]);
+    // The orphans are the last copies of partitions 3 and 7: CLEAR ORPHAN DATABASES must keep them.
+    let plan: Vec<Row> = conn.query("EXPLAIN CLEAR ORPHAN DATABASES").await.unwrap();
+    assert_eq!(plan.len(), 2);
+    assert!(plan.iter().all(|r| text(r, "Action").starts_with("keep")));
+    conn.query_drop("CLEAR ORPHAN DATABASES").await.unwrap();
     for ordinal in [3, 7] {
         conn.query_drop(format!("ATTACH PARTITION test:{ordinal} ON '127.0.0.1':{port}")).await.unwrap();
     }
     assert_eq!(summary(&mut conn).await.unwrap(), (1, 100, 100));
+    let plan: Vec<Row> = conn.query("EXPLAIN CLEAR ORPHAN DATABASES").await.unwrap();
+    assert!(plan.is_empty(), "attached partitions are no longer orphans");
 }
 
 /// History: a writer inserts rows one statement at a time while leaf 4 is detached (its partitions moved online to

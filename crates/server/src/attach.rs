@@ -233,3 +233,67 @@ mod tests {
         );
     }
 }
+
+/// One orphan partition copy found on a leaf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orphan {
+    pub leaf: NodeId,
+    pub db: String,
+    pub ordinal: u32,
+    /// False when no master instance of the partition serves anywhere: the orphan may be the last copy and is kept.
+    pub droppable: bool,
+}
+
+/// Every orphan on every reachable leaf: partition copies the metadata does not list.
+pub async fn find_orphans(cluster: &Arc<Cluster>) -> Vec<Orphan> {
+    let meta = cluster.meta();
+    let mut orphans = Vec::new();
+    for leaf in meta.leaves_in_order().filter(|l| l.state == LeafState::Online) {
+        let Ok(Response::Databases(local)) = cluster.call(leaf, &Request::ListDatabases).await else { continue };
+        for (db, ordinal, decision) in decide(&meta, leaf.id, &local) {
+            if decision == Decision::Attach {
+                continue;
+            }
+            let served = meta
+                .databases
+                .get(&db)
+                .and_then(|d| d.master(ordinal))
+                .and_then(|m| meta.leaves.get(&m.node))
+                .is_some_and(|l| l.state == LeafState::Online);
+            orphans.push(Orphan { leaf: leaf.id, db, ordinal, droppable: served });
+        }
+    }
+    orphans
+}
+
+/// CLEAR ORPHAN DATABASES: drops orphan copies whose partition has a serving master elsewhere; never the last copy.
+pub async fn clear_orphans(cluster: &Arc<Cluster>, explain: bool) -> Result<Answer> {
+    let _op = cluster.operation_lock.lock().await;
+    let orphans = find_orphans(cluster).await;
+    let meta = cluster.meta();
+    if explain {
+        let rows = orphans
+            .iter()
+            .filter_map(|o| {
+                let leaf = meta.leaves.get(&o.leaf)?;
+                Some(vec![
+                    canopy_sql::Value::Text(format!("{}_{}", o.db, o.ordinal)),
+                    canopy_sql::Value::Text(leaf.addr.host.clone()),
+                    canopy_sql::Value::Integer(i64::from(leaf.addr.port)),
+                    canopy_sql::Value::Text(
+                        if o.droppable { "drop" } else { "keep: no master serves this partition" }.into(),
+                    ),
+                ])
+            })
+            .collect();
+        let columns = ["Database", "Host", "Port", "Action"].iter().map(|c| canopy_sql::Column::new(*c)).collect();
+        return Ok(Answer::Rows(canopy_sql::ResultSet { columns, rows }));
+    }
+    let mut dropped = 0;
+    for orphan in orphans.iter().filter(|o| o.droppable) {
+        let Some(leaf) = meta.leaves.get(&orphan.leaf) else { continue };
+        cluster.call(leaf, &Request::DropPartition { db: orphan.db.clone(), ordinal: orphan.ordinal }).await?;
+        dropped += 1;
+    }
+    Ok(Answer::affected(dropped))
+}

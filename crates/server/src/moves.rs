@@ -93,6 +93,7 @@ async fn move_one(
 ) -> Result<()> {
     let source = leaf_of(cluster, source_id)?;
     let target = leaf_of(cluster, target_id)?;
+    discard_unfinished_copies(cluster, db, ordinal).await?;
     let copy = Request::CopyPartition {
         db: db.to_string(),
         ordinal,
@@ -153,6 +154,20 @@ async fn move_one(
     }
     // Switched: the old copy is garbage now; a failure to drop it leaves an orphan, never a live instance.
     drop_copy(cluster, &source, db, ordinal).await;
+    Ok(())
+}
+
+/// A move interrupted by a master aggregator crash can leave a registered, never-promoted replica instance: forget
+/// it and drop its file before starting again, so the move can simply be rerun.
+async fn discard_unfinished_copies(cluster: &Cluster, db: &str, ordinal: u32) -> Result<()> {
+    let meta = cluster.meta();
+    let Some(database) = meta.databases.get(db) else { return Ok(()) };
+    for stale in database.instances.iter().filter(|i| i.ordinal == ordinal && i.role == InstanceRole::Replica) {
+        cluster.apply(Command::RemoveInstance { db: db.to_string(), instance: stale.id })?;
+        if let Some(leaf) = meta.leaves.get(&stale.node) {
+            drop_copy(cluster, leaf, db, ordinal).await;
+        }
+    }
     Ok(())
 }
 

@@ -347,6 +347,7 @@ impl Session {
                 Ok(Answer::Rows(views::show_partitions(&meta, &db)?))
             }
             ClusterCommand::ShowClusterStatus => Ok(Answer::Rows(views::cluster_status(cluster, &meta).await?)),
+            ClusterCommand::ClearOrphanDatabases { explain } => attach::clear_orphans(cluster, explain).await,
             ClusterCommand::SnapshotDatabase { db } => ops::snapshot_database(cluster, db).await,
             ClusterCommand::ShowRebalanceStatus { db } => {
                 let db = self.database(db)?;
