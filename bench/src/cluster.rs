@@ -3,7 +3,8 @@
 //! LEAF`). Dropping the [`Cluster`] stops every node (SIGTERM, then SIGKILL after a deadline), also on error or
 //! panic; each node also gets SIGKILL from the kernel when the benchmark dies (`PR_SET_PDEATHSIG`), so nothing
 //! outlives a killed run. It does not remove data directories (the caller's scratch directory does) and knows
-//! nothing about the workloads.
+//! nothing about the workloads. For the lifecycle benchmark it can also signal, kill and restart one leaf (same data
+//! directory and port; a restarted node appends to its log).
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use mysql_async::prelude::Queryable;
 
-const HOST: &str = "127.0.0.1";
+pub const HOST: &str = "127.0.0.1";
 /// The server's RPC port is its MySQL port plus this (`canopy server --help`).
 const RPC_PORT_OFFSET: u16 = 10000;
 /// Where the search for free ports starts; offset by our pid so that concurrent runs rarely race for one port.
@@ -31,6 +32,7 @@ const LOG_FILE: &str = "node.log";
 
 /// The running nodes; `nodes[0]` is the master aggregator.
 pub struct Cluster {
+    binary: PathBuf,
     nodes: Vec<Node>,
 }
 
@@ -54,7 +56,7 @@ impl Cluster {
             );
         }
         let ports = pick_ports(usize::from(leaves) + 1)?;
-        let mut cluster = Cluster { nodes: Vec::with_capacity(ports.len()) };
+        let mut cluster = Cluster { binary: binary.to_path_buf(), nodes: Vec::with_capacity(ports.len()) };
         for (i, port) in ports.into_iter().enumerate() {
             let name = if i == 0 { "master".to_string() } else { format!("leaf-{i}") };
             let data_dir = dir.join(&name);
@@ -86,6 +88,50 @@ impl Cluster {
         opts(self.nodes[0].port)
     }
 
+    /// Number of leaves; leaves are numbered `1..=leaves()` (0 is the master aggregator).
+    pub fn leaves(&self) -> usize {
+        self.nodes.len() - 1
+    }
+
+    /// The MySQL port of leaf `leaf` (its identity in SHOW LEAVES, DETACH LEAF...).
+    pub fn leaf_port(&self, leaf: usize) -> u16 {
+        self.nodes[leaf].port
+    }
+
+    /// Client options for user root on leaf `leaf` itself.
+    pub fn leaf_opts(&self, leaf: usize) -> mysql_async::Opts {
+        opts(self.nodes[leaf].port)
+    }
+
+    /// Sends `signal` (SIGSTOP, SIGCONT...) to leaf `leaf`'s process.
+    pub fn signal_leaf(&self, leaf: usize, signal: libc::c_int) -> anyhow::Result<()> {
+        let node = &self.nodes[leaf];
+        // SAFETY: kill(2) has no memory-safety preconditions; the child is unreaped, so the pid is ours.
+        if unsafe { libc::kill(node.child.id() as libc::pid_t, signal) } != 0 {
+            anyhow::bail!("cannot signal {}: {}", node.name, std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// SIGKILLs leaf `leaf` and reaps it.
+    pub fn kill_leaf(&mut self, leaf: usize) -> anyhow::Result<()> {
+        let node = &mut self.nodes[leaf];
+        node.child.kill().with_context(|| format!("cannot kill {}", node.name))?;
+        node.child.wait().with_context(|| format!("cannot reap {}", node.name))?;
+        Ok(())
+    }
+
+    /// Starts leaf `leaf` again (after [`Cluster::kill_leaf`]) on its data directory and port; does not wait.
+    /// Call it from the thread that called [`Cluster::spawn`] (see there).
+    pub fn restart_leaf(&mut self, leaf: usize) -> anyhow::Result<()> {
+        let node = &mut self.nodes[leaf];
+        if let Ok(None) = node.child.try_wait() {
+            anyhow::bail!("{} is still running", node.name);
+        }
+        node.child = spawn_node(&self.binary, &node.data_dir, node.port)?;
+        Ok(())
+    }
+
     /// One line per node, for the report.
     pub fn describe(&self) -> String {
         let nodes: Vec<String> = self.nodes.iter().map(|n| format!("{} :{}", n.name, n.port)).collect();
@@ -99,6 +145,9 @@ impl Drop for Cluster {
             if let Ok(None) = node.child.try_wait() {
                 // SAFETY: kill(2) has no memory-safety preconditions; the child is unreaped, so the pid is ours.
                 unsafe { libc::kill(node.child.id() as libc::pid_t, libc::SIGTERM) };
+                // A leaf frozen by the lifecycle benchmark (SIGSTOP) would not act on SIGTERM until continued.
+                // SAFETY: as above.
+                unsafe { libc::kill(node.child.id() as libc::pid_t, libc::SIGCONT) };
             }
         }
         let deadline = Instant::now() + STOP_TIMEOUT;
@@ -170,11 +219,15 @@ async fn select_one(opts: mysql_async::Opts) -> Result<(), mysql_async::Error> {
     }
 }
 
-/// Starts `binary server` for one node, output appended to `<data_dir>/node.log`.
+/// Starts `binary server` for one node, output appended to `<data_dir>/node.log` (created if missing).
 fn spawn_node(binary: &Path, data_dir: &Path, port: u16) -> anyhow::Result<Child> {
     std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
     let log_path = data_dir.join(LOG_FILE);
-    let log = File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
     let log_err = log.try_clone().context("cannot duplicate the log file handle")?;
     let mut command = Command::new(binary);
     command

@@ -22,10 +22,15 @@ const POINT_SELECT: &str = "SELECT pad FROM bench.t WHERE id = ?";
 const GROUP_BY: &str = "SELECT grp, COUNT(*), SUM(v), MIN(k), MAX(k) FROM bench.t GROUP BY grp";
 const TOTAL: &str = "SELECT COUNT(*), SUM(v) FROM bench.t";
 
-/// Creates `bench` and `bench.t`.
+/// Creates `bench` (with [`PARTITIONS`] partitions) and `bench.t`.
 pub async fn create_schema(opts: &Opts) -> anyhow::Result<()> {
+    create_schema_with(opts, PARTITIONS).await
+}
+
+/// Creates `bench` with `partitions` partitions and `bench.t`.
+pub async fn create_schema_with(opts: &Opts, partitions: u32) -> anyhow::Result<()> {
     let mut conn = connect(opts).await?;
-    conn.query_drop(format!("CREATE DATABASE bench PARTITIONS {PARTITIONS}"))
+    conn.query_drop(format!("CREATE DATABASE bench PARTITIONS {partitions}"))
         .await
         .context("CREATE DATABASE failed")?;
     conn.query_drop(CREATE_TABLE).await.context("CREATE TABLE failed")?;
@@ -62,7 +67,7 @@ async fn load_range(mut conn: Conn, range: RangeInclusive<u64>) -> anyhow::Resul
 }
 
 /// `INSERT INTO bench.t VALUES (...),(...)` for the rows of `ids`, written into `sql` (reused across batches).
-fn insert_sql(sql: &mut String, ids: RangeInclusive<u64>) {
+pub(crate) fn insert_sql(sql: &mut String, ids: RangeInclusive<u64>) {
     sql.clear();
     sql.push_str("INSERT INTO bench.t (id, k, grp, v, pad) VALUES ");
     for (i, id) in ids.enumerate() {
@@ -146,7 +151,7 @@ fn group_of(row: mysql_async::Row) -> anyhow::Result<Group> {
 }
 
 /// Column `i` as an integer, whichever way the server encoded it (text protocol: decimal text).
-fn int(row: &mysql_async::Row, i: usize) -> anyhow::Result<i64> {
+pub(crate) fn int(row: &mysql_async::Row, i: usize) -> anyhow::Result<i64> {
     match row.as_ref(i) {
         Some(Value::Int(v)) => Ok(*v),
         Some(Value::UInt(v)) => i64::try_from(*v).context("integer out of range"),
@@ -172,6 +177,6 @@ fn float(row: &mysql_async::Row, i: usize) -> anyhow::Result<f64> {
     }
 }
 
-async fn connect(opts: &Opts) -> anyhow::Result<Conn> {
+pub(crate) async fn connect(opts: &Opts) -> anyhow::Result<Conn> {
     Conn::new(opts.clone()).await.context("cannot connect to the master aggregator")
 }

@@ -308,3 +308,63 @@ async fn master_aggregator_restart_fails_nothing_over() {
         |rows: &[Row]| rows.iter().map(|r| (text(r, "ORDINAL"), text(r, "PORT"), text(r, "TERM"))).collect::<Vec<_>>();
     assert_eq!(flat(&before), flat(&after), "same placement, same terms");
 }
+
+/// History: leaf 4 is detached while its partitions are large enough that copying takes a while; the leaf
+/// receiving a copy is SIGKILLed mid-move, restarted, and the DETACH is run again.
+/// Property: the interrupted move fails cleanly (no half-copy ever becomes a live instance, every row stays
+/// readable once the killed leaf is back), and the rerun completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_interrupted_by_a_crash_is_cleaned_up_and_can_be_rerun() {
+    let mut cluster = setup("crashmove").await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE TABLE test.big (id INT PRIMARY KEY, pad TEXT)").await.unwrap();
+    for batch in 0..40 {
+        let values: Vec<String> = (0..1000).map(|i| format!("({}, printf('%0500d', {i}))", batch * 1000 + i)).collect();
+        conn.query_drop(format!("INSERT INTO test.big VALUES {}", values.join(","))).await.unwrap();
+    }
+    let leaf4 = cluster.leaves[3].port;
+    let detach = {
+        let opts = cluster.master.opts();
+        tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(opts).await.unwrap();
+            c.query_drop(format!("DETACH LEAF '127.0.0.1':{leaf4}")).await
+        })
+    };
+    // Kill the first copy's target as soon as the copy is running.
+    let target_port = eventually("a COPY PARTITION step running", || async {
+        let mut c = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
+        let rows: Vec<Row> = c.query("SHOW REBALANCE STATUS ON test").await.ok()?;
+        rows.iter()
+            .find(|r| text(r, "Action") == "COPY PARTITION" && text(r, "Status") == "running")
+            .map(|r| text(r, "Target_Port"))
+    })
+    .await;
+    let target = cluster.leaves.iter().position(|l| l.port.to_string() == target_port).expect("target is a leaf");
+    cluster.leaves[target].kill();
+    let outcome = detach.await.unwrap();
+    assert!(outcome.is_err(), "the interrupted DETACH reports failure");
+    cluster.leaves[target].spawn();
+    wait_state(&cluster, target, "online").await;
+
+    // No half-copy is live: every partition has exactly one master, on a leaf that serves it, and all rows answer.
+    let partitions: Vec<Row> = conn.query("SHOW PARTITIONS ON test").await.unwrap();
+    let masters = partitions.iter().filter(|r| text(r, "Role") == "Master").count();
+    assert_eq!(masters, 8);
+    let count = eventually("every row readable", || async {
+        let mut c = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
+        c.query_first::<i64, _>("SELECT COUNT(*) FROM test.big").await.ok()?
+    })
+    .await;
+    assert_eq!(count, 40_000);
+    assert_eq!(summary(&mut conn).await.unwrap(), (1, 100, 100));
+
+    // The rerun completes and the data is intact.
+    if leaf_state(&cluster, 3).await.as_deref() != Some("online") {
+        conn.query_drop(format!("ATTACH LEAF '127.0.0.1':{leaf4}")).await.unwrap();
+    }
+    conn.query_drop(format!("DETACH LEAF '127.0.0.1':{leaf4}")).await.unwrap();
+    assert_eq!(leaf_state(&cluster, 3).await.as_deref(), Some("detached"));
+    let count: i64 = conn.query_first("SELECT COUNT(*) FROM test.big").await.unwrap().unwrap();
+    assert_eq!(count, 40_000);
+    assert_eq!(summary(&mut conn).await.unwrap(), (1, 100, 100));
+}

@@ -94,6 +94,17 @@ async fn move_one(
     let source = leaf_of(cluster, source_id)?;
     let target = leaf_of(cluster, target_id)?;
     discard_unfinished_copies(cluster, db, ordinal).await?;
+    // The metadata lists no instance of this partition on the target, so any copy there is an orphan left by an
+    // interrupted move: replace it.
+    if cluster
+        .meta()
+        .databases
+        .get(db)
+        .is_some_and(|d| d.instances.iter().any(|i| i.ordinal == ordinal && i.node == target_id))
+    {
+        return Err(Error::Internal(format!("{db}:{ordinal} already has an instance on the move's target")));
+    }
+    drop_copy(cluster, &target, db, ordinal).await;
     let copy = Request::CopyPartition {
         db: db.to_string(),
         ordinal,
