@@ -3,11 +3,15 @@
 //! figures with the machine facts and the command line. It is a measuring tool, not a test: it asserts nothing
 //! about speed, only cross-checks that both systems return the same answers.
 //!
+//! `canopy-bench lifecycle` (or `--only lifecycle`) runs the leaf lifecycle benchmark instead: failure detection,
+//! recovery, DETACH LEAF throughput and a busy-machine check, on Canopy alone.
+//!
 //! Modules: `cluster` (the nodes as processes), `workloads` (Canopy over MySQL), `sqlite_baseline`, `data` (rows and
-//! figures shared by both), `report` (printing).
+//! figures shared by both), `report` (printing), `lifecycle` (the lifecycle benchmark and its report).
 
 mod cluster;
 mod data;
+mod lifecycle;
 mod report;
 mod sqlite_baseline;
 mod workloads;
@@ -25,9 +29,13 @@ use crate::report::{Facts, Figures, Setup};
 #[derive(Parser, Debug)]
 #[command(name = "canopy-bench", about = "Canopy against one SQLite file: bulk insert, point select, full scan")]
 struct Args {
-    /// Rows to load (ids 1..=rows).
-    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
-    rows: u64,
+    /// `lifecycle`: leaf failure detection, recovery, DETACH LEAF throughput and a busy-machine check, instead of
+    /// the SQLite comparison (same as `--only lifecycle`).
+    #[arg(value_enum)]
+    mode: Option<Mode>,
+    /// Rows to load (ids 1..=rows) [default: 1000000; 500000 for lifecycle].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    rows: Option<u64>,
     /// Concurrent connections for the insert and point-select workloads.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
     clients: u32,
@@ -47,6 +55,20 @@ struct Args {
     /// at the end.
     #[arg(long)]
     scratch_in: Option<PathBuf>,
+    /// Lifecycle: trials of each failure-detection measurement.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    trials: u32,
+    /// Lifecycle: keep a writer inserting rows through the master aggregator during DETACH LEAF.
+    #[arg(long)]
+    with_writer: bool,
+    /// Lifecycle: seconds of the busy-machine check.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    busy_s: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Lifecycle,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -54,9 +76,22 @@ enum Only {
     Insert,
     Point,
     Scan,
+    Lifecycle,
 }
 
+const DEFAULT_ROWS: u64 = 1_000_000;
+const DEFAULT_LIFECYCLE_ROWS: u64 = 500_000;
+
 impl Args {
+    fn lifecycle(&self) -> bool {
+        self.mode == Some(Mode::Lifecycle) || self.only == Some(Only::Lifecycle)
+    }
+
+    fn rows(&self) -> u64 {
+        let default = if self.lifecycle() { DEFAULT_LIFECYCLE_ROWS } else { DEFAULT_ROWS };
+        self.rows.unwrap_or(default)
+    }
+
     fn runs_point(&self) -> bool {
         matches!(self.only, None | Some(Only::Point))
     }
@@ -100,6 +135,9 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     };
     let scratch = ScratchDir::create(args.scratch_in.as_deref())?;
     let facts = Facts::gather(scratch.path());
+    if args.lifecycle() {
+        return run_lifecycle(args, &canopy_binary, &scratch, &facts).await;
+    }
 
     let sqlite = run_sqlite(args, scratch.path().join("baseline.sqlite")).await?;
 
@@ -108,7 +146,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     cluster.form().await?;
     let canopy = run_canopy(args, &cluster.master_opts()).await?;
     let setup = Setup {
-        rows: args.rows,
+        rows: args.rows(),
         clients: args.clients,
         duration_s: args.duration_s,
         leaves: args.leaves,
@@ -122,9 +160,29 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The lifecycle benchmark: Canopy alone, its own report.
+async fn run_lifecycle(args: &Args, binary: &Path, scratch: &ScratchDir, facts: &Facts) -> anyhow::Result<()> {
+    progress(format!("starting Canopy: 1 master aggregator + {} leaves", args.leaves));
+    let mut cluster = Cluster::spawn(binary, args.leaves, &scratch.path().join("cluster"))?;
+    cluster.form().await?;
+    let settings = lifecycle::Settings {
+        rows: args.rows(),
+        clients: args.clients,
+        trials: args.trials,
+        with_writer: args.with_writer,
+        busy: Duration::from_secs(args.busy_s),
+    };
+    let results = lifecycle::run(&mut cluster, &settings).await?;
+    let described = cluster.describe();
+    progress("stopping Canopy");
+    drop(cluster);
+    lifecycle::print(facts, &settings, &described, &results);
+    Ok(())
+}
+
 /// The SQLite side, on blocking threads so that the runtime (and Ctrl-C) stays responsive.
 async fn run_sqlite(args: &Args, path: PathBuf) -> anyhow::Result<Figures> {
-    let (rows, clients, duration) = (args.rows, args.clients, args.duration());
+    let (rows, clients, duration) = (args.rows(), args.clients, args.duration());
     let (runs_point, runs_scan) = (args.runs_point(), args.runs_scan());
     tokio::task::spawn_blocking(move || {
         progress(format!("SQLite: loading {rows} rows"));
@@ -149,11 +207,11 @@ async fn run_sqlite(args: &Args, path: PathBuf) -> anyhow::Result<Figures> {
 
 async fn run_canopy(args: &Args, opts: &mysql_async::Opts) -> anyhow::Result<Figures> {
     workloads::create_schema(opts).await?;
-    progress(format!("Canopy: loading {} rows from {} connections", args.rows, args.clients));
-    let load = workloads::load(opts, args.rows, args.clients).await?;
+    progress(format!("Canopy: loading {} rows from {} connections", args.rows(), args.clients));
+    let load = workloads::load(opts, args.rows(), args.clients).await?;
     let point = if args.runs_point() {
         progress(format!("Canopy: point selects for {} s", args.duration_s));
-        Some(workloads::point_select(opts, args.rows, args.clients, args.duration()).await?)
+        Some(workloads::point_select(opts, args.rows(), args.clients, args.duration()).await?)
     } else {
         None
     };
