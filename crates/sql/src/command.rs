@@ -219,6 +219,11 @@ pub enum PartitionAction {
 
 /// Classifies one statement (no trailing `;` needed; whitespace and comments around it are fine).
 pub fn parse_statement(sql: &str) -> Result<Statement, SqlError> {
+    // The hot path: plain DML goes straight to sqlparser, skipping our own tokenizer (no cluster command or
+    // statement of our own grammar starts with these words).
+    if starts_with_dml_keyword(sql) {
+        return parse_with_sqlparser(sql);
+    }
     let mut cur = Cursor::new(sql)?;
     if cur.is_end() {
         return Err(SqlError::Parse("empty statement".to_string()));
@@ -230,6 +235,21 @@ pub fn parse_statement(sql: &str) -> Result<Statement, SqlError> {
         return Ok(statement);
     }
     parse_with_sqlparser(sql)
+}
+
+/// True when the first word of `sql` (after whitespace) is SELECT, INSERT, UPDATE, DELETE or REPLACE. Text that
+/// starts with a comment takes the general path.
+fn starts_with_dml_keyword(sql: &str) -> bool {
+    let word: String = sql
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .take(8)
+        .collect::<String>()
+        .to_ascii_uppercase();
+    let rest = &sql.trim_start()[word.len()..];
+    let boundary = rest.chars().next().is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == '$'));
+    boundary && matches!(word.as_str(), "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "REPLACE")
 }
 
 /// The non-cluster statements Canopy parses itself. `Ok(None)` leaves the statement to sqlparser.
