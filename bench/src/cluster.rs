@@ -132,6 +132,11 @@ impl Cluster {
         Ok(())
     }
 
+    /// The master aggregator's log so far (empty when unreadable).
+    pub fn master_log(&self) -> String {
+        std::fs::read_to_string(self.nodes[0].data_dir.join(LOG_FILE)).unwrap_or_default()
+    }
+
     /// One line per node, for the report.
     pub fn describe(&self) -> String {
         let nodes: Vec<String> = self.nodes.iter().map(|n| format!("{} :{}", n.name, n.port)).collect();

@@ -26,6 +26,8 @@ const POLL: Duration = Duration::from_millis(10);
 /// The longest any single wait (a state, a count) may take before the run fails.
 const WAIT_LIMIT: Duration = Duration::from_secs(90);
 const COUNT: &str = "SELECT COUNT(*) FROM bench.t";
+/// What the master aggregator logs when its failure detector marks a leaf offline (`crates/server/src/heartbeat.rs`).
+const OFFLINE_LOG_LINE: &str = "marking it offline";
 /// Rows per INSERT of the busy-machine insert workload.
 const BUSY_BATCH: u64 = 1000;
 
@@ -84,6 +86,8 @@ struct Busy {
     polls: u64,
     hogs: usize,
     false_offline: u64,
+    /// Offline verdicts in the master aggregator's log during the check (catches ones too brief for the polls).
+    logged_offline: usize,
     /// Every (port, state) other than `online` seen, in order, deduplicated.
     seen: Vec<String>,
     max_poll: Duration,
@@ -152,7 +156,9 @@ pub async fn run(cluster: &mut Cluster, settings: &Settings) -> anyhow::Result<R
     check_count(&mut mismatches, "after ATTACH LEAF", expected, count);
 
     wait_all_online(&mut conn).await?;
-    let busy = busy_machine(&opts, &mut conn, settings, &next_id).await?;
+    let logged_before = cluster.master_log().matches(OFFLINE_LOG_LINE).count();
+    let mut busy = busy_machine(&opts, &mut conn, settings, &next_id).await?;
+    busy.logged_offline = cluster.master_log().matches(OFFLINE_LOG_LINE).count().saturating_sub(logged_before);
     conn.disconnect().await.context("disconnect failed")?;
     Ok(Results {
         killed_detect,
@@ -301,7 +307,7 @@ async fn busy_machine(
     while let Some(joined) = inserters.join_next().await {
         rows += joined.context("an inserter panicked")??;
     }
-    Ok(Busy { elapsed, rows, polls, hogs, false_offline, seen, max_poll })
+    Ok(Busy { elapsed, rows, polls, hogs, false_offline, logged_offline: 0, seen, max_poll })
 }
 
 struct StopOnDrop(Arc<AtomicBool>);
@@ -490,11 +496,13 @@ pub fn print(facts: &Facts, settings: &Settings, cluster: &str, r: &Results) {
         b.hogs
     );
     println!(
-        "SHOW LEAVES polled {} times (slowest poll {:.0} ms): **false offline events: {}**",
+        "**false offline events: {}** (SHOW LEAVES, polled {} times, slowest poll {:.0} ms, saw {}; the master",
+        b.false_offline.max(b.logged_offline as u64),
         b.polls,
         b.max_poll.as_secs_f64() * 1e3,
         b.false_offline
     );
+    println!("aggregator's log has {} \"{OFFLINE_LOG_LINE}\" lines from the check)", b.logged_offline);
     if !b.seen.is_empty() {
         println!("States other than online seen: {}", b.seen.join(", "));
     }
