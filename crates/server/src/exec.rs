@@ -251,20 +251,5 @@ async fn fetch_source(cluster: &Arc<Cluster>, meta: &ClusterMeta, source: &Gathe
 
 /// Runs a query with no tables on the aggregator's in-memory engine.
 pub fn scratch_query(scratch: &rusqlite::Connection, sql: &str) -> Result<ResultSet> {
-    let mut stmt = scratch.prepare(sql).map_err(canopy_sql::SqlError::from)?;
-    let columns: Vec<canopy_sql::Column> = stmt
-        .columns()
-        .map(|c| canopy_sql::Column { name: c.name().to_string(), decl_type: c.decl_type().map(str::to_string) })
-        .collect();
-    let width = columns.len();
-    let mut out = Vec::new();
-    let mut cursor = stmt.raw_query();
-    while let Some(row) = cursor.next().map_err(canopy_sql::SqlError::from)? {
-        let mut values = Vec::with_capacity(width);
-        for i in 0..width {
-            values.push(canopy_sql::Value::from(row.get_ref(i).map_err(canopy_sql::SqlError::from)?));
-        }
-        out.push(values);
-    }
-    Ok(ResultSet { columns, rows: out })
+    Ok(canopy_sql::value::query(scratch, sql).map_err(canopy_sql::SqlError::from)?)
 }

@@ -207,22 +207,7 @@ fn insert_rows(conn: &Connection, target: &str, width: usize, rows: &[Vec<Value>
 
 /// Runs a query and returns its rows with column names and declared types.
 pub(crate) fn query(conn: &Connection, sql: &str) -> Result<ResultSet, SqlError> {
-    let mut stmt = conn.prepare(sql)?;
-    let columns: Vec<Column> = stmt
-        .columns()
-        .map(|c| Column { name: c.name().to_string(), decl_type: c.decl_type().map(str::to_string) })
-        .collect();
-    let width = columns.len();
-    let mut rows = Vec::new();
-    let mut cursor = stmt.query([])?;
-    while let Some(row) = cursor.next()? {
-        let mut values = Vec::with_capacity(width);
-        for i in 0..width {
-            values.push(Value::from(row.get_ref(i)?));
-        }
-        rows.push(values);
-    }
-    Ok(ResultSet { columns, rows })
+    Ok(crate::value::query(conn, sql)?)
 }
 
 /// `"name"` with embedded quotes doubled.

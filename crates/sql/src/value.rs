@@ -109,6 +109,53 @@ pub struct ResultSet {
     pub rows: Vec<Vec<Value>>,
 }
 
+/// Why reading a result set stopped.
+#[derive(Debug)]
+pub enum ReadError {
+    Sqlite(rusqlite::Error),
+    /// More rows than the caller allows.
+    TooManyRows,
+}
+
+impl From<rusqlite::Error> for ReadError {
+    fn from(e: rusqlite::Error) -> Self {
+        ReadError::Sqlite(e)
+    }
+}
+
+/// Runs a prepared statement and reads every row, with column names and declared types, up to `rows_max` rows.
+/// The one place where SQLite rows become a [`ResultSet`] (leaves, merge, the aggregator's scratch engine).
+pub fn read_result_set(stmt: &mut rusqlite::Statement<'_>, rows_max: usize) -> Result<ResultSet, ReadError> {
+    let columns: Vec<Column> = stmt
+        .columns()
+        .map(|c| Column { name: c.name().to_string(), decl_type: c.decl_type().map(str::to_string) })
+        .collect();
+    let width = columns.len();
+    let mut rows = Vec::new();
+    let mut cursor = stmt.raw_query();
+    while let Some(row) = cursor.next()? {
+        if rows.len() >= rows_max {
+            return Err(ReadError::TooManyRows);
+        }
+        let mut values = Vec::with_capacity(width);
+        for i in 0..width {
+            values.push(Value::from(row.get_ref(i)?));
+        }
+        rows.push(values);
+    }
+    Ok(ResultSet { columns, rows })
+}
+
+/// Prepares and runs `sql` on `conn` and reads all its rows (for in-memory calculators, not for storage).
+pub fn query(conn: &rusqlite::Connection, sql: &str) -> Result<ResultSet, rusqlite::Error> {
+    let mut stmt = conn.prepare(sql)?;
+    match read_result_set(&mut stmt, usize::MAX) {
+        Ok(rs) => Ok(rs),
+        Err(ReadError::Sqlite(e)) => Err(e),
+        Err(ReadError::TooManyRows) => unreachable!("no row limit was set"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use canopy_sql::{Column, ResultSet, Value};
+use canopy_sql::ResultSet;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::StorageError;
@@ -101,22 +101,8 @@ fn run_ddl(conn: &Connection, statements: &[String]) -> Result<(), StorageError>
 }
 
 fn read_rows(stmt: &mut rusqlite::CachedStatement<'_>) -> Result<ResultSet, StorageError> {
-    let columns: Vec<Column> = stmt
-        .columns()
-        .map(|c| Column { name: c.name().to_string(), decl_type: c.decl_type().map(str::to_string) })
-        .collect();
-    let width = columns.len();
-    let mut rows = Vec::new();
-    let mut cursor = stmt.raw_query();
-    while let Some(row) = cursor.next()? {
-        if rows.len() >= RESULT_ROWS_MAX {
-            return Err(StorageError::TooManyRows);
-        }
-        let mut values = Vec::with_capacity(width);
-        for i in 0..width {
-            values.push(Value::from(row.get_ref(i)?));
-        }
-        rows.push(values);
-    }
-    Ok(ResultSet { columns, rows })
+    canopy_sql::value::read_result_set(stmt, RESULT_ROWS_MAX).map_err(|e| match e {
+        canopy_sql::value::ReadError::Sqlite(e) => StorageError::Sqlite(e),
+        canopy_sql::value::ReadError::TooManyRows => StorageError::TooManyRows,
+    })
 }
