@@ -7,7 +7,10 @@
 #   WORKLOADS ("oltp_point_select oltp_read_only oltp_insert oltp_update_index oltp_update_non_index oltp_delete")
 #   RESULTS (results dir, default /tmp/canopy-sysbench-<UTC time>), KEEP=1 (keep data dirs),
 #   CANOPY_BIN (use this binary, skip cargo build), MARIADB_BUFFER_POOL (256M),
-#   STEP_TIMEOUT (seconds allowed for one prepare or cleanup, 1200).
+#   STEP_TIMEOUT (seconds allowed for one prepare or cleanup, 1200),
+#   DURABILITY (sync | async, default sync): sync = Canopy WITH SYNC DURABILITY (fsync per commit) beside
+#   innodb_flush_log_at_trx_commit=1; async = Canopy WITH ASYNC DURABILITY (commit reaches the OS, survives a process
+#   kill) beside innodb_flush_log_at_trx_commit=2 (the same guarantee).
 # Exit code: 0 when every workload ran on both systems with no Canopy errors; 1 otherwise; 2 on a setup failure.
 set -euo pipefail
 
@@ -190,13 +193,20 @@ log "initialising MariaDB datadir"
 mariadb-install-db --no-defaults --user="$(id -un)" --datadir="$TMP/mariadb/data" \
     --auth-root-authentication-method=normal --skip-test-db >"$TMP/mariadb/install.log" 2>&1 ||
     { cat "$TMP/mariadb/install.log" >&2; die "mariadb-install-db failed"; }
-# Durability matched to Canopy, which fsyncs every commit: InnoDB flushes its redo log at every commit, no binlog.
+DURABILITY=${DURABILITY:-sync}
+case $DURABILITY in
+sync) MDB_FLUSH=1 CANOPY_DB_OPTIONS='' ;;
+async) MDB_FLUSH=2 CANOPY_DB_OPTIONS=' WITH ASYNC DURABILITY' ;;
+*) die "DURABILITY must be sync or async, not '$DURABILITY'" ;;
+esac
+# Durability matched: sync = every commit fsynced on both (InnoDB redo log flushed at every commit, no binlog);
+# async = every commit handed to the OS on both (survives a process kill, not a power loss).
 MDB_ARGS=(
     --no-defaults --user="$(id -un)" --datadir="$TMP/mariadb/data"
     --port="$MDB_PORT" --bind-address=127.0.0.1 --socket="$TMP/mariadb/mysqld.sock"
     --pid-file="$TMP/mariadb/mysqld.pid" --log-error="$TMP/mariadb/error.log" --tmpdir="$TMP/mariadb"
     --skip-grant-tables --skip-name-resolve --skip-log-bin --sync-binlog=0
-    --innodb-flush-log-at-trx-commit=1 --innodb-buffer-pool-size="$MARIADB_BUFFER_POOL"
+    --innodb-flush-log-at-trx-commit="$MDB_FLUSH" --innodb-buffer-pool-size="$MARIADB_BUFFER_POOL"
     --max-connections=500
 )
 log "starting MariaDB on 127.0.0.1:$MDB_PORT"
@@ -228,7 +238,8 @@ sql "$MA_PORT" "BOOTSTRAP AGGREGATOR '127.0.0.1'" || die "Canopy: BOOTSTRAP AGGR
 for p in "${LEAF_PORTS[@]}"; do
     sql "$MA_PORT" "ADD LEAF root@'127.0.0.1':$p" || die "Canopy: ADD LEAF $p failed"
 done
-sql "$MA_PORT" 'CREATE DATABASE sbtest' || die "Canopy: CREATE DATABASE sbtest failed"
+sql "$MA_PORT" "CREATE DATABASE sbtest$CANOPY_DB_OPTIONS" || die "Canopy: CREATE DATABASE sbtest failed"
+echo "- durability: $DURABILITY (Canopy: CREATE DATABASE sbtest$CANOPY_DB_OPTIONS)" | tee -a "$RESULTS/report.md"
 echo "- Canopy: $(sql "$MA_PORT" 'SHOW PARTITIONS ON sbtest' | wc -l) partition instances on $LEAVES leaves" |
     tee -a "$RESULTS/report.md"
 
@@ -315,7 +326,9 @@ run_workload() { # system port workload
         DETAIL[$key]+="${DETAIL[$key]:+ | }cleanup: $(first_errors "$(log_of "$sys" "$wl" cleanup)")"
         # Start the next workload from an empty database whatever cleanup left.
         sql "$port" 'DROP DATABASE IF EXISTS sbtest' >>"$(log_of "$sys" "$wl" cleanup)" 2>&1 || true
-        sql "$port" 'CREATE DATABASE IF NOT EXISTS sbtest' >>"$(log_of "$sys" "$wl" cleanup)" 2>&1 || true
+        local options=''
+        [[ $sys == canopy ]] && options=$CANOPY_DB_OPTIONS
+        sql "$port" "CREATE DATABASE IF NOT EXISTS sbtest$options" >>"$(log_of "$sys" "$wl" cleanup)" 2>&1 || true
     fi
     local dead
     dead=$(all_alive)

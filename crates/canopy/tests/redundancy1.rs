@@ -208,3 +208,41 @@ async fn bad_cluster_commands_get_clear_errors() {
     let leaves: Vec<Row> = conn.query("SHOW LEAVES").await.unwrap();
     assert_eq!(leaves.len(), 1);
 }
+
+/// History: a database created WITH ASYNC DURABILITY, rows acknowledged, the leaf holding them SIGKILLed and
+/// restarted. Property: its partitions commit without waiting for fsync (synchronous=NORMAL, shown on the leaf and in
+/// DISTRIBUTED_DATABASES), and acknowledged rows survive a process kill (not a power loss; see docs/sql.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_durability_survives_a_process_kill() {
+    let mut cluster = TestCluster::start("asyncdur", 1).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE DATABASE fast WITH ASYNC DURABILITY PARTITIONS 2").await.unwrap();
+    conn.query_drop("CREATE DATABASE safe PARTITIONS 2").await.unwrap();
+    let flags: Vec<(String, i64)> = conn
+        .query("SELECT DATABASE_NAME, IS_SYNC_DURABILITY FROM information_schema.DISTRIBUTED_DATABASES ORDER BY 1")
+        .await
+        .unwrap();
+    assert_eq!(flags, vec![("fast".to_string(), 0), ("safe".to_string(), 1)]);
+    conn.query_drop("CREATE TABLE fast.t (id INT PRIMARY KEY)").await.unwrap();
+    for i in 1..=50 {
+        conn.query_drop(format!("INSERT INTO fast.t VALUES ({i})")).await.unwrap();
+    }
+    let mut direct = cluster.leaves[0].connect().await;
+    for (db, level) in [("fast_0", 1), ("safe_1", 2)] {
+        direct.query_drop(format!("USE {db}")).await.unwrap();
+        let got: i64 = direct.query_first("PRAGMA synchronous").await.unwrap().unwrap();
+        assert_eq!(got, level, "{db}");
+    }
+    drop(direct);
+    cluster.leaves[0].kill();
+    cluster.leaves[0].spawn();
+    let n = support::eventually("rows back after the kill", || {
+        let opts = cluster.master.opts();
+        async move {
+            let mut c = mysql_async::Conn::new(opts).await.ok()?;
+            c.query_first::<i64, _>("SELECT COUNT(*) FROM fast.t").await.ok()?
+        }
+    })
+    .await;
+    assert_eq!(n, 50);
+}

@@ -25,6 +25,7 @@ pub enum Command {
     CreateDatabase {
         name: String,
         partitions: u32,
+        sync_durability: bool,
     },
     DropDatabase {
         name: String,
@@ -150,7 +151,9 @@ impl ClusterMeta {
     pub fn apply(&mut self, command: Command) -> Result<Outcome, MetaError> {
         let outcome = match command {
             Command::AddLeaf { addr, user, password, group } => self.add_leaf(addr, user, password, group)?,
-            Command::CreateDatabase { name, partitions } => self.create_database(name, partitions)?,
+            Command::CreateDatabase { name, partitions, sync_durability } => {
+                self.create_database(name, partitions, sync_durability)?
+            }
             Command::DropDatabase { name } => {
                 let db = self.databases.remove(&name).ok_or(MetaError::UnknownDatabase(name))?;
                 Outcome::DatabaseDropped(db)
@@ -325,7 +328,7 @@ impl ClusterMeta {
         Ok(Outcome::LeafAdded(id))
     }
 
-    fn create_database(&mut self, name: String, partitions: u32) -> Result<Outcome, MetaError> {
+    fn create_database(&mut self, name: String, partitions: u32, sync_durability: bool) -> Result<Outcome, MetaError> {
         if self.databases.contains_key(&name) {
             return Err(MetaError::DatabaseExists(name));
         }
@@ -359,6 +362,7 @@ impl ClusterMeta {
                 id,
                 name,
                 partitions,
+                sync_durability,
                 tables: Default::default(),
                 instances: instances.clone(),
                 auto_increment: Default::default(),
@@ -440,7 +444,7 @@ mod tests {
     fn partitions_are_placed_round_robin_in_leaf_order() {
         let mut m = cluster_with_leaves(4);
         let Outcome::DatabaseCreated(instances) =
-            m.apply(Command::CreateDatabase { name: "test".into(), partitions: 8 }).unwrap()
+            m.apply(Command::CreateDatabase { name: "test".into(), partitions: 8, sync_durability: true }).unwrap()
         else {
             panic!("expected DatabaseCreated")
         };
@@ -456,9 +460,9 @@ mod tests {
         let dup =
             Command::AddLeaf { addr: addr("LEAF-1", 3306), user: "root".into(), password: String::new(), group: None };
         assert!(matches!(m.apply(dup), Err(MetaError::NodeExists { .. })));
-        m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2 }).unwrap();
+        m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2, sync_durability: true }).unwrap();
         assert!(matches!(
-            m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2 }),
+            m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2, sync_durability: true }),
             Err(MetaError::DatabaseExists(_))
         ));
     }
@@ -467,12 +471,12 @@ mod tests {
     fn creating_a_database_needs_an_online_leaf_and_a_sane_partition_count() {
         let mut m = cluster_with_leaves(0);
         assert_eq!(
-            m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2 }),
+            m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2, sync_durability: true }),
             Err(MetaError::NoOnlineLeaves)
         );
         let mut m = cluster_with_leaves(1);
         assert_eq!(
-            m.apply(Command::CreateDatabase { name: "d".into(), partitions: 0 }),
+            m.apply(Command::CreateDatabase { name: "d".into(), partitions: 0, sync_durability: true }),
             Err(MetaError::BadPartitionCount(0))
         );
     }
@@ -480,7 +484,7 @@ mod tests {
     #[test]
     fn auto_increment_reservations_do_not_overlap() {
         let mut m = cluster_with_leaves(1);
-        m.apply(Command::CreateDatabase { name: "d".into(), partitions: 1 }).unwrap();
+        m.apply(Command::CreateDatabase { name: "d".into(), partitions: 1, sync_durability: true }).unwrap();
         let def = TableDef {
             name: "T".into(),
             kind: canopy_sql::TableKind::Distributed,
@@ -523,7 +527,7 @@ mod tests {
     #[test]
     fn promote_with_drop_gives_a_new_term_and_keeps_one_master() {
         let mut m = cluster_with_leaves(2);
-        m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2 }).unwrap();
+        m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2, sync_durability: true }).unwrap();
         let old = m.databases["d"].master(0).unwrap().clone();
         let Outcome::InstanceAdded(copy) = m
             .apply(Command::AddInstance { db: "d".into(), ordinal: 0, node: NodeId(3), role: InstanceRole::Replica })
@@ -544,7 +548,7 @@ mod tests {
     #[test]
     fn removing_a_leaf_needs_it_empty_or_force() {
         let mut m = cluster_with_leaves(2);
-        m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2 }).unwrap();
+        m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2, sync_durability: true }).unwrap();
         assert_eq!(
             m.apply(Command::RemoveLeaf { leaf: NodeId(3), force: false }),
             Err(MetaError::LeafNotEmpty(NodeId(3)))
@@ -558,10 +562,10 @@ mod tests {
     #[test]
     fn terms_and_instance_ids_only_grow() {
         let mut m = cluster_with_leaves(2);
-        m.apply(Command::CreateDatabase { name: "a".into(), partitions: 3 }).unwrap();
+        m.apply(Command::CreateDatabase { name: "a".into(), partitions: 3, sync_durability: true }).unwrap();
         m.apply(Command::DropDatabase { name: "a".into() }).unwrap();
         let Outcome::DatabaseCreated(instances) =
-            m.apply(Command::CreateDatabase { name: "a".into(), partitions: 3 }).unwrap()
+            m.apply(Command::CreateDatabase { name: "a".into(), partitions: 3, sync_durability: true }).unwrap()
         else {
             panic!()
         };

@@ -96,6 +96,10 @@ pub struct Database {
     pub id: DatabaseId,
     pub name: String,
     pub partitions: u32,
+    /// `WITH SYNC DURABILITY` (the default): a commit is acknowledged once it is on disk; `false` for
+    /// `WITH ASYNC DURABILITY`: once the operating system has it (survives a process kill, not a power loss).
+    #[serde(default = "default_true")]
+    pub sync_durability: bool,
     /// Tables by lower-cased name (SQLite and Canopy table names are case-insensitive).
     pub tables: BTreeMap<String, TableDef>,
     pub instances: Vec<Instance>,
@@ -104,6 +108,10 @@ pub struct Database {
     /// The steps of the last HA operation on this database (SHOW REBALANCE STATUS).
     #[serde(default)]
     pub operation: Vec<crate::operation::Step>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Database {

@@ -21,7 +21,14 @@ pub enum Request {
     LeaveCluster,
     /// Create (idempotently) the listed partition instances and the reference copy of `db`, running `schema` (the
     /// DDL of every existing table) in each partition and `reference_schema` in the reference copy.
-    CreatePartitions { db: String, ordinals: Vec<u32>, schema: Vec<String>, reference_schema: Vec<String> },
+    CreatePartitions {
+        db: String,
+        ordinals: Vec<u32>,
+        schema: Vec<String>,
+        reference_schema: Vec<String>,
+        /// Commits are synced to disk before they are acknowledged (`WITH SYNC DURABILITY`).
+        sync_durability: bool,
+    },
     /// Remove every partition instance and the reference copy of `db` from this leaf.
     DropDatabase { db: String },
     /// Run DDL statements on the listed partitions (distributed tables) or on the reference copy.

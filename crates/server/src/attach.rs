@@ -220,7 +220,7 @@ mod tests {
             let addr = NodeAddr { host: "h".into(), port: p, rpc_port: p + 1 };
             m.apply(Command::AddLeaf { addr, user: "root".into(), password: String::new(), group: None }).unwrap();
         }
-        m.apply(Command::CreateDatabase { name: "test".into(), partitions: 4 }).unwrap();
+        m.apply(Command::CreateDatabase { name: "test".into(), partitions: 4, sync_durability: true }).unwrap();
         let leaf = NodeId(3); // holds ordinals 1 and 3
         let got = decide(&m, leaf, &[local("test", 1), local("test", 2), local("gone", 0)]);
         assert_eq!(

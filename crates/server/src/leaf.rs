@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use canopy_rpc::{LocalDatabase, LogRecord, NodeStatus, RemoteError, RemoteErrorKind, Request, Response, Target};
-use canopy_storage::{LeafStore, LogEntry, LogPayload, Outcome, PartitionState, StorageError};
+use canopy_storage::{Durability, LeafStore, LogEntry, LogPayload, Outcome, PartitionState, StorageError};
 
 use crate::copy;
 
@@ -102,8 +102,9 @@ impl canopy_rpc::Handler for RpcHandler {
         }
         let store = &self.node.store;
         let result = match request {
-            Request::CreatePartitions { db, ordinals, schema, reference_schema } => {
-                blocking(store, move |s| s.create_partitions(&db, &ordinals, &schema, &reference_schema))
+            Request::CreatePartitions { db, ordinals, schema, reference_schema, sync_durability } => {
+                let durability = if sync_durability { Durability::Sync } else { Durability::Async };
+                blocking(store, move |s| s.create_partitions(&db, &ordinals, &schema, &reference_schema, durability))
                     .await
                     .map(|()| Response::Done)
             }

@@ -123,6 +123,7 @@ pub async fn create_database(
     name: String,
     if_not_exists: bool,
     partitions: Option<u32>,
+    sync_durability: bool,
 ) -> Result<Answer> {
     canopy_storage::check_name(&name).map_err(|_| {
         Error::Sql(SqlError::Parse(format!(
@@ -143,7 +144,7 @@ pub async fn create_database(
     }
     let online = meta.online_leaves().len() as u32;
     let partitions = partitions.unwrap_or(online.max(1) * meta.variables.default_partitions_per_leaf);
-    let command = Command::CreateDatabase { name: name.clone(), partitions };
+    let command = Command::CreateDatabase { name: name.clone(), partitions, sync_durability };
     let Outcome::DatabaseCreated(planned) = cluster.dry_run(command.clone())? else {
         return Err(Error::Internal("CreateDatabase did not create".into()));
     };
@@ -159,6 +160,7 @@ pub async fn create_database(
                 ordinals: ordinals.clone(),
                 schema: vec![],
                 reference_schema: vec![],
+                sync_durability,
             };
             (meta.leaves[node].clone(), request)
         })

@@ -211,8 +211,9 @@ impl Session {
         let cluster = self.master()?;
         match statement {
             Statement::Cluster(command) => self.cluster_command(&cluster, command).await,
-            Statement::CreateDatabase { name, if_not_exists, partitions, .. } => {
-                ops::create_database(&cluster, name, if_not_exists, partitions).await
+            Statement::CreateDatabase { name, if_not_exists, partitions, durability, .. } => {
+                let sync_durability = durability != Some(canopy_sql::command::SyncMode::Async);
+                ops::create_database(&cluster, name, if_not_exists, partitions, sync_durability).await
             }
             Statement::DropDatabase { name, if_exists } => {
                 let answer = ops::drop_database(&cluster, name.clone(), if_exists).await?;

@@ -195,7 +195,9 @@ pub fn distributed_databases(meta: &ClusterMeta) -> ResultSet {
     let rows = meta
         .databases
         .values()
-        .map(|d| vec![int(d.id.0 as i64), text(d.name.clone()), int(d.partitions), int(0), int(1)])
+        .map(|d| {
+            vec![int(d.id.0 as i64), text(d.name.clone()), int(d.partitions), int(0), int(i64::from(d.sync_durability))]
+        })
         .collect();
     table(&["DATABASE_ID", "DATABASE_NAME", "NUM_PARTITIONS", "IS_SYNC", "IS_SYNC_DURABILITY"], rows)
 }

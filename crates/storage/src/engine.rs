@@ -35,6 +35,7 @@ pub fn open(path: &Path) -> Result<Connection, StorageError> {
     // acknowledged commit durable even across power loss, not just across a process kill.
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    apply_stored_durability(&conn)?;
     conn.set_prepared_statement_cache_capacity(64);
     // New files and files from before the change log existed get the log tables.
     conn.execute_batch(log::LOG_DDL)?;
@@ -85,6 +86,67 @@ pub fn execute_ddl(conn: &Connection, statements: &[String]) -> Result<(), Stora
 /// Creates a new partition's identity row and its schema in one transaction, so a file with an identity always has
 /// its schema. The identity is not logged (a copy gets its own); the schema is the log's first entry, so replaying
 /// the whole log on an empty partition rebuilds it.
+/// When a commit is acknowledged: `Sync` after the WAL is fsynced (survives power loss, SQLite's
+/// `synchronous=FULL`), `Async` once the WAL write reached the operating system (survives a process kill but not a
+/// power loss, `synchronous=NORMAL`; the WAL is synced at checkpoints). Chosen per database with
+/// `CREATE DATABASE ... WITH {SYNC|ASYNC} DURABILITY`, stored in the file (`_canopy_settings`) so a restart and a
+/// copy keep it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    Sync,
+    Async,
+}
+
+impl Durability {
+    fn pragma(self) -> &'static str {
+        match self {
+            Durability::Sync => "FULL",
+            Durability::Async => "NORMAL",
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Durability::Sync => "sync",
+            Durability::Async => "async",
+        }
+    }
+}
+
+/// Records `durability` in the file and applies it to `conn`.
+pub fn set_durability(conn: &Connection, durability: Durability) -> Result<(), StorageError> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS _canopy_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")?;
+    conn.execute(
+        "INSERT INTO _canopy_settings VALUES ('durability', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [durability.as_str()],
+    )?;
+    conn.pragma_update(None, "synchronous", durability.pragma())?;
+    Ok(())
+}
+
+/// Applies the durability recorded in the file, if any (files without one are `Sync`).
+fn apply_stored_durability(conn: &Connection) -> Result<(), StorageError> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_canopy_settings')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(());
+    }
+    let stored: Option<String> =
+        conn.query_row("SELECT value FROM _canopy_settings WHERE key = 'durability'", [], |r| r.get(0)).ok();
+    if stored.as_deref() == Some("async") {
+        conn.pragma_update(None, "synchronous", Durability::Async.pragma())?;
+    }
+    Ok(())
+}
+
+/// The synchronous level SQLite applies on `conn` (2 = FULL, 1 = NORMAL), for tests and diagnostics.
+pub fn synchronous_level(conn: &Connection) -> Result<i64, StorageError> {
+    Ok(conn.pragma_query_value(None, "synchronous", |r| r.get(0))?)
+}
+
 pub fn create_partition(conn: &Connection, db: &str, ordinal: u32, schema: &[String]) -> Result<(), StorageError> {
     log::in_transaction(conn, || {
         conn.execute_batch("CREATE TABLE _canopy_partition (db TEXT NOT NULL, ordinal INTEGER NOT NULL)")?;

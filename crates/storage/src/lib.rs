@@ -21,7 +21,7 @@ pub mod log;
 mod snapshot;
 mod store;
 
-pub use engine::Outcome;
+pub use engine::{Durability, Outcome};
 pub use log::{LogEntry, LogPayload, LogPosition};
 pub use snapshot::{PartitionSnapshot, SNAPSHOT_CHUNK_BYTES_MAX};
 pub use store::{LeafStore, LocalDb, PartitionState, SNAPSHOTS_MAX, check_name};

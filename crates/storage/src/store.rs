@@ -183,11 +183,13 @@ impl LeafStore {
         ordinals: &[u32],
         schema: &[String],
         reference_schema: &[String],
+        durability: engine::Durability,
     ) -> Result<(), StorageError> {
         check_name(db)?;
         let mut open = self.lock()?;
         if !open.references.contains_key(db) {
             let conn = engine::open(&self.reference_path(db))?;
+            engine::set_durability(&conn, durability)?;
             engine::execute_ddl(&conn, reference_schema)?;
             open.references.insert(db.to_string(), Arc::new(Mutex::new(conn)));
         }
@@ -200,6 +202,7 @@ impl LeafStore {
             // A file left by an interrupted earlier attempt has no committed identity; start it afresh.
             remove_files(&path)?;
             let conn = engine::open(&path)?;
+            engine::set_durability(&conn, durability)?;
             engine::create_partition(&conn, db, ordinal, schema)?;
             self.attach_reference(&conn, db)?;
             open.partitions.insert(key, Instance { conn: Arc::new(Mutex::new(conn)), state: PartitionState::Online });
@@ -306,6 +309,12 @@ impl LeafStore {
     }
 
     /// The position of a partition's log: `(term, index of the last entry)`.
+    /// SQLite's synchronous level on a partition (2 = FULL for sync durability, 1 = NORMAL for async).
+    pub fn synchronous_level(&self, db: &str, ordinal: u32) -> Result<i64, StorageError> {
+        let (conn, _) = self.partition(db, ordinal)?;
+        engine::synchronous_level(&*lock_conn(&conn)?)
+    }
+
     pub fn log_position(&self, db: &str, ordinal: u32) -> Result<LogPosition, StorageError> {
         let (conn, _) = self.partition(db, ordinal)?;
         Ok(log::position(&*lock_conn(&conn)?)?.0)
@@ -492,6 +501,7 @@ fn remove_files(path: &Path) -> Result<(), StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::Durability;
     use canopy_sql::Value;
 
     fn temp_dir(name: &str) -> PathBuf {
@@ -511,13 +521,16 @@ mod tests {
                     &[0, 4],
                     &["CREATE TABLE x (id INTEGER PRIMARY KEY)".to_string()],
                     &["CREATE TABLE r (k INTEGER, v TEXT)".to_string()],
+                    Durability::Async,
                 )
                 .unwrap();
+            assert_eq!(store.synchronous_level("test", 4).unwrap(), 1, "async durability is synchronous=NORMAL");
             store.execute_on_reference("test", "INSERT INTO r VALUES (1, 'one')").unwrap();
             let out = store.execute_on_partition("test", 4, "INSERT INTO x VALUES (7), (8)").unwrap();
             assert_eq!(out, Outcome::Affected { rows: 2, last_insert_id: 8 });
         }
         let store = LeafStore::open(&dir).unwrap();
+        assert_eq!(store.synchronous_level("test", 0).unwrap(), 1, "the durability survives a reopen");
         // After a restart nothing serves until the master aggregator attaches it.
         let err = store.execute_on_partition("test", 4, "SELECT 1").unwrap_err();
         assert!(matches!(err, StorageError::NotOnline { state: PartitionState::Pending, .. }), "{err}");
@@ -550,14 +563,20 @@ mod tests {
     fn failed_writes_leave_no_trace_and_constraints_are_recognised() {
         let dir = temp_dir("constraint");
         let store = LeafStore::open(&dir).unwrap();
-        store.create_partitions("d", &[0], &["CREATE TABLE t (id INTEGER PRIMARY KEY)".into()], &[]).unwrap();
+        store
+            .create_partitions("d", &[0], &["CREATE TABLE t (id INTEGER PRIMARY KEY)".into()], &[], Durability::Sync)
+            .unwrap();
+        assert_eq!(store.synchronous_level("d", 0).unwrap(), 2, "sync durability is synchronous=FULL");
         store.execute_on_partition("d", 0, "INSERT INTO t VALUES (1)").unwrap();
         let err = store.execute_on_partition("d", 0, "INSERT INTO t VALUES (2), (1)").unwrap_err();
         assert!(err.is_constraint(), "{err}");
         let Outcome::Rows(rs) = store.execute_on_partition("d", 0, "SELECT count(*) FROM t").unwrap() else { panic!() };
         assert_eq!(rs.rows, vec![vec![Value::Integer(1)]]);
         assert!(store.execute_on_partition("d", 0, "SELEC nonsense").is_err());
-        assert!(matches!(store.create_partitions("../evil", &[0], &[], &[]), Err(StorageError::BadName(_))));
+        assert!(matches!(
+            store.create_partitions("../evil", &[0], &[], &[], Durability::Sync),
+            Err(StorageError::BadName(_))
+        ));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
