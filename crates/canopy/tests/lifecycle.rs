@@ -368,3 +368,23 @@ async fn a_move_interrupted_by_a_crash_is_cleaned_up_and_can_be_rerun() {
     assert_eq!(count, 40_000);
     assert_eq!(summary(&mut conn).await.unwrap(), (1, 100, 100));
 }
+
+/// History: leaf 4 is down while `test` is dropped; it returns (its stale copies of test_3 and test_7 become
+/// orphans); `test` is created again with the same name and placement. Property: the new database never reuses the
+/// stale copies: it starts empty, and no dropped row comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_database_never_resurrects_dropped_rows() {
+    let mut cluster = setup("recreate").await;
+    let mut conn = cluster.conn().await;
+    cluster.leaves[3].kill();
+    wait_state(&cluster, 3, "offline").await;
+    conn.query_drop("DROP DATABASE test").await.unwrap();
+    cluster.leaves[3].spawn();
+    wait_state(&cluster, 3, "online").await;
+    conn.query_drop("CREATE DATABASE test PARTITIONS 8").await.unwrap();
+    conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY)").await.unwrap();
+    let n: i64 = conn.query_first("SELECT COUNT(*) FROM test.x").await.unwrap().unwrap();
+    assert_eq!(n, 0, "no row of the dropped database is served by the new one");
+    conn.query_drop("INSERT INTO test.x VALUES (3), (7)").await.unwrap();
+    assert_eq!(summary(&mut conn).await.unwrap(), (3, 7, 2));
+}

@@ -28,6 +28,8 @@ pub enum Request {
         reference_schema: Vec<String>,
         /// Commits are synced to disk before they are acknowledged (`WITH SYNC DURABILITY`).
         sync_durability: bool,
+        /// The metadata's id of this incarnation of the database; copies of another incarnation are replaced.
+        database_id: u64,
     },
     /// Remove every partition instance and the reference copy of `db` from this leaf.
     DropDatabase { db: String },
@@ -110,6 +112,8 @@ pub struct LocalDatabase {
     pub commits: u64,
     pub term: u64,
     pub log_index: u64,
+    /// The database incarnation the copy belongs to (None for copies that predate ids).
+    pub database_id: Option<u64>,
 }
 
 /// One change-log entry of a partition as it travels between leaves: position, kind (0 row changeset, 1 DDL text)

@@ -37,6 +37,8 @@ pub fn decide(meta: &canopy_meta::ClusterMeta, leaf: NodeId, local: &[LocalDatab
         .map(|(d, ordinal)| {
             let decision = match meta.databases.get(&d.db) {
                 None => Decision::Conflict,
+                // A copy of an earlier database with the same name (dropped and re-created while the leaf was away).
+                Some(db) if d.database_id.is_some_and(|id| id != db.id.0) => Decision::Conflict,
                 Some(db) if db.instances.iter().any(|i| i.ordinal == ordinal && i.node == leaf) => Decision::Attach,
                 Some(_) => Decision::Orphan,
             };
@@ -210,6 +212,7 @@ mod tests {
             commits: 0,
             term: 0,
             log_index: 0,
+            database_id: None,
         }
     }
 
@@ -222,13 +225,18 @@ mod tests {
         }
         m.apply(Command::CreateDatabase { name: "test".into(), partitions: 4, sync_durability: true }).unwrap();
         let leaf = NodeId(3); // holds ordinals 1 and 3
-        let got = decide(&m, leaf, &[local("test", 1), local("test", 2), local("gone", 0)]);
+        let mut recreated = local("test", 3);
+        recreated.database_id = Some(99); // a copy of an earlier `test`, dropped and re-created meanwhile
+        let mut same = local("test", 1);
+        same.database_id = Some(m.databases["test"].id.0);
+        let got = decide(&m, leaf, &[same, local("test", 2), local("gone", 0), recreated]);
         assert_eq!(
             got,
             vec![
                 ("test".to_string(), 1, Decision::Attach),
                 ("test".to_string(), 2, Decision::Orphan),
                 ("gone".to_string(), 0, Decision::Conflict),
+                ("test".to_string(), 3, Decision::Conflict),
             ]
         );
     }

@@ -102,11 +102,13 @@ impl canopy_rpc::Handler for RpcHandler {
         }
         let store = &self.node.store;
         let result = match request {
-            Request::CreatePartitions { db, ordinals, schema, reference_schema, sync_durability } => {
+            Request::CreatePartitions { db, ordinals, schema, reference_schema, sync_durability, database_id } => {
                 let durability = if sync_durability { Durability::Sync } else { Durability::Async };
-                blocking(store, move |s| s.create_partitions(&db, &ordinals, &schema, &reference_schema, durability))
-                    .await
-                    .map(|()| Response::Done)
+                blocking(store, move |s| {
+                    s.create_partitions(&db, &ordinals, &schema, &reference_schema, durability, database_id)
+                })
+                .await
+                .map(|()| Response::Done)
             }
             Request::DropDatabase { db } => {
                 blocking(store, move |s| s.drop_database(&db)).await.map(|()| Response::Done)
@@ -190,6 +192,7 @@ impl canopy_rpc::Handler for RpcHandler {
                             commits: d.commits,
                             term: d.term,
                             log_index: d.log_index,
+                            database_id: d.database_id,
                         })
                         .collect(),
                 )

@@ -148,6 +148,8 @@ pub async fn create_database(
     let Outcome::DatabaseCreated(planned) = cluster.dry_run(command.clone())? else {
         return Err(Error::Internal("CreateDatabase did not create".into()));
     };
+    // The id the new database will get: metadata changes that could take ids are serialised by the operation lock.
+    let database_id = meta.next_database_id;
     let mut by_leaf: BTreeMap<NodeId, Vec<u32>> = BTreeMap::new();
     for inst in &planned {
         by_leaf.entry(inst.node).or_default().push(inst.ordinal);
@@ -161,6 +163,7 @@ pub async fn create_database(
                 schema: vec![],
                 reference_schema: vec![],
                 sync_durability,
+                database_id,
             };
             (meta.leaves[node].clone(), request)
         })
@@ -171,7 +174,11 @@ pub async fn create_database(
         return Err(e);
     }
     match cluster.apply(command)? {
-        Outcome::DatabaseCreated(instances) if instances == planned => Ok(Answer::affected(1)),
+        Outcome::DatabaseCreated(instances)
+            if instances == planned && cluster.meta().databases.get(&name).is_some_and(|d| d.id.0 == database_id) =>
+        {
+            Ok(Answer::affected(1))
+        }
         other => Err(Error::Internal(format!("CREATE DATABASE committed {other:?}, expected {planned:?}"))),
     }
 }

@@ -115,28 +115,46 @@ impl Durability {
 
 /// Records `durability` in the file and applies it to `conn`.
 pub fn set_durability(conn: &Connection, durability: Durability) -> Result<(), StorageError> {
-    conn.execute_batch("CREATE TABLE IF NOT EXISTS _canopy_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")?;
-    conn.execute(
-        "INSERT INTO _canopy_settings VALUES ('durability', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        [durability.as_str()],
-    )?;
+    set_setting(conn, "durability", durability.as_str())?;
     conn.pragma_update(None, "synchronous", durability.pragma())?;
     Ok(())
 }
 
-/// Applies the durability recorded in the file, if any (files without one are `Sync`).
-fn apply_stored_durability(conn: &Connection) -> Result<(), StorageError> {
+/// Records which incarnation of the database this file belongs to (the metadata's database id): a database
+/// dropped and re-created under the same name gets a new id, so a stale file is never taken for the new one.
+pub fn set_database_id(conn: &Connection, id: u64) -> Result<(), StorageError> {
+    set_setting(conn, "database_id", &id.to_string())
+}
+
+/// The database id recorded in the file, if any (files from before ids were recorded have none).
+pub fn database_id(conn: &Connection) -> Result<Option<u64>, StorageError> {
+    Ok(setting(conn, "database_id")?.and_then(|v| v.parse().ok()))
+}
+
+fn set_setting(conn: &Connection, key: &str, value: &str) -> Result<(), StorageError> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS _canopy_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")?;
+    conn.execute(
+        "INSERT INTO _canopy_settings VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [key, value],
+    )?;
+    Ok(())
+}
+
+fn setting(conn: &Connection, key: &str) -> Result<Option<String>, StorageError> {
     let exists: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_canopy_settings')",
         [],
         |r| r.get(0),
     )?;
     if !exists {
-        return Ok(());
+        return Ok(None);
     }
-    let stored: Option<String> =
-        conn.query_row("SELECT value FROM _canopy_settings WHERE key = 'durability'", [], |r| r.get(0)).ok();
-    if stored.as_deref() == Some("async") {
+    Ok(conn.query_row("SELECT value FROM _canopy_settings WHERE key = ?1", [key], |r| r.get(0)).ok())
+}
+
+/// Applies the durability recorded in the file, if any (files without one are `Sync`).
+fn apply_stored_durability(conn: &Connection) -> Result<(), StorageError> {
+    if setting(conn, "durability")?.as_deref() == Some("async") {
         conn.pragma_update(None, "synchronous", Durability::Async.pragma())?;
     }
     Ok(())

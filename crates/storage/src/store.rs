@@ -57,6 +57,8 @@ pub struct LocalDb {
     pub commits: u64,
     /// Always `Online` for a reference copy.
     pub state: PartitionState,
+    /// The metadata's id of the database incarnation this copy belongs to (None for files that predate it).
+    pub database_id: Option<u64>,
 }
 
 impl LocalDb {
@@ -184,12 +186,34 @@ impl LeafStore {
         schema: &[String],
         reference_schema: &[String],
         durability: engine::Durability,
+        database_id: u64,
     ) -> Result<(), StorageError> {
         check_name(db)?;
         let mut open = self.lock()?;
+        // Copies of an earlier incarnation of a database with this name (dropped while this leaf was away) are
+        // stale: they are replaced, never reused.
+        let stale_reference = match open.references.get(db) {
+            Some(conn) => engine::database_id(&*lock_conn(conn)?)?.is_some_and(|id| id != database_id),
+            None => false,
+        };
+        if stale_reference {
+            open.references.remove(db);
+            remove_files(&self.reference_path(db))?;
+        }
+        let mut stale = Vec::new();
+        for ((d, ordinal), instance) in open.partitions.iter() {
+            if d == db && engine::database_id(&*lock_conn(&instance.conn)?)?.is_some_and(|id| id != database_id) {
+                stale.push(*ordinal);
+            }
+        }
+        for ordinal in stale {
+            open.partitions.remove(&(db.to_string(), ordinal));
+            remove_files(&self.partition_path(db, ordinal))?;
+        }
         if !open.references.contains_key(db) {
             let conn = engine::open(&self.reference_path(db))?;
             engine::set_durability(&conn, durability)?;
+            engine::set_database_id(&conn, database_id)?;
             engine::execute_ddl(&conn, reference_schema)?;
             open.references.insert(db.to_string(), Arc::new(Mutex::new(conn)));
         }
@@ -203,6 +227,7 @@ impl LeafStore {
             remove_files(&path)?;
             let conn = engine::open(&path)?;
             engine::set_durability(&conn, durability)?;
+            engine::set_database_id(&conn, database_id)?;
             engine::create_partition(&conn, db, ordinal, schema)?;
             self.attach_reference(&conn, db)?;
             open.partitions.insert(key, Instance { conn: Arc::new(Mutex::new(conn)), state: PartitionState::Online });
@@ -290,8 +315,10 @@ impl LeafStore {
         };
         let mut out = Vec::with_capacity(databases.len());
         for (db, ordinal, conn, state) in databases {
-            let (term, log_index, commits) = engine::log_position(&*lock_conn(&conn)?)?;
-            out.push(LocalDb { db, ordinal, term, log_index, commits, state });
+            let conn = lock_conn(&conn)?;
+            let (term, log_index, commits) = engine::log_position(&conn)?;
+            let database_id = engine::database_id(&conn)?;
+            out.push(LocalDb { db, ordinal, term, log_index, commits, state, database_id });
         }
         Ok(out)
     }
@@ -522,6 +549,7 @@ mod tests {
                     &["CREATE TABLE x (id INTEGER PRIMARY KEY)".to_string()],
                     &["CREATE TABLE r (k INTEGER, v TEXT)".to_string()],
                     Durability::Async,
+                    1,
                 )
                 .unwrap();
             assert_eq!(store.synchronous_level("test", 4).unwrap(), 1, "async durability is synchronous=NORMAL");
@@ -564,7 +592,7 @@ mod tests {
         let dir = temp_dir("constraint");
         let store = LeafStore::open(&dir).unwrap();
         store
-            .create_partitions("d", &[0], &["CREATE TABLE t (id INTEGER PRIMARY KEY)".into()], &[], Durability::Sync)
+            .create_partitions("d", &[0], &["CREATE TABLE t (id INTEGER PRIMARY KEY)".into()], &[], Durability::Sync, 1)
             .unwrap();
         assert_eq!(store.synchronous_level("d", 0).unwrap(), 2, "sync durability is synchronous=FULL");
         store.execute_on_partition("d", 0, "INSERT INTO t VALUES (1)").unwrap();
@@ -574,9 +602,30 @@ mod tests {
         assert_eq!(rs.rows, vec![vec![Value::Integer(1)]]);
         assert!(store.execute_on_partition("d", 0, "SELEC nonsense").is_err());
         assert!(matches!(
-            store.create_partitions("../evil", &[0], &[], &[], Durability::Sync),
+            store.create_partitions("../evil", &[0], &[], &[], Durability::Sync, 1),
             Err(StorageError::BadName(_))
         ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_recreated_database_never_reuses_stale_copies() {
+        let dir = temp_dir("recreate");
+        let store = LeafStore::open(&dir).unwrap();
+        let schema = ["CREATE TABLE t (id INTEGER PRIMARY KEY)".to_string()];
+        store.create_partitions("d", &[0], &schema, &[], Durability::Sync, 1).unwrap();
+        store.execute_on_partition("d", 0, "INSERT INTO t VALUES (1)").unwrap();
+        // Same incarnation: a retry keeps the data.
+        store.create_partitions("d", &[0], &schema, &[], Durability::Sync, 1).unwrap();
+        let count = |s: &LeafStore| match s.execute_on_partition("d", 0, "SELECT count(*) FROM t").unwrap() {
+            Outcome::Rows(rs) => rs.rows[0][0].clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(count(&store), Value::Integer(1));
+        // A new incarnation of `d` (dropped elsewhere while this leaf was away): the stale copy is replaced.
+        store.create_partitions("d", &[0], &schema, &[], Durability::Sync, 2).unwrap();
+        assert_eq!(count(&store), Value::Integer(0));
+        assert_eq!(store.list().unwrap().iter().find(|l| l.ordinal == Some(0)).unwrap().database_id, Some(2));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

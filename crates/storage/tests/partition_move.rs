@@ -31,14 +31,14 @@ fn schema() -> Vec<String> {
 /// A leaf with partition `d:0` (Online) and `d`'s reference copy.
 fn source(dir: &Path) -> LeafStore {
     let store = LeafStore::open(dir).unwrap();
-    store.create_partitions(DB, &[0], &schema(), &[], Durability::Sync).unwrap();
+    store.create_partitions(DB, &[0], &schema(), &[], Durability::Sync, 1).unwrap();
     store
 }
 
 /// A leaf holding only `d`'s reference copy, ready to receive a partition.
 fn target(dir: &Path) -> LeafStore {
     let store = LeafStore::open(dir).unwrap();
-    store.create_partitions(DB, &[], &[], &[], Durability::Sync).unwrap();
+    store.create_partitions(DB, &[], &[], &[], Durability::Sync, 1).unwrap();
     store
 }
 
@@ -408,7 +408,7 @@ fn log_and_data_agree_after_sigkill() {
 
     let a = LeafStore::open(&dir).unwrap();
     let copy = LeafStore::open(&dir_copy).unwrap();
-    copy.create_partitions(DB, &[0], &[], &[], Durability::Sync).unwrap();
+    copy.create_partitions(DB, &[0], &[], &[], Durability::Sync, 1).unwrap();
     copy.set_partition_state(DB, 0, PartitionState::Replica).unwrap();
     let mut position = LogPosition { term: 0, index: 0 };
     loop {
