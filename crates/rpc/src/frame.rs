@@ -9,12 +9,27 @@ use crate::RpcError;
 /// Upper bound for one message (a gathered result set travels in one frame).
 pub const FRAME_BYTES_MAX: u32 = 1 << 30;
 
-pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(w: &mut W, msg: &T) -> Result<(), RpcError> {
+/// One message as the bytes of a frame: length prefix and postcard body.
+fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, RpcError> {
     let bytes = postcard::to_stdvec(msg).map_err(|e| RpcError::Encode(e.to_string()))?;
     let len = u32::try_from(bytes.len()).ok().filter(|l| *l <= FRAME_BYTES_MAX).ok_or(RpcError::FrameTooLarge)?;
     let mut buf = Vec::with_capacity(4 + bytes.len());
     buf.extend_from_slice(&len.to_be_bytes());
     buf.extend_from_slice(&bytes);
+    Ok(buf)
+}
+
+/// The body length a frame header announces, refused beyond `FRAME_BYTES_MAX`.
+fn body_len(header: [u8; 4]) -> Result<usize, RpcError> {
+    let len = u32::from_be_bytes(header);
+    if len > FRAME_BYTES_MAX {
+        return Err(RpcError::FrameTooLarge);
+    }
+    Ok(len as usize)
+}
+
+pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(w: &mut W, msg: &T) -> Result<(), RpcError> {
+    let buf = encode(msg)?;
     w.write_all(&buf).await?;
     w.flush().await?;
     Ok(())
@@ -28,22 +43,14 @@ pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(r: &mut R) ->
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e.into()),
     }
-    let len = u32::from_be_bytes(len);
-    if len > FRAME_BYTES_MAX {
-        return Err(RpcError::FrameTooLarge);
-    }
-    let mut body = vec![0u8; len as usize];
+    let mut body = vec![0u8; body_len(len)?];
     r.read_exact(&mut body).await?;
     postcard::from_bytes(&body).map(Some).map_err(|e| RpcError::Decode(e.to_string()))
 }
 
 /// Blocking twin of [`write_frame`], for connections served on their own thread.
 pub fn write_frame_sync<W: std::io::Write, T: Serialize>(w: &mut W, msg: &T) -> Result<(), RpcError> {
-    let bytes = postcard::to_stdvec(msg).map_err(|e| RpcError::Encode(e.to_string()))?;
-    let len = u32::try_from(bytes.len()).ok().filter(|l| *l <= FRAME_BYTES_MAX).ok_or(RpcError::FrameTooLarge)?;
-    let mut buf = Vec::with_capacity(4 + bytes.len());
-    buf.extend_from_slice(&len.to_be_bytes());
-    buf.extend_from_slice(&bytes);
+    let buf = encode(msg)?;
     w.write_all(&buf)?;
     w.flush()?;
     Ok(())
@@ -57,11 +64,7 @@ pub fn read_frame_sync<R: std::io::Read, T: DeserializeOwned>(r: &mut R) -> Resu
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e.into()),
     }
-    let len = u32::from_be_bytes(len);
-    if len > FRAME_BYTES_MAX {
-        return Err(RpcError::FrameTooLarge);
-    }
-    let mut body = vec![0u8; len as usize];
+    let mut body = vec![0u8; body_len(len)?];
     r.read_exact(&mut body)?;
     postcard::from_bytes(&body).map(Some).map_err(|e| RpcError::Decode(e.to_string()))
 }

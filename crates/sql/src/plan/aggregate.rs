@@ -7,11 +7,11 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Distinct, DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident,
+    DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident,
     OrderBySort, Query, Select, SelectItem, VisitMut, VisitorMut,
 };
 
-use super::query::{alias_index, limit_offset, order_terms, position};
+use super::query::{RowShape, alias_index, position, row_shape};
 use super::rewrite::{FunctionClass, function_class, function_name};
 use crate::error::SqlError;
 use crate::merge::{MergeSpec, OutputColumn, OutputName, partial_column};
@@ -26,15 +26,7 @@ pub(super) fn plan_aggregate(
     if subquery {
         return Ok(None);
     }
-    let distinct = match &select.distinct {
-        None | Some(Distinct::All) => false,
-        Some(Distinct::Distinct) => true,
-        Some(Distinct::On(_)) => return Ok(None),
-    };
-    let Some((limit, offset)) = limit_offset(q.limit_clause.as_ref()) else {
-        return Ok(None);
-    };
-    let Some(terms) = order_terms(q) else {
+    let Some(RowShape { distinct, limit, offset, terms }) = row_shape(q, select) else {
         return Ok(None);
     };
     let mut items: Vec<(&Expr, Option<&Ident>)> = Vec::new();

@@ -206,6 +206,27 @@ fn scatter_from_ok(select: &Select, def: &TableDef) -> bool {
 }
 
 /// LIMIT and OFFSET as non-negative integer literals: `Some((limit, offset))`; None if they are anything else.
+/// What a scatter merge must re-apply over the union of partition rows: DISTINCT, LIMIT/OFFSET and ORDER BY.
+pub(super) struct RowShape<'q> {
+    pub distinct: bool,
+    pub limit: Option<u64>,
+    pub offset: u64,
+    pub terms: Vec<&'q OrderByExpr>,
+}
+
+/// The row shape of a query whose merge the planner can express, or `None` (DISTINCT ON, non-literal LIMIT,
+/// ORDER BY forms it does not handle): the caller then gathers instead.
+pub(super) fn row_shape<'q>(q: &'q Query, select: &Select) -> Option<RowShape<'q>> {
+    let distinct = match &select.distinct {
+        None | Some(Distinct::All) => false,
+        Some(Distinct::Distinct) => true,
+        Some(Distinct::On(_)) => return None,
+    };
+    let (limit, offset) = limit_offset(q.limit_clause.as_ref())?;
+    let terms = order_terms(q)?;
+    Some(RowShape { distinct, limit, offset, terms })
+}
+
 pub(super) fn limit_offset(clause: Option<&LimitClause>) -> Option<(Option<u64>, u64)> {
     let literal = |e: &Expr| match super::rewrite::literal_value(e) {
         Some(crate::value::Value::Integer(i)) => u64::try_from(i).ok(),
@@ -287,15 +308,7 @@ pub(super) fn mentions_alias(expr: &Expr, projection: &[SelectItem]) -> bool {
 /// Scatter without aggregates: partitions run the query (with ORDER BY and LIMIT offset+limit pushed down when
 /// there is a LIMIT), the merge applies DISTINCT, ORDER BY and LIMIT/OFFSET over the union.
 fn plan_rows(q: &Query, select: &Select) -> Result<Option<(String, MergeSpec)>, SqlError> {
-    let distinct = match &select.distinct {
-        None | Some(Distinct::All) => false,
-        Some(Distinct::Distinct) => true,
-        Some(Distinct::On(_)) => return Ok(None),
-    };
-    let Some((limit, offset)) = limit_offset(q.limit_clause.as_ref()) else {
-        return Ok(None);
-    };
-    let Some(terms) = order_terms(q) else {
+    let Some(RowShape { distinct, limit, offset, terms }) = row_shape(q, select) else {
         return Ok(None);
     };
     let projection = &select.projection;
