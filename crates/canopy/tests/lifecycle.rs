@@ -330,15 +330,19 @@ async fn a_move_interrupted_by_a_crash_is_cleaned_up_and_can_be_rerun() {
             c.query_drop(format!("DETACH LEAF '127.0.0.1':{leaf4}")).await
         })
     };
-    // Kill the first copy's target as soon as the copy is running.
-    let target_port = eventually("a COPY PARTITION step running", || async {
-        let mut c = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
-        let rows: Vec<Row> = c.query("SHOW REBALANCE STATUS ON test").await.ok()?;
-        rows.iter()
-            .find(|r| text(r, "Action") == "COPY PARTITION" && text(r, "Status") == "running")
-            .map(|r| text(r, "Target_Port"))
-    })
-    .await;
+    // Kill the first copy's target as soon as the copy is running (polled tightly on one connection: a copy of a
+    // few MB can take well under a second on a quiet machine).
+    let mut watcher = cluster.conn().await;
+    let deadline = std::time::Instant::now() + support::DEADLINE;
+    let target_port = loop {
+        let rows: Vec<Row> = watcher.query("SHOW REBALANCE STATUS ON test").await.unwrap();
+        if let Some(row) = rows.iter().find(|r| text(r, "Action") == "COPY PARTITION" && text(r, "Status") == "running")
+        {
+            break text(row, "Target_Port");
+        }
+        assert!(std::time::Instant::now() < deadline, "no COPY PARTITION step was ever seen running");
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    };
     let target = cluster.leaves.iter().position(|l| l.port.to_string() == target_port).expect("target is a leaf");
     cluster.leaves[target].kill();
     let outcome = detach.await.unwrap();
