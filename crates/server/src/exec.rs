@@ -63,27 +63,15 @@ pub fn reference_leaves<'m>(meta: &'m ClusterMeta, db: &str) -> Result<Vec<&'m L
 }
 
 /// Runs one statement on each of `ordinals` of `db` concurrently; responses in the order of `ordinals`.
-pub async fn on_partitions(
-    cluster: &Arc<Cluster>,
-    meta: &ClusterMeta,
-    db: &str,
-    ordinals: &[u32],
-    sql: &str,
-) -> Result<Vec<Response>> {
+pub async fn on_partitions(cluster: &Arc<Cluster>, db: &str, ordinals: &[u32], sql: &str) -> Result<Vec<Response>> {
     let sqls: Vec<(u32, String)> = ordinals.iter().map(|&o| (o, sql.to_string())).collect();
-    on_partitions_each(cluster, meta, db, sqls).await
+    on_partitions_each(cluster, db, sqls).await
 }
 
 /// Runs a possibly different statement per partition, concurrently; responses in input order.
-pub async fn on_partitions_each(
-    cluster: &Arc<Cluster>,
-    meta: &ClusterMeta,
-    db: &str,
-    pieces: Vec<(u32, String)>,
-) -> Result<Vec<Response>> {
+pub async fn on_partitions_each(cluster: &Arc<Cluster>, db: &str, pieces: Vec<(u32, String)>) -> Result<Vec<Response>> {
     // Enter each partition's gate (in ordinal order, so statements never wait on each other in a cycle), then
-    // resolve masters from the metadata as it is now: a move may have switched a master since `meta` was taken.
-    let _ = meta;
+    // resolve masters from the metadata as it is now: a move may have switched a master since the plan was made.
     let mut ordinals: Vec<u32> = pieces.iter().map(|(o, _)| *o).collect();
     ordinals.sort_unstable();
     ordinals.dedup();
@@ -170,11 +158,11 @@ pub async fn execute(
 ) -> Result<Answer> {
     match plan {
         Plan::Single { db, ordinal, sql } => {
-            let mut responses = on_partitions(cluster, meta, &db, &[ordinal], &sql).await?;
+            let mut responses = on_partitions(cluster, &db, &[ordinal], &sql).await?;
             Ok(single_answer(responses.pop().ok_or_else(|| Error::Internal("no response".into()))?))
         }
         Plan::Scatter { db, ordinals, partial_sql, merge: spec } => {
-            let responses = on_partitions(cluster, meta, &db, &ordinals, &partial_sql).await?;
+            let responses = on_partitions(cluster, &db, &ordinals, &partial_sql).await?;
             let partials = responses.into_iter().map(rows).collect::<Result<Vec<_>>>()?;
             let rs = compute(move || merge::finish_scatter(&spec, partials)).await?;
             Ok(Answer::Rows(rs))
@@ -198,7 +186,7 @@ pub async fn execute(
             Ok(Answer::Rows(scratch_query(&scratch, &sql)?))
         }
         Plan::Insert { db, per_partition, first_auto_increment, .. } => {
-            let responses = on_partitions_each(cluster, meta, &db, per_partition).await?;
+            let responses = on_partitions_each(cluster, &db, per_partition).await?;
             let total: u64 = responses.iter().map(|r| affected(r).0).sum();
             Ok(Answer::Done {
                 affected_rows: total,
@@ -207,7 +195,7 @@ pub async fn execute(
             })
         }
         Plan::Write { db, ordinals, sql } => {
-            let responses = on_partitions(cluster, meta, &db, &ordinals, &sql).await?;
+            let responses = on_partitions(cluster, &db, &ordinals, &sql).await?;
             if responses.iter().any(|r| matches!(r, Response::Rows(_))) {
                 return Ok(Answer::Rows(concat(responses.into_iter().map(rows).collect::<Result<Vec<_>>>()?)));
             }
@@ -237,7 +225,7 @@ async fn fetch_source(cluster: &Arc<Cluster>, meta: &ClusterMeta, source: &Gathe
         GatherSource::Distributed { db, fetch_sql, .. } => {
             let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.clone()))?;
             let ordinals: Vec<u32> = (0..database.partitions).collect();
-            let responses = on_partitions(cluster, meta, db, &ordinals, fetch_sql).await?;
+            let responses = on_partitions(cluster, db, &ordinals, fetch_sql).await?;
             Ok(concat(responses.into_iter().map(rows).collect::<Result<Vec<_>>>()?))
         }
         GatherSource::Reference { db, fetch_sql, .. } => {

@@ -86,7 +86,7 @@ impl canopy_rpc::Handler for RpcHandler {
                 }))
             }
             Request::Execute { db, target, sql } => {
-                if self.node.identity().role != NodeRole::Leaf {
+                if self.node.role() != NodeRole::Leaf {
                     return Ok(remote(RemoteErrorKind::BadRequest, "this node is not a leaf"));
                 }
                 let store = &self.node.store;

@@ -35,7 +35,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         tokio::net::TcpListener::bind(&mysql_addr).await.with_context(|| format!("binding MySQL port {mysql_addr}"))?;
     let rpc_listener =
         tokio::net::TcpListener::bind(&rpc_addr).await.with_context(|| format!("binding RPC port {rpc_addr}"))?;
-    tracing::info!(mysql = %mysql_addr, rpc = %rpc_addr, role = ?node.identity().role, "node started");
+    tracing::info!(mysql = %mysql_addr, rpc = %rpc_addr, role = ?node.role(), "node started");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

@@ -49,6 +49,11 @@ impl Node {
         self.identity.read().map(|i| i.clone()).unwrap_or_else(|p| p.into_inner().clone())
     }
 
+    /// The node's role, without copying the rest of its identity (read on every statement).
+    pub fn role(&self) -> NodeRole {
+        self.identity.read().map(|i| i.role).unwrap_or_else(|p| p.into_inner().role)
+    }
+
     fn set_identity(&self, identity: Identity) -> Result<()> {
         persist::store(&persist::identity_path(&self.config.data_dir), &identity)?;
         *self.identity.write().map_err(|_| Error::Internal("identity lock poisoned".into()))? = identity;
@@ -87,7 +92,7 @@ impl Node {
     /// REMOVE LEAF reached this node: it is unconfigured again and can be added to a cluster; its partition files
     /// stay on disk (pending, never served until attached).
     pub fn leave_cluster(&self) -> Result<()> {
-        if self.identity().role != NodeRole::Leaf {
+        if self.role() != NodeRole::Leaf {
             return Err(Error::NotInCluster);
         }
         for local in self.store.list()? {

@@ -101,7 +101,7 @@ impl Session {
     }
 
     fn master(&self) -> Result<Arc<Cluster>> {
-        match self.node.identity().role {
+        match self.node.role() {
             NodeRole::MasterAggregator => self.node.cluster().ok_or(Error::NotInCluster),
             NodeRole::Leaf => Err(Error::NotMasterAggregator),
             NodeRole::Unconfigured => Err(Error::NotInCluster),
@@ -109,7 +109,7 @@ impl Session {
     }
 
     fn use_database(&mut self, db: &str) -> Result<()> {
-        let known = match self.node.identity().role {
+        let known = match self.node.role() {
             NodeRole::MasterAggregator => {
                 db.eq_ignore_ascii_case("information_schema") || self.master()?.meta().databases.contains_key(db)
             }
@@ -128,7 +128,7 @@ impl Session {
     }
 
     pub async fn run(&mut self, sql: &str) -> Result<Answer> {
-        let role = self.node.identity().role;
+        let role = self.node.role();
         if role == NodeRole::Leaf {
             return self.run_on_leaf(sql).await;
         }
@@ -436,7 +436,7 @@ impl canopy_mysql::Session for Session {
         match name.to_ascii_lowercase().as_str() {
             "canopy_rpc_port" => Some(Value::Integer(i64::from(self.node.config.rpc_port))),
             "canopy_cluster_id" => Some(self.node.identity().cluster_id.map(Value::Text).unwrap_or(Value::Null)),
-            "canopy_role" => Some(Value::Text(format!("{:?}", self.node.identity().role))),
+            "canopy_role" => Some(Value::Text(format!("{:?}", self.node.role()))),
             _ => self.node.cluster().and_then(|c| c.meta().variables.get(name)),
         }
     }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use canopy_sql::merge::{finish_gather, finish_scatter};
 use canopy_sql::plan::{GatherSource, Plan, PlanContext, plan};
-use canopy_sql::{Affinity, Catalog, Column, ColumnDef, ResultSet, SqlError, TableDef, TableKind, Value};
+use canopy_sql::{Affinity, Catalog, ColumnDef, ResultSet, SqlError, TableDef, TableKind, Value};
 use rusqlite::Connection;
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
@@ -275,18 +275,7 @@ impl Cluster {
 
 /// Runs a query and returns its rows with column names and declared types.
 pub fn query(conn: &Connection, sql: &str) -> Result<ResultSet, SqlError> {
-    let mut stmt = conn.prepare(sql)?;
-    let columns: Vec<Column> = stmt
-        .columns()
-        .map(|c| Column { name: c.name().to_string(), decl_type: c.decl_type().map(str::to_string) })
-        .collect();
-    let width = columns.len();
-    let mut rows = Vec::new();
-    let mut cursor = stmt.query([])?;
-    while let Some(row) = cursor.next()? {
-        rows.push((0..width).map(|i| Value::from(row.get_ref(i).unwrap())).collect());
-    }
-    Ok(ResultSet { columns, rows })
+    Ok(canopy_sql::value::query(conn, sql)?)
 }
 
 /// A total order on values for sorting result rows: SQLite's storage class order, then value; an INTEGER sorts
