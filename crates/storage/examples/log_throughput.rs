@@ -32,7 +32,7 @@ fn run(dir: &Path, name: &str, with_log: bool, statements: u64, rows_per_stateme
     let start = Instant::now();
     for sql in &texts {
         if with_log {
-            engine::execute(&conn, sql)?;
+            engine::execute(&conn, sql, &[])?;
         } else {
             write_without_log(&conn, sql)?;
         }

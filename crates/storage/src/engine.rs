@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use canopy_sql::ResultSet;
+use canopy_sql::{ResultSet, Value};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::StorageError;
@@ -55,10 +55,22 @@ pub fn log_position(conn: &Connection) -> Result<(u64, u64, u64), StorageError> 
     Ok((position.term, position.index, commits))
 }
 
-/// Runs one SQL statement. A statement that writes runs in its own transaction, recorded by a session whose
-/// changeset goes to the change log in that same transaction.
-pub fn execute(conn: &Connection, sql: &str) -> Result<Outcome, StorageError> {
+/// Runs one SQL statement with its parameters (`?NNN` placeholders, bound by number from `params`; a statement
+/// using `?3` needs at least three). Statements are prepared through the connection's statement cache, so a
+/// parameterized statement is compiled once per connection. A statement that writes runs in its own transaction,
+/// recorded by a session whose changeset goes to the change log in that same transaction.
+pub fn execute(conn: &Connection, sql: &str, params: &[Value]) -> Result<Outcome, StorageError> {
     let mut stmt = conn.prepare_cached(sql)?;
+    let wanted = stmt.parameter_count();
+    if wanted > params.len() {
+        return Err(StorageError::Internal(format!(
+            "statement takes {wanted} parameters, {} were sent",
+            params.len()
+        )));
+    }
+    for (index, value) in params.iter().take(wanted).enumerate() {
+        stmt.raw_bind_parameter(index + 1, value)?;
+    }
     if stmt.readonly() {
         return read_rows(&mut stmt).map(Outcome::Rows);
     }
@@ -68,7 +80,7 @@ pub fn execute(conn: &Connection, sql: &str) -> Result<Outcome, StorageError> {
             // A write that returns rows (RETURNING): keep them.
             Outcome::Rows(read_rows(&mut stmt)?)
         } else {
-            let rows = stmt.execute([])? as u64;
+            let rows = stmt.raw_execute()? as u64;
             Outcome::Affected { rows, last_insert_id: conn.last_insert_rowid() }
         };
         let changeset = session.changeset()?;

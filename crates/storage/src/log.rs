@@ -95,20 +95,26 @@ pub fn position(conn: &Connection) -> Result<(LogPosition, u64), StorageError> {
 /// Appends `change` as the next entry (if it changed anything) and counts the commit. Must run inside the write
 /// transaction that made the change, which is what keeps log and data in agreement.
 pub fn append(conn: &Connection, change: Change<'_>) -> Result<(), StorageError> {
-    let (kind, payload): (i64, Vec<u8>) = match change {
+    // Statements here are cached: this runs once per write, on the leaf's hot path.
+    let ddl;
+    let (kind, payload): (i64, &[u8]) = match change {
         Change::Rows([]) | Change::Ddl([]) => {
-            conn.execute("UPDATE _canopy_log_position SET commits = commits + 1", [])?;
+            conn.prepare_cached("UPDATE _canopy_log_position SET commits = commits + 1")?.execute([])?;
             return Ok(());
         }
-        Change::Rows(changeset) => (KIND_CHANGESET, changeset.to_vec()),
-        Change::Ddl(statements) => (KIND_DDL, ddl_text(statements).into_bytes()),
+        Change::Rows(changeset) => (KIND_CHANGESET, changeset),
+        Change::Ddl(statements) => {
+            ddl = ddl_text(statements);
+            (KIND_DDL, ddl.as_bytes())
+        }
     };
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO _canopy_log (term, log_index, kind, payload)
          SELECT term, log_index + 1, ?1, ?2 FROM _canopy_log_position",
-        rusqlite::params![kind, payload],
-    )?;
-    conn.execute("UPDATE _canopy_log_position SET log_index = log_index + 1, commits = commits + 1", [])?;
+    )?
+    .execute(rusqlite::params![kind, payload])?;
+    conn.prepare_cached("UPDATE _canopy_log_position SET log_index = log_index + 1, commits = commits + 1")?
+        .execute([])?;
     Ok(())
 }
 
@@ -221,12 +227,19 @@ pub fn in_transaction<T>(conn: &Connection, f: impl FnOnce() -> Result<T, Storag
     if !conn.is_autocommit() {
         return Err(StorageError::Internal("a transaction was left open on this connection".into()));
     }
-    conn.execute_batch("BEGIN IMMEDIATE")?;
+    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
     match f() {
-        Ok(value) => {
-            conn.execute_batch("COMMIT")?;
-            Ok(value)
-        }
+        Ok(value) => match conn.prepare_cached("COMMIT").and_then(|mut commit| commit.execute([])) {
+            Ok(_) => Ok(value),
+            Err(e) => {
+                // A failed COMMIT (disk full, I/O error) leaves the transaction open; end it so the connection
+                // stays usable and nothing half-done is kept.
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                Err(e.into())
+            }
+        },
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
             Err(e)

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use canopy_sql::Value;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
@@ -281,14 +282,32 @@ impl LeafStore {
     }
 
     /// Runs one statement on an `Online` partition (reads included: a pending or replica copy serves nothing).
+    /// Runs a statement without parameters on an `Online` partition.
     pub fn execute_on_partition(&self, db: &str, ordinal: u32, sql: &str) -> Result<Outcome, StorageError> {
-        let conn = self.online_partition(db, ordinal)?;
-        engine::execute(&*lock_conn(&conn)?, sql)
+        self.execute_on_partition_with(db, ordinal, sql, &[])
     }
 
+    /// Runs a statement on an `Online` partition, binding `params` to its `?NNN` placeholders.
+    pub fn execute_on_partition_with(
+        &self,
+        db: &str,
+        ordinal: u32,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Outcome, StorageError> {
+        let conn = self.online_partition(db, ordinal)?;
+        engine::execute(&*lock_conn(&conn)?, sql, params)
+    }
+
+    /// Runs a statement without parameters on the reference copy of `db`.
     pub fn execute_on_reference(&self, db: &str, sql: &str) -> Result<Outcome, StorageError> {
+        self.execute_on_reference_with(db, sql, &[])
+    }
+
+    /// Runs a statement on the reference copy of `db`, binding `params` to its `?NNN` placeholders.
+    pub fn execute_on_reference_with(&self, db: &str, sql: &str, params: &[Value]) -> Result<Outcome, StorageError> {
         let conn = self.reference(db)?;
-        engine::execute(&*lock_conn(&conn)?, sql)
+        engine::execute(&*lock_conn(&conn)?, sql, params)
     }
 
     /// Runs DDL on an `Online` partition; copies receive it through the log.
@@ -605,6 +624,36 @@ mod tests {
             store.create_partitions("../evil", &[0], &[], &[], Durability::Sync, 1),
             Err(StorageError::BadName(_))
         ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn parameters_bind_by_number_and_writes_through_cached_statements_are_logged() {
+        let dir = temp_dir("params");
+        let store = LeafStore::open(&dir).unwrap();
+        let schema = ["CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)".to_string()];
+        store.create_partitions("d", &[0], &schema, &[], Durability::Sync, 1).unwrap();
+        let insert = "INSERT INTO t (id, v) VALUES (?1, ?2)";
+        for i in 1..=3 {
+            let out = store
+                .execute_on_partition_with("d", 0, insert, &[Value::Integer(i), Value::Text(format!("v{i}"))])
+                .unwrap();
+            assert_eq!(out, Outcome::Affected { rows: 1, last_insert_id: i });
+        }
+        // A statement may use some of the numbers only; unused trailing parameters are ignored.
+        let select = "SELECT v FROM t WHERE id = ?2";
+        let Outcome::Rows(rs) = store
+            .execute_on_partition_with("d", 0, select, &[Value::Integer(9), Value::Integer(2), Value::Null])
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(rs.rows, vec![vec![Value::Text("v2".into())]]);
+        let err = store.execute_on_partition_with("d", 0, insert, &[Value::Integer(4)]).unwrap_err();
+        assert!(err.to_string().contains("2 parameters"), "{err}");
+        // Three logged writes: the cached BEGIN/COMMIT and log statements ran each time.
+        let entries = store.log_since("d", 0, 0, u64::MAX).unwrap();
+        assert_eq!(entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
