@@ -18,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tracing::debug;
 
+use crate::Prepared;
 use crate::handshake::{self, HandshakeFailure};
 use crate::intercept::{AssignedValue, Assignment, ItemSource, Local, SelectItem, classify};
 use crate::packet::{Framed, ReadError};
@@ -423,8 +424,12 @@ where
             },
             Local::Forward => vec![],
         };
+        let forward = matches!(classify(&described), Local::Forward);
         let (id, param_count) = match self.statements.prepare(&sql) {
-            Ok((id, statement)) => (id, statement.param_count),
+            Ok((id, statement)) => {
+                statement.forward = forward;
+                (id, statement.param_count)
+            }
             Err(error) => return self.send_error(&error).await,
         };
         let column_count = u16::try_from(columns.len()).unwrap_or(u16::MAX);
@@ -465,6 +470,17 @@ where
         let Some(statement) = self.statements.get_mut(id) else {
             return self.send_error(&MysqlError::unknown_statement(id)).await;
         };
+        if statement.forward {
+            // The backend gets the numbered text and the values, so it can plan the statement once and bind later.
+            let params = match prepared::bind_values(statement, body) {
+                Ok(params) => params,
+                Err(error) => return self.send_error(&error).await,
+            };
+            self.stats.questions.fetch_add(1, Ordering::Relaxed);
+            let prepared = Prepared { text: &statement.sql, numbered: &statement.numbered, params };
+            let reply = self.session.execute(prepared).await;
+            return self.send_reply(reply, false, RowFormat::Binary).await;
+        }
         let sql = match prepared::bind(statement, body) {
             Ok(sql) => sql,
             Err(error) => return self.send_error(&error).await,

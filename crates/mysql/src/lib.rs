@@ -89,10 +89,41 @@ pub trait Session: Send + 'static {
         None
     }
 
+    /// Runs one execution of a prepared statement that the front end does not answer itself. The default runs
+    /// the text with the values written in as literals; a backend that keeps placeholders (plans once, binds per
+    /// execution) overrides it.
+    fn execute<'a>(&'a mut self, prepared: Prepared<'a>) -> impl Future<Output = Reply> + Send + 'a
+    where
+        Self: Sized,
+    {
+        async move {
+            let sql = prepared.literal_text();
+            self.query(&sql).await
+        }
+    }
+
     /// Result columns of a statement, for the COM_STMT_PREPARE response. `sql` has every `?` replaced by NULL.
     /// Default: none known (0 columns); clients take the real columns from the execute response.
     fn describe(&mut self, _sql: &str) -> impl Future<Output = Result<Vec<canopy_sql::Column>, MysqlError>> + Send {
         async { Ok(vec![]) }
+    }
+}
+
+/// One execution of a prepared statement, as the backend receives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared<'a> {
+    /// The statement as the client prepared it, with `?` placeholders.
+    pub text: &'a str,
+    /// The same text with the placeholders numbered in order: `?1`, `?2`, ...
+    pub numbered: &'a str,
+    /// The values the client sent for this execution, in placeholder order.
+    pub params: Vec<canopy_sql::Value>,
+}
+
+impl Prepared<'_> {
+    /// The statement with every placeholder replaced by the SQL literal of its value.
+    pub fn literal_text(&self) -> String {
+        prepared::literal_text(self.text, &self.params)
     }
 }
 

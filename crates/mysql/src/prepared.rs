@@ -29,6 +29,10 @@ pub(crate) struct ParamType {
 #[derive(Debug)]
 pub(crate) struct Statement {
     pub sql: String,
+    /// `sql` with its placeholders numbered (`?1`, `?2`, ...), as the backend's `Session::execute` receives it.
+    pub numbered: String,
+    /// Whether the backend runs this statement (the front end answers `SET`, `USE` and `SELECT @@var` itself).
+    pub forward: bool,
     pub param_count: u16,
     /// Types bound by the last execute that sent them; reused when the client sends none.
     bound_types: Option<Vec<ParamType>>,
@@ -55,7 +59,7 @@ pub(crate) struct Statements {
 
 impl Statements {
     /// Registers a statement and returns its id. The caller has already checked it is a single statement.
-    pub(crate) fn prepare(&mut self, sql: &str) -> Result<(u32, &Statement), MysqlError> {
+    pub(crate) fn prepare(&mut self, sql: &str) -> Result<(u32, &mut Statement), MysqlError> {
         if self.by_id.len() >= MAX_STATEMENTS {
             return Err(MysqlError::too_many_statements(MAX_STATEMENTS));
         }
@@ -68,8 +72,11 @@ impl Statements {
                 break self.next_id;
             }
         };
+        let numbers: Vec<String> = (1..=usize::from(param_count)).map(|n| format!("?{n}")).collect();
         let statement = Statement {
             sql: sql.to_string(),
+            numbered: substitute_placeholders(sql, &numbers),
+            forward: false,
             param_count,
             bound_types: None,
             long_data: HashMap::new(),
@@ -119,15 +126,26 @@ pub(crate) fn execute_statement_id(payload: &[u8]) -> Result<u32, Malformed> {
 /// Decodes COM_STMT_EXECUTE (payload after the command byte) for `statement` and returns the SQL text with every
 /// placeholder replaced by a literal. Long data is consumed.
 pub(crate) fn bind(statement: &mut Statement, payload: &[u8]) -> Result<String, MysqlError> {
+    let values = bind_values(statement, payload)?;
+    Ok(literal_text(&statement.sql, &values))
+}
+
+/// `sql` with its placeholders replaced by the literals of `values`, in order.
+pub(crate) fn literal_text(sql: &str, values: &[Value]) -> String {
+    let literals: Vec<String> = values.iter().map(Value::to_sql_literal).collect();
+    substitute_placeholders(sql, &literals)
+}
+
+/// Decodes COM_STMT_EXECUTE (payload after the command byte) for `statement` into its parameter values, in order.
+/// Long data is consumed.
+pub(crate) fn bind_values(statement: &mut Statement, payload: &[u8]) -> Result<Vec<Value>, MysqlError> {
     if let Some(error) = statement.long_data_error.take() {
         statement.reset();
         return Err(error);
     }
     let long_data = std::mem::take(&mut statement.long_data);
     statement.reset();
-    let values = decode_params(payload, statement.param_count, &mut statement.bound_types, &long_data)?;
-    let literals: Vec<String> = values.iter().map(Value::to_sql_literal).collect();
-    Ok(substitute_placeholders(&statement.sql, &literals))
+    decode_params(payload, statement.param_count, &mut statement.bound_types, &long_data)
 }
 
 /// Decodes the parameter block of COM_STMT_EXECUTE: statement id, flags, iteration count, then (when there are

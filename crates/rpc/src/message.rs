@@ -35,8 +35,9 @@ pub enum Request {
     DropDatabase { db: String },
     /// Run DDL statements on the listed partitions (distributed tables) or on the reference copy.
     Ddl { db: String, target: Target, statements: Vec<String> },
-    /// Run one statement on one partition or on the reference copy.
-    Execute { db: String, target: Target, sql: String },
+    /// Run one statement on one partition or on the reference copy; `params` bind its `?NNN` placeholders
+    /// (`?1` is the first; a statement may use only some of them).
+    Execute { db: String, target: Target, sql: String, params: Vec<Value> },
     /// The leaf's local view of its databases (SHOW DATABASES EXTENDED).
     ListDatabases,
     /// ATTACH PARTITION: the master aggregator adopted these local instances; they start serving.

@@ -33,7 +33,12 @@ async fn start() -> std::net::SocketAddr {
 async fn requests_round_trip_and_bad_peers_do_not_hurt_others() {
     let addr = start().await;
     let client = Client::new(addr, Duration::from_secs(2));
-    let req = Request::Execute { db: "d".into(), target: Target::Partitions(vec![3]), sql: "SELECT 1".into() };
+    let req = Request::Execute {
+        db: "d".into(),
+        target: Target::Partitions(vec![3]),
+        sql: "SELECT 1".into(),
+        params: vec![],
+    };
     let Response::Rows(rs) = client.call(&req, Duration::from_secs(5)).await.unwrap() else { panic!() };
     assert_eq!(rs.rows[0][0], Value::Text("SELECT 1".into()));
     assert_eq!(rs.rows[1][0], Value::Real(1.5));

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use canopy_meta::{ClusterMeta, Leaf, LeafState};
 use canopy_rpc::{Request, Response, Target};
 use canopy_sql::plan::{GatherSource, Plan};
-use canopy_sql::{ResultSet, merge};
+use canopy_sql::{ResultSet, Value, merge};
 use tokio::task::JoinSet;
 
 use crate::cluster::Cluster;
@@ -63,13 +63,25 @@ pub fn reference_leaves<'m>(meta: &'m ClusterMeta, db: &str) -> Result<Vec<&'m L
 }
 
 /// Runs one statement on each of `ordinals` of `db` concurrently; responses in the order of `ordinals`.
-pub async fn on_partitions(cluster: &Arc<Cluster>, db: &str, ordinals: &[u32], sql: &str) -> Result<Vec<Response>> {
+pub async fn on_partitions(
+    cluster: &Arc<Cluster>,
+    db: &str,
+    ordinals: &[u32],
+    sql: &str,
+    params: &[Value],
+) -> Result<Vec<Response>> {
     let sqls: Vec<(u32, String)> = ordinals.iter().map(|&o| (o, sql.to_string())).collect();
-    on_partitions_each(cluster, db, sqls).await
+    on_partitions_each(cluster, db, sqls, params).await
 }
 
-/// Runs a possibly different statement per partition, concurrently; responses in input order.
-pub async fn on_partitions_each(cluster: &Arc<Cluster>, db: &str, pieces: Vec<(u32, String)>) -> Result<Vec<Response>> {
+/// Runs a possibly different statement per partition, concurrently, each with `params` bound; responses in input
+/// order.
+pub async fn on_partitions_each(
+    cluster: &Arc<Cluster>,
+    db: &str,
+    pieces: Vec<(u32, String)>,
+    params: &[Value],
+) -> Result<Vec<Response>> {
     // Enter each partition's gate (in ordinal order, so statements never wait on each other in a cycle), then
     // resolve masters from the metadata as it is now: a move may have switched a master since the plan was made.
     let mut ordinals: Vec<u32> = pieces.iter().map(|(o, _)| *o).collect();
@@ -85,14 +97,23 @@ pub async fn on_partitions_each(cluster: &Arc<Cluster>, db: &str, pieces: Vec<(u
         targets.push((master_leaf(&meta, db, ordinal)?.clone(), ordinal, sql));
     }
     if let [(leaf, ordinal, sql)] = targets.as_slice() {
-        let request =
-            Request::Execute { db: db.to_string(), target: Target::Partitions(vec![*ordinal]), sql: sql.clone() };
+        let request = Request::Execute {
+            db: db.to_string(),
+            target: Target::Partitions(vec![*ordinal]),
+            sql: sql.clone(),
+            params: params.to_vec(),
+        };
         return Ok(vec![cluster.call(leaf, &request).await?]);
     }
     let mut tasks = JoinSet::new();
     for (index, (leaf, ordinal, sql)) in targets.into_iter().enumerate() {
         let cluster = cluster.clone();
-        let request = Request::Execute { db: db.to_string(), target: Target::Partitions(vec![ordinal]), sql };
+        let request = Request::Execute {
+            db: db.to_string(),
+            target: Target::Partitions(vec![ordinal]),
+            sql,
+            params: params.to_vec(),
+        };
         tasks.spawn(async move { (index, cluster.call(&leaf, &request).await) });
     }
     let mut responses: Vec<Option<Response>> = vec![None; tasks.len()];
@@ -150,19 +171,22 @@ async fn compute<T: Send + 'static>(
         .map_err(Error::Sql)
 }
 
+/// Runs `plan`; `params` are the values of the placeholders left in its SQL (empty for a plan without any), sent to
+/// the leaves with each statement.
 pub async fn execute(
     cluster: &Arc<Cluster>,
     meta: &ClusterMeta,
     plan: Plan,
+    params: &[Value],
     scratch: &std::sync::Mutex<rusqlite::Connection>,
 ) -> Result<Answer> {
     match plan {
         Plan::Single { db, ordinal, sql } => {
-            let mut responses = on_partitions(cluster, &db, &[ordinal], &sql).await?;
+            let mut responses = on_partitions(cluster, &db, &[ordinal], &sql, params).await?;
             Ok(single_answer(responses.pop().ok_or_else(|| Error::Internal("no response".into()))?))
         }
         Plan::Scatter { db, ordinals, partial_sql, merge: spec } => {
-            let responses = on_partitions(cluster, &db, &ordinals, &partial_sql).await?;
+            let responses = on_partitions(cluster, &db, &ordinals, &partial_sql, params).await?;
             let partials = responses.into_iter().map(rows).collect::<Result<Vec<_>>>()?;
             let rs = compute(move || merge::finish_scatter(&spec, partials)).await?;
             Ok(Answer::Rows(rs))
@@ -177,7 +201,7 @@ pub async fn execute(
         }
         Plan::Reference { db: Some(db), sql } => {
             let leaf = reference_leaf(meta, &db)?;
-            let request = Request::Execute { db: db.clone(), target: Target::Reference, sql };
+            let request = Request::Execute { db: db.clone(), target: Target::Reference, sql, params: params.to_vec() };
             Ok(single_answer(cluster.call(leaf, &request).await?))
         }
         Plan::Reference { db: None, sql } => {
@@ -186,7 +210,7 @@ pub async fn execute(
             Ok(Answer::Rows(scratch_query(&scratch, &sql)?))
         }
         Plan::Insert { db, per_partition, first_auto_increment, .. } => {
-            let responses = on_partitions_each(cluster, &db, per_partition).await?;
+            let responses = on_partitions_each(cluster, &db, per_partition, params).await?;
             let total: u64 = responses.iter().map(|r| affected(r).0).sum();
             Ok(Answer::Done {
                 affected_rows: total,
@@ -195,7 +219,7 @@ pub async fn execute(
             })
         }
         Plan::Write { db, ordinals, sql } => {
-            let responses = on_partitions(cluster, &db, &ordinals, &sql).await?;
+            let responses = on_partitions(cluster, &db, &ordinals, &sql, params).await?;
             if responses.iter().any(|r| matches!(r, Response::Rows(_))) {
                 return Ok(Answer::Rows(concat(responses.into_iter().map(rows).collect::<Result<Vec<_>>>()?)));
             }
@@ -209,7 +233,7 @@ pub async fn execute(
                 // Writing to some copies only would make the copies disagree.
                 return Err(Error::Unsupported("writes to reference tables while a leaf is not online".into()));
             }
-            let request = Request::Execute { db: db.clone(), target: Target::Reference, sql };
+            let request = Request::Execute { db: db.clone(), target: Target::Reference, sql, params: params.to_vec() };
             let mut first = None;
             for leaf in &leaves {
                 let response = cluster.call(leaf, &request).await?;
@@ -225,12 +249,13 @@ async fn fetch_source(cluster: &Arc<Cluster>, meta: &ClusterMeta, source: &Gathe
         GatherSource::Distributed { db, fetch_sql, .. } => {
             let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.clone()))?;
             let ordinals: Vec<u32> = (0..database.partitions).collect();
-            let responses = on_partitions(cluster, db, &ordinals, fetch_sql).await?;
+            let responses = on_partitions(cluster, db, &ordinals, fetch_sql, &[]).await?;
             Ok(concat(responses.into_iter().map(rows).collect::<Result<Vec<_>>>()?))
         }
         GatherSource::Reference { db, fetch_sql, .. } => {
             let leaf = reference_leaf(meta, db)?;
-            let request = Request::Execute { db: db.clone(), target: Target::Reference, sql: fetch_sql.clone() };
+            let request =
+                Request::Execute { db: db.clone(), target: Target::Reference, sql: fetch_sql.clone(), params: vec![] };
             rows(cluster.call(leaf, &request).await?)
         }
         GatherSource::Virtual { schema, table } => views::virtual_table(cluster, meta, schema, table).await,
@@ -239,5 +264,10 @@ async fn fetch_source(cluster: &Arc<Cluster>, meta: &ClusterMeta, source: &Gathe
 
 /// Runs a query with no tables on the aggregator's in-memory engine.
 pub fn scratch_query(scratch: &rusqlite::Connection, sql: &str) -> Result<ResultSet> {
-    Ok(canopy_sql::value::query(scratch, sql).map_err(canopy_sql::SqlError::from)?)
+    scratch_query_with(scratch, sql, &[])
+}
+
+/// [`scratch_query`] with `params` bound to its `?NNN` placeholders.
+pub fn scratch_query_with(scratch: &rusqlite::Connection, sql: &str, params: &[Value]) -> Result<ResultSet> {
+    Ok(canopy_sql::value::query_with(scratch, sql, params).map_err(canopy_sql::SqlError::from)?)
 }

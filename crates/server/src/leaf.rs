@@ -85,15 +85,15 @@ impl canopy_rpc::Handler for RpcHandler {
                     pending_partitions: pending,
                 }))
             }
-            Request::Execute { db, target, sql } => {
+            Request::Execute { db, target, sql, params } => {
                 if self.node.role() != NodeRole::Leaf {
                     return Ok(remote(RemoteErrorKind::BadRequest, "this node is not a leaf"));
                 }
                 let store = &self.node.store;
                 let result = match target {
-                    Target::Reference => store.execute_on_reference(&db, &sql),
+                    Target::Reference => store.execute_on_reference_with(&db, &sql, &params),
                     Target::Partitions(ordinals) => match ordinals.as_slice() {
-                        [ordinal] => store.execute_on_partition(&db, *ordinal, &sql),
+                        [ordinal] => store.execute_on_partition_with(&db, *ordinal, &sql, &params),
                         _ => Err(StorageError::Internal("Execute takes exactly one partition".into())),
                     },
                 };

@@ -3,6 +3,7 @@
 //! planner and executor). What a node accepts depends on its role: the master aggregator runs everything, a leaf
 //! answers about and inside its own partitions, an unconfigured node waits for BOOTSTRAP AGGREGATOR.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use canopy_meta::{ClusterMeta, Command};
@@ -47,7 +48,13 @@ pub struct Session {
     in_transaction: bool,
     wrote_in_transaction: bool,
     spread: u32,
+    /// Prepared statements' numbered texts, parsed once: the query or DML statement, or None for statements that
+    /// run as literal text (everything else, and text that does not parse with its placeholders).
+    templates: HashMap<String, Option<Arc<sqlparser::ast::Statement>>>,
 }
+
+/// Parsed prepared statements kept per session; the cache starts over when full (clients prepare a fixed set).
+const TEMPLATES_MAX: usize = 256;
 
 /// What the planner sees: the metadata snapshot of this statement, plus the session's scratch engine and the
 /// cluster's AUTO_INCREMENT ranges.
@@ -56,6 +63,8 @@ struct Context<'a> {
     cluster: &'a Cluster,
     scratch: &'a rusqlite::Connection,
     spread: &'a mut u32,
+    /// Values of a prepared statement's placeholders (empty for plain text).
+    params: &'a [Value],
 }
 
 impl Catalog for Context<'_> {
@@ -70,10 +79,12 @@ impl Catalog for Context<'_> {
 
 impl PlanContext for Context<'_> {
     fn eval_constant(&mut self, expr_sql: &str) -> std::result::Result<Value, SqlError> {
-        let rs = exec::scratch_query(self.scratch, &format!("SELECT {expr_sql}")).map_err(|e| match e {
-            Error::Sql(e) => e,
-            other => SqlError::Engine(other.to_string()),
-        })?;
+        let rs = exec::scratch_query_with(self.scratch, &format!("SELECT {expr_sql}"), self.params).map_err(
+            |e| match e {
+                Error::Sql(e) => e,
+                other => SqlError::Engine(other.to_string()),
+            },
+        )?;
         Ok(rs.rows.into_iter().next().and_then(|r| r.into_iter().next()).unwrap_or(Value::Null))
     }
 
@@ -84,6 +95,10 @@ impl PlanContext for Context<'_> {
     fn spread_ordinal(&mut self, partitions: u32) -> u32 {
         *self.spread = self.spread.wrapping_add(1);
         *self.spread % partitions.max(1)
+    }
+
+    fn params(&self) -> &[Value] {
+        self.params
     }
 }
 
@@ -97,7 +112,15 @@ impl Session {
             std::sync::Mutex::new(rusqlite::Connection::open_in_memory().expect("an in-memory SQLite always opens"));
         // Each connection starts its round-robin at a different partition so keyless tables fill evenly.
         let spread = node.next_connection_id().wrapping_mul(7919);
-        Session { node, db: None, scratch, in_transaction: false, wrote_in_transaction: false, spread }
+        Session {
+            node,
+            db: None,
+            scratch,
+            in_transaction: false,
+            wrote_in_transaction: false,
+            spread,
+            templates: HashMap::new(),
+        }
     }
 
     fn master(&self) -> Result<Arc<Cluster>> {
@@ -137,6 +160,35 @@ impl Session {
             return self.run_unconfigured(statement);
         }
         self.run_on_master(statement).await
+    }
+
+    /// One execution of a prepared statement. On the master aggregator a query or DML statement is parsed once per
+    /// session and planned with its placeholders; anything else runs as text with the values written in.
+    async fn run_prepared(&mut self, prepared: canopy_mysql::Prepared<'_>) -> Result<Answer> {
+        if self.node.role() != NodeRole::MasterAggregator {
+            return self.run(&prepared.literal_text()).await;
+        }
+        let template = match self.templates.get(prepared.numbered) {
+            Some(template) => template.clone(),
+            None => {
+                let template = match parse_statement(prepared.numbered) {
+                    Ok(Statement::Query(query)) => Some(Arc::new(*query)),
+                    _ => None,
+                };
+                if self.templates.len() >= TEMPLATES_MAX {
+                    self.templates.clear();
+                }
+                self.templates.insert(prepared.numbered.to_string(), template.clone());
+                template
+            }
+        };
+        match template {
+            Some(query) => {
+                let cluster = self.master()?;
+                self.query(&cluster, &query, prepared.params).await
+            }
+            None => self.run(&prepared.literal_text()).await,
+        }
     }
 
     fn run_unconfigured(&mut self, statement: Statement) -> Result<Answer> {
@@ -303,7 +355,7 @@ impl Session {
                 }
                 Ok(Answer::done())
             }
-            Statement::Query(query) => self.query(&cluster, &query).await,
+            Statement::Query(query) => self.query(&cluster, &query, Vec::new()).await,
             Statement::Other(other) => Err(Error::Unsupported(format!("statement `{other}`"))),
         }
     }
@@ -318,16 +370,35 @@ impl Session {
             .ok_or_else(|| Error::Sql(SqlError::UnknownTable { db, table: table.to_string() }))
     }
 
-    async fn query(&mut self, cluster: &Arc<Cluster>, query: &sqlparser::ast::Statement) -> Result<Answer> {
+    /// Plans and runs a query or DML statement. `params` are the values of its numbered placeholders when it comes
+    /// from a prepared statement: they stay placeholders in the SQL sent to the leaves (so the leaves' statement
+    /// caches hit) unless the plan evaluates one on this aggregator, in which case they are bound in as literals.
+    async fn query(
+        &mut self,
+        cluster: &Arc<Cluster>,
+        query: &sqlparser::ast::Statement,
+        params: Vec<Value>,
+    ) -> Result<Answer> {
         let meta = cluster.meta();
-        let plan = {
+        let (plan, params) = {
             let scratch = self.scratch.lock().map_err(|_| Error::Internal("scratch lock poisoned".into()))?;
-            let mut context = Context { meta: &meta, cluster, scratch: &scratch, spread: &mut self.spread };
-            plan::plan(query, self.db.as_deref(), &mut context)?
+            let db = self.db.as_deref();
+            let mut context =
+                Context { meta: &meta, cluster, scratch: &scratch, spread: &mut self.spread, params: &params };
+            let plan = plan::plan(query, db, &mut context)?;
+            if params.is_empty() || plan::runs_with_params(&plan) {
+                (plan, params)
+            } else {
+                let mut bound = query.clone();
+                plan::bind_placeholders(&mut bound, &params);
+                let mut context =
+                    Context { meta: &meta, cluster, scratch: &scratch, spread: &mut self.spread, params: &[] };
+                (plan::plan(&bound, db, &mut context)?, Vec::new())
+            }
         };
         let writes =
             matches!(plan, plan::Plan::Insert { .. } | plan::Plan::Write { .. } | plan::Plan::ReferenceWrite { .. });
-        let answer = exec::execute(cluster, &meta, plan, &self.scratch).await?;
+        let answer = exec::execute(cluster, &meta, plan, &params, &self.scratch).await?;
         if writes && self.in_transaction {
             self.wrote_in_transaction = true;
         }
@@ -422,6 +493,10 @@ fn answer_to_reply(result: Result<Answer>) -> Reply {
 impl canopy_mysql::Session for Session {
     async fn query(&mut self, sql: &str) -> Reply {
         answer_to_reply(self.run(sql).await)
+    }
+
+    async fn execute<'a>(&'a mut self, prepared: canopy_mysql::Prepared<'a>) -> Reply {
+        answer_to_reply(self.run_prepared(prepared).await)
     }
 
     async fn init_db(&mut self, db: &str) -> std::result::Result<(), MysqlError> {

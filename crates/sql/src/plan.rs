@@ -24,6 +24,8 @@ mod rewrite;
 mod route;
 mod write;
 
+pub use rewrite::bind_placeholders;
+
 use sqlparser::ast::{ObjectName, Statement};
 
 use crate::catalog::{Catalog, TableDef};
@@ -39,6 +41,12 @@ pub trait PlanContext: Catalog {
     fn allocate_auto_increment(&mut self, db: &str, table: &str, count: u64) -> Result<i64, SqlError>;
     /// Pick a partition for a row of a table with no shard key (rows spread evenly).
     fn spread_ordinal(&mut self, partitions: u32) -> u32;
+    /// Values of the statement's numbered placeholders (`?1` is the first), for a prepared statement planned once
+    /// with its parameters left in the SQL: routing reads them, the partitions receive them with the SQL.
+    /// `eval_constant` must bind them too.
+    fn params(&self) -> &[Value] {
+        &[]
+    }
 }
 
 /// How to execute one statement.
@@ -98,6 +106,23 @@ pub fn plan(stmt: &Statement, current_db: Option<&str>, ctx: &mut dyn PlanContex
         Statement::Update(update) => write::plan_update(update, current_db, ctx),
         Statement::Delete(delete) => write::plan_delete(delete, current_db, ctx),
         other => Err(SqlError::Unsupported(format!("planning {}", statement_kind(other)))),
+    }
+}
+
+/// Whether `plan` can run with the statement's parameters sent to the leaves beside its SQL (a prepared statement
+/// planned with [`PlanContext::params`]): true when nothing the aggregator evaluates itself (an aggregate merge,
+/// a gathered query, a table-free query) mentions a placeholder. Otherwise the caller binds the values into the
+/// statement ([`bind_placeholders`]) and plans it again.
+pub fn runs_with_params(plan: &Plan) -> bool {
+    match plan {
+        Plan::Single { .. }
+        | Plan::Insert { .. }
+        | Plan::Write { .. }
+        | Plan::ReferenceWrite { .. }
+        | Plan::Reference { db: Some(_), .. }
+        | Plan::Scatter { merge: MergeSpec::Rows { .. }, .. } => true,
+        Plan::Scatter { merge: MergeSpec::Aggregate { sql, .. }, .. } => !rewrite::mentions_placeholder(sql),
+        Plan::Gather(_) | Plan::Reference { db: None, .. } => false,
     }
 }
 

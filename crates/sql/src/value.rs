@@ -148,7 +148,15 @@ pub fn read_result_set(stmt: &mut rusqlite::Statement<'_>, rows_max: usize) -> R
 
 /// Prepares and runs `sql` on `conn` and reads all its rows (for in-memory calculators, not for storage).
 pub fn query(conn: &rusqlite::Connection, sql: &str) -> Result<ResultSet, rusqlite::Error> {
+    query_with(conn, sql, &[])
+}
+
+/// [`query`] with `params` bound to the statement's `?NNN` placeholders (extra values are ignored).
+pub fn query_with(conn: &rusqlite::Connection, sql: &str, params: &[Value]) -> Result<ResultSet, rusqlite::Error> {
     let mut stmt = conn.prepare(sql)?;
+    for (index, value) in params.iter().take(stmt.parameter_count()).enumerate() {
+        stmt.raw_bind_parameter(index + 1, value)?;
+    }
     match read_result_set(&mut stmt, usize::MAX) {
         Ok(rs) => Ok(rs),
         Err(ReadError::Sqlite(e)) => Err(e),

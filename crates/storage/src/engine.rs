@@ -63,10 +63,7 @@ pub fn execute(conn: &Connection, sql: &str, params: &[Value]) -> Result<Outcome
     let mut stmt = conn.prepare_cached(sql)?;
     let wanted = stmt.parameter_count();
     if wanted > params.len() {
-        return Err(StorageError::Internal(format!(
-            "statement takes {wanted} parameters, {} were sent",
-            params.len()
-        )));
+        return Err(StorageError::Internal(format!("statement takes {wanted} parameters, {} were sent", params.len())));
     }
     for (index, value) in params.iter().take(wanted).enumerate() {
         stmt.raw_bind_parameter(index + 1, value)?;

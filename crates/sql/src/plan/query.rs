@@ -83,7 +83,7 @@ fn plan_one_table(
     let SetExpr::Select(stripped_select) = stripped.body.as_ref() else {
         return Ok(None);
     };
-    let ordinals = route(select.selection.as_ref(), &target, n);
+    let ordinals = route(select.selection.as_ref(), &target, n, ctx.params());
     if let Some([ordinal]) = ordinals.as_deref() {
         return Ok(Some(Plan::Single { db: db.to_string(), ordinal: *ordinal, sql: stripped.to_string() }));
     }

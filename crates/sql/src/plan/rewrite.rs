@@ -280,6 +280,59 @@ pub(super) fn conjuncts(expr: &Expr) -> Vec<&Expr> {
     }
 }
 
+/// The value of a literal or of a numbered placeholder (`?N`, taken from `params`), or None when `expr` is neither
+/// (or names a parameter that was not sent).
+pub(super) fn bound_value(expr: &Expr, params: &[Value]) -> Option<Value> {
+    match expr {
+        Expr::Value(ValueWithSpan { value: AstValue::Placeholder(p), .. }) => {
+            params.get(placeholder_number(p)?.checked_sub(1)?).cloned()
+        }
+        Expr::Nested(inner) => bound_value(inner, params),
+        other => literal_value(other),
+    }
+}
+
+/// N of a `?N` placeholder (`?` alone has no number).
+fn placeholder_number(p: &str) -> Option<usize> {
+    p.strip_prefix('?')?.parse().ok()
+}
+
+/// Replaces every `?N` placeholder in `node` by the literal of `params[N-1]`; a placeholder without a value becomes
+/// NULL, as an unbound SQLite parameter reads.
+pub fn bind_placeholders<T: VisitMut>(node: &mut T, params: &[Value]) {
+    struct Bind<'a>(&'a [Value]);
+    impl VisitorMut for Bind<'_> {
+        type Break = ();
+        fn pre_visit_value(&mut self, value: &mut ValueWithSpan) -> ControlFlow<()> {
+            if let AstValue::Placeholder(p) = &value.value {
+                let bound = placeholder_number(p).and_then(|n| self.0.get(n.checked_sub(1)?));
+                value.value = match bound {
+                    None | Some(Value::Null) => AstValue::Null,
+                    Some(Value::Integer(i)) => AstValue::Number(i.to_string(), false),
+                    // `to_sql_literal` keeps a real's exact digits with an exponent, so it reads back as REAL.
+                    Some(v @ Value::Real(_)) => AstValue::Number(v.to_sql_literal(), false),
+                    Some(Value::Blob(b)) => {
+                        AstValue::HexStringLiteral(b.iter().map(|byte| format!("{byte:02X}")).collect())
+                    }
+                    Some(Value::Text(s)) => AstValue::SingleQuotedString(s.clone()),
+                };
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = node.visit(&mut Bind(params));
+}
+
+/// Whether SQL text contains a parameter placeholder outside string literals, quoted names and comments.
+pub(super) fn mentions_placeholder(sql: &str) -> bool {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    match Tokenizer::new(&sqlparser::dialect::SQLiteDialect {}, sql).tokenize() {
+        Ok(tokens) => tokens.iter().any(|t| matches!(t, Token::Placeholder(_))),
+        // Text that does not tokenize: assume the worst.
+        Err(_) => sql.contains('?'),
+    }
+}
+
 /// The value of a literal expression as SQLite reads it, or None if `expr` is not a plain literal.
 pub(super) fn literal_value(expr: &Expr) -> Option<Value> {
     match expr {

@@ -1,9 +1,9 @@
 //! Routing by shard key: which partitions can hold the rows a WHERE clause selects. Only top-level AND-conjuncts of
-//! the form `key = literal`, `literal = key` and `key IN (literals)` narrow the set; anything else means "all".
+//! the form `key = literal`, `literal = key` and `key IN (literals)` (a placeholder counts as a literal) narrow the set; anything else means "all".
 
 use sqlparser::ast::{BinaryOperator, Expr};
 
-use super::rewrite::{conjuncts, literal_value};
+use super::rewrite::{bound_value, conjuncts};
 use crate::catalog::{Affinity, TableDef};
 use crate::shard::{apply_affinity, partition_of, real_text_is_exact};
 use crate::value::Value;
@@ -18,15 +18,16 @@ pub(super) struct Target<'a> {
     pub qualifiers: Vec<Vec<String>>,
 }
 
-/// The sorted partitions that can hold rows matching `selection`, or None when every partition can.
-pub(super) fn route(selection: Option<&Expr>, target: &Target, partitions: u32) -> Option<Vec<u32>> {
+/// The sorted partitions that can hold rows matching `selection`, or None when every partition can. Placeholders
+/// count as literals of their value in `params`.
+pub(super) fn route(selection: Option<&Expr>, target: &Target, partitions: u32, params: &[Value]) -> Option<Vec<u32>> {
     let def = target.def;
     if def.shard_key.is_empty() || super::has_collation(def) {
         return None;
     }
     let mut candidates: Vec<Option<Vec<Value>>> = vec![None; def.shard_key.len()];
     for conjunct in conjuncts(selection?) {
-        let Some((index, values)) = key_constraint(conjunct, target) else {
+        let Some((index, values)) = key_constraint(conjunct, target, params) else {
             continue;
         };
         // Two constraints on one column: keep the narrower (both hold, so either is a correct superset).
@@ -59,7 +60,7 @@ pub(super) fn route(selection: Option<&Expr>, target: &Target, partitions: u32) 
 }
 
 /// `key = lit`, `lit = key` or `key IN (lits)`: the shard key column index and the values it may take.
-fn key_constraint(expr: &Expr, target: &Target) -> Option<(usize, Vec<Value>)> {
+fn key_constraint(expr: &Expr, target: &Target, params: &[Value]) -> Option<(usize, Vec<Value>)> {
     match expr {
         Expr::BinaryOp { left, op: BinaryOperator::Eq, right } => {
             let (index, literal) = match (key_index(left, target), key_index(right, target)) {
@@ -67,22 +68,22 @@ fn key_constraint(expr: &Expr, target: &Target) -> Option<(usize, Vec<Value>)> {
                 (None, Some(i)) => (i, left),
                 _ => return None,
             };
-            Some((index, vec![key_value(literal, target, index)?]))
+            Some((index, vec![key_value(literal, target, index, params)?]))
         }
         Expr::InList { expr, list, negated: false } => {
             let index = key_index(expr, target)?;
-            let values = list.iter().map(|e| key_value(e, target, index)).collect::<Option<Vec<_>>>()?;
+            let values = list.iter().map(|e| key_value(e, target, index, params)).collect::<Option<Vec<_>>>()?;
             (!values.is_empty()).then_some((index, values))
         }
-        Expr::Nested(inner) => key_constraint(inner, target),
+        Expr::Nested(inner) => key_constraint(inner, target, params),
         _ => None,
     }
 }
 
 /// The literal as the shard key column stores it (the column's affinity applied), if it can be known exactly.
-fn key_value(expr: &Expr, target: &Target, index: usize) -> Option<Value> {
+fn key_value(expr: &Expr, target: &Target, index: usize, params: &[Value]) -> Option<Value> {
     let column = target.def.column(&target.def.shard_key[index])?;
-    value_for_column(literal_value(expr)?, column.affinity)
+    value_for_column(bound_value(expr, params)?, column.affinity)
 }
 
 /// `v` converted by `affinity`, or None when the conversion cannot be computed exactly here (a real whose text

@@ -14,6 +14,7 @@ use crate::shard::partition_of;
 struct TestContext {
     tables: BTreeMap<String, TableDef>,
     next_auto_increment: i64,
+    params: Vec<Value>,
 }
 
 fn column(name: &str, decl_type: &str) -> ColumnDef {
@@ -56,7 +57,11 @@ impl TestContext {
             table("k", TableKind::Distributed, vec![column("a", "INTEGER")], &[]),
             table("r", TableKind::Reference, vec![column("id", "INTEGER"), column("name", "TEXT")], &[]),
         ];
-        TestContext { tables: tables.into_iter().map(|t| (t.name.clone(), t)).collect(), next_auto_increment: 100 }
+        TestContext {
+            tables: tables.into_iter().map(|t| (t.name.clone(), t)).collect(),
+            next_auto_increment: 100,
+            params: Vec::new(),
+        }
     }
 }
 
@@ -72,7 +77,11 @@ impl Catalog for TestContext {
 impl PlanContext for TestContext {
     fn eval_constant(&mut self, expr_sql: &str) -> Result<Value, SqlError> {
         let conn = rusqlite::Connection::open_in_memory()?;
-        let v: rusqlite::types::Value = conn.query_row(&format!("SELECT {expr_sql}"), [], |r| r.get(0))?;
+        let mut stmt = conn.prepare(&format!("SELECT {expr_sql}"))?;
+        for (i, p) in self.params.iter().take(stmt.parameter_count()).enumerate() {
+            stmt.raw_bind_parameter(i + 1, p)?;
+        }
+        let v: rusqlite::types::Value = stmt.raw_query().next()?.expect("one row").get(0)?;
         Ok(Value::from(v))
     }
     fn allocate_auto_increment(&mut self, _db: &str, _table: &str, count: u64) -> Result<i64, SqlError> {
@@ -82,6 +91,9 @@ impl PlanContext for TestContext {
     }
     fn spread_ordinal(&mut self, _partitions: u32) -> u32 {
         2
+    }
+    fn params(&self) -> &[Value] {
+        &self.params
     }
 }
 
@@ -296,4 +308,73 @@ fn updates_and_deletes_route_by_where() {
         "DELETE FROM t WHERE a = 1 LIMIT 2",
         "error: Feature not supported: ORDER BY or LIMIT on an UPDATE/DELETE that spans partitions",
     );
+}
+
+fn plan_with(sql: &str, params: Vec<Value>) -> Result<Plan, SqlError> {
+    let stmt = Parser::parse_sql(&MySqlDialect {}, sql).unwrap().remove(0);
+    let mut ctx = TestContext::new();
+    ctx.params = params;
+    plan(&stmt, Some("test"), &mut ctx)
+}
+
+#[test]
+fn placeholders_route_by_their_values_and_stay_in_the_partition_sql() {
+    let p = plan_with("SELECT s FROM t WHERE id = ?1", vec![Value::Integer(5)]);
+    assert_eq!(render(&p), format!("single {}: SELECT s FROM t WHERE id = ?1", partition_of(&[Value::Integer(5)], 4)));
+    assert!(runs_with_params(p.as_ref().unwrap()));
+    // Text for an INTEGER key routes like the integer, as SQLite's affinity stores it.
+    let p = plan_with("SELECT s FROM t WHERE id = ?1", vec![Value::Text("5".into())]);
+    assert_eq!(render(&p), format!("single {}: SELECT s FROM t WHERE id = ?1", partition_of(&[Value::Integer(5)], 4)));
+    let p = plan_with(
+        "UPDATE t SET a = ?1 WHERE id IN (?2, ?3)",
+        vec![Value::Integer(0), Value::Integer(1), Value::Integer(2)],
+    );
+    let mut both = vec![partition_of(&[Value::Integer(1)], 4), partition_of(&[Value::Integer(2)], 4)];
+    both.sort_unstable();
+    both.dedup();
+    assert_eq!(render(&p), format!("write {both:?}: UPDATE t SET a = ?1 WHERE id IN (?2, ?3)"));
+    // A placeholder without a value routes nowhere in particular: every partition.
+    let p = plan_with("DELETE FROM t WHERE id = ?4", vec![Value::Integer(1)]);
+    assert_eq!(render(&p), "write [0, 1, 2, 3]: DELETE FROM t WHERE id = ?4");
+}
+
+#[test]
+fn placeholder_inserts_take_auto_increment_and_evaluate_key_expressions_with_the_values() {
+    let p = plan_with(
+        "INSERT INTO t (id, a, s) VALUES (?1, ?2, ?3)",
+        vec![Value::Integer(0), Value::Integer(7), Value::Text("x".into())],
+    );
+    let at = partition_of(&[Value::Integer(100)], 4);
+    assert_eq!(
+        render(&p),
+        format!("insert rows=1 ai=Some(100) {at}: INSERT INTO \"t\" (\"id\", \"a\", \"s\") VALUES (100, ?2, ?3)")
+    );
+    let p = plan_with("INSERT INTO t (id, a) VALUES (?1 + 1, ?2)", vec![Value::Integer(41), Value::Integer(7)]);
+    let at = partition_of(&[Value::Integer(42)], 4);
+    assert_eq!(render(&p), format!("insert rows=1 ai=None {at}: INSERT INTO \"t\" (\"id\", \"a\") VALUES (42, ?2)"));
+}
+
+#[test]
+fn plans_whose_merge_reads_a_placeholder_need_bound_literals() {
+    let p = plan_with(
+        "SELECT a, count(*) FROM t WHERE s = ?1 GROUP BY a HAVING count(*) > ?2",
+        vec![Value::Text("x".into()), Value::Integer(1)],
+    );
+    assert!(!runs_with_params(p.as_ref().unwrap()), "{}", render(&p));
+    let p = plan_with("SELECT sum(a) FROM t WHERE id BETWEEN ?1 AND ?2", vec![Value::Integer(1), Value::Integer(9)]);
+    assert!(runs_with_params(p.as_ref().unwrap()), "{}", render(&p));
+    let p = plan_with(
+        "SELECT DISTINCT s FROM t WHERE id BETWEEN ?1 AND ?2 ORDER BY s",
+        vec![Value::Integer(1), Value::Integer(9)],
+    );
+    assert!(runs_with_params(p.as_ref().unwrap()), "{}", render(&p));
+    let p = plan_with("SELECT t.s FROM t JOIN t AS t2 ON t.id = t2.a WHERE t.a = ?1", vec![Value::Integer(1)]);
+    assert!(!runs_with_params(p.as_ref().unwrap()), "{}", render(&p));
+
+    let mut stmt = Parser::parse_sql(&MySqlDialect {}, "SELECT ?1, ?2, ?3, ?4, ?5, ?6").unwrap().remove(0);
+    bind_placeholders(
+        &mut stmt,
+        &[Value::Integer(1), Value::Real(0.5), Value::Text("it's".into()), Value::Blob(vec![0, 255]), Value::Null],
+    );
+    assert_eq!(stmt.to_string(), "SELECT 1, 5e-1, 'it''s', X'00FF', NULL, NULL");
 }

@@ -11,7 +11,7 @@ use sqlparser::ast::{
     VisitMut, VisitorMut,
 };
 
-use super::rewrite::{cte_names, literal_value, relations, strip_qualifiers};
+use super::rewrite::{bound_value, cte_names, relations, strip_qualifiers};
 use super::route::{Target, route, value_for_column};
 use super::{Plan, PlanContext, Resolved, partitions, quote_ident, resolve};
 use crate::catalog::{ColumnDef, TableDef, TableKind};
@@ -95,7 +95,9 @@ pub(super) fn plan_insert(
         let needs: Vec<usize> = rows
             .iter()
             .enumerate()
-            .filter(|(_, row)| matches!(literal_value(&row[at]), Some(Value::Null) | Some(Value::Integer(0))))
+            .filter(|(_, row)| {
+                matches!(bound_value(&row[at], ctx.params()), Some(Value::Null) | Some(Value::Integer(0)))
+            })
             .map(|(i, _)| i)
             .collect();
         if !needs.is_empty() {
@@ -212,7 +214,7 @@ fn render_row(row: &[Expr]) -> String {
 
 /// The stored value of one shard key cell (the column's affinity applied) and the literal to write for it.
 fn row_value(expr: &Expr, column: &ColumnDef, ctx: &mut dyn PlanContext) -> Result<(Value, Expr), SqlError> {
-    let raw = match literal_value(expr) {
+    let raw = match bound_value(expr, ctx.params()) {
         Some(v) => v,
         None => ctx.eval_constant(&expr.to_string())?,
     };
@@ -340,7 +342,7 @@ fn plan_write(
         None => vec![vec![def.name.to_lowercase()], vec![db.to_lowercase(), def.name.to_lowercase()]],
     };
     let target = Target { def, qualifiers };
-    let ordinals = match route(selection, &target, n) {
+    let ordinals = match route(selection, &target, n, ctx.params()) {
         Some(o) => o,
         None => (0..n).collect(),
     };
