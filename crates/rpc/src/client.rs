@@ -1,11 +1,20 @@
-//! The calling side: a bounded pool of TCP connections to one node, one request in flight per connection.
+//! The calling side: a bounded pool of connections to one node, one request in flight per connection.
 //! A connection that failed in any way is dropped, never reused, so a half-read frame cannot poison later calls.
+//!
+//! Connections go over TCP, or over the node's local (Unix domain) socket once the caller has learnt its path
+//! ([`Client::set_local_socket`]; only for a node on this host). A local socket skips the TCP/IP stack on both
+//! ends, which is most of the cost of a small request on one machine. If the local socket cannot be reached the
+//! client falls back to TCP, so reachability (and the failure detector's view of it) is always TCP's.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Mutex;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
 
 use crate::RpcError;
 use crate::frame::{read_frame, write_frame};
@@ -17,16 +26,32 @@ const IDLE_CONNECTIONS_MAX: usize = 64;
 pub struct Client {
     addr: SocketAddr,
     connect_timeout: Duration,
-    idle: Mutex<Vec<TcpStream>>,
+    local: Mutex<Option<PathBuf>>,
+    idle: Mutex<Vec<Stream>>,
 }
 
 impl Client {
     pub fn new(addr: SocketAddr, connect_timeout: Duration) -> Client {
-        Client { addr, connect_timeout, idle: Mutex::new(Vec::new()) }
+        Client { addr, connect_timeout, local: Mutex::new(None), idle: Mutex::new(Vec::new()) }
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Uses the node's local socket at `path` for new connections (None: TCP only). Callers set it only for a node
+    /// whose address is on this host, from the path the node itself reported.
+    pub fn set_local_socket(&self, path: Option<PathBuf>) {
+        if let Ok(mut local) = self.local.lock()
+            && *local != path
+        {
+            *local = path;
+        }
+    }
+
+    /// The local socket new connections use, if any.
+    pub fn local_socket(&self) -> Option<PathBuf> {
+        self.local.lock().ok().and_then(|l| l.clone())
     }
 
     /// Connections currently open and idle in the pool.
@@ -61,11 +86,61 @@ impl Client {
         Ok(response)
     }
 
-    async fn connect(&self) -> Result<TcpStream, RpcError> {
+    async fn connect(&self) -> Result<Stream, RpcError> {
+        if let Some(path) = self.local_socket()
+            && let Ok(stream) = self.connect_local(&path).await
+        {
+            return Ok(stream);
+        }
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.addr))
             .await
             .map_err(|_| RpcError::Timeout)??;
         stream.set_nodelay(true)?;
-        Ok(stream)
+        Ok(Stream::Tcp(stream))
+    }
+
+    async fn connect_local(&self, path: &Path) -> Result<Stream, RpcError> {
+        let stream = tokio::time::timeout(self.connect_timeout, UnixStream::connect(path))
+            .await
+            .map_err(|_| RpcError::Timeout)??;
+        Ok(Stream::Local(stream))
+    }
+}
+
+/// One pooled connection: TCP or the node's local socket.
+enum Stream {
+    Tcp(TcpStream),
+    Local(UnixStream),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Local(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Local(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Local(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Local(s) => Pin::new(s).poll_shutdown(cx),
+        }
     }
 }

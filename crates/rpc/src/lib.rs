@@ -12,7 +12,7 @@ pub use client::Client;
 pub use message::{
     LocalDatabase, LogRecord, NodeStatus, PartitionRef, RemoteError, RemoteErrorKind, Request, Response, Target,
 };
-pub use server::{Handler, serve};
+pub use server::{Handler, serve, serve_local};
 
 use thiserror::Error;
 

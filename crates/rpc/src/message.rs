@@ -100,6 +100,9 @@ pub struct NodeStatus {
     pub node_id: Option<u32>,
     /// Partition instances recovered from disk and waiting to be attached by the master aggregator.
     pub pending_partitions: u32,
+    /// The absolute path of the node's local (Unix domain) RPC socket, if it listens on one: a caller on the same
+    /// host may use it instead of TCP.
+    pub local_socket: Option<String>,
 }
 
 /// One database as the leaf sees it: a partition instance (`ordinal` set) or a reference copy.

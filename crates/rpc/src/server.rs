@@ -4,13 +4,16 @@
 //! Each connection is served on its own OS thread, in blocking style: a leaf's work is SQLite, which blocks, and
 //! running it on the thread that read the request saves the two thread hand-offs an async task would need (measured:
 //! sysbench point selects +59% on 2 cores). Requests the handler cannot answer inline run on the tokio runtime
-//! (`Handle::block_on`). Connection threads are bounded by `CONNECTION_THREADS_MAX`.
+//! (`Handle::block_on`). Connection threads are bounded by `CONNECTION_THREADS_MAX` per listener. The same loop
+//! serves TCP and the node's local (Unix domain) socket.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::net::TcpListener;
+use std::io::{Read, Write};
+
+use tokio::net::{TcpListener, UnixListener};
 use tokio::runtime::Handle;
 
 use crate::frame::{read_frame_sync, write_frame_sync};
@@ -29,28 +32,50 @@ pub trait Handler: Send + Sync + 'static {
     }
 }
 
-/// Serves until `shutdown` completes. Errors on one connection end that connection only. Connections already open
-/// when `shutdown` completes are served until their peer closes them (or the process exits).
+/// Serves TCP connections until `shutdown` completes. Errors on one connection end that connection only.
+/// Connections already open when `shutdown` completes are served until their peer closes them (or the process
+/// exits).
 pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, shutdown: impl Future<Output = ()>) {
+    accept_loop(handler, shutdown, || async {
+        let (stream, _) = listener.accept().await?;
+        let stream = stream.into_std()?;
+        stream.set_nonblocking(false)?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    })
+    .await
+}
+
+/// Serves connections on a local (Unix domain) socket until `shutdown` completes, exactly as [`serve`] does TCP.
+pub async fn serve_local<H: Handler>(listener: UnixListener, handler: Arc<H>, shutdown: impl Future<Output = ()>) {
+    accept_loop(handler, shutdown, || async {
+        let (stream, _) = listener.accept().await?;
+        let stream = stream.into_std()?;
+        stream.set_nonblocking(false)?;
+        Ok(stream)
+    })
+    .await
+}
+
+async fn accept_loop<H, S, F, A>(handler: Arc<H>, shutdown: impl Future<Output = ()>, mut accept: A)
+where
+    H: Handler,
+    S: Read + Write + Send + 'static,
+    F: Future<Output = std::io::Result<S>>,
+    A: FnMut() -> F,
+{
     tokio::pin!(shutdown);
     let active = Arc::new(AtomicUsize::new(0));
     let runtime = Handle::current();
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+            accepted = accept() => match accepted {
+                Ok(stream) => {
                     if active.load(Ordering::Relaxed) >= CONNECTION_THREADS_MAX {
                         tracing::warn!("rpc: too many connections; refusing one");
                         continue;
                     }
-                    let stream = match stream.into_std().and_then(|s| s.set_nonblocking(false).map(|()| s)) {
-                        Ok(s) => s,
-                        Err(e) => {
-                            tracing::warn!("rpc: cannot take over a connection: {e}");
-                            continue;
-                        }
-                    };
                     let (handler, runtime, active) = (handler.clone(), runtime.clone(), active.clone());
                     active.fetch_add(1, Ordering::Relaxed);
                     let spawned = std::thread::Builder::new().name("canopy-rpc".into()).spawn(move || {
@@ -70,8 +95,7 @@ pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, shutdown:
     }
 }
 
-fn serve_connection<H: Handler>(mut stream: std::net::TcpStream, handler: Arc<H>, runtime: Handle) {
-    let _ = stream.set_nodelay(true);
+fn serve_connection<H: Handler, S: Read + Write>(mut stream: S, handler: Arc<H>, runtime: Handle) {
     loop {
         let request = match read_frame_sync::<_, Request>(&mut stream) {
             Ok(Some(r)) => r,

@@ -102,6 +102,16 @@ impl Cluster {
         Ok(client)
     }
 
+    /// Lets calls to `leaf` use the local RPC socket it reported (None: TCP only), when the leaf's address is a
+    /// loopback address, i.e. certainly on this host. The client falls back to TCP if the socket cannot be reached.
+    pub fn use_local_socket(&self, leaf: &Leaf, path: Option<&str>) {
+        if let Ok(client) = self.client(leaf)
+            && client.addr().ip().is_loopback()
+        {
+            client.set_local_socket(path.map(std::path::PathBuf::from));
+        }
+    }
+
     /// Sends `request` to `leaf`; a remote error comes back as `Error::Remote`.
     pub async fn call(&self, leaf: &Leaf, request: &Request) -> Result<Response> {
         self.call_with_timeout(leaf, request, REQUEST_TIMEOUT).await

@@ -120,7 +120,10 @@ pub async fn run(node: Arc<Node>) {
                     let started = Instant::now();
                     let outcome = cluster.call_with_timeout(&leaf, &Request::Ping, PING_TIMEOUT).await;
                     let (probe, pending_partitions) = match outcome {
-                        Ok(Response::Pong(status)) => (Probe::Answered, status.pending_partitions),
+                        Ok(Response::Pong(status)) => {
+                            cluster.use_local_socket(&leaf, status.local_socket.as_deref());
+                            (Probe::Answered, status.pending_partitions)
+                        }
                         Ok(_) => (Probe::Answered, 0),
                         Err(e) => (classify(&e), 0),
                     };

@@ -83,6 +83,7 @@ impl canopy_rpc::Handler for RpcHandler {
                     cluster_id: identity.cluster_id,
                     node_id: identity.node_id,
                     pending_partitions: pending,
+                    local_socket: self.node.local_socket().map(|p| p.display().to_string()),
                 }))
             }
             Request::Execute { db, target, sql, params } => {

@@ -41,11 +41,16 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let rpc = tokio::spawn(canopy_rpc::serve(
-        rpc_listener,
-        Arc::new(leaf::RpcHandler { node: node.clone() }),
-        stopped(stop_rx.clone()),
-    ));
+    let handler = Arc::new(leaf::RpcHandler { node: node.clone() });
+    let rpc = tokio::spawn(canopy_rpc::serve(rpc_listener, handler.clone(), stopped(stop_rx.clone())));
+    let local_rpc = match bind_local_socket(&node.config.data_dir) {
+        Some((path, listener)) => {
+            tracing::info!(path = %path.display(), "local RPC socket listening");
+            node.set_local_socket(path);
+            Some(tokio::spawn(canopy_rpc::serve_local(listener, handler, stopped(stop_rx.clone()))))
+        }
+        None => None,
+    };
     let heartbeat = tokio::spawn(heartbeat::run(node.clone()));
     let limits = canopy_mysql::Limits::default();
     let mysql = tokio::spawn(canopy_mysql::serve(
@@ -59,6 +64,33 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     let _ = stop_tx.send(true);
     heartbeat.abort();
     let _ = rpc.await;
+    if let Some(local_rpc) = local_rpc {
+        let _ = local_rpc.await;
+    }
+    if let Some(path) = node.local_socket() {
+        let _ = std::fs::remove_file(path);
+    }
     let _ = mysql.await;
     Ok(())
+}
+
+/// Binds the local RPC socket `<data-dir>/rpc.sock` (absolute path, so other processes can use what the node
+/// reports), replacing a file left by an earlier run. None, with a warning, when it cannot (a path longer than a
+/// Unix socket address allows, for instance): nodes then talk over TCP only.
+fn bind_local_socket(data_dir: &std::path::Path) -> Option<(std::path::PathBuf, tokio::net::UnixListener)> {
+    let path = match std::fs::canonicalize(data_dir) {
+        Ok(dir) => dir.join("rpc.sock"),
+        Err(e) => {
+            tracing::warn!("no local RPC socket: {e}");
+            return None;
+        }
+    };
+    let _ = std::fs::remove_file(&path);
+    match tokio::net::UnixListener::bind(&path) {
+        Ok(listener) => Some((path, listener)),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "no local RPC socket: {e}");
+            None
+        }
+    }
 }

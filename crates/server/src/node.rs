@@ -18,6 +18,8 @@ pub struct Node {
     pub store: Arc<LeafStore>,
     cluster: RwLock<Option<Arc<Cluster>>>,
     next_connection_id: AtomicU32,
+    /// Where the local RPC socket listens, once it does.
+    local_socket: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 impl Node {
@@ -42,6 +44,7 @@ impl Node {
             store,
             cluster: RwLock::new(cluster),
             next_connection_id: AtomicU32::new(1),
+            local_socket: std::sync::OnceLock::new(),
         }))
     }
 
@@ -63,6 +66,16 @@ impl Node {
     /// The cluster state, present only on the master aggregator.
     pub fn cluster(&self) -> Option<Arc<Cluster>> {
         self.cluster.read().ok().and_then(|c| c.clone())
+    }
+
+    /// The absolute path of this node's local RPC socket, once it listens on one.
+    pub fn local_socket(&self) -> Option<&std::path::Path> {
+        self.local_socket.get().map(|p| p.as_path())
+    }
+
+    /// Records where the local RPC socket listens (once per process).
+    pub fn set_local_socket(&self, path: std::path::PathBuf) {
+        let _ = self.local_socket.set(path);
     }
 
     pub fn next_connection_id(&self) -> u32 {

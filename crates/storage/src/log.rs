@@ -222,12 +222,17 @@ pub fn set_term(conn: &Connection, term: u64) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// Runs `f` in an immediate (write) transaction, committing on success and rolling back on error.
+/// Runs `f` in a write transaction, committing on success and rolling back on error.
 pub fn in_transaction<T>(conn: &Connection, f: impl FnOnce() -> Result<T, StorageError>) -> Result<T, StorageError> {
     if !conn.is_autocommit() {
         return Err(StorageError::Internal("a transaction was left open on this connection".into()));
     }
-    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+    // Deferred, not IMMEDIATE: BEGIN IMMEDIATE takes the write lock of every attached database, and each
+    // partition connection attaches its database's reference copy, so IMMEDIATE would serialize the writes of all
+    // partitions of a database on a leaf (waiting in SQLite's sleeping busy handler). A deferred transaction locks
+    // only the files it writes; each partition file has a single writing connection, so taking its write lock at
+    // the first write cannot fail for another writer.
+    conn.prepare_cached("BEGIN")?.execute([])?;
     match f() {
         Ok(value) => match conn.prepare_cached("COMMIT").and_then(|mut commit| commit.execute([])) {
             Ok(_) => Ok(value),
