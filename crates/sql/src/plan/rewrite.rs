@@ -298,11 +298,60 @@ fn placeholder_number(p: &str) -> Option<usize> {
 }
 
 /// Replaces every `?N` placeholder in `node` by the literal of `params[N-1]`; a placeholder without a value becomes
-/// NULL, as an unbound SQLite parameter reads.
+/// NULL, as an unbound SQLite parameter reads. A parameter is a constant wherever it stands, so an integer bound as
+/// a whole ORDER BY or GROUP BY term is written `CAST(n AS INTEGER)`: a bare `n` there would mean "column n".
 pub fn bind_placeholders<T: VisitMut>(node: &mut T, params: &[Value]) {
     struct Bind<'a>(&'a [Value]);
+    impl Bind<'_> {
+        /// A bare placeholder bound to an integer, as a constant that SQLite cannot take for a column position.
+        fn protect_position(&self, expr: &mut Expr) {
+            let inner = match &*expr {
+                Expr::Nested(inner) => inner.as_ref(),
+                other => other,
+            };
+            if let Expr::Value(ValueWithSpan { value: AstValue::Placeholder(p), .. }) = inner
+                && let Some(&Value::Integer(i)) = placeholder_number(p).and_then(|n| self.0.get(n.checked_sub(1)?))
+            {
+                *expr = Expr::Cast {
+                    kind: sqlparser::ast::CastKind::Cast,
+                    expr: Box::new(Expr::value(AstValue::Number(i.to_string(), false))),
+                    data_type: sqlparser::ast::DataType::Integer(None),
+                    format: None,
+                };
+            }
+        }
+
+        /// GROUP BY terms of every SELECT of a (possibly compound) query body; nested queries are visited on their own.
+        fn protect_group_by(&self, body: &mut sqlparser::ast::SetExpr) {
+            match body {
+                sqlparser::ast::SetExpr::Select(select) => {
+                    if let sqlparser::ast::GroupByExpr::Expressions(terms, _) = &mut select.group_by {
+                        for term in terms {
+                            self.protect_position(term);
+                        }
+                    }
+                }
+                sqlparser::ast::SetExpr::SetOperation { left, right, .. } => {
+                    self.protect_group_by(left);
+                    self.protect_group_by(right);
+                }
+                _ => {}
+            }
+        }
+    }
     impl VisitorMut for Bind<'_> {
         type Break = ();
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            if let Some(sqlparser::ast::OrderBy { kind: sqlparser::ast::OrderByKind::Expressions(terms), .. }) =
+                &mut query.order_by
+            {
+                for term in terms {
+                    self.protect_position(&mut term.expr);
+                }
+            }
+            self.protect_group_by(query.body.as_mut());
+            ControlFlow::Continue(())
+        }
         fn pre_visit_value(&mut self, value: &mut ValueWithSpan) -> ControlFlow<()> {
             if let AstValue::Placeholder(p) = &value.value {
                 let bound = placeholder_number(p).and_then(|n| self.0.get(n.checked_sub(1)?));

@@ -378,3 +378,15 @@ fn plans_whose_merge_reads_a_placeholder_need_bound_literals() {
     );
     assert_eq!(stmt.to_string(), "SELECT 1, 5e-1, 'it''s', X'00FF', NULL, NULL");
 }
+
+#[test]
+fn bound_integers_never_become_column_positions() {
+    let sql = "SELECT a, count(*) FROM t GROUP BY ?1 UNION SELECT 1, 2 FROM t GROUP BY ?1 ORDER BY (?2), ?3";
+    let mut stmt = Parser::parse_sql(&MySqlDialect {}, sql).unwrap().remove(0);
+    bind_placeholders(&mut stmt, &[Value::Integer(1), Value::Integer(2), Value::Text("x".into())]);
+    assert_eq!(
+        stmt.to_string(),
+        "SELECT a, count(*) FROM t GROUP BY CAST(1 AS INTEGER) UNION SELECT 1, 2 FROM t GROUP BY CAST(1 AS INTEGER) \
+         ORDER BY CAST(2 AS INTEGER), 'x'"
+    );
+}
