@@ -221,14 +221,15 @@ impl Dialect {
         Dialect { tables, scratch: rusqlite::Connection::open_in_memory().unwrap() }
     }
 
-    fn sqlite_statements(&mut self, sql: &str) -> Vec<String> {
+    /// The SQLite statements (with their parameters) the oracle runs for one MySQL write.
+    fn sqlite_statements(&mut self, sql: &str) -> Vec<(String, Vec<canopy_sql::Value>)> {
         let stmt = Parser::parse_sql(&MySqlDialect {}, sql).expect("parses").remove(0);
         match canopy_sql::plan::plan(&stmt, Some("test"), self) {
             Ok(canopy_sql::plan::Plan::Insert { per_partition, .. }) => {
-                per_partition.into_iter().map(|(_, s)| s).collect()
+                per_partition.into_iter().map(|(_, s, params)| (s, params)).collect()
             }
-            Ok(canopy_sql::plan::Plan::ReferenceWrite { sql, .. }) => vec![sql],
-            _ => vec![rendered(sql)],
+            Ok(canopy_sql::plan::Plan::ReferenceWrite { sql, .. }) => vec![(sql, Vec::new())],
+            _ => vec![(rendered(sql), Vec::new())],
         }
     }
 }
@@ -257,8 +258,12 @@ impl canopy_sql::plan::PlanContext for Dialect {
 
 fn oracle_write(oracle: &rusqlite::Connection, dialect: &mut Dialect, sql: &str) -> Result<usize, rusqlite::Error> {
     let mut affected = 0;
-    for statement in dialect.sqlite_statements(sql) {
-        affected += oracle.execute(&statement, [])?;
+    for (statement, params) in dialect.sqlite_statements(sql) {
+        let mut stmt = oracle.prepare(&statement)?;
+        for (i, p) in params.iter().take(stmt.parameter_count()).enumerate() {
+            stmt.raw_bind_parameter(i + 1, p)?;
+        }
+        affected += stmt.raw_execute()?;
     }
     Ok(affected)
 }

@@ -70,21 +70,21 @@ pub async fn on_partitions(
     sql: &str,
     params: &[Value],
 ) -> Result<Vec<Response>> {
-    let sqls: Vec<(u32, String)> = ordinals.iter().map(|&o| (o, sql.to_string())).collect();
-    on_partitions_each(cluster, db, sqls, params).await
+    let pieces: Vec<(u32, String, Vec<Value>)> =
+        ordinals.iter().map(|&o| (o, sql.to_string(), params.to_vec())).collect();
+    on_partitions_each(cluster, db, pieces).await
 }
 
-/// Runs a possibly different statement per partition, concurrently, each with `params` bound; responses in input
+/// Runs a possibly different statement per partition (with its parameters), concurrently; responses in input
 /// order.
 pub async fn on_partitions_each(
     cluster: &Arc<Cluster>,
     db: &str,
-    pieces: Vec<(u32, String)>,
-    params: &[Value],
+    pieces: Vec<(u32, String, Vec<Value>)>,
 ) -> Result<Vec<Response>> {
     // Enter each partition's gate (in ordinal order, so statements never wait on each other in a cycle), then
     // resolve masters from the metadata as it is now: a move may have switched a master since the plan was made.
-    let mut ordinals: Vec<u32> = pieces.iter().map(|(o, _)| *o).collect();
+    let mut ordinals: Vec<u32> = pieces.iter().map(|(o, _, _)| *o).collect();
     ordinals.sort_unstable();
     ordinals.dedup();
     let mut _gates = Vec::with_capacity(ordinals.len());
@@ -93,27 +93,18 @@ pub async fn on_partitions_each(
     }
     let meta = cluster.meta();
     let mut targets = Vec::with_capacity(pieces.len());
-    for (ordinal, sql) in pieces {
-        targets.push((master_leaf(&meta, db, ordinal)?.clone(), ordinal, sql));
+    for (ordinal, sql, params) in pieces {
+        targets.push((master_leaf(&meta, db, ordinal)?.clone(), ordinal, sql, params));
     }
-    if let [(leaf, ordinal, sql)] = targets.as_slice() {
-        let request = Request::Execute {
-            db: db.to_string(),
-            target: Target::Partitions(vec![*ordinal]),
-            sql: sql.clone(),
-            params: params.to_vec(),
-        };
-        return Ok(vec![cluster.call(leaf, &request).await?]);
+    if targets.len() == 1 {
+        let (leaf, ordinal, sql, params) = targets.remove(0);
+        let request = Request::Execute { db: db.to_string(), target: Target::Partitions(vec![ordinal]), sql, params };
+        return Ok(vec![cluster.call(&leaf, &request).await?]);
     }
     let mut tasks = JoinSet::new();
-    for (index, (leaf, ordinal, sql)) in targets.into_iter().enumerate() {
+    for (index, (leaf, ordinal, sql, params)) in targets.into_iter().enumerate() {
         let cluster = cluster.clone();
-        let request = Request::Execute {
-            db: db.to_string(),
-            target: Target::Partitions(vec![ordinal]),
-            sql,
-            params: params.to_vec(),
-        };
+        let request = Request::Execute { db: db.to_string(), target: Target::Partitions(vec![ordinal]), sql, params };
         tasks.spawn(async move { (index, cluster.call(&leaf, &request).await) });
     }
     let mut responses: Vec<Option<Response>> = vec![None; tasks.len()];
@@ -210,7 +201,7 @@ pub async fn execute(
             Ok(Answer::Rows(scratch_query(&scratch, &sql)?))
         }
         Plan::Insert { db, per_partition, first_auto_increment, .. } => {
-            let responses = on_partitions_each(cluster, &db, per_partition, params).await?;
+            let responses = on_partitions_each(cluster, &db, per_partition).await?;
             let total: u64 = responses.iter().map(|r| affected(r).0).sum();
             Ok(Answer::Done {
                 affected_rows: total,

@@ -61,12 +61,14 @@ pub enum Plan {
     /// Only reference tables (or no tables at all, e.g. `SELECT 1+1`): run `sql` once on any copy of the
     /// database's reference tables (`db` None when no database is involved).
     Reference { db: Option<String>, sql: String },
-    /// INSERT: one statement per partition, each holding the rows routed there. `first_auto_increment` is the
-    /// first AUTO_INCREMENT value this statement allocated (MySQL's LAST_INSERT_ID); `rows` counts its rows.
+    /// INSERT: one statement per partition, each holding the rows routed there, with the parameters to bind to its
+    /// placeholders (the statement's own parameters, then the literal values the planner lifted out of those rows,
+    /// so that partitions see one statement text per row shape). `first_auto_increment` is the first
+    /// AUTO_INCREMENT value this statement allocated (MySQL's LAST_INSERT_ID); `rows` counts its rows.
     Insert {
         db: String,
         table: String,
-        per_partition: Vec<(u32, String)>,
+        per_partition: Vec<(u32, String, Vec<Value>)>,
         first_auto_increment: Option<i64>,
         rows: u64,
     },
@@ -98,6 +100,10 @@ pub enum GatherSource {
 
 /// Plans one statement. `current_db` is the session's database (`USE db`).
 pub fn plan(stmt: &Statement, current_db: Option<&str>, ctx: &mut dyn PlanContext) -> Result<Plan, SqlError> {
+    if let Some(bad) = rewrite::unbound_placeholder(stmt, ctx.params().len()) {
+        // `?` in a text query, or a number with no value: MySQL calls both a syntax error.
+        return Err(SqlError::Parse(format!("near '{bad}': a parameter placeholder without a value")));
+    }
     let mut stmt = stmt.clone();
     rewrite::normalize_literals(&mut stmt);
     match &stmt {

@@ -292,6 +292,26 @@ pub(super) fn bound_value(expr: &Expr, params: &[Value]) -> Option<Value> {
     }
 }
 
+/// The first placeholder in `node` that names no value: `?` without a number, or `?N` with N above `count`.
+pub(super) fn unbound_placeholder<T: Visit>(node: &T, count: usize) -> Option<String> {
+    struct Find(usize, Option<String>);
+    impl Visitor for Find {
+        type Break = ();
+        fn pre_visit_value(&mut self, value: &ValueWithSpan) -> ControlFlow<()> {
+            if let AstValue::Placeholder(p) = &value.value
+                && !placeholder_number(p).is_some_and(|n| (1..=self.0).contains(&n))
+            {
+                self.1 = Some(p.clone());
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut find = Find(count, None);
+    let _ = node.visit(&mut find);
+    find.1
+}
+
 /// N of a `?N` placeholder (`?` alone has no number).
 fn placeholder_number(p: &str) -> Option<usize> {
     p.strip_prefix('?')?.parse().ok()

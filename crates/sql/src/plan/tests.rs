@@ -125,7 +125,10 @@ fn render(plan: &Result<Plan, SqlError>) -> String {
         }
         Ok(Plan::Reference { db, sql }) => format!("reference {db:?}: {sql}"),
         Ok(Plan::Insert { per_partition, first_auto_increment, rows, .. }) => {
-            let parts: Vec<String> = per_partition.iter().map(|(o, sql)| format!("{o}: {sql}")).collect();
+            // Lifted literals are shown in place (`?N` above the statement's own parameters) to keep snapshots
+            // readable; `insert_literals_become_parameters` checks the lifting itself.
+            let parts: Vec<String> =
+                per_partition.iter().map(|(o, sql, params)| format!("{o}: {}", inline_lifted(sql, params))).collect();
             format!("insert rows={rows} ai={first_auto_increment:?} {}", parts.join(" ; "))
         }
         Ok(Plan::Write { ordinals, sql, .. }) => format!("write {ordinals:?}: {sql}"),
@@ -310,7 +313,50 @@ fn updates_and_deletes_route_by_where() {
     );
 }
 
+/// `sql` with `?N` replaced by the literal of `params[N-1]` for every N above the statement's own parameters
+/// (those the test passes in start with `?` too, but the caller's own ones are written as `?1`.. and kept when
+/// `own` says so).
+fn inline_lifted(sql: &str, params: &[Value]) -> String {
+    let own = OWN_PARAMS.with(|o| o.get());
+    let mut out = sql.to_string();
+    for n in (own + 1..=params.len()).rev() {
+        out = out.replace(&format!("?{n}"), &params[n - 1].to_sql_literal());
+    }
+    out
+}
+
+thread_local! {
+    /// How many parameters the statement under test came with (set by `plan_with`).
+    static OWN_PARAMS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+#[test]
+fn insert_literals_become_parameters() {
+    let p = plan_with("INSERT INTO t (id, a, s) VALUES (7, ?1, 'x'), (0, 2, NULL)", vec![Value::Integer(5)]).unwrap();
+    let Plan::Insert { mut per_partition, .. } = p else { panic!("{p:?}") };
+    assert_eq!(per_partition.len(), 1, "both rows land in one partition here: {per_partition:?}");
+    let (_, text, params) = per_partition.remove(0);
+    let texts = [text.as_str()];
+    // Row order across partitions follows partition order; each row's literals got the next numbers.
+    let mut all = texts.join(" ; ");
+    all = all.replace('"', "");
+    assert!(all.contains("(?2, ?1, ?3)"), "{all}");
+    assert!(all.contains("(?4, ?5, ?6)"), "{all}");
+    assert_eq!(
+        params,
+        vec![
+            Value::Integer(5),
+            Value::Integer(7),
+            Value::Text("x".into()),
+            Value::Integer(100),
+            Value::Integer(2),
+            Value::Null
+        ]
+    );
+}
+
 fn plan_with(sql: &str, params: Vec<Value>) -> Result<Plan, SqlError> {
+    OWN_PARAMS.with(|o| o.set(params.len()));
     let stmt = Parser::parse_sql(&MySqlDialect {}, sql).unwrap().remove(0);
     let mut ctx = TestContext::new();
     ctx.params = params;
@@ -333,9 +379,14 @@ fn placeholders_route_by_their_values_and_stay_in_the_partition_sql() {
     both.sort_unstable();
     both.dedup();
     assert_eq!(render(&p), format!("write {both:?}: UPDATE t SET a = ?1 WHERE id IN (?2, ?3)"));
-    // A placeholder without a value routes nowhere in particular: every partition.
+    // A placeholder without a value (or without a number, as in a text query) is refused, as MySQL does.
     let p = plan_with("DELETE FROM t WHERE id = ?4", vec![Value::Integer(1)]);
-    assert_eq!(render(&p), "write [0, 1, 2, 3]: DELETE FROM t WHERE id = ?4");
+    assert_eq!(
+        render(&p),
+        "error: You have an error in your SQL syntax: near '?4': a parameter placeholder without a value"
+    );
+    let p = plan_with("INSERT INTO t (id, a) VALUES (?, 1)", vec![]);
+    assert!(render(&p).starts_with("error: You have an error in your SQL syntax: near '?'"), "{}", render(&p));
 }
 
 #[test]
@@ -389,4 +440,15 @@ fn bound_integers_never_become_column_positions() {
         "SELECT a, count(*) FROM t GROUP BY CAST(1 AS INTEGER) UNION SELECT 1, 2 FROM t GROUP BY CAST(1 AS INTEGER) \
          ORDER BY CAST(2 AS INTEGER), 'x'"
     );
+}
+
+#[test]
+fn lifting_stops_below_sqlites_parameter_limit() {
+    // 12,000 rows of three values into one partition: the rows past 30,000 parameters keep their literals.
+    let rows: Vec<String> = (0..12_000).map(|i| format!("(5, {i}, 'v{i}')")).collect();
+    let p = plan_with(&format!("INSERT INTO t (id, a, s) VALUES {}", rows.join(", ")), vec![]).unwrap();
+    let Plan::Insert { per_partition, .. } = p else { panic!() };
+    let (_, text, params) = &per_partition[0];
+    assert_eq!(params.len(), 30_000);
+    assert!(text.contains("(?29998, ?29999, ?30000), (5, 10000, 'v10000')"), "{}", &text[text.len() - 200..]);
 }

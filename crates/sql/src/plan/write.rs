@@ -11,7 +11,7 @@ use sqlparser::ast::{
     VisitMut, VisitorMut,
 };
 
-use super::rewrite::{bound_value, cte_names, relations, strip_qualifiers};
+use super::rewrite::{bound_value, cte_names, literal_value, relations, strip_qualifiers};
 use super::route::{Target, route, value_for_column};
 use super::{Plan, PlanContext, Resolved, partitions, quote_ident, resolve};
 use crate::catalog::{ColumnDef, TableDef, TableKind};
@@ -124,7 +124,10 @@ pub(super) fn plan_insert(
         return Ok(Plan::ReferenceWrite { db, sql: format!("{head}{}{on_conflict}", values.join(", ")) });
     }
     let n = partitions(&*ctx, &db)?;
-    let mut per_partition: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    // Per partition: the rows routed there, and their parameters. Literal values are sent as parameters numbered
+    // after the caller's, so the partitions see the same statement text for every row of the same shape and their
+    // statement caches hit.
+    let mut per_partition: BTreeMap<u32, (Vec<String>, Vec<Value>)> = BTreeMap::new();
     for row in &mut rows {
         let ordinal = if def.shard_key.is_empty() {
             ctx.spread_ordinal(n)
@@ -147,14 +150,35 @@ pub(super) fn plan_insert(
             }
             partition_of(&key, n)
         };
-        per_partition.entry(ordinal).or_default().push(render_row(row));
+        let (values, params) = per_partition.entry(ordinal).or_insert_with(|| (Vec::new(), ctx.params().to_vec()));
+        values.push(render_row_lifted(row, params));
     }
     let rows_count = rows.len() as u64;
     let per_partition = per_partition
         .into_iter()
-        .map(|(ordinal, values)| (ordinal, format!("{head}{}{on_conflict}", values.join(", "))))
+        .map(|(ordinal, (values, params))| (ordinal, format!("{head}{}{on_conflict}", values.join(", ")), params))
         .collect();
     Ok(Plan::Insert { db, table: def.name.clone(), per_partition, first_auto_increment, rows: rows_count })
+}
+
+/// Parameters one partition statement may carry, its own and lifted ones (SQLite allows 32,766).
+const LIFTED_PARAMS_MAX: usize = 30_000;
+
+/// A VALUES row with each integer, text and NULL literal replaced by a new numbered placeholder whose value is
+/// appended to `params` (what SQLite would read from the literal); other expressions, and every literal once
+/// `params` is full, are rendered as they are.
+fn render_row_lifted(row: &[Expr], params: &mut Vec<Value>) -> String {
+    let values: Vec<String> = row
+        .iter()
+        .map(|e| match literal_value(e) {
+            Some(v @ (Value::Integer(_) | Value::Text(_) | Value::Null)) if params.len() < LIFTED_PARAMS_MAX => {
+                params.push(v);
+                format!("?{}", params.len())
+            }
+            _ => e.to_string(),
+        })
+        .collect();
+    format!("({})", values.join(", "))
 }
 
 fn column_of<'a>(def: &'a TableDef, name: &ObjectName) -> Result<&'a ColumnDef, SqlError> {

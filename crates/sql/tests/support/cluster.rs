@@ -214,9 +214,9 @@ impl Cluster {
             }
             Plan::Reference { sql, .. } => Outcome::Rows(query(&self.partitions[0], sql)?),
             Plan::Insert { per_partition, rows, .. } => {
-                for (ordinal, sql) in per_partition {
-                    self.partitions[*ordinal as usize].execute_batch(sql)?;
-                    self.oracle.execute_batch(sql)?;
+                for (ordinal, sql, params) in per_partition {
+                    execute_with(&self.partitions[*ordinal as usize], sql, params)?;
+                    execute_with(&self.oracle, sql, params)?;
                 }
                 Outcome::Affected(*rows)
             }
@@ -310,4 +310,13 @@ pub fn sorted(mut rows: Vec<Vec<Value>>) -> Vec<Vec<Value>> {
         a.iter().zip(b.iter()).map(|(x, y)| compare_values(x, y)).find(|o| o.is_ne()).unwrap_or(a.len().cmp(&b.len()))
     });
     rows
+}
+
+/// Runs one statement with `params` bound to its numbered placeholders (as a leaf does).
+fn execute_with(conn: &Connection, sql: &str, params: &[Value]) -> Result<usize, rusqlite::Error> {
+    let mut stmt = conn.prepare(sql)?;
+    for (i, p) in params.iter().take(stmt.parameter_count()).enumerate() {
+        stmt.raw_bind_parameter(i + 1, p)?;
+    }
+    stmt.raw_execute()
 }
