@@ -48,9 +48,93 @@ pub struct Session {
     in_transaction: bool,
     wrote_in_transaction: bool,
     spread: u32,
-    /// Prepared statements' numbered texts, parsed once: the query or DML statement, or None for statements that
-    /// run as literal text (everything else, and text that does not parse with its placeholders).
-    templates: HashMap<String, Option<Arc<sqlparser::ast::Statement>>>,
+    /// Prepared statements by numbered text, parsed once.
+    templates: HashMap<String, Template>,
+}
+
+/// A prepared statement as this session keeps it.
+struct Template {
+    /// The query or DML statement; None for statements that run as literal text (everything else, and text that
+    /// does not parse with its placeholders).
+    statement: Option<Arc<sqlparser::ast::Statement>>,
+    /// A single-partition plan made by an earlier execution, reusable while nothing it depends on changed.
+    reuse: Option<Reuse>,
+}
+
+/// A plan whose partition follows from the parameters alone (`plan::reusable_route`): later executions re-hash
+/// their values instead of planning again. Valid for the metadata and current database it was made with.
+struct Reuse {
+    meta: Arc<ClusterMeta>,
+    db: Option<String>,
+    plan: plan::Plan,
+    route: plan::ParamRoute,
+}
+
+impl Reuse {
+    /// The plan for `params`, if this reuse applies to them.
+    fn plan_for(&self, meta: &Arc<ClusterMeta>, db: Option<&str>, params: &[Value]) -> Option<plan::Plan> {
+        if !Arc::ptr_eq(&self.meta, meta) || self.db.as_deref() != db {
+            return None;
+        }
+        let ordinal = self.route.ordinal(params)?;
+        Some(match &self.plan {
+            plan::Plan::Single { db, sql, .. } => plan::Plan::Single { db: db.clone(), ordinal, sql: sql.clone() },
+            plan::Plan::Write { db, sql, .. } => {
+                plan::Plan::Write { db: db.clone(), ordinals: vec![ordinal], sql: sql.clone() }
+            }
+            _ => return None,
+        })
+    }
+
+    /// A reuse for `plan`, made for `params`, when `statement` routes by parameters and agrees with the plan.
+    fn of(
+        statement: &sqlparser::ast::Statement,
+        plan: &plan::Plan,
+        params: &[Value],
+        meta: &Arc<ClusterMeta>,
+        db: Option<&str>,
+    ) -> Option<Reuse> {
+        let ordinal = match plan {
+            plan::Plan::Single { ordinal, .. } => *ordinal,
+            plan::Plan::Write { ordinals, .. } if ordinals.len() == 1 => ordinals[0],
+            _ => return None,
+        };
+        let context = Catalogue(meta);
+        let route = plan::reusable_route(statement, db, &context)?;
+        (route.ordinal(params) == Some(ordinal)).then(|| Reuse {
+            meta: meta.clone(),
+            db: db.map(str::to_string),
+            plan: plan.clone(),
+            route,
+        })
+    }
+}
+
+/// The metadata as a planning catalog, for questions that need no evaluation.
+struct Catalogue<'a>(&'a ClusterMeta);
+
+impl Catalog for Catalogue<'_> {
+    fn table(&self, db: &str, table: &str) -> Option<&TableDef> {
+        self.0.databases.get(db).and_then(|d| d.table(table))
+    }
+
+    fn partition_count(&self, db: &str) -> Option<u32> {
+        self.0.databases.get(db).map(|d| d.partitions)
+    }
+}
+
+impl PlanContext for Catalogue<'_> {
+    fn eval_constant(&mut self, _expr_sql: &str) -> std::result::Result<Value, SqlError> {
+        Err(SqlError::Unsupported("evaluation while checking a reusable route".into()))
+    }
+
+    fn allocate_auto_increment(&mut self, _: &str, _: &str, _: u64) -> std::result::Result<i64, SqlError> {
+        Err(SqlError::Unsupported("AUTO_INCREMENT while checking a reusable route".into()))
+    }
+
+    fn spread_ordinal(&mut self, _partitions: u32) -> u32 {
+        0
+    }
 }
 
 /// Parsed prepared statements kept per session; the cache starts over when full (clients prepare a fixed set).
@@ -168,27 +252,40 @@ impl Session {
         if self.node.role() != NodeRole::MasterAggregator {
             return self.run(&prepared.literal_text()).await;
         }
-        let template = match self.templates.get(prepared.numbered) {
-            Some(template) => template.clone(),
+        let cluster = self.master()?;
+        let meta = cluster.meta();
+        let (statement, reused) = match self.templates.get(prepared.numbered) {
+            Some(template) => (
+                template.statement.clone(),
+                template.reuse.as_ref().and_then(|r| r.plan_for(&meta, self.db.as_deref(), &prepared.params)),
+            ),
             None => {
-                let template = match parse_statement(prepared.numbered) {
+                let statement = match parse_statement(prepared.numbered) {
                     Ok(Statement::Query(query)) => Some(Arc::new(*query)),
                     _ => None,
                 };
                 if self.templates.len() >= TEMPLATES_MAX {
                     self.templates.clear();
                 }
-                self.templates.insert(prepared.numbered.to_string(), template.clone());
-                template
+                let template = Template { statement: statement.clone(), reuse: None };
+                self.templates.insert(prepared.numbered.to_string(), template);
+                (statement, None)
             }
         };
-        match template {
-            Some(query) => {
-                let cluster = self.master()?;
-                self.query(&cluster, &query, prepared.params).await
-            }
-            None => self.run(&prepared.literal_text()).await,
+        let Some(statement) = statement else {
+            return self.run(&prepared.literal_text()).await;
+        };
+        if let Some(plan) = reused {
+            return self.run_plan(&cluster, &meta, plan, prepared.params).await;
         }
+        let (plan, params) = self.plan_statement(&cluster, &meta, &statement, prepared.params)?;
+        if !params.is_empty()
+            && let Some(reuse) = Reuse::of(&statement, &plan, &params, &meta, self.db.as_deref())
+            && let Some(template) = self.templates.get_mut(prepared.numbered)
+        {
+            template.reuse = Some(reuse);
+        }
+        self.run_plan(&cluster, &meta, plan, params).await
     }
 
     fn run_unconfigured(&mut self, statement: Statement) -> Result<Answer> {
@@ -380,25 +477,42 @@ impl Session {
         params: Vec<Value>,
     ) -> Result<Answer> {
         let meta = cluster.meta();
-        let (plan, params) = {
-            let scratch = self.scratch.lock().map_err(|_| Error::Internal("scratch lock poisoned".into()))?;
-            let db = self.db.as_deref();
-            let mut context =
-                Context { meta: &meta, cluster, scratch: &scratch, spread: &mut self.spread, params: &params };
-            let plan = plan::plan(query, db, &mut context)?;
-            if params.is_empty() || plan::runs_with_params(&plan) {
-                (plan, params)
-            } else {
-                let mut bound = query.clone();
-                plan::bind_placeholders(&mut bound, &params);
-                let mut context =
-                    Context { meta: &meta, cluster, scratch: &scratch, spread: &mut self.spread, params: &[] };
-                (plan::plan(&bound, db, &mut context)?, Vec::new())
-            }
-        };
+        let (plan, params) = self.plan_statement(cluster, &meta, query, params)?;
+        self.run_plan(cluster, &meta, plan, params).await
+    }
+
+    /// Plans `query` with its parameters; returns the plan and the parameters to send with it (none when they had
+    /// to be bound into the statement as literals).
+    fn plan_statement(
+        &mut self,
+        cluster: &Arc<Cluster>,
+        meta: &ClusterMeta,
+        query: &sqlparser::ast::Statement,
+        params: Vec<Value>,
+    ) -> Result<(plan::Plan, Vec<Value>)> {
+        let scratch = self.scratch.lock().map_err(|_| Error::Internal("scratch lock poisoned".into()))?;
+        let db = self.db.as_deref();
+        let mut context = Context { meta, cluster, scratch: &scratch, spread: &mut self.spread, params: &params };
+        let plan = plan::plan(query, db, &mut context)?;
+        if params.is_empty() || plan::runs_with_params(&plan) {
+            return Ok((plan, params));
+        }
+        let mut bound = query.clone();
+        plan::bind_placeholders(&mut bound, &params);
+        let mut context = Context { meta, cluster, scratch: &scratch, spread: &mut self.spread, params: &[] };
+        Ok((plan::plan(&bound, db, &mut context)?, Vec::new()))
+    }
+
+    async fn run_plan(
+        &mut self,
+        cluster: &Arc<Cluster>,
+        meta: &ClusterMeta,
+        plan: plan::Plan,
+        params: Vec<Value>,
+    ) -> Result<Answer> {
         let writes =
             matches!(plan, plan::Plan::Insert { .. } | plan::Plan::Write { .. } | plan::Plan::ReferenceWrite { .. });
-        let answer = exec::execute(cluster, &meta, plan, &params, &self.scratch).await?;
+        let answer = exec::execute(cluster, meta, plan, &params, &self.scratch).await?;
         if writes && self.in_transaction {
             self.wrote_in_transaction = true;
         }

@@ -25,6 +25,7 @@ mod route;
 mod write;
 
 pub use rewrite::bind_placeholders;
+pub use route::ParamRoute;
 
 use sqlparser::ast::{ObjectName, Statement};
 
@@ -130,6 +131,49 @@ pub fn runs_with_params(plan: &Plan) -> bool {
         Plan::Scatter { merge: MergeSpec::Aggregate { sql, .. }, .. } => !rewrite::mentions_placeholder(sql),
         Plan::Gather(_) | Plan::Reference { db: None, .. } => false,
     }
+}
+
+/// For a prepared statement (placeholders numbered `?N`) that reads or writes one distributed table whose shard key
+/// columns are each fixed by one `key = ?N` condition: how its partition follows from the parameter values. The
+/// caller may then reuse a [`Plan::Single`] or single-partition [`Plan::Write`] made for one set of values for
+/// another, with the partition [`ParamRoute::ordinal`] gives, as long as the metadata is unchanged; it must check
+/// that the route agrees with the plan it made. None when the statement has another shape.
+pub fn reusable_route(stmt: &Statement, current_db: Option<&str>, ctx: &dyn PlanContext) -> Option<ParamRoute> {
+    let (name, selection, alias, select) = match stmt {
+        Statement::Query(q) => {
+            let sqlparser::ast::SetExpr::Select(select) = q.body.as_ref() else { return None };
+            let sqlparser::ast::TableFactor::Table { name, .. } = &select.from.first()?.relation else { return None };
+            (name, select.selection.as_ref(), None, Some(select.as_ref()))
+        }
+        Statement::Update(u) => {
+            let (name, alias) = write::single_table(&u.table).ok()?;
+            (name, u.selection.as_ref(), alias, None)
+        }
+        Statement::Delete(d) => {
+            let from = match &d.from {
+                sqlparser::ast::FromTable::WithFromKeyword(f) | sqlparser::ast::FromTable::WithoutKeyword(f) => f,
+            };
+            let (name, alias) = write::single_table(from.first()?).ok()?;
+            (name, d.selection.as_ref(), alias, None)
+        }
+        _ => return None,
+    };
+    let Resolved::Table { db, def } = resolve(name, current_db, ctx).ok()? else { return None };
+    if def.kind != crate::catalog::TableKind::Distributed {
+        return None;
+    }
+    let n = ctx.partition_count(&db)?;
+    let target = match select {
+        Some(select) => query::find_target(select, &db, &def)?,
+        None => route::Target {
+            def: &def,
+            qualifiers: match alias {
+                Some(a) => vec![vec![a.value.to_lowercase()]],
+                None => vec![vec![def.name.to_lowercase()], vec![db.to_lowercase(), def.name.to_lowercase()]],
+            },
+        },
+    };
+    route::param_route(selection, &target, n)
 }
 
 fn statement_kind(stmt: &Statement) -> String {

@@ -149,7 +149,7 @@ fn is_plain_select(s: &Select) -> bool {
 }
 
 /// The distributed table in the top-level FROM clause with the qualifiers that name it; None if it is not there.
-fn find_target<'a>(select: &Select, db: &str, def: &'a TableDef) -> Option<Target<'a>> {
+pub(super) fn find_target<'a>(select: &Select, db: &str, def: &'a TableDef) -> Option<Target<'a>> {
     let factors =
         select.from.iter().flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)));
     for factor in factors {

@@ -61,21 +61,77 @@ pub(super) fn route(selection: Option<&Expr>, target: &Target, partitions: u32, 
 
 /// `key = lit`, `lit = key` or `key IN (lits)`: the shard key column index and the values it may take.
 fn key_constraint(expr: &Expr, target: &Target, params: &[Value]) -> Option<(usize, Vec<Value>)> {
+    let (index, exprs) = key_terms(expr, target)?;
+    let values = exprs.into_iter().map(|e| key_value(e, target, index, params)).collect::<Option<Vec<_>>>()?;
+    (!values.is_empty()).then_some((index, values))
+}
+
+/// `key = e`, `e = key` or `key IN (e, ...)`: the shard key column index and the expressions it is compared with.
+fn key_terms<'e>(expr: &'e Expr, target: &Target) -> Option<(usize, Vec<&'e Expr>)> {
     match expr {
         Expr::BinaryOp { left, op: BinaryOperator::Eq, right } => {
-            let (index, literal) = match (key_index(left, target), key_index(right, target)) {
-                (Some(i), None) => (i, right),
-                (None, Some(i)) => (i, left),
-                _ => return None,
-            };
-            Some((index, vec![key_value(literal, target, index, params)?]))
+            match (key_index(left, target), key_index(right, target)) {
+                (Some(i), None) => Some((i, vec![right.as_ref()])),
+                (None, Some(i)) => Some((i, vec![left.as_ref()])),
+                _ => None,
+            }
         }
-        Expr::InList { expr, list, negated: false } => {
-            let index = key_index(expr, target)?;
-            let values = list.iter().map(|e| key_value(e, target, index, params)).collect::<Option<Vec<_>>>()?;
-            (!values.is_empty()).then_some((index, values))
-        }
-        Expr::Nested(inner) => key_constraint(inner, target, params),
+        Expr::InList { expr, list, negated: false } => Some((key_index(expr, target)?, list.iter().collect())),
+        Expr::Nested(inner) => key_terms(inner, target),
+        _ => None,
+    }
+}
+
+/// How a prepared statement's partition follows from its parameters alone: each shard key column is fixed by
+/// exactly one `key = ?N` conjunct and constrained by nothing else, so [`route`] picks one partition for any
+/// values, the partition of those values. A plan made for one set of values can then be reused for others by
+/// re-hashing ([`ParamRoute::ordinal`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamRoute {
+    partitions: u32,
+    /// Per shard key column: the 0-based parameter index and the column's affinity.
+    keys: Vec<(usize, Affinity)>,
+}
+
+impl ParamRoute {
+    /// The partition `params` select, or None when it cannot be computed here (then plan afresh).
+    pub fn ordinal(&self, params: &[Value]) -> Option<u32> {
+        let key = self
+            .keys
+            .iter()
+            .map(|&(index, affinity)| value_for_column(params.get(index)?.clone(), affinity))
+            .collect::<Option<Vec<_>>>()?;
+        Some(partition_of(&key, self.partitions))
+    }
+}
+
+/// The [`ParamRoute`] of a WHERE clause over `target`, if it has one.
+pub(super) fn param_route(selection: Option<&Expr>, target: &Target, partitions: u32) -> Option<ParamRoute> {
+    let def = target.def;
+    if def.shard_key.is_empty() || super::has_collation(def) {
+        return None;
+    }
+    let mut keys: Vec<Option<(usize, Affinity)>> = vec![None; def.shard_key.len()];
+    for conjunct in conjuncts(selection?) {
+        let Some((index, exprs)) = key_terms(conjunct, target) else { continue };
+        let ([only], None) = (exprs.as_slice(), keys[index]) else {
+            return None; // an IN list, or a second constraint on the same column
+        };
+        let number = placeholder_index(only)?;
+        let column = def.column(&def.shard_key[index])?;
+        keys[index] = Some((number, column.affinity));
+    }
+    Some(ParamRoute { partitions, keys: keys.into_iter().collect::<Option<Vec<_>>>()? })
+}
+
+/// The 0-based parameter index of a `?N` placeholder (possibly parenthesized).
+fn placeholder_index(expr: &Expr) -> Option<usize> {
+    match expr {
+        Expr::Nested(inner) => placeholder_index(inner),
+        Expr::Value(v) => match &v.value {
+            sqlparser::ast::Value::Placeholder(p) => p.strip_prefix('?')?.parse::<usize>().ok()?.checked_sub(1),
+            _ => None,
+        },
         _ => None,
     }
 }

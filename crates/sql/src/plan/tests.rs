@@ -452,3 +452,55 @@ fn lifting_stops_below_sqlites_parameter_limit() {
     assert_eq!(params.len(), 30_000);
     assert!(text.contains("(?29998, ?29999, ?30000), (5, 10000, 'v10000')"), "{}", &text[text.len() - 200..]);
 }
+
+fn route_of(sql: &str) -> Option<ParamRoute> {
+    let stmt = Parser::parse_sql(&MySqlDialect {}, sql).unwrap().remove(0);
+    reusable_route(&stmt, Some("test"), &TestContext::new())
+}
+
+#[test]
+fn reusable_routes_are_keys_fixed_by_one_placeholder_each() {
+    for sql in [
+        "SELECT s FROM t WHERE id = ?1",
+        "SELECT s FROM t AS x WHERE (x.id = ?1) AND s > 'a'",
+        "UPDATE t SET a = a + 1 WHERE ?1 = id",
+        "DELETE FROM t WHERE id = ?1 AND a = 3",
+        "SELECT v FROM u WHERE k2 = ?1 AND k1 = ?2",
+    ] {
+        assert!(route_of(sql).is_some(), "{sql}");
+    }
+    for sql in [
+        "SELECT s FROM t WHERE id = 5",
+        "SELECT s FROM t WHERE id IN (?1, ?2)",
+        "SELECT s FROM t WHERE id = ?1 AND id = ?2",
+        "SELECT s FROM t WHERE id = ?1 OR a = 1",
+        "SELECT v FROM u WHERE k1 = ?1",
+        "SELECT a FROM k WHERE a = ?1",
+        "SELECT name FROM r WHERE id = ?1",
+        "SELECT s FROM t WHERE id = ?1 + 1",
+    ] {
+        assert!(route_of(sql).is_none(), "{sql}");
+    }
+}
+
+#[test]
+fn a_reusable_route_picks_the_partition_the_planner_picks() {
+    let single = route_of("SELECT s FROM t WHERE id = ?1").unwrap();
+    let pair = route_of("SELECT v FROM u WHERE k2 = ?1 AND k1 = ?2").unwrap();
+    let values = (-300..300)
+        .map(Value::Integer)
+        .chain((0..100).map(|i| Value::Text(format!("{i}"))))
+        .chain((0..100).map(|i| Value::Text(format!("key {i}"))))
+        .chain([Value::Null, Value::Real(2.0), Value::Real(2.5)]);
+    for v in values {
+        let planned = plan_with("SELECT s FROM t WHERE id = ?1", vec![v.clone()]).unwrap();
+        let Plan::Single { ordinal, .. } = planned else { panic!("{planned:?}") };
+        assert_eq!(single.ordinal(std::slice::from_ref(&v)), Some(ordinal), "{v:?}");
+        let params = vec![v.clone(), Value::Integer(7)];
+        let planned = plan_with("SELECT v FROM u WHERE k2 = ?1 AND k1 = ?2", params.clone()).unwrap();
+        match planned {
+            Plan::Single { ordinal, .. } => assert_eq!(pair.ordinal(&params), Some(ordinal), "{v:?}"),
+            other => assert_eq!(pair.ordinal(&params), None, "{v:?} planned {other:?}"),
+        }
+    }
+}

@@ -314,7 +314,7 @@ pub(super) fn plan_delete(
     plan_write(&mut stmt, db, &def, alias, delete.selection.as_ref(), limited, current_db, ctx)
 }
 
-fn single_table(t: &TableWithJoins) -> Result<(&ObjectName, Option<&Ident>), SqlError> {
+pub(super) fn single_table(t: &TableWithJoins) -> Result<(&ObjectName, Option<&Ident>), SqlError> {
     match &t.relation {
         TableFactor::Table { name, alias, args: None, .. } => Ok((name, alias.as_ref().map(|a| &a.name))),
         _ => Err(SqlError::Unsupported("writing to something other than a table".to_string())),
