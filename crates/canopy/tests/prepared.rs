@@ -59,6 +59,15 @@ async fn a_prepared_statement_answers_for_each_execution_values() {
         assert_eq!(value_of(&mut conn, &select, id).await, expected, "id {id}");
     }
 
+    // A statement over every partition (no condition on the shard key) reused with other values.
+    let range = conn.prep("SELECT COUNT(*), SUM(id) FROM t WHERE id BETWEEN ? AND ?").await.unwrap();
+    for (low, high) in [(1, ROWS), (10, 20), (50, 49), (290, 400)] {
+        let kept: Vec<i64> = (low..=high.min(ROWS)).filter(|id| id % 3 != 2).collect();
+        let (count, sum): (i64, Option<i64>) = conn.exec_first(&range, (low, high)).await.unwrap().unwrap();
+        assert_eq!(count, kept.len() as i64, "{low}..{high}");
+        assert_eq!(sum, (!kept.is_empty()).then(|| kept.iter().sum::<i64>()), "{low}..{high}");
+    }
+
     // The same table name, now sharded by v: rows with a given id live wherever their v hashes, so a plan reused
     // from before (routing by the hash of id) would look in the wrong partition.
     conn.query_drop("DROP TABLE t").await.unwrap();

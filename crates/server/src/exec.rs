@@ -2,6 +2,7 @@
 //! concurrently, then finishes the plan on this aggregator (merge, gather) and returns one answer. Knows leaves only
 //! through `Cluster::call`; knows nothing of MySQL bytes.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use canopy_meta::{ClusterMeta, Leaf, LeafState};
@@ -62,7 +63,9 @@ pub fn reference_leaves<'m>(meta: &'m ClusterMeta, db: &str) -> Result<Vec<&'m L
         .collect())
 }
 
-/// Runs one statement on each of `ordinals` of `db` concurrently; responses in the order of `ordinals`.
+/// Runs one statement on each of `ordinals` of `db`: one request per leaf naming all of its partitions (the leaf
+/// runs them in turn and combines their answers), leaves concurrently. One response per leaf, combining its
+/// partitions' rows (concatenated) or affected rows (summed), so callers must only combine responses.
 pub async fn on_partitions(
     cluster: &Arc<Cluster>,
     db: &str,
@@ -70,9 +73,54 @@ pub async fn on_partitions(
     sql: &str,
     params: &[Value],
 ) -> Result<Vec<Response>> {
-    let pieces: Vec<(u32, String, Vec<Value>)> =
-        ordinals.iter().map(|&o| (o, sql.to_string(), params.to_vec())).collect();
-    on_partitions_each(cluster, db, pieces).await
+    let mut ordinals = ordinals.to_vec();
+    ordinals.sort_unstable();
+    ordinals.dedup();
+    let _gates = enter_gates(cluster, db, &ordinals).await;
+    let meta = cluster.meta();
+    let mut by_leaf: BTreeMap<canopy_meta::NodeId, (Leaf, Vec<u32>)> = BTreeMap::new();
+    for ordinal in ordinals {
+        let leaf = master_leaf(&meta, db, ordinal)?;
+        by_leaf.entry(leaf.id).or_insert_with(|| (leaf.clone(), Vec::new())).1.push(ordinal);
+    }
+    let requests: Vec<(Leaf, Request)> = by_leaf
+        .into_values()
+        .map(|(leaf, ordinals)| {
+            let target = Target::Partitions(ordinals);
+            let request =
+                Request::Execute { db: db.to_string(), target, sql: sql.to_string(), params: params.to_vec() };
+            (leaf, request)
+        })
+        .collect();
+    call_all(cluster, requests).await
+}
+
+/// Enters the gates of `ordinals` (sorted, so statements never wait on each other in a cycle) for shared use.
+async fn enter_gates(cluster: &Arc<Cluster>, db: &str, ordinals: &[u32]) -> Vec<tokio::sync::OwnedRwLockReadGuard<()>> {
+    let mut gates = Vec::with_capacity(ordinals.len());
+    for &ordinal in ordinals {
+        gates.push(cluster.gate(db, ordinal).read_owned().await);
+    }
+    gates
+}
+
+/// Sends every request concurrently; responses in input order; the first error wins.
+async fn call_all(cluster: &Arc<Cluster>, mut requests: Vec<(Leaf, Request)>) -> Result<Vec<Response>> {
+    if requests.len() == 1 {
+        let (leaf, request) = requests.remove(0);
+        return Ok(vec![cluster.call(&leaf, &request).await?]);
+    }
+    let mut tasks = JoinSet::new();
+    for (index, (leaf, request)) in requests.into_iter().enumerate() {
+        let cluster = cluster.clone();
+        tasks.spawn(async move { (index, cluster.call(&leaf, &request).await) });
+    }
+    let mut responses: Vec<Option<Response>> = vec![None; tasks.len()];
+    while let Some(joined) = tasks.join_next().await {
+        let (index, response) = joined.map_err(|e| Error::Internal(format!("partition task failed: {e}")))?;
+        responses[index] = Some(response?);
+    }
+    responses.into_iter().map(|r| r.ok_or_else(|| Error::Internal("missing partition response".into()))).collect()
 }
 
 /// Runs a possibly different statement per partition (with its parameters), concurrently; responses in input
@@ -82,37 +130,20 @@ pub async fn on_partitions_each(
     db: &str,
     pieces: Vec<(u32, String, Vec<Value>)>,
 ) -> Result<Vec<Response>> {
-    // Enter each partition's gate (in ordinal order, so statements never wait on each other in a cycle), then
-    // resolve masters from the metadata as it is now: a move may have switched a master since the plan was made.
+    // Enter each partition's gate, then resolve masters from the metadata as it is now: a move may have switched a
+    // master since the plan was made.
     let mut ordinals: Vec<u32> = pieces.iter().map(|(o, _, _)| *o).collect();
     ordinals.sort_unstable();
     ordinals.dedup();
-    let mut _gates = Vec::with_capacity(ordinals.len());
-    for &ordinal in &ordinals {
-        _gates.push(cluster.gate(db, ordinal).read_owned().await);
-    }
+    let _gates = enter_gates(cluster, db, &ordinals).await;
     let meta = cluster.meta();
-    let mut targets = Vec::with_capacity(pieces.len());
+    let mut requests = Vec::with_capacity(pieces.len());
     for (ordinal, sql, params) in pieces {
-        targets.push((master_leaf(&meta, db, ordinal)?.clone(), ordinal, sql, params));
-    }
-    if targets.len() == 1 {
-        let (leaf, ordinal, sql, params) = targets.remove(0);
+        let leaf = master_leaf(&meta, db, ordinal)?.clone();
         let request = Request::Execute { db: db.to_string(), target: Target::Partitions(vec![ordinal]), sql, params };
-        return Ok(vec![cluster.call(&leaf, &request).await?]);
+        requests.push((leaf, request));
     }
-    let mut tasks = JoinSet::new();
-    for (index, (leaf, ordinal, sql, params)) in targets.into_iter().enumerate() {
-        let cluster = cluster.clone();
-        let request = Request::Execute { db: db.to_string(), target: Target::Partitions(vec![ordinal]), sql, params };
-        tasks.spawn(async move { (index, cluster.call(&leaf, &request).await) });
-    }
-    let mut responses: Vec<Option<Response>> = vec![None; tasks.len()];
-    while let Some(joined) = tasks.join_next().await {
-        let (index, response) = joined.map_err(|e| Error::Internal(format!("partition task failed: {e}")))?;
-        responses[index] = Some(response?);
-    }
-    responses.into_iter().map(|r| r.ok_or_else(|| Error::Internal("missing partition response".into()))).collect()
+    call_all(cluster, requests).await
 }
 
 fn rows(response: Response) -> Result<ResultSet> {
@@ -239,8 +270,9 @@ async fn fetch_source(cluster: &Arc<Cluster>, meta: &ClusterMeta, source: &Gathe
     match source {
         GatherSource::Distributed { db, fetch_sql, .. } => {
             let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.clone()))?;
-            let ordinals: Vec<u32> = (0..database.partitions).collect();
-            let responses = on_partitions(cluster, db, &ordinals, fetch_sql, &[]).await?;
+            // One request per partition: a whole table's rows, so each frame holds one partition's share.
+            let pieces = (0..database.partitions).map(|o| (o, fetch_sql.clone(), Vec::new())).collect();
+            let responses = on_partitions_each(cluster, db, pieces).await?;
             Ok(concat(responses.into_iter().map(rows).collect::<Result<Vec<_>>>()?))
         }
         GatherSource::Reference { db, fetch_sql, .. } => {

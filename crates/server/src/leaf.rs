@@ -31,6 +31,33 @@ fn storage_error(e: StorageError) -> Response {
     remote(kind, e.to_string())
 }
 
+/// Runs one statement on several partitions of this leaf, one after the other (the aggregator sends a scatter's
+/// partitions on a leaf in one request): rows concatenated, affected rows summed. Stops at the first error.
+fn execute_on_each(
+    store: &LeafStore,
+    db: &str,
+    ordinals: &[u32],
+    sql: &str,
+    params: &[canopy_sql::Value],
+) -> Result<Outcome, StorageError> {
+    let mut combined: Option<Outcome> = None;
+    for &ordinal in ordinals {
+        let next = store.execute_on_partition_with(db, ordinal, sql, params)?;
+        combined = Some(match (combined, next) {
+            (None, next) => next,
+            (Some(Outcome::Rows(mut all)), Outcome::Rows(more)) => {
+                all.rows.extend(more.rows);
+                Outcome::Rows(all)
+            }
+            (Some(Outcome::Affected { rows, .. }), Outcome::Affected { rows: more, last_insert_id }) => {
+                Outcome::Affected { rows: rows + more, last_insert_id }
+            }
+            _ => return Err(StorageError::Internal("partitions answered one statement differently".into())),
+        });
+    }
+    combined.ok_or_else(|| StorageError::Internal("Execute names no partition".into()))
+}
+
 fn outcome(o: Outcome) -> Response {
     match o {
         Outcome::Rows(rs) => Response::Rows(rs),
@@ -95,7 +122,7 @@ impl canopy_rpc::Handler for RpcHandler {
                     Target::Reference => store.execute_on_reference_with(&db, &sql, &params),
                     Target::Partitions(ordinals) => match ordinals.as_slice() {
                         [ordinal] => store.execute_on_partition_with(&db, *ordinal, &sql, &params),
-                        _ => Err(StorageError::Internal("Execute takes exactly one partition".into())),
+                        ordinals => execute_on_each(store, &db, ordinals, &sql, &params),
                     },
                 };
                 Ok(result.map(outcome).unwrap_or_else(storage_error))

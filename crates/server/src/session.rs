@@ -76,6 +76,9 @@ impl Reuse {
         if !Arc::ptr_eq(&self.meta, meta) || self.db.as_deref() != db {
             return None;
         }
+        if self.route == plan::ParamRoute::Everywhere {
+            return Some(self.plan.clone());
+        }
         let ordinal = self.route.ordinal(params)?;
         Some(match &self.plan {
             plan::Plan::Single { db, sql, .. } => plan::Plan::Single { db: db.clone(), ordinal, sql: sql.clone() },
@@ -94,19 +97,21 @@ impl Reuse {
         meta: &Arc<ClusterMeta>,
         db: Option<&str>,
     ) -> Option<Reuse> {
-        let ordinal = match plan {
-            plan::Plan::Single { ordinal, .. } => *ordinal,
-            plan::Plan::Write { ordinals, .. } if ordinals.len() == 1 => ordinals[0],
-            _ => return None,
-        };
         let context = Catalogue(meta);
         let route = plan::reusable_route(statement, db, &context)?;
-        (route.ordinal(params) == Some(ordinal)).then(|| Reuse {
-            meta: meta.clone(),
-            db: db.map(str::to_string),
-            plan: plan.clone(),
-            route,
-        })
+        let agrees = match (&route, plan) {
+            // Every partition whatever the values: the plan does not depend on them (a scatter merge that read a
+            // parameter would not run with parameters, and is never offered for reuse).
+            (plan::ParamRoute::Everywhere, plan::Plan::Scatter { .. } | plan::Plan::Write { .. }) => true,
+            (plan::ParamRoute::Keys { .. }, plan::Plan::Single { ordinal, .. }) => {
+                route.ordinal(params) == Some(*ordinal)
+            }
+            (plan::ParamRoute::Keys { .. }, plan::Plan::Write { ordinals, .. }) => {
+                ordinals.len() == 1 && route.ordinal(params) == Some(ordinals[0])
+            }
+            _ => false,
+        };
+        agrees.then(|| Reuse { meta: meta.clone(), db: db.map(str::to_string), plan: plan.clone(), route })
     }
 }
 

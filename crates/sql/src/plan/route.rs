@@ -82,38 +82,46 @@ fn key_terms<'e>(expr: &'e Expr, target: &Target) -> Option<(usize, Vec<&'e Expr
     }
 }
 
-/// How a prepared statement's partition follows from its parameters alone: each shard key column is fixed by
-/// exactly one `key = ?N` conjunct and constrained by nothing else, so [`route`] picks one partition for any
-/// values, the partition of those values. A plan made for one set of values can then be reused for others by
-/// re-hashing ([`ParamRoute::ordinal`]).
+/// How a prepared statement's partitions follow from its parameters, when they follow from nothing else: a plan
+/// made for one set of values can then be reused for others.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ParamRoute {
-    partitions: u32,
-    /// Per shard key column: the 0-based parameter index and the column's affinity.
-    keys: Vec<(usize, Affinity)>,
+pub enum ParamRoute {
+    /// No condition names a shard key column: [`route`] reads every partition whatever the values.
+    Everywhere,
+    /// Each shard key column is fixed by exactly one `key = ?N` conjunct and constrained by nothing else, so
+    /// [`route`] picks one partition for any values, the partition of those values ([`ParamRoute::ordinal`]).
+    Keys {
+        partitions: u32,
+        /// Per shard key column: the 0-based parameter index and the column's affinity.
+        keys: Vec<(usize, Affinity)>,
+    },
 }
 
 impl ParamRoute {
-    /// The partition `params` select, or None when it cannot be computed here (then plan afresh).
+    /// For [`ParamRoute::Keys`], the partition `params` select, or None when it cannot be computed here (then plan
+    /// afresh); None for [`ParamRoute::Everywhere`].
     pub fn ordinal(&self, params: &[Value]) -> Option<u32> {
-        let key = self
-            .keys
+        let ParamRoute::Keys { partitions, keys } = self else { return None };
+        let key = keys
             .iter()
             .map(|&(index, affinity)| value_for_column(params.get(index)?.clone(), affinity))
             .collect::<Option<Vec<_>>>()?;
-        Some(partition_of(&key, self.partitions))
+        Some(partition_of(&key, *partitions))
     }
 }
 
 /// The [`ParamRoute`] of a WHERE clause over `target`, if it has one.
 pub(super) fn param_route(selection: Option<&Expr>, target: &Target, partitions: u32) -> Option<ParamRoute> {
     let def = target.def;
+    let Some(selection) = selection else { return Some(ParamRoute::Everywhere) };
     if def.shard_key.is_empty() || super::has_collation(def) {
-        return None;
+        return Some(ParamRoute::Everywhere);
     }
     let mut keys: Vec<Option<(usize, Affinity)>> = vec![None; def.shard_key.len()];
-    for conjunct in conjuncts(selection?) {
+    let mut constrained = false;
+    for conjunct in conjuncts(selection) {
         let Some((index, exprs)) = key_terms(conjunct, target) else { continue };
+        constrained = true;
         let ([only], None) = (exprs.as_slice(), keys[index]) else {
             return None; // an IN list, or a second constraint on the same column
         };
@@ -121,7 +129,10 @@ pub(super) fn param_route(selection: Option<&Expr>, target: &Target, partitions:
         let column = def.column(&def.shard_key[index])?;
         keys[index] = Some((number, column.affinity));
     }
-    Some(ParamRoute { partitions, keys: keys.into_iter().collect::<Option<Vec<_>>>()? })
+    if !constrained {
+        return Some(ParamRoute::Everywhere);
+    }
+    Some(ParamRoute::Keys { partitions, keys: keys.into_iter().collect::<Option<Vec<_>>>()? })
 }
 
 /// The 0-based parameter index of a `?N` placeholder (possibly parenthesized).

@@ -467,15 +467,24 @@ fn reusable_routes_are_keys_fixed_by_one_placeholder_each() {
         "DELETE FROM t WHERE id = ?1 AND a = 3",
         "SELECT v FROM u WHERE k2 = ?1 AND k1 = ?2",
     ] {
-        assert!(route_of(sql).is_some(), "{sql}");
+        assert!(matches!(route_of(sql), Some(ParamRoute::Keys { .. })), "{sql}");
+    }
+    for sql in [
+        "SELECT s FROM t WHERE a = ?1",
+        "SELECT c, sum(a) FROM t WHERE id BETWEEN ?1 AND ?2 GROUP BY c",
+        "SELECT a FROM k WHERE a = ?1",
+        "UPDATE t SET a = ?1 WHERE s = ?2",
+        "SELECT s FROM t",
+        // An OR is not a conjunct naming the key: every partition, whatever the values.
+        "SELECT s FROM t WHERE id = ?1 OR a = 1",
+    ] {
+        assert_eq!(route_of(sql), Some(ParamRoute::Everywhere), "{sql}");
     }
     for sql in [
         "SELECT s FROM t WHERE id = 5",
         "SELECT s FROM t WHERE id IN (?1, ?2)",
         "SELECT s FROM t WHERE id = ?1 AND id = ?2",
-        "SELECT s FROM t WHERE id = ?1 OR a = 1",
         "SELECT v FROM u WHERE k1 = ?1",
-        "SELECT a FROM k WHERE a = ?1",
         "SELECT name FROM r WHERE id = ?1",
         "SELECT s FROM t WHERE id = ?1 + 1",
     ] {
