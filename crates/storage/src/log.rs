@@ -4,8 +4,8 @@
 //!
 //! Tables (created in every partition and reference file, never themselves recorded in changesets):
 //! - `_canopy_log_position(term, log_index, commits)`: one row. `(term, log_index)` is the position: the index of the
-//!   last entry appended or applied and the current term; `commits` counts write transactions (including those that
-//!   changed no row and so appended no entry).
+//!   last entry appended or applied and the current term; `commits` counts write transactions that changed something
+//!   (a write that changed no row writes nothing at all).
 //! - `_canopy_log(term, log_index PRIMARY KEY, kind, payload)`: one entry per committed transaction that changed
 //!   something; `kind` 0 is a changeset of row changes, 1 is DDL text (sessions do not capture schema changes).
 //!   Indexes increase by exactly one, so a copy can detect a gap. Entries at or below a checkpoint may be deleted;
@@ -98,10 +98,9 @@ pub fn append(conn: &Connection, change: Change<'_>) -> Result<(), StorageError>
     // Statements here are cached: this runs once per write, on the leaf's hot path.
     let ddl;
     let (kind, payload): (i64, &[u8]) = match change {
-        Change::Rows([]) | Change::Ddl([]) => {
-            conn.prepare_cached("UPDATE _canopy_log_position SET commits = commits + 1")?.execute([])?;
-            return Ok(());
-        }
+        // A write that changed nothing leaves the file untouched: no log entry, no counted commit, and so no page
+        // to write or sync (a DELETE matching no row costs no fsync, as in other databases).
+        Change::Rows([]) | Change::Ddl([]) => return Ok(()),
         Change::Rows(changeset) => (KIND_CHANGESET, changeset),
         Change::Ddl(statements) => {
             ddl = ddl_text(statements);

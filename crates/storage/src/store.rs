@@ -628,6 +628,22 @@ mod tests {
     }
 
     #[test]
+    fn a_write_that_changes_nothing_writes_nothing() {
+        let dir = temp_dir("noop");
+        let store = LeafStore::open(&dir).unwrap();
+        let schema = ["CREATE TABLE t (id INTEGER PRIMARY KEY)".to_string()];
+        store.create_partitions("d", &[0], &schema, &[], Durability::Sync, 1).unwrap();
+        store.execute_on_partition("d", 0, "INSERT INTO t VALUES (1)").unwrap();
+        let wal = dir.join("partitions").join("d_0.sqlite-wal");
+        let before = (std::fs::metadata(&wal).unwrap().len(), store.list().unwrap());
+        let out = store.execute_on_partition("d", 0, "DELETE FROM t WHERE id = 2").unwrap();
+        assert!(matches!(out, Outcome::Affected { rows: 0, .. }), "{out:?}");
+        let after = (std::fs::metadata(&wal).unwrap().len(), store.list().unwrap());
+        assert_eq!(before, after, "no WAL frame, same position and commit count");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn parameters_bind_by_number_and_writes_through_cached_statements_are_logged() {
         let dir = temp_dir("params");
         let store = LeafStore::open(&dir).unwrap();
