@@ -15,6 +15,7 @@ pub mod moves;
 pub mod node;
 pub mod ops;
 pub mod persist;
+pub mod prepared;
 pub mod session;
 pub mod views;
 

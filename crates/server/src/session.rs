@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::exec::{self, Answer};
 use crate::node::Node;
 use crate::persist::NodeRole;
+use crate::prepared::{Reuse, Template};
 use crate::{attach, moves, ops, views};
 
 pub struct Backend {
@@ -50,96 +51,6 @@ pub struct Session {
     spread: u32,
     /// Prepared statements by numbered text, parsed once.
     templates: HashMap<String, Template>,
-}
-
-/// A prepared statement as this session keeps it.
-struct Template {
-    /// The query or DML statement; None for statements that run as literal text (everything else, and text that
-    /// does not parse with its placeholders).
-    statement: Option<Arc<sqlparser::ast::Statement>>,
-    /// A single-partition plan made by an earlier execution, reusable while nothing it depends on changed.
-    reuse: Option<Reuse>,
-}
-
-/// A plan whose partition follows from the parameters alone (`plan::reusable_route`): later executions re-hash
-/// their values instead of planning again. Valid for the metadata and current database it was made with.
-struct Reuse {
-    meta: Arc<ClusterMeta>,
-    db: Option<String>,
-    plan: plan::Plan,
-    route: plan::ParamRoute,
-}
-
-impl Reuse {
-    /// The plan for `params`, if this reuse applies to them.
-    fn plan_for(&self, meta: &Arc<ClusterMeta>, db: Option<&str>, params: &[Value]) -> Option<plan::Plan> {
-        if !Arc::ptr_eq(&self.meta, meta) || self.db.as_deref() != db {
-            return None;
-        }
-        if self.route == plan::ParamRoute::Everywhere {
-            return Some(self.plan.clone());
-        }
-        let ordinal = self.route.ordinal(params)?;
-        Some(match &self.plan {
-            plan::Plan::Single { db, sql, .. } => plan::Plan::Single { db: db.clone(), ordinal, sql: sql.clone() },
-            plan::Plan::Write { db, sql, .. } => {
-                plan::Plan::Write { db: db.clone(), ordinals: vec![ordinal], sql: sql.clone() }
-            }
-            _ => return None,
-        })
-    }
-
-    /// A reuse for `plan`, made for `params`, when `statement` routes by parameters and agrees with the plan.
-    fn of(
-        statement: &sqlparser::ast::Statement,
-        plan: &plan::Plan,
-        params: &[Value],
-        meta: &Arc<ClusterMeta>,
-        db: Option<&str>,
-    ) -> Option<Reuse> {
-        let context = Catalogue(meta);
-        let route = plan::reusable_route(statement, db, &context)?;
-        let agrees = match (&route, plan) {
-            // Every partition whatever the values: the plan does not depend on them (a scatter merge that read a
-            // parameter would not run with parameters, and is never offered for reuse).
-            (plan::ParamRoute::Everywhere, plan::Plan::Scatter { .. } | plan::Plan::Write { .. }) => true,
-            (plan::ParamRoute::Keys { .. }, plan::Plan::Single { ordinal, .. }) => {
-                route.ordinal(params) == Some(*ordinal)
-            }
-            (plan::ParamRoute::Keys { .. }, plan::Plan::Write { ordinals, .. }) => {
-                ordinals.len() == 1 && route.ordinal(params) == Some(ordinals[0])
-            }
-            _ => false,
-        };
-        agrees.then(|| Reuse { meta: meta.clone(), db: db.map(str::to_string), plan: plan.clone(), route })
-    }
-}
-
-/// The metadata as a planning catalog, for questions that need no evaluation.
-struct Catalogue<'a>(&'a ClusterMeta);
-
-impl Catalog for Catalogue<'_> {
-    fn table(&self, db: &str, table: &str) -> Option<&TableDef> {
-        self.0.databases.get(db).and_then(|d| d.table(table))
-    }
-
-    fn partition_count(&self, db: &str) -> Option<u32> {
-        self.0.databases.get(db).map(|d| d.partitions)
-    }
-}
-
-impl PlanContext for Catalogue<'_> {
-    fn eval_constant(&mut self, _expr_sql: &str) -> std::result::Result<Value, SqlError> {
-        Err(SqlError::Unsupported("evaluation while checking a reusable route".into()))
-    }
-
-    fn allocate_auto_increment(&mut self, _: &str, _: &str, _: u64) -> std::result::Result<i64, SqlError> {
-        Err(SqlError::Unsupported("AUTO_INCREMENT while checking a reusable route".into()))
-    }
-
-    fn spread_ordinal(&mut self, _partitions: u32) -> u32 {
-        0
-    }
 }
 
 /// Parsed prepared statements kept per session; the cache starts over when full (clients prepare a fixed set).

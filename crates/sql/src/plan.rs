@@ -138,7 +138,7 @@ pub fn runs_with_params(plan: &Plan) -> bool {
 /// caller may then reuse a [`Plan::Single`] or single-partition [`Plan::Write`] made for one set of values for
 /// another, with the partition [`ParamRoute::ordinal`] gives, as long as the metadata is unchanged; it must check
 /// that the route agrees with the plan it made. None when the statement has another shape.
-pub fn reusable_route(stmt: &Statement, current_db: Option<&str>, ctx: &dyn PlanContext) -> Option<ParamRoute> {
+pub fn reusable_route(stmt: &Statement, current_db: Option<&str>, ctx: &dyn Catalog) -> Option<ParamRoute> {
     let (name, selection, alias, select) = match stmt {
         Statement::Query(q) => {
             let sqlparser::ast::SetExpr::Select(select) = q.body.as_ref() else { return None };
@@ -192,11 +192,7 @@ pub(crate) enum Resolved {
 }
 
 /// Resolves `name` (`t` or `db.t`) against the catalog.
-pub(crate) fn resolve(
-    name: &ObjectName,
-    current_db: Option<&str>,
-    ctx: &dyn PlanContext,
-) -> Result<Resolved, SqlError> {
+pub(crate) fn resolve(name: &ObjectName, current_db: Option<&str>, ctx: &dyn Catalog) -> Result<Resolved, SqlError> {
     let parts: Vec<String> = name
         .0
         .iter()
