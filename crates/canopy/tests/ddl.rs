@@ -40,6 +40,16 @@ async fn tables_indexes_and_drops() {
     assert!(text.contains("SHARD KEY") && text.contains("customer"), "{text}");
 
     conn.query_drop("INSERT INTO customers VALUES (1, 'ann'), (2, 'bob'), (3, 'cy')").await.unwrap();
+    // LAST_INSERT_ID of a reference table insert is the AUTO_INCREMENT value given, not a leaf's internal rowid;
+    // an UPDATE reports none.
+    conn.query_drop("CREATE REFERENCE TABLE tags (id INT AUTO_INCREMENT PRIMARY KEY, tag VARCHAR(10))").await.unwrap();
+    conn.query_drop("INSERT INTO tags (tag) VALUES ('red'), ('blue')").await.unwrap();
+    let first = conn.last_insert_id().expect("an id was assigned");
+    let red: u64 = conn.query_first("SELECT id FROM tags WHERE tag = 'red'").await.unwrap().unwrap();
+    assert_eq!(first, red);
+    conn.query_drop("UPDATE tags SET tag = 'green' WHERE tag = 'blue'").await.unwrap();
+    assert_eq!((conn.affected_rows(), conn.last_insert_id()), (1, None));
+    conn.query_drop("DROP TABLE tags").await.unwrap();
     for c in 1..=3 {
         for i in 0..10 {
             conn.query_drop(format!("INSERT INTO orders (customer, amount, note) VALUES ({c}, {i}.5, 'n{i}')"))

@@ -247,7 +247,7 @@ pub async fn execute(
             }
             Ok(Answer::affected(responses.iter().map(|r| affected(r).0).sum()))
         }
-        Plan::ReferenceWrite { db, sql } => {
+        Plan::ReferenceWrite { db, sql, first_auto_increment } => {
             let leaves: Vec<Leaf> = reference_leaves(meta, &db)?.into_iter().cloned().collect();
             let database = meta.databases.get(&db).ok_or_else(|| Error::UnknownDatabase(db.clone()))?;
             let holders = meta.leaves.values().filter(|l| database.instances.iter().any(|i| i.node == l.id)).count();
@@ -261,7 +261,15 @@ pub async fn execute(
                 let response = cluster.call(leaf, &request).await?;
                 first.get_or_insert(response);
             }
-            Ok(first.map(single_answer).unwrap_or_else(Answer::done))
+            Ok(match first {
+                // LAST_INSERT_ID is the first value the planner allocated (the leaf's last rowid is not it).
+                Some(Response::Affected { rows, .. }) => Answer::Done {
+                    affected_rows: rows,
+                    last_insert_id: first_auto_increment.unwrap_or(0).max(0) as u64,
+                    info: String::new(),
+                },
+                other => other.map(single_answer).unwrap_or_else(Answer::done),
+            })
         }
     }
 }

@@ -75,8 +75,9 @@ pub enum Plan {
     },
     /// UPDATE/DELETE on a distributed table: run `sql` on each of `ordinals`, sum affected rows.
     Write { db: String, ordinals: Vec<u32>, sql: String },
-    /// Any write to a reference table: run on every copy.
-    ReferenceWrite { db: String, sql: String },
+    /// Any write to a reference table: run on every copy. `first_auto_increment` as for [`Plan::Insert`] (None
+    /// for UPDATE/DELETE and for inserts that gave every id).
+    ReferenceWrite { db: String, sql: String, first_auto_increment: Option<i64> },
 }
 
 /// A gathered query: load `sources` into a scratch SQLite (each table under a schema named after its database),

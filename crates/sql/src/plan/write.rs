@@ -121,7 +121,8 @@ pub(super) fn plan_insert(
 
     if def.kind == TableKind::Reference {
         let values: Vec<String> = rows.iter().map(|r| render_row(r)).collect();
-        return Ok(Plan::ReferenceWrite { db, sql: format!("{head}{}{on_conflict}", values.join(", ")) });
+        let sql = format!("{head}{}{on_conflict}", values.join(", "));
+        return Ok(Plan::ReferenceWrite { db, sql, first_auto_increment });
     }
     let n = partitions(&*ctx, &db)?;
     // Per partition: the rows routed there, and their parameters. Literal values are sent as parameters numbered
@@ -358,7 +359,7 @@ fn plan_write(
     strip_qualifiers(stmt, &ctes);
     let sql = stmt.to_string();
     if def.kind == TableKind::Reference {
-        return Ok(Plan::ReferenceWrite { db, sql });
+        return Ok(Plan::ReferenceWrite { db, sql, first_auto_increment: None });
     }
     let n = partitions(&*ctx, &db)?;
     let qualifiers = match alias {
