@@ -40,12 +40,14 @@ impl Client {
     }
 
     /// Uses the node's local socket at `path` for new connections (None: TCP only). Callers set it only for a node
-    /// whose address is on this host, from the path the node itself reported.
+    /// whose address is on this host, from the path the node itself reported. A change drops the idle connections,
+    /// so the next calls connect the new way instead of reusing the old connections indefinitely.
     pub fn set_local_socket(&self, path: Option<PathBuf>) {
         if let Ok(mut local) = self.local.lock()
             && *local != path
         {
             *local = path;
+            self.flush();
         }
     }
 
