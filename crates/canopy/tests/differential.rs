@@ -260,9 +260,7 @@ fn oracle_write(oracle: &rusqlite::Connection, dialect: &mut Dialect, sql: &str)
     let mut affected = 0;
     for (statement, params) in dialect.sqlite_statements(sql) {
         let mut stmt = oracle.prepare(&statement)?;
-        for (i, p) in params.iter().take(stmt.parameter_count()).enumerate() {
-            stmt.raw_bind_parameter(i + 1, p)?;
-        }
+        canopy_sql::value::bind_params(&mut stmt, &params)?;
         affected += stmt.raw_execute()?;
     }
     Ok(affected)

@@ -151,12 +151,19 @@ pub fn query(conn: &rusqlite::Connection, sql: &str) -> Result<ResultSet, rusqli
     query_with(conn, sql, &[])
 }
 
-/// [`query`] with `params` bound to the statement's `?NNN` placeholders (extra values are ignored).
-pub fn query_with(conn: &rusqlite::Connection, sql: &str, params: &[Value]) -> Result<ResultSet, rusqlite::Error> {
-    let mut stmt = conn.prepare(sql)?;
+/// Binds `params` to a prepared statement's numbered placeholders (`?1` takes the first value); values beyond the
+/// statement's highest placeholder number are ignored, missing ones stay NULL.
+pub fn bind_params(stmt: &mut rusqlite::Statement<'_>, params: &[Value]) -> Result<(), rusqlite::Error> {
     for (index, value) in params.iter().take(stmt.parameter_count()).enumerate() {
         stmt.raw_bind_parameter(index + 1, value)?;
     }
+    Ok(())
+}
+
+/// [`query`] with `params` bound to the statement's `?NNN` placeholders (extra values are ignored).
+pub fn query_with(conn: &rusqlite::Connection, sql: &str, params: &[Value]) -> Result<ResultSet, rusqlite::Error> {
+    let mut stmt = conn.prepare(sql)?;
+    bind_params(&mut stmt, params)?;
     match read_result_set(&mut stmt, usize::MAX) {
         Ok(rs) => Ok(rs),
         Err(ReadError::Sqlite(e)) => Err(e),

@@ -65,9 +65,7 @@ pub fn execute(conn: &Connection, sql: &str, params: &[Value]) -> Result<Outcome
     if wanted > params.len() {
         return Err(StorageError::Internal(format!("statement takes {wanted} parameters, {} were sent", params.len())));
     }
-    for (index, value) in params.iter().take(wanted).enumerate() {
-        stmt.raw_bind_parameter(index + 1, value)?;
-    }
+    canopy_sql::value::bind_params(&mut stmt, params)?;
     if stmt.readonly() {
         return read_rows(&mut stmt).map(Outcome::Rows);
     }

@@ -78,9 +78,7 @@ impl PlanContext for TestContext {
     fn eval_constant(&mut self, expr_sql: &str) -> Result<Value, SqlError> {
         let conn = rusqlite::Connection::open_in_memory()?;
         let mut stmt = conn.prepare(&format!("SELECT {expr_sql}"))?;
-        for (i, p) in self.params.iter().take(stmt.parameter_count()).enumerate() {
-            stmt.raw_bind_parameter(i + 1, p)?;
-        }
+        crate::value::bind_params(&mut stmt, &self.params)?;
         let v: rusqlite::types::Value = stmt.raw_query().next()?.expect("one row").get(0)?;
         Ok(Value::from(v))
     }

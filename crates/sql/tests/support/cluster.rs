@@ -315,8 +315,6 @@ pub fn sorted(mut rows: Vec<Vec<Value>>) -> Vec<Vec<Value>> {
 /// Runs one statement with `params` bound to its numbered placeholders (as a leaf does).
 fn execute_with(conn: &Connection, sql: &str, params: &[Value]) -> Result<usize, rusqlite::Error> {
     let mut stmt = conn.prepare(sql)?;
-    for (i, p) in params.iter().take(stmt.parameter_count()).enumerate() {
-        stmt.raw_bind_parameter(i + 1, p)?;
-    }
+    canopy_sql::value::bind_params(&mut stmt, params)?;
     stmt.raw_execute()
 }
