@@ -41,6 +41,9 @@ async fn bad_statements_get_mysql_errors() {
     assert_eq!(error_code(&mut conn, "UPDATE t SET id = 5 WHERE id = 1").await, 1706);
     assert_eq!(error_code(&mut conn, "SET GLOBAL no_such_variable = 1").await, 1193);
     assert_eq!(error_code(&mut conn, "SET GLOBAL default_partitions_per_leaf = 0").await, 1231);
+    // A parameter placeholder in a plain text query has no value: a syntax error, as in MySQL.
+    assert_eq!(error_code(&mut conn, "SELECT v FROM t WHERE id = ?").await, 1064);
+    assert_eq!(error_code(&mut conn, "INSERT INTO t VALUES (?, 1)").await, 1064);
 
     // The failed multi-row insert of a duplicate left nothing behind, and the connection still works.
     let rows: Vec<(i64, i64)> = conn.query("SELECT id, v FROM t ORDER BY id").await.unwrap();

@@ -142,3 +142,14 @@ pub struct ClusterMeta {
     pub next_term: u64,
     pub next_database_id: u64,
 }
+
+/// The metadata is the planner's catalog: tables and partition counts of every database.
+impl canopy_sql::Catalog for ClusterMeta {
+    fn table(&self, db: &str, table: &str) -> Option<&TableDef> {
+        self.databases.get(db).and_then(|d| d.table(table))
+    }
+
+    fn partition_count(&self, db: &str) -> Option<u32> {
+        self.databases.get(db).map(|d| d.partitions)
+    }
+}

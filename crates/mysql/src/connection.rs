@@ -406,7 +406,9 @@ where
         };
         let placeholders = crate::split::count_placeholders(&sql);
         let described = substitute_placeholders(&sql, &vec!["NULL".to_string(); placeholders]);
-        let columns: Vec<(String, ColumnSpec)> = match classify(&described) {
+        let local = classify(&described);
+        let forward = matches!(local, Local::Forward);
+        let columns: Vec<(String, ColumnSpec)> = match local {
             Local::Select { items, limit } => match self.answer_select(&items, limit) {
                 Reply::Rows(result) => {
                     result.columns.iter().map(|c| c.name.clone()).zip(resultset::column_specs(&result)).collect()
@@ -424,7 +426,6 @@ where
             },
             Local::Forward => vec![],
         };
-        let forward = matches!(classify(&described), Local::Forward);
         let (id, param_count) = match self.statements.prepare(&sql) {
             Ok((id, statement)) => {
                 statement.forward = forward;

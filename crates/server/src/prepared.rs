@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use canopy_meta::ClusterMeta;
+use canopy_sql::Value;
 use canopy_sql::plan;
-use canopy_sql::{Catalog, TableDef, Value};
 
 /// A prepared statement as this session keeps it.
 pub struct Template {
@@ -18,9 +18,9 @@ pub struct Template {
 }
 
 /// A plan whose partition follows from the parameters alone (`plan::reusable_route`): later executions re-hash
-/// their values instead of planning again. Valid for the metadata and current database it was made with.
+/// their values instead of planning again. Valid for the metadata version and current database it was made with.
 pub struct Reuse {
-    meta: Arc<ClusterMeta>,
+    meta_version: u64,
     db: Option<String>,
     plan: plan::Plan,
     route: plan::ParamRoute,
@@ -28,8 +28,8 @@ pub struct Reuse {
 
 impl Reuse {
     /// The plan for `params`, if this reuse applies to them.
-    pub fn plan_for(&self, meta: &Arc<ClusterMeta>, db: Option<&str>, params: &[Value]) -> Option<plan::Plan> {
-        if !Arc::ptr_eq(&self.meta, meta) || self.db.as_deref() != db {
+    pub fn plan_for(&self, meta: &ClusterMeta, db: Option<&str>, params: &[Value]) -> Option<plan::Plan> {
+        if self.meta_version != meta.version || self.db.as_deref() != db {
             return None;
         }
         if self.route == plan::ParamRoute::Everywhere {
@@ -50,11 +50,14 @@ impl Reuse {
         statement: &sqlparser::ast::Statement,
         plan: &plan::Plan,
         params: &[Value],
-        meta: &Arc<ClusterMeta>,
+        meta: &ClusterMeta,
         db: Option<&str>,
     ) -> Option<Reuse> {
-        let context = Catalogue(meta);
-        let route = plan::reusable_route(statement, db, &context)?;
+        // Only single-partition plans, scatters and writes can be reused; ask nothing more of other plans.
+        if !matches!(plan, plan::Plan::Single { .. } | plan::Plan::Scatter { .. } | plan::Plan::Write { .. }) {
+            return None;
+        }
+        let route = plan::reusable_route(statement, db, meta)?;
         let agrees = match (&route, plan) {
             // Every partition whatever the values: the plan does not depend on them (a scatter merge that read a
             // parameter would not run with parameters, and is never offered for reuse).
@@ -67,19 +70,6 @@ impl Reuse {
             }
             _ => false,
         };
-        agrees.then(|| Reuse { meta: meta.clone(), db: db.map(str::to_string), plan: plan.clone(), route })
-    }
-}
-
-/// The metadata as a planning catalog, for questions that need no evaluation.
-struct Catalogue<'a>(&'a ClusterMeta);
-
-impl Catalog for Catalogue<'_> {
-    fn table(&self, db: &str, table: &str) -> Option<&TableDef> {
-        self.0.databases.get(db).and_then(|d| d.table(table))
-    }
-
-    fn partition_count(&self, db: &str) -> Option<u32> {
-        self.0.databases.get(db).map(|d| d.partitions)
+        agrees.then(|| Reuse { meta_version: meta.version, db: db.map(str::to_string), plan: plan.clone(), route })
     }
 }

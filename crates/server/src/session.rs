@@ -69,11 +69,11 @@ struct Context<'a> {
 
 impl Catalog for Context<'_> {
     fn table(&self, db: &str, table: &str) -> Option<&TableDef> {
-        self.meta.databases.get(db).and_then(|d| d.table(table))
+        self.meta.table(db, table)
     }
 
     fn partition_count(&self, db: &str) -> Option<u32> {
-        self.meta.databases.get(db).map(|d| d.partitions)
+        self.meta.partition_count(db)
     }
 }
 

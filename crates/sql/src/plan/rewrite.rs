@@ -313,7 +313,7 @@ pub(super) fn unbound_placeholder<T: Visit>(node: &T, count: usize) -> Option<St
 }
 
 /// N of a `?N` placeholder (`?` alone has no number).
-fn placeholder_number(p: &str) -> Option<usize> {
+pub(super) fn placeholder_number(p: &str) -> Option<usize> {
     p.strip_prefix('?')?.parse().ok()
 }
 

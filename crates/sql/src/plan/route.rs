@@ -3,7 +3,7 @@
 
 use sqlparser::ast::{BinaryOperator, Expr};
 
-use super::rewrite::{bound_value, conjuncts};
+use super::rewrite::{bound_value, conjuncts, placeholder_number};
 use crate::catalog::{Affinity, TableDef};
 use crate::shard::{apply_affinity, partition_of, real_text_is_exact};
 use crate::value::Value;
@@ -140,7 +140,7 @@ fn placeholder_index(expr: &Expr) -> Option<usize> {
     match expr {
         Expr::Nested(inner) => placeholder_index(inner),
         Expr::Value(v) => match &v.value {
-            sqlparser::ast::Value::Placeholder(p) => p.strip_prefix('?')?.parse::<usize>().ok()?.checked_sub(1),
+            sqlparser::ast::Value::Placeholder(p) => placeholder_number(p)?.checked_sub(1),
             _ => None,
         },
         _ => None,
