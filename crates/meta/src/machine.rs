@@ -225,9 +225,8 @@ impl ClusterMeta {
                 if !self.leaves.contains_key(&node) {
                     return Err(MetaError::UnknownLeaf(node));
                 }
-                let term = if role == InstanceRole::Master { self.take_term() } else { Term(0) };
                 let id = InstanceId(self.next_instance_id);
-                let database = self.databases.get_mut(&db).ok_or_else(|| MetaError::UnknownDatabase(db.clone()))?;
+                let database = self.databases.get(&db).ok_or_else(|| MetaError::UnknownDatabase(db.clone()))?;
                 if ordinal >= database.partitions {
                     return Err(MetaError::UnknownInstance { db, ordinal, instance: id });
                 }
@@ -237,9 +236,12 @@ impl ClusterMeta {
                 if role == InstanceRole::Master && database.master(ordinal).is_some() {
                     return Err(MetaError::InstanceExists { db, ordinal, leaf: node });
                 }
-                self.next_instance_id += 1;
+                // Everything is checked: only now take a term, so a refused command changes nothing.
+                let term = if role == InstanceRole::Master { self.take_term() } else { Term(0) };
+                let database = self.database_mut(&db)?;
                 let instance = Instance { id, ordinal, node, role, term, locked: false };
                 database.instances.push(instance.clone());
+                self.next_instance_id += 1;
                 Outcome::InstanceAdded(instance)
             }
             Command::RemoveInstance { db, instance } => {
