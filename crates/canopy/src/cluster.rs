@@ -4,7 +4,7 @@
 //! Nodes run detached (their own session) and outlive the command; a node's state is its pid file
 //! `<data_dir>/<id>/canopy.pid` confirmed against `/proc/<pid>/cmdline`, so a stale pid file never gets a stranger
 //! signalled. This module reads and validates the file, orders the work and forms the cluster over MySQL
-//! (`BOOTSTRAP AGGREGATOR`, `ADD LEAF`); spawning and stopping processes is `procs`'s job.
+//! (`BOOTSTRAP AGGREGATOR`, `ADD LEAF`); spawning and stopping processes is `canopy-launch`'s job.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use clap::Subcommand;
 use mysql_async::prelude::Queryable;
 use serde::Deserialize;
 
-use crate::procs::{self, Lifetime, NodeSpec, Stopped};
+use canopy_launch::{self as launch, Lifetime, NodeSpec, Stopped};
 
 #[derive(clap::Args)]
 pub struct ClusterArgs {
@@ -157,7 +157,7 @@ impl Node {
     fn running_pid(&self) -> Option<libc::pid_t> {
         let text = std::fs::read_to_string(self.pid_file()).ok()?;
         let pid: libc::pid_t = text.trim().parse().ok()?;
-        procs::serves_data_dir(pid, &self.spec.data_dir).then_some(pid)
+        launch::serves_data_dir(pid, &self.spec.data_dir).then_some(pid)
     }
 }
 
@@ -219,7 +219,7 @@ fn parse(text: &str, base: &Path, binary: PathBuf) -> Result<Cluster, String> {
         let port_line = line(entry.port.span());
         let rpc_port = match &entry.rpc_port {
             Some(r) => *r.get_ref(),
-            None => port.checked_add(procs::RPC_PORT_OFFSET).ok_or_else(|| {
+            None => port.checked_add(launch::RPC_PORT_OFFSET).ok_or_else(|| {
                 format!(
                     "line {port_line}: port {port} leaves no room for the default RPC port (port + 10000); set rpc_port"
                 )
@@ -272,8 +272,8 @@ struct Launched {
 impl Launched {
     fn exited(&mut self, node: &Node) -> Option<String> {
         match &mut self.child {
-            Some(child) => procs::child_exited(child),
-            None => (!procs::serves_data_dir(self.pid, &node.spec.data_dir)).then(|| "exited".to_string()),
+            Some(child) => launch::child_exited(child),
+            None => (!launch::serves_data_dir(self.pid, &node.spec.data_dir)).then(|| "exited".to_string()),
         }
     }
 }
@@ -284,7 +284,7 @@ fn start(binary: &Path, node: &Node) -> anyhow::Result<Launched> {
         println!("{}: already running (pid {pid})", node.describe());
         return Ok(Launched { pid, child: None });
     }
-    let rpc_port = node.spec.rpc_port.or_else(|| node.spec.port.checked_add(procs::RPC_PORT_OFFSET));
+    let rpc_port = node.spec.rpc_port.or_else(|| node.spec.port.checked_add(launch::RPC_PORT_OFFSET));
     for port in [Some(node.spec.port), rpc_port].into_iter().flatten() {
         match std::net::TcpListener::bind((node.spec.host.as_str(), port)) {
             Ok(_) => {}
@@ -296,7 +296,7 @@ fn start(binary: &Path, node: &Node) -> anyhow::Result<Launched> {
             Err(e) => anyhow::bail!("cannot start {}: cannot bind {}:{port}: {e}", node.describe(), node.spec.host),
         }
     }
-    let child = procs::spawn(binary, &node.spec, Lifetime::Detached)?;
+    let child = launch::spawn(binary, &node.spec, Lifetime::Detached)?;
     let pid = child.id() as libc::pid_t;
     std::fs::write(node.pid_file(), format!("{pid}\n"))
         .with_context(|| format!("cannot write {}", node.pid_file().display()))?;
@@ -305,7 +305,7 @@ fn start(binary: &Path, node: &Node) -> anyhow::Result<Launched> {
 }
 
 async fn wait_ready(node: &Node, launched: &mut Launched) -> anyhow::Result<()> {
-    procs::wait_ready(&node.spec, || launched.exited(node)).await?;
+    launch::wait_ready(&node.spec, || launched.exited(node)).await?;
     println!("{}: answers SELECT 1", node.describe());
     Ok(())
 }
@@ -395,12 +395,12 @@ fn stop(node: &Node) {
         println!("{}: already stopped", node.describe());
         return;
     };
-    match procs::stop_pid(pid, &node.spec.data_dir) {
+    match launch::stop_pid(pid, &node.spec.data_dir) {
         Stopped::Clean => println!("{}: stopped (pid {pid})", node.describe()),
         Stopped::Killed => eprintln!(
             "warning: {} did not exit within {}s of SIGTERM; killed it (SIGKILL, pid {pid})",
             node.describe(),
-            procs::STOP_TIMEOUT.as_secs()
+            launch::STOP_TIMEOUT.as_secs()
         ),
         Stopped::Stuck => {
             eprintln!("warning: {} (pid {pid}) survived SIGKILL; its pid file is kept", node.describe());

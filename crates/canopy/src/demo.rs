@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use mysql_async::prelude::Queryable;
 
-use crate::procs::{self, Lifetime, NodeSpec, Stopped};
+use canopy_launch::{self as launch, Lifetime, NodeSpec, Stopped};
 
 const HOST: &str = "127.0.0.1";
 /// How often the demo checks that its nodes are still running.
@@ -125,7 +125,7 @@ async fn watch(nodes: &mut [DemoNode], shutdown: &mut Shutdown) {
             _ = tokio::time::sleep(WATCH_INTERVAL) => {}
         }
         for (node, reported) in nodes.iter_mut().zip(&mut reported) {
-            if !*reported && let Some(how) = procs::child_exited(&mut node.child) {
+            if !*reported && let Some(how) = launch::child_exited(&mut node.child) {
                 eprintln!(
                     "warning: {} ({}) {how}; see {}",
                     node.name,
@@ -178,12 +178,12 @@ async fn start(
             rpc_port: None,
             root_password: String::new(),
         };
-        let child = procs::spawn(binary, &spec, Lifetime::TiedToParent)?;
+        let child = launch::spawn(binary, &spec, Lifetime::TiedToParent)?;
         nodes.push(DemoNode { name, spec, child });
     }
     println!("Starting {} nodes in {} ...", nodes.len(), data_dir.display());
     for node in nodes.iter_mut() {
-        procs::wait_ready(&node.spec, || procs::child_exited(&mut node.child)).await?;
+        launch::wait_ready(&node.spec, || launch::child_exited(&mut node.child)).await?;
     }
 
     let master = &nodes[0].spec;
@@ -205,20 +205,20 @@ async fn start(
 /// The master's port (the requested one if usable) and one per leaf, each usable with its RPC port.
 fn pick_ports(requested: u16, leaves: usize) -> anyhow::Result<Vec<u16>> {
     let no_port = || anyhow::anyhow!("no free ports found on {HOST}");
-    let master = if procs::port_usable(HOST, requested) {
+    let master = if launch::port_usable(HOST, requested) {
         requested
     } else {
-        let p = procs::next_usable_port(HOST, requested.saturating_add(1), &[]).ok_or_else(no_port)?;
+        let p = launch::next_usable_port(HOST, requested.saturating_add(1), &[]).ok_or_else(no_port)?;
         println!(
             "Port {requested} (or its RPC port {}) is in use; the master aggregator uses port {p} instead.",
-            u32::from(requested) + u32::from(procs::RPC_PORT_OFFSET)
+            u32::from(requested) + u32::from(launch::RPC_PORT_OFFSET)
         );
         p
     };
     let mut ports = vec![master];
     for _ in 0..leaves {
         let from = ports.last().map_or(master, |p| p.saturating_add(1));
-        ports.push(procs::next_usable_port(HOST, from, &ports).ok_or_else(no_port)?);
+        ports.push(launch::next_usable_port(HOST, from, &ports).ok_or_else(no_port)?);
     }
     Ok(ports)
 }
@@ -318,13 +318,13 @@ fn print_welcome(nodes: &[DemoNode], data_dir: &std::path::Path, removed: bool, 
 fn stop_all(nodes: &mut [DemoNode]) {
     for node in nodes.iter_mut() {
         let pid = node.child.id();
-        match procs::stop_child(&mut node.child) {
+        match launch::stop_child(&mut node.child) {
             Stopped::Clean => println!("  stopped {} ({}, pid {pid})", node.name, node.spec.addr()),
             Stopped::Killed => eprintln!(
                 "  warning: {} ({}, pid {pid}) did not exit within {}s of SIGTERM; killed it",
                 node.name,
                 node.spec.addr(),
-                procs::STOP_TIMEOUT.as_secs()
+                launch::STOP_TIMEOUT.as_secs()
             ),
             Stopped::Stuck => eprintln!("  warning: {} (pid {pid}) survived SIGKILL", node.name),
         }

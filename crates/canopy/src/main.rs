@@ -3,7 +3,6 @@
 
 mod cluster;
 mod demo;
-mod procs;
 
 use std::path::PathBuf;
 

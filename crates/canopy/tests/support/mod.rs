@@ -4,7 +4,6 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
@@ -40,70 +39,62 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// One `canopy server` process.
+/// One `canopy server` process, started through `canopy-launch` (the launcher `canopy demo`, `canopy cluster` and
+/// the benchmarks use), killed when the handle drops.
 pub struct NodeProc {
     pub port: u16,
     pub data_dir: PathBuf,
-    child: Option<Child>,
+    node: Option<canopy_launch::Node>,
 }
 
 impl NodeProc {
     pub fn start(data_dir: &Path, port: u16) -> NodeProc {
-        let mut node = NodeProc { port, data_dir: data_dir.to_path_buf(), child: None };
+        let mut node = NodeProc { port, data_dir: data_dir.to_path_buf(), node: None };
         node.spawn();
         node
     }
 
+    /// Starts the node (again) on its data directory and port; a restarted node appends to its log.
     pub fn spawn(&mut self) {
-        assert!(self.child.is_none(), "node already running");
-        std::fs::create_dir_all(&self.data_dir).expect("data dir");
-        let log =
-            std::fs::OpenOptions::new().create(true).append(true).open(self.data_dir.join("node.log")).expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_canopy"))
-            .args(["server", "--host", "127.0.0.1", "--port", &self.port.to_string(), "--data-dir"])
-            .arg(&self.data_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn canopy");
-        self.child = Some(child);
+        match &mut self.node {
+            Some(node) => {
+                assert!(!node.is_running(), "node already running");
+                node.restart().expect("restart canopy");
+            }
+            None => {
+                let spec = canopy_launch::NodeSpec::new(&self.data_dir, "127.0.0.1", self.port);
+                let binary = Path::new(env!("CARGO_BIN_EXE_canopy"));
+                let node = canopy_launch::Node::start(binary, spec, canopy_launch::Lifetime::Owned);
+                self.node = Some(node.expect("spawn canopy"));
+            }
+        }
     }
 
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
+        self.node.as_ref().and_then(|n| n.pid())
     }
 
     pub fn signal(&self, signal: i32) {
-        if let Some(pid) = self.pid() {
-            unsafe { libc::kill(pid as i32, signal) };
+        if let Some(node) = &self.node {
+            let _ = node.signal(signal);
         }
     }
 
     /// SIGKILL and reap.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(node) = &mut self.node {
+            node.kill();
         }
     }
 
     /// SIGTERM, then wait for a clean exit; returns the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("node running");
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "node {} did not stop after SIGTERM", self.port);
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let node = self.node.as_mut().expect("node running");
+        node.terminate(DEADLINE).unwrap_or_else(|| panic!("node {} did not stop after SIGTERM", self.port))
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("node.log")).unwrap_or_default()
+        std::fs::read_to_string(self.data_dir.join(canopy_launch::LOG_FILE)).unwrap_or_default()
     }
 
     pub fn opts(&self) -> mysql_async::Opts {
@@ -132,12 +123,6 @@ impl NodeProc {
                 }
             }
         }
-    }
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
