@@ -1,4 +1,4 @@
-//! Statement classification: one SQL string in, one [`Statement`] out. Canopy's own grammar (see `command/lexer.rs`)
+//! Statement classification: one SQL string in, one [`Statement`] out. Canopy's own grammar (see `lexer.rs`)
 //! claims the statements sqlparser cannot represent or that the server handles itself: cluster commands
 //! (`command/cluster.rs`), database and table catalog statements, `SET`, `SHOW`, transactions and `CREATE TABLE`
 //! (whose SingleStore clauses `ddl` strips). Everything else goes to sqlparser with `MySqlDialect`.
@@ -14,15 +14,14 @@
 //! - Ports default to 3306 wherever a `'host'` may omit `:port`.
 
 mod cluster;
-pub(crate) mod lexer;
 
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 
 use crate::ddl::{self, CreateIndex, CreateTable};
 use crate::error::SqlError;
+use crate::lexer::{self, Cursor, TokenKind};
 use crate::value::Value;
-use lexer::{Cursor, TokenKind};
 
 /// One classified statement.
 #[derive(Debug, Clone, PartialEq)]
@@ -730,7 +729,7 @@ fn transaction(cur: &mut Cursor) -> Result<Option<Statement>, SqlError> {
 
 fn parse_with_sqlparser(sql: &str) -> Result<Statement, SqlError> {
     use sqlparser::ast::Statement as Ast;
-    let mut statements = Parser::parse_sql(&MySqlDialect {}, sql).map_err(|e| sqlparser_error(&e))?;
+    let mut statements = Parser::parse_sql(&MySqlDialect {}, sql).map_err(|e| SqlError::from_sqlparser(&e))?;
     if statements.len() != 1 {
         return Err(SqlError::Parse(format!("expected exactly one statement, found {}", statements.len())));
     }
@@ -741,10 +740,4 @@ fn parse_with_sqlparser(sql: &str) -> Result<Statement, SqlError> {
         other => is_query(other),
     };
     if query { Ok(Statement::Query(Box::new(statement))) } else { Ok(Statement::Other(Box::new(statement))) }
-}
-
-/// sqlparser's message without its "sql parser error: " prefix (our error type adds its own).
-pub(crate) fn sqlparser_error(e: &sqlparser::parser::ParserError) -> SqlError {
-    let text = e.to_string();
-    SqlError::Parse(text.strip_prefix("sql parser error: ").unwrap_or(&text).to_string())
 }

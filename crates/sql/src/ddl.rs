@@ -33,9 +33,8 @@ use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
 
 use crate::catalog::{Affinity, ColumnDef, TableDef, TableKind};
-use crate::command::lexer::{Cursor, Token, TokenKind, tokenize};
-use crate::command::sqlparser_error;
 use crate::error::SqlError;
+use crate::lexer::{Cursor, Token, TokenKind, tokenize};
 use crate::types::sqlite_decl_type;
 use crate::value::Value;
 
@@ -102,7 +101,8 @@ struct Stripped {
 /// Parses `CREATE [ROWSTORE] [REFERENCE] TABLE [IF NOT EXISTS] [db.]t (...) [options]`.
 pub fn create_table(sql: &str) -> Result<CreateTable, SqlError> {
     let stripped = strip_singlestore_clauses(sql)?;
-    let mut statements = Parser::parse_sql(&MySqlDialect {}, &stripped.sql).map_err(|e| sqlparser_error(&e))?;
+    let mut statements =
+        Parser::parse_sql(&MySqlDialect {}, &stripped.sql).map_err(|e| SqlError::from_sqlparser(&e))?;
     if statements.len() != 1 {
         return Err(SqlError::Parse("expected exactly one CREATE TABLE statement".to_string()));
     }

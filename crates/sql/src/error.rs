@@ -32,6 +32,14 @@ pub enum SqlError {
     Engine(String),
 }
 
+impl SqlError {
+    /// sqlparser's message without its "sql parser error: " prefix (our error type adds its own).
+    pub(crate) fn from_sqlparser(e: &sqlparser::parser::ParserError) -> SqlError {
+        let text = e.to_string();
+        SqlError::Parse(text.strip_prefix("sql parser error: ").unwrap_or(&text).to_string())
+    }
+}
+
 impl From<rusqlite::Error> for SqlError {
     fn from(e: rusqlite::Error) -> Self {
         SqlError::Engine(e.to_string())

@@ -6,8 +6,27 @@
 use rusqlite::Connection;
 
 use crate::error::SqlError;
-use crate::plan::{GatherSource, GatherSpec};
 use crate::value::{Column, ResultSet, Value};
+
+/// A gathered query: load `sources` into a scratch SQLite (each table under a schema named after its database),
+/// then run `sql` there. `sql` names every table as `"db"."table"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatherSpec {
+    pub sources: Vec<GatherSource>,
+    pub sql: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum GatherSource {
+    /// All rows of a distributed table: run `fetch_sql` on every partition of db and concatenate.
+    /// `create_sql` is the table's DDL (unqualified; merge creates it under schema `db`).
+    Distributed { db: String, table: String, fetch_sql: String, create_sql: String },
+    /// A reference table: fetched from any one copy.
+    Reference { db: String, table: String, fetch_sql: String, create_sql: String },
+    /// A virtual system table (schema INFORMATION_SCHEMA, case-insensitive): the server supplies its rows and
+    /// columns. `schema` is always lower case `information_schema`.
+    Virtual { schema: String, table: String },
+}
 
 /// How to combine the partial results of a [`crate::plan::Plan::Scatter`].
 #[derive(Debug, Clone, PartialEq)]

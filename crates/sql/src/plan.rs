@@ -32,6 +32,7 @@ use sqlparser::ast::{ObjectName, Statement};
 use crate::catalog::{Catalog, TableDef};
 use crate::error::SqlError;
 use crate::merge::MergeSpec;
+pub use crate::merge::{GatherSource, GatherSpec};
 use crate::value::Value;
 
 /// What the planner needs from the server besides table definitions.
@@ -78,26 +79,6 @@ pub enum Plan {
     /// Any write to a reference table: run on every copy. `first_auto_increment` as for [`Plan::Insert`] (None
     /// for UPDATE/DELETE and for inserts that gave every id).
     ReferenceWrite { db: String, sql: String, first_auto_increment: Option<i64> },
-}
-
-/// A gathered query: load `sources` into a scratch SQLite (each table under a schema named after its database),
-/// then run `sql` there. `sql` names every table as `"db"."table"`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GatherSpec {
-    pub sources: Vec<GatherSource>,
-    pub sql: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum GatherSource {
-    /// All rows of a distributed table: run `fetch_sql` on every partition of db and concatenate.
-    /// `create_sql` is the table's DDL (unqualified; merge creates it under schema `db`).
-    Distributed { db: String, table: String, fetch_sql: String, create_sql: String },
-    /// A reference table: fetched from any one copy.
-    Reference { db: String, table: String, fetch_sql: String, create_sql: String },
-    /// A virtual system table (schema INFORMATION_SCHEMA, case-insensitive): the server supplies its rows and
-    /// columns. `schema` is always lower case `information_schema`.
-    Virtual { schema: String, table: String },
 }
 
 /// Plans one statement. `current_db` is the session's database (`USE db`).

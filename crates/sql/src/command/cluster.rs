@@ -2,9 +2,9 @@
 //! redundancy, snapshots and the low-level partition commands. It recognises a command by its leading keywords and
 //! from then on reports precise errors; it does not decide whether the command may run on this node.
 
-use super::lexer::{Cursor, TokenKind};
 use super::{ClusterCommand, LeafTarget, PartitionAction, PartitionCommand, RebalanceOptions};
 use crate::error::SqlError;
+use crate::lexer::{Cursor, TokenKind};
 
 const DEFAULT_PORT: u16 = 3306;
 
