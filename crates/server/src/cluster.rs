@@ -188,6 +188,15 @@ impl Cluster {
     }
 
     /// Forgets cached AUTO_INCREMENT ranges of a dropped table or database.
+    /// The next AUTO_INCREMENT value `db.table` would give: the head of this aggregator's reserved range, or the
+    /// metadata's next unreserved value when no range is held (INFORMATION_SCHEMA.TABLES.AUTO_INCREMENT).
+    pub fn next_auto_increment(&self, meta: &ClusterMeta, db: &str, table: &str) -> i64 {
+        let key = (db.to_string(), table.to_ascii_lowercase());
+        let held = self.auto_increment.lock().ok().and_then(|ranges| ranges.get(&key).map(|(next, _)| *next));
+        let reserved = meta.databases.get(db).and_then(|d| d.auto_increment.get(&key.1).copied()).unwrap_or(1);
+        held.unwrap_or(reserved)
+    }
+
     pub fn forget_auto_increment(&self, db: &str, table: Option<&str>) {
         if let Ok(mut ranges) = self.auto_increment.lock() {
             ranges.retain(|(d, t), _| !(d == db && table.is_none_or(|table| t.eq_ignore_ascii_case(table))));

@@ -16,6 +16,7 @@ pub mod node;
 pub mod ops;
 pub mod persist;
 pub mod prepared;
+pub mod schema_tables;
 pub mod session;
 pub mod views;
 

@@ -210,7 +210,8 @@ pub async fn virtual_table(cluster: &Arc<Cluster>, meta: &ClusterMeta, schema: &
         "AGGREGATORS" => Ok(show_aggregators(meta, true)),
         "DISTRIBUTED_DATABASES" => Ok(distributed_databases(meta)),
         "MV_CLUSTER_STATUS" => cluster_status(cluster, meta).await,
-        _ => Err(Error::Sql(SqlError::UnknownTable { db: schema.to_string(), table: name.to_string() })),
+        upper => crate::schema_tables::table(meta, upper, &|db, t| cluster.next_auto_increment(meta, db, t))
+            .ok_or_else(|| Error::Sql(SqlError::UnknownTable { db: schema.to_string(), table: name.to_string() })),
     }
 }
 

@@ -83,11 +83,12 @@ impl CreateIndex {
 }
 
 /// One key of a table while it is being built.
-#[derive(Debug, Clone, PartialEq)]
-struct Key {
-    name: String,
-    unique: bool,
-    columns: Vec<String>,
+/// A secondary key of a table (an index): its name as the user gave it, uniqueness and columns in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    pub name: String,
+    pub unique: bool,
+    pub columns: Vec<String>,
 }
 
 /// What step 1 (the tokenizer pass) found and cut out.
@@ -432,8 +433,8 @@ fn index_statement(table: &str, name: &str, unique: bool, columns: &[String]) ->
     )
 }
 
-/// The keys of a table, read back from its `index_sql` (which this module wrote).
-fn index_keys(def: &TableDef) -> Vec<Key> {
+/// The secondary keys of a table (not its primary key), read back from its `index_sql` (which this module wrote).
+pub fn index_keys(def: &TableDef) -> Vec<Key> {
     def.index_sql.iter().filter_map(|sql| parse_index_statement(&def.name, sql)).collect()
 }
 

@@ -1,0 +1,598 @@
+//! MySQL's own INFORMATION_SCHEMA tables (SCHEMATA, TABLES, COLUMNS, STATISTICS, KEY_COLUMN_USAGE,
+//! TABLE_CONSTRAINTS, ...), built from the cluster metadata with MySQL 8's column names, so that GUI clients, ORM
+//! reflection and mysqldump can see the schema. Pure: metadata in, rows out; the planner gathers them like any other
+//! virtual table, so they filter and join. Tables Canopy has nothing for (views, routines, triggers, foreign keys)
+//! exist with their columns and no rows. The cluster's own views (DISTRIBUTED_PARTITIONS...) live in `views`.
+
+use canopy_meta::{ClusterMeta, Database};
+use canopy_sql::{Column, ResultSet, TableDef, TableKind, Value};
+
+/// What `TABLE_CATALOG` and friends always say in MySQL.
+const CATALOG: &str = "def";
+/// The engine name Canopy reports for its tables (SHOW ENGINES lists it).
+pub const ENGINE: &str = "Canopy";
+pub const CHARSET: &str = "utf8mb4";
+/// Canopy compares text as its leaves' engine does: bytewise (docs/sql.md); `utf8mb4_bin` says so.
+pub const COLLATION: &str = "utf8mb4_bin";
+
+/// The next AUTO_INCREMENT value of a table (`db`, `table`): the runtime knows the ranges it holds.
+pub type NextAutoIncrement<'a> = &'a dyn Fn(&str, &str) -> i64;
+
+/// The INFORMATION_SCHEMA table `name` (upper case), or None when it is not one of MySQL's that Canopy provides.
+pub fn table(meta: &ClusterMeta, name: &str, next_id: NextAutoIncrement<'_>) -> Option<ResultSet> {
+    Some(match name {
+        "SCHEMATA" => schemata(meta),
+        "TABLES" => tables(meta, next_id),
+        "COLUMNS" => columns(meta),
+        "STATISTICS" => statistics(meta),
+        "KEY_COLUMN_USAGE" => key_column_usage(meta),
+        "TABLE_CONSTRAINTS" => table_constraints(meta),
+        "PARTITIONS" => partitions(meta),
+        "ENGINES" => engines(),
+        "CHARACTER_SETS" => character_sets(),
+        "COLLATIONS" => collations(),
+        "REFERENTIAL_CONSTRAINTS" => empty(REFERENTIAL_CONSTRAINTS),
+        "VIEWS" => empty(VIEWS),
+        "ROUTINES" => empty(ROUTINES),
+        "TRIGGERS" => empty(TRIGGERS),
+        _ => return None,
+    })
+}
+
+fn text(s: impl Into<String>) -> Value {
+    Value::Text(s.into())
+}
+
+fn int(i: impl Into<i64>) -> Value {
+    Value::Integer(i.into())
+}
+
+fn result(columns: &[&str], rows: Vec<Vec<Value>>) -> ResultSet {
+    ResultSet { columns: columns.iter().map(|c| Column::new(*c)).collect(), rows }
+}
+
+fn empty(columns: &[&str]) -> ResultSet {
+    result(columns, Vec::new())
+}
+
+/// Every table of every database, in name order.
+fn each_table(meta: &ClusterMeta) -> impl Iterator<Item = (&Database, &TableDef)> {
+    meta.databases.values().flat_map(|db| db.tables.values().map(move |t| (db, t)))
+}
+
+fn schemata(meta: &ClusterMeta) -> ResultSet {
+    let mut names: Vec<&str> = vec!["information_schema"];
+    names.extend(meta.databases.keys().map(String::as_str));
+    let rows = names
+        .into_iter()
+        .map(|name| vec![text(CATALOG), text(name), text(CHARSET), text(COLLATION), Value::Null, text("NO")])
+        .collect();
+    result(
+        &[
+            "CATALOG_NAME",
+            "SCHEMA_NAME",
+            "DEFAULT_CHARACTER_SET_NAME",
+            "DEFAULT_COLLATION_NAME",
+            "SQL_PATH",
+            "DEFAULT_ENCRYPTION",
+        ],
+        rows,
+    )
+}
+
+/// How the table is spread, in the words of SHOW CREATE TABLE (CREATE_OPTIONS).
+fn create_options(def: &TableDef) -> String {
+    match def.kind {
+        TableKind::Reference => "reference".to_string(),
+        TableKind::Distributed if def.shard_key.is_empty() => "shard key ()".to_string(),
+        TableKind::Distributed => format!("shard key ({})", def.shard_key.join(", ")),
+    }
+}
+
+fn tables(meta: &ClusterMeta, next_id: NextAutoIncrement<'_>) -> ResultSet {
+    let rows = each_table(meta)
+        .map(|(db, def)| {
+            let next_id = def.auto_increment_column().map(|_| int(next_id(&db.name, &def.name))).unwrap_or(Value::Null);
+            vec![
+                text(CATALOG),
+                text(db.name.clone()),
+                text(def.name.clone()),
+                text("BASE TABLE"),
+                text(ENGINE),
+                int(10),
+                text("Dynamic"),
+                // Row counts live on the leaves; MySQL's own figure is an estimate too, and NULL is allowed.
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                next_id,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                text(COLLATION),
+                Value::Null,
+                text(create_options(def)),
+                text(""),
+            ]
+        })
+        .collect();
+    result(
+        &[
+            "TABLE_CATALOG",
+            "TABLE_SCHEMA",
+            "TABLE_NAME",
+            "TABLE_TYPE",
+            "ENGINE",
+            "VERSION",
+            "ROW_FORMAT",
+            "TABLE_ROWS",
+            "AVG_ROW_LENGTH",
+            "DATA_LENGTH",
+            "MAX_DATA_LENGTH",
+            "INDEX_LENGTH",
+            "DATA_FREE",
+            "AUTO_INCREMENT",
+            "CREATE_TIME",
+            "UPDATE_TIME",
+            "CHECK_TIME",
+            "TABLE_COLLATION",
+            "CHECKSUM",
+            "CREATE_OPTIONS",
+            "TABLE_COMMENT",
+        ],
+        rows,
+    )
+}
+
+/// A MySQL column type (`varchar(20)`, `int(11) unsigned`, `decimal(10,2)`) taken apart the way
+/// INFORMATION_SCHEMA.COLUMNS shows it.
+#[derive(Debug, Clone, PartialEq)]
+struct ColumnType {
+    /// `DATA_TYPE`: the bare type name, lower case.
+    data_type: String,
+    /// The numbers in parentheses, if any.
+    args: Vec<i64>,
+}
+
+impl ColumnType {
+    fn parse(mysql_type: &str) -> ColumnType {
+        let lower = mysql_type.trim().to_ascii_lowercase();
+        let end = lower.find(|c: char| c == '(' || c.is_whitespace()).unwrap_or(lower.len());
+        let data_type = lower[..end].to_string();
+        let args = match (lower.find('('), lower.find(')')) {
+            (Some(open), Some(close)) if close > open => {
+                lower[open + 1..close].split(',').filter_map(|a| a.trim().parse().ok()).collect()
+            }
+            _ => Vec::new(),
+        };
+        ColumnType { data_type, args }
+    }
+
+    fn is_text(&self) -> bool {
+        matches!(
+            self.data_type.as_str(),
+            "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum" | "set"
+        )
+    }
+
+    /// CHARACTER_MAXIMUM_LENGTH.
+    fn max_length(&self) -> Option<i64> {
+        match self.data_type.as_str() {
+            "char" | "varchar" | "binary" | "varbinary" => Some(self.args.first().copied().unwrap_or(1)),
+            "tinytext" | "tinyblob" => Some(255),
+            "text" | "blob" => Some(65_535),
+            "mediumtext" | "mediumblob" => Some(16_777_215),
+            "longtext" | "longblob" => Some(4_294_967_295),
+            _ => None,
+        }
+    }
+
+    /// (NUMERIC_PRECISION, NUMERIC_SCALE).
+    fn precision(&self) -> (Option<i64>, Option<i64>) {
+        match self.data_type.as_str() {
+            "tinyint" => (Some(3), Some(0)),
+            "smallint" => (Some(5), Some(0)),
+            "mediumint" => (Some(7), Some(0)),
+            "int" | "integer" => (Some(10), Some(0)),
+            "bigint" => (Some(19), Some(0)),
+            "decimal" | "numeric" => {
+                (Some(self.args.first().copied().unwrap_or(10)), Some(self.args.get(1).copied().unwrap_or(0)))
+            }
+            "float" => (Some(12), None),
+            "double" | "real" => (Some(22), None),
+            _ => (None, None),
+        }
+    }
+}
+
+fn opt(v: Option<i64>) -> Value {
+    v.map(Value::Integer).unwrap_or(Value::Null)
+}
+
+fn columns(meta: &ClusterMeta) -> ResultSet {
+    let mut rows = Vec::new();
+    for (db, def) in each_table(meta) {
+        // DESCRIBE's rows carry the key marks (PRI/UNI/MUL), the default as shown and the extra, computed once.
+        let described = canopy_sql::ddl::describe_rows(def);
+        for (position, (column, shown)) in def.columns.iter().zip(described).enumerate() {
+            let ty = ColumnType::parse(&column.mysql_type);
+            let (precision, scale) = ty.precision();
+            let max_length = ty.max_length();
+            let octets = max_length.map(|n| if ty.is_text() { n.saturating_mul(4) } else { n });
+            let (charset, collation) =
+                if ty.is_text() { (text(CHARSET), text(COLLATION)) } else { (Value::Null, Value::Null) };
+            rows.push(vec![
+                text(CATALOG),
+                text(db.name.clone()),
+                text(def.name.clone()),
+                text(column.name.clone()),
+                int(position as i64 + 1),
+                shown[4].clone(),
+                text(if column.nullable { "YES" } else { "NO" }),
+                text(ty.data_type.clone()),
+                opt(max_length),
+                opt(octets),
+                opt(precision),
+                opt(scale),
+                Value::Null,
+                charset,
+                collation,
+                text(column.mysql_type.clone()),
+                shown[3].clone(),
+                shown[5].clone(),
+                text("select,insert,update,references"),
+                text(""),
+                text(""),
+                Value::Null,
+            ]);
+        }
+    }
+    result(
+        &[
+            "TABLE_CATALOG",
+            "TABLE_SCHEMA",
+            "TABLE_NAME",
+            "COLUMN_NAME",
+            "ORDINAL_POSITION",
+            "COLUMN_DEFAULT",
+            "IS_NULLABLE",
+            "DATA_TYPE",
+            "CHARACTER_MAXIMUM_LENGTH",
+            "CHARACTER_OCTET_LENGTH",
+            "NUMERIC_PRECISION",
+            "NUMERIC_SCALE",
+            "DATETIME_PRECISION",
+            "CHARACTER_SET_NAME",
+            "COLLATION_NAME",
+            "COLUMN_TYPE",
+            "COLUMN_KEY",
+            "EXTRA",
+            "PRIVILEGES",
+            "COLUMN_COMMENT",
+            "GENERATION_EXPRESSION",
+            "SRS_ID",
+        ],
+        rows,
+    )
+}
+
+/// One index of a table as INFORMATION_SCHEMA shows it: the primary key is the index named `PRIMARY`.
+struct Index {
+    name: String,
+    unique: bool,
+    columns: Vec<String>,
+}
+
+fn indexes(def: &TableDef) -> Vec<Index> {
+    let mut all = Vec::new();
+    if !def.primary_key.is_empty() {
+        all.push(Index { name: "PRIMARY".to_string(), unique: true, columns: def.primary_key.clone() });
+    }
+    all.extend(canopy_sql::ddl::index_keys(def).into_iter().map(|k| Index {
+        name: k.name,
+        unique: k.unique,
+        columns: k.columns,
+    }));
+    all
+}
+
+fn statistics(meta: &ClusterMeta) -> ResultSet {
+    let mut rows = Vec::new();
+    for (db, def) in each_table(meta) {
+        for index in indexes(def) {
+            for (seq, column) in index.columns.iter().enumerate() {
+                let nullable = def.column(column).is_some_and(|c| c.nullable);
+                rows.push(vec![
+                    text(CATALOG),
+                    text(db.name.clone()),
+                    text(def.name.clone()),
+                    int(i64::from(!index.unique)),
+                    text(db.name.clone()),
+                    text(index.name.clone()),
+                    int(seq as i64 + 1),
+                    text(column.clone()),
+                    text("A"),
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                    text(if nullable { "YES" } else { "" }),
+                    text("BTREE"),
+                    text(""),
+                    text(""),
+                    text("YES"),
+                    Value::Null,
+                ]);
+            }
+        }
+    }
+    result(
+        &[
+            "TABLE_CATALOG",
+            "TABLE_SCHEMA",
+            "TABLE_NAME",
+            "NON_UNIQUE",
+            "INDEX_SCHEMA",
+            "INDEX_NAME",
+            "SEQ_IN_INDEX",
+            "COLUMN_NAME",
+            "COLLATION",
+            "CARDINALITY",
+            "SUB_PART",
+            "PACKED",
+            "NULLABLE",
+            "INDEX_TYPE",
+            "COMMENT",
+            "INDEX_COMMENT",
+            "IS_VISIBLE",
+            "EXPRESSION",
+        ],
+        rows,
+    )
+}
+
+fn key_column_usage(meta: &ClusterMeta) -> ResultSet {
+    let mut rows = Vec::new();
+    for (db, def) in each_table(meta) {
+        for index in indexes(def).into_iter().filter(|i| i.unique) {
+            for (position, column) in index.columns.iter().enumerate() {
+                rows.push(vec![
+                    text(CATALOG),
+                    text(db.name.clone()),
+                    text(index.name.clone()),
+                    text(CATALOG),
+                    text(db.name.clone()),
+                    text(def.name.clone()),
+                    text(column.clone()),
+                    int(position as i64 + 1),
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                ]);
+            }
+        }
+    }
+    result(
+        &[
+            "CONSTRAINT_CATALOG",
+            "CONSTRAINT_SCHEMA",
+            "CONSTRAINT_NAME",
+            "TABLE_CATALOG",
+            "TABLE_SCHEMA",
+            "TABLE_NAME",
+            "COLUMN_NAME",
+            "ORDINAL_POSITION",
+            "POSITION_IN_UNIQUE_CONSTRAINT",
+            "REFERENCED_TABLE_SCHEMA",
+            "REFERENCED_TABLE_NAME",
+            "REFERENCED_COLUMN_NAME",
+        ],
+        rows,
+    )
+}
+
+fn table_constraints(meta: &ClusterMeta) -> ResultSet {
+    let mut rows = Vec::new();
+    for (db, def) in each_table(meta) {
+        for index in indexes(def).into_iter().filter(|i| i.unique) {
+            let kind = if index.name == "PRIMARY" { "PRIMARY KEY" } else { "UNIQUE" };
+            rows.push(vec![
+                text(CATALOG),
+                text(db.name.clone()),
+                text(index.name),
+                text(db.name.clone()),
+                text(def.name.clone()),
+                text(kind),
+                text("YES"),
+            ]);
+        }
+    }
+    result(
+        &[
+            "CONSTRAINT_CATALOG",
+            "CONSTRAINT_SCHEMA",
+            "CONSTRAINT_NAME",
+            "TABLE_SCHEMA",
+            "TABLE_NAME",
+            "CONSTRAINT_TYPE",
+            "ENFORCED",
+        ],
+        rows,
+    )
+}
+
+/// MySQL lists one row per table with NULL partition fields for tables without MySQL partitioning; Canopy's
+/// partitions are the cluster's (INFORMATION_SCHEMA.DISTRIBUTED_PARTITIONS), not MySQL table partitions.
+fn partitions(meta: &ClusterMeta) -> ResultSet {
+    let rows = each_table(meta)
+        .map(|(db, def)| {
+            let mut row = vec![text(CATALOG), text(db.name.clone()), text(def.name.clone())];
+            row.extend(std::iter::repeat_n(Value::Null, PARTITIONS.len() - 3));
+            row
+        })
+        .collect();
+    result(PARTITIONS, rows)
+}
+
+fn engines() -> ResultSet {
+    let rows = vec![vec![
+        text(ENGINE),
+        text("DEFAULT"),
+        text("Distributed tables over SQLite partitions"),
+        text("NO"),
+        text("NO"),
+        text("NO"),
+    ]];
+    result(&["ENGINE", "SUPPORT", "COMMENT", "TRANSACTIONS", "XA", "SAVEPOINTS"], rows)
+}
+
+fn character_sets() -> ResultSet {
+    let rows = vec![vec![text(CHARSET), text(COLLATION), text("UTF-8 Unicode"), int(4)]];
+    result(&["CHARACTER_SET_NAME", "DEFAULT_COLLATE_NAME", "DESCRIPTION", "MAXLEN"], rows)
+}
+
+fn collations() -> ResultSet {
+    let rows = vec![vec![text(COLLATION), text(CHARSET), int(46), text("Yes"), text("Yes"), int(1), text("NO PAD")]];
+    result(
+        &["COLLATION_NAME", "CHARACTER_SET_NAME", "ID", "IS_DEFAULT", "IS_COMPILED", "SORTLEN", "PAD_ATTRIBUTE"],
+        rows,
+    )
+}
+
+const PARTITIONS: &[&str] = &[
+    "TABLE_CATALOG",
+    "TABLE_SCHEMA",
+    "TABLE_NAME",
+    "PARTITION_NAME",
+    "SUBPARTITION_NAME",
+    "PARTITION_ORDINAL_POSITION",
+    "SUBPARTITION_ORDINAL_POSITION",
+    "PARTITION_METHOD",
+    "SUBPARTITION_METHOD",
+    "PARTITION_EXPRESSION",
+    "SUBPARTITION_EXPRESSION",
+    "PARTITION_DESCRIPTION",
+    "TABLE_ROWS",
+    "AVG_ROW_LENGTH",
+    "DATA_LENGTH",
+    "MAX_DATA_LENGTH",
+    "INDEX_LENGTH",
+    "DATA_FREE",
+    "CREATE_TIME",
+    "UPDATE_TIME",
+    "CHECK_TIME",
+    "CHECKSUM",
+    "PARTITION_COMMENT",
+    "NODEGROUP",
+    "TABLESPACE_NAME",
+];
+
+const REFERENTIAL_CONSTRAINTS: &[&str] = &[
+    "CONSTRAINT_CATALOG",
+    "CONSTRAINT_SCHEMA",
+    "CONSTRAINT_NAME",
+    "UNIQUE_CONSTRAINT_CATALOG",
+    "UNIQUE_CONSTRAINT_SCHEMA",
+    "UNIQUE_CONSTRAINT_NAME",
+    "MATCH_OPTION",
+    "UPDATE_RULE",
+    "DELETE_RULE",
+    "TABLE_NAME",
+    "REFERENCED_TABLE_NAME",
+];
+
+const VIEWS: &[&str] = &[
+    "TABLE_CATALOG",
+    "TABLE_SCHEMA",
+    "TABLE_NAME",
+    "VIEW_DEFINITION",
+    "CHECK_OPTION",
+    "IS_UPDATABLE",
+    "DEFINER",
+    "SECURITY_TYPE",
+    "CHARACTER_SET_CLIENT",
+    "COLLATION_CONNECTION",
+];
+
+const ROUTINES: &[&str] = &[
+    "SPECIFIC_NAME",
+    "ROUTINE_CATALOG",
+    "ROUTINE_SCHEMA",
+    "ROUTINE_NAME",
+    "ROUTINE_TYPE",
+    "DATA_TYPE",
+    "CHARACTER_MAXIMUM_LENGTH",
+    "CHARACTER_OCTET_LENGTH",
+    "NUMERIC_PRECISION",
+    "NUMERIC_SCALE",
+    "DATETIME_PRECISION",
+    "CHARACTER_SET_NAME",
+    "COLLATION_NAME",
+    "DTD_IDENTIFIER",
+    "ROUTINE_BODY",
+    "ROUTINE_DEFINITION",
+    "EXTERNAL_NAME",
+    "EXTERNAL_LANGUAGE",
+    "PARAMETER_STYLE",
+    "IS_DETERMINISTIC",
+    "SQL_DATA_ACCESS",
+    "SQL_PATH",
+    "SECURITY_TYPE",
+    "CREATED",
+    "LAST_ALTERED",
+    "SQL_MODE",
+    "ROUTINE_COMMENT",
+    "DEFINER",
+    "CHARACTER_SET_CLIENT",
+    "COLLATION_CONNECTION",
+    "DATABASE_COLLATION",
+];
+
+const TRIGGERS: &[&str] = &[
+    "TRIGGER_CATALOG",
+    "TRIGGER_SCHEMA",
+    "TRIGGER_NAME",
+    "EVENT_MANIPULATION",
+    "EVENT_OBJECT_CATALOG",
+    "EVENT_OBJECT_SCHEMA",
+    "EVENT_OBJECT_TABLE",
+    "ACTION_ORDER",
+    "ACTION_CONDITION",
+    "ACTION_STATEMENT",
+    "ACTION_ORIENTATION",
+    "ACTION_TIMING",
+    "ACTION_REFERENCE_OLD_TABLE",
+    "ACTION_REFERENCE_NEW_TABLE",
+    "ACTION_REFERENCE_OLD_ROW",
+    "ACTION_REFERENCE_NEW_ROW",
+    "CREATED",
+    "SQL_MODE",
+    "DEFINER",
+    "CHARACTER_SET_CLIENT",
+    "COLLATION_CONNECTION",
+    "DATABASE_COLLATION",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_types_come_apart_as_mysql_shows_them() {
+        let check = |t: &str, data_type: &str, max: Option<i64>, precision: (Option<i64>, Option<i64>)| {
+            let ty = ColumnType::parse(t);
+            assert_eq!(ty.data_type, data_type, "{t}");
+            assert_eq!(ty.max_length(), max, "{t}");
+            assert_eq!(ty.precision(), precision, "{t}");
+        };
+        check("int(11)", "int", None, (Some(10), Some(0)));
+        check("bigint unsigned", "bigint", None, (Some(19), Some(0)));
+        check("varchar(20)", "varchar", Some(20), (None, None));
+        check("DECIMAL(10, 2)", "decimal", None, (Some(10), Some(2)));
+        check("text", "text", Some(65_535), (None, None));
+        check("datetime", "datetime", None, (None, None));
+    }
+}
