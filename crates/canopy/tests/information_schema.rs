@@ -12,7 +12,8 @@ type Text = Option<String>;
 /// AUTO_INCREMENT, DECIMAL, VARCHAR with a default) and a reference table, on 2 leaves.
 /// Property: SCHEMATA, TABLES, COLUMNS, STATISTICS, KEY_COLUMN_USAGE and TABLE_CONSTRAINTS describe exactly that
 /// schema with MySQL's columns and values; they filter and join like tables; the tables Canopy has nothing for
-/// (VIEWS, ROUTINES, TRIGGERS, REFERENTIAL_CONSTRAINTS) answer with no rows; an unknown one is error 1146.
+/// (VIEWS, ROUTINES, TRIGGERS, REFERENTIAL_CONSTRAINTS) answer with no rows; an unknown one is error 1146. The
+/// catalog SHOW statements (INDEX, TABLE STATUS, FULL COLUMNS, CREATE DATABASE, GRANTS, ENGINES...) agree with them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn information_schema_describes_the_schema() {
     let cluster = TestCluster::start("information-schema", 2).await;
@@ -181,6 +182,43 @@ async fn information_schema_describes_the_schema() {
     let engines: Vec<(String, String)> =
         conn.query("SELECT ENGINE, SUPPORT FROM information_schema.ENGINES").await.unwrap();
     assert_eq!(engines, [("Canopy".into(), "DEFAULT".into())]);
+
+    // The catalog SHOW statements answer from the same rows, under SHOW's column names.
+    let index: Vec<Row> = conn.query("SHOW INDEX FROM orders").await.unwrap();
+    let keys: Vec<(String, String, i64, String)> = index
+        .iter()
+        .map(|r| {
+            (
+                r.get("Table").unwrap(),
+                r.get("Key_name").unwrap(),
+                r.get("Seq_in_index").unwrap(),
+                r.get("Column_name").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(keys.len(), 5);
+    assert_eq!(keys[0], ("orders".into(), "PRIMARY".into(), 1, "id".into()));
+    let status: Vec<Row> = conn.query("SHOW TABLE STATUS FROM app LIKE 'ord%'").await.unwrap();
+    assert_eq!(status.len(), 1);
+    assert_eq!(status[0].get::<String, _>("Name").unwrap(), "orders");
+    assert_eq!(status[0].get::<String, _>("Engine").unwrap(), "Canopy");
+    assert_eq!(status[0].get::<i64, _>("Auto_increment").unwrap(), 3);
+    let full: Vec<Row> = conn.query("SHOW FULL COLUMNS FROM app.orders LIKE 'n%'").await.unwrap();
+    assert_eq!(full.len(), 1);
+    assert_eq!(full[0].get::<String, _>("Field").unwrap(), "note");
+    assert_eq!(full[0].get::<String, _>("Collation").unwrap(), "utf8mb4_bin");
+    let create: (String, String) = conn.query_first("SHOW CREATE DATABASE app").await.unwrap().unwrap();
+    assert_eq!(create, ("app".into(), "CREATE DATABASE `app` PARTITIONS 4".into()));
+    let grants: Vec<String> = conn.query("SHOW GRANTS").await.unwrap();
+    assert_eq!(grants, ["GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION"]);
+    for empty in ["SHOW SLAVE STATUS", "SHOW MASTER STATUS", "SHOW PLUGINS"] {
+        let rows: Vec<Row> = conn.query(empty).await.unwrap();
+        assert!(rows.is_empty(), "{empty}");
+    }
+    let engines: Vec<Row> = conn.query("SHOW ENGINES").await.unwrap();
+    assert_eq!(engines[0].get::<String, _>("Engine").unwrap(), "Canopy");
+    let missing = conn.query_drop("SHOW INDEX FROM nope").await.unwrap_err();
+    assert!(matches!(&missing, mysql_async::Error::Server(e) if e.code == 1146), "{missing:?}");
 
     let unknown = conn.query_drop("SELECT * FROM information_schema.NO_SUCH_TABLE").await.unwrap_err();
     match unknown {

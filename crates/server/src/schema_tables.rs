@@ -5,7 +5,10 @@
 //! exist with their columns and no rows. The cluster's own views (DISTRIBUTED_PARTITIONS...) live in `views`.
 
 use canopy_meta::{ClusterMeta, Database};
-use canopy_sql::{Column, ResultSet, TableDef, TableKind, Value};
+use canopy_sql::command::ShowCatalog;
+use canopy_sql::{Column, ResultSet, SqlError, TableDef, TableKind, Value};
+
+use crate::error::{Error, Result};
 
 /// What `TABLE_CATALOG` and friends always say in MySQL.
 const CATALOG: &str = "def";
@@ -37,6 +40,171 @@ pub fn table(meta: &ClusterMeta, name: &str, next_id: NextAutoIncrement<'_>) -> 
         "TRIGGERS" => empty(TRIGGERS),
         _ => return None,
     })
+}
+
+/// Answers a catalog SHOW statement from the same rows as the INFORMATION_SCHEMA tables (SHOW INDEX is STATISTICS
+/// under SHOW's column names, and so on). `current_db` is the session's database.
+pub fn show(
+    meta: &ClusterMeta,
+    current_db: Option<&str>,
+    show: &ShowCatalog,
+    next_id: NextAutoIncrement<'_>,
+) -> Result<ResultSet> {
+    let database = |db: &Option<String>| -> Result<&Database> {
+        let name = db.as_deref().or(current_db).ok_or(Error::Sql(SqlError::NoDatabaseSelected))?;
+        meta.databases.get(name).ok_or_else(|| Error::UnknownDatabase(name.to_string()))
+    };
+    let table_of = |db: &Option<String>, table: &str| -> Result<(String, String)> {
+        let database = database(db)?;
+        let def = database.table(table).ok_or_else(|| {
+            Error::Sql(SqlError::UnknownTable { db: database.name.clone(), table: table.to_string() })
+        })?;
+        Ok((database.name.clone(), def.name.clone()))
+    };
+    let like = |pattern: &Option<String>, name: &Value| match (pattern, name) {
+        (None, _) => true,
+        (Some(p), Value::Text(n)) => crate::views::like_match(p, n),
+        _ => false,
+    };
+    Ok(match show {
+        ShowCatalog::Index { db, table } => {
+            let (db, table) = table_of(db, table)?;
+            let rows = rows_of(&statistics(meta), 1, &db, 2, &table);
+            project(&rows, SHOW_INDEX)
+        }
+        ShowCatalog::FullColumns { db, table, like: pattern } => {
+            let (db, table) = table_of(db, table)?;
+            let mut rows = rows_of(&columns(meta), 1, &db, 2, &table);
+            rows.rows.retain(|r| like(pattern, &r[3]));
+            project(&rows, SHOW_FULL_COLUMNS)
+        }
+        ShowCatalog::TableStatus { db, like: pattern } => {
+            let name = database(db)?.name.clone();
+            let mut rows = tables(meta, next_id);
+            rows.rows.retain(|r| r[1] == Value::Text(name.clone()) && like(pattern, &r[2]));
+            project(&rows, SHOW_TABLE_STATUS)
+        }
+        ShowCatalog::CreateDatabase { name, if_not_exists } => {
+            let database = database(&Some(name.clone()))?;
+            let mut create = format!(
+                "CREATE DATABASE {}`{}` PARTITIONS {}",
+                if *if_not_exists { "IF NOT EXISTS " } else { "" },
+                database.name.replace('`', "``"),
+                database.partitions
+            );
+            if !database.sync_durability {
+                create.push_str(" WITH ASYNC DURABILITY");
+            }
+            result(&["Database", "Create Database"], vec![vec![text(database.name.clone()), text(create)]])
+        }
+        ShowCatalog::Engines => engines_as_shown(),
+        ShowCatalog::CharacterSet { like: pattern } => {
+            let mut rows = project(
+                &character_sets(),
+                &[("Charset", 0), ("Description", 2), ("Default collation", 1), ("Maxlen", 3)],
+            );
+            rows.rows.retain(|r| like(pattern, &r[0]));
+            rows
+        }
+        ShowCatalog::Collation { like: pattern } => {
+            let shown = [
+                ("Collation", 0),
+                ("Charset", 1),
+                ("Id", 2),
+                ("Default", 3),
+                ("Compiled", 4),
+                ("Sortlen", 5),
+                ("Pad_attribute", 6),
+            ];
+            let mut rows = project(&collations(), &shown);
+            rows.rows.retain(|r| like(pattern, &r[0]));
+            rows
+        }
+        ShowCatalog::Plugins => result(&["Name", "Status", "Type", "Library", "License"], Vec::new()),
+        ShowCatalog::Grants { user } => {
+            let user = user.as_deref().filter(|u| *u != "CURRENT_USER").unwrap_or("root");
+            if user != "root" {
+                return Err(Error::Sql(SqlError::Unsupported(format!("users other than root ('{user}')"))));
+            }
+            let grant = "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION";
+            result(&["Grants for root@%"], vec![vec![text(grant)]])
+        }
+        ShowCatalog::ReplicationStatus => {
+            result(&["File", "Position", "Binlog_Do_DB", "Binlog_Ignore_DB", "Executed_Gtid_Set"], Vec::new())
+        }
+    })
+}
+
+/// The rows of `all` whose column `a` is `va` and column `b` is `vb` (text).
+fn rows_of(all: &ResultSet, a: usize, va: &str, b: usize, vb: &str) -> ResultSet {
+    let (va, vb) = (Value::Text(va.to_string()), Value::Text(vb.to_string()));
+    let rows = all.rows.iter().filter(|r| r[a] == va && r[b] == vb).cloned().collect();
+    ResultSet { columns: all.columns.clone(), rows }
+}
+
+/// `shown` columns of `all`, each under its SHOW name, taken from the given index.
+fn project(all: &ResultSet, shown: &[(&str, usize)]) -> ResultSet {
+    let rows = all.rows.iter().map(|r| shown.iter().map(|(_, i)| r[*i].clone()).collect()).collect();
+    ResultSet { columns: shown.iter().map(|(name, _)| Column::new(*name)).collect(), rows }
+}
+
+/// SHOW INDEX: STATISTICS columns under SHOW's names.
+const SHOW_INDEX: &[(&str, usize)] = &[
+    ("Table", 2),
+    ("Non_unique", 3),
+    ("Key_name", 5),
+    ("Seq_in_index", 6),
+    ("Column_name", 7),
+    ("Collation", 8),
+    ("Cardinality", 9),
+    ("Sub_part", 10),
+    ("Packed", 11),
+    ("Null", 12),
+    ("Index_type", 13),
+    ("Comment", 14),
+    ("Index_comment", 15),
+    ("Visible", 16),
+    ("Expression", 17),
+];
+
+/// SHOW FULL COLUMNS: COLUMNS columns under SHOW's names.
+const SHOW_FULL_COLUMNS: &[(&str, usize)] = &[
+    ("Field", 3),
+    ("Type", 15),
+    ("Collation", 14),
+    ("Null", 6),
+    ("Key", 16),
+    ("Default", 5),
+    ("Extra", 17),
+    ("Privileges", 18),
+    ("Comment", 19),
+];
+
+/// SHOW TABLE STATUS: TABLES columns under SHOW's names.
+const SHOW_TABLE_STATUS: &[(&str, usize)] = &[
+    ("Name", 2),
+    ("Engine", 4),
+    ("Version", 5),
+    ("Row_format", 6),
+    ("Rows", 7),
+    ("Avg_row_length", 8),
+    ("Data_length", 9),
+    ("Max_data_length", 10),
+    ("Index_length", 11),
+    ("Data_free", 12),
+    ("Auto_increment", 13),
+    ("Create_time", 14),
+    ("Update_time", 15),
+    ("Check_time", 16),
+    ("Collation", 17),
+    ("Checksum", 18),
+    ("Create_options", 19),
+    ("Comment", 20),
+];
+
+fn engines_as_shown() -> ResultSet {
+    let shown = [("Engine", 0), ("Support", 1), ("Comment", 2), ("Transactions", 3), ("XA", 4), ("Savepoints", 5)];
+    project(&engines(), &shown)
 }
 
 fn text(s: impl Into<String>) -> Value {

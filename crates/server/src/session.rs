@@ -321,6 +321,11 @@ impl Session {
                 let def = self.table_def(&cluster, db, &table)?;
                 Ok(rows(&["Field", "Type", "Null", "Key", "Default", "Extra"], canopy_sql::ddl::describe_rows(&def)))
             }
+            Statement::ShowCatalog(show) => {
+                let meta = cluster.meta();
+                let next_id = |db: &str, t: &str| cluster.next_auto_increment(&meta, db, t);
+                Ok(Answer::Rows(crate::schema_tables::show(&meta, self.db.as_deref(), &show, &next_id)?))
+            }
             Statement::ShowCreateTable { db, table } => {
                 let def = self.table_def(&cluster, db, &table)?;
                 let text = canopy_sql::ddl::show_create_table(&def);

@@ -14,6 +14,7 @@
 //! - Ports default to 3306 wherever a `'host'` may omit `:port`.
 
 mod cluster;
+mod show;
 
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
@@ -70,6 +71,8 @@ pub enum Statement {
         db: Option<String>,
         table: String,
     },
+    /// MySQL's catalog SHOW statements answered from the metadata (see `command/show.rs`).
+    ShowCatalog(ShowCatalog),
     /// `CREATE [ROWSTORE] [REFERENCE] TABLE ...`, see [`crate::ddl::create_table`].
     CreateTable(CreateTable),
     /// `CREATE [UNIQUE] INDEX name ON [db.]t (cols)` or `ALTER TABLE [db.]t ADD [UNIQUE] INDEX|KEY [name] (cols)`.
@@ -110,6 +113,31 @@ pub enum Statement {
     /// Any other statement sqlparser understands (`SET @v = 1`, `CREATE VIEW`, `SHOW STATUS`, `ALTER TABLE ... DROP
     /// ...`): the server supports what it can and rejects the rest.
     Other(Box<sqlparser::ast::Statement>),
+}
+
+/// The catalog SHOW statements tools send; `db` is `None` for the session's database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShowCatalog {
+    /// `SHOW [EXTENDED] {INDEX|INDEXES|KEYS} {FROM|IN} [db.]t [{FROM|IN} db]`
+    Index { db: Option<String>, table: String },
+    /// `SHOW [EXTENDED] FULL {COLUMNS|FIELDS} {FROM|IN} [db.]t [{FROM|IN} db] [LIKE 'p']`
+    FullColumns { db: Option<String>, table: String, like: Option<String> },
+    /// `SHOW TABLE STATUS [{FROM|IN} db] [LIKE 'p']`
+    TableStatus { db: Option<String>, like: Option<String> },
+    /// `SHOW CREATE {DATABASE|SCHEMA} [IF NOT EXISTS] db`
+    CreateDatabase { name: String, if_not_exists: bool },
+    /// `SHOW [STORAGE] ENGINES`
+    Engines,
+    /// `SHOW {CHARACTER SET|CHARSET} [LIKE 'p']`
+    CharacterSet { like: Option<String> },
+    /// `SHOW COLLATION [LIKE 'p']`
+    Collation { like: Option<String> },
+    /// `SHOW PLUGINS`
+    Plugins,
+    /// `SHOW GRANTS [FOR user[@host] | FOR CURRENT_USER[()]]`
+    Grants { user: Option<String> },
+    /// `SHOW {MASTER|SLAVE|REPLICA} STATUS`, `SHOW {BINARY|MASTER} LOGS`: Canopy has no MySQL replication.
+    ReplicationStatus,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -488,6 +516,9 @@ fn optional_like(cur: &mut Cursor) -> Result<Option<String>, SqlError> {
 }
 
 fn show(cur: &mut Cursor) -> Result<Option<Statement>, SqlError> {
+    if let Some(catalog) = show::parse(cur)? {
+        return Ok(Some(Statement::ShowCatalog(catalog)));
+    }
     let is = |cur: &Cursor, words: &[&str]| {
         let mut all = vec!["SHOW"];
         all.extend_from_slice(words);
