@@ -24,7 +24,7 @@ use crate::intercept::{AssignedValue, Assignment, ItemSource, Local, SelectItem,
 use crate::packet::{Framed, ReadError};
 use crate::prepared::{self, Statements};
 use crate::resultset::{self, ColumnSpec};
-use crate::split::{split_statements, substitute_placeholders, tokens};
+use crate::split::{expand_executable_comments, split_statements, substitute_placeholders, tokens, version_number};
 use crate::wire::put_lenenc_int;
 use crate::{Backend, ConnectionInfo, Limits, MysqlError, Reply, Session, response, sysvars};
 
@@ -290,7 +290,8 @@ where
         let Ok(text) = std::str::from_utf8(body) else {
             return self.send_error(&MysqlError::invalid_utf8()).await;
         };
-        let statements = split_statements(text);
+        let text = expand_executable_comments(text, version_number(&self.limits.server_version));
+        let statements = split_statements(&text);
         if statements.is_empty() {
             return self.send_error(&MysqlError::empty_query()).await;
         }
@@ -399,7 +400,8 @@ where
         let Ok(text) = std::str::from_utf8(body) else {
             return self.send_error(&MysqlError::invalid_utf8()).await;
         };
-        let sql = match split_statements(text).as_slice() {
+        let text = expand_executable_comments(text, version_number(&self.limits.server_version));
+        let sql = match split_statements(&text).as_slice() {
             [] => return self.send_error(&MysqlError::empty_query()).await,
             [one] => one.to_string(),
             _ => return self.send_error(&MysqlError::multi_statements_disabled()).await,

@@ -94,6 +94,46 @@ fn block_comment_end(bytes: &[u8], start: usize) -> usize {
     bytes[start + 2..].windows(2).position(|w| w == b"*/").map_or(bytes.len(), |p| start + 2 + p + 2)
 }
 
+/// MySQL's executable comments: `/*! body */` and `/*!NNNNN body */` become ` body ` when the server's version
+/// number (see [`version_number`]) is at least NNNNN (five or six digits), and vanish otherwise, as MySQL does;
+/// every other comment (including MariaDB's `/*M! */` and optimizer hints `/*+ */`) stays as it is. Dump files
+/// start with such comments (`/*!40101 SET NAMES utf8mb4 */;`).
+pub(crate) fn expand_executable_comments(sql: &str, version: u32) -> std::borrow::Cow<'_, str> {
+    let executable = |s: &Segment| s.kind == SegmentKind::Comment && sql[s.range.clone()].starts_with("/*!");
+    let all = segments(sql);
+    if !all.iter().any(executable) {
+        return std::borrow::Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len());
+    for segment in &all {
+        let text = &sql[segment.range.clone()];
+        if !executable(segment) {
+            out.push_str(text);
+            continue;
+        }
+        let inner = text[3..].strip_suffix("*/").unwrap_or(&text[3..]);
+        let digits = inner.bytes().take_while(u8::is_ascii_digit).count();
+        let (wanted, body) = match digits {
+            5 | 6 => (inner[..digits].parse::<u32>().unwrap_or(u32::MAX), &inner[digits..]),
+            _ => (0, inner),
+        };
+        out.push(' ');
+        if wanted <= version {
+            out.push_str(body);
+        }
+        out.push(' ');
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// `5.7.32-Canopy-0.1.0` → 50732, the number executable comments compare with (major × 10000 + minor × 100 +
+/// patch); 0 when the text does not start with a version.
+pub(crate) fn version_number(server_version: &str) -> u32 {
+    let mut parts = server_version.split(|c: char| !c.is_ascii_digit()).take(3).map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor, patch) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    major.saturating_mul(10_000).saturating_add(minor.min(99) * 100).saturating_add(patch.min(99))
+}
+
 /// Splits statement text at top-level `;` into statements, trimmed, without their `;`. Pieces holding only
 /// whitespace and comments are dropped (so a trailing `;` or `;;` is harmless); an empty result means the text held
 /// no statement at all.
@@ -354,5 +394,30 @@ mod tests {
         let sql = "SELECT  @@version_comment  LIMIT 1";
         let toks = tokens(sql);
         assert_eq!(&sql[toks[1].range.clone()], "@@version_comment");
+    }
+
+    #[test]
+    fn executable_comments_run_for_this_version_only() {
+        let v = version_number("5.7.32-Canopy-0.1.0");
+        assert_eq!(v, 50732);
+        // Whitespace around an expanded comment does not matter; compare words.
+        let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        let check =
+            |sql: &str, expected: &str| assert_eq!(words(&expand_executable_comments(sql, v)), expected, "{sql}");
+        check("/*!40100 SET @@SQL_MODE='' */", "SET @@SQL_MODE=''");
+        check("/*!80000 SET x=1 */ SELECT 1", "SELECT 1");
+        check("SELECT /*! 1 + */ 1", "SELECT 1 + 1");
+        check("SELECT 1/*!+1*/", "SELECT 1 +1");
+        check("/*!50503 SET NAMES utf8mb4 */;", "SET NAMES utf8mb4 ;");
+        check("SELECT '/*!40100 no */' /* plain */ -- x", "SELECT '/*!40100 no */' /* plain */ -- x");
+        check("/*M!100401 SET x=1 */ SELECT 1", "/*M!100401 SET x=1 */ SELECT 1");
+        check("/*!40101 unterminated", "unterminated");
+        assert!(matches!(expand_executable_comments("SELECT 1 /* x */", v), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(
+            split_statements(&expand_executable_comments("/*!40100 SET @@SQL_MODE='' */", v)),
+            ["SET @@SQL_MODE=''"]
+        );
+        assert_eq!(version_number("8.0.36"), 80036);
+        assert_eq!(version_number("garbage"), 0);
     }
 }
