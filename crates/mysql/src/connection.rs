@@ -24,7 +24,11 @@ use crate::intercept::{AssignedValue, Assignment, ItemSource, Local, SelectItem,
 use crate::packet::{Framed, ReadError};
 use crate::prepared::{self, Statements};
 use crate::resultset::{self, ColumnSpec};
-use crate::split::{expand_executable_comments, split_statements, substitute_placeholders, tokens, version_number};
+use crate::split::{
+    expand_executable_comments, split_statements, substitute_placeholders, text_of_statement_bytes, tokens,
+    version_number,
+};
+use crate::user_vars::{self, SetTarget, UserVariables};
 use crate::wire::put_lenenc_int;
 use crate::{Backend, ConnectionInfo, Limits, MysqlError, Reply, Session, response, sysvars};
 
@@ -122,6 +126,7 @@ where
         autocommit: true,
         multi_statements: caps.contains(CapabilityFlags::CLIENT_MULTI_STATEMENTS),
         variables: HashMap::new(),
+        user_variables: UserVariables::default(),
         statements: Statements::default(),
         limits: context.limits,
         stats: context.stats,
@@ -149,6 +154,8 @@ struct Connection<S, Sess> {
     multi_statements: bool,
     /// Session variables set with `SET` and answered locally; they shadow the backend's and built-in values.
     variables: HashMap<String, Value>,
+    /// `@name` variables of this session (MySQL's user-defined variables).
+    user_variables: UserVariables,
     statements: Statements,
     limits: Arc<Limits>,
     stats: Arc<Stats>,
@@ -287,10 +294,10 @@ where
 
     /// COM_QUERY: split, run each statement, stop at the first error.
     async fn query(&mut self, body: &[u8]) -> std::io::Result<()> {
-        let Ok(text) = std::str::from_utf8(body) else {
+        let Some(text) = text_of_statement_bytes(body) else {
             return self.send_error(&MysqlError::invalid_utf8()).await;
         };
-        let text = expand_executable_comments(text, version_number(&self.limits.server_version));
+        let text = expand_executable_comments(&text, version_number(&self.limits.server_version)).into_owned();
         let statements = split_statements(&text);
         if statements.is_empty() {
             return self.send_error(&MysqlError::empty_query()).await;
@@ -310,9 +317,64 @@ where
         Ok(())
     }
 
-    /// Runs one statement wherever it belongs: answered here, or by the backend.
+    /// Runs one statement wherever it belongs: answered here, or by the backend. User variables are the front
+    /// end's: a SET of one is evaluated here, and every other statement reads them as literals (`user_vars`).
     async fn run_statement(&mut self, sql: &str) -> Reply {
         self.stats.questions.fetch_add(1, Ordering::Relaxed);
+        if let Some(targets) = user_vars::set_targets(sql, &self.user_variables) {
+            return self.set_user_variables(targets).await;
+        }
+        let sql = self.user_variables.substitute(sql).into_owned();
+        self.run_classified(&sql).await
+    }
+
+    /// `SET @a = expr, ..., other = ...`: every user value is evaluated first (so a failing SET changes nothing, as
+    /// in MySQL), then the other assignments run as one SET, then the user variables take their values.
+    async fn set_user_variables(&mut self, targets: Vec<SetTarget>) -> Reply {
+        let mut values = Vec::new();
+        let mut others = Vec::new();
+        for target in targets {
+            match target {
+                SetTarget::User { name, expr } => match self.evaluate(&expr).await {
+                    Ok(value) => values.push((name, value)),
+                    Err(error) => return Reply::Error(error),
+                },
+                SetTarget::Other(text) => others.push(text),
+            }
+        }
+        if !others.is_empty() {
+            let reply = self.run_classified(&format!("SET {}", others.join(", "))).await;
+            if matches!(reply, Reply::Error(_)) {
+                return reply;
+            }
+        }
+        for (name, value) in values {
+            if let Err(reason) = self.user_variables.set(&name, value) {
+                return Reply::Error(MysqlError::new(1105, "HY000", reason));
+            }
+        }
+        Reply::ok()
+    }
+
+    /// The value of one expression, as `SELECT expr` answers it (here for system variables, else the backend).
+    async fn evaluate(&mut self, expr: &str) -> Result<Value, MysqlError> {
+        let select = format!("SELECT {expr}");
+        let reply = match classify(&select) {
+            Local::Select { items, limit } => self.answer_select(&items, limit),
+            _ => self.session.query(&select).await,
+        };
+        match reply {
+            Reply::Rows(mut rs) if rs.columns.len() == 1 && rs.rows.len() == 1 => {
+                Ok(rs.rows.pop().and_then(|mut row| row.pop()).unwrap_or(Value::Null))
+            }
+            Reply::Error(error) => Err(error),
+            _ => {
+                Err(MysqlError::new(1242, "21000", "A user variable takes one value: the expression must give one row"))
+            }
+        }
+    }
+
+    async fn run_classified(&mut self, sql: &str) -> Reply {
         match classify(sql) {
             Local::Forward => self.session.query(sql).await,
             Local::Set(assignments) => self.apply_set(&assignments),
@@ -397,10 +459,10 @@ where
 
     /// COM_STMT_PREPARE: register the text, describe its result columns when it has any.
     async fn prepare(&mut self, body: &[u8]) -> std::io::Result<()> {
-        let Ok(text) = std::str::from_utf8(body) else {
+        let Some(text) = text_of_statement_bytes(body) else {
             return self.send_error(&MysqlError::invalid_utf8()).await;
         };
-        let text = expand_executable_comments(text, version_number(&self.limits.server_version));
+        let text = expand_executable_comments(&text, version_number(&self.limits.server_version)).into_owned();
         let sql = match split_statements(&text).as_slice() {
             [] => return self.send_error(&MysqlError::empty_query()).await,
             [one] => one.to_string(),

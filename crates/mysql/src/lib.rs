@@ -22,6 +22,7 @@ mod resultset;
 mod server;
 mod split;
 mod sysvars;
+mod user_vars;
 mod wire;
 
 pub use error::MysqlError;

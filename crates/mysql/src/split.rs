@@ -31,7 +31,11 @@ pub(crate) struct Segment {
 /// Cuts `sql` into consecutive segments covering all of it. Segment boundaries always fall on ASCII bytes, so every
 /// range is a valid `str` slice.
 pub(crate) fn segments(sql: &str) -> Vec<Segment> {
-    let bytes = sql.as_bytes();
+    segments_of_bytes(sql.as_bytes())
+}
+
+/// [`segments`] of raw statement bytes, which need not be UTF-8 (a dump's string literals may hold any bytes).
+pub(crate) fn segments_of_bytes(bytes: &[u8]) -> Vec<Segment> {
     let mut out = Vec::new();
     let mut code_start = 0;
     let mut i = 0;
@@ -132,6 +136,65 @@ pub(crate) fn version_number(server_version: &str) -> u32 {
     let mut parts = server_version.split(|c: char| !c.is_ascii_digit()).take(3).map(|p| p.parse::<u32>().unwrap_or(0));
     let (major, minor, patch) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     major.saturating_mul(10_000).saturating_add(minor.min(99) * 100).saturating_add(patch.min(99))
+}
+
+/// Statement bytes as text: MySQL string literals may hold any bytes (mysqldump writes BLOB values as raw bytes
+/// unless `--hex-blob`), but the rest of Canopy works on UTF-8 text. A string literal whose bytes, once its escapes
+/// are read, are not UTF-8 becomes the hexadecimal literal `X'...'` of those bytes (a BLOB value, which is what such
+/// bytes are); everything else is kept as it is. `None` when bytes outside string literals are not UTF-8.
+pub(crate) fn text_of_statement_bytes(body: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    if let Ok(text) = std::str::from_utf8(body) {
+        return Some(std::borrow::Cow::Borrowed(text));
+    }
+    let mut out = String::with_capacity(body.len() * 2);
+    for segment in segments_of_bytes(body) {
+        let raw = &body[segment.range.clone()];
+        match (segment.kind, std::str::from_utf8(raw)) {
+            (_, Ok(text)) => out.push_str(text),
+            (SegmentKind::Str { quote }, Err(_)) => {
+                out.push_str("X'");
+                for byte in unescape_string_literal(raw, quote) {
+                    out.push_str(&format!("{byte:02X}"));
+                }
+                out.push('\'');
+            }
+            _ => return None,
+        }
+    }
+    Some(std::borrow::Cow::Owned(out))
+}
+
+/// The bytes a MySQL string literal (with its quotes) stands for: backslash escapes and doubled quotes read as
+/// MySQL reads them (`\%` and `\_` keep their backslash, an unknown escape is the character itself).
+fn unescape_string_literal(raw: &[u8], quote: u8) -> Vec<u8> {
+    let inner = raw.strip_prefix(&[quote]).unwrap_or(raw);
+    let inner = inner.strip_suffix(&[quote]).unwrap_or(inner);
+    let mut out = Vec::with_capacity(inner.len());
+    let mut i = 0;
+    while i < inner.len() {
+        let c = inner[i];
+        if c == b'\\' && i + 1 < inner.len() {
+            let next = inner[i + 1];
+            match next {
+                b'0' => out.push(0),
+                b'b' => out.push(8),
+                b'n' => out.push(b'\n'),
+                b'r' => out.push(b'\r'),
+                b't' => out.push(b'\t'),
+                b'Z' => out.push(26),
+                b'%' | b'_' => out.extend_from_slice(&[b'\\', next]),
+                other => out.push(other),
+            }
+            i += 2;
+        } else if c == quote && inner.get(i + 1) == Some(&quote) {
+            out.push(quote);
+            i += 2;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    out
 }
 
 /// Splits statement text at top-level `;` into statements, trimmed, without their `;`. Pieces holding only
@@ -419,5 +482,18 @@ mod tests {
         );
         assert_eq!(version_number("8.0.36"), 80036);
         assert_eq!(version_number("garbage"), 0);
+    }
+
+    #[test]
+    fn string_literals_that_are_not_utf8_become_hex_literals() {
+        let text = |bytes: &[u8]| text_of_statement_bytes(bytes).map(|t| t.into_owned());
+        assert_eq!(text(b"SELECT 'a'").as_deref(), Some("SELECT 'a'"));
+        assert_eq!(
+            text(b"INSERT INTO t VALUES (1,'\\0\xff','ok')").as_deref(),
+            Some("INSERT INTO t VALUES (1,X'00FF','ok')")
+        );
+        assert_eq!(text(b"SELECT \"\xfe\\\"\"\"\"").as_deref(), Some("SELECT X'FE2222'"));
+        assert_eq!(text(b"SELECT 'it''s \xc3' -- \xc3\xa9").as_deref(), Some("SELECT X'6974277320C3' -- \u{e9}"));
+        assert_eq!(text(b"SELECT \xff"), None, "invalid bytes outside a string");
     }
 }

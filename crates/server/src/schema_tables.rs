@@ -5,7 +5,7 @@
 //! exist with their columns and no rows. The cluster's own views (DISTRIBUTED_PARTITIONS...) live in `views`.
 
 use canopy_meta::{ClusterMeta, Database};
-use canopy_sql::command::ShowCatalog;
+use canopy_sql::command::{ObjectKind, ShowCatalog};
 use canopy_sql::{Column, ResultSet, SqlError, TableDef, TableKind, Value};
 
 use crate::error::{Error, Result};
@@ -38,6 +38,8 @@ pub fn table(meta: &ClusterMeta, name: &str, next_id: NextAutoIncrement<'_>) -> 
         "VIEWS" => empty(VIEWS),
         "ROUTINES" => empty(ROUTINES),
         "TRIGGERS" => empty(TRIGGERS),
+        "FILES" => empty(FILES),
+        "EVENTS" => empty(EVENTS),
         _ => return None,
     })
 }
@@ -129,6 +131,9 @@ pub fn show(
             let grant = "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION";
             result(&["Grants for root@%"], vec![vec![text(grant)]])
         }
+        ShowCatalog::NoObjects(ObjectKind::Routines) => empty(SHOW_ROUTINES),
+        ShowCatalog::NoObjects(ObjectKind::Triggers) => empty(SHOW_TRIGGERS),
+        ShowCatalog::NoObjects(ObjectKind::Events) => empty(SHOW_EVENTS),
         ShowCatalog::ReplicationStatus => {
             result(&["File", "Position", "Binlog_Do_DB", "Binlog_Ignore_DB", "Executed_Gtid_Set"], Vec::new())
         }
@@ -147,6 +152,52 @@ fn project(all: &ResultSet, shown: &[(&str, usize)]) -> ResultSet {
     let rows = all.rows.iter().map(|r| shown.iter().map(|(_, i)| r[*i].clone()).collect()).collect();
     ResultSet { columns: shown.iter().map(|(name, _)| Column::new(*name)).collect(), rows }
 }
+
+const SHOW_ROUTINES: &[&str] = &[
+    "Db",
+    "Name",
+    "Type",
+    "Definer",
+    "Modified",
+    "Created",
+    "Security_type",
+    "Comment",
+    "character_set_client",
+    "collation_connection",
+    "Database Collation",
+];
+
+const SHOW_TRIGGERS: &[&str] = &[
+    "Trigger",
+    "Event",
+    "Table",
+    "Statement",
+    "Timing",
+    "Created",
+    "sql_mode",
+    "Definer",
+    "character_set_client",
+    "collation_connection",
+    "Database Collation",
+];
+
+const SHOW_EVENTS: &[&str] = &[
+    "Db",
+    "Name",
+    "Definer",
+    "Time zone",
+    "Type",
+    "Execute at",
+    "Interval value",
+    "Interval field",
+    "Starts",
+    "Ends",
+    "Status",
+    "Originator",
+    "character_set_client",
+    "collation_connection",
+    "Database Collation",
+];
 
 /// SHOW INDEX: STATISTICS columns under SHOW's names.
 const SHOW_INDEX: &[(&str, usize)] = &[
@@ -656,6 +707,75 @@ const PARTITIONS: &[&str] = &[
     "PARTITION_COMMENT",
     "NODEGROUP",
     "TABLESPACE_NAME",
+];
+
+/// Tablespace files: Canopy's files are the leaves' partition files, not MySQL tablespaces.
+const FILES: &[&str] = &[
+    "FILE_ID",
+    "FILE_NAME",
+    "FILE_TYPE",
+    "TABLESPACE_NAME",
+    "TABLE_CATALOG",
+    "TABLE_SCHEMA",
+    "TABLE_NAME",
+    "LOGFILE_GROUP_NAME",
+    "LOGFILE_GROUP_NUMBER",
+    "ENGINE",
+    "FULLTEXT_KEYS",
+    "DELETED_ROWS",
+    "UPDATE_COUNT",
+    "FREE_EXTENTS",
+    "TOTAL_EXTENTS",
+    "EXTENT_SIZE",
+    "INITIAL_SIZE",
+    "MAXIMUM_SIZE",
+    "AUTOEXTEND_SIZE",
+    "CREATION_TIME",
+    "LAST_UPDATE_TIME",
+    "LAST_ACCESS_TIME",
+    "RECOVER_TIME",
+    "TRANSACTION_COUNTER",
+    "VERSION",
+    "ROW_FORMAT",
+    "TABLE_ROWS",
+    "AVG_ROW_LENGTH",
+    "DATA_LENGTH",
+    "MAX_DATA_LENGTH",
+    "INDEX_LENGTH",
+    "DATA_FREE",
+    "CREATE_TIME",
+    "UPDATE_TIME",
+    "CHECK_TIME",
+    "CHECKSUM",
+    "STATUS",
+    "EXTRA",
+];
+
+const EVENTS: &[&str] = &[
+    "EVENT_CATALOG",
+    "EVENT_SCHEMA",
+    "EVENT_NAME",
+    "DEFINER",
+    "TIME_ZONE",
+    "EVENT_BODY",
+    "EVENT_DEFINITION",
+    "EVENT_TYPE",
+    "EXECUTE_AT",
+    "INTERVAL_VALUE",
+    "INTERVAL_FIELD",
+    "SQL_MODE",
+    "STARTS",
+    "ENDS",
+    "STATUS",
+    "ON_COMPLETION",
+    "CREATED",
+    "LAST_ALTERED",
+    "LAST_EXECUTED",
+    "EVENT_COMMENT",
+    "ORIGINATOR",
+    "CHARACTER_SET_CLIENT",
+    "COLLATION_CONNECTION",
+    "DATABASE_COLLATION",
 ];
 
 const REFERENTIAL_CONSTRAINTS: &[&str] = &[

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use canopy_meta::{ClusterMeta, Command};
 use canopy_mysql::{MysqlError, Reply};
-use canopy_sql::command::{ClusterCommand, LeafTarget, PartitionAction, PartitionCommand, Statement, parse_statement};
+use canopy_sql::command::{
+    ClusterCommand, LeafTarget, NoEffect, PartitionAction, PartitionCommand, Savepoint, Statement, parse_statement,
+};
 use canopy_sql::plan::{self, PlanContext};
 use canopy_sql::{Catalog, Column, ResultSet, SqlError, TableDef, Value};
 
@@ -321,6 +323,11 @@ impl Session {
                 let def = self.table_def(&cluster, db, &table)?;
                 Ok(rows(&["Field", "Type", "Null", "Key", "Default", "Extra"], canopy_sql::ddl::describe_rows(&def)))
             }
+            Statement::NoEffect(NoEffect::ToggleKeys { db, table }) => {
+                self.table_def(&cluster, db, &table)?;
+                Ok(Answer::done())
+            }
+            Statement::NoEffect(NoEffect::LockTables | NoEffect::UnlockTables) => Ok(Answer::done()),
             Statement::ShowCatalog(show) => {
                 let meta = cluster.meta();
                 let next_id = |db: &str, t: &str| cluster.next_auto_increment(&meta, db, t);
@@ -373,6 +380,12 @@ impl Session {
                 }
                 Ok(Answer::done())
             }
+            // Statements commit as they run, so a savepoint marks nothing: rolling back to one is truthful only
+            // when the transaction has written nothing (a read-only dump's savepoints).
+            Statement::Savepoint(Savepoint::RollbackTo(_)) if self.wrote_in_transaction => Err(Error::Unsupported(
+                "ROLLBACK TO SAVEPOINT after writes: each statement was committed when it ran".into(),
+            )),
+            Statement::Savepoint(_) => Ok(Answer::done()),
             Statement::Query(query) => self.query(&cluster, &query, Vec::new()).await,
             Statement::Other(other) => Err(Error::Unsupported(format!("statement `{other}`"))),
         }

@@ -15,6 +15,7 @@
 
 mod cluster;
 mod show;
+mod tools;
 
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
@@ -73,6 +74,8 @@ pub enum Statement {
     },
     /// MySQL's catalog SHOW statements answered from the metadata (see `command/show.rs`).
     ShowCatalog(ShowCatalog),
+    /// What dump and admin tools send that Canopy accepts without effect (see `command/tools.rs`).
+    NoEffect(NoEffect),
     /// `CREATE [ROWSTORE] [REFERENCE] TABLE ...`, see [`crate::ddl::create_table`].
     CreateTable(CreateTable),
     /// `CREATE [UNIQUE] INDEX name ON [db.]t (cols)` or `ALTER TABLE [db.]t ADD [UNIQUE] INDEX|KEY [name] (cols)`.
@@ -108,11 +111,32 @@ pub enum Statement {
     Commit,
     /// `ROLLBACK [WORK]`
     Rollback,
+    /// `SAVEPOINT x`, `ROLLBACK [WORK] TO [SAVEPOINT] x`, `RELEASE SAVEPOINT x`
+    Savepoint(Savepoint),
     /// SELECT, INSERT, REPLACE, UPDATE, DELETE (also under WITH) and EXPLAIN of those: the distributed planner's input.
     Query(Box<sqlparser::ast::Statement>),
     /// Any other statement sqlparser understands (`SET @v = 1`, `CREATE VIEW`, `SHOW STATUS`, `ALTER TABLE ... DROP
     /// ...`): the server supports what it can and rejects the rest.
     Other(Box<sqlparser::ast::Statement>),
+}
+
+/// The savepoint statements of a transaction (mysqldump --single-transaction sends them around each table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Savepoint {
+    Set(String),
+    RollbackTo(String),
+    Release(String),
+}
+
+/// Statements accepted without effect, because Canopy has nothing they would act on (see `command/tools.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoEffect {
+    /// `LOCK TABLES t {READ [LOCAL]|[LOW_PRIORITY] WRITE} [, ...]`: Canopy has no table locks.
+    LockTables,
+    /// `UNLOCK TABLES`
+    UnlockTables,
+    /// `ALTER TABLE [db.]t {DISABLE|ENABLE} KEYS`: indexes are always maintained (the table must exist).
+    ToggleKeys { db: Option<String>, table: String },
 }
 
 /// The catalog SHOW statements tools send; `db` is `None` for the session's database.
@@ -138,6 +162,17 @@ pub enum ShowCatalog {
     Grants { user: Option<String> },
     /// `SHOW {MASTER|SLAVE|REPLICA} STATUS`, `SHOW {BINARY|MASTER} LOGS`: Canopy has no MySQL replication.
     ReplicationStatus,
+    /// `SHOW {FUNCTION|PROCEDURE} STATUS`, `SHOW TRIGGERS`, `SHOW EVENTS` (with any LIKE or WHERE): Canopy has
+    /// none of these objects, so the list is empty.
+    NoObjects(ObjectKind),
+}
+
+/// Kinds of schema objects Canopy does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    Routines,
+    Triggers,
+    Events,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,6 +316,9 @@ fn starts_with_dml_keyword(sql: &str) -> bool {
 
 /// The non-cluster statements Canopy parses itself. `Ok(None)` leaves the statement to sqlparser.
 fn parse_own(cur: &mut Cursor, sql: &str) -> Result<Option<Statement>, SqlError> {
+    if let Some(no_effect) = tools::parse(cur)? {
+        return Ok(Some(Statement::NoEffect(no_effect)));
+    }
     let statement = if cur.peek_words(&["CREATE", "DATABASE"]) || cur.peek_words(&["CREATE", "SCHEMA"]) {
         create_database(cur)?
     } else if is_create_table(cur) {
@@ -747,10 +785,21 @@ fn transaction(cur: &mut Cursor) -> Result<Option<Statement>, SqlError> {
         cur.set_context("ROLLBACK");
         cur.advance();
         cur.eat_word("WORK");
-        if !cur.is_end() {
-            return Ok(None); // ROLLBACK TO SAVEPOINT ...: sqlparser's
+        if cur.eat_word("TO") {
+            cur.eat_word("SAVEPOINT");
+            Statement::Savepoint(Savepoint::RollbackTo(cur.expect_ident("a savepoint name")?))
+        } else {
+            Statement::Rollback
         }
-        Statement::Rollback
+    } else if cur.peek_words(&["SAVEPOINT"]) {
+        cur.set_context("SAVEPOINT");
+        cur.advance();
+        Statement::Savepoint(Savepoint::Set(cur.expect_ident("a savepoint name")?))
+    } else if cur.peek_words(&["RELEASE", "SAVEPOINT"]) {
+        cur.set_context("RELEASE SAVEPOINT");
+        cur.advance();
+        cur.advance();
+        Statement::Savepoint(Savepoint::Release(cur.expect_ident("a savepoint name")?))
     } else {
         return Ok(None);
     };

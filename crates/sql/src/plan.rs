@@ -89,6 +89,10 @@ pub fn plan(stmt: &Statement, current_db: Option<&str>, ctx: &mut dyn PlanContex
     }
     let mut stmt = stmt.clone();
     rewrite::normalize_literals(&mut stmt);
+    rewrite::bind_session_functions(&mut stmt, current_db);
+    if rewrite::strip_select_hints(&mut stmt) {
+        return Err(SqlError::Unsupported("SQL_CALC_FOUND_ROWS".to_string()));
+    }
     match &stmt {
         Statement::Query(q) => query::plan_query(q, current_db, ctx),
         Statement::Insert(insert) => write::plan_insert(insert, current_db, ctx),

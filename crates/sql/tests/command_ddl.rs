@@ -284,7 +284,15 @@ mod command {
         check("DESC db.t", S::Describe { db: Some(s("db")), table: s("t") });
         check("EXPLAIN `t`", S::Describe { db: None, table: s("t") });
         check("SHOW COLUMNS FROM t", S::Describe { db: None, table: s("t") });
-        check("SHOW FULL COLUMNS FROM t FROM db", S::Describe { db: Some(s("db")), table: s("t") });
+        // FULL adds Collation, Privileges and Comment, as in MySQL.
+        check(
+            "SHOW FULL COLUMNS FROM t FROM db",
+            S::ShowCatalog(canopy_sql::command::ShowCatalog::FullColumns {
+                db: Some(s("db")),
+                table: s("t"),
+                like: None,
+            }),
+        );
         check("SHOW FIELDS IN db.t", S::Describe { db: Some(s("db")), table: s("t") });
         check("SHOW CREATE TABLE db.t", S::ShowCreateTable { db: Some(s("db")), table: s("t") });
         check("DROP TABLE t", S::DropTable { tables: vec![(None, s("t"))], if_exists: false });

@@ -1,9 +1,9 @@
 //! The grammar of MySQL's catalog SHOW statements that tools send (SHOW INDEX, SHOW TABLE STATUS, SHOW FULL COLUMNS,
 //! SHOW CREATE DATABASE, SHOW ENGINES, SHOW CHARACTER SET, SHOW COLLATION, SHOW PLUGINS, SHOW GRANTS, SHOW
-//! MASTER|SLAVE|REPLICA STATUS). It recognises them by their leading keywords; the server answers them from the
+//! MASTER|SLAVE|REPLICA STATUS, SHOW FUNCTION|PROCEDURE STATUS, SHOW TRIGGERS, SHOW EVENTS). It recognises them by their leading keywords; the server answers them from the
 //! metadata. SHOW DATABASES / TABLES / COLUMNS / CREATE TABLE / VARIABLES are `command.rs`'s own.
 
-use super::ShowCatalog;
+use super::{ObjectKind, ShowCatalog};
 use crate::error::SqlError;
 use crate::lexer::{Cursor, TokenKind};
 
@@ -82,6 +82,23 @@ pub(super) fn parse(cur: &mut Cursor) -> Result<Option<ShowCatalog>, SqlError> {
         let user = if cur.eat_word("FOR") { Some(user_name(cur)?) } else { None };
         cur.expect_end()?;
         ShowCatalog::Grants { user }
+    } else if is(cur, &["FUNCTION", "STATUS"]) || is(cur, &["PROCEDURE", "STATUS"]) {
+        cur.set_context("SHOW FUNCTION STATUS");
+        for _ in 0..3 {
+            cur.advance();
+        }
+        skip_filter(cur)?;
+        ShowCatalog::NoObjects(ObjectKind::Routines)
+    } else if is(cur, &["TRIGGERS"]) || is(cur, &["EVENTS"]) {
+        let kind = if is(cur, &["TRIGGERS"]) { ObjectKind::Triggers } else { ObjectKind::Events };
+        cur.set_context("SHOW TRIGGERS");
+        cur.advance();
+        cur.advance();
+        if cur.eat_word("FROM") || cur.eat_word("IN") {
+            cur.expect_ident("a database name")?;
+        }
+        skip_filter(cur)?;
+        ShowCatalog::NoObjects(kind)
     } else if ["MASTER", "SLAVE", "REPLICA", "BINARY"].iter().any(|w| is(cur, &[w, "STATUS"]) || is(cur, &[w, "LOGS"]))
     {
         cur.set_context("SHOW REPLICATION STATUS");
@@ -106,6 +123,19 @@ fn from_table(cur: &mut Cursor) -> Result<(Option<String>, String), SqlError> {
         db = Some(cur.expect_ident("a database name")?);
     }
     Ok((db, table))
+}
+
+/// `[LIKE 'p' | WHERE expr]` for a list that is always empty: the filter cannot change the answer, so the WHERE
+/// expression is not evaluated (it is skipped to the end).
+fn skip_filter(cur: &mut Cursor) -> Result<(), SqlError> {
+    if cur.eat_word("WHERE") {
+        if cur.is_end() {
+            return Err(cur.error("a condition after WHERE"));
+        }
+        while cur.advance().is_some() {}
+        return Ok(());
+    }
+    optional_like(cur).map(|_| ())
 }
 
 fn optional_like(cur: &mut Cursor) -> Result<Option<String>, SqlError> {
@@ -137,7 +167,7 @@ fn user_name(cur: &mut Cursor) -> Result<String, SqlError> {
 
 #[cfg(test)]
 mod tests {
-    use crate::command::{ShowCatalog, Statement, parse_statement};
+    use crate::command::{ObjectKind, ShowCatalog, Statement, parse_statement};
 
     fn check(sql: &str, expected: ShowCatalog) {
         assert_eq!(parse_statement(sql), Ok(Statement::ShowCatalog(expected)), "{sql}");
@@ -174,11 +204,22 @@ mod tests {
         check("SHOW SLAVE STATUS", ShowCatalog::ReplicationStatus);
         check("SHOW MASTER STATUS", ShowCatalog::ReplicationStatus);
         check("SHOW BINARY LOGS", ShowCatalog::ReplicationStatus);
+        check("SHOW FUNCTION STATUS WHERE Db = 'app'", ShowCatalog::NoObjects(ObjectKind::Routines));
+        check("SHOW PROCEDURE STATUS LIKE 'x'", ShowCatalog::NoObjects(ObjectKind::Routines));
+        check("SHOW TRIGGERS FROM app LIKE 't'", ShowCatalog::NoObjects(ObjectKind::Triggers));
+        check("SHOW EVENTS", ShowCatalog::NoObjects(ObjectKind::Events));
     }
 
     #[test]
     fn malformed_catalog_shows_are_errors() {
-        for sql in ["SHOW INDEX t", "SHOW INDEX FROM", "SHOW TABLE STATUS LIKE", "SHOW GRANTS FOR", "SHOW ENGINES x"] {
+        for sql in [
+            "SHOW INDEX t",
+            "SHOW INDEX FROM",
+            "SHOW TABLE STATUS LIKE",
+            "SHOW GRANTS FOR",
+            "SHOW ENGINES x",
+            "SHOW TRIGGERS WHERE",
+        ] {
             assert!(parse_statement(sql).is_err(), "{sql} should not parse");
         }
     }

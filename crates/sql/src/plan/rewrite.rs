@@ -5,7 +5,7 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, Expr, Function, FunctionArguments, Ident, ObjectName, ObjectNamePart, Query, TableFactor,
+    BinaryOperator, Expr, Function, FunctionArguments, Ident, ObjectName, ObjectNamePart, Query, SetExpr, TableFactor,
     UnaryOperator, Value as AstValue, ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
 };
 
@@ -24,6 +24,70 @@ pub(super) fn normalize_literals<T: VisitMut>(node: &mut T) {
         }
     }
     let _ = node.visit(&mut Normalize);
+}
+
+/// Replaces `DATABASE()` and `SCHEMA()` by the session's database as a string literal (NULL without one): the value
+/// is the aggregator's to give, since partitions and the gather scratch know no session. Plans are reused only for
+/// the database they were made in, so the literal stays right.
+pub(super) fn bind_session_functions<T: VisitMut>(node: &mut T, current_db: Option<&str>) {
+    struct Bind<'a>(Option<&'a str>);
+    impl VisitorMut for Bind<'_> {
+        type Break = ();
+        fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+            if let Expr::Function(f) = expr
+                && matches!(function_name(f).as_deref(), Some("database" | "schema"))
+                && function_has_no_arguments(f)
+            {
+                let value = match self.0 {
+                    Some(db) => AstValue::SingleQuotedString(db.to_string()),
+                    None => AstValue::Null,
+                };
+                *expr = Expr::value(value);
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = node.visit(&mut Bind(current_db));
+}
+
+fn function_has_no_arguments(f: &Function) -> bool {
+    match &f.args {
+        FunctionArguments::None => true,
+        FunctionArguments::List(list) => list.args.is_empty(),
+        FunctionArguments::Subquery(_) => false,
+    }
+}
+
+/// Drops MySQL's SELECT modifiers that are only hints (`SQL_NO_CACHE`, `HIGH_PRIORITY`, `STRAIGHT_JOIN`,
+/// `SQL_SMALL_RESULT`, ...): they mean nothing to the leaves' engine, which would read them as column names. True
+/// when some SELECT asks for `SQL_CALC_FOUND_ROWS`, which is not a hint (FOUND_ROWS() would depend on it); the
+/// planner refuses that.
+pub(super) fn strip_select_hints<T: VisitMut>(node: &mut T) -> bool {
+    fn strip(body: &mut SetExpr, found_rows: &mut bool) {
+        match body {
+            SetExpr::Select(select) => {
+                if let Some(modifiers) = select.select_modifiers.take() {
+                    *found_rows |= modifiers.sql_calc_found_rows;
+                }
+            }
+            SetExpr::SetOperation { left, right, .. } => {
+                strip(left, found_rows);
+                strip(right, found_rows);
+            }
+            _ => {}
+        }
+    }
+    struct Strip(bool);
+    impl VisitorMut for Strip {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            strip(&mut query.body, &mut self.0);
+            ControlFlow::Continue(())
+        }
+    }
+    let mut visitor = Strip(false);
+    let _ = node.visit(&mut visitor);
+    visitor.0
 }
 
 /// Names of all common table expressions defined anywhere in `node`, lower case.
