@@ -103,9 +103,9 @@ impl canopy_rpc::Handler for RpcHandler {
         match request {
             Request::Ping => {
                 let identity = self.node.identity();
-                let pending = self.node.store.list().map_or(0, |dbs| {
-                    dbs.iter().filter(|d| d.ordinal.is_some() && d.state == PartitionState::Pending).count() as u32
-                });
+                // From the state map only: a ping must never wait for a statement holding a partition's connection
+                // (that would make a busy leaf look dead to the failure detector).
+                let pending = self.node.store.pending_partitions().map_or(0, |p| p.len() as u32);
                 Ok(Response::Pong(NodeStatus {
                     cluster_id: identity.cluster_id,
                     node_id: identity.node_id,

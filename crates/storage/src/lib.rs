@@ -24,7 +24,7 @@ mod store;
 pub use engine::{Durability, Outcome};
 pub use log::{LogEntry, LogPayload, LogPosition};
 pub use snapshot::{PartitionSnapshot, SNAPSHOT_CHUNK_BYTES_MAX};
-pub use store::{LeafStore, LocalDb, PartitionState, SNAPSHOTS_MAX, check_name};
+pub use store::{LeafStore, LocalDb, PartitionState, PendingPartition, SNAPSHOTS_MAX, check_name};
 
 use thiserror::Error;
 
