@@ -68,3 +68,54 @@ async fn a_long_statement_never_makes_its_leaf_offline() {
     assert!(!long.is_finished(), "the long statement was still running while the leaves were watched");
     long.abort();
 }
+
+async fn count_x(conn: &mut mysql_async::Conn) -> Result<i64, mysql_async::Error> {
+    conn.query_first("SELECT COUNT(*) FROM test.x").await.map(|r| r.expect("a row"))
+}
+
+async fn insert_x(conn: &mut mysql_async::Conn, ids: std::ops::RangeInclusive<i64>) {
+    let values: Vec<String> = ids.map(|i| format!("({i})")).collect();
+    conn.query_drop(format!("INSERT INTO test.x VALUES {}", values.join(","))).await.unwrap();
+}
+
+/// History: `test` (2 partitions, one per leaf) is dropped while leaf 2 is down and created again on leaf 1 alone;
+/// leaf 2 returns holding its copy of the old `test_1`. Leaf 1 is then removed with FORCE (both partitions unmapped,
+/// its files kept) and added back; table `y` is created while partition 0 has no master.
+/// Property: ATTACH PARTITION refuses the old incarnation's copy on leaf 2 and partition 0's copy that lacks `y`,
+/// each with an error saying why, and adopts leaf 1's faithful copy of partition 1; the old rows never come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_partition_refuses_copies_it_cannot_trust() {
+    let mut cluster = TestCluster::start("attachpart", 2).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE DATABASE test PARTITIONS 2").await.unwrap();
+    conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY)").await.unwrap();
+    insert_x(&mut conn, 1001..=1100).await;
+    cluster.leaves[1].kill();
+    wait_state(&cluster, 1, "offline").await;
+    conn.query_drop("DROP DATABASE test").await.unwrap();
+    conn.query_drop("CREATE DATABASE test PARTITIONS 2").await.unwrap();
+    conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY)").await.unwrap();
+    insert_x(&mut conn, 1..=100).await;
+    cluster.leaves[1].spawn();
+    wait_state(&cluster, 1, "online").await;
+
+    let (port1, port2) = (cluster.leaves[0].port, cluster.leaves[1].port);
+    conn.query_drop(format!("REMOVE LEAF '127.0.0.1':{port1} FORCE")).await.unwrap();
+    conn.query_drop(format!("ADD LEAF root@'127.0.0.1':{port1}")).await.unwrap();
+    let refused = conn.query_drop(format!("ATTACH PARTITION test:1 ON '127.0.0.1':{port2}")).await.unwrap_err();
+    assert!(refused.to_string().contains("another incarnation"), "{refused}");
+    // The faithful copy of partition 1 is adopted; then `y` is created while partition 0 alone has no master.
+    conn.query_drop(format!("ATTACH PARTITION test:1 ON '127.0.0.1':{port1}")).await.unwrap();
+    conn.query_drop("CREATE TABLE test.y (id INT PRIMARY KEY)").await.unwrap();
+    let refused = conn.query_drop(format!("ATTACH PARTITION test:0 ON '127.0.0.1':{port1}")).await.unwrap_err();
+    assert!(refused.to_string().contains("missing: y"), "{refused}");
+
+    let partitions: Vec<Row> = conn.query("SHOW PARTITIONS ON test").await.unwrap();
+    let hosts: Vec<(String, String)> = partitions.iter().map(|r| (text(r, "Ordinal"), text(r, "Port"))).collect();
+    assert_eq!(hosts, [("0".to_string(), "NULL".to_string()), ("1".to_string(), port1.to_string())]);
+    let mut direct = cluster.leaves[0].connect().await;
+    direct.query_drop("USE test_1").await.unwrap();
+    let (n, max): (i64, i64) = direct.query_first("SELECT COUNT(*), MAX(id) FROM x").await.unwrap().unwrap();
+    assert!(n > 0 && max <= 100, "partition 1 serves the new database's rows only ({n} rows, max id {max})");
+    assert!(count_x(&mut conn).await.is_err(), "partition 0 is still unmapped");
+}

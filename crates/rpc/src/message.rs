@@ -118,6 +118,8 @@ pub struct LocalDatabase {
     pub log_index: u64,
     /// The database incarnation the copy belongs to (None for copies that predate ids).
     pub database_id: Option<u64>,
+    /// The copy's user tables, lower-cased and sorted.
+    pub tables: Vec<String>,
 }
 
 /// One change-log entry of a partition as it travels between leaves: position, kind (0 row changeset, 1 DDL text)

@@ -7,15 +7,16 @@
 //! an error without FORCE and left as an orphan with it; a copy of a partition the metadata places elsewhere is left
 //! as an orphan. Nothing is ever deleted here: orphans stay on disk until CLEAR ORPHAN DATABASES.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use canopy_meta::{Action, Command, InstanceRole, LeafState, NodeId, Step, StepStatus};
 use canopy_rpc::{LocalDatabase, Request, Response};
+use canopy_sql::TableKind;
 
 use crate::cluster::Cluster;
-use crate::error::{Error, Result};
+use crate::error::{AttachRefusal, Error, Result};
 use crate::exec::Answer;
 
 /// The ATTACH LEAF decision for one local partition instance.
@@ -154,9 +155,10 @@ pub async fn attach_partition(cluster: &Arc<Cluster>, db: String, ordinal: u32, 
         Response::Databases(dbs) => dbs,
         other => return Err(Error::Internal(format!("ListDatabases answered {other:?}"))),
     };
-    if !local.iter().any(|d| d.db == db && d.ordinal == Some(ordinal)) {
+    let Some(copy) = local.iter().find(|d| d.db == db && d.ordinal == Some(ordinal)) else {
         return Err(Error::Unsupported(format!("leaf holds no copy of partition {db}:{ordinal}")));
-    }
+    };
+    check_copy(database, copy).map_err(|reason| Error::AttachRefused { db: db.clone(), ordinal, reason })?;
     let steps = vec![Step::scheduled(Action::AttachPartition, ordinal, leaf_id, 1, 10)];
     cluster.apply(Command::RecordOperation { db: db.clone(), steps })?;
     run_step(cluster, &db, 0, async {
@@ -173,6 +175,30 @@ pub async fn attach_partition(cluster: &Arc<Cluster>, db: String, ordinal: u32, 
     })
     .await?;
     Ok(Answer::affected(1))
+}
+
+/// Whether ATTACH PARTITION may adopt `copy` as a partition of `database`. Pure. The copy must belong to this
+/// incarnation of the database (a file without an id predates ids and cannot be told apart, as in `decide`) and hold
+/// exactly the metadata's distributed tables: DDL that ran while the partition had no master never reached it.
+///
+/// Positions are not compared: the metadata records no log position for a partition, and leaves write every log
+/// entry in term 0, so an older copy of the right incarnation and schema cannot be told from the latest one.
+pub fn check_copy(database: &canopy_meta::Database, copy: &LocalDatabase) -> std::result::Result<(), AttachRefusal> {
+    if let Some(id) = copy.database_id
+        && id != database.id.0
+    {
+        return Err(AttachRefusal::OtherIncarnation { copy: id, current: database.id.0 });
+    }
+    let expected: BTreeSet<String> = database
+        .tables
+        .values()
+        .filter(|t| t.kind != TableKind::Reference)
+        .map(|t| t.name.to_ascii_lowercase())
+        .collect();
+    let found: BTreeSet<String> = copy.tables.iter().map(|t| t.to_ascii_lowercase()).collect();
+    let missing: Vec<String> = expected.difference(&found).cloned().collect();
+    let extra: Vec<String> = found.difference(&expected).cloned().collect();
+    if missing.is_empty() && extra.is_empty() { Ok(()) } else { Err(AttachRefusal::SchemaDiffers { missing, extra }) }
 }
 
 /// REMOVE LEAF: forget the leaf. With FORCE its partitions become unmapped and their files stay on the leaf (as
@@ -213,7 +239,46 @@ mod tests {
             term: 0,
             log_index: 0,
             database_id: None,
+            tables: Vec::new(),
         }
+    }
+
+    /// ATTACH PARTITION adopts a copy only of this incarnation and with exactly the metadata's distributed tables.
+    #[test]
+    fn attach_partition_refuses_other_incarnations_and_other_schemas() {
+        let mut m = ClusterMeta::bootstrap("c".into(), NodeAddr { host: "ma".into(), port: 1, rpc_port: 2 });
+        let addr = NodeAddr { host: "h".into(), port: 10, rpc_port: 11 };
+        m.apply(Command::AddLeaf { addr, user: "root".into(), password: String::new(), group: None }).unwrap();
+        m.apply(Command::CreateDatabase { name: "test".into(), partitions: 2, sync_durability: true }).unwrap();
+        let table = |name: &str, kind| canopy_sql::TableDef {
+            name: name.into(),
+            kind,
+            columns: Vec::new(),
+            primary_key: Vec::new(),
+            shard_key: Vec::new(),
+            create_sql: String::new(),
+            index_sql: Vec::new(),
+        };
+        for def in [table("X", TableKind::Distributed), table("r", TableKind::Reference)] {
+            m.apply(Command::CreateTable { db: "test".into(), def }).unwrap();
+        }
+        let database = &m.databases["test"];
+        let copy = |id: Option<u64>, tables: &[&str]| LocalDatabase {
+            database_id: id,
+            tables: tables.iter().map(|t| t.to_string()).collect(),
+            ..local("test", 1)
+        };
+        let id = database.id.0;
+        assert_eq!(check_copy(database, &copy(Some(id), &["x"])), Ok(()));
+        assert_eq!(check_copy(database, &copy(None, &["x"])), Ok(()), "a copy from before ids cannot be told apart");
+        assert_eq!(
+            check_copy(database, &copy(Some(id + 7), &["x"])),
+            Err(AttachRefusal::OtherIncarnation { copy: id + 7, current: id })
+        );
+        assert_eq!(
+            check_copy(database, &copy(Some(id), &["old"])),
+            Err(AttachRefusal::SchemaDiffers { missing: vec!["x".into()], extra: vec!["old".into()] })
+        );
     }
 
     #[test]

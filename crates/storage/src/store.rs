@@ -60,6 +60,8 @@ pub struct LocalDb {
     pub state: PartitionState,
     /// The metadata's id of the database incarnation this copy belongs to (None for files that predate it).
     pub database_id: Option<u64>,
+    /// The user tables of the file (lower-cased, sorted): what ATTACH PARTITION compares with the metadata.
+    pub tables: Vec<String>,
 }
 
 impl LocalDb {
@@ -354,7 +356,8 @@ impl LeafStore {
             let conn = lock_conn(&conn)?;
             let (term, log_index, commits) = engine::log_position(&conn)?;
             let database_id = engine::database_id(&conn)?;
-            out.push(LocalDb { db, ordinal, term, log_index, commits, state, database_id });
+            let tables = engine::user_tables(&conn)?;
+            out.push(LocalDb { db, ordinal, term, log_index, commits, state, database_id, tables });
         }
         Ok(out)
     }
