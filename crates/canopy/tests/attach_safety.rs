@@ -119,3 +119,36 @@ async fn attach_partition_refuses_copies_it_cannot_trust() {
     assert!(n > 0 && max <= 100, "partition 1 serves the new database's rows only ({n} rows, max id {max})");
     assert!(count_x(&mut conn).await.is_err(), "partition 0 is still unmapped");
 }
+
+/// History: the master aggregator runs with the test-only attach pause, so an attach stops right after the leaf is
+/// marked `attaching`. Leaf 2 is killed, goes offline, restarts, and is seen `attaching`; the master is SIGKILLed
+/// then and restarted without the pause. Property: the restarted master finishes the attach on its own: the leaf is
+/// online within the deadline and every row answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attach_interrupted_by_a_master_crash_is_finished_after_restart() {
+    let mut cluster = TestCluster::start("attachcrash", 2).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE DATABASE test PARTITIONS 4").await.unwrap();
+    conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY)").await.unwrap();
+    insert_x(&mut conn, 1..=100).await;
+    drop(conn);
+    cluster.master.kill();
+    cluster.master.env.push(("CANOPY_TEST_ATTACH_PAUSE_MS".into(), "600000".into()));
+    cluster.master.spawn();
+    wait_state(&cluster, 1, "online").await;
+
+    cluster.leaves[1].kill();
+    wait_state(&cluster, 1, "offline").await;
+    cluster.leaves[1].spawn();
+    wait_state(&cluster, 1, "attaching").await;
+    cluster.master.kill();
+    cluster.master.env.clear();
+    cluster.master.spawn();
+    wait_state(&cluster, 1, "online").await;
+    let n = eventually("every row answers", || async {
+        let mut c = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
+        count_x(&mut c).await.ok()
+    })
+    .await;
+    assert_eq!(n, 100);
+}

@@ -48,14 +48,37 @@ pub fn decide(meta: &canopy_meta::ClusterMeta, leaf: NodeId, local: &[LocalDatab
         .collect()
 }
 
+/// Test-only: milliseconds the master aggregator waits after marking a leaf `attaching` and before the leaf work, so
+/// an end-to-end test can crash it in the middle of an attach. Never set it in production.
+pub const TEST_ATTACH_PAUSE_ENV: &str = "CANOPY_TEST_ATTACH_PAUSE_MS";
+
 /// ATTACH LEAF for `leaf_id`. `force` turns conflicts into orphans instead of an error.
 pub async fn attach_leaf(cluster: &Arc<Cluster>, leaf_id: NodeId, force: bool) -> Result<Answer> {
     let _op = cluster.operation_lock.lock().await;
+    attach_leaf_locked(cluster, leaf_id, force).await
+}
+
+/// Finishes an attach that no one runs any more: a leaf found `attaching` while the operation lock is free was left
+/// so by a master aggregator that crashed during the attach (every attach holds the lock from marking the leaf
+/// `attaching` until it is online or back where it was). A leaf in any other state is left alone (None).
+pub async fn resume_attach(cluster: &Arc<Cluster>, leaf_id: NodeId) -> Result<Option<Answer>> {
+    let _op = cluster.operation_lock.lock().await;
+    let state = cluster.meta().leaves.get(&leaf_id).map(|l| l.state);
+    if state != Some(LeafState::Attaching) {
+        return Ok(None);
+    }
+    tracing::info!("leaf {leaf_id} was left attaching; attaching it again");
+    // FORCE, as the heartbeat's own attach: conflicts stay on the leaf as orphans, nothing is deleted.
+    attach_leaf_locked(cluster, leaf_id, true).await.map(Some)
+}
+
+async fn attach_leaf_locked(cluster: &Arc<Cluster>, leaf_id: NodeId, force: bool) -> Result<Answer> {
     let meta = cluster.meta();
     let leaf = meta.leaves.get(&leaf_id).cloned().ok_or(Error::Meta(canopy_meta::MetaError::UnknownLeaf(leaf_id)))?;
     let previous = leaf.state;
     if previous != LeafState::Online {
         cluster.apply(Command::SetLeafState { leaf: leaf_id, state: LeafState::Attaching })?;
+        test_pause().await;
     }
     let result = attach_partitions_of(cluster, &leaf, force).await;
     match &result {
@@ -65,13 +88,21 @@ pub async fn attach_leaf(cluster: &Arc<Cluster>, leaf_id: NodeId, force: bool) -
             }
         }
         Err(_) if previous != LeafState::Online => {
-            // Back where it was: an offline leaf stays offline (the heartbeat retries), a detached one detached.
-            let back = if previous == LeafState::Offline { LeafState::Offline } else { LeafState::Detached };
+            // Back where it was: a detached leaf stays detached; an offline one (or one whose interrupted attach
+            // was resumed) goes offline, and the heartbeat retries when it answers.
+            let back = if previous == LeafState::Detached { LeafState::Detached } else { LeafState::Offline };
             let _ = cluster.apply(Command::SetLeafState { leaf: leaf_id, state: back });
         }
         Err(_) => {}
     }
     result
+}
+
+async fn test_pause() {
+    if let Some(ms) = std::env::var(TEST_ATTACH_PAUSE_ENV).ok().and_then(|v| v.parse::<u64>().ok()) {
+        tracing::warn!("{TEST_ATTACH_PAUSE_ENV} is set: pausing the attach for {ms} ms (test only)");
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
 }
 
 async fn attach_partitions_of(cluster: &Arc<Cluster>, leaf: &canopy_meta::Leaf, force: bool) -> Result<Answer> {

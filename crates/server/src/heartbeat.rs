@@ -2,6 +2,7 @@
 //! the answers to the pure detector (`failure.rs`), and acts on its verdicts:
 //! - an online leaf that failed goes `offline` (when `leaf_failure_detection` is ON); its partitions are unmapped;
 //! - an offline leaf that answers again is attached (`auto_attach` ON: `attaching` → `online`) or goes `detached`;
+//! - a leaf left `attaching` by a master aggregator that crashed mid-attach is attached again once it answers;
 //! - an online leaf that reports partitions pending attach (it restarted between two heartbeats, or while this
 //!   aggregator was down) gets them attached, without any failover.
 //!
@@ -104,6 +105,12 @@ pub async fn run(node: Arc<Node>) {
                     attaching.insert(leaf.id);
                     spawn_attach(cluster.clone(), leaf.id, meta.variables.auto_attach, attached_tx.clone());
                 }
+                // Left `attaching` by a master aggregator that crashed mid-attach (or attached right now by ATTACH
+                // LEAF, which `resume_attach` waits for and then leaves alone).
+                LeafState::Attaching if answered.is_some() && !attaching.contains(&leaf.id) => {
+                    attaching.insert(leaf.id);
+                    spawn_resume(cluster.clone(), leaf.id, attached_tx.clone());
+                }
                 LeafState::Online
                     if answered.is_some_and(|p| p.pending_partitions > 0) && !attaching.contains(&leaf.id) =>
                 {
@@ -134,6 +141,16 @@ pub async fn run(node: Arc<Node>) {
             }
         }
     }
+}
+
+/// A leaf is found `attaching` with no attach running here: finish the attach.
+fn spawn_resume(cluster: Arc<Cluster>, leaf: NodeId, done: mpsc::Sender<NodeId>) {
+    tokio::spawn(async move {
+        if let Err(e) = attach::resume_attach(&cluster, leaf).await {
+            tracing::warn!("resuming the attach of leaf {leaf} failed: {e}");
+        }
+        let _ = done.send(leaf).await;
+    });
 }
 
 /// A leaf is reachable again (or reports pending partitions): attach it, or with `auto_attach` OFF mark it detached.

@@ -44,12 +44,14 @@ pub fn temp_dir(name: &str) -> PathBuf {
 pub struct NodeProc {
     pub port: u16,
     pub data_dir: PathBuf,
+    /// Extra environment variables for the next `spawn`.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
 impl NodeProc {
     pub fn start(data_dir: &Path, port: u16) -> NodeProc {
-        let mut node = NodeProc { port, data_dir: data_dir.to_path_buf(), child: None };
+        let mut node = NodeProc { port, data_dir: data_dir.to_path_buf(), env: Vec::new(), child: None };
         node.spawn();
         node
     }
@@ -62,6 +64,7 @@ impl NodeProc {
         let child = Command::new(env!("CARGO_BIN_EXE_canopy"))
             .args(["server", "--host", "127.0.0.1", "--port", &self.port.to_string(), "--data-dir"])
             .arg(&self.data_dir)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
