@@ -152,3 +152,53 @@ async fn an_attach_interrupted_by_a_master_crash_is_finished_after_restart() {
     .await;
     assert_eq!(n, 100);
 }
+
+/// Lines of the master aggregator's log that record an attach of a leaf.
+fn attach_lines(cluster: &TestCluster) -> usize {
+    cluster.master.log().lines().filter(|l| l.contains("attach of leaf")).count()
+}
+
+/// History: database `gone` (a distributed and a reference table) is dropped while leaf 2 is down; leaf 2 restarts
+/// holding its copies, which are orphans, pending. Property: the leaf comes online and stays online, the heartbeat
+/// starts no further attach for the orphans (the master logs no new attach over many heartbeats), and CLEAR ORPHAN
+/// DATABASES removes their files, reference copy included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphans_of_a_dropped_database_start_no_attach_and_can_be_cleared() {
+    let mut cluster = TestCluster::start("droppedorphans", 2).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE DATABASE gone PARTITIONS 4").await.unwrap();
+    conn.query_drop("CREATE TABLE gone.x (id INT PRIMARY KEY)").await.unwrap();
+    conn.query_drop("CREATE REFERENCE TABLE gone.r (id INT PRIMARY KEY)").await.unwrap();
+    conn.query_drop("INSERT INTO gone.x VALUES (1), (2), (3), (4), (5), (6), (7), (8)").await.unwrap();
+    cluster.leaves[1].kill();
+    wait_state(&cluster, 1, "offline").await;
+    conn.query_drop("DROP DATABASE gone").await.unwrap();
+    cluster.leaves[1].spawn();
+    wait_state(&cluster, 1, "online").await;
+
+    let files = cluster.leaves[1].data_dir.join("leaf");
+    let (p1, p3, r) = (
+        files.join("partitions/gone_1.sqlite"),
+        files.join("partitions/gone_3.sqlite"),
+        files.join("reference/gone.sqlite"),
+    );
+    assert!(p1.exists() && p3.exists() && r.exists(), "the dropped database's copies are still on leaf 2");
+    let attaches = attach_lines(&cluster);
+    assert!(attaches >= 1, "the returning leaf was attached once");
+    // Twenty heartbeats (200 ms each): an attach loop would log an attach at each.
+    let watch_until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < watch_until {
+        assert_eq!(leaf_state(&cluster, 1).await.as_deref(), Some("online"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(attach_lines(&cluster), attaches, "pending orphans started an attach");
+
+    let plan: Vec<Row> = conn.query("EXPLAIN CLEAR ORPHAN DATABASES").await.unwrap();
+    let actions: Vec<(String, String)> = plan.iter().map(|r| (text(r, "Database"), text(r, "Action"))).collect();
+    assert_eq!(actions, [("gone_1".to_string(), "drop".to_string()), ("gone_3".to_string(), "drop".to_string())]);
+    conn.query_drop("CLEAR ORPHAN DATABASES").await.unwrap();
+    assert!(!p1.exists() && !p3.exists() && !r.exists(), "CLEAR ORPHAN DATABASES removed the files");
+    let plan: Vec<Row> = conn.query("EXPLAIN CLEAR ORPHAN DATABASES").await.unwrap();
+    assert!(plan.is_empty(), "no orphan is left");
+    assert_eq!(leaf_state(&cluster, 1).await.as_deref(), Some("online"));
+}

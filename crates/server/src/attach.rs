@@ -35,17 +35,25 @@ pub fn decide(meta: &canopy_meta::ClusterMeta, leaf: NodeId, local: &[LocalDatab
     local
         .iter()
         .filter_map(|d| d.ordinal.map(|o| (d, o)))
-        .map(|(d, ordinal)| {
-            let decision = match meta.databases.get(&d.db) {
-                None => Decision::Conflict,
-                // A copy of an earlier database with the same name (dropped and re-created while the leaf was away).
-                Some(db) if d.database_id.is_some_and(|id| id != db.id.0) => Decision::Conflict,
-                Some(db) if db.instances.iter().any(|i| i.ordinal == ordinal && i.node == leaf) => Decision::Attach,
-                Some(_) => Decision::Orphan,
-            };
-            (d.db.clone(), ordinal, decision)
-        })
+        .map(|(d, ordinal)| (d.db.clone(), ordinal, decide_one(meta, leaf, &d.db, ordinal, d.database_id)))
         .collect()
+}
+
+/// The decision for one copy of `db:ordinal` (of incarnation `database_id`) on `leaf`. Pure.
+pub fn decide_one(
+    meta: &canopy_meta::ClusterMeta,
+    leaf: NodeId,
+    db: &str,
+    ordinal: u32,
+    database_id: Option<u64>,
+) -> Decision {
+    match meta.databases.get(db) {
+        None => Decision::Conflict,
+        // A copy of an earlier database with the same name (dropped and re-created while the leaf was away).
+        Some(d) if database_id.is_some_and(|id| id != d.id.0) => Decision::Conflict,
+        Some(d) if d.instances.iter().any(|i| i.ordinal == ordinal && i.node == leaf) => Decision::Attach,
+        Some(_) => Decision::Orphan,
+    }
 }
 
 /// Test-only: milliseconds the master aggregator waits after marking a leaf `attaching` and before the leaf work, so
@@ -117,6 +125,13 @@ async fn attach_partitions_of(cluster: &Arc<Cluster>, leaf: &canopy_meta::Leaf, 
     if !conflicts.is_empty() && !force {
         return Err(Error::AttachConflict { databases: conflicts.join(", ") });
     }
+    let attach_count = decisions.iter().filter(|d| d.2 == Decision::Attach).count();
+    tracing::info!(
+        "attach of leaf {}:{}: {attach_count} partitions to attach, {} orphans",
+        leaf.addr.host,
+        leaf.addr.port,
+        decisions.len() - attach_count
+    );
     let mut by_db: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     for (db, ordinal, decision) in decisions {
         if decision == Decision::Attach {
@@ -344,7 +359,8 @@ pub struct Orphan {
     pub leaf: NodeId,
     pub db: String,
     pub ordinal: u32,
-    /// False when no master instance of the partition serves anywhere: the orphan may be the last copy and is kept.
+    /// False when the orphan may be the last copy of a partition the metadata lists (no master serves it
+    /// anywhere): it is kept. True for copies served elsewhere and for copies of dropped databases.
     pub droppable: bool,
 }
 
@@ -355,22 +371,28 @@ pub async fn find_orphans(cluster: &Arc<Cluster>) -> Vec<Orphan> {
     for leaf in meta.leaves_in_order().filter(|l| l.state == LeafState::Online) {
         let Ok(Response::Databases(local)) = cluster.call(leaf, &Request::ListDatabases).await else { continue };
         for (db, ordinal, decision) in decide(&meta, leaf.id, &local) {
-            if decision == Decision::Attach {
-                continue;
-            }
-            let served = meta
-                .databases
-                .get(&db)
-                .and_then(|d| d.master(ordinal))
-                .and_then(|m| meta.leaves.get(&m.node))
-                .is_some_and(|l| l.state == LeafState::Online);
-            orphans.push(Orphan { leaf: leaf.id, db, ordinal, droppable: served });
+            let database = meta.databases.get(&db);
+            let droppable = match decision {
+                Decision::Attach => continue,
+                // A copy of a dropped database, or of an earlier incarnation of this one: it is no copy of any
+                // partition the metadata knows, so it cannot be the last one. (One where the metadata places the
+                // partition on this leaf is kept: that instance has no other file.)
+                Decision::Conflict => {
+                    database.is_none_or(|d| !d.instances.iter().any(|i| i.ordinal == ordinal && i.node == leaf.id))
+                }
+                Decision::Orphan => database
+                    .and_then(|d| d.master(ordinal))
+                    .and_then(|m| meta.leaves.get(&m.node))
+                    .is_some_and(|l| l.state == LeafState::Online),
+            };
+            orphans.push(Orphan { leaf: leaf.id, db, ordinal, droppable });
         }
     }
     orphans
 }
 
-/// CLEAR ORPHAN DATABASES: drops orphan copies whose partition has a serving master elsewhere; never the last copy.
+/// CLEAR ORPHAN DATABASES: drops orphan copies whose partition has a serving master elsewhere, and copies of
+/// dropped databases or of earlier incarnations; never the last copy of a partition the metadata lists.
 pub async fn clear_orphans(cluster: &Arc<Cluster>, explain: bool) -> Result<Answer> {
     let _op = cluster.operation_lock.lock().await;
     let orphans = find_orphans(cluster).await;
@@ -394,10 +416,18 @@ pub async fn clear_orphans(cluster: &Arc<Cluster>, explain: bool) -> Result<Answ
         return Ok(Answer::Rows(canopy_sql::ResultSet { columns, rows }));
     }
     let mut dropped = 0;
+    // Databases the metadata no longer lists go as a whole on each leaf, reference copy included.
+    let mut gone: BTreeSet<(NodeId, String)> = BTreeSet::new();
     for orphan in orphans.iter().filter(|o| o.droppable) {
         let Some(leaf) = meta.leaves.get(&orphan.leaf) else { continue };
-        cluster.call(leaf, &Request::DropPartition { db: orphan.db.clone(), ordinal: orphan.ordinal }).await?;
         dropped += 1;
+        if !meta.databases.contains_key(&orphan.db) {
+            if gone.insert((leaf.id, orphan.db.clone())) {
+                cluster.call(leaf, &Request::DropDatabase { db: orphan.db.clone() }).await?;
+            }
+            continue;
+        }
+        cluster.call(leaf, &Request::DropPartition { db: orphan.db.clone(), ordinal: orphan.ordinal }).await?;
     }
     Ok(Answer::affected(dropped))
 }

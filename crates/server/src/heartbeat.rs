@@ -4,7 +4,7 @@
 //! - an offline leaf that answers again is attached (`auto_attach` ON: `attaching` → `online`) or goes `detached`;
 //! - a leaf left `attaching` by a master aggregator that crashed mid-attach is attached again once it answers;
 //! - an online leaf that reports partitions pending attach (it restarted between two heartbeats, or while this
-//!   aggregator was down) gets them attached, without any failover.
+//!   aggregator was down) gets them attached, without any failover; pending orphans start no attach.
 //!
 //! It also measures the round-trip latency shown by SHOW LEAVES.
 
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use canopy_meta::{Command, LeafState, NodeId};
-use canopy_rpc::{Request, Response, RpcError};
+use canopy_rpc::{PendingPartition, Request, Response, RpcError};
 use tokio::sync::mpsc;
 
 use crate::attach;
@@ -29,7 +29,7 @@ struct PingResult {
     leaf: NodeId,
     probe: Probe,
     rtt: Duration,
-    pending_partitions: u32,
+    pending: Vec<PendingPartition>,
 }
 
 fn classify(error: &Error) -> Probe {
@@ -111,8 +111,15 @@ pub async fn run(node: Arc<Node>) {
                     attaching.insert(leaf.id);
                     spawn_resume(cluster.clone(), leaf.id, attached_tx.clone());
                 }
+                // Only copies the metadata places on this leaf are attached; pending orphans (copies of dropped
+                // databases, of partitions served elsewhere) stay pending until CLEAR ORPHAN DATABASES.
                 LeafState::Online
-                    if answered.is_some_and(|p| p.pending_partitions > 0) && !attaching.contains(&leaf.id) =>
+                    if answered.is_some_and(|p| {
+                        p.pending.iter().any(|c| {
+                            attach::decide_one(&meta, leaf.id, &c.db, c.ordinal, c.database_id)
+                                == attach::Decision::Attach
+                        })
+                    }) && !attaching.contains(&leaf.id) =>
                 {
                     attaching.insert(leaf.id);
                     spawn_attach(cluster.clone(), leaf.id, true, attached_tx.clone());
@@ -126,17 +133,15 @@ pub async fn run(node: Arc<Node>) {
                 tokio::spawn(async move {
                     let started = Instant::now();
                     let outcome = cluster.call_with_timeout(&leaf, &Request::Ping, PING_TIMEOUT).await;
-                    let (probe, pending_partitions) = match outcome {
+                    let (probe, pending) = match outcome {
                         Ok(Response::Pong(status)) => {
                             cluster.use_local_socket(&leaf, status.local_socket.as_deref());
-                            (Probe::Answered, status.pending_partitions)
+                            (Probe::Answered, status.pending)
                         }
-                        Ok(_) => (Probe::Answered, 0),
-                        Err(e) => (classify(&e), 0),
+                        Ok(_) => (Probe::Answered, Vec::new()),
+                        Err(e) => (classify(&e), Vec::new()),
                     };
-                    let _ = results
-                        .send(PingResult { leaf: leaf.id, probe, rtt: started.elapsed(), pending_partitions })
-                        .await;
+                    let _ = results.send(PingResult { leaf: leaf.id, probe, rtt: started.elapsed(), pending }).await;
                 });
             }
         }

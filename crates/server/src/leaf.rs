@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use canopy_rpc::{LocalDatabase, LogRecord, NodeStatus, RemoteError, RemoteErrorKind, Request, Response, Target};
+use canopy_rpc::{
+    LocalDatabase, LogRecord, NodeStatus, PendingPartition, RemoteError, RemoteErrorKind, Request, Response, Target,
+};
 use canopy_storage::{Durability, LeafStore, LogEntry, LogPayload, Outcome, PartitionState, StorageError};
 
 use crate::copy;
@@ -105,11 +107,15 @@ impl canopy_rpc::Handler for RpcHandler {
                 let identity = self.node.identity();
                 // From the state map only: a ping must never wait for a statement holding a partition's connection
                 // (that would make a busy leaf look dead to the failure detector).
-                let pending = self.node.store.pending_partitions().map_or(0, |p| p.len() as u32);
+                let pending = self.node.store.pending_partitions().unwrap_or_default();
+                let pending = pending
+                    .into_iter()
+                    .map(|p| PendingPartition { db: p.db, ordinal: p.ordinal, database_id: p.database_id })
+                    .collect();
                 Ok(Response::Pong(NodeStatus {
                     cluster_id: identity.cluster_id,
                     node_id: identity.node_id,
-                    pending_partitions: pending,
+                    pending,
                     local_socket: self.node.local_socket().map(|p| p.display().to_string()),
                 }))
             }
