@@ -121,9 +121,10 @@ async fn attach_partition_refuses_copies_it_cannot_trust() {
 }
 
 /// History: the master aggregator runs with the test-only attach pause, so an attach stops right after the leaf is
-/// marked `attaching`. Leaf 2 is killed, goes offline, restarts, and is seen `attaching`; the master is SIGKILLed
-/// then and restarted without the pause. Property: the restarted master finishes the attach on its own: the leaf is
-/// online within the deadline and every row answers.
+/// marked `attaching`. Leaf 2 is killed, goes offline, restarts, and is seen `attaching`; it is frozen (SIGSTOP), the
+/// master is SIGKILLed and restarted without the pause, and the leaf is thawed (SIGCONT). Property: the restarted
+/// master finishes the attach on its own once the leaf answers: the leaf is online within the deadline and every
+/// row answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attach_interrupted_by_a_master_crash_is_finished_after_restart() {
     let mut cluster = TestCluster::start("attachcrash", 2).await;
@@ -141,9 +142,14 @@ async fn an_attach_interrupted_by_a_master_crash_is_finished_after_restart() {
     wait_state(&cluster, 1, "offline").await;
     cluster.leaves[1].spawn();
     wait_state(&cluster, 1, "attaching").await;
+    cluster.leaves[1].signal(libc::SIGSTOP);
     cluster.master.kill();
     cluster.master.env.clear();
     cluster.master.spawn();
+    // A frozen leaf answers nothing, so nothing can attach it yet.
+    drop(cluster.master.connect().await);
+    assert_eq!(leaf_state(&cluster, 1).await.as_deref(), Some("attaching"));
+    cluster.leaves[1].signal(libc::SIGCONT);
     wait_state(&cluster, 1, "online").await;
     let n = eventually("every row answers", || async {
         let mut c = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;

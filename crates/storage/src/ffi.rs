@@ -186,7 +186,8 @@ struct TableShape {
     pk: Vec<u8>,
 }
 
-/// The tables of a changeset with their shapes, in the order the changeset holds them (each once).
+/// The tables of a changeset with their shapes, in the order the changeset holds them (each once). Each change's
+/// table name is read; the key flags only once per table.
 fn changeset_tables(changeset: &[u8], size: c_int) -> Result<Vec<TableShape>, StorageError> {
     let mut raw: *mut RawChangesetIter = ptr::null_mut();
     // SAFETY: SQLite only reads the buffer, which outlives the iterator (finalized below, before returning); `raw`
@@ -206,23 +207,29 @@ fn changeset_tables(changeset: &[u8], size: c_int) -> Result<Vec<TableShape>, St
             break Err(failure(rc, "sqlite3changeset_next"));
         }
         let (mut table, mut columns, mut op, mut indirect) = (ptr::null(), 0, 0, 0);
+        // SAFETY: the iterator points at a change (SQLITE_ROW) and the out-pointers are valid.
+        let rc = unsafe { sqlite3changeset_op(raw, &mut table, &mut columns, &mut op, &mut indirect) };
+        if rc != sqlite::SQLITE_OK || table.is_null() {
+            break Err(failure(rc, "sqlite3changeset_op"));
+        }
+        // SAFETY: SQLite returns a NUL-terminated name that lives until the next call on the iterator; it is
+        // compared (and copied, for a new table) before that.
+        let name = unsafe { CStr::from_ptr(table) };
+        // A session changeset holds each table's changes together, so a table is new when the name changes.
+        if tables.last().is_some_and(|t| t.name.as_bytes() == name.to_bytes()) {
+            continue;
+        }
         let mut pk: *mut u8 = ptr::null_mut();
-        // SAFETY: the iterator points at a change (SQLITE_ROW); the out-pointers are valid; the name and the key
-        // flags SQLite returns live until the next call on the iterator, and are copied before it.
-        let shape = unsafe {
-            let rc = sqlite3changeset_op(raw, &mut table, &mut columns, &mut op, &mut indirect);
-            if rc != sqlite::SQLITE_OK || table.is_null() {
-                break Err(failure(rc, "sqlite3changeset_op"));
-            }
-            let rc = sqlite3changeset_pk(raw, &mut pk, ptr::null_mut());
-            if rc != sqlite::SQLITE_OK || pk.is_null() {
-                break Err(failure(rc, "sqlite3changeset_pk"));
-            }
-            let name = CStr::from_ptr(table).to_string_lossy().into_owned();
-            TableShape { name, pk: std::slice::from_raw_parts(pk, columns.max(0) as usize).to_vec() }
-        };
-        if tables.last().is_none_or(|t| t.name != shape.name) && !tables.iter().any(|t| t.name == shape.name) {
-            tables.push(shape);
+        // SAFETY: as above; the key flags are `columns` bytes living until the next call, copied at once.
+        let rc = unsafe { sqlite3changeset_pk(raw, &mut pk, ptr::null_mut()) };
+        if rc != sqlite::SQLITE_OK || pk.is_null() {
+            break Err(failure(rc, "sqlite3changeset_pk"));
+        }
+        // SAFETY: see above.
+        let pk = unsafe { std::slice::from_raw_parts(pk, columns.max(0) as usize) }.to_vec();
+        let name = name.to_string_lossy().into_owned();
+        if !tables.iter().any(|t| t.name == name) {
+            tables.push(TableShape { name, pk });
         }
     };
     // SAFETY: `raw` came from sqlite3changeset_start and is finalized exactly once, here.
