@@ -204,7 +204,8 @@ pub async fn attach_partition(cluster: &Arc<Cluster>, db: String, ordinal: u32, 
     let Some(copy) = local.iter().find(|d| d.db == db && d.ordinal == Some(ordinal)) else {
         return Err(Error::Unsupported(format!("leaf holds no copy of partition {db}:{ordinal}")));
     };
-    check_copy(database, copy).map_err(|reason| Error::AttachRefused { db: db.clone(), ordinal, reason })?;
+    let reference = local.iter().find(|d| d.db == db && d.ordinal.is_none());
+    check_copy(database, copy, reference).map_err(|reason| Error::AttachRefused { db: db.clone(), ordinal, reason })?;
     let steps = vec![Step::scheduled(Action::AttachPartition, ordinal, leaf_id, 1, 10)];
     cluster.apply(Command::RecordOperation { db: db.clone(), steps })?;
     run_step(cluster, &db, 0, async {
@@ -223,28 +224,37 @@ pub async fn attach_partition(cluster: &Arc<Cluster>, db: String, ordinal: u32, 
     Ok(Answer::affected(1))
 }
 
-/// Whether ATTACH PARTITION may adopt `copy` as a partition of `database`. Pure. The copy must belong to this
-/// incarnation of the database (a file without an id predates ids and cannot be told apart, as in `decide`) and hold
-/// exactly the metadata's distributed tables: DDL that ran while the partition had no master never reached it.
+/// Whether ATTACH PARTITION may adopt `copy` as a partition of `database` on a leaf whose reference copy of the
+/// database is `reference`. Pure. Both files must belong to this incarnation of the database (a file without an id
+/// predates ids and cannot be told apart, as in `decide`) and hold exactly the metadata's tables of their kind: DDL
+/// that ran while the partition had no master never reached them.
 ///
 /// Positions are not compared: the metadata records no log position for a partition, and leaves write every log
 /// entry in term 0, so an older copy of the right incarnation and schema cannot be told from the latest one.
-pub fn check_copy(database: &canopy_meta::Database, copy: &LocalDatabase) -> std::result::Result<(), AttachRefusal> {
-    if let Some(id) = copy.database_id
-        && id != database.id.0
-    {
-        return Err(AttachRefusal::OtherIncarnation { copy: id, current: database.id.0 });
+pub fn check_copy(
+    database: &canopy_meta::Database,
+    copy: &LocalDatabase,
+    reference: Option<&LocalDatabase>,
+) -> std::result::Result<(), AttachRefusal> {
+    let reference = reference.ok_or(AttachRefusal::NoReferenceCopy)?;
+    for file in [copy, reference] {
+        if let Some(id) = file.database_id
+            && id != database.id.0
+        {
+            return Err(AttachRefusal::OtherIncarnation { copy: id, current: database.id.0 });
+        }
     }
-    let expected: BTreeSet<String> = database
-        .tables
-        .values()
-        .filter(|t| t.kind != TableKind::Reference)
-        .map(|t| t.name.to_ascii_lowercase())
-        .collect();
-    let found: BTreeSet<String> = copy.tables.iter().map(|t| t.to_ascii_lowercase()).collect();
-    let missing: Vec<String> = expected.difference(&found).cloned().collect();
-    let extra: Vec<String> = found.difference(&expected).cloned().collect();
-    if missing.is_empty() && extra.is_empty() { Ok(()) } else { Err(AttachRefusal::SchemaDiffers { missing, extra }) }
+    for (file, kind) in [(copy, TableKind::Distributed), (reference, TableKind::Reference)] {
+        let expected: BTreeSet<String> =
+            database.tables.values().filter(|t| t.kind == kind).map(|t| t.name.to_ascii_lowercase()).collect();
+        let found: BTreeSet<String> = file.tables.iter().map(|t| t.to_ascii_lowercase()).collect();
+        let missing: Vec<String> = expected.difference(&found).cloned().collect();
+        let extra: Vec<String> = found.difference(&expected).cloned().collect();
+        if !missing.is_empty() || !extra.is_empty() {
+            return Err(AttachRefusal::SchemaDiffers { file: file.name.clone(), missing, extra });
+        }
+    }
+    Ok(())
 }
 
 /// REMOVE LEAF: forget the leaf. With FORCE its partitions become unmapped and their files stay on the leaf (as
@@ -309,21 +319,36 @@ mod tests {
             m.apply(Command::CreateTable { db: "test".into(), def }).unwrap();
         }
         let database = &m.databases["test"];
-        let copy = |id: Option<u64>, tables: &[&str]| LocalDatabase {
+        let file = |ordinal: Option<u32>, id: Option<u64>, tables: &[&str]| LocalDatabase {
+            name: ordinal.map_or("test".into(), |o| format!("test_{o}")),
+            ordinal,
             database_id: id,
             tables: tables.iter().map(|t| t.to_string()).collect(),
             ..local("test", 1)
         };
         let id = database.id.0;
-        assert_eq!(check_copy(database, &copy(Some(id), &["x"])), Ok(()));
-        assert_eq!(check_copy(database, &copy(None, &["x"])), Ok(()), "a copy from before ids cannot be told apart");
+        let reference = file(None, Some(id), &["r"]);
+        let check = |copy: LocalDatabase| check_copy(database, &copy, Some(&reference));
+        assert_eq!(check(file(Some(1), Some(id), &["x"])), Ok(()));
+        assert_eq!(check(file(Some(1), None, &["x"])), Ok(()), "a copy from before ids cannot be told apart");
         assert_eq!(
-            check_copy(database, &copy(Some(id + 7), &["x"])),
+            check(file(Some(1), Some(id + 7), &["x"])),
             Err(AttachRefusal::OtherIncarnation { copy: id + 7, current: id })
         );
         assert_eq!(
-            check_copy(database, &copy(Some(id), &["old"])),
-            Err(AttachRefusal::SchemaDiffers { missing: vec!["x".into()], extra: vec!["old".into()] })
+            check(file(Some(1), Some(id), &["old"])),
+            Err(AttachRefusal::SchemaDiffers {
+                file: "test_1".into(),
+                missing: vec!["x".into()],
+                extra: vec!["old".into()]
+            })
+        );
+        let copy = file(Some(1), Some(id), &["x"]);
+        assert_eq!(check_copy(database, &copy, None), Err(AttachRefusal::NoReferenceCopy));
+        let stale_reference = file(None, Some(id), &[]);
+        assert_eq!(
+            check_copy(database, &copy, Some(&stale_reference)),
+            Err(AttachRefusal::SchemaDiffers { file: "test".into(), missing: vec!["r".into()], extra: vec![] })
         );
     }
 

@@ -62,13 +62,17 @@ pub enum AttachRefusal {
     /// not this database's.
     #[error("the copy belongs to another incarnation of the database (id {copy}; the database's id is {current})")]
     OtherIncarnation { copy: u64, current: u64 },
-    /// The copy's tables are not the metadata's: DDL ran while the copy was not the partition's master.
+    /// A file's tables (the copy's, or the leaf's reference copy's) are not the metadata's: DDL ran while the
+    /// partition had no master.
     #[error(
-        "the copy's tables differ from the metadata's (missing: {}; not in the metadata: {}); DDL ran without it",
+        "the tables of {file} on the leaf differ from the metadata's (missing: {}; not in the metadata: {}); DDL ran without it",
         list(missing),
         list(extra)
     )]
-    SchemaDiffers { missing: Vec<String>, extra: Vec<String> },
+    SchemaDiffers { file: String, missing: Vec<String>, extra: Vec<String> },
+    /// The leaf holds no reference copy of the database, which every partition of it needs.
+    #[error("the leaf holds no reference copy of the database")]
+    NoReferenceCopy,
 }
 
 fn list(names: &[String]) -> String {
