@@ -41,7 +41,8 @@ async fn wait_state(cluster: &TestCluster, leaf: usize, state: &str) {
 
 /// History: a reference table of 3,000 rows; one client runs a three-way cross join of it (minutes of work on the
 /// one leaf that runs it) while the failure timeout is lowered to 2 s. Property: for three failure timeouts no leaf
-/// is ever reported offline: the leaf's pings are answered while the statement holds its reference connection.
+/// is ever reported offline (the leaf's pings are answered while the statement holds its reference connection), and
+/// a query over every partition keeps answering.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_statement_never_makes_its_leaf_offline() {
     const FAILURE_TIMEOUT_MS: u64 = 2000;
@@ -51,6 +52,8 @@ async fn a_long_statement_never_makes_its_leaf_offline() {
     conn.query_drop("CREATE REFERENCE TABLE test.r (id INT PRIMARY KEY)").await.unwrap();
     let values: Vec<String> = (1..=3000).map(|i| format!("({i})")).collect();
     conn.query_drop(format!("INSERT INTO test.r VALUES {}", values.join(","))).await.unwrap();
+    conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY)").await.unwrap();
+    insert_x(&mut conn, 1..=100).await;
     conn.query_drop(format!("SET GLOBAL leaf_failure_timeout_ms = {FAILURE_TIMEOUT_MS}")).await.unwrap();
 
     // The statement never finishes within the test; the leaves are killed when the cluster drops.
@@ -63,6 +66,7 @@ async fn a_long_statement_never_makes_its_leaf_offline() {
     while Instant::now() < watch_until {
         let states = leaf_states(&cluster).await.expect("SHOW LEAVES answers");
         assert!(states.iter().all(|(_, s)| s == "online"), "a leaf went offline during a long statement: {states:?}");
+        assert_eq!(count_x(&mut conn).await.expect("every partition answers"), 100);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(!long.is_finished(), "the long statement was still running while the leaves were watched");
