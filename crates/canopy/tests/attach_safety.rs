@@ -212,3 +212,46 @@ async fn orphans_of_a_dropped_database_start_no_attach_and_can_be_cleared() {
     assert!(plan.is_empty(), "no orphan is left");
     assert_eq!(leaf_state(&cluster, 1).await.as_deref(), Some("online"));
 }
+
+/// History: both leaves are killed and leaf 2's file of partition 1 is copied into leaf 1's data directory (as a
+/// failed drop after a move would leave it); both restart, so leaf 1 holds an orphan copy of `test_1`. More rows
+/// are written (partition 1 advances on leaf 2), then leaf 2 is removed with FORCE and added back.
+/// Property: ATTACH PARTITION refuses leaf 1's older copy, naming leaf 2's newer one, and adopts leaf 2's copy;
+/// every row answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_partition_refuses_a_copy_behind_another() {
+    let mut cluster = TestCluster::start("attachbehind", 2).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE DATABASE test PARTITIONS 2").await.unwrap();
+    conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY)").await.unwrap();
+    insert_x(&mut conn, 1..=100).await;
+    cluster.leaves[0].kill();
+    cluster.leaves[1].kill();
+    let partitions = |leaf: usize| cluster.leaves[leaf].data_dir.join("leaf").join("partitions");
+    for suffix in ["", "-wal"] {
+        let from = partitions(1).join(format!("test_1.sqlite{suffix}"));
+        if from.exists() {
+            std::fs::copy(&from, partitions(0).join(format!("test_1.sqlite{suffix}"))).unwrap();
+        }
+    }
+    cluster.leaves[0].spawn();
+    cluster.leaves[1].spawn();
+    wait_state(&cluster, 0, "online").await;
+    wait_state(&cluster, 1, "online").await;
+    let mut conn = cluster.conn().await;
+    let n = eventually("every partition serves", || async {
+        let mut c = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
+        count_x(&mut c).await.ok()
+    })
+    .await;
+    assert_eq!(n, 100);
+    insert_x(&mut conn, 101..=200).await;
+
+    let (port1, port2) = (cluster.leaves[0].port, cluster.leaves[1].port);
+    conn.query_drop(format!("REMOVE LEAF '127.0.0.1':{port2} FORCE")).await.unwrap();
+    conn.query_drop(format!("ADD LEAF root@'127.0.0.1':{port2}")).await.unwrap();
+    let refused = conn.query_drop(format!("ATTACH PARTITION test:1 ON '127.0.0.1':{port1}")).await.unwrap_err();
+    assert!(refused.to_string().contains(&format!("'127.0.0.1':{port2} holds a newer copy")), "{refused}");
+    conn.query_drop(format!("ATTACH PARTITION test:1 ON '127.0.0.1':{port2}")).await.unwrap();
+    assert_eq!(count_x(&mut conn).await.unwrap(), 200);
+}

@@ -206,6 +206,9 @@ pub async fn attach_partition(cluster: &Arc<Cluster>, db: String, ordinal: u32, 
     };
     let reference = local.iter().find(|d| d.db == db && d.ordinal.is_none());
     check_copy(database, copy, reference).map_err(|reason| Error::AttachRefused { db: db.clone(), ordinal, reason })?;
+    if let Some(reason) = newer_copy(cluster, database, ordinal, leaf_id, copy.log_index).await {
+        return Err(Error::AttachRefused { db: db.clone(), ordinal, reason });
+    }
     let steps = vec![Step::scheduled(Action::AttachPartition, ordinal, leaf_id, 1, 10)];
     cluster.apply(Command::RecordOperation { db: db.clone(), steps })?;
     run_step(cluster, &db, 0, async {
@@ -224,13 +227,59 @@ pub async fn attach_partition(cluster: &Arc<Cluster>, db: String, ordinal: u32, 
     Ok(Answer::affected(1))
 }
 
+/// How long ATTACH PARTITION waits for each other leaf's list of copies.
+const LIST_COPIES_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A copy of `database`:`ordinal` (same incarnation) on another online leaf whose log is further than `log_index`.
+/// Copies of one incarnation share one history (one master at a time; a copy starts from its source's log), so such
+/// a copy proves the candidate is behind. The metadata records no positions, so the copies the online leaves hold
+/// are all there is to compare with; a leaf that does not answer is skipped (logged).
+async fn newer_copy(
+    cluster: &Arc<Cluster>,
+    database: &canopy_meta::Database,
+    ordinal: u32,
+    candidate: NodeId,
+    log_index: u64,
+) -> Option<AttachRefusal> {
+    let meta = cluster.meta();
+    for leaf in meta.leaves_in_order().filter(|l| l.id != candidate && l.state == LeafState::Online) {
+        let local = match cluster.call_with_timeout(leaf, &Request::ListDatabases, LIST_COPIES_TIMEOUT).await {
+            Ok(Response::Databases(local)) => local,
+            other => {
+                tracing::warn!(
+                    "ATTACH PARTITION: leaf {}:{} did not list its copies: {other:?}",
+                    leaf.addr.host,
+                    leaf.addr.port
+                );
+                continue;
+            }
+        };
+        let newer = local.iter().find(|d| {
+            d.db == database.name
+                && d.ordinal == Some(ordinal)
+                && d.database_id == Some(database.id.0)
+                && d.log_index > log_index
+        });
+        if let Some(newer) = newer {
+            return Some(AttachRefusal::NewerCopy {
+                host: leaf.addr.host.clone(),
+                port: leaf.addr.port,
+                log_index: newer.log_index,
+                copy_index: log_index,
+            });
+        }
+    }
+    None
+}
+
 /// Whether ATTACH PARTITION may adopt `copy` as a partition of `database` on a leaf whose reference copy of the
 /// database is `reference`. Pure. Both files must belong to this incarnation of the database (a file without an id
 /// predates ids and cannot be told apart, as in `decide`) and hold exactly the metadata's tables of their kind: DDL
 /// that ran while the partition had no master never reached them.
 ///
-/// Positions are not compared: the metadata records no log position for a partition, and leaves write every log
-/// entry in term 0, so an older copy of the right incarnation and schema cannot be told from the latest one.
+/// The metadata records no log position for a partition (and leaves write every log entry in term 0), so positions
+/// are compared only with the other copies the online leaves hold (`newer_copy`): an older copy of the right
+/// incarnation and schema is refused only when a newer one is still around.
 pub fn check_copy(
     database: &canopy_meta::Database,
     copy: &LocalDatabase,

@@ -70,6 +70,12 @@ pub enum AttachRefusal {
         list(extra)
     )]
     SchemaDiffers { file: String, missing: Vec<String>, extra: Vec<String> },
+    /// Another leaf holds a copy of the same partition and incarnation that is further along: the candidate is
+    /// behind it.
+    #[error(
+        "leaf '{host}':{port} holds a newer copy of the partition (log index {log_index}, this copy {copy_index}); attach that one"
+    )]
+    NewerCopy { host: String, port: u16, log_index: u64, copy_index: u64 },
     /// The leaf holds no reference copy of the database, which every partition of it needs.
     #[error("the leaf holds no reference copy of the database")]
     NoReferenceCopy,
