@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use canopy_meta::{Action, Command, InstanceRole, LeafState, NodeId, Step, StepStatus};
-use canopy_rpc::{LocalDatabase, Request, Response};
+use canopy_rpc::{LocalDatabase, PendingPartition, Request, Response};
 use canopy_sql::TableKind;
 
 use crate::cluster::Cluster;
@@ -54,6 +54,11 @@ pub fn decide_one(
         Some(d) if d.instances.iter().any(|i| i.ordinal == ordinal && i.node == leaf) => Decision::Attach,
         Some(_) => Decision::Orphan,
     }
+}
+
+/// Whether any of a leaf's pending copies is one the metadata places there (orphans are left pending). Pure.
+pub fn any_attachable(meta: &canopy_meta::ClusterMeta, leaf: NodeId, pending: &[PendingPartition]) -> bool {
+    pending.iter().any(|p| decide_one(meta, leaf, &p.db, p.ordinal, p.database_id) == Decision::Attach)
 }
 
 /// Test-only: milliseconds the master aggregator waits after marking a leaf `attaching` and before the leaf work, so
@@ -399,6 +404,22 @@ mod tests {
             check_copy(database, &copy, Some(&stale_reference)),
             Err(AttachRefusal::SchemaDiffers { file: "test".into(), missing: vec!["r".into()], extra: vec![] })
         );
+    }
+
+    /// The heartbeat attaches a leaf for its pending copies only when one is placed there by the metadata.
+    #[test]
+    fn only_pending_copies_the_metadata_places_on_the_leaf_start_an_attach() {
+        let mut m = ClusterMeta::bootstrap("c".into(), NodeAddr { host: "ma".into(), port: 1, rpc_port: 2 });
+        let addr = NodeAddr { host: "h".into(), port: 10, rpc_port: 11 };
+        m.apply(Command::AddLeaf { addr, user: "root".into(), password: String::new(), group: None }).unwrap();
+        m.apply(Command::CreateDatabase { name: "test".into(), partitions: 2, sync_durability: true }).unwrap();
+        let (leaf, id) = (NodeId(2), m.databases["test"].id.0);
+        let pending = |db: &str, ordinal, database_id| PendingPartition { db: db.into(), ordinal, database_id };
+        assert!(any_attachable(&m, leaf, &[pending("gone", 0, Some(1)), pending("test", 1, Some(id))]));
+        assert!(!any_attachable(&m, leaf, &[pending("gone", 0, Some(1))]), "a dropped database's copy");
+        assert!(!any_attachable(&m, leaf, &[pending("test", 1, Some(id + 1))]), "another incarnation's copy");
+        assert!(!any_attachable(&m, NodeId(9), &[pending("test", 1, Some(id))]), "placed on another leaf");
+        assert!(!any_attachable(&m, leaf, &[]));
     }
 
     #[test]

@@ -114,12 +114,8 @@ pub async fn run(node: Arc<Node>) {
                 // Only copies the metadata places on this leaf are attached; pending orphans (copies of dropped
                 // databases, of partitions served elsewhere) stay pending until CLEAR ORPHAN DATABASES.
                 LeafState::Online
-                    if answered.is_some_and(|p| {
-                        p.pending.iter().any(|c| {
-                            attach::decide_one(&meta, leaf.id, &c.db, c.ordinal, c.database_id)
-                                == attach::Decision::Attach
-                        })
-                    }) && !attaching.contains(&leaf.id) =>
+                    if answered.is_some_and(|p| attach::any_attachable(&meta, leaf.id, &p.pending))
+                        && !attaching.contains(&leaf.id) =>
                 {
                     attaching.insert(leaf.id);
                     spawn_attach(cluster.clone(), leaf.id, true, attached_tx.clone());
