@@ -249,6 +249,7 @@ fn parse(text: &str, base: &Path, binary: PathBuf) -> Result<Cluster, String> {
                 port,
                 rpc_port: entry.rpc_port.as_ref().map(|r| *r.get_ref()),
                 root_password: file.cluster.root_password.clone(),
+                env: Vec::new(),
             },
         });
     }

@@ -171,13 +171,7 @@ async fn start(
     let names = std::iter::once(("ma".to_string(), "master aggregator".to_string()))
         .chain((1..=args.leaves).map(|i| (format!("leaf-{i}"), format!("leaf {i}"))));
     for ((dir, name), port) in names.zip(&ports) {
-        let spec = NodeSpec {
-            data_dir: data_dir.join(dir),
-            host: HOST.to_string(),
-            port: *port,
-            rpc_port: None,
-            root_password: String::new(),
-        };
+        let spec = NodeSpec::new(data_dir.join(dir), HOST, *port);
         let child = launch::spawn(binary, &spec, Lifetime::TiedToParent)?;
         nodes.push(DemoNode { name, spec, child });
     }

@@ -32,6 +32,8 @@ pub struct NodeSpec {
     /// `None`: the server's default, port + [`RPC_PORT_OFFSET`].
     pub rpc_port: Option<u16>,
     pub root_password: String,
+    /// Extra environment variables for the process (test-only knobs, for instance).
+    pub env: Vec<(String, String)>,
 }
 
 impl NodeSpec {
@@ -43,6 +45,7 @@ impl NodeSpec {
             port,
             rpc_port: None,
             root_password: String::new(),
+            env: Vec::new(),
         }
     }
 

@@ -43,6 +43,11 @@ impl Node {
         &self.spec.data_dir
     }
 
+    /// The extra environment of the next start (see [`Node::restart`]).
+    pub fn set_env(&mut self, env: Vec<(String, String)>) {
+        self.spec.env = env;
+    }
+
     /// The pid while the node runs (or has exited but is not yet reaped).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())

@@ -10,7 +10,8 @@ pub mod server;
 
 pub use client::Client;
 pub use message::{
-    LocalDatabase, LogRecord, NodeStatus, PartitionRef, RemoteError, RemoteErrorKind, Request, Response, Target,
+    LocalDatabase, LogRecord, NodeStatus, PartitionRef, PendingPartition, RemoteError, RemoteErrorKind, Request,
+    Response, Target,
 };
 pub use server::{Handler, serve, serve_local};
 

@@ -98,11 +98,20 @@ pub enum Response {
 pub struct NodeStatus {
     pub cluster_id: Option<String>,
     pub node_id: Option<u32>,
-    /// Partition instances recovered from disk and waiting to be attached by the master aggregator.
-    pub pending_partitions: u32,
+    /// Partition instances recovered from disk and waiting to be attached by the master aggregator (orphans among
+    /// them included: only the master aggregator can tell them apart).
+    pub pending: Vec<PendingPartition>,
     /// The absolute path of the node's local (Unix domain) RPC socket, if it listens on one: a caller on the same
     /// host may use it instead of TCP.
     pub local_socket: Option<String>,
+}
+
+/// A partition instance a leaf holds `pending` (not attached), with the database incarnation its file belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingPartition {
+    pub db: String,
+    pub ordinal: u32,
+    pub database_id: Option<u64>,
 }
 
 /// One database as the leaf sees it: a partition instance (`ordinal` set) or a reference copy.
@@ -118,6 +127,8 @@ pub struct LocalDatabase {
     pub log_index: u64,
     /// The database incarnation the copy belongs to (None for copies that predate ids).
     pub database_id: Option<u64>,
+    /// The copy's user tables, lower-cased and sorted.
+    pub tables: Vec<String>,
 }
 
 /// One change-log entry of a partition as it travels between leaves: position, kind (0 row changeset, 1 DDL text)

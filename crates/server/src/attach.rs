@@ -7,15 +7,16 @@
 //! an error without FORCE and left as an orphan with it; a copy of a partition the metadata places elsewhere is left
 //! as an orphan. Nothing is ever deleted here: orphans stay on disk until CLEAR ORPHAN DATABASES.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use canopy_meta::{Action, Command, InstanceRole, LeafState, NodeId, Step, StepStatus};
-use canopy_rpc::{LocalDatabase, Request, Response};
+use canopy_rpc::{LocalDatabase, PendingPartition, Request, Response};
+use canopy_sql::TableKind;
 
 use crate::cluster::Cluster;
-use crate::error::{Error, Result};
+use crate::error::{AttachRefusal, Error, Result};
 use crate::exec::Answer;
 
 /// The ATTACH LEAF decision for one local partition instance.
@@ -34,27 +35,63 @@ pub fn decide(meta: &canopy_meta::ClusterMeta, leaf: NodeId, local: &[LocalDatab
     local
         .iter()
         .filter_map(|d| d.ordinal.map(|o| (d, o)))
-        .map(|(d, ordinal)| {
-            let decision = match meta.databases.get(&d.db) {
-                None => Decision::Conflict,
-                // A copy of an earlier database with the same name (dropped and re-created while the leaf was away).
-                Some(db) if d.database_id.is_some_and(|id| id != db.id.0) => Decision::Conflict,
-                Some(db) if db.instances.iter().any(|i| i.ordinal == ordinal && i.node == leaf) => Decision::Attach,
-                Some(_) => Decision::Orphan,
-            };
-            (d.db.clone(), ordinal, decision)
-        })
+        .map(|(d, ordinal)| (d.db.clone(), ordinal, decide_one(meta, leaf, &d.db, ordinal, d.database_id)))
         .collect()
 }
+
+/// The decision for one copy of `db:ordinal` (of incarnation `database_id`) on `leaf`. Pure.
+pub fn decide_one(
+    meta: &canopy_meta::ClusterMeta,
+    leaf: NodeId,
+    db: &str,
+    ordinal: u32,
+    database_id: Option<u64>,
+) -> Decision {
+    match meta.databases.get(db) {
+        None => Decision::Conflict,
+        // A copy of an earlier database with the same name (dropped and re-created while the leaf was away).
+        Some(d) if database_id.is_some_and(|id| id != d.id.0) => Decision::Conflict,
+        Some(d) if d.instances.iter().any(|i| i.ordinal == ordinal && i.node == leaf) => Decision::Attach,
+        Some(_) => Decision::Orphan,
+    }
+}
+
+/// Whether any of a leaf's pending copies is one the metadata places there (orphans are left pending). Pure.
+pub fn any_attachable(meta: &canopy_meta::ClusterMeta, leaf: NodeId, pending: &[PendingPartition]) -> bool {
+    pending.iter().any(|p| decide_one(meta, leaf, &p.db, p.ordinal, p.database_id) == Decision::Attach)
+}
+
+/// Test-only: milliseconds the master aggregator waits after marking a leaf `attaching` and before the leaf work, so
+/// an end-to-end test can crash it in the middle of an attach. Never set it in production.
+pub const TEST_ATTACH_PAUSE_ENV: &str = "CANOPY_TEST_ATTACH_PAUSE_MS";
 
 /// ATTACH LEAF for `leaf_id`. `force` turns conflicts into orphans instead of an error.
 pub async fn attach_leaf(cluster: &Arc<Cluster>, leaf_id: NodeId, force: bool) -> Result<Answer> {
     let _op = cluster.operation_lock.lock().await;
+    attach_leaf_locked(cluster, leaf_id, force).await
+}
+
+/// Finishes an attach that no one runs any more: a leaf found `attaching` while the operation lock is free was left
+/// so by a master aggregator that crashed during the attach (every attach holds the lock from marking the leaf
+/// `attaching` until it is online or back where it was). A leaf in any other state is left alone (None).
+pub async fn resume_attach(cluster: &Arc<Cluster>, leaf_id: NodeId) -> Result<Option<Answer>> {
+    let _op = cluster.operation_lock.lock().await;
+    let state = cluster.meta().leaves.get(&leaf_id).map(|l| l.state);
+    if state != Some(LeafState::Attaching) {
+        return Ok(None);
+    }
+    tracing::info!("leaf {leaf_id} was left attaching; attaching it again");
+    // FORCE, as the heartbeat's own attach: conflicts stay on the leaf as orphans, nothing is deleted.
+    attach_leaf_locked(cluster, leaf_id, true).await.map(Some)
+}
+
+async fn attach_leaf_locked(cluster: &Arc<Cluster>, leaf_id: NodeId, force: bool) -> Result<Answer> {
     let meta = cluster.meta();
     let leaf = meta.leaves.get(&leaf_id).cloned().ok_or(Error::Meta(canopy_meta::MetaError::UnknownLeaf(leaf_id)))?;
     let previous = leaf.state;
     if previous != LeafState::Online {
         cluster.apply(Command::SetLeafState { leaf: leaf_id, state: LeafState::Attaching })?;
+        test_pause().await;
     }
     let result = attach_partitions_of(cluster, &leaf, force).await;
     match &result {
@@ -64,13 +101,21 @@ pub async fn attach_leaf(cluster: &Arc<Cluster>, leaf_id: NodeId, force: bool) -
             }
         }
         Err(_) if previous != LeafState::Online => {
-            // Back where it was: an offline leaf stays offline (the heartbeat retries), a detached one detached.
-            let back = if previous == LeafState::Offline { LeafState::Offline } else { LeafState::Detached };
+            // Back where it was: a detached leaf stays detached; an offline one (or one whose interrupted attach
+            // was resumed) goes offline, and the heartbeat retries when it answers.
+            let back = if previous == LeafState::Detached { LeafState::Detached } else { LeafState::Offline };
             let _ = cluster.apply(Command::SetLeafState { leaf: leaf_id, state: back });
         }
         Err(_) => {}
     }
     result
+}
+
+async fn test_pause() {
+    if let Some(ms) = std::env::var(TEST_ATTACH_PAUSE_ENV).ok().and_then(|v| v.parse::<u64>().ok()) {
+        tracing::warn!("{TEST_ATTACH_PAUSE_ENV} is set: pausing the attach for {ms} ms (test only)");
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
 }
 
 async fn attach_partitions_of(cluster: &Arc<Cluster>, leaf: &canopy_meta::Leaf, force: bool) -> Result<Answer> {
@@ -85,6 +130,13 @@ async fn attach_partitions_of(cluster: &Arc<Cluster>, leaf: &canopy_meta::Leaf, 
     if !conflicts.is_empty() && !force {
         return Err(Error::AttachConflict { databases: conflicts.join(", ") });
     }
+    let attach_count = decisions.iter().filter(|d| d.2 == Decision::Attach).count();
+    tracing::info!(
+        "attach of leaf {}:{}: {attach_count} partitions to attach, {} orphans",
+        leaf.addr.host,
+        leaf.addr.port,
+        decisions.len() - attach_count
+    );
     let mut by_db: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     for (db, ordinal, decision) in decisions {
         if decision == Decision::Attach {
@@ -154,8 +206,13 @@ pub async fn attach_partition(cluster: &Arc<Cluster>, db: String, ordinal: u32, 
         Response::Databases(dbs) => dbs,
         other => return Err(Error::Internal(format!("ListDatabases answered {other:?}"))),
     };
-    if !local.iter().any(|d| d.db == db && d.ordinal == Some(ordinal)) {
+    let Some(copy) = local.iter().find(|d| d.db == db && d.ordinal == Some(ordinal)) else {
         return Err(Error::Unsupported(format!("leaf holds no copy of partition {db}:{ordinal}")));
+    };
+    let reference = local.iter().find(|d| d.db == db && d.ordinal.is_none());
+    check_copy(database, copy, reference).map_err(|reason| Error::AttachRefused { db: db.clone(), ordinal, reason })?;
+    if let Some(reason) = newer_copy(cluster, database, ordinal, leaf_id, copy.log_index).await {
+        return Err(Error::AttachRefused { db: db.clone(), ordinal, reason });
     }
     let steps = vec![Step::scheduled(Action::AttachPartition, ordinal, leaf_id, 1, 10)];
     cluster.apply(Command::RecordOperation { db: db.clone(), steps })?;
@@ -173,6 +230,85 @@ pub async fn attach_partition(cluster: &Arc<Cluster>, db: String, ordinal: u32, 
     })
     .await?;
     Ok(Answer::affected(1))
+}
+
+/// How long ATTACH PARTITION waits for each other leaf's list of copies.
+const LIST_COPIES_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A copy of `database`:`ordinal` (same incarnation) on another online leaf whose log is further than `log_index`.
+/// Copies of one incarnation share one history (one master at a time; a copy starts from its source's log), so such
+/// a copy proves the candidate is behind. The metadata records no positions, so the copies the online leaves hold
+/// are all there is to compare with; a leaf that does not answer is skipped (logged).
+async fn newer_copy(
+    cluster: &Arc<Cluster>,
+    database: &canopy_meta::Database,
+    ordinal: u32,
+    candidate: NodeId,
+    log_index: u64,
+) -> Option<AttachRefusal> {
+    let meta = cluster.meta();
+    for leaf in meta.leaves_in_order().filter(|l| l.id != candidate && l.state == LeafState::Online) {
+        let local = match cluster.call_with_timeout(leaf, &Request::ListDatabases, LIST_COPIES_TIMEOUT).await {
+            Ok(Response::Databases(local)) => local,
+            other => {
+                tracing::warn!(
+                    "ATTACH PARTITION: leaf {}:{} did not list its copies: {other:?}",
+                    leaf.addr.host,
+                    leaf.addr.port
+                );
+                continue;
+            }
+        };
+        let newer = local.iter().find(|d| {
+            d.db == database.name
+                && d.ordinal == Some(ordinal)
+                && d.database_id == Some(database.id.0)
+                && d.log_index > log_index
+        });
+        if let Some(newer) = newer {
+            return Some(AttachRefusal::NewerCopy {
+                host: leaf.addr.host.clone(),
+                port: leaf.addr.port,
+                log_index: newer.log_index,
+                copy_index: log_index,
+            });
+        }
+    }
+    None
+}
+
+/// Whether ATTACH PARTITION may adopt `copy` as a partition of `database` on a leaf whose reference copy of the
+/// database is `reference`. Pure. Both files must belong to this incarnation of the database (a file without an id
+/// predates ids and cannot be told apart, as in `decide`) and hold exactly the metadata's tables of their kind: DDL
+/// that ran while the partition had no master never reached them.
+///
+/// The metadata records no log position for a partition (and leaves write every log entry in term 0), so positions
+/// are compared only with the other copies the online leaves hold (`newer_copy`): an older copy of the right
+/// incarnation and schema is refused only when a newer one is still around.
+pub fn check_copy(
+    database: &canopy_meta::Database,
+    copy: &LocalDatabase,
+    reference: Option<&LocalDatabase>,
+) -> std::result::Result<(), AttachRefusal> {
+    let reference = reference.ok_or(AttachRefusal::NoReferenceCopy)?;
+    for file in [copy, reference] {
+        if let Some(id) = file.database_id
+            && id != database.id.0
+        {
+            return Err(AttachRefusal::OtherIncarnation { copy: id, current: database.id.0 });
+        }
+    }
+    for (file, kind) in [(copy, TableKind::Distributed), (reference, TableKind::Reference)] {
+        let expected: BTreeSet<String> =
+            database.tables.values().filter(|t| t.kind == kind).map(|t| t.name.to_ascii_lowercase()).collect();
+        let found: BTreeSet<String> = file.tables.iter().map(|t| t.to_ascii_lowercase()).collect();
+        let missing: Vec<String> = expected.difference(&found).cloned().collect();
+        let extra: Vec<String> = found.difference(&expected).cloned().collect();
+        if !missing.is_empty() || !extra.is_empty() {
+            return Err(AttachRefusal::SchemaDiffers { file: file.name.clone(), missing, extra });
+        }
+    }
+    Ok(())
 }
 
 /// REMOVE LEAF: forget the leaf. With FORCE its partitions become unmapped and their files stay on the leaf (as
@@ -213,7 +349,77 @@ mod tests {
             term: 0,
             log_index: 0,
             database_id: None,
+            tables: Vec::new(),
         }
+    }
+
+    /// ATTACH PARTITION adopts a copy only of this incarnation and with exactly the metadata's distributed tables.
+    #[test]
+    fn attach_partition_refuses_other_incarnations_and_other_schemas() {
+        let mut m = ClusterMeta::bootstrap("c".into(), NodeAddr { host: "ma".into(), port: 1, rpc_port: 2 });
+        let addr = NodeAddr { host: "h".into(), port: 10, rpc_port: 11 };
+        m.apply(Command::AddLeaf { addr, user: "root".into(), password: String::new(), group: None }).unwrap();
+        m.apply(Command::CreateDatabase { name: "test".into(), partitions: 2, sync_durability: true }).unwrap();
+        let table = |name: &str, kind| canopy_sql::TableDef {
+            name: name.into(),
+            kind,
+            columns: Vec::new(),
+            primary_key: Vec::new(),
+            shard_key: Vec::new(),
+            create_sql: String::new(),
+            index_sql: Vec::new(),
+        };
+        for def in [table("X", TableKind::Distributed), table("r", TableKind::Reference)] {
+            m.apply(Command::CreateTable { db: "test".into(), def }).unwrap();
+        }
+        let database = &m.databases["test"];
+        let file = |ordinal: Option<u32>, id: Option<u64>, tables: &[&str]| LocalDatabase {
+            name: ordinal.map_or("test".into(), |o| format!("test_{o}")),
+            ordinal,
+            database_id: id,
+            tables: tables.iter().map(|t| t.to_string()).collect(),
+            ..local("test", 1)
+        };
+        let id = database.id.0;
+        let reference = file(None, Some(id), &["r"]);
+        let check = |copy: LocalDatabase| check_copy(database, &copy, Some(&reference));
+        assert_eq!(check(file(Some(1), Some(id), &["x"])), Ok(()));
+        assert_eq!(check(file(Some(1), None, &["x"])), Ok(()), "a copy from before ids cannot be told apart");
+        assert_eq!(
+            check(file(Some(1), Some(id + 7), &["x"])),
+            Err(AttachRefusal::OtherIncarnation { copy: id + 7, current: id })
+        );
+        assert_eq!(
+            check(file(Some(1), Some(id), &["old"])),
+            Err(AttachRefusal::SchemaDiffers {
+                file: "test_1".into(),
+                missing: vec!["x".into()],
+                extra: vec!["old".into()]
+            })
+        );
+        let copy = file(Some(1), Some(id), &["x"]);
+        assert_eq!(check_copy(database, &copy, None), Err(AttachRefusal::NoReferenceCopy));
+        let stale_reference = file(None, Some(id), &[]);
+        assert_eq!(
+            check_copy(database, &copy, Some(&stale_reference)),
+            Err(AttachRefusal::SchemaDiffers { file: "test".into(), missing: vec!["r".into()], extra: vec![] })
+        );
+    }
+
+    /// The heartbeat attaches a leaf for its pending copies only when one is placed there by the metadata.
+    #[test]
+    fn only_pending_copies_the_metadata_places_on_the_leaf_start_an_attach() {
+        let mut m = ClusterMeta::bootstrap("c".into(), NodeAddr { host: "ma".into(), port: 1, rpc_port: 2 });
+        let addr = NodeAddr { host: "h".into(), port: 10, rpc_port: 11 };
+        m.apply(Command::AddLeaf { addr, user: "root".into(), password: String::new(), group: None }).unwrap();
+        m.apply(Command::CreateDatabase { name: "test".into(), partitions: 2, sync_durability: true }).unwrap();
+        let (leaf, id) = (NodeId(2), m.databases["test"].id.0);
+        let pending = |db: &str, ordinal, database_id| PendingPartition { db: db.into(), ordinal, database_id };
+        assert!(any_attachable(&m, leaf, &[pending("gone", 0, Some(1)), pending("test", 1, Some(id))]));
+        assert!(!any_attachable(&m, leaf, &[pending("gone", 0, Some(1))]), "a dropped database's copy");
+        assert!(!any_attachable(&m, leaf, &[pending("test", 1, Some(id + 1))]), "another incarnation's copy");
+        assert!(!any_attachable(&m, NodeId(9), &[pending("test", 1, Some(id))]), "placed on another leaf");
+        assert!(!any_attachable(&m, leaf, &[]));
     }
 
     #[test]
@@ -248,7 +454,8 @@ pub struct Orphan {
     pub leaf: NodeId,
     pub db: String,
     pub ordinal: u32,
-    /// False when no master instance of the partition serves anywhere: the orphan may be the last copy and is kept.
+    /// False when the orphan may be the last copy of a partition the metadata lists (no master serves it
+    /// anywhere): it is kept. True for copies served elsewhere and for copies of dropped databases.
     pub droppable: bool,
 }
 
@@ -259,22 +466,28 @@ pub async fn find_orphans(cluster: &Arc<Cluster>) -> Vec<Orphan> {
     for leaf in meta.leaves_in_order().filter(|l| l.state == LeafState::Online) {
         let Ok(Response::Databases(local)) = cluster.call(leaf, &Request::ListDatabases).await else { continue };
         for (db, ordinal, decision) in decide(&meta, leaf.id, &local) {
-            if decision == Decision::Attach {
-                continue;
-            }
-            let served = meta
-                .databases
-                .get(&db)
-                .and_then(|d| d.master(ordinal))
-                .and_then(|m| meta.leaves.get(&m.node))
-                .is_some_and(|l| l.state == LeafState::Online);
-            orphans.push(Orphan { leaf: leaf.id, db, ordinal, droppable: served });
+            let database = meta.databases.get(&db);
+            let droppable = match decision {
+                Decision::Attach => continue,
+                // A copy of a dropped database, or of an earlier incarnation of this one: it is no copy of any
+                // partition the metadata knows, so it cannot be the last one. (One where the metadata places the
+                // partition on this leaf is kept: that instance has no other file.)
+                Decision::Conflict => {
+                    database.is_none_or(|d| !d.instances.iter().any(|i| i.ordinal == ordinal && i.node == leaf.id))
+                }
+                Decision::Orphan => database
+                    .and_then(|d| d.master(ordinal))
+                    .and_then(|m| meta.leaves.get(&m.node))
+                    .is_some_and(|l| l.state == LeafState::Online),
+            };
+            orphans.push(Orphan { leaf: leaf.id, db, ordinal, droppable });
         }
     }
     orphans
 }
 
-/// CLEAR ORPHAN DATABASES: drops orphan copies whose partition has a serving master elsewhere; never the last copy.
+/// CLEAR ORPHAN DATABASES: drops orphan copies whose partition has a serving master elsewhere, and copies of
+/// dropped databases or of earlier incarnations; never the last copy of a partition the metadata lists.
 pub async fn clear_orphans(cluster: &Arc<Cluster>, explain: bool) -> Result<Answer> {
     let _op = cluster.operation_lock.lock().await;
     let orphans = find_orphans(cluster).await;
@@ -298,10 +511,18 @@ pub async fn clear_orphans(cluster: &Arc<Cluster>, explain: bool) -> Result<Answ
         return Ok(Answer::Rows(canopy_sql::ResultSet { columns, rows }));
     }
     let mut dropped = 0;
+    // Databases the metadata no longer lists go as a whole on each leaf, reference copy included.
+    let mut gone: BTreeSet<(NodeId, String)> = BTreeSet::new();
     for orphan in orphans.iter().filter(|o| o.droppable) {
         let Some(leaf) = meta.leaves.get(&orphan.leaf) else { continue };
-        cluster.call(leaf, &Request::DropPartition { db: orphan.db.clone(), ordinal: orphan.ordinal }).await?;
         dropped += 1;
+        if !meta.databases.contains_key(&orphan.db) {
+            if gone.insert((leaf.id, orphan.db.clone())) {
+                cluster.call(leaf, &Request::DropDatabase { db: orphan.db.clone() }).await?;
+            }
+            continue;
+        }
+        cluster.call(leaf, &Request::DropPartition { db: orphan.db.clone(), ordinal: orphan.ordinal }).await?;
     }
     Ok(Answer::affected(dropped))
 }

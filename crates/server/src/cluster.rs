@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -21,6 +21,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 /// AUTO_INCREMENT values reserved from the metadata at a time; unique and increasing per aggregator, not
 /// consecutive across aggregators (as in SingleStore).
 const AUTO_INCREMENT_BATCH: u64 = 1000;
+
+/// Attempts at fsyncing the data directory after the metadata file was replaced.
+const DIR_SYNC_ATTEMPTS: u32 = 3;
 
 /// A partition's gate (see `Cluster::gates`).
 pub type Gate = Arc<tokio::sync::RwLock<()>>;
@@ -75,6 +78,11 @@ impl Cluster {
 
     /// Applies `command`, persists the new metadata, then publishes it.
     pub fn apply(&self, command: Command) -> Result<Outcome> {
+        self.apply_with(command, persist::sync_parent)
+    }
+
+    /// `apply`, with the directory sync that follows the file's replacement passed in (tests make it fail).
+    fn apply_with(&self, command: Command, sync_parent: impl Fn(&Path) -> Result<()>) -> Result<Outcome> {
         let _guard = self.write.lock().map_err(|_| Error::Internal("metadata write lock poisoned".into()))?;
         let mut next = (*self.meta()).clone();
         let outcome = next.apply(command)?;
@@ -82,8 +90,22 @@ impl Cluster {
             // A command that breaks an invariant is a bug: refuse to persist or serve that state.
             return Err(Error::Internal(format!("metadata invariant violated: {broken}")));
         }
-        persist::store(&persist::meta_path(&self.data_dir), &next)?;
-        *self.meta.write().map_err(|_| Error::Internal("metadata lock poisoned".into()))? = Arc::new(next);
+        let path = persist::meta_path(&self.data_dir);
+        persist::replace(&path, &next)?;
+        // From the rename on, the new state is what a restart reads: publish it, whatever the directory sync says,
+        // so memory and disk never disagree. A failed sync only leaves the rename exposed to a power loss; it is
+        // retried here and by every later write.
+        *self.meta.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        let mut synced = sync_parent(&path);
+        for _ in 1..DIR_SYNC_ATTEMPTS {
+            if synced.is_ok() {
+                break;
+            }
+            synced = sync_parent(&path);
+        }
+        if let Err(e) = synced {
+            tracing::error!("metadata change applied, but not yet durable against a power loss: {e}");
+        }
         Ok(outcome)
     }
 
@@ -204,9 +226,85 @@ impl Cluster {
     }
 }
 
+/// Reads the master aggregator's metadata (`cluster.json`) and checks its invariants: a file that breaks one is
+/// refused, never served.
+pub fn load_meta(data_dir: &Path) -> Result<ClusterMeta> {
+    let path = persist::meta_path(data_dir);
+    let meta: ClusterMeta =
+        persist::load(&path)?.ok_or_else(|| Error::Internal("master aggregator without cluster.json".into()))?;
+    meta.check_invariants()
+        .map_err(|broken| Error::Internal(format!("{} breaks a metadata invariant: {broken}", path.display())))?;
+    Ok(meta)
+}
+
 pub fn resolve(host: &str, port: u16) -> std::result::Result<SocketAddr, RpcError> {
     (host, port)
         .to_socket_addrs()?
         .next()
         .ok_or_else(|| RpcError::Io(std::io::Error::new(std::io::ErrorKind::NotFound, "host has no address")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use canopy_meta::NodeAddr;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("canopy-cluster-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn bootstrap(dir: &Path) -> Arc<Cluster> {
+        let meta = ClusterMeta::bootstrap("c".into(), NodeAddr { host: "ma".into(), port: 1, rpc_port: 2 });
+        persist::store(&persist::meta_path(dir), &meta).unwrap();
+        Cluster::new(dir.to_path_buf(), meta)
+    }
+
+    fn add_leaf(port: u16) -> Command {
+        let addr = NodeAddr { host: "h".into(), port, rpc_port: port + 1 };
+        Command::AddLeaf { addr, user: "root".into(), password: String::new(), group: None }
+    }
+
+    /// The directory sync after the metadata file's rename fails. Property: the change is not reported refused,
+    /// and what the aggregator serves is what a restart would load.
+    #[test]
+    fn a_failed_directory_sync_after_the_rename_still_publishes_the_new_state() {
+        let dir = temp_dir("dirsync");
+        let cluster = bootstrap(&dir);
+        let failing = |_: &Path| Err(Error::Internal("injected: directory fsync failed".into()));
+        let outcome = cluster.apply_with(add_leaf(10), failing);
+        assert!(matches!(outcome, Ok(Outcome::LeafAdded(_))), "{outcome:?}");
+        assert_eq!(*cluster.meta(), load_meta(&dir).unwrap(), "memory and disk agree");
+        assert_eq!(cluster.meta().leaves.len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The file cannot be written at all (its directory is gone). Property: the change is refused and nothing
+    /// is published.
+    #[test]
+    fn a_failed_write_refuses_the_change() {
+        let dir = temp_dir("nowrite");
+        let cluster = bootstrap(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(cluster.apply(add_leaf(10)).is_err());
+        assert!(cluster.meta().leaves.is_empty());
+    }
+
+    /// A cluster.json whose instance sits on a leaf the metadata does not list is refused at load.
+    #[test]
+    fn loading_metadata_that_breaks_an_invariant_is_refused() {
+        let dir = temp_dir("badload");
+        let cluster = bootstrap(&dir);
+        cluster.apply(add_leaf(10)).unwrap();
+        cluster.apply(Command::CreateDatabase { name: "d".into(), partitions: 2, sync_durability: true }).unwrap();
+        assert!(load_meta(&dir).is_ok());
+        let mut broken = (*cluster.meta()).clone();
+        broken.leaves.clear();
+        persist::store(&persist::meta_path(&dir), &broken).unwrap();
+        let err = load_meta(&dir).unwrap_err();
+        assert!(err.to_string().contains("invariant"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

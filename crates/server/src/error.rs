@@ -40,6 +40,9 @@ pub enum Error {
         "The leaf holds partitions of databases that conflict with the cluster ({databases}); use ATTACH LEAF ... FORCE to attach it and keep them as orphans"
     )]
     AttachConflict { databases: String },
+    /// ATTACH PARTITION found a copy it must not adopt.
+    #[error("Cannot attach partition {db}:{ordinal}: {reason}")]
+    AttachRefused { db: String, ordinal: u32, reason: AttachRefusal },
     #[error("Leaf '{host}':{port} is not part of the cluster")]
     UnknownLeafAddress { host: String, port: u16 },
     #[error("Feature not supported: {0}")]
@@ -51,6 +54,36 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Why ATTACH PARTITION refuses a local copy.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AttachRefusal {
+    /// The copy belongs to another incarnation of the database (one dropped and re-created since): its rows are
+    /// not this database's.
+    #[error("the copy belongs to another incarnation of the database (id {copy}; the database's id is {current})")]
+    OtherIncarnation { copy: u64, current: u64 },
+    /// A file's tables (the copy's, or the leaf's reference copy's) are not the metadata's: DDL ran while the
+    /// partition had no master.
+    #[error(
+        "the tables of {file} on the leaf differ from the metadata's (missing: {}; not in the metadata: {}); DDL ran without it",
+        list(missing),
+        list(extra)
+    )]
+    SchemaDiffers { file: String, missing: Vec<String>, extra: Vec<String> },
+    /// Another leaf holds a copy of the same partition and incarnation that is further along: the candidate is
+    /// behind it.
+    #[error(
+        "leaf '{host}':{port} holds a newer copy of the partition (log index {log_index}, this copy {copy_index}); attach that one"
+    )]
+    NewerCopy { host: String, port: u16, log_index: u64, copy_index: u64 },
+    /// The leaf holds no reference copy of the database, which every partition of it needs.
+    #[error("the leaf holds no reference copy of the database")]
+    NoReferenceCopy,
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+}
 
 fn mysql(code: u16, sqlstate: &str, message: impl Into<String>) -> MysqlError {
     MysqlError { code, sqlstate: sqlstate.to_string(), message: message.into() }
@@ -91,7 +124,9 @@ impl Error {
             Error::NoMasterInstance { .. } => mysql(1777, "HY000", text),
             Error::LeafUnreachable { .. } => mysql(2004, "HY000", text),
             Error::UnknownDatabase(_) => mysql(1049, "42000", text),
-            Error::AttachConflict { .. } | Error::UnknownLeafAddress { .. } => mysql(1105, "HY000", text),
+            Error::AttachConflict { .. } | Error::UnknownLeafAddress { .. } | Error::AttachRefused { .. } => {
+                mysql(1105, "HY000", text)
+            }
             Error::Unsupported(_) => mysql(1706, "HY000", text),
             Error::AlreadyJoined | Error::CannotAddNode { .. } | Error::NotInCluster => mysql(1105, "HY000", text),
             Error::NotMasterAggregator | Error::LeafOnly => mysql(1105, "HY000", text),

@@ -2,8 +2,9 @@
 //! the answers to the pure detector (`failure.rs`), and acts on its verdicts:
 //! - an online leaf that failed goes `offline` (when `leaf_failure_detection` is ON); its partitions are unmapped;
 //! - an offline leaf that answers again is attached (`auto_attach` ON: `attaching` → `online`) or goes `detached`;
+//! - a leaf left `attaching` by a master aggregator that crashed mid-attach is attached again once it answers;
 //! - an online leaf that reports partitions pending attach (it restarted between two heartbeats, or while this
-//!   aggregator was down) gets them attached, without any failover.
+//!   aggregator was down) gets them attached, without any failover; pending orphans start no attach.
 //!
 //! It also measures the round-trip latency shown by SHOW LEAVES.
 
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use canopy_meta::{Command, LeafState, NodeId};
-use canopy_rpc::{Request, Response, RpcError};
+use canopy_rpc::{PendingPartition, Request, Response, RpcError};
 use tokio::sync::mpsc;
 
 use crate::attach;
@@ -28,7 +29,7 @@ struct PingResult {
     leaf: NodeId,
     probe: Probe,
     rtt: Duration,
-    pending_partitions: u32,
+    pending: Vec<PendingPartition>,
 }
 
 fn classify(error: &Error) -> Probe {
@@ -104,8 +105,17 @@ pub async fn run(node: Arc<Node>) {
                     attaching.insert(leaf.id);
                     spawn_attach(cluster.clone(), leaf.id, meta.variables.auto_attach, attached_tx.clone());
                 }
+                // Left `attaching` by a master aggregator that crashed mid-attach (or attached right now by ATTACH
+                // LEAF, which `resume_attach` waits for and then leaves alone).
+                LeafState::Attaching if answered.is_some() && !attaching.contains(&leaf.id) => {
+                    attaching.insert(leaf.id);
+                    spawn_resume(cluster.clone(), leaf.id, attached_tx.clone());
+                }
+                // Only copies the metadata places on this leaf are attached; pending orphans (copies of dropped
+                // databases, of partitions served elsewhere) stay pending until CLEAR ORPHAN DATABASES.
                 LeafState::Online
-                    if answered.is_some_and(|p| p.pending_partitions > 0) && !attaching.contains(&leaf.id) =>
+                    if answered.is_some_and(|p| attach::any_attachable(&meta, leaf.id, &p.pending))
+                        && !attaching.contains(&leaf.id) =>
                 {
                     attaching.insert(leaf.id);
                     spawn_attach(cluster.clone(), leaf.id, true, attached_tx.clone());
@@ -119,21 +129,29 @@ pub async fn run(node: Arc<Node>) {
                 tokio::spawn(async move {
                     let started = Instant::now();
                     let outcome = cluster.call_with_timeout(&leaf, &Request::Ping, PING_TIMEOUT).await;
-                    let (probe, pending_partitions) = match outcome {
+                    let (probe, pending) = match outcome {
                         Ok(Response::Pong(status)) => {
                             cluster.use_local_socket(&leaf, status.local_socket.as_deref());
-                            (Probe::Answered, status.pending_partitions)
+                            (Probe::Answered, status.pending)
                         }
-                        Ok(_) => (Probe::Answered, 0),
-                        Err(e) => (classify(&e), 0),
+                        Ok(_) => (Probe::Answered, Vec::new()),
+                        Err(e) => (classify(&e), Vec::new()),
                     };
-                    let _ = results
-                        .send(PingResult { leaf: leaf.id, probe, rtt: started.elapsed(), pending_partitions })
-                        .await;
+                    let _ = results.send(PingResult { leaf: leaf.id, probe, rtt: started.elapsed(), pending }).await;
                 });
             }
         }
     }
+}
+
+/// A leaf is found `attaching` with no attach running here: finish the attach.
+fn spawn_resume(cluster: Arc<Cluster>, leaf: NodeId, done: mpsc::Sender<NodeId>) {
+    tokio::spawn(async move {
+        if let Err(e) = attach::resume_attach(&cluster, leaf).await {
+            tracing::warn!("resuming the attach of leaf {leaf} failed: {e}");
+        }
+        let _ = done.send(leaf).await;
+    });
 }
 
 /// A leaf is reachable again (or reports pending partitions): attach it, or with `auto_attach` OFF mark it detached.

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use canopy_rpc::{LocalDatabase, LogRecord, NodeStatus, RemoteError, RemoteErrorKind, Request, Response, Target};
+use canopy_rpc::{
+    LocalDatabase, LogRecord, NodeStatus, PendingPartition, RemoteError, RemoteErrorKind, Request, Response, Target,
+};
 use canopy_storage::{Durability, LeafStore, LogEntry, LogPayload, Outcome, PartitionState, StorageError};
 
 use crate::copy;
@@ -103,13 +105,17 @@ impl canopy_rpc::Handler for RpcHandler {
         match request {
             Request::Ping => {
                 let identity = self.node.identity();
-                let pending = self.node.store.list().map_or(0, |dbs| {
-                    dbs.iter().filter(|d| d.ordinal.is_some() && d.state == PartitionState::Pending).count() as u32
-                });
+                // From the state map only: a ping must never wait for a statement holding a partition's connection
+                // (that would make a busy leaf look dead to the failure detector).
+                let pending = self.node.store.pending_partitions().unwrap_or_default();
+                let pending = pending
+                    .into_iter()
+                    .map(|p| PendingPartition { db: p.db, ordinal: p.ordinal, database_id: p.database_id })
+                    .collect();
                 Ok(Response::Pong(NodeStatus {
                     cluster_id: identity.cluster_id,
                     node_id: identity.node_id,
-                    pending_partitions: pending,
+                    pending,
                     local_socket: self.node.local_socket().map(|p| p.display().to_string()),
                 }))
             }
@@ -235,6 +241,7 @@ impl canopy_rpc::Handler for RpcHandler {
                             term: d.term,
                             log_index: d.log_index,
                             database_id: d.database_id,
+                            tables: d.tables,
                         })
                         .collect(),
                 )

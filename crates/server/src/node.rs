@@ -32,9 +32,7 @@ impl Node {
         let store = Arc::new(LeafStore::open(&config.data_dir.join("leaf"))?);
         let cluster = match identity.role {
             NodeRole::MasterAggregator => {
-                let meta: ClusterMeta = persist::load(&persist::meta_path(&config.data_dir))?
-                    .ok_or_else(|| Error::Internal("master aggregator without cluster.json".into()))?;
-                Some(Cluster::new(config.data_dir.clone(), meta))
+                Some(Cluster::new(config.data_dir.clone(), crate::cluster::load_meta(&config.data_dir)?))
             }
             _ => None,
         };

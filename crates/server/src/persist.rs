@@ -48,7 +48,15 @@ pub fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     }
 }
 
+/// Writes `value` to `path` durably and atomically: `replace`, then `sync_parent`.
 pub fn store<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    replace(path, value)?;
+    sync_parent(path)
+}
+
+/// Replaces `path` with `value` atomically (temp file, fsync, rename). Once this returns, a restart reads the new
+/// version, unless a power loss undoes the rename before the directory is synced (`sync_parent`).
+pub fn replace<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     use std::io::Write;
     let io = |e: std::io::Error| Error::Internal(format!("cannot write {}: {e}", path.display()));
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::Internal(e.to_string()))?;
@@ -56,9 +64,13 @@ pub fn store<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let mut file = std::fs::File::create(&tmp).map_err(io)?;
     file.write_all(&bytes).map_err(io)?;
     file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-    }
-    Ok(())
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Fsyncs the directory holding `path`, which makes a rename into it durable.
+pub fn sync_parent(path: &Path) -> Result<()> {
+    let Some(dir) = path.parent() else { return Ok(()) };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::Internal(format!("cannot sync directory {}: {e}", dir.display())))
 }

@@ -49,6 +49,16 @@ pub fn record_commit(conn: &Connection, change: Change<'_>) -> Result<(), Storag
     log::append(conn, change)
 }
 
+/// The user tables of the `main` database (Canopy's `_canopy_*` and SQLite's own left out), lower-cased and sorted.
+pub fn user_tables(conn: &Connection) -> Result<Vec<String>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT lower(name) FROM main.sqlite_master WHERE type = 'table'
+         AND name NOT LIKE '\\_canopy\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY 1",
+    )?;
+    let tables = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    Ok(tables)
+}
+
 /// (term, log_index, commits) of this database.
 pub fn log_position(conn: &Connection) -> Result<(u64, u64, u64), StorageError> {
     let (position, commits) = log::position(conn)?;

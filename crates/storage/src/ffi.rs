@@ -5,7 +5,7 @@
 //!
 //! Everything unsafe in the crate is in this file, behind two safe items: [`Session`] records the row changes made
 //! on one connection's `main` database while it lives, and [`apply_changeset`] applies a changeset to a connection,
-//! aborting on the first conflict. Internal tables (`_canopy_*`) and SQLite's own (`sqlite_*`) are never recorded.
+//! refusing one whose tables the connection lacks or has in another shape, and aborting on the first conflict. Internal tables (`_canopy_*`) and SQLite's own (`sqlite_*`) are never recorded.
 
 use std::cell::Cell;
 use std::ffi::{CStr, c_char, c_int, c_void};
@@ -20,6 +20,12 @@ use crate::StorageError;
 /// SQLite's opaque `sqlite3_session`.
 #[repr(C)]
 struct RawSession {
+    _opaque: [u8; 0],
+}
+
+/// SQLite's opaque `sqlite3_changeset_iter`.
+#[repr(C)]
+struct RawChangesetIter {
     _opaque: [u8; 0],
 }
 
@@ -47,6 +53,17 @@ unsafe extern "C" {
         conflict: Option<ConflictHandler>,
         ctx: *mut c_void,
     ) -> c_int;
+    fn sqlite3changeset_start(iter: *mut *mut RawChangesetIter, size: c_int, changeset: *mut c_void) -> c_int;
+    fn sqlite3changeset_next(iter: *mut RawChangesetIter) -> c_int;
+    fn sqlite3changeset_op(
+        iter: *mut RawChangesetIter,
+        table: *mut *const c_char,
+        columns: *mut c_int,
+        op: *mut c_int,
+        indirect: *mut c_int,
+    ) -> c_int;
+    fn sqlite3changeset_pk(iter: *mut RawChangesetIter, pk: *mut *mut u8, columns: *mut c_int) -> c_int;
+    fn sqlite3changeset_finalize(iter: *mut RawChangesetIter) -> c_int;
 }
 
 /// True for a table whose row changes belong in the change log: user tables, not Canopy's bookkeeping
@@ -161,7 +178,108 @@ unsafe extern "C" fn abort_on_conflict(ctx: *mut c_void, conflict: c_int, _iter:
     SQLITE_CHANGESET_ABORT
 }
 
-/// Applies `changeset` to the `main` database of `conn` (inside the caller's transaction, if any). The first
+/// The shape of one table as a changeset records it: its name, its column count and, per column, 0 or the
+/// column's position in the primary key (a table without one is recorded with the rowid as an extra first column).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TableShape {
+    name: String,
+    pk: Vec<u8>,
+}
+
+/// The tables of a changeset with their shapes, in the order the changeset holds them (each once). Each change's
+/// table name is read; the key flags only once per table.
+fn changeset_tables(changeset: &[u8], size: c_int) -> Result<Vec<TableShape>, StorageError> {
+    let mut raw: *mut RawChangesetIter = ptr::null_mut();
+    // SAFETY: SQLite only reads the buffer, which outlives the iterator (finalized below, before returning); `raw`
+    // is a valid out-pointer.
+    let rc = unsafe { sqlite3changeset_start(&mut raw, size, changeset.as_ptr().cast_mut().cast::<c_void>()) };
+    if rc != sqlite::SQLITE_OK || raw.is_null() {
+        return Err(failure(rc, "sqlite3changeset_start"));
+    }
+    let mut tables: Vec<TableShape> = Vec::new();
+    let walked = loop {
+        // SAFETY: `raw` is a live iterator until the finalize below.
+        let rc = unsafe { sqlite3changeset_next(raw) };
+        if rc == sqlite::SQLITE_DONE {
+            break Ok(());
+        }
+        if rc != sqlite::SQLITE_ROW {
+            break Err(failure(rc, "sqlite3changeset_next"));
+        }
+        let (mut table, mut columns, mut op, mut indirect) = (ptr::null(), 0, 0, 0);
+        // SAFETY: the iterator points at a change (SQLITE_ROW) and the out-pointers are valid.
+        let rc = unsafe { sqlite3changeset_op(raw, &mut table, &mut columns, &mut op, &mut indirect) };
+        if rc != sqlite::SQLITE_OK || table.is_null() {
+            break Err(failure(rc, "sqlite3changeset_op"));
+        }
+        // SAFETY: SQLite returns a NUL-terminated name that lives until the next call on the iterator; it is
+        // compared (and copied, for a new table) before that.
+        let name = unsafe { CStr::from_ptr(table) };
+        // A session changeset holds each table's changes together, so a table is new when the name changes.
+        if tables.last().is_some_and(|t| t.name.as_bytes() == name.to_bytes()) {
+            continue;
+        }
+        let mut pk: *mut u8 = ptr::null_mut();
+        // SAFETY: as above; the key flags are `columns` bytes living until the next call, copied at once.
+        let rc = unsafe { sqlite3changeset_pk(raw, &mut pk, ptr::null_mut()) };
+        if rc != sqlite::SQLITE_OK || pk.is_null() {
+            break Err(failure(rc, "sqlite3changeset_pk"));
+        }
+        // SAFETY: see above.
+        let pk = unsafe { std::slice::from_raw_parts(pk, columns.max(0) as usize) }.to_vec();
+        let name = name.to_string_lossy().into_owned();
+        if !tables.iter().any(|t| t.name == name) {
+            tables.push(TableShape { name, pk });
+        }
+    };
+    // SAFETY: `raw` came from sqlite3changeset_start and is finalized exactly once, here.
+    let rc = unsafe { sqlite3changeset_finalize(raw) };
+    walked?;
+    if rc != sqlite::SQLITE_OK {
+        return Err(failure(rc, "sqlite3changeset_finalize"));
+    }
+    Ok(tables)
+}
+
+/// The shape `table` has in `conn`'s `main` database, the way the session extension sees it (hidden columns left
+/// out; a table without a primary key gets the rowid as its first, key column). None when there is no such table.
+fn local_shape(conn: &Connection, table: &str) -> Result<Option<Vec<u8>>, StorageError> {
+    let mut stmt = conn.prepare("SELECT pk, hidden FROM pragma_table_xinfo(?1, 'main')")?;
+    let columns: Vec<(i64, i64)> =
+        stmt.query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    let pk: Vec<u8> = columns.iter().filter(|(_, hidden)| *hidden == 0).map(|(pk, _)| *pk as u8).collect();
+    if pk.is_empty() {
+        return Ok(None);
+    }
+    if pk.iter().all(|&k| k == 0) {
+        return Ok(Some(std::iter::once(1).chain(pk).collect()));
+    }
+    Ok(Some(pk))
+}
+
+/// Refuses a changeset whose tables the copy lacks or has in another shape. `sqlite3changeset_apply` skips, with
+/// no more than a log line, the changes to a table that is missing or has fewer columns or another primary key, and
+/// it maps a change onto a table with more columns (or a rowid table onto an INTEGER PRIMARY KEY one) column by
+/// column. A copy replays its source's log in order, DDL included, so each change meets exactly the shape it was
+/// recorded on; anything else means the copy diverged.
+fn check_shapes(conn: &Connection, changeset: &[u8], size: c_int) -> Result<(), StorageError> {
+    for shape in changeset_tables(changeset, size)? {
+        let mismatch = |reason: String| StorageError::SchemaMismatch { table: shape.name.clone(), reason };
+        let Some(local) = local_shape(conn, &shape.name)? else {
+            return Err(mismatch("no such table on the copy".into()));
+        };
+        if local.len() != shape.pk.len() {
+            return Err(mismatch(format!("the copy has {} columns, the change {}", local.len(), shape.pk.len())));
+        }
+        if local != shape.pk {
+            return Err(mismatch("the primary key differs".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Applies `changeset` to the `main` database of `conn` (inside the caller's transaction, if any). A table the
+/// copy lacks or has in another shape refuses the whole changeset (`SchemaMismatch`, nothing applied); the first
 /// conflict aborts the apply, leaving the database as it was, and is reported as `ApplyConflict`.
 pub fn apply_changeset(conn: &Connection, changeset: &[u8]) -> Result<(), StorageError> {
     if changeset.is_empty() {
@@ -169,6 +287,7 @@ pub fn apply_changeset(conn: &Connection, changeset: &[u8]) -> Result<(), Storag
     }
     let size = c_int::try_from(changeset.len())
         .map_err(|_| StorageError::Internal(format!("changeset of {} bytes is too large", changeset.len())))?;
+    check_shapes(conn, changeset, size)?;
     let conflict = Cell::new(0 as c_int);
     // SAFETY: the handle is the live connection's; SQLite only reads the changeset buffer although the parameter is
     // not const, and `changeset` outlives the call; the filter is null (apply every table) and the conflict handler
@@ -251,5 +370,62 @@ mod tests {
         assert_eq!(query(&copy, "SELECT id, v FROM k"), vec![(2, "other".to_string())], "nothing applied");
         assert!(apply_changeset(&copy, &[]).is_ok(), "an empty changeset is a no-op");
         assert!(apply_changeset(&copy, b"garbage").is_err(), "a malformed changeset is refused");
+    }
+
+    /// Rows of two tables are recorded on the source; the copy lacks one table, or has it with another column count
+    /// or another primary key. Property: the apply fails with `SchemaMismatch` naming the table, and the copy is
+    /// unchanged (not even the table it does have received its rows).
+    #[test]
+    fn a_change_the_copy_schema_cannot_take_is_refused() {
+        let source = Connection::open_in_memory().unwrap();
+        source
+            .execute_batch(
+                "CREATE TABLE k (id INTEGER PRIMARY KEY, v TEXT); CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);",
+            )
+            .unwrap();
+        let session = Session::start(&source).unwrap();
+        source.execute_batch("INSERT INTO k VALUES (1, 'a'); INSERT INTO t VALUES (2, 'b');").unwrap();
+        let changeset = session.changeset().unwrap();
+        drop(session);
+        for copy_t in [
+            "",
+            "CREATE TABLE t (id INTEGER PRIMARY KEY);",
+            "CREATE TABLE t (id INTEGER, v TEXT);",
+            "CREATE TABLE t (id INTEGER, v TEXT, PRIMARY KEY (v, id));",
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, w);",
+        ] {
+            let copy = Connection::open_in_memory().unwrap();
+            copy.execute_batch(&format!("CREATE TABLE k (id INTEGER PRIMARY KEY, v TEXT); {copy_t}")).unwrap();
+            let err = apply_changeset(&copy, &changeset).unwrap_err();
+            assert!(matches!(err, StorageError::SchemaMismatch { ref table, .. } if table == "t"), "{copy_t}: {err}");
+            assert!(query(&copy, "SELECT id, v FROM k").is_empty(), "{copy_t}: nothing applied");
+        }
+        // A copy with the same shape takes it.
+        let copy = Connection::open_in_memory().unwrap();
+        copy.execute_batch(
+            "CREATE TABLE k (id INTEGER PRIMARY KEY, v TEXT); CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);",
+        )
+        .unwrap();
+        apply_changeset(&copy, &changeset).unwrap();
+        assert_eq!(query(&copy, "SELECT id, v FROM t"), vec![(2, "b".to_string())]);
+    }
+
+    /// A table without a primary key is recorded by rowid; a copy with the same table takes its changes.
+    #[test]
+    fn rowid_tables_pass_the_shape_check() {
+        let source = Connection::open_in_memory().unwrap();
+        let copy = Connection::open_in_memory().unwrap();
+        for c in [&source, &copy] {
+            c.execute_batch("CREATE TABLE nokey (a INTEGER, v TEXT)").unwrap();
+        }
+        let session = Session::start(&source).unwrap();
+        source.execute_batch("INSERT INTO nokey VALUES (1, 'x')").unwrap();
+        let changeset = session.changeset().unwrap();
+        drop(session);
+        apply_changeset(&copy, &changeset).unwrap();
+        assert_eq!(query(&copy, "SELECT a, v FROM nokey"), vec![(1, "x".to_string())]);
+        let other = Connection::open_in_memory().unwrap();
+        other.execute_batch("CREATE TABLE nokey (a INTEGER PRIMARY KEY, v TEXT)").unwrap();
+        assert!(matches!(apply_changeset(&other, &changeset), Err(StorageError::SchemaMismatch { .. })));
     }
 }

@@ -24,7 +24,7 @@ mod store;
 pub use engine::{Durability, Outcome};
 pub use log::{LogEntry, LogPayload, LogPosition};
 pub use snapshot::{PartitionSnapshot, SNAPSHOT_CHUNK_BYTES_MAX};
-pub use store::{LeafStore, LocalDb, PartitionState, SNAPSHOTS_MAX, check_name};
+pub use store::{LeafStore, LocalDb, PartitionState, PendingPartition, SNAPSHOTS_MAX, check_name};
 
 use thiserror::Error;
 
@@ -54,6 +54,9 @@ pub enum StorageError {
     LogTruncated { after_index: u64, first_available: u64 },
     #[error("changeset conflict on a copy: {0}")]
     ApplyConflict(String),
+    /// The copy's schema cannot take a change (SQLite would skip it silently): the copy diverged.
+    #[error("changeset for table '{table}' does not fit the copy's schema: {reason}")]
+    SchemaMismatch { table: String, reason: String },
     #[error("term {current} is current; a lower term is refused")]
     StaleTerm { current: u64 },
     #[error("bad snapshot: {0}")]

@@ -60,6 +60,8 @@ pub struct LocalDb {
     pub state: PartitionState,
     /// The metadata's id of the database incarnation this copy belongs to (None for files that predate it).
     pub database_id: Option<u64>,
+    /// The user tables of the file (lower-cased, sorted): what ATTACH PARTITION compares with the metadata.
+    pub tables: Vec<String>,
 }
 
 impl LocalDb {
@@ -75,6 +77,17 @@ impl LocalDb {
 struct Instance {
     conn: Shared,
     state: PartitionState,
+    /// The file's database incarnation, read once when the instance is opened (it never changes), so callers that
+    /// must not wait on SQLite (the heartbeat's ping) can see it without locking the connection.
+    database_id: Option<u64>,
+}
+
+/// A partition instance recovered from disk and not yet attached, as the state map knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingPartition {
+    pub db: String,
+    pub ordinal: u32,
+    pub database_id: Option<u64>,
 }
 
 struct SnapshotFile {
@@ -150,7 +163,8 @@ impl LeafStore {
                 continue;
             };
             store.attach_reference(&conn, &db)?;
-            let instance = Instance { conn: Arc::new(Mutex::new(conn)), state: PartitionState::Pending };
+            let database_id = engine::database_id(&conn)?;
+            let instance = Instance { conn: Arc::new(Mutex::new(conn)), state: PartitionState::Pending, database_id };
             open.partitions.insert((db, ordinal), instance);
         }
         *store.lock()? = open;
@@ -231,7 +245,12 @@ impl LeafStore {
             engine::set_database_id(&conn, database_id)?;
             engine::create_partition(&conn, db, ordinal, schema)?;
             self.attach_reference(&conn, db)?;
-            open.partitions.insert(key, Instance { conn: Arc::new(Mutex::new(conn)), state: PartitionState::Online });
+            let instance = Instance {
+                conn: Arc::new(Mutex::new(conn)),
+                state: PartitionState::Online,
+                database_id: Some(database_id),
+            };
+            open.partitions.insert(key, instance);
         }
         Ok(())
     }
@@ -337,9 +356,24 @@ impl LeafStore {
             let conn = lock_conn(&conn)?;
             let (term, log_index, commits) = engine::log_position(&conn)?;
             let database_id = engine::database_id(&conn)?;
-            out.push(LocalDb { db, ordinal, term, log_index, commits, state, database_id });
+            let tables = engine::user_tables(&conn)?;
+            out.push(LocalDb { db, ordinal, term, log_index, commits, state, database_id, tables });
         }
         Ok(out)
+    }
+
+    /// The partitions waiting to be attached, from the state map alone: no connection is locked, so the answer never
+    /// waits for a statement running on this leaf (a heartbeat ping uses it).
+    pub fn pending_partitions(&self) -> Result<Vec<PendingPartition>, StorageError> {
+        let open = self.lock()?;
+        let pending = open.partitions.iter().filter(|(_, i)| i.state == PartitionState::Pending);
+        Ok(pending
+            .map(|((db, ordinal), i)| PendingPartition {
+                db: db.clone(),
+                ordinal: *ordinal,
+                database_id: i.database_id,
+            })
+            .collect())
     }
 
     /// Sets whether a partition serves (the master aggregator attaches pending partitions, a caught-up copy goes
@@ -456,11 +490,15 @@ impl LeafStore {
             }
             open.installing.insert(key.clone());
         }
-        let result = self.install_file(db, ordinal, chunks);
+        let result = self.install_file(db, ordinal, chunks).and_then(|(conn, position)| {
+            let database_id = engine::database_id(&conn)?;
+            Ok((conn, position, database_id))
+        });
         let mut open = self.lock()?;
         open.installing.remove(&key);
-        let (conn, position) = result?;
-        open.partitions.insert(key, Instance { conn: Arc::new(Mutex::new(conn)), state: PartitionState::Replica });
+        let (conn, position, database_id) = result?;
+        let instance = Instance { conn: Arc::new(Mutex::new(conn)), state: PartitionState::Replica, database_id };
+        open.partitions.insert(key, instance);
         Ok(position)
     }
 

@@ -44,12 +44,14 @@ pub fn temp_dir(name: &str) -> PathBuf {
 pub struct NodeProc {
     pub port: u16,
     pub data_dir: PathBuf,
+    /// Extra environment variables for the next `spawn`.
+    pub env: Vec<(String, String)>,
     node: Option<canopy_launch::Node>,
 }
 
 impl NodeProc {
     pub fn start(data_dir: &Path, port: u16) -> NodeProc {
-        let mut node = NodeProc { port, data_dir: data_dir.to_path_buf(), node: None };
+        let mut node = NodeProc { port, data_dir: data_dir.to_path_buf(), env: Vec::new(), node: None };
         node.spawn();
         node
     }
@@ -59,10 +61,12 @@ impl NodeProc {
         match &mut self.node {
             Some(node) => {
                 assert!(!node.is_running(), "node already running");
+                node.set_env(self.env.clone());
                 node.restart().expect("restart canopy");
             }
             None => {
-                let spec = canopy_launch::NodeSpec::new(&self.data_dir, "127.0.0.1", self.port);
+                let mut spec = canopy_launch::NodeSpec::new(&self.data_dir, "127.0.0.1", self.port);
+                spec.env = self.env.clone();
                 let binary = Path::new(env!("CARGO_BIN_EXE_canopy"));
                 let node = canopy_launch::Node::start(binary, spec, canopy_launch::Lifetime::Owned);
                 self.node = Some(node.expect("spawn canopy"));
