@@ -17,6 +17,7 @@ use canopy_rpc::{LocalDatabase, Request, Response};
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::exec::Answer;
+use crate::reference;
 
 /// The ATTACH LEAF decision for one local partition instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +57,12 @@ pub async fn attach_leaf(cluster: &Arc<Cluster>, leaf_id: NodeId, force: bool) -
     if previous != LeafState::Online {
         cluster.apply(Command::SetLeafState { leaf: leaf_id, state: LeafState::Attaching })?;
     }
-    let result = attach_partitions_of(cluster, &leaf, force).await;
+    // Reference copies first, under reference locks held until the leaf is online: its partitions join against
+    // them, so they must not miss a write on the way.
+    let (result, _references) = match reference::catch_up_leaf(cluster, &leaf).await {
+        Ok(held) => (attach_partitions_of(cluster, &leaf, force).await, held),
+        Err(e) => (Err(e), Vec::new()),
+    };
     match &result {
         Ok(_) => {
             if previous != LeafState::Online {

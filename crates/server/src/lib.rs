@@ -16,6 +16,8 @@ pub mod node;
 pub mod ops;
 pub mod persist;
 pub mod prepared;
+pub mod reference;
+pub mod reference_copy;
 pub mod session;
 pub mod views;
 

@@ -1,0 +1,124 @@
+//! The holder side of a reference copy, run on a leaf: make the local reference copy of a database equal to the
+//! reference primary's (on another leaf). A copy whose log is a prefix of the primary's catches up from it; any other
+//! copy (missing, of another database incarnation, diverged, ahead of the primary, or one that cannot be checked) is
+//! first replaced by a snapshot of the primary's. The master aggregator decides when this runs and serialises it with
+//! reference writes (`reference.rs`); this side only compares logs and moves entries and bytes.
+
+use std::sync::Arc;
+
+use canopy_rpc::{Client, Request, Response};
+use canopy_storage::LeafStore;
+
+use crate::copy::{call, client};
+use crate::leaf::{CHUNK_BYTES, blocking, from_record};
+
+/// Catch-up rounds of one sync. The master aggregator holds the database's reference lock meanwhile, so the
+/// primary's log does not grow and a round fetches up to `CHUNK_BYTES` of the backlog.
+const CATCH_UP_ROUNDS_MAX: u32 = 10_000;
+
+/// SyncReference on the holder; returns the copy's log index, equal to the source's.
+pub async fn sync(
+    store: &Arc<LeafStore>,
+    db: &str,
+    database_id: u64,
+    host: &str,
+    rpc_port: u16,
+) -> Result<u64, String> {
+    let source = client(host, rpc_port)?;
+    if !is_prefix_of_source(store, &source, db, database_id).await {
+        install(store, &source, db, database_id).await?;
+    }
+    catch_up(store, &source, db).await
+}
+
+/// Whether the local copy belongs to incarnation `database_id` and its last log entry is the source's entry at the
+/// same index. Copies only ever apply the primary's entries in order and logs are never rewritten, so an equal last
+/// entry means the whole local log is a prefix of the source's; a copy that took an entry the others never got (a
+/// write whose outcome was unknown) has a last entry the source lacks or holds differently.
+async fn is_prefix_of_source(store: &Arc<LeafStore>, source: &Client, db: &str, database_id: u64) -> bool {
+    let name = db.to_string();
+    let local = blocking(store, move |s| {
+        let Some((id, position)) = s.reference_state(&name)? else { return Ok(None) };
+        let last = match position.index {
+            0 => None,
+            index => s.reference_log_since(&name, index - 1, 0)?.into_iter().next(),
+        };
+        Ok(Some((id, position, last)))
+    })
+    .await;
+    let Ok(Some((Some(id), position, last))) = local else { return false };
+    if id != database_id {
+        return false;
+    }
+    let Some(last) = last else { return position.index == 0 };
+    let request = Request::ReferenceLogSince { db: db.to_string(), after_index: position.index - 1, max_bytes: 0 };
+    match call(source, &request).await {
+        Ok(Response::Log(records)) => {
+            records.into_iter().next().and_then(|r| from_record(r).ok()).is_some_and(|first| first == last)
+        }
+        _ => false,
+    }
+}
+
+/// Replaces the local copy with a snapshot of the source's. The snapshot is held in memory while it arrives:
+/// reference tables are copied to every leaf of their database, so they are small by design.
+async fn install(store: &Arc<LeafStore>, source: &Client, db: &str, database_id: u64) -> Result<(), String> {
+    let Response::Snapshot { id, bytes, .. } = call(source, &Request::SnapshotReference { db: db.to_string() }).await?
+    else {
+        return Err("source leaf answered a snapshot request with something else".into());
+    };
+    let fetched = fetch_chunks(source, id, bytes).await;
+    let _ = call(source, &Request::ReleaseSnapshot { id }).await;
+    let chunks = fetched?;
+    let name = db.to_string();
+    blocking(store, move |s| s.install_reference(&name, database_id, chunks))
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("installing the reference copy failed: {e}"))
+}
+
+async fn fetch_chunks(source: &Client, id: u64, bytes: u64) -> Result<Vec<Vec<u8>>, String> {
+    let mut chunks = Vec::new();
+    let mut offset = 0u64;
+    while offset < bytes {
+        let len = (bytes - offset).min(u64::from(CHUNK_BYTES)) as u32;
+        let Response::Chunk(chunk) = call(source, &Request::SnapshotChunk { id, offset, len }).await? else {
+            return Err("source leaf answered a chunk request with something else".into());
+        };
+        if chunk.is_empty() {
+            return Err("source snapshot ended early".into());
+        }
+        offset += chunk.len() as u64;
+        chunks.push(chunk);
+    }
+    Ok(chunks)
+}
+
+/// Applies the source's log entries after the local position until the source has nothing newer.
+async fn catch_up(store: &Arc<LeafStore>, source: &Client, db: &str) -> Result<u64, String> {
+    let name = db.to_string();
+    let mut position = blocking(store, move |s| s.reference_state(&name))
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no reference copy of {db} on this leaf"))?
+        .1;
+    for _ in 0..CATCH_UP_ROUNDS_MAX {
+        let request = Request::ReferenceLogSince {
+            db: db.to_string(),
+            after_index: position.index,
+            max_bytes: u64::from(CHUNK_BYTES),
+        };
+        let Response::Log(records) = call(source, &request).await? else {
+            return Err("source leaf answered a log request with something else".into());
+        };
+        if records.is_empty() {
+            return Ok(position.index);
+        }
+        let entries = records.into_iter().map(from_record).collect::<Result<Vec<_>, _>>()?;
+        let name = db.to_string();
+        position = blocking(store, move |s| s.apply_reference_log(&name, &entries))
+            .await
+            .map_err(|e| format!("applying the primary's reference log failed: {e}"))?;
+    }
+    Err(format!("the reference log of {db} kept growing during a catch-up"))
+}
