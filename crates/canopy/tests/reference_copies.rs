@@ -103,14 +103,18 @@ async fn non_deterministic_values_are_the_same_on_every_copy() {
     assert_eq!(through_aggregator, copies);
 }
 
-/// History: two sessions write the same row at the same time, one `v = v * 2`, the other `v = v + 1`, a bounded
-/// number of times each. Property: every copy ends with the same value, and it is what the aggregator answers.
+/// History: four sessions write the same row at the same time, two doing `v = v * 2`, two `v = v + 1` (modulo a
+/// prime, so the value never overflows), a bounded number of times each. The two updates do not commute, so copies
+/// that applied them in different orders differ. Property: every copy ends with the same value, and it is what the
+/// aggregator answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_leave_every_copy_equal() {
-    const WRITES_PER_WRITER: usize = 40;
+    const WRITES_PER_WRITER: usize = 100;
     let cluster = setup("ref-writers").await;
+    let updates =
+        ["UPDATE test.r SET v = (v * 2) % 1000003 WHERE k = 1", "UPDATE test.r SET v = (v + 1) % 1000003 WHERE k = 1"];
     let mut writers = Vec::new();
-    for update in ["UPDATE test.r SET v = v * 2 WHERE k = 1", "UPDATE test.r SET v = v + 1 WHERE k = 1"] {
+    for update in updates.into_iter().cycle().take(4) {
         let opts = cluster.master.opts();
         writers.push(tokio::spawn(async move {
             let mut c = mysql_async::Conn::new(opts).await.unwrap();
