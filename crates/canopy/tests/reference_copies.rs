@@ -220,3 +220,45 @@ async fn moved_partitions_join_against_current_copies_on_old_and_new_leaves() {
     conn.query_drop("UPDATE test.r SET v = v + 1").await.unwrap();
     same_on_every_copy(&cluster, &holders, "SELECT k, v FROM r ORDER BY k").await;
 }
+
+/// Lines of the master aggregator's log that report a failed attach.
+fn failed_attaches(cluster: &TestCluster) -> usize {
+    cluster.master.log().lines().filter(|l| l.contains("attaching leaf") && l.contains("failed")).count()
+}
+
+/// History: two leaves, both holding the database. Leaf 2 is SIGKILLed and a row inserted (acknowledged: leaf 1
+/// has it, leaf 2 is taken out of service); then leaf 1 is killed too, and leaf 2 restarts first, while leaf 1, the
+/// only holder of the newest copy, is still down; then leaf 1 restarts. Property: leaf 2 does not serve its older
+/// copy while the newest is unreachable, and once both serve, the acknowledged row is on both copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returning_leaf_never_replaces_a_newer_copy_that_is_still_down() {
+    let mut cluster = TestCluster::start("ref-newest", 2).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE DATABASE test PARTITIONS 2").await.unwrap();
+    conn.query_drop("CREATE REFERENCE TABLE test.r (k INT PRIMARY KEY, v BIGINT)").await.unwrap();
+    conn.query_drop("INSERT INTO test.r VALUES (1, 0)").await.unwrap();
+    cluster.leaves[1].kill();
+    conn.query_drop("INSERT INTO test.r VALUES (2, 2)").await.expect("the primary commits; leaf 2 is taken out");
+    eventually("leaf 2 offline", || async {
+        (leaf_state(&cluster, cluster.leaves[1].port).await.as_deref() == Some("offline")).then_some(())
+    })
+    .await;
+    cluster.leaves[0].kill();
+    eventually("leaf 1 offline", || async {
+        (leaf_state(&cluster, cluster.leaves[0].port).await.as_deref() == Some("offline")).then_some(())
+    })
+    .await;
+    let failed_before = failed_attaches(&cluster);
+    cluster.leaves[1].spawn();
+    eventually("leaf 2 attached, or its attach refused", || async {
+        let online = leaf_state(&cluster, cluster.leaves[1].port).await.as_deref() == Some("online");
+        (online || failed_attaches(&cluster) > failed_before).then_some(())
+    })
+    .await;
+    cluster.leaves[0].spawn();
+    wait_serving(&cluster, 0).await;
+    wait_serving(&cluster, 1).await;
+    let copies = same_on_every_copy(&cluster, &[0, 1], "SELECT k, v FROM r ORDER BY k").await;
+    assert_eq!(copies, vec![vec!["1".to_string(), "0".into()], vec!["2".into(), "2".into()]]);
+    assert_eq!(query(&mut conn, "SELECT k, v FROM test.r ORDER BY k").await, copies);
+}

@@ -155,9 +155,8 @@ fn retire(cluster: &Cluster, holder: &Leaf, why: &str) -> Result<()> {
 }
 
 /// Before `leaf`'s partitions serve again (ATTACH LEAF, automatic or not): each of its reference copies is made
-/// equal to the primary's. Returns the reference locks taken, which the caller holds until the leaf is online, so
-/// no reference write falls between the catch-up and the leaf serving. With no other online holder the leaf's own
-/// copy is the newest one left, and it is kept as it is.
+/// equal to the current one. Returns the reference locks taken, which the caller holds until the leaf is online, so
+/// no reference write falls between the catch-up and the leaf serving.
 pub async fn catch_up_leaf(cluster: &Cluster, leaf: &Leaf) -> Result<Vec<ReferenceGuard>> {
     let held_dbs: Vec<(String, u64)> = cluster
         .meta()
@@ -170,14 +169,42 @@ pub async fn catch_up_leaf(cluster: &Cluster, leaf: &Leaf) -> Result<Vec<Referen
     let mut held = Vec::with_capacity(held_dbs.len());
     for (db, database_id) in held_dbs {
         held.push(lock(cluster, &db).await);
-        let meta = cluster.meta();
-        let source = online_holders(&meta, &db).unwrap_or_default().into_iter().find(|l| l.id != leaf.id).cloned();
-        match source {
-            Some(source) => sync(cluster, &db, database_id, &source, leaf, REQUEST_TIMEOUT).await?,
-            None => tracing::info!("no other online leaf holds {db}'s reference copy; leaf {} keeps its own", leaf.id),
+        if let Some(source) = current_copy(cluster, &db, leaf).await? {
+            sync(cluster, &db, database_id, &source, leaf, REQUEST_TIMEOUT).await?;
         }
     }
     Ok(held)
+}
+
+/// The leaf whose copy of `db` a returning `leaf` must take: the primary when another holder is online. When every
+/// other holder is out of service too, the newest copy among all holders is the current one (a holder taken out of
+/// service for missing a write is behind the others), so each of them must answer; the most advanced is chosen, and
+/// None when that is `leaf`'s own copy.
+async fn current_copy(cluster: &Cluster, db: &str, leaf: &Leaf) -> Result<Option<Leaf>> {
+    let meta = cluster.meta();
+    let Some(database) = meta.databases.get(db) else { return Ok(None) };
+    if let Some(primary) = online_holders(&meta, db)?.into_iter().find(|l| l.id != leaf.id) {
+        return Ok(Some(primary.clone()));
+    }
+    let mut newest = (reference_index(cluster, leaf, db).await?, None);
+    let others = meta.leaves.values().filter(|l| l.id != leaf.id && database.instances.iter().any(|i| i.node == l.id));
+    for other in others {
+        let index = reference_index(cluster, other, db).await?;
+        if index > newest.0 {
+            newest = (index, Some(other.clone()));
+        }
+    }
+    Ok(newest.1)
+}
+
+/// The log index of `leaf`'s reference copy of `db` (0 when it has none).
+async fn reference_index(cluster: &Cluster, leaf: &Leaf, db: &str) -> Result<u64> {
+    match cluster.call(leaf, &Request::ListDatabases).await? {
+        Response::Databases(local) => {
+            Ok(local.iter().find(|d| d.db == db && d.ordinal.is_none()).map_or(0, |d| d.log_index))
+        }
+        other => Err(Error::Internal(format!("ListDatabases answered {other:?}"))),
+    }
 }
 
 /// Gives `target` a current reference copy of `db` (a snapshot of the primary's when it has none or a stale one,
