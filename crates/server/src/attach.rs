@@ -166,6 +166,9 @@ pub async fn attach_partition(cluster: &Arc<Cluster>, db: String, ordinal: u32, 
     let steps = vec![Step::scheduled(Action::AttachPartition, ordinal, leaf_id, 1, 10)];
     cluster.apply(Command::RecordOperation { db: db.clone(), steps })?;
     run_step(cluster, &db, 0, async {
+        // The partition joins against the leaf's reference copy, and the leaf becomes a holder if it was not one.
+        let _reference = reference::lock(cluster, &db).await;
+        reference::provide(cluster, &db, &leaf).await?;
         cluster.call(&leaf, &Request::AttachPartitions { db: db.clone(), ordinals: vec![ordinal] }).await?;
         if database.master(ordinal).is_none() {
             cluster.apply(Command::AddInstance {

@@ -158,38 +158,48 @@ fn retire(cluster: &Cluster, holder: &Leaf, why: &str) -> Result<()> {
 /// equal to the current one. Returns the reference locks taken, which the caller holds until the leaf is online, so
 /// no reference write falls between the catch-up and the leaf serving.
 pub async fn catch_up_leaf(cluster: &Cluster, leaf: &Leaf) -> Result<Vec<ReferenceGuard>> {
-    let held_dbs: Vec<(String, u64)> = cluster
+    let held_dbs: Vec<String> = cluster
         .meta()
         .databases
         .values()
         .filter(|d| d.instances.iter().any(|i| i.node == leaf.id))
-        .map(|d| (d.name.clone(), d.id.0))
+        .map(|d| d.name.clone())
         .collect();
     // Databases in name order (a BTreeMap), so two attaches never wait on each other's locks in a cycle.
     let mut held = Vec::with_capacity(held_dbs.len());
-    for (db, database_id) in held_dbs {
+    for db in held_dbs {
         held.push(lock(cluster, &db).await);
-        if let Some(source) = current_copy(cluster, &db, leaf).await? {
-            sync(cluster, &db, database_id, &source, leaf, REQUEST_TIMEOUT).await?;
-        }
+        provide(cluster, &db, leaf).await?;
     }
     Ok(held)
 }
 
-/// The leaf whose copy of `db` a returning `leaf` must take: the primary when another holder is online. When every
-/// other holder is out of service too, the newest copy among all holders is the current one (a holder taken out of
-/// service for missing a write is behind the others), so each of them must answer; the most advanced is chosen, and
-/// None when that is `leaf`'s own copy.
+/// Gives `leaf` a current reference copy of `db` (a snapshot of the current copy when it has none or a stale one,
+/// else a catch-up): before a partition of `db` is copied or attached there, and before a returning holder serves.
+/// The caller holds the reference lock when no write may fall between this and the leaf serving as a holder.
+pub async fn provide(cluster: &Cluster, db: &str, leaf: &Leaf) -> Result<()> {
+    let database_id = database(&cluster.meta(), db)?.id.0;
+    match current_copy(cluster, db, leaf).await? {
+        Some(source) => sync(cluster, db, database_id, &source, leaf, REQUEST_TIMEOUT).await,
+        None => Ok(()),
+    }
+}
+
+/// The leaf whose copy of `db` `leaf` must take: the primary when another holder is online. When no other holder is
+/// online, the newest copy among all holders is the current one (a holder taken out of service for missing a write
+/// is behind the others), so each of them must answer; the most advanced is chosen, and None when that is `leaf`'s
+/// own copy (or no other holder exists).
 async fn current_copy(cluster: &Cluster, db: &str, leaf: &Leaf) -> Result<Option<Leaf>> {
     let meta = cluster.meta();
     let Some(database) = meta.databases.get(db) else { return Ok(None) };
     if let Some(primary) = online_holders(&meta, db)?.into_iter().find(|l| l.id != leaf.id) {
         return Ok(Some(primary.clone()));
     }
-    let mut newest = (reference_index(cluster, leaf, db).await?, None);
+    let id = database.id.0;
+    let mut newest = (reference_index(cluster, leaf, db, id).await?, None);
     let others = meta.leaves.values().filter(|l| l.id != leaf.id && database.instances.iter().any(|i| i.node == l.id));
     for other in others {
-        let index = reference_index(cluster, other, db).await?;
+        let index = reference_index(cluster, other, db, id).await?;
         if index > newest.0 {
             newest = (index, Some(other.clone()));
         }
@@ -197,28 +207,14 @@ async fn current_copy(cluster: &Cluster, db: &str, leaf: &Leaf) -> Result<Option
     Ok(newest.1)
 }
 
-/// The log index of `leaf`'s reference copy of `db` (0 when it has none).
-async fn reference_index(cluster: &Cluster, leaf: &Leaf, db: &str) -> Result<u64> {
+/// The log index of `leaf`'s reference copy of incarnation `database_id` of `db` (0 when it has none).
+async fn reference_index(cluster: &Cluster, leaf: &Leaf, db: &str, database_id: u64) -> Result<u64> {
     match cluster.call(leaf, &Request::ListDatabases).await? {
-        Response::Databases(local) => {
-            Ok(local.iter().find(|d| d.db == db && d.ordinal.is_none()).map_or(0, |d| d.log_index))
-        }
+        Response::Databases(local) => Ok(local
+            .iter()
+            .find(|d| d.db == db && d.ordinal.is_none() && d.database_id == Some(database_id))
+            .map_or(0, |d| d.log_index)),
         other => Err(Error::Internal(format!("ListDatabases answered {other:?}"))),
-    }
-}
-
-/// Gives `target` a current reference copy of `db` (a snapshot of the primary's when it has none or a stale one,
-/// else a catch-up) before a partition of `db` is copied there. The caller holds the reference lock when no write may
-/// fall between this and the target becoming a holder.
-pub async fn provide(cluster: &Cluster, db: &str, target: &Leaf) -> Result<()> {
-    let meta = cluster.meta();
-    let database_id = database(&meta, db)?.id.0;
-    let online = online_holders(&meta, db)?;
-    match online.iter().find(|l| l.id != target.id) {
-        Some(source) => sync(cluster, db, database_id, source, target, REQUEST_TIMEOUT).await,
-        // The target is the only online holder: its copy is the current one.
-        None if online.iter().any(|l| l.id == target.id) => Ok(()),
-        None => Err(Error::Unsupported(format!("no online leaf holds the reference tables of {db}"))),
     }
 }
 
