@@ -262,3 +262,18 @@ async fn a_returning_leaf_never_replaces_a_newer_copy_that_is_still_down() {
     assert_eq!(copies, vec![vec!["1".to_string(), "0".into()], vec!["2".into(), "2".into()]]);
     assert_eq!(query(&mut conn, "SELECT k, v FROM test.r ORDER BY k").await, copies);
 }
+
+/// History: leaf 3's reference copy is written directly on the leaf (behind the master aggregator's back, so its log
+/// has an entry the primary's lacks), then a write goes through the aggregator. Property: the next write replaces
+/// the diverged copy with the primary's, so every copy is equal again and holds only the aggregator's writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_diverged_copy_is_replaced_at_the_next_write() {
+    let cluster = setup("ref-diverged").await;
+    let mut direct = cluster.leaves[2].connect().await;
+    direct.query_drop("USE test").await.unwrap();
+    direct.query_drop("INSERT INTO r VALUES (9, 9)").await.unwrap();
+    let mut conn = cluster.conn().await;
+    conn.query_drop("UPDATE test.r SET v = 5 WHERE k = 1").await.unwrap();
+    let copies = same_on_every_copy(&cluster, &ALL_LEAVES, "SELECT k, v FROM r ORDER BY k").await;
+    assert_eq!(copies, vec![vec!["1".to_string(), "5".into()]]);
+}
