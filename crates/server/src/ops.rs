@@ -195,6 +195,8 @@ async fn drop_on_leaves(cluster: &Arc<Cluster>, db: &str, leaves: &[Leaf]) {
 
 pub async fn drop_database(cluster: &Arc<Cluster>, name: String, if_exists: bool) -> Result<Answer> {
     let _op = cluster.operation_lock.lock().await;
+    // A reference write in flight finishes first: its catch-ups must not find the copies gone.
+    let _reference = reference::lock(cluster, &name).await;
     let meta = cluster.meta();
     let Some(database) = meta.databases.get(&name) else {
         return if if_exists { Ok(Answer::done()) } else { Err(Error::UnknownDatabase(name)) };

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use canopy_rpc::{Client, Request, Response};
-use canopy_storage::LeafStore;
+use canopy_storage::{LeafStore, LogEntry};
 
 use crate::copy::{call, client};
 use crate::leaf::{CHUNK_BYTES, blocking, from_record};
@@ -25,17 +25,28 @@ pub async fn sync(
     rpc_port: u16,
 ) -> Result<u64, String> {
     let source = client(host, rpc_port)?;
-    if !is_prefix_of_source(store, &source, db, database_id).await {
-        install(store, &source, db, database_id).await?;
+    if let Some(backlog) = verified_backlog(store, &source, db, database_id).await {
+        match catch_up(store, &source, db, backlog).await {
+            Ok(index) => return Ok(index),
+            // A copy that passed the check but cannot take the entries is not what it seemed: replace it.
+            Err(e) => tracing::warn!("catching up the reference copy of {db} failed ({e}); replacing it"),
+        }
     }
-    catch_up(store, &source, db).await
+    install(store, &source, db, database_id).await?;
+    catch_up(store, &source, db, Vec::new()).await
 }
 
-/// Whether the local copy belongs to incarnation `database_id` and its last log entry is the source's entry at the
-/// same index. Copies only ever apply the primary's entries in order and logs are never rewritten, so an equal last
-/// entry means the whole local log is a prefix of the source's; a copy that took an entry the others never got (a
-/// write whose outcome was unknown) has a last entry the source lacks or holds differently.
-async fn is_prefix_of_source(store: &Arc<LeafStore>, source: &Client, db: &str, database_id: u64) -> bool {
+/// The source's first entries after the local position, when the local copy belongs to incarnation `database_id`
+/// and its last log entry is the source's entry at the same index; None otherwise (the copy must be replaced).
+/// Copies only ever apply the primary's entries in order and logs are never rewritten, so an equal last entry means
+/// the whole local log is a prefix of the source's; a copy that took an entry the others never got (a write whose
+/// outcome was unknown, or one made on the leaf directly) has a last entry the source lacks or holds differently.
+async fn verified_backlog(
+    store: &Arc<LeafStore>,
+    source: &Client,
+    db: &str,
+    database_id: u64,
+) -> Option<Vec<LogEntry>> {
     let name = db.to_string();
     let local = blocking(store, move |s| {
         let Some((id, position)) = s.reference_state(&name)? else { return Ok(None) };
@@ -46,17 +57,22 @@ async fn is_prefix_of_source(store: &Arc<LeafStore>, source: &Client, db: &str, 
         Ok(Some((id, position, last)))
     })
     .await;
-    let Ok(Some((Some(id), position, last))) = local else { return false };
+    let Ok(Some((Some(id), position, last))) = local else { return None };
     if id != database_id {
-        return false;
+        return None;
     }
-    let Some(last) = last else { return position.index == 0 };
-    let request = Request::ReferenceLogSince { db: db.to_string(), after_index: position.index - 1, max_bytes: 0 };
-    match call(source, &request).await {
-        Ok(Response::Log(records)) => {
-            records.into_iter().next().and_then(|r| from_record(r).ok()).is_some_and(|first| first == last)
+    // From the local last entry on (from the start for an empty log, a prefix of any log).
+    let after_index = position.index.saturating_sub(1);
+    let request = Request::ReferenceLogSince { db: db.to_string(), after_index, max_bytes: u64::from(CHUNK_BYTES) };
+    let Ok(Response::Log(records)) = call(source, &request).await else { return None };
+    let mut entries = records.into_iter().map(from_record).collect::<Result<Vec<_>, _>>().ok()?;
+    match last {
+        None if position.index == 0 => Some(entries),
+        Some(last) if entries.first() == Some(&last) => {
+            entries.remove(0);
+            Some(entries)
         }
-        _ => false,
+        _ => None,
     }
 }
 
@@ -94,15 +110,23 @@ async fn fetch_chunks(source: &Client, id: u64, bytes: u64) -> Result<Vec<Vec<u8
     Ok(chunks)
 }
 
-/// Applies the source's log entries after the local position until the source has nothing newer.
-async fn catch_up(store: &Arc<LeafStore>, source: &Client, db: &str) -> Result<u64, String> {
+/// Applies `backlog` (entries already fetched), then the source's log entries after the local position until the
+/// source has nothing newer.
+async fn catch_up(store: &Arc<LeafStore>, source: &Client, db: &str, backlog: Vec<LogEntry>) -> Result<u64, String> {
     let name = db.to_string();
     let mut position = blocking(store, move |s| s.reference_state(&name))
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no reference copy of {db} on this leaf"))?
         .1;
+    let mut entries = backlog;
     for _ in 0..CATCH_UP_ROUNDS_MAX {
+        if !entries.is_empty() {
+            let name = db.to_string();
+            position = blocking(store, move |s| s.apply_reference_log(&name, &entries))
+                .await
+                .map_err(|e| format!("applying the primary's reference log failed: {e}"))?;
+        }
         let request = Request::ReferenceLogSince {
             db: db.to_string(),
             after_index: position.index,
@@ -114,11 +138,7 @@ async fn catch_up(store: &Arc<LeafStore>, source: &Client, db: &str) -> Result<u
         if records.is_empty() {
             return Ok(position.index);
         }
-        let entries = records.into_iter().map(from_record).collect::<Result<Vec<_>, _>>()?;
-        let name = db.to_string();
-        position = blocking(store, move |s| s.apply_reference_log(&name, &entries))
-            .await
-            .map_err(|e| format!("applying the primary's reference log failed: {e}"))?;
+        entries = records.into_iter().map(from_record).collect::<Result<Vec<_>, _>>()?;
     }
     Err(format!("the reference log of {db} kept growing during a catch-up"))
 }
