@@ -185,15 +185,20 @@ pub async fn provide(cluster: &Cluster, db: &str, leaf: &Leaf) -> Result<()> {
     }
 }
 
-/// The leaf whose copy of `db` `leaf` must take: the primary when another holder is online. When no other holder is
-/// online, the newest copy among all holders is the current one (a holder taken out of service for missing a write
-/// is behind the others), so each of them must answer; the most advanced is chosen, and None when that is `leaf`'s
-/// own copy (or no other holder exists).
+/// The leaf whose copy of `db` `leaf` must take: the primary when another holder is online; None when `leaf` is the
+/// only online holder (then it is the primary). When no holder is online, the newest copy among all holders is the
+/// current one (a holder taken out of service for missing a write is behind the others), so each of them must
+/// answer; the most advanced is chosen, and None when that is `leaf`'s own copy (or no other holder exists).
 async fn current_copy(cluster: &Cluster, db: &str, leaf: &Leaf) -> Result<Option<Leaf>> {
     let meta = cluster.meta();
     let Some(database) = meta.databases.get(db) else { return Ok(None) };
-    if let Some(primary) = online_holders(&meta, db)?.into_iter().find(|l| l.id != leaf.id) {
-        return Ok(Some(primary.clone()));
+    let online = online_holders(&meta, db)?;
+    if let Some(primary) = online.iter().find(|l| l.id != leaf.id) {
+        return Ok(Some((*primary).clone()));
+    }
+    if online.iter().any(|l| l.id == leaf.id) {
+        // The leaf is the only serving holder, i.e. the primary: its copy is the current one.
+        return Ok(None);
     }
     let id = database.id.0;
     let mut newest = (reference_index(cluster, leaf, db, id).await?, None);
