@@ -52,7 +52,9 @@ async fn verified_backlog(
         let Some((id, position)) = s.reference_state(&name)? else { return Ok(None) };
         let last = match position.index {
             0 => None,
-            index => s.reference_log_since(&name, index - 1, 0)?.into_iter().next(),
+            index => Some(s.reference_log_since(&name, index - 1, 0)?.into_iter().next().ok_or_else(|| {
+                canopy_storage::StorageError::Internal(format!("the reference log of {name} lacks entry {index}"))
+            })?),
         };
         Ok(Some((id, position, last)))
     })
@@ -65,14 +67,21 @@ async fn verified_backlog(
     let after_index = position.index.saturating_sub(1);
     let request = Request::ReferenceLogSince { db: db.to_string(), after_index, max_bytes: u64::from(CHUNK_BYTES) };
     let Ok(Response::Log(records)) = call(source, &request).await else { return None };
-    let mut entries = records.into_iter().map(from_record).collect::<Result<Vec<_>, _>>().ok()?;
+    let entries = records.into_iter().map(from_record).collect::<Result<Vec<_>, _>>().ok()?;
+    backlog_after(last.as_ref(), entries)
+}
+
+/// Given the local copy's last entry (None for an empty log) and the source's entries from that entry's index on
+/// (from the start for an empty log): the source's entries after it when the local log is a prefix of the source's,
+/// None when the local copy must be replaced. Pure.
+fn backlog_after(last: Option<&LogEntry>, mut source: Vec<LogEntry>) -> Option<Vec<LogEntry>> {
     match last {
-        None if position.index == 0 => Some(entries),
-        Some(last) if entries.first() == Some(&last) => {
-            entries.remove(0);
-            Some(entries)
+        None => Some(source),
+        Some(last) if source.first() == Some(last) => {
+            source.remove(0);
+            Some(source)
         }
-        _ => None,
+        Some(_) => None,
     }
 }
 
@@ -141,4 +150,33 @@ async fn catch_up(store: &Arc<LeafStore>, source: &Client, db: &str, backlog: Ve
         entries = records.into_iter().map(from_record).collect::<Result<Vec<_>, _>>()?;
     }
     Err(format!("the reference log of {db} kept growing during a catch-up"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use canopy_storage::LogPayload;
+
+    fn entry(index: u64, payload: &[u8]) -> LogEntry {
+        LogEntry { term: 0, index, payload: LogPayload::Changeset(payload.to_vec()) }
+    }
+
+    #[test]
+    fn only_a_copy_whose_last_entry_the_source_holds_identically_catches_up() {
+        let source = vec![entry(3, b"c"), entry(4, b"d"), entry(5, b"e")];
+        let check = |last: Option<LogEntry>, source: &[LogEntry]| backlog_after(last.as_ref(), source.to_vec());
+        // Behind by two entries: the two are the backlog.
+        assert_eq!(check(Some(entry(3, b"c")), &source), Some(vec![entry(4, b"d"), entry(5, b"e")]));
+        // Level with the source: nothing to apply.
+        assert_eq!(check(Some(entry(5, b"e")), &source[2..]), Some(vec![]));
+        // An empty log is a prefix of any log.
+        assert_eq!(check(None, &source), Some(source.clone()));
+        // The copy took an entry 3 the source holds differently (a write whose outcome was unknown).
+        assert_eq!(check(Some(entry(3, b"x")), &source), None);
+        // The copy is ahead of the source: the source has nothing from the copy's last index on.
+        assert_eq!(check(Some(entry(6, b"f")), &[]), None);
+        // DDL and row changes with the same bytes are different entries.
+        let ddl = LogEntry { term: 0, index: 3, payload: LogPayload::Ddl("c".into()) };
+        assert_eq!(check(Some(ddl), &source), None);
+    }
 }
