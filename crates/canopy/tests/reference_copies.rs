@@ -277,3 +277,29 @@ async fn a_diverged_copy_is_replaced_at_the_next_write() {
     let copies = same_on_every_copy(&cluster, &ALL_LEAVES, "SELECT k, v FROM r ORDER BY k").await;
     assert_eq!(copies, vec![vec!["1".to_string(), "5".into()]]);
 }
+
+/// History: the reference primary's copy (leaf 1) holds a commit the other copies lack, which is what a master
+/// aggregator crash between the primary's commit and the catch-ups leaves behind (here the commit is made on the
+/// leaf directly, so the history needs no timing); then the master aggregator is SIGKILLed and restarted, while every
+/// leaf stays online. Property: the restarted master aggregator brings every copy level with the primary's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_master_aggregator_brings_every_copy_level_with_the_primary() {
+    let mut cluster = setup("ref-marestart").await;
+    let mut direct = cluster.leaves[0].connect().await;
+    direct.query_drop("USE test").await.unwrap();
+    direct.query_drop("INSERT INTO r VALUES (2, 2)").await.unwrap();
+    cluster.master.kill();
+    cluster.master.spawn();
+    let expected = vec![vec!["1".to_string(), "0".into()], vec!["2".into(), "2".into()]];
+    eventually("every copy has the primary's last commit", || async {
+        for leaf in &cluster.leaves {
+            if copy_on(leaf, "SELECT k, v FROM r ORDER BY k").await != expected {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    let mut conn = cluster.conn().await;
+    assert_eq!(query(&mut conn, "SELECT k, v FROM test.r ORDER BY k").await, expected);
+}

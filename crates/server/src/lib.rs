@@ -55,6 +55,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         None => None,
     };
     let heartbeat = tokio::spawn(heartbeat::run(node.clone()));
+    if let Some(cluster) = node.cluster() {
+        tokio::spawn(reference::reconcile(cluster));
+    }
     let limits = canopy_mysql::Limits::default();
     let mysql = tokio::spawn(canopy_mysql::serve(
         mysql_listener,

@@ -223,6 +223,25 @@ async fn reference_index(cluster: &Cluster, leaf: &Leaf, db: &str, database_id: 
     }
 }
 
+/// When the master aggregator starts on existing metadata: a reference write it was running when it stopped may
+/// have reached the primary only. Every online holder of every database is brought level with its primary once,
+/// before any new reference write; a holder that cannot be reached is left to the failure detector (it goes offline
+/// and catches up when it is attached again).
+pub async fn reconcile(cluster: Arc<Cluster>) {
+    let databases: Vec<(String, u64)> = cluster.meta().databases.values().map(|d| (d.name.clone(), d.id.0)).collect();
+    for (db, database_id) in databases {
+        let _lock = lock(&cluster, &db).await;
+        let meta = cluster.meta();
+        let Ok(online) = online_holders(&meta, &db) else { continue };
+        let Some((primary, others)) = online.split_first() else { continue };
+        for holder in others {
+            if let Err(e) = sync_with_retries(&cluster, &db, database_id, primary, holder).await {
+                tracing::warn!("reference copy of {db} on leaf {} not checked at startup: {e}", holder.id);
+            }
+        }
+    }
+}
+
 /// After `leaf` lost an instance of `db`: once it holds none it is no longer a holder, and its copy, which nothing
 /// maintains any more, is removed (best effort: a copy left behind is checked and replaced before any reuse).
 pub async fn release_if_unheld(cluster: &Cluster, db: &str, leaf: &Leaf) {
