@@ -580,7 +580,10 @@ impl LeafStore {
                         }
                     }
                 };
-                snapshot::replace_contents(&temp, &mut *lock_conn(&conn)?)?;
+                let mut conn = lock_conn(&conn)?;
+                snapshot::replace_contents(&temp, &mut conn)?;
+                // A copy created just now runs with the default durability until it knows the database's.
+                engine::apply_stored_durability(&conn)?;
                 Ok(position)
             });
         remove_files(&temp)?;
@@ -780,8 +783,9 @@ mod tests {
 
     /// History: two leaves hold reference copies of `d`; writes (one non-deterministic) and DDL run on the first
     /// only and its log entries are applied to the second; then the second diverges and is replaced by a snapshot of
-    /// the first while a partition attaches it. Property: the copies are equal row for row and position for
-    /// position, the partition joins against the replaced contents, and a snapshot of another incarnation is refused.
+    /// the first while a partition attaches it; last, a leaf without a copy installs one. Property: the copies are
+    /// equal row for row and position for position, the partition joins against the replaced contents, a snapshot
+    /// of another incarnation is refused, and an installed copy keeps the database's durability.
     #[test]
     fn reference_copies_follow_a_primary_log_and_a_snapshot_replaces_a_diverged_copy() {
         let (dir_a, dir_b) = (temp_dir("ref-primary"), temp_dir("ref-holder"));
@@ -789,7 +793,7 @@ mod tests {
         let reference = ["CREATE TABLE r (k INTEGER PRIMARY KEY, v INTEGER)".to_string()];
         let schema = ["CREATE TABLE x (id INTEGER PRIMARY KEY)".to_string()];
         for store in [&a, &b] {
-            store.create_partitions("d", &[0], &schema, &reference, Durability::Sync, 7).unwrap();
+            store.create_partitions("d", &[0], &schema, &reference, Durability::Async, 7).unwrap();
             store.execute_on_partition("d", 0, "INSERT INTO x VALUES (1)").unwrap();
         }
         a.execute_on_reference("d", "INSERT INTO r VALUES (1, 0), (2, 0)").unwrap();
@@ -832,6 +836,8 @@ mod tests {
         let (id, position, size_bytes) = a.snapshot_reference("d").unwrap();
         assert_eq!(b.install_reference("d", 7, whole_snapshot(&a, id, size_bytes)).unwrap(), position);
         assert_eq!(rows(&a, "d", all), rows(&b, "d", all));
+        let synchronous = rows(&b, "d", "PRAGMA synchronous");
+        assert_eq!(synchronous, vec![vec![Value::Integer(1)]], "the new copy keeps the database's async durability");
         drop((a, b));
         let b = LeafStore::open(&dir_b).unwrap();
         assert_eq!(b.reference_state("d").unwrap(), Some((Some(7), position)), "the installed copy survives a reopen");
