@@ -17,7 +17,7 @@ const SOURCE_TIMEOUT: Duration = Duration::from_secs(60);
 /// source fenced) finishes the job.
 const CATCH_UP_ROUNDS_MAX: u32 = 1000;
 
-pub(crate) async fn call(source: &Client, request: &Request) -> Result<Response, String> {
+async fn call(source: &Client, request: &Request) -> Result<Response, String> {
     match source.call(request, SOURCE_TIMEOUT).await {
         Ok(Response::Error(e)) => Err(format!("source leaf: {e}")),
         Ok(r) => Ok(r),
@@ -25,7 +25,7 @@ pub(crate) async fn call(source: &Client, request: &Request) -> Result<Response,
     }
 }
 
-pub(crate) fn client(host: &str, rpc_port: u16) -> Result<Client, String> {
+fn client(host: &str, rpc_port: u16) -> Result<Client, String> {
     let addr = resolve(host, rpc_port).map_err(|e| format!("cannot resolve source leaf: {e}"))?;
     Ok(Client::new(addr, Duration::from_secs(3)))
 }
