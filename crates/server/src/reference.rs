@@ -13,6 +13,10 @@
 //!   when its copy is not a prefix of the primary's) before its partitions serve again.
 //! - A partition that moves to a leaf gets a current reference copy there first, and a leaf that loses its last
 //!   instance of a database loses its copy too, so the holders stay exactly the leaves with instances.
+//! - A master aggregator that starts on existing metadata brings every online holder level with its primary once
+//!   (`reconcile`): a write it was running when it stopped may have reached the primary only.
+//! - The primary's statement is awaited for as long as the RPC allows, under the lock: a copy is never caught up
+//!   while a statement sent to it might still run, so a late statement cannot land on a copy already level.
 //!
 //! The leaf side of a catch-up is `reference_copy.rs`; reads pick the primary (`exec::reference_leaf`).
 
