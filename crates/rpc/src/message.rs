@@ -62,6 +62,19 @@ pub enum Request {
     ReleaseSnapshot { id: u64 },
     /// Source side of a catch-up: change-log entries after `after_index`, at most about `max_bytes`. Answers `Log`.
     LogSince { db: String, ordinal: u32, after_index: u64, max_bytes: u64 },
+    /// Source side of a reference catch-up: the reference copy's change-log entries after `after_index`, bounded as
+    /// `LogSince`. Answers `Log`.
+    ReferenceLogSince { db: String, after_index: u64, max_bytes: u64 },
+    /// Source side of a reference copy: take a consistent snapshot of the reference copy of `db` (chunks and release
+    /// as for a partition snapshot). Answers `Snapshot`.
+    SnapshotReference { db: String },
+    /// Run on a holder of `db`: make its reference copy equal to the one on the source leaf (the reference primary):
+    /// catch up from the source's log when the local copy is a prefix of it, otherwise (missing, another incarnation
+    /// than `database_id`, diverged, ahead) replace it with a snapshot first. Answers `Position`.
+    SyncReference { db: String, database_id: u64, source_host: String, source_rpc_port: u16 },
+    /// The leaf no longer holds an instance of `db`: remove its reference copy (kept while a partition file of `db`
+    /// is still open on the leaf).
+    DropReference { db: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -18,6 +18,7 @@ use canopy_sql::TableKind;
 use crate::cluster::Cluster;
 use crate::error::{AttachRefusal, Error, Result};
 use crate::exec::Answer;
+use crate::reference;
 
 /// The ATTACH LEAF decision for one local partition instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +94,12 @@ async fn attach_leaf_locked(cluster: &Arc<Cluster>, leaf_id: NodeId, force: bool
         cluster.apply(Command::SetLeafState { leaf: leaf_id, state: LeafState::Attaching })?;
         test_pause().await;
     }
-    let result = attach_partitions_of(cluster, &leaf, force).await;
+    // Reference copies first, under reference locks held until the leaf is online: its partitions join against
+    // them, so they must not miss a write on the way.
+    let (result, _references) = match reference::catch_up_leaf(cluster, &leaf).await {
+        Ok(held) => (attach_partitions_of(cluster, &leaf, force).await, held),
+        Err(e) => (Err(e), Vec::new()),
+    };
     match &result {
         Ok(_) => {
             if previous != LeafState::Online {
@@ -217,6 +223,9 @@ pub async fn attach_partition(cluster: &Arc<Cluster>, db: String, ordinal: u32, 
     let steps = vec![Step::scheduled(Action::AttachPartition, ordinal, leaf_id, 1, 10)];
     cluster.apply(Command::RecordOperation { db: db.clone(), steps })?;
     run_step(cluster, &db, 0, async {
+        // The partition joins against the leaf's reference copy, and the leaf becomes a holder if it was not one.
+        let _reference = reference::lock(cluster, &db).await;
+        reference::provide(cluster, &db, &leaf).await?;
         cluster.call(&leaf, &Request::AttachPartitions { db: db.clone(), ordinals: vec![ordinal] }).await?;
         if database.master(ordinal).is_none() {
             cluster.apply(Command::AddInstance {

@@ -49,6 +49,9 @@ pub struct Cluster {
     /// One gate per partition: statements hold it shared while they run on the partition; a move's switch holds it
     /// exclusively, so no statement runs on either copy while the master changes.
     gates: Mutex<HashMap<(String, u32), Gate>>,
+    /// One lock per database, held across a whole reference write, reference DDL, or the catch-up that makes a leaf a
+    /// serving reference holder, so every copy receives the same entries in the same order (`reference.rs`).
+    reference_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Cluster {
@@ -62,6 +65,7 @@ impl Cluster {
             health: Mutex::new(HashMap::new()),
             auto_increment: Mutex::new(HashMap::new()),
             gates: Mutex::new(HashMap::new()),
+            reference_locks: Mutex::new(HashMap::new()),
         })
     }
 
@@ -155,6 +159,12 @@ impl Cluster {
     pub fn gate(&self, db: &str, ordinal: u32) -> Gate {
         let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
         gates.entry((db.to_string(), ordinal)).or_default().clone()
+    }
+
+    /// The reference lock of `db` (see the field's doc).
+    pub fn reference_lock(&self, db: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.reference_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(db.to_string()).or_default().clone()
     }
 
     pub fn open_connections(&self, leaf: NodeId) -> usize {

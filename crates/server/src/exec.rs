@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
-use crate::views;
+use crate::{reference, views};
 
 /// The result of one statement as the front end will show it.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,23 +44,13 @@ pub fn master_leaf<'m>(meta: &'m ClusterMeta, db: &str, ordinal: u32) -> Result<
     Ok(leaf)
 }
 
-/// Any online leaf holding the reference copy of `db` (every leaf with an instance of `db` holds one).
+/// The leaf that answers reads of `db`'s reference tables: the reference primary (every served copy is identical,
+/// see `reference.rs`; the primary has every acknowledged write first).
 pub fn reference_leaf<'m>(meta: &'m ClusterMeta, db: &str) -> Result<&'m Leaf> {
-    reference_leaves(meta, db)?
+    reference::online_holders(meta, db)?
         .into_iter()
         .next()
         .ok_or_else(|| Error::NoMasterInstance { db: db.to_string(), ordinal: 0 })
-}
-
-/// Every leaf holding the reference copy of `db`, in leaf order; all of them must be online to write.
-pub fn reference_leaves<'m>(meta: &'m ClusterMeta, db: &str) -> Result<Vec<&'m Leaf>> {
-    let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.to_string()))?;
-    Ok(meta
-        .leaves
-        .values()
-        .filter(|l| database.instances.iter().any(|i| i.node == l.id))
-        .filter(|l| l.state == LeafState::Online)
-        .collect())
 }
 
 /// Runs one statement on each of `ordinals` of `db`: one request per leaf naming all of its partitions (the leaf
@@ -248,27 +238,16 @@ pub async fn execute(
             Ok(Answer::affected(responses.iter().map(|r| affected(r).0).sum()))
         }
         Plan::ReferenceWrite { db, sql, first_auto_increment } => {
-            let leaves: Vec<Leaf> = reference_leaves(meta, &db)?.into_iter().cloned().collect();
-            let database = meta.databases.get(&db).ok_or_else(|| Error::UnknownDatabase(db.clone()))?;
-            let holders = meta.leaves.values().filter(|l| database.instances.iter().any(|i| i.node == l.id)).count();
-            if leaves.len() != holders {
-                // Writing to some copies only would make the copies disagree.
-                return Err(Error::Unsupported("writes to reference tables while a leaf is not online".into()));
-            }
+            // One ordered write path: run on the reference primary, shipped to every other copy as row changes.
             let request = Request::Execute { db: db.clone(), target: Target::Reference, sql, params: params.to_vec() };
-            let mut first = None;
-            for leaf in &leaves {
-                let response = cluster.call(leaf, &request).await?;
-                first.get_or_insert(response);
-            }
-            Ok(match first {
+            Ok(match reference::write(cluster, &db, request).await? {
                 // LAST_INSERT_ID is the first value the planner allocated (the leaf's last rowid is not it).
-                Some(Response::Affected { rows, .. }) => Answer::Done {
+                Response::Affected { rows, .. } => Answer::Done {
                     affected_rows: rows,
                     last_insert_id: first_auto_increment.unwrap_or(0).max(0) as u64,
                     info: String::new(),
                 },
-                other => other.map(single_answer).unwrap_or_else(Answer::done),
+                other => single_answer(other),
             })
         }
     }

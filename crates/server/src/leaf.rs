@@ -8,7 +8,7 @@ use canopy_rpc::{
 };
 use canopy_storage::{Durability, LeafStore, LogEntry, LogPayload, Outcome, PartitionState, StorageError};
 
-use crate::copy;
+use crate::{copy, reference_copy};
 
 use crate::node::Node;
 use crate::persist::NodeRole;
@@ -227,6 +227,23 @@ impl canopy_rpc::Handler for RpcHandler {
                     Ok(log_index) => Response::Position { log_index },
                     Err(e) => remote(RemoteErrorKind::Internal, e),
                 };
+            }
+            Request::ReferenceLogSince { db, after_index, max_bytes } => {
+                blocking(store, move |s| s.reference_log_since(&db, after_index, max_bytes.min(u64::from(CHUNK_BYTES))))
+                    .await
+                    .map(|entries| Response::Log(entries.into_iter().map(to_record).collect()))
+            }
+            Request::SnapshotReference { db } => blocking(store, move |s| s.snapshot_reference(&db))
+                .await
+                .map(|(id, position, bytes)| Response::Snapshot { id, bytes, log_index: position.index }),
+            Request::SyncReference { db, database_id, source_host, source_rpc_port } => {
+                return match reference_copy::sync(store, &db, database_id, &source_host, source_rpc_port).await {
+                    Ok(log_index) => Response::Position { log_index },
+                    Err(e) => remote(RemoteErrorKind::Internal, e),
+                };
+            }
+            Request::DropReference { db } => {
+                blocking(store, move |s| s.drop_reference(&db)).await.map(|_| Response::Done)
             }
             Request::ListDatabases => blocking(store, |s| s.list()).await.map(|dbs| {
                 Response::Databases(

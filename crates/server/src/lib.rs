@@ -16,6 +16,8 @@ pub mod node;
 pub mod ops;
 pub mod persist;
 pub mod prepared;
+pub mod reference;
+pub mod reference_copy;
 pub mod schema_tables;
 pub mod session;
 pub mod views;
@@ -54,6 +56,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         None => None,
     };
     let heartbeat = tokio::spawn(heartbeat::run(node.clone()));
+    if let Some(cluster) = node.cluster() {
+        tokio::spawn(reference::reconcile(cluster));
+    }
     let limits = canopy_mysql::Limits::default();
     let mysql = tokio::spawn(canopy_mysql::serve(
         mysql_listener,

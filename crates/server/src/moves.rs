@@ -22,6 +22,7 @@ use crate::attach::run_step;
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::exec::Answer;
+use crate::reference;
 
 /// How long the final catch-up and switch may hold the partition's gate before the move gives up.
 const SWITCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -113,7 +114,13 @@ async fn move_one(
     };
     let mut replica = None;
     let copied = run_step(cluster, db, copy_step, async {
+        // The copy joins against the target's reference copy: give the target a current one first.
+        reference::provide(cluster, db, &target).await?;
         cluster.call(&target, &copy).await?;
+        // Registering the copy makes the target a reference holder: a last catch-up under the reference lock, so no
+        // reference write falls between the two.
+        let _reference = reference::lock(cluster, db).await;
+        reference::provide(cluster, db, &target).await?;
         let added = cluster.apply(Command::AddInstance {
             db: db.to_string(),
             ordinal,
@@ -128,6 +135,7 @@ async fn move_one(
     .await;
     if let Err(e) = copied {
         drop_copy(cluster, &target, db, ordinal).await;
+        reference::release_if_unheld(cluster, db, &target).await;
         return Err(e);
     }
     let replica = replica.ok_or_else(|| Error::Internal("copy registered no instance".into()))?;
@@ -161,10 +169,12 @@ async fn move_one(
     if let Err(e) = switched {
         let _ = cluster.apply(Command::RemoveInstance { db: db.to_string(), instance: replica });
         drop_copy(cluster, &target, db, ordinal).await;
+        reference::release_if_unheld(cluster, db, &target).await;
         return Err(e);
     }
     // Switched: the old copy is garbage now; a failure to drop it leaves an orphan, never a live instance.
     drop_copy(cluster, &source, db, ordinal).await;
+    reference::release_if_unheld(cluster, db, &source).await;
     Ok(())
 }
 

@@ -15,6 +15,7 @@ use mysql_async::prelude::Queryable;
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::exec::Answer;
+use crate::reference;
 
 const ADD_LEAF_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -194,6 +195,8 @@ async fn drop_on_leaves(cluster: &Arc<Cluster>, db: &str, leaves: &[Leaf]) {
 
 pub async fn drop_database(cluster: &Arc<Cluster>, name: String, if_exists: bool) -> Result<Answer> {
     let _op = cluster.operation_lock.lock().await;
+    // A reference write in flight finishes first: its catch-ups must not find the copies gone.
+    let _reference = reference::lock(cluster, &name).await;
     let meta = cluster.meta();
     let Some(database) = meta.databases.get(&name) else {
         return if if_exists { Ok(Answer::done()) } else { Err(Error::UnknownDatabase(name)) };
@@ -206,35 +209,30 @@ pub async fn drop_database(cluster: &Arc<Cluster>, name: String, if_exists: bool
     Ok(Answer::affected(0))
 }
 
-/// The DDL requests that reach every copy of a table: each partition for a distributed table, the reference copy
-/// on every holder for a reference table.
-fn table_targets(
+/// The DDL requests that reach every partition of a distributed table.
+fn table_targets(meta: &ClusterMeta, db: &str, statements: Vec<String>) -> Result<Vec<(Leaf, Request)>> {
+    Ok(masters_by_leaf(meta, db)?
+        .into_values()
+        .map(|(leaf, ordinals)| {
+            let target = Target::Partitions(ordinals);
+            (leaf, Request::Ddl { db: db.to_string(), target, statements: statements.clone() })
+        })
+        .collect())
+}
+
+/// Runs DDL on every copy of a table: each partition of a distributed table, or the reference copies through the
+/// ordered reference write path (the primary runs it, every other holder applies it from the primary's log).
+async fn ddl_everywhere(
+    cluster: &Arc<Cluster>,
     meta: &ClusterMeta,
     db: &str,
     kind: TableKind,
     statements: Vec<String>,
-) -> Result<Vec<(Leaf, Request)>> {
-    Ok(match kind {
-        TableKind::Distributed => masters_by_leaf(meta, db)?
-            .into_values()
-            .map(|(leaf, ordinals)| {
-                (
-                    leaf,
-                    Request::Ddl {
-                        db: db.to_string(),
-                        target: Target::Partitions(ordinals),
-                        statements: statements.clone(),
-                    },
-                )
-            })
-            .collect(),
-        TableKind::Reference => masters_by_leaf(meta, db)?
-            .into_values()
-            .map(|(leaf, _)| {
-                (leaf, Request::Ddl { db: db.to_string(), target: Target::Reference, statements: statements.clone() })
-            })
-            .collect(),
-    })
+) -> Result<()> {
+    match kind {
+        TableKind::Distributed => on_leaves(cluster, table_targets(meta, db, statements)?).await,
+        TableKind::Reference => reference::ddl(cluster, db, statements).await,
+    }
 }
 
 pub async fn create_table(cluster: &Arc<Cluster>, db: String, create: CreateTable) -> Result<Answer> {
@@ -251,10 +249,9 @@ pub async fn create_table(cluster: &Arc<Cluster>, db: String, create: CreateTabl
     let def = create.def;
     let mut statements = vec![def.create_sql.clone()];
     statements.extend(def.index_sql.iter().cloned());
-    let requests = table_targets(&meta, &db, def.kind, statements)?;
-    if let Err(e) = on_leaves(cluster, requests).await {
+    if let Err(e) = ddl_everywhere(cluster, &meta, &db, def.kind, statements).await {
         let undo = vec![format!("DROP TABLE IF EXISTS {}", quote(&def.name))];
-        let _ = on_leaves(cluster, table_targets(&meta, &db, def.kind, undo)?).await;
+        let _ = ddl_everywhere(cluster, &meta, &db, def.kind, undo).await;
         return Err(e);
     }
     cluster.apply(Command::CreateTable { db, def })?;
@@ -277,7 +274,7 @@ pub async fn drop_tables(cluster: &Arc<Cluster>, tables: Vec<(String, String)>, 
         cluster.apply(Command::DropTable { db: db.clone(), table: name.clone() })?;
         cluster.forget_auto_increment(&db, Some(&name));
         let statements = vec![format!("DROP TABLE IF EXISTS {}", quote(&name))];
-        on_leaves(cluster, table_targets(&meta, &db, kind, statements)?).await?;
+        ddl_everywhere(cluster, &meta, &db, kind, statements).await?;
     }
     Ok(Answer::done())
 }
@@ -291,7 +288,7 @@ pub async fn create_index(cluster: &Arc<Cluster>, db: String, index: CreateIndex
         .ok_or_else(|| Error::Sql(SqlError::UnknownTable { db: db.clone(), table: index.table.clone() }))?;
     let resolved = index.resolve(def)?;
     let sql = resolved.index_sql();
-    on_leaves(cluster, table_targets(&meta, &db, def.kind, vec![sql.clone()])?).await?;
+    ddl_everywhere(cluster, &meta, &db, def.kind, vec![sql.clone()]).await?;
     cluster.apply(Command::AddIndex { db, table: def.name.clone(), index_sql: sql })?;
     Ok(Answer::done())
 }

@@ -170,7 +170,7 @@ fn setting(conn: &Connection, key: &str) -> Result<Option<String>, StorageError>
 }
 
 /// Applies the durability recorded in the file, if any (files without one are `Sync`).
-fn apply_stored_durability(conn: &Connection) -> Result<(), StorageError> {
+pub(crate) fn apply_stored_durability(conn: &Connection) -> Result<(), StorageError> {
     if setting(conn, "durability")?.as_deref() == Some("async") {
         conn.pragma_update(None, "synchronous", Durability::Async.pragma())?;
     }

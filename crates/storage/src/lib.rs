@@ -14,6 +14,8 @@
 //! Every file has a change log (`log`): each committed write transaction appends its row changes (a changeset from
 //! SQLite's session extension, `ffi`) or its DDL text in the same transaction. A partition moves to another leaf as
 //! a snapshot (`snapshot`) plus the log entries after the snapshot's position, applied on the copy (`apply_log`).
+//! Reference copies are kept equal the same way: another leaf's copy applies the primary copy's entries
+//! (`apply_reference_log`), or takes its whole contents from a snapshot (`install_reference`).
 
 pub mod engine;
 mod ffi;

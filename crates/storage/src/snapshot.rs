@@ -101,6 +101,36 @@ where
 /// header matches the file length (catches truncation), `PRAGMA quick_check` passes, and the identity row names
 /// this partition.
 pub fn verify(path: &Path, db: &str, ordinal: u32) -> Result<LogPosition, StorageError> {
+    let conn = open_sound(path)?;
+    let bad = |e: rusqlite::Error| StorageError::BadSnapshot(e.to_string());
+    let identity: (String, u32) =
+        conn.query_row("SELECT db, ordinal FROM _canopy_partition", [], |r| Ok((r.get(0)?, r.get(1)?))).map_err(bad)?;
+    if identity != (db.to_string(), ordinal) {
+        return Err(StorageError::BadSnapshot(format!(
+            "the copy is partition {}:{}, not {db}:{ordinal}",
+            identity.0, identity.1
+        )));
+    }
+    let (position, _) = log::position(&conn).map_err(|e| StorageError::BadSnapshot(e.to_string()))?;
+    Ok(position)
+}
+
+/// Checks that `path` is a whole, sound copy of a reference copy of database incarnation `database_id` (header,
+/// `quick_check`, the id recorded in `_canopy_settings`) and returns its position.
+pub fn verify_reference(path: &Path, database_id: u64) -> Result<LogPosition, StorageError> {
+    let conn = open_sound(path)?;
+    let found = crate::engine::database_id(&conn).map_err(|e| StorageError::BadSnapshot(e.to_string()))?;
+    if found != Some(database_id) {
+        return Err(StorageError::BadSnapshot(format!(
+            "the copy belongs to database incarnation {found:?}, not {database_id}"
+        )));
+    }
+    let (position, _) = log::position(&conn).map_err(|e| StorageError::BadSnapshot(e.to_string()))?;
+    Ok(position)
+}
+
+/// Opens `path` after checking that its header accounts for its length and that `PRAGMA quick_check` passes.
+fn open_sound(path: &Path) -> Result<Connection, StorageError> {
     check_header(path)?;
     let bad = |e: rusqlite::Error| StorageError::BadSnapshot(e.to_string());
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
@@ -112,16 +142,33 @@ pub fn verify(path: &Path, db: &str, ordinal: u32) -> Result<LogPosition, Storag
     if problems != ["ok"] {
         return Err(StorageError::BadSnapshot(format!("quick_check: {}", problems.join("; "))));
     }
-    let identity: (String, u32) =
-        conn.query_row("SELECT db, ordinal FROM _canopy_partition", [], |r| Ok((r.get(0)?, r.get(1)?))).map_err(bad)?;
-    if identity != (db.to_string(), ordinal) {
-        return Err(StorageError::BadSnapshot(format!(
-            "the copy is partition {}:{}, not {db}:{ordinal}",
-            identity.0, identity.1
-        )));
+    Ok(conn)
+}
+
+/// Replaces the whole contents of the live database behind `target` with the file at `source`, in one write
+/// transaction of `target` (SQLite's backup API writing through `target`'s pager). Other connections that attach the
+/// same file keep working and see either the old or the new contents, never a mix, so a reference copy can be
+/// replaced under the partitions that join against it without detaching it from them.
+pub fn replace_contents(source: &Path, target: &mut Connection) -> Result<(), StorageError> {
+    // Read-write: `source` is a private file that may be in WAL mode without its -shm file, which a read-only
+    // connection could not create.
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let from = Connection::open_with_flags(source, flags)?;
+    let backup = Backup::new(&from, target)?;
+    let mut busy_retries = 0;
+    loop {
+        match backup.step(-1)? {
+            StepResult::Done => return Ok(()),
+            StepResult::More => {}
+            _ => {
+                busy_retries += 1;
+                if busy_retries > BACKUP_BUSY_RETRIES_MAX {
+                    return Err(StorageError::Internal("replacing a reference copy: it stayed busy".into()));
+                }
+                std::thread::sleep(BACKUP_BUSY_WAIT);
+            }
+        }
     }
-    let (position, _) = log::position(&conn).map_err(|e| StorageError::BadSnapshot(e.to_string()))?;
-    Ok(position)
 }
 
 /// The database header's page size and page count must account for the file's length exactly.

@@ -411,11 +411,25 @@ impl LeafStore {
     /// `snapshots/` directory until `release_snapshot`. At most `SNAPSHOTS_MAX` are kept at once.
     pub fn snapshot_partition(&self, db: &str, ordinal: u32) -> Result<PartitionSnapshot, StorageError> {
         check_name(db)?;
+        if !self.lock()?.partitions.contains_key(&(db.to_string(), ordinal)) {
+            return Err(StorageError::NoSuchPartition { db: db.to_string(), ordinal });
+        }
+        let (id, position, size_bytes) = self.snapshot_file(&self.partition_path(db, ordinal))?;
+        Ok(PartitionSnapshot { id, db: db.to_string(), ordinal, position, size_bytes })
+    }
+
+    /// Takes a consistent copy of the reference copy of `db`, like [`Self::snapshot_partition`]: `(id, position,
+    /// size in bytes)`.
+    pub fn snapshot_reference(&self, db: &str) -> Result<(u64, LogPosition, u64), StorageError> {
+        check_name(db)?;
+        self.reference(db)?;
+        self.snapshot_file(&self.reference_path(db))
+    }
+
+    /// Copies the live file at `source` into a new snapshot file: `(id, position, size in bytes)`.
+    fn snapshot_file(&self, source: &Path) -> Result<(u64, LogPosition, u64), StorageError> {
         let id = {
             let mut open = self.lock()?;
-            if !open.partitions.contains_key(&(db.to_string(), ordinal)) {
-                return Err(StorageError::NoSuchPartition { db: db.to_string(), ordinal });
-            }
             if open.snapshots.len() >= SNAPSHOTS_MAX {
                 return Err(StorageError::TooManySnapshots);
             }
@@ -427,13 +441,13 @@ impl LeafStore {
             id
         };
         let path = self.snapshot_path(id);
-        let copied = snapshot::copy_live(&self.partition_path(db, ordinal), &path)
-            .and_then(|position| Ok((position, std::fs::metadata(&path)?.len())));
+        let copied =
+            snapshot::copy_live(source, &path).and_then(|position| Ok((position, std::fs::metadata(&path)?.len())));
         let mut open = self.lock()?;
         match copied {
             Ok((position, size_bytes)) => {
                 open.snapshots.insert(id, SnapshotFile { path, size_bytes });
-                Ok(PartitionSnapshot { id, db: db.to_string(), ordinal, position, size_bytes })
+                Ok((id, position, size_bytes))
             }
             Err(e) => {
                 open.snapshots.remove(&id);
@@ -550,6 +564,82 @@ impl LeafStore {
             (conn, PartitionState::Replica) => log::apply(&*lock_conn(&conn)?, entries),
             (_, state) => Err(StorageError::NotReplica { db: db.to_string(), ordinal, state }),
         }
+    }
+
+    /// The database incarnation and log position of the reference copy of `db`, or None when this leaf has none.
+    pub fn reference_state(&self, db: &str) -> Result<Option<(Option<u64>, LogPosition)>, StorageError> {
+        let Some(conn) = self.lock()?.references.get(db).cloned() else { return Ok(None) };
+        let conn = lock_conn(&conn)?;
+        Ok(Some((engine::database_id(&conn)?, log::position(&conn)?.0)))
+    }
+
+    /// Log entries of the reference copy of `db` after `after_index`, bounded as in [`Self::log_since`].
+    pub fn reference_log_since(
+        &self,
+        db: &str,
+        after_index: u64,
+        max_bytes: u64,
+    ) -> Result<Vec<LogEntry>, StorageError> {
+        let conn = self.reference(db)?;
+        log::since(&*lock_conn(&conn)?, after_index, max_bytes)
+    }
+
+    /// Applies another copy's log entries to the reference copy of `db`, as [`Self::apply_log`] does for a partition
+    /// (skips entries already applied, refuses a gap, aborts on a conflict). A reference copy has no serving state:
+    /// the master aggregator serialises reference writes and sends each copy the primary copy's entries in order.
+    pub fn apply_reference_log(&self, db: &str, entries: &[LogEntry]) -> Result<LogPosition, StorageError> {
+        let conn = self.reference(db)?;
+        log::apply(&*lock_conn(&conn)?, entries)
+    }
+
+    /// Replaces (or creates) the reference copy of `db` with a snapshot's bytes, in order. The bytes go to a
+    /// temporary file under `snapshots/` (removed by `open`) that must be a sound reference copy of incarnation
+    /// `database_id`; its contents then replace the live copy's in one transaction, so the partitions that attach the
+    /// copy see the old or the new contents, never a mix, and need no re-attach. Returns the new position.
+    pub fn install_reference<I, C>(&self, db: &str, database_id: u64, chunks: I) -> Result<LogPosition, StorageError>
+    where
+        I: IntoIterator<Item = C>,
+        C: AsRef<[u8]>,
+    {
+        check_name(db)?;
+        let temp = self.root.join("snapshots").join(format!("{db}.reference{INSTALLING_SUFFIX}"));
+        remove_files(&temp)?;
+        let installed = snapshot::write_chunks(&temp, chunks)
+            .and_then(|_| snapshot::verify_reference(&temp, database_id))
+            .and_then(|position| {
+                let conn = {
+                    let mut open = self.lock()?;
+                    match open.references.get(db) {
+                        Some(conn) => conn.clone(),
+                        None => {
+                            let conn: Shared = Arc::new(Mutex::new(engine::open(&self.reference_path(db))?));
+                            open.references.insert(db.to_string(), conn.clone());
+                            conn
+                        }
+                    }
+                };
+                let mut conn = lock_conn(&conn)?;
+                snapshot::replace_contents(&temp, &mut conn)?;
+                // A copy created just now runs with the default durability until it knows the database's.
+                engine::apply_stored_durability(&conn)?;
+                Ok(position)
+            });
+        remove_files(&temp)?;
+        installed
+    }
+
+    /// Removes the reference copy of `db`, files included, unless a partition of `db` is still on this leaf (its
+    /// connection attaches the copy): a leaf that no longer holds the database keeps no unmaintained copy. Returns
+    /// whether the copy was removed; removing a copy that is not here is harmless.
+    pub fn drop_reference(&self, db: &str) -> Result<bool, StorageError> {
+        check_name(db)?;
+        let mut open = self.lock()?;
+        if open.partitions.keys().any(|(d, _)| d == db) || open.installing.iter().any(|(d, _)| d == db) {
+            return Ok(false);
+        }
+        open.references.remove(db);
+        remove_files(&self.reference_path(db))?;
+        Ok(true)
     }
 
     /// Deletes the log entries with index ≤ `keep_after_index` (the caller picks a point no copy still needs) and
@@ -709,6 +799,88 @@ mod tests {
         let entries = store.log_since("d", 0, 0, u64::MAX).unwrap();
         assert_eq!(entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn rows(store: &LeafStore, db: &str, sql: &str) -> Vec<Vec<Value>> {
+        match store.execute_on_reference(db, sql).unwrap() {
+            Outcome::Rows(rs) => rs.rows,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn whole_snapshot(store: &LeafStore, id: u64, size_bytes: u64) -> Vec<Vec<u8>> {
+        let mut chunks = Vec::new();
+        let mut offset = 0;
+        while offset < size_bytes {
+            let chunk = store.read_snapshot_chunk(id, offset, 1 << 12).unwrap();
+            offset += chunk.len() as u64;
+            chunks.push(chunk);
+        }
+        chunks
+    }
+
+    /// History: two leaves hold reference copies of `d`; writes (one non-deterministic) and DDL run on the first
+    /// only and its log entries are applied to the second; then the second diverges and is replaced by a snapshot of
+    /// the first while a partition attaches it; last, a leaf without a copy installs one. Property: the copies are
+    /// equal row for row and position for position, the partition joins against the replaced contents, a snapshot
+    /// of another incarnation is refused, and an installed copy keeps the database's durability.
+    #[test]
+    fn reference_copies_follow_a_primary_log_and_a_snapshot_replaces_a_diverged_copy() {
+        let (dir_a, dir_b) = (temp_dir("ref-primary"), temp_dir("ref-holder"));
+        let (a, b) = (LeafStore::open(&dir_a).unwrap(), LeafStore::open(&dir_b).unwrap());
+        let reference = ["CREATE TABLE r (k INTEGER PRIMARY KEY, v INTEGER)".to_string()];
+        let schema = ["CREATE TABLE x (id INTEGER PRIMARY KEY)".to_string()];
+        for store in [&a, &b] {
+            store.create_partitions("d", &[0], &schema, &reference, Durability::Async, 7).unwrap();
+            store.execute_on_partition("d", 0, "INSERT INTO x VALUES (1)").unwrap();
+        }
+        a.execute_on_reference("d", "INSERT INTO r VALUES (1, 0), (2, 0)").unwrap();
+        a.execute_on_reference("d", "UPDATE r SET v = random()").unwrap();
+        a.ddl_on_reference("d", &["CREATE TABLE r2 (k INTEGER PRIMARY KEY)".to_string()]).unwrap();
+        let (_, b_before) = b.reference_state("d").unwrap().unwrap();
+        let entries = a.reference_log_since("d", b_before.index, u64::MAX).unwrap();
+        let applied = b.apply_reference_log("d", &entries).unwrap();
+        // Applying the same batch again changes nothing (entries at or below the position are skipped).
+        assert_eq!(b.apply_reference_log("d", &entries).unwrap(), applied);
+        let all = "SELECT k, v FROM r ORDER BY k";
+        assert_eq!(rows(&a, "d", all), rows(&b, "d", all), "the values were computed once, on the primary");
+        assert_eq!(a.reference_state("d").unwrap(), b.reference_state("d").unwrap());
+        assert_eq!(rows(&b, "d", "SELECT count(*) FROM r2"), vec![vec![Value::Integer(0)]]);
+
+        // The second copy diverges (a write that never went through the primary).
+        b.execute_on_reference("d", "UPDATE r SET v = 5").unwrap();
+        let (id, position, size_bytes) = a.snapshot_reference("d").unwrap();
+        let chunks = whole_snapshot(&a, id, size_bytes);
+        let refused = b.install_reference("d", 8, chunks.clone()).unwrap_err();
+        assert!(matches!(refused, StorageError::BadSnapshot(_)), "{refused}");
+        assert_eq!(b.install_reference("d", 7, chunks).unwrap(), position);
+        a.release_snapshot(id).unwrap();
+        assert_eq!(rows(&a, "d", all), rows(&b, "d", all));
+        assert_eq!(b.reference_state("d").unwrap(), Some((Some(7), position)));
+        // The partition's attached copy shows the replaced contents without being re-attached.
+        let join = "SELECT x.id, r.v FROM x JOIN r ON r.k = 1";
+        let on_partition = |s: &LeafStore| match s.execute_on_partition("d", 0, join).unwrap() {
+            Outcome::Rows(rs) => rs.rows,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(on_partition(&a), on_partition(&b));
+
+        // A leaf that still holds a partition keeps its copy; without one, the copy goes.
+        assert!(!b.drop_reference("d").unwrap());
+        b.drop_partition("d", 0).unwrap();
+        assert!(b.drop_reference("d").unwrap());
+        assert_eq!(b.reference_state("d").unwrap(), None);
+        // A leaf without any copy gets one from a snapshot.
+        let (id, position, size_bytes) = a.snapshot_reference("d").unwrap();
+        assert_eq!(b.install_reference("d", 7, whole_snapshot(&a, id, size_bytes)).unwrap(), position);
+        assert_eq!(rows(&a, "d", all), rows(&b, "d", all));
+        let synchronous = rows(&b, "d", "PRAGMA synchronous");
+        assert_eq!(synchronous, vec![vec![Value::Integer(1)]], "the new copy keeps the database's async durability");
+        drop((a, b));
+        let b = LeafStore::open(&dir_b).unwrap();
+        assert_eq!(b.reference_state("d").unwrap(), Some((Some(7), position)), "the installed copy survives a reopen");
+        let _ = std::fs::remove_dir_all(&dir_a);
+        let _ = std::fs::remove_dir_all(&dir_b);
     }
 
     #[test]
