@@ -5,11 +5,14 @@
 //! ([`Client::set_local_socket`]; only for a node on this host). A local socket skips the TCP/IP stack on both
 //! ends, which is most of the cost of a small request on one machine. If the local socket cannot be reached the
 //! client falls back to TCP, so reachability (and the failure detector's view of it) is always TCP's.
+//!
+//! Every new connection runs the handshake of `auth.rs` before its first request; a node that cannot prove the
+//! cluster secret is never sent a request, and one without any secret (unconfigured) only `JoinCluster`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -17,7 +20,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::RpcError;
-use crate::frame::{read_frame, write_frame};
+use crate::auth::{self, Credentials, Standing, UNAUTHENTICATED_FRAME_BYTES_MAX};
+use crate::frame::{read_frame, read_frame_max, write_frame};
 use crate::message::{Request, Response};
 
 /// Idle connections kept per node; more may be open while calls are in flight.
@@ -26,13 +30,15 @@ const IDLE_CONNECTIONS_MAX: usize = 64;
 pub struct Client {
     addr: SocketAddr,
     connect_timeout: Duration,
+    credentials: Arc<Credentials>,
     local: Mutex<Option<PathBuf>>,
     idle: Mutex<Vec<Stream>>,
 }
 
 impl Client {
-    pub fn new(addr: SocketAddr, connect_timeout: Duration) -> Client {
-        Client { addr, connect_timeout, local: Mutex::new(None), idle: Mutex::new(Vec::new()) }
+    /// A client presenting `credentials` on every connection; `connect_timeout` bounds connecting and the handshake.
+    pub fn new(addr: SocketAddr, connect_timeout: Duration, credentials: Arc<Credentials>) -> Client {
+        Client { addr, connect_timeout, credentials, local: Mutex::new(None), idle: Mutex::new(Vec::new()) }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -71,16 +77,21 @@ impl Client {
     /// Sends `request` and waits for the response, for at most `timeout` once connected.
     pub async fn call(&self, request: &Request, timeout: Duration) -> Result<Response, RpcError> {
         let pooled = self.idle.lock().ok().and_then(|mut v| v.pop());
-        let mut stream = match pooled {
-            Some(s) => s,
+        let (mut stream, standing) = match pooled {
+            Some(s) => (s, Standing::Authenticated),
             None => self.connect().await?,
         };
+        if standing == Standing::Unkeyed && !matches!(request, Request::JoinCluster { .. }) {
+            // Nothing but joining is asked of a node outside any cluster, and none of its answers is trusted.
+            return Err(RpcError::PeerUnkeyed);
+        }
         let exchange = async {
             write_frame(&mut stream, request).await?;
             read_frame::<_, Response>(&mut stream).await?.ok_or(RpcError::Closed)
         };
         let response = tokio::time::timeout(timeout, exchange).await.map_err(|_| RpcError::Timeout)??;
-        if let Ok(mut idle) = self.idle.lock()
+        if standing == Standing::Authenticated
+            && let Ok(mut idle) = self.idle.lock()
             && idle.len() < IDLE_CONNECTIONS_MAX
         {
             idle.push(stream);
@@ -88,17 +99,32 @@ impl Client {
         Ok(response)
     }
 
-    async fn connect(&self) -> Result<Stream, RpcError> {
+    /// A new connection, authenticated (or found unkeyed) by the handshake.
+    async fn connect(&self) -> Result<(Stream, Standing), RpcError> {
         if let Some(path) = self.local_socket()
             && let Ok(stream) = self.connect_local(&path).await
         {
-            return Ok(stream);
+            return self.handshake(stream).await;
         }
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.addr))
             .await
             .map_err(|_| RpcError::Timeout)??;
         stream.set_nodelay(true)?;
-        Ok(Stream::Tcp(stream))
+        self.handshake(Stream::Tcp(stream)).await
+    }
+
+    /// The client side of the handshake (`auth.rs`), within the connect timeout.
+    async fn handshake(&self, mut stream: Stream) -> Result<(Stream, Standing), RpcError> {
+        let exchange = async {
+            let hello = read_frame_max(&mut stream, UNAUTHENTICATED_FRAME_BYTES_MAX).await?.ok_or(RpcError::Closed)?;
+            let (answer, expect) = auth::answer(&self.credentials, hello)?;
+            write_frame(&mut stream, &answer).await?;
+            let verdict =
+                read_frame_max(&mut stream, UNAUTHENTICATED_FRAME_BYTES_MAX).await?.ok_or(RpcError::Closed)?;
+            expect.check(verdict)
+        };
+        let standing = tokio::time::timeout(self.connect_timeout, exchange).await.map_err(|_| RpcError::Timeout)??;
+        Ok((stream, standing))
     }
 
     async fn connect_local(&self, path: &Path) -> Result<Stream, RpcError> {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use canopy_meta::{ClusterMeta, Command, Leaf, NodeId, Outcome};
-use canopy_rpc::{Client, Request, Response, RpcError};
+use canopy_rpc::{Client, Credentials, Request, Response, RpcError};
 
 use crate::error::{Error, Result};
 use crate::persist;
@@ -35,6 +35,8 @@ pub struct LeafHealth {
 
 pub struct Cluster {
     data_dir: PathBuf,
+    /// This node's RPC credentials, presented to every leaf.
+    credentials: Arc<Credentials>,
     meta: RwLock<Arc<ClusterMeta>>,
     /// Serialises metadata writes (persist, then publish).
     write: Mutex<()>,
@@ -49,9 +51,10 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub fn new(data_dir: PathBuf, meta: ClusterMeta) -> Arc<Cluster> {
+    pub fn new(data_dir: PathBuf, meta: ClusterMeta, credentials: Arc<Credentials>) -> Arc<Cluster> {
         Arc::new(Cluster {
             data_dir,
+            credentials,
             meta: RwLock::new(Arc::new(meta)),
             write: Mutex::new(()),
             operation_lock: tokio::sync::Mutex::new(()),
@@ -60,6 +63,11 @@ impl Cluster {
             auto_increment: Mutex::new(HashMap::new()),
             gates: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// This node's RPC credentials (the cluster secret ADD LEAF hands over).
+    pub fn credentials(&self) -> &Arc<Credentials> {
+        &self.credentials
     }
 
     /// The current metadata; cheap, and never changes under the caller.
@@ -97,7 +105,7 @@ impl Cluster {
             port: leaf.addr.port,
             source: e,
         })?;
-        let client = Arc::new(Client::new(addr, CONNECT_TIMEOUT));
+        let client = Arc::new(Client::new(addr, CONNECT_TIMEOUT, self.credentials.clone()));
         clients.insert(leaf.id, client.clone());
         Ok(client)
     }

@@ -541,6 +541,8 @@ impl canopy_mysql::Session for Session {
         match name.to_ascii_lowercase().as_str() {
             "canopy_rpc_port" => Some(Value::Integer(i64::from(self.node.config.rpc_port))),
             "canopy_cluster_id" => Some(self.node.identity().cluster_id.map(Value::Text).unwrap_or(Value::Null)),
+            // Shown only to a logged-in user of an unconfigured node: ADD LEAF proves its login with it.
+            "canopy_join_token" => Some(self.node.join_token().map(|t| Value::Text(t.into())).unwrap_or(Value::Null)),
             "canopy_role" => Some(Value::Text(format!("{:?}", self.node.role()))),
             _ => self.node.cluster().and_then(|c| c.meta().variables.get(name)),
         }

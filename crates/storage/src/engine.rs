@@ -42,6 +42,28 @@ pub fn open(path: &Path) -> Result<Connection, StorageError> {
     Ok(conn)
 }
 
+/// Functions a statement on a leaf may never call: loading native code (disabled in this build as well; denied
+/// here so that stays true whatever the build).
+const DENIED_FUNCTIONS: [&str; 1] = ["load_extension"];
+
+/// Makes `conn` refuse statements that reach outside its own file: `ATTACH`/`DETACH` (a file anywhere the process
+/// can write), `VACUUM` (whose `INTO` writes a copy anywhere; SQLite runs it through an internal ATTACH, which this
+/// denies too) and [`DENIED_FUNCTIONS`]. Installed on every partition and reference connection after the store's
+/// own ATTACH of the reference copy, so statement text sent by peers or typed on a leaf can never name another file.
+pub fn deny_escapes(conn: &mut Connection) -> Result<(), StorageError> {
+    use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+    conn.authorizer(Some(|context: AuthContext<'_>| match context.action {
+        AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
+        AuthAction::Function { function_name }
+            if DENIED_FUNCTIONS.iter().any(|f| f.eq_ignore_ascii_case(function_name)) =>
+        {
+            Authorization::Deny
+        }
+        _ => Authorization::Allow,
+    }))?;
+    Ok(())
+}
+
 /// The change-log hook, called inside the write transaction of every committed write: appends what the
 /// transaction changed to `_canopy_log` and advances the position (see [`crate::log`]). Being in the same SQLite
 /// transaction as the data is what makes log and data agree after a crash.

@@ -127,7 +127,8 @@ impl LeafStore {
             if path.extension().is_some_and(|e| e == "sqlite")
                 && let Some(db) = path.file_stem().and_then(|s| s.to_str())
             {
-                let conn = engine::open(&path)?;
+                let mut conn = engine::open(&path)?;
+                engine::deny_escapes(&mut conn)?;
                 open.references.insert(db.to_string(), Arc::new(Mutex::new(conn)));
             }
         }
@@ -142,14 +143,14 @@ impl LeafStore {
             if path.extension().is_none_or(|e| e != "sqlite") {
                 continue;
             }
-            let conn = engine::open(&path)?;
+            let mut conn = engine::open(&path)?;
             let identity: Option<(String, u32)> =
                 conn.query_row("SELECT db, ordinal FROM _canopy_partition", [], |r| Ok((r.get(0)?, r.get(1)?))).ok();
             let Some((db, ordinal)) = identity else {
                 tracing::warn!("ignoring {}: not a Canopy partition", path.display());
                 continue;
             };
-            store.attach_reference(&conn, &db)?;
+            store.attach_reference(&mut conn, &db)?;
             let instance = Instance { conn: Arc::new(Mutex::new(conn)), state: PartitionState::Pending };
             open.partitions.insert((db, ordinal), instance);
         }
@@ -169,12 +170,14 @@ impl LeafStore {
         self.root.join("reference").join(format!("{db}.sqlite"))
     }
 
-    fn attach_reference(&self, conn: &Connection, db: &str) -> Result<(), StorageError> {
+    /// Attaches the reference copy of `db` to a partition connection, then denies every further ATTACH on it
+    /// (`engine::deny_escapes`): this is the only file a partition connection ever attaches.
+    fn attach_reference(&self, conn: &mut Connection, db: &str) -> Result<(), StorageError> {
         let path = self.reference_path(db);
         let path = path.to_str().ok_or_else(|| StorageError::Internal("non-UTF-8 data directory".into()))?;
         conn.execute("ATTACH DATABASE ?1 AS canopy_ref", [path])?;
         debug_assert_eq!(REFERENCE_SCHEMA, "canopy_ref");
-        Ok(())
+        engine::deny_escapes(conn)
     }
 
     /// Creates the reference copy of `db` (if missing, running `reference_schema`) and the listed partition
@@ -212,10 +215,11 @@ impl LeafStore {
             remove_files(&self.partition_path(db, ordinal))?;
         }
         if !open.references.contains_key(db) {
-            let conn = engine::open(&self.reference_path(db))?;
+            let mut conn = engine::open(&self.reference_path(db))?;
             engine::set_durability(&conn, durability)?;
             engine::set_database_id(&conn, database_id)?;
             engine::execute_ddl(&conn, reference_schema)?;
+            engine::deny_escapes(&mut conn)?;
             open.references.insert(db.to_string(), Arc::new(Mutex::new(conn)));
         }
         for &ordinal in ordinals {
@@ -226,11 +230,11 @@ impl LeafStore {
             let path = self.partition_path(db, ordinal);
             // A file left by an interrupted earlier attempt has no committed identity; start it afresh.
             remove_files(&path)?;
-            let conn = engine::open(&path)?;
+            let mut conn = engine::open(&path)?;
             engine::set_durability(&conn, durability)?;
             engine::set_database_id(&conn, database_id)?;
             engine::create_partition(&conn, db, ordinal, schema)?;
-            self.attach_reference(&conn, db)?;
+            self.attach_reference(&mut conn, db)?;
             open.partitions.insert(key, Instance { conn: Arc::new(Mutex::new(conn)), state: PartitionState::Online });
         }
         Ok(())
@@ -486,8 +490,8 @@ impl LeafStore {
         remove_files(&path)?;
         std::fs::rename(&temp, &path)?;
         std::fs::File::open(self.root.join("partitions"))?.sync_all()?;
-        let conn = engine::open(&path)?;
-        self.attach_reference(&conn, db)?;
+        let mut conn = engine::open(&path)?;
+        self.attach_reference(&mut conn, db)?;
         Ok((conn, position))
     }
 
@@ -554,6 +558,36 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("canopy-storage-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
+    }
+
+    /// Statement text reaching a leaf (RPC Execute or Ddl, or the leaf's own MySQL port) never opens another file:
+    /// ATTACH, DETACH and VACUUM INTO are refused on partitions and reference copies, after a reopen too, while
+    /// the store's own attached reference copy keeps working.
+    #[test]
+    fn statements_cannot_attach_detach_or_vacuum_into_files() {
+        let dir = temp_dir("authorizer");
+        let outside = dir.join("outside.sqlite");
+        let attach = format!("ATTACH DATABASE '{}' AS evil", outside.display());
+        let vacuum = format!("VACUUM INTO '{}'", outside.display());
+        for reopen in [false, true] {
+            let store = LeafStore::open(&dir).unwrap();
+            if !reopen {
+                let schema = ["CREATE TABLE x (id INTEGER PRIMARY KEY)".to_string()];
+                let reference = ["CREATE TABLE r (k INTEGER)".to_string()];
+                store.create_partitions("test", &[0], &schema, &reference, Durability::Async, 1).unwrap();
+            }
+            store.set_partition_state("test", 0, PartitionState::Online).unwrap();
+            for sql in [attach.as_str(), "DETACH DATABASE canopy_ref", vacuum.as_str(), "VACUUM"] {
+                assert!(store.execute_on_partition("test", 0, sql).is_err(), "partition ran {sql}");
+                assert!(store.execute_on_reference("test", sql).is_err(), "reference ran {sql}");
+            }
+            assert!(store.ddl_on_partition("test", 0, std::slice::from_ref(&attach)).is_err(), "DDL ran ATTACH");
+            assert!(store.ddl_on_reference("test", std::slice::from_ref(&attach)).is_err(), "reference DDL ran ATTACH");
+            assert!(store.execute_on_partition("test", 0, "SELECT load_extension('x')").is_err());
+            assert!(!outside.exists(), "a statement created a file outside the store");
+            let rows = store.execute_on_partition("test", 0, "SELECT count(*) FROM r").unwrap();
+            assert!(matches!(rows, Outcome::Rows(_)), "the reference copy stays attached");
+        }
     }
 
     #[test]
