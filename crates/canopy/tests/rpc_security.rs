@@ -9,8 +9,9 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use canopy_rpc::{Request, Response, Target};
+use mysql_async::Row;
 use mysql_async::prelude::Queryable;
-use support::TestCluster;
+use support::{NodeProc, TestCluster, eventually};
 
 /// The default RPC port of a node whose MySQL port is `port`.
 fn rpc_port(port: u16) -> u16 {
@@ -42,6 +43,48 @@ fn send_raw(port: u16, request: &Request) -> Vec<Response> {
 
 async fn count(conn: &mut mysql_async::Conn, sql: &str) -> Option<i64> {
     conn.query_first::<i64, _>(sql).await.ok().flatten()
+}
+
+fn text(row: &Row, column: &str) -> String {
+    match row.get::<mysql_async::Value, _>(column) {
+        Some(mysql_async::Value::Bytes(b)) => String::from_utf8_lossy(&b).into_owned(),
+        Some(mysql_async::Value::Int(i)) => i.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The state SHOW LEAVES gives the leaf at MySQL port `port`.
+async fn leaf_state(master: &NodeProc, port: u16) -> Option<String> {
+    let mut conn = mysql_async::Conn::new(master.opts()).await.ok()?;
+    let rows: Vec<Row> = conn.query("SHOW LEAVES").await.ok()?;
+    rows.iter().find(|r| text(r, "Port") == port.to_string()).map(|r| text(r, "State"))
+}
+
+async fn wait_state(master: &NodeProc, port: u16, state: &str) {
+    eventually(&format!("leaf {port} {state}"), || async {
+        (leaf_state(master, port).await.as_deref() == Some(state)).then_some(())
+    })
+    .await
+}
+
+/// Waits until the master decides about the node now at leaf address `port`: its log calls it not its leaf, or
+/// the leaf is online again (adopted).
+async fn wait_verdict(master: &NodeProc, port: u16) {
+    let address = format!("127.0.0.1:{port} is not our leaf");
+    eventually(&format!("the master decides about the node at {port}"), || async {
+        let online = leaf_state(master, port).await.as_deref() == Some("online");
+        (online || master.log().contains(&address)).then_some(())
+    })
+    .await
+}
+
+/// A cluster with `test.x` holding `rows` (1..=rows, v = `tag`).
+async fn with_rows(cluster: &TestCluster, rows: i64, tag: &str) {
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE DATABASE test PARTITIONS 4").await.expect("create database");
+    conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY, v TEXT)").await.expect("create table");
+    let values: Vec<String> = (1..=rows).map(|i| format!("({i}, '{tag}')")).collect();
+    conn.query_drop(format!("INSERT INTO test.x VALUES {}", values.join(","))).await.expect("insert");
 }
 
 /// History: a cluster with one leaf holding `test.x` (8 rows). A stranger connects to the leaf's RPC port and sends
@@ -77,4 +120,55 @@ async fn frames_without_the_cluster_secret_are_refused_and_the_leaf_keeps_servin
     let mut leaf_conn = cluster.leaves[0].connect().await;
     let role: Option<String> = leaf_conn.query_first("SELECT @@canopy_role").await.expect("role");
     assert_eq!(role.as_deref(), Some("Leaf"), "the leaf is still a leaf");
+}
+
+/// History: clusters A and B on loopback, each with `test.x` (database id 1 in both). A's leaf 1 is killed and goes
+/// offline; cluster B's new leaf then takes over its host and ports. Property: A never adopts that node (its
+/// handshake cannot prove A's secret): it stays offline in A's SHOW LEAVES, and A never serves B's rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_clusters_node_at_a_dead_leafs_address_is_never_attached() {
+    let mut a = TestCluster::start("rpc-cluster-a", 2).await;
+    with_rows(&a, 40, "a").await;
+    let b = TestCluster::start("rpc-cluster-b", 1).await;
+    let port = a.leaves[0].port;
+    a.leaves[0].kill();
+    wait_state(&a.master, port, "offline").await;
+
+    let impostor = NodeProc::start(&b.dir.join("leaf-takeover"), port);
+    drop(impostor.connect().await);
+    let mut b_conn = b.conn().await;
+    b_conn.query_drop(format!("ADD LEAF root@'127.0.0.1':{port}")).await.expect("B adds the node");
+    drop(b_conn);
+    with_rows(&b, 40, "b").await;
+
+    wait_verdict(&a.master, port).await;
+    assert_eq!(leaf_state(&a.master, port).await.as_deref(), Some("offline"), "A attached B's node");
+    let mut a_conn = a.master.connect().await;
+    let b_rows = a_conn.query_first::<i64, _>("SELECT count(*) FROM test.x WHERE v = 'b'").await;
+    assert!(!matches!(b_rows, Ok(Some(n)) if n > 0), "cluster A served cluster B's rows: {b_rows:?}");
+}
+
+/// History: a cluster with two leaves; leaf 1 is killed and goes offline; a node holding this cluster's secret but
+/// leaf 2's identity (node.json and cluster.secret copied, no data) starts at leaf 1's address. Property: its Pong
+/// names another node id, so the master calls it not its leaf and never attaches it (defence in depth behind the
+/// handshake).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pong_with_another_node_id_is_not_our_leaf() {
+    let mut cluster = TestCluster::start("rpc-pong-id", 2).await;
+    with_rows(&cluster, 20, "a").await;
+    let port = cluster.leaves[0].port;
+    cluster.leaves[0].kill();
+    wait_state(&cluster.master, port, "offline").await;
+    let twin = cluster.dir.join("twin");
+    std::fs::create_dir_all(&twin).expect("twin dir");
+    for file in ["node.json", "cluster.secret"] {
+        if let Ok(bytes) = std::fs::read(cluster.leaves[1].data_dir.join(file)) {
+            std::fs::write(twin.join(file), bytes).expect("copy identity");
+        }
+    }
+    let impostor = NodeProc::start(&twin, port);
+    drop(impostor.connect().await);
+    wait_verdict(&cluster.master, port).await;
+    assert_eq!(leaf_state(&cluster.master, port).await.as_deref(), Some("offline"), "the twin was attached");
+    assert!(cluster.master.log().contains("reports node id"), "{}", cluster.master.log());
 }

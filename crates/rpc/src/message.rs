@@ -121,6 +121,8 @@ pub struct LocalDatabase {
     pub log_index: u64,
     /// The database incarnation the copy belongs to (None for copies that predate ids).
     pub database_id: Option<u64>,
+    /// The cluster the copy was created in (None for copies that predate it).
+    pub cluster_id: Option<String>,
 }
 
 /// One change-log entry of a partition as it travels between leaves: position, kind (0 row changeset, 1 DDL text)

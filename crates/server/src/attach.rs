@@ -39,6 +39,8 @@ pub fn decide(meta: &canopy_meta::ClusterMeta, leaf: NodeId, local: &[LocalDatab
                 None => Decision::Conflict,
                 // A copy of an earlier database with the same name (dropped and re-created while the leaf was away).
                 Some(db) if d.database_id.is_some_and(|id| id != db.id.0) => Decision::Conflict,
+                // Another cluster's copy (database ids start at 1 in every cluster): never this cluster's data.
+                Some(_) if d.cluster_id.as_ref().is_some_and(|c| *c != meta.cluster_id) => Decision::Conflict,
                 Some(db) if db.instances.iter().any(|i| i.ordinal == ordinal && i.node == leaf) => Decision::Attach,
                 Some(_) => Decision::Orphan,
             };
@@ -213,6 +215,7 @@ mod tests {
             term: 0,
             log_index: 0,
             database_id: None,
+            cluster_id: None,
         }
     }
 
@@ -239,6 +242,25 @@ mod tests {
                 ("test".to_string(), 3, Decision::Conflict),
             ]
         );
+    }
+
+    /// Database ids start at 1 in every cluster: a copy recording another cluster is never attached, even when its
+    /// name, ordinal and database id match this cluster's instance on the leaf.
+    #[test]
+    fn another_clusters_copy_is_a_conflict() {
+        let mut m = ClusterMeta::bootstrap("ours".into(), NodeAddr { host: "ma".into(), port: 1, rpc_port: 2 });
+        let addr = NodeAddr { host: "h".into(), port: 10, rpc_port: 11 };
+        m.apply(Command::AddLeaf { addr, user: "root".into(), password: String::new(), group: None }).unwrap();
+        m.apply(Command::CreateDatabase { name: "test".into(), partitions: 2, sync_durability: true }).unwrap();
+        let leaf = NodeId(2);
+        let mut theirs = local("test", 0);
+        theirs.database_id = Some(m.databases["test"].id.0);
+        theirs.cluster_id = Some("theirs".into());
+        let mut ours = local("test", 1);
+        ours.database_id = Some(m.databases["test"].id.0);
+        ours.cluster_id = Some("ours".into());
+        let got = decide(&m, leaf, &[theirs, ours]);
+        assert_eq!(got, vec![("test".to_string(), 0, Decision::Conflict), ("test".to_string(), 1, Decision::Attach)]);
     }
 }
 

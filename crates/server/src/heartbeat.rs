@@ -6,13 +6,16 @@
 //!   aggregator was down) gets them attached, without any failover.
 //!
 //! It also measures the round-trip latency shown by SHOW LEAVES.
+//!
+//! Only this cluster's leaf counts as an answer: a node at the leaf's address that cannot prove the cluster secret,
+//! or whose `Pong` names another cluster or node id, is "not our leaf" (logged, never answered, never attached).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use canopy_meta::{Command, LeafState, NodeId};
-use canopy_rpc::{Request, Response, RpcError};
+use canopy_rpc::{NodeStatus, Request, Response, RpcError};
 use tokio::sync::mpsc;
 
 use crate::attach;
@@ -29,6 +32,29 @@ struct PingResult {
     probe: Probe,
     rtt: Duration,
     pending_partitions: u32,
+    /// Why the node at the leaf's address is not this cluster's leaf, if it is not.
+    stranger: Option<String>,
+}
+
+/// Whether a `Pong` comes from leaf `node_id` of cluster `cluster_id`; the reason it does not otherwise.
+pub fn check_identity(cluster_id: &str, node_id: NodeId, status: &NodeStatus) -> Result<(), String> {
+    if status.cluster_id.as_deref() != Some(cluster_id) {
+        return Err(format!("it reports cluster {:?}, not {cluster_id}", status.cluster_id));
+    }
+    if status.node_id != Some(node_id.0) {
+        return Err(format!("it reports node id {:?}, not {}", status.node_id, node_id.0));
+    }
+    Ok(())
+}
+
+/// The reason a failed ping shows the node is not this cluster's (it cannot prove the secret), if so.
+fn stranger(error: &Error) -> Option<String> {
+    match error {
+        Error::LeafUnreachable { source: e @ (RpcError::Unauthenticated(_) | RpcError::PeerUnkeyed), .. } => {
+            Some(e.to_string())
+        }
+        _ => None,
+    }
 }
 
 fn classify(error: &Error) -> Probe {
@@ -55,6 +81,7 @@ pub async fn run(node: Arc<Node>) {
     let mut watches: HashMap<NodeId, LeafWatch> = HashMap::new();
     let mut in_flight: HashSet<NodeId> = HashSet::new();
     let mut attaching: HashSet<NodeId> = HashSet::new();
+    let mut strangers: HashSet<NodeId> = HashSet::new();
     let (results_tx, mut results_rx) = mpsc::channel::<PingResult>(1024);
     let (attached_tx, mut attached_rx) = mpsc::channel::<NodeId>(64);
     loop {
@@ -70,6 +97,7 @@ pub async fn run(node: Arc<Node>) {
         let mut last_probe: HashMap<NodeId, PingResult> = HashMap::new();
         while let Ok(result) = results_rx.try_recv() {
             in_flight.remove(&result.leaf);
+            note_stranger(&cluster, &mut strangers, &result);
             let watch = watches.entry(result.leaf).or_insert_with(|| LeafWatch::new(now_ms()));
             watch.observe(result.probe, now_ms());
             cluster.record_ping(result.leaf, (result.probe == Probe::Answered).then_some(result.rtt));
@@ -116,23 +144,48 @@ pub async fn run(node: Arc<Node>) {
                 let cluster = cluster.clone();
                 let leaf = leaf.clone();
                 let results = results_tx.clone();
+                let cluster_id = meta.cluster_id.clone();
                 tokio::spawn(async move {
                     let started = Instant::now();
                     let outcome = cluster.call_with_timeout(&leaf, &Request::Ping, PING_TIMEOUT).await;
-                    let (probe, pending_partitions) = match outcome {
-                        Ok(Response::Pong(status)) => {
-                            cluster.use_local_socket(&leaf, status.local_socket.as_deref());
-                            (Probe::Answered, status.pending_partitions)
-                        }
-                        Ok(_) => (Probe::Answered, 0),
-                        Err(e) => (classify(&e), 0),
+                    let (probe, pending_partitions, stranger) = match outcome {
+                        Ok(Response::Pong(status)) => match check_identity(&cluster_id, leaf.id, &status) {
+                            Ok(()) => {
+                                cluster.use_local_socket(&leaf, status.local_socket.as_deref());
+                                (Probe::Answered, status.pending_partitions, None)
+                            }
+                            Err(why) => (Probe::NoAnswer, 0, Some(why)),
+                        },
+                        Ok(other) => (Probe::NoAnswer, 0, Some(format!("it answered a ping with {other:?}"))),
+                        Err(e) => match stranger(&e) {
+                            Some(why) => (Probe::NoAnswer, 0, Some(why)),
+                            None => (classify(&e), 0, None),
+                        },
                     };
-                    let _ = results
-                        .send(PingResult { leaf: leaf.id, probe, rtt: started.elapsed(), pending_partitions })
-                        .await;
+                    let rtt = started.elapsed();
+                    let _ = results.send(PingResult { leaf: leaf.id, probe, rtt, pending_partitions, stranger }).await;
                 });
             }
         }
+    }
+}
+
+/// Logs when the node at a leaf's address starts or stops being a stranger (not this cluster's leaf).
+fn note_stranger(cluster: &Cluster, strangers: &mut HashSet<NodeId>, result: &PingResult) {
+    match &result.stranger {
+        Some(why) if strangers.insert(result.leaf) => {
+            let addr = cluster.meta().leaves.get(&result.leaf).map(|l| format!("{}:{}", l.addr.host, l.addr.port));
+            tracing::warn!(
+                "the node at leaf {}'s address {} is not our leaf ({why}); it is neither answered nor attached",
+                result.leaf,
+                addr.unwrap_or_default()
+            );
+        }
+        Some(_) => {}
+        None if result.probe == Probe::Answered && strangers.remove(&result.leaf) => {
+            tracing::info!("leaf {} answers as our leaf again", result.leaf);
+        }
+        None => {}
     }
 }
 
@@ -149,4 +202,21 @@ fn spawn_attach(cluster: Arc<Cluster>, leaf: NodeId, auto_attach: bool, done: mp
         }
         let _ = done.send(leaf).await;
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(cluster_id: Option<&str>, node_id: Option<u32>) -> NodeStatus {
+        NodeStatus { cluster_id: cluster_id.map(String::from), node_id, pending_partitions: 0, local_socket: None }
+    }
+
+    #[test]
+    fn only_our_cluster_and_node_id_count_as_our_leaf() {
+        assert!(check_identity("a", NodeId(4), &status(Some("a"), Some(4))).is_ok());
+        assert!(check_identity("a", NodeId(4), &status(Some("b"), Some(4))).is_err(), "another cluster");
+        assert!(check_identity("a", NodeId(4), &status(Some("a"), Some(5))).is_err(), "another leaf of ours");
+        assert!(check_identity("a", NodeId(4), &status(None, None)).is_err(), "an unconfigured node");
+    }
 }

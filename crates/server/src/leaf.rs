@@ -267,6 +267,7 @@ impl canopy_rpc::Handler for RpcHandler {
                             term: d.term,
                             log_index: d.log_index,
                             database_id: d.database_id,
+                            cluster_id: d.cluster_id,
                         })
                         .collect(),
                 )

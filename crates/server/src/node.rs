@@ -46,6 +46,9 @@ impl Node {
             tracing::warn!("this leaf holds no cluster secret (added by an older version): re-add it to its cluster");
         }
         let credentials = Arc::new(Credentials::new(format!("{}:{}", config.host, config.port), secret));
+        if identity.role == NodeRole::Leaf {
+            store.set_cluster_id(identity.cluster_id.clone());
+        }
         let cluster = match identity.role {
             NodeRole::MasterAggregator => {
                 let meta: ClusterMeta = persist::load(&persist::meta_path(&config.data_dir))?
@@ -147,6 +150,7 @@ impl Node {
         self.set_identity(Identity::unconfigured())?;
         // The secret goes with the membership: a node outside the cluster must not authenticate as one of it.
         self.credentials.set_secret(None);
+        self.store.set_cluster_id(None);
         persist::remove_secret(&persist::secret_path(&self.config.data_dir))
     }
 
@@ -162,6 +166,7 @@ impl Node {
         }
         persist::store_secret(&persist::secret_path(&self.config.data_dir), &secret)?;
         self.credentials.set_secret(Some(secret));
+        self.store.set_cluster_id(Some(cluster_id.clone()));
         self.set_identity(Identity { role: NodeRole::Leaf, cluster_id: Some(cluster_id), node_id: Some(node_id) })
     }
 }

@@ -160,6 +160,17 @@ pub fn database_id(conn: &Connection) -> Result<Option<u64>, StorageError> {
     Ok(setting(conn, "database_id")?.and_then(|v| v.parse().ok()))
 }
 
+/// Records which cluster this file belongs to (its cluster id): database ids start at 1 in every cluster, so
+/// without it another cluster's `test` would pass for this one's.
+pub fn set_cluster_id(conn: &Connection, cluster_id: &str) -> Result<(), StorageError> {
+    set_setting(conn, "cluster_id", cluster_id)
+}
+
+/// The cluster id recorded in the file, if any (files from before it was recorded have none).
+pub fn cluster_id(conn: &Connection) -> Result<Option<String>, StorageError> {
+    setting(conn, "cluster_id")
+}
+
 fn set_setting(conn: &Connection, key: &str, value: &str) -> Result<(), StorageError> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS _canopy_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")?;
     conn.execute(

@@ -60,6 +60,8 @@ pub struct LocalDb {
     pub state: PartitionState,
     /// The metadata's id of the database incarnation this copy belongs to (None for files that predate it).
     pub database_id: Option<u64>,
+    /// The cluster this copy was created in (None for files that predate it).
+    pub cluster_id: Option<String>,
 }
 
 impl LocalDb {
@@ -95,6 +97,9 @@ struct Open {
 pub struct LeafStore {
     root: PathBuf,
     open: Mutex<Open>,
+    /// The cluster this leaf serves (None outside any cluster): new files record it, and files recording another
+    /// cluster are stale for `create_partitions`.
+    cluster_id: std::sync::RwLock<Option<String>>,
 }
 
 /// Database names become file names, so they are restricted to a safe alphabet.
@@ -117,7 +122,11 @@ impl LeafStore {
         for dir in ["partitions", "reference", "snapshots"] {
             std::fs::create_dir_all(root.join(dir))?;
         }
-        let store = LeafStore { root: root.to_path_buf(), open: Mutex::new(Open::default()) };
+        let store = LeafStore {
+            root: root.to_path_buf(),
+            open: Mutex::new(Open::default()),
+            cluster_id: std::sync::RwLock::new(None),
+        };
         let mut open = Open::default();
         for entry in std::fs::read_dir(root.join("snapshots"))? {
             std::fs::remove_file(entry?.path())?;
@@ -156,6 +165,33 @@ impl LeafStore {
         }
         *store.lock()? = open;
         Ok(store)
+    }
+
+    /// Sets the cluster this leaf serves (it joined or left one).
+    pub fn set_cluster_id(&self, cluster_id: Option<String>) {
+        *self.cluster_id.write().unwrap_or_else(|p| p.into_inner()) = cluster_id;
+    }
+
+    fn cluster_id(&self) -> Option<String> {
+        self.cluster_id.read().map(|c| c.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Whether the file behind `conn` belongs to another incarnation of its database, or to another cluster.
+    fn is_stale(&self, conn: &Shared, database_id: u64) -> Result<bool, StorageError> {
+        let conn = lock_conn(conn)?;
+        let other_incarnation = engine::database_id(&conn)?.is_some_and(|id| id != database_id);
+        let cluster = self.cluster_id();
+        let other_cluster = engine::cluster_id(&conn)?.is_some_and(|c| cluster.is_some_and(|ours| c != ours));
+        Ok(other_incarnation || other_cluster)
+    }
+
+    /// Records the database incarnation and this leaf's cluster in a new file.
+    fn stamp(&self, conn: &Connection, database_id: u64) -> Result<(), StorageError> {
+        engine::set_database_id(conn, database_id)?;
+        match self.cluster_id() {
+            Some(cluster_id) => engine::set_cluster_id(conn, &cluster_id),
+            None => Ok(()),
+        }
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Open>, StorageError> {
@@ -197,7 +233,7 @@ impl LeafStore {
         // Copies of an earlier incarnation of a database with this name (dropped while this leaf was away) are
         // stale: they are replaced, never reused.
         let stale_reference = match open.references.get(db) {
-            Some(conn) => engine::database_id(&*lock_conn(conn)?)?.is_some_and(|id| id != database_id),
+            Some(conn) => self.is_stale(conn, database_id)?,
             None => false,
         };
         if stale_reference {
@@ -206,7 +242,7 @@ impl LeafStore {
         }
         let mut stale = Vec::new();
         for ((d, ordinal), instance) in open.partitions.iter() {
-            if d == db && engine::database_id(&*lock_conn(&instance.conn)?)?.is_some_and(|id| id != database_id) {
+            if d == db && self.is_stale(&instance.conn, database_id)? {
                 stale.push(*ordinal);
             }
         }
@@ -217,7 +253,7 @@ impl LeafStore {
         if !open.references.contains_key(db) {
             let mut conn = engine::open(&self.reference_path(db))?;
             engine::set_durability(&conn, durability)?;
-            engine::set_database_id(&conn, database_id)?;
+            self.stamp(&conn, database_id)?;
             engine::execute_ddl(&conn, reference_schema)?;
             engine::deny_escapes(&mut conn)?;
             open.references.insert(db.to_string(), Arc::new(Mutex::new(conn)));
@@ -232,7 +268,7 @@ impl LeafStore {
             remove_files(&path)?;
             let mut conn = engine::open(&path)?;
             engine::set_durability(&conn, durability)?;
-            engine::set_database_id(&conn, database_id)?;
+            self.stamp(&conn, database_id)?;
             engine::create_partition(&conn, db, ordinal, schema)?;
             self.attach_reference(&mut conn, db)?;
             open.partitions.insert(key, Instance { conn: Arc::new(Mutex::new(conn)), state: PartitionState::Online });
@@ -341,7 +377,8 @@ impl LeafStore {
             let conn = lock_conn(&conn)?;
             let (term, log_index, commits) = engine::log_position(&conn)?;
             let database_id = engine::database_id(&conn)?;
-            out.push(LocalDb { db, ordinal, term, log_index, commits, state, database_id });
+            let cluster_id = engine::cluster_id(&conn)?;
+            out.push(LocalDb { db, ordinal, term, log_index, commits, state, database_id, cluster_id });
         }
         Ok(out)
     }
@@ -558,6 +595,27 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("canopy-storage-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
+    }
+
+    /// Files record the cluster they were created in; CREATE DATABASE on a leaf that now serves another cluster
+    /// replaces a same-named copy of the old cluster (same database id, since ids start at 1 everywhere) instead of
+    /// adopting its rows.
+    #[test]
+    fn files_record_their_cluster_and_another_clusters_copy_is_replaced() {
+        let dir = temp_dir("cluster-id");
+        let store = LeafStore::open(&dir).unwrap();
+        let schema = ["CREATE TABLE x (id INTEGER PRIMARY KEY)".to_string()];
+        store.set_cluster_id(Some("theirs".into()));
+        store.create_partitions("test", &[0], &schema, &[], Durability::Async, 1).unwrap();
+        store.execute_on_partition("test", 0, "INSERT INTO x VALUES (1)").unwrap();
+        let listed = store.list().unwrap();
+        assert!(listed.iter().all(|l| l.cluster_id.as_deref() == Some("theirs")), "{listed:?}");
+        store.set_cluster_id(Some("ours".into()));
+        store.create_partitions("test", &[0], &schema, &[], Durability::Async, 1).unwrap();
+        let rows = store.execute_on_partition("test", 0, "SELECT count(*) FROM x").unwrap();
+        let Outcome::Rows(rows) = rows else { panic!("rows") };
+        assert_eq!(rows.rows[0][0], Value::Integer(0), "the other cluster's rows were adopted");
+        assert!(store.list().unwrap().iter().all(|l| l.cluster_id.as_deref() == Some("ours")));
     }
 
     /// Statement text reaching a leaf (RPC Execute or Ddl, or the leaf's own MySQL port) never opens another file:
