@@ -172,3 +172,87 @@ async fn a_pong_with_another_node_id_is_not_our_leaf() {
     assert_eq!(leaf_state(&cluster.master, port).await.as_deref(), Some("offline"), "the twin was attached");
     assert!(cluster.master.log().contains("reports node id"), "{}", cluster.master.log());
 }
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o777
+}
+
+/// History: a cluster with one leaf and a database. Property: the secret, the metadata and the identity are 0600,
+/// data directories 0700 and partition files 0600, whatever the umask.
+#[tokio::test]
+async fn secrets_metadata_and_data_are_private_files() {
+    let cluster = TestCluster::start("rpc-modes", 1).await;
+    with_rows(&cluster, 4, "a").await;
+    let (master, leaf) = (&cluster.master.data_dir, &cluster.leaves[0].data_dir);
+    for file in [master.join("cluster.json"), master.join("cluster.secret"), master.join("node.json")] {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+    for file in [leaf.join("cluster.secret"), leaf.join("node.json"), leaf.join("leaf/partitions/test_0.sqlite")] {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+    for dir in [master.clone(), leaf.clone(), leaf.join("leaf/partitions"), leaf.join("leaf/reference")] {
+        assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+    }
+}
+
+/// History: a cluster with one leaf holding `test.x`. A client logs in to the leaf's own MySQL port and, inside
+/// a partition database, reads, then tries to write, change the schema and ATTACH a file. Property: reads work;
+/// writes and DDL get error 1290 and change nothing; ATTACH is refused and creates no file.
+#[tokio::test]
+async fn a_leafs_own_mysql_port_only_reads() {
+    let cluster = TestCluster::start("rpc-leaf-port", 1).await;
+    with_rows(&cluster, 8, "a").await;
+    let mut leaf = cluster.leaves[0].connect().await;
+    leaf.query_drop("USE test_0").await.expect("use a partition database");
+    let before = count(&mut leaf, "SELECT count(*) FROM x").await.expect("a leaf port reads");
+    for write in ["INSERT INTO x VALUES (100, 'z')", "DELETE FROM x", "CREATE TABLE y (a INT)", "DROP TABLE x"] {
+        let refused = leaf.query_drop(write).await;
+        let Err(mysql_async::Error::Server(e)) = refused else { panic!("{write} was not refused: {refused:?}") };
+        assert_eq!(e.code, 1290, "{write}: {e:?}");
+    }
+    let outside = cluster.dir.join("outside.sqlite");
+    let attach = leaf.query_drop(format!("ATTACH DATABASE '{}' AS evil", outside.display())).await;
+    assert!(attach.is_err(), "ATTACH ran on a leaf");
+    assert!(!outside.exists(), "ATTACH created a file");
+    assert_eq!(count(&mut leaf, "SELECT count(*) FROM x").await, Some(before), "a refused write changed rows");
+    let mut conn = cluster.conn().await;
+    assert_eq!(count(&mut conn, "SELECT count(*) FROM test.x").await, Some(8));
+}
+
+/// A node told to listen beyond loopback (`--bind 0.0.0.0`) with no root password refuses to start, before it
+/// binds anything, and says which flag would insist.
+#[test]
+fn a_node_beyond_loopback_without_a_root_password_refuses_to_start() {
+    let dir = support::temp_dir("rpc-exposed");
+    let port = support::free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_canopy"))
+        .args(["server", "--host", "127.0.0.1", "--bind", "0.0.0.0", "--port", &port.to_string(), "--data-dir"])
+        .arg(&dir)
+        .env_remove("CANOPY_ROOT_PASSWORD")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn canopy");
+    let deadline = std::time::Instant::now() + support::DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline || TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    let status = status.unwrap_or_else(|| panic!("the node started listening beyond loopback:\n{stderr}"));
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("--allow-empty-root-password"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -22,7 +22,7 @@ pub mod views;
 use std::future::Future;
 use std::sync::Arc;
 
-pub use config::{NodeConfig, RPC_PORT_OFFSET, default_rpc_port};
+pub use config::{ConfigError, NodeConfig, RPC_PORT_OFFSET, check_root_password, default_rpc_port};
 pub use node::Node;
 
 /// Runs a node until `shutdown` completes, then stops accepting connections and returns. Committed data is already

@@ -32,7 +32,13 @@ pub struct Node {
 impl Node {
     /// Opens the data directory: identity, local partitions and, on a master aggregator, the cluster metadata.
     pub fn open(config: NodeConfig) -> Result<Arc<Node>> {
-        std::fs::create_dir_all(&config.data_dir)
+        // Mode 0700, also when it existed: the directory holds the cluster secret, the metadata and the data.
+        let private = |dir: &std::path::Path| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::create_dir_all(dir)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        };
+        private(&config.data_dir)
             .map_err(|e| Error::Internal(format!("cannot create {}: {e}", config.data_dir.display())))?;
         let identity: Identity =
             persist::load(&persist::identity_path(&config.data_dir))?.unwrap_or_else(Identity::unconfigured);

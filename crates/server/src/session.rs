@@ -248,18 +248,23 @@ impl Session {
             Ok(Statement::SetSession { .. } | Statement::SetNames { .. }) => Ok(Answer::done()),
             Ok(Statement::Begin | Statement::Commit | Statement::Rollback) => Ok(Answer::done()),
             _ => {
-                // Inside a partition database a leaf runs SQLite's SQL as is, for inspection.
+                // Inside a partition database a leaf runs SQLite's SQL as is, for inspection only: a write here
+                // would bypass the master's gates (and, for DDL, the metadata), so it is refused.
                 let Some(name) = self.db.clone() else { return self.scratch_only(sql) };
                 let local = self.node.store.list()?;
                 let target = local.into_iter().find(|d| d.name() == name).ok_or(Error::UnknownDatabase(name))?;
                 let store = self.node.store.clone();
                 let sql = sql.to_string();
                 let outcome = tokio::task::spawn_blocking(move || match target.ordinal {
-                    Some(o) => store.execute_on_partition(&target.db, o, &sql),
-                    None => store.execute_on_reference(&target.db, &sql),
+                    Some(o) => store.inspect_partition(&target.db, o, &sql),
+                    None => store.inspect_reference(&target.db, &sql),
                 })
                 .await
-                .map_err(|e| Error::Internal(e.to_string()))??;
+                .map_err(|e| Error::Internal(e.to_string()))?
+                .map_err(|e| match e {
+                    canopy_storage::StorageError::NotReadOnly => Error::LeafReadOnly,
+                    e => Error::Storage(e),
+                })?;
                 Ok(match outcome {
                     canopy_storage::Outcome::Rows(rs) => Answer::Rows(rs),
                     canopy_storage::Outcome::Affected { rows, last_insert_id } => Answer::Done {

@@ -27,9 +27,14 @@ pub const RESULT_ROWS_MAX: usize = 50_000_000;
 /// How long a statement waits for another writer on the same file before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Mode of database files: SQLite gives its WAL and shared-memory files the database file's mode.
+const FILE_MODE: u32 = 0o600;
+
 pub fn open(path: &Path) -> Result<Connection, StorageError> {
+    use std::os::unix::fs::PermissionsExt;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(FILE_MODE))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // WAL lets readers on other connections (the attached reference copy) proceed during writes; FULL makes every
     // acknowledged commit durable even across power loss, not just across a process kill.
@@ -105,6 +110,16 @@ pub fn execute(conn: &Connection, sql: &str, params: &[Value]) -> Result<Outcome
         record_commit(conn, Change::Rows(&changeset))?;
         Ok(outcome)
     })
+}
+
+/// Runs one statement that only reads (SQLite's own judgement, `sqlite3_stmt_readonly`); a statement that would
+/// write is refused with `NotReadOnly` before it runs.
+pub fn query(conn: &Connection, sql: &str) -> Result<Outcome, StorageError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    if !stmt.readonly() {
+        return Err(StorageError::NotReadOnly);
+    }
+    read_rows(&mut stmt).map(Outcome::Rows)
 }
 
 /// Runs DDL statements in one transaction (SQLite DDL is transactional), logged as their text.

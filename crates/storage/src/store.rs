@@ -120,7 +120,7 @@ impl LeafStore {
     /// installs and snapshots are removed.
     pub fn open(root: &Path) -> Result<LeafStore, StorageError> {
         for dir in ["partitions", "reference", "snapshots"] {
-            std::fs::create_dir_all(root.join(dir))?;
+            create_private_dir(&root.join(dir))?;
         }
         let store = LeafStore {
             root: root.to_path_buf(),
@@ -348,6 +348,19 @@ impl LeafStore {
     pub fn execute_on_reference_with(&self, db: &str, sql: &str, params: &[Value]) -> Result<Outcome, StorageError> {
         let conn = self.reference(db)?;
         engine::execute(&*lock_conn(&conn)?, sql, params)
+    }
+
+    /// Runs a statement that only reads on an `Online` partition (a leaf's MySQL port, for inspection);
+    /// `NotReadOnly` for one that would write.
+    pub fn inspect_partition(&self, db: &str, ordinal: u32, sql: &str) -> Result<Outcome, StorageError> {
+        let conn = self.online_partition(db, ordinal)?;
+        engine::query(&*lock_conn(&conn)?, sql)
+    }
+
+    /// Runs a statement that only reads on the reference copy of `db`; `NotReadOnly` for one that would write.
+    pub fn inspect_reference(&self, db: &str, sql: &str) -> Result<Outcome, StorageError> {
+        let conn = self.reference(db)?;
+        engine::query(&*lock_conn(&conn)?, sql)
     }
 
     /// Runs DDL on an `Online` partition; copies receive it through the log.
@@ -582,6 +595,13 @@ fn remove_files(path: &Path) -> Result<(), StorageError> {
             Err(e) => return Err(e.into()),
         }
     }
+    Ok(())
+}
+
+/// Creates `dir` (and its parents) mode 0700: partition files hold user data.
+fn create_private_dir(dir: &Path) -> Result<(), StorageError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     Ok(())
 }
 
