@@ -256,3 +256,47 @@ fn a_node_beyond_loopback_without_a_root_password_refuses_to_start() {
     assert!(stderr.contains("--allow-empty-root-password"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Holds `count` idle TCP connections to `port` (none authenticates); closed when dropped.
+fn hold_connections(port: u16, count: usize) -> Vec<TcpStream> {
+    (0..count).filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok()).collect()
+}
+
+/// How often a node's log says its RPC server was at its connection limit.
+fn full_server_lines(node: &NodeProc) -> usize {
+    node.log().matches("too many connections").count()
+}
+
+/// History: a cluster with one leaf; a stranger holds 1100 idle connections to the leaf's RPC port (more than its
+/// 1024 connection threads), and the master restarts meanwhile, so its pool is empty and every ping needs a new
+/// connection. Property: the leaf's server turns the master away as busy at least five times (more than
+/// `leaf_failure_refused_count`), yet the leaf never goes offline, and it serves again once the stranger's
+/// connections are closed by the handshake timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_beyond_the_limit_do_not_make_a_leaf_offline() {
+    let mut cluster = TestCluster::start("rpc-full", 1).await;
+    with_rows(&cluster, 8, "a").await;
+    let port = cluster.leaves[0].port;
+    cluster.master.terminate();
+    let held = hold_connections(rpc_port(port), 1100);
+    assert!(held.len() > 1024, "only {} connections could be opened", held.len());
+    let before = full_server_lines(&cluster.leaves[0]);
+    cluster.master.spawn();
+    drop(cluster.master.connect().await);
+    let leaf = &cluster.leaves[0];
+    eventually("the master's pings find the leaf full five times", || async {
+        (full_server_lines(leaf) >= before + 5).then_some(())
+    })
+    .await;
+    assert_eq!(leaf_state(&cluster.master, port).await.as_deref(), Some("online"), "a full leaf went offline");
+    let master = &cluster.master;
+    let rows = eventually("the leaf serves again", || async {
+        let mut conn = mysql_async::Conn::new(master.opts()).await.ok()?;
+        count(&mut conn, "SELECT count(*) FROM test.x").await
+    })
+    .await;
+    assert_eq!(rows, 8);
+    assert_eq!(leaf_state(&cluster.master, port).await.as_deref(), Some("online"));
+    assert!(!cluster.master.log().contains("marking it offline"), "the leaf went offline:\n{}", cluster.master.log());
+    drop(held);
+}

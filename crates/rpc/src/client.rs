@@ -14,10 +14,11 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::Semaphore;
 
 use crate::RpcError;
 use crate::auth::{self, Credentials, Standing, UNAUTHENTICATED_FRAME_BYTES_MAX};
@@ -26,19 +27,35 @@ use crate::message::{Request, Response};
 
 /// Idle connections kept per node; more may be open while calls are in flight.
 const IDLE_CONNECTIONS_MAX: usize = 64;
+/// Calls in flight to one node at a time (each holds one connection); more callers wait for a turn. Well below the
+/// server's `CONNECTION_THREADS_MAX`, so one aggregator alone never fills a leaf. Pings do not wait (see `call`).
+pub const CONNECTIONS_PER_NODE_MAX: usize = 256;
+/// A pooled connection idle longer than this is closed instead of reused: well under the server's
+/// `IDLE_TIMEOUT_MS`, so a call never picks a connection the server is about to close.
+const POOLED_IDLE_MS_MAX: u64 = 60_000;
 
 pub struct Client {
     addr: SocketAddr,
     connect_timeout: Duration,
     credentials: Arc<Credentials>,
     local: Mutex<Option<PathBuf>>,
-    idle: Mutex<Vec<Stream>>,
+    /// Pooled connections with the time each went idle.
+    idle: Mutex<Vec<(Stream, Instant)>>,
+    /// Turns for calls in flight (`CONNECTIONS_PER_NODE_MAX`).
+    turns: Semaphore,
 }
 
 impl Client {
     /// A client presenting `credentials` on every connection; `connect_timeout` bounds connecting and the handshake.
     pub fn new(addr: SocketAddr, connect_timeout: Duration, credentials: Arc<Credentials>) -> Client {
-        Client { addr, connect_timeout, credentials, local: Mutex::new(None), idle: Mutex::new(Vec::new()) }
+        Client {
+            addr,
+            connect_timeout,
+            credentials,
+            local: Mutex::new(None),
+            idle: Mutex::new(Vec::new()),
+            turns: Semaphore::new(CONNECTIONS_PER_NODE_MAX),
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -74,9 +91,24 @@ impl Client {
         }
     }
 
-    /// Sends `request` and waits for the response, for at most `timeout` once connected.
+    /// Sends `request` and waits for the response, for at most `timeout` once connected. Waits first for one of
+    /// the node's `CONNECTIONS_PER_NODE_MAX` turns (within `timeout`), except for a ping: the heartbeat keeps at
+    /// most one in flight per node, and it must not queue behind statements or the node would look silent.
     pub async fn call(&self, request: &Request, timeout: Duration) -> Result<Response, RpcError> {
-        let pooled = self.idle.lock().ok().and_then(|mut v| v.pop());
+        let _turn = match request {
+            Request::Ping => None,
+            _ => Some(
+                tokio::time::timeout(timeout, self.turns.acquire())
+                    .await
+                    .map_err(|_| RpcError::Timeout)?
+                    .map_err(|_| RpcError::Closed)?,
+            ),
+        };
+        self.call_now(request, timeout).await
+    }
+
+    async fn call_now(&self, request: &Request, timeout: Duration) -> Result<Response, RpcError> {
+        let pooled = self.pooled();
         let (mut stream, standing) = match pooled {
             Some(s) => (s, Standing::Authenticated),
             None => self.connect().await?,
@@ -94,9 +126,17 @@ impl Client {
             && let Ok(mut idle) = self.idle.lock()
             && idle.len() < IDLE_CONNECTIONS_MAX
         {
-            idle.push(stream);
+            idle.push((stream, Instant::now()));
         }
         Ok(response)
+    }
+
+    /// The most recently used pooled connection that has not been idle too long (older ones are closed).
+    fn pooled(&self) -> Option<Stream> {
+        let mut idle = self.idle.lock().ok()?;
+        let max = Duration::from_millis(POOLED_IDLE_MS_MAX);
+        idle.retain(|(_, since)| since.elapsed() < max);
+        idle.pop().map(|(stream, _)| stream)
     }
 
     /// A new connection, authenticated (or found unkeyed) by the handshake.

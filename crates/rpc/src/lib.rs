@@ -42,3 +42,21 @@ pub enum RpcError {
     #[error("the node belongs to no cluster (it holds no cluster secret)")]
     PeerUnkeyed,
 }
+
+impl RpcError {
+    /// Whether the error shows that nothing listens at the address (refused, reset or closed before any answer):
+    /// what a dead process looks like. A busy node (`Busy`), a timeout or a failed handshake is not a refusal.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            RpcError::Io(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::BrokenPipe
+            ),
+            RpcError::Closed => true,
+            _ => false,
+        }
+    }
+}

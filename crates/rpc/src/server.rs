@@ -24,8 +24,11 @@ use crate::auth::{self, Answer, Credentials, HANDSHAKE_TIMEOUT_MS, Hello, Standi
 use crate::frame::{read_frame_sync, read_frame_sync_max, write_frame_sync};
 use crate::message::{RemoteError, RemoteErrorKind, Request, Response};
 
-/// More simultaneous connections than this are refused (closed at once).
+/// More simultaneous connections than this are told `Busy` and closed at once.
 pub const CONNECTION_THREADS_MAX: usize = 1024;
+/// An authenticated connection that sends no request for this long is closed (clients drop pooled connections
+/// much sooner, `client::POOLED_IDLE_MS_MAX`), so forgotten connections do not hold threads forever.
+pub const IDLE_TIMEOUT_MS: u64 = 300_000;
 
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, request: Request) -> impl Future<Output = Response> + Send;
@@ -183,7 +186,13 @@ fn handshake<S: Read + Write + Deadlines>(
         }
     };
     write_frame_sync(stream, &verdict)?;
-    stream.set_read_deadline(None)?;
+    // From now on only idleness between requests is bounded (a long statement runs between reads), and writes
+    // are not: a response may be large and the peer slow.
+    let idle = match standing {
+        Standing::Authenticated => Duration::from_millis(IDLE_TIMEOUT_MS),
+        Standing::Unkeyed => Duration::from_millis(HANDSHAKE_TIMEOUT_MS),
+    };
+    stream.set_read_deadline(Some(idle))?;
     stream.set_write_deadline(None)?;
     Ok(standing)
 }

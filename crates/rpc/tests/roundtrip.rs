@@ -127,3 +127,61 @@ async fn an_unkeyed_server_takes_only_joining() {
     assert_eq!(master.call(&join, Duration::from_secs(5)).await.unwrap(), Response::Done);
     assert_eq!(master.idle_connections(), 0, "an unauthenticated connection is never pooled");
 }
+
+/// A server at its connection limit tells a new connection it is busy: the client reports `Busy`, which is not a
+/// refusal (the failure detector must not read a full leaf as a dead one).
+#[tokio::test]
+async fn a_full_server_answers_busy_not_refused() {
+    let secret = ClusterSecret::generate();
+    let addr = start_with(Some(secret.clone())).await;
+    let mut held = Vec::new();
+    for _ in 0..canopy_rpc::server::CONNECTION_THREADS_MAX {
+        held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let busy = client(addr, Some(secret)).call(&Request::Ping, Duration::from_secs(5)).await;
+    assert!(matches!(busy, Err(RpcError::Busy)), "{busy:?}");
+    assert!(!busy.unwrap_err().is_refusal());
+    drop(held);
+}
+
+/// Counts requests in flight on the server and remembers the most seen at once.
+#[derive(Default)]
+struct Slow {
+    active: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+impl Handler for Slow {
+    async fn handle(&self, _request: Request) -> Response {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.active.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.active.fetch_sub(1, SeqCst);
+        Response::Done
+    }
+}
+
+/// More concurrent callers than `CONNECTIONS_PER_NODE_MAX` wait for a turn instead of opening more connections:
+/// the server never sees more at once, and every call completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_to_one_node_are_bounded() {
+    let secret = ClusterSecret::generate();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let slow = Arc::new(Slow::default());
+    let credentials = Arc::new(Credentials::new("server", Some(secret.clone())));
+    tokio::spawn(serve(listener, slow.clone(), credentials, std::future::pending()));
+    let client = Arc::new(client(addr, Some(secret)));
+    let calls = canopy_rpc::client::CONNECTIONS_PER_NODE_MAX + 64;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..calls {
+        let client = client.clone();
+        tasks.spawn(async move { client.call(&execute(), Duration::from_secs(60)).await });
+    }
+    while let Some(done) = tasks.join_next().await {
+        assert_eq!(done.unwrap().unwrap(), Response::Done);
+    }
+    let most = slow.most.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(most <= canopy_rpc::client::CONNECTIONS_PER_NODE_MAX, "{most} requests at once");
+}

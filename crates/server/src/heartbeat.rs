@@ -57,20 +57,12 @@ fn stranger(error: &Error) -> Option<String> {
     }
 }
 
+/// What a failed ping says about the leaf: nothing listening (refused), alive but at its connection limit (busy),
+/// or no answer at all. The transport's classification is `canopy-rpc`'s (`RpcError::is_refusal`).
 fn classify(error: &Error) -> Probe {
     match error {
-        Error::LeafUnreachable { source: RpcError::Io(e), .. }
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::ConnectionRefused
-                    | std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::UnexpectedEof
-                    | std::io::ErrorKind::BrokenPipe
-            ) =>
-        {
-            Probe::Refused
-        }
-        Error::LeafUnreachable { source: RpcError::Closed, .. } => Probe::Refused,
+        Error::LeafUnreachable { source: RpcError::Busy, .. } => Probe::Busy,
+        Error::LeafUnreachable { source, .. } if source.is_refusal() => Probe::Refused,
         _ => Probe::NoAnswer,
     }
 }
