@@ -122,6 +122,7 @@ async fn accept_loop<H, S, F, A>(
 {
     tokio::pin!(shutdown);
     let active = Arc::new(AtomicUsize::new(0));
+    let mut busy = BusyLog::default();
     let runtime = Handle::current();
     loop {
         tokio::select! {
@@ -129,7 +130,7 @@ async fn accept_loop<H, S, F, A>(
             accepted = accept() => match accepted {
                 Ok(mut stream) => {
                     if active.load(Ordering::Relaxed) >= CONNECTION_THREADS_MAX {
-                        tracing::warn!("rpc: too many connections; answering one busy");
+                        busy.note();
                         // A fresh socket's send buffer is empty, so this small write does not block; the deadline
                         // bounds it anyway.
                         let _ = stream.set_write_deadline(Some(BUSY_WRITE_TIMEOUT));
@@ -155,6 +156,26 @@ async fn accept_loop<H, S, F, A>(
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },
+        }
+    }
+}
+
+/// Connections told `Busy`, logged at most once per `BUSY_LOG_INTERVAL` (a flood must not flood the log too).
+#[derive(Default)]
+struct BusyLog {
+    since_logged: u64,
+    logged_at: Option<std::time::Instant>,
+}
+
+const BUSY_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+impl BusyLog {
+    fn note(&mut self) {
+        self.since_logged += 1;
+        if self.logged_at.is_none_or(|at| at.elapsed() >= BUSY_LOG_INTERVAL) {
+            tracing::warn!("rpc: too many connections; answered {} busy", self.since_logged);
+            self.since_logged = 0;
+            self.logged_at = Some(std::time::Instant::now());
         }
     }
 }

@@ -74,6 +74,7 @@ pub async fn run(node: Arc<Node>) {
     let mut in_flight: HashSet<NodeId> = HashSet::new();
     let mut attaching: HashSet<NodeId> = HashSet::new();
     let mut strangers: HashSet<NodeId> = HashSet::new();
+    let mut busy: HashSet<NodeId> = HashSet::new();
     let (results_tx, mut results_rx) = mpsc::channel::<PingResult>(1024);
     let (attached_tx, mut attached_rx) = mpsc::channel::<NodeId>(64);
     loop {
@@ -90,6 +91,7 @@ pub async fn run(node: Arc<Node>) {
         while let Ok(result) = results_rx.try_recv() {
             in_flight.remove(&result.leaf);
             note_stranger(&cluster, &mut strangers, &result);
+            note_busy(&mut busy, &result);
             let watch = watches.entry(result.leaf).or_insert_with(|| LeafWatch::new(now_ms()));
             watch.observe(result.probe, now_ms());
             cluster.record_ping(result.leaf, (result.probe == Probe::Answered).then_some(result.rtt));
@@ -178,6 +180,17 @@ fn note_stranger(cluster: &Cluster, strangers: &mut HashSet<NodeId>, result: &Pi
             tracing::info!("leaf {} answers as our leaf again", result.leaf);
         }
         None => {}
+    }
+}
+
+/// Logs when a leaf starts or stops answering pings with "busy" (its RPC server at its connection limit).
+fn note_busy(busy: &mut HashSet<NodeId>, result: &PingResult) {
+    match result.probe {
+        Probe::Busy if busy.insert(result.leaf) => {
+            tracing::warn!("leaf {} is at its RPC connection limit (busy); it counts as alive", result.leaf);
+        }
+        Probe::Answered if busy.remove(&result.leaf) => tracing::info!("leaf {} is no longer busy", result.leaf),
+        _ => {}
     }
 }
 
