@@ -50,7 +50,7 @@ pub trait Handler: Send + Sync + 'static {
     }
 }
 
-/// Read timeouts on a blocking connection (the handshake's deadline).
+/// Read and write timeouts on a blocking connection (the handshake's deadline, the idle timeout).
 pub trait Deadlines {
     fn set_read_deadline(&self, timeout: Option<Duration>) -> std::io::Result<()>;
     fn set_write_deadline(&self, timeout: Option<Duration>) -> std::io::Result<()>;
