@@ -45,6 +45,10 @@ struct ServerArgs {
     /// Password of user `root` [default: none]. Also read from CANOPY_ROOT_PASSWORD.
     #[arg(long, env = "CANOPY_ROOT_PASSWORD", default_value = "", hide_env_values = true)]
     root_password: String,
+    /// Start even though root has no password and the node listens beyond loopback (anyone who reaches the port
+    /// is root). Without it such a node refuses to start.
+    #[arg(long)]
+    allow_empty_root_password: bool,
     /// Log filter (tracing syntax), e.g. `info` or `canopy_server=debug`.
     #[arg(long, env = "CANOPY_LOG", default_value = "info")]
     log: String,
@@ -77,9 +81,12 @@ fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             anyhow::anyhow!("--port {} leaves no room for the default RPC port; pass --rpc-port", args.port)
         })?,
     };
+    let bind = args.bind.unwrap_or_else(|| args.host.clone());
+    let bind_addrs = resolve(&bind);
+    canopy_server::check_root_password(&bind, &bind_addrs, &args.root_password, args.allow_empty_root_password)?;
     let config = canopy_server::NodeConfig {
         data_dir: args.data_dir,
-        bind: args.bind.unwrap_or_else(|| args.host.clone()),
+        bind,
         host: args.host,
         port: args.port,
         rpc_port,
@@ -87,6 +94,12 @@ fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(canopy_server::run(config, shutdown_signal()))
+}
+
+/// The addresses `host` resolves to (none when it does not resolve: then binding fails anyway).
+fn resolve(host: &str) -> Vec<std::net::IpAddr> {
+    use std::net::ToSocketAddrs;
+    (host, 0).to_socket_addrs().map(|addrs| addrs.map(|a| a.ip()).collect()).unwrap_or_default()
 }
 
 /// Completes on SIGTERM or Ctrl-C (SIGINT).

@@ -261,15 +261,25 @@ async fn a_returning_leaf_never_replaces_a_newer_copy_that_is_still_down() {
     assert_eq!(query(&mut conn, "SELECT k, v FROM test.r ORDER BY k").await, copies);
 }
 
-/// History: leaf 3's reference copy is written directly on the leaf (behind the master aggregator's back, so its log
-/// has an entry the primary's lacks), then a write goes through the aggregator. Property: the next write replaces
-/// the diverged copy with the primary's, so every copy is equal again and holds only the aggregator's writes.
+/// Commits `sql` to the reference copy of `test` in the stopped leaf's files, through the leaves' own storage engine
+/// (so the copy's change log records it, as it would a write that reached this copy only). Writes through a leaf's
+/// MySQL port are refused, and the leaf must be stopped so the file has one writer.
+fn commit_behind_the_cluster(leaf: &support::NodeProc, sql: &str) {
+    let store = canopy_storage::LeafStore::open(&leaf.data_dir.join("leaf")).expect("open the stopped leaf's store");
+    store.execute_on_reference("test", sql).expect("commit on the reference copy");
+}
+
+/// History: leaf 3 is stopped, its reference copy gets a commit behind the master aggregator's back (its log has an
+/// entry the primary's lacks), the leaf restarts and a write goes through the aggregator. Property: the diverged copy
+/// is replaced by the primary's before the leaf serves again or at that write, so every copy is equal again and
+/// holds only the aggregator's writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_diverged_copy_is_replaced_at_the_next_write() {
-    let cluster = setup("ref-diverged").await;
-    let mut direct = cluster.leaves[2].connect().await;
-    direct.query_drop("USE test").await.unwrap();
-    direct.query_drop("INSERT INTO r VALUES (9, 9)").await.unwrap();
+    let mut cluster = setup("ref-diverged").await;
+    cluster.leaves[2].kill();
+    commit_behind_the_cluster(&cluster.leaves[2], "INSERT INTO r VALUES (9, 9)");
+    cluster.leaves[2].spawn();
+    wait_serving(&cluster, 2).await;
     let mut conn = cluster.conn().await;
     conn.query_drop("UPDATE test.r SET v = 5 WHERE k = 1").await.unwrap();
     let copies = same_on_every_copy(&cluster, &ALL_LEAVES, "SELECT k, v FROM r ORDER BY k").await;
@@ -277,16 +287,17 @@ async fn a_diverged_copy_is_replaced_at_the_next_write() {
 }
 
 /// History: the reference primary's copy (leaf 1) holds a commit the other copies lack, which is what a master
-/// aggregator crash between the primary's commit and the catch-ups leaves behind (here the commit is made on the
-/// leaf directly, so the history needs no timing); then the master aggregator is SIGKILLed and restarted, while every
-/// leaf stays online. Property: the restarted master aggregator brings every copy level with the primary's.
+/// aggregator crash between the primary's commit and the catch-ups leaves behind: the master aggregator is
+/// SIGKILLed, leaf 1 is stopped, its copy gets the commit in its files, leaf 1 restarts, then the master aggregator
+/// restarts (so it never saw leaf 1 away). Property: the restarted master aggregator brings every copy level with the
+/// primary's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_master_aggregator_brings_every_copy_level_with_the_primary() {
     let mut cluster = setup("ref-marestart").await;
-    let mut direct = cluster.leaves[0].connect().await;
-    direct.query_drop("USE test").await.unwrap();
-    direct.query_drop("INSERT INTO r VALUES (2, 2)").await.unwrap();
     cluster.master.kill();
+    cluster.leaves[0].kill();
+    commit_behind_the_cluster(&cluster.leaves[0], "INSERT INTO r VALUES (2, 2)");
+    cluster.leaves[0].spawn();
     cluster.master.spawn();
     let expected = vec![vec!["1".to_string(), "0".into()], vec!["2".into(), "2".into()]];
     eventually("every copy has the primary's last commit", || async {

@@ -5,34 +5,57 @@
 //! ([`Client::set_local_socket`]; only for a node on this host). A local socket skips the TCP/IP stack on both
 //! ends, which is most of the cost of a small request on one machine. If the local socket cannot be reached the
 //! client falls back to TCP, so reachability (and the failure detector's view of it) is always TCP's.
+//!
+//! Every new connection runs the handshake of `auth.rs` before its first request; a node that cannot prove the
+//! cluster secret is never sent a request, and one without any secret (unconfigured) only `JoinCluster`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::Semaphore;
 
 use crate::RpcError;
-use crate::frame::{read_frame, write_frame};
+use crate::auth::{self, Credentials, Standing, UNAUTHENTICATED_FRAME_BYTES_MAX};
+use crate::frame::{read_frame, read_frame_max, write_frame};
 use crate::message::{Request, Response};
 
 /// Idle connections kept per node; more may be open while calls are in flight.
 const IDLE_CONNECTIONS_MAX: usize = 64;
+/// Calls in flight to one node at a time (each holds one connection); more callers wait for a turn. Well below the
+/// server's `CONNECTION_THREADS_MAX`, so one aggregator alone never fills a leaf. Pings do not wait (see `call`).
+pub const CONNECTIONS_PER_NODE_MAX: usize = 256;
+/// A pooled connection idle longer than this is closed instead of reused: well under the server's
+/// `IDLE_TIMEOUT_MS`, so a call never picks a connection the server is about to close.
+const POOLED_IDLE_MS_MAX: u64 = 60_000;
 
 pub struct Client {
     addr: SocketAddr,
     connect_timeout: Duration,
+    credentials: Arc<Credentials>,
     local: Mutex<Option<PathBuf>>,
-    idle: Mutex<Vec<Stream>>,
+    /// Pooled connections with the time each went idle.
+    idle: Mutex<Vec<(Stream, Instant)>>,
+    /// Turns for calls in flight (`CONNECTIONS_PER_NODE_MAX`).
+    turns: Semaphore,
 }
 
 impl Client {
-    pub fn new(addr: SocketAddr, connect_timeout: Duration) -> Client {
-        Client { addr, connect_timeout, local: Mutex::new(None), idle: Mutex::new(Vec::new()) }
+    /// A client presenting `credentials` on every connection; `connect_timeout` bounds connecting and the handshake.
+    pub fn new(addr: SocketAddr, connect_timeout: Duration, credentials: Arc<Credentials>) -> Client {
+        Client {
+            addr,
+            connect_timeout,
+            credentials,
+            local: Mutex::new(None),
+            idle: Mutex::new(Vec::new()),
+            turns: Semaphore::new(CONNECTIONS_PER_NODE_MAX),
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -68,37 +91,80 @@ impl Client {
         }
     }
 
-    /// Sends `request` and waits for the response, for at most `timeout` once connected.
+    /// Sends `request` and waits for the response, for at most `timeout` once connected. Waits first for one of
+    /// the node's `CONNECTIONS_PER_NODE_MAX` turns (within `timeout`), except for a ping: the heartbeat keeps at
+    /// most one in flight per node, and it must not queue behind statements or the node would look silent.
     pub async fn call(&self, request: &Request, timeout: Duration) -> Result<Response, RpcError> {
-        let pooled = self.idle.lock().ok().and_then(|mut v| v.pop());
-        let mut stream = match pooled {
-            Some(s) => s,
+        let _turn = match request {
+            Request::Ping => None,
+            _ => Some(
+                tokio::time::timeout(timeout, self.turns.acquire())
+                    .await
+                    .map_err(|_| RpcError::Timeout)?
+                    .map_err(|_| RpcError::Closed)?,
+            ),
+        };
+        self.call_now(request, timeout).await
+    }
+
+    async fn call_now(&self, request: &Request, timeout: Duration) -> Result<Response, RpcError> {
+        let pooled = self.pooled();
+        let (mut stream, standing) = match pooled {
+            Some(s) => (s, Standing::Authenticated),
             None => self.connect().await?,
         };
+        if standing == Standing::Unkeyed && !matches!(request, Request::JoinCluster { .. }) {
+            // Nothing but joining is asked of a node outside any cluster, and none of its answers is trusted.
+            return Err(RpcError::PeerUnkeyed);
+        }
         let exchange = async {
             write_frame(&mut stream, request).await?;
             read_frame::<_, Response>(&mut stream).await?.ok_or(RpcError::Closed)
         };
         let response = tokio::time::timeout(timeout, exchange).await.map_err(|_| RpcError::Timeout)??;
-        if let Ok(mut idle) = self.idle.lock()
+        if standing == Standing::Authenticated
+            && let Ok(mut idle) = self.idle.lock()
             && idle.len() < IDLE_CONNECTIONS_MAX
         {
-            idle.push(stream);
+            idle.push((stream, Instant::now()));
         }
         Ok(response)
     }
 
-    async fn connect(&self) -> Result<Stream, RpcError> {
+    /// The most recently used pooled connection that has not been idle too long (older ones are closed).
+    fn pooled(&self) -> Option<Stream> {
+        let mut idle = self.idle.lock().ok()?;
+        let max = Duration::from_millis(POOLED_IDLE_MS_MAX);
+        idle.retain(|(_, since)| since.elapsed() < max);
+        idle.pop().map(|(stream, _)| stream)
+    }
+
+    /// A new connection, authenticated (or found unkeyed) by the handshake.
+    async fn connect(&self) -> Result<(Stream, Standing), RpcError> {
         if let Some(path) = self.local_socket()
             && let Ok(stream) = self.connect_local(&path).await
         {
-            return Ok(stream);
+            return self.handshake(stream).await;
         }
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.addr))
             .await
             .map_err(|_| RpcError::Timeout)??;
         stream.set_nodelay(true)?;
-        Ok(Stream::Tcp(stream))
+        self.handshake(Stream::Tcp(stream)).await
+    }
+
+    /// The client side of the handshake (`auth.rs`), within the connect timeout.
+    async fn handshake(&self, mut stream: Stream) -> Result<(Stream, Standing), RpcError> {
+        let exchange = async {
+            let hello = read_frame_max(&mut stream, UNAUTHENTICATED_FRAME_BYTES_MAX).await?.ok_or(RpcError::Closed)?;
+            let (answer, expect) = auth::answer(&self.credentials, hello)?;
+            write_frame(&mut stream, &answer).await?;
+            let verdict =
+                read_frame_max(&mut stream, UNAUTHENTICATED_FRAME_BYTES_MAX).await?.ok_or(RpcError::Closed)?;
+            expect.check(verdict)
+        };
+        let standing = tokio::time::timeout(self.connect_timeout, exchange).await.map_err(|_| RpcError::Timeout)??;
+        Ok((stream, standing))
     }
 
     async fn connect_local(&self, path: &Path) -> Result<Stream, RpcError> {

@@ -19,10 +19,10 @@ fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, RpcError> {
     Ok(buf)
 }
 
-/// The body length a frame header announces, refused beyond `FRAME_BYTES_MAX`.
-fn body_len(header: [u8; 4]) -> Result<usize, RpcError> {
+/// The body length a frame header announces, refused beyond `max_bytes`.
+fn body_len(header: [u8; 4], max_bytes: u32) -> Result<usize, RpcError> {
     let len = u32::from_be_bytes(header);
-    if len > FRAME_BYTES_MAX {
+    if len > max_bytes {
         return Err(RpcError::FrameTooLarge);
     }
     Ok(len as usize)
@@ -37,13 +37,21 @@ pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(w: &mut W, msg: &T
 
 /// Reads one frame; `Ok(None)` on a clean end of stream before any byte of the frame.
 pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(r: &mut R) -> Result<Option<T>, RpcError> {
+    read_frame_max(r, FRAME_BYTES_MAX).await
+}
+
+/// [`read_frame`] refusing frames beyond `max_bytes` (before authentication).
+pub async fn read_frame_max<R: AsyncRead + Unpin, T: DeserializeOwned>(
+    r: &mut R,
+    max_bytes: u32,
+) -> Result<Option<T>, RpcError> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e.into()),
     }
-    let mut body = vec![0u8; body_len(len)?];
+    let mut body = vec![0u8; body_len(len, max_bytes)?];
     r.read_exact(&mut body).await?;
     postcard::from_bytes(&body).map(Some).map_err(|e| RpcError::Decode(e.to_string()))
 }
@@ -58,13 +66,21 @@ pub fn write_frame_sync<W: std::io::Write, T: Serialize>(w: &mut W, msg: &T) -> 
 
 /// Blocking twin of [`read_frame`].
 pub fn read_frame_sync<R: std::io::Read, T: DeserializeOwned>(r: &mut R) -> Result<Option<T>, RpcError> {
+    read_frame_sync_max(r, FRAME_BYTES_MAX)
+}
+
+/// Blocking twin of [`read_frame_max`].
+pub fn read_frame_sync_max<R: std::io::Read, T: DeserializeOwned>(
+    r: &mut R,
+    max_bytes: u32,
+) -> Result<Option<T>, RpcError> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e.into()),
     }
-    let mut body = vec![0u8; body_len(len)?];
+    let mut body = vec![0u8; body_len(len, max_bytes)?];
     r.read_exact(&mut body)?;
     postcard::from_bytes(&body).map(Some).map_err(|e| RpcError::Decode(e.to_string()))
 }

@@ -3,11 +3,13 @@
 //! are a closed Rust enum shared by both ends, and a length-prefixed postcard frame needs neither code generation
 //! nor protoc (see ARCHITECTURE.md).
 
+pub mod auth;
 pub mod client;
 pub mod frame;
 pub mod message;
 pub mod server;
 
+pub use auth::{ClusterSecret, Credentials};
 pub use client::Client;
 pub use message::{
     LocalDatabase, LogRecord, NodeStatus, PartitionRef, PendingPartition, RemoteError, RemoteErrorKind, Request,
@@ -31,4 +33,31 @@ pub enum RpcError {
     Encode(String),
     #[error("decode: {0}")]
     Decode(String),
+    /// The peer is at its connection limit: it is alive, only busy.
+    #[error("the node is busy (at its connection limit)")]
+    Busy,
+    /// The handshake failed: the peer does not hold this cluster's secret, or refused ours.
+    #[error("not authenticated: {0}")]
+    Unauthenticated(String),
+    /// The peer holds no cluster secret (an unconfigured node): it can only be asked to join.
+    #[error("the node belongs to no cluster (it holds no cluster secret)")]
+    PeerUnkeyed,
+}
+
+impl RpcError {
+    /// Whether the error shows that nothing listens at the address (refused, reset or closed before any answer):
+    /// what a dead process looks like. A busy node (`Busy`), a timeout or a failed handshake is not a refusal.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            RpcError::Io(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::BrokenPipe
+            ),
+            RpcError::Closed => true,
+            _ => false,
+        }
+    }
 }

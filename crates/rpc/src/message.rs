@@ -15,8 +15,11 @@ pub struct PartitionRef {
 pub enum Request {
     /// Heartbeat; also tells the aggregator who the node thinks it is.
     Ping,
-    /// Make this node a leaf of cluster `cluster_id` under `node_id` (ADD LEAF).
-    JoinCluster { cluster_id: String, node_id: u32 },
+    /// Make this node a leaf of cluster `cluster_id` under `node_id` (ADD LEAF), holding the cluster's `secret`
+    /// from now on. A node outside any cluster takes it only on an unauthenticated connection and only with the
+    /// `join_token` it shows to a MySQL login (`@@canopy_join_token`), which proves the sender passed ADD LEAF's
+    /// login with the node's credentials.
+    JoinCluster { cluster_id: String, node_id: u32, secret: crate::ClusterSecret, join_token: String },
     /// REMOVE LEAF: this node is no longer part of the cluster (its data stays on disk).
     LeaveCluster,
     /// Create (idempotently) the listed partition instances and the reference copy of `db`, running `schema` (the
@@ -142,6 +145,8 @@ pub struct LocalDatabase {
     pub database_id: Option<u64>,
     /// The copy's user tables, lower-cased and sorted.
     pub tables: Vec<String>,
+    /// The cluster the copy was created in (None for copies that predate it).
+    pub cluster_id: Option<String>,
 }
 
 /// One change-log entry of a partition as it travels between leaves: position, kind (0 row changeset, 1 DDL text)

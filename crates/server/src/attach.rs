@@ -36,7 +36,10 @@ pub fn decide(meta: &canopy_meta::ClusterMeta, leaf: NodeId, local: &[LocalDatab
     local
         .iter()
         .filter_map(|d| d.ordinal.map(|o| (d, o)))
-        .map(|(d, ordinal)| (d.db.clone(), ordinal, decide_one(meta, leaf, &d.db, ordinal, d.database_id)))
+        .map(|(d, ordinal)| {
+            let decision = decide_one(meta, leaf, &d.db, ordinal, d.database_id, d.cluster_id.as_deref());
+            (d.db.clone(), ordinal, decision)
+        })
         .collect()
 }
 
@@ -47,19 +50,23 @@ pub fn decide_one(
     db: &str,
     ordinal: u32,
     database_id: Option<u64>,
+    cluster_id: Option<&str>,
 ) -> Decision {
     match meta.databases.get(db) {
         None => Decision::Conflict,
         // A copy of an earlier database with the same name (dropped and re-created while the leaf was away).
         Some(d) if database_id.is_some_and(|id| id != d.id.0) => Decision::Conflict,
+        // Another cluster's copy (database ids start at 1 in every cluster): never this cluster's data.
+        Some(_) if cluster_id.is_some_and(|c| c != meta.cluster_id) => Decision::Conflict,
         Some(d) if d.instances.iter().any(|i| i.ordinal == ordinal && i.node == leaf) => Decision::Attach,
         Some(_) => Decision::Orphan,
     }
 }
 
-/// Whether any of a leaf's pending copies is one the metadata places there (orphans are left pending). Pure.
+/// Whether any of a leaf's pending copies is one the metadata places there (orphans are left pending). Pure. The
+/// leaf's Pong passed the identity check, so its copies' cluster is not in question here (the attach checks it).
 pub fn any_attachable(meta: &canopy_meta::ClusterMeta, leaf: NodeId, pending: &[PendingPartition]) -> bool {
-    pending.iter().any(|p| decide_one(meta, leaf, &p.db, p.ordinal, p.database_id) == Decision::Attach)
+    pending.iter().any(|p| decide_one(meta, leaf, &p.db, p.ordinal, p.database_id, None) == Decision::Attach)
 }
 
 /// Test-only: milliseconds the master aggregator waits after marking a leaf `attaching` and before the leaf work, so
@@ -359,6 +366,7 @@ mod tests {
             log_index: 0,
             database_id: None,
             tables: Vec::new(),
+            cluster_id: None,
         }
     }
 
@@ -454,6 +462,25 @@ mod tests {
                 ("test".to_string(), 3, Decision::Conflict),
             ]
         );
+    }
+
+    /// Database ids start at 1 in every cluster: a copy recording another cluster is never attached, even when its
+    /// name, ordinal and database id match this cluster's instance on the leaf.
+    #[test]
+    fn another_clusters_copy_is_a_conflict() {
+        let mut m = ClusterMeta::bootstrap("ours".into(), NodeAddr { host: "ma".into(), port: 1, rpc_port: 2 });
+        let addr = NodeAddr { host: "h".into(), port: 10, rpc_port: 11 };
+        m.apply(Command::AddLeaf { addr, user: "root".into(), password: String::new(), group: None }).unwrap();
+        m.apply(Command::CreateDatabase { name: "test".into(), partitions: 2, sync_durability: true }).unwrap();
+        let leaf = NodeId(2);
+        let mut theirs = local("test", 0);
+        theirs.database_id = Some(m.databases["test"].id.0);
+        theirs.cluster_id = Some("theirs".into());
+        let mut ours = local("test", 1);
+        ours.database_id = Some(m.databases["test"].id.0);
+        ours.cluster_id = Some("ours".into());
+        let got = decide(&m, leaf, &[theirs, ours]);
+        assert_eq!(got, vec![("test".to_string(), 0, Decision::Conflict), ("test".to_string(), 1, Decision::Attach)]);
     }
 }
 

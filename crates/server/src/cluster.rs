@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use canopy_meta::{ClusterMeta, Command, Leaf, NodeId, Outcome};
-use canopy_rpc::{Client, Request, Response, RpcError};
+use canopy_rpc::{Client, Credentials, Request, Response, RpcError};
 
 use crate::error::{Error, Result};
 use crate::persist;
@@ -38,6 +38,8 @@ pub struct LeafHealth {
 
 pub struct Cluster {
     data_dir: PathBuf,
+    /// This node's RPC credentials, presented to every leaf.
+    credentials: Arc<Credentials>,
     meta: RwLock<Arc<ClusterMeta>>,
     /// Serialises metadata writes (persist, then publish).
     write: Mutex<()>,
@@ -55,9 +57,10 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub fn new(data_dir: PathBuf, meta: ClusterMeta) -> Arc<Cluster> {
+    pub fn new(data_dir: PathBuf, meta: ClusterMeta, credentials: Arc<Credentials>) -> Arc<Cluster> {
         Arc::new(Cluster {
             data_dir,
+            credentials,
             meta: RwLock::new(Arc::new(meta)),
             write: Mutex::new(()),
             operation_lock: tokio::sync::Mutex::new(()),
@@ -67,6 +70,11 @@ impl Cluster {
             gates: Mutex::new(HashMap::new()),
             reference_locks: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// This node's RPC credentials (the cluster secret ADD LEAF hands over).
+    pub fn credentials(&self) -> &Arc<Credentials> {
+        &self.credentials
     }
 
     /// The current metadata; cheap, and never changes under the caller.
@@ -123,7 +131,7 @@ impl Cluster {
             port: leaf.addr.port,
             source: e,
         })?;
-        let client = Arc::new(Client::new(addr, CONNECT_TIMEOUT));
+        let client = Arc::new(Client::new(addr, CONNECT_TIMEOUT, self.credentials.clone()));
         clients.insert(leaf.id, client.clone());
         Ok(client)
     }
@@ -269,7 +277,7 @@ mod tests {
     fn bootstrap(dir: &Path) -> Arc<Cluster> {
         let meta = ClusterMeta::bootstrap("c".into(), NodeAddr { host: "ma".into(), port: 1, rpc_port: 2 });
         persist::store(&persist::meta_path(dir), &meta).unwrap();
-        Cluster::new(dir.to_path_buf(), meta)
+        Cluster::new(dir.to_path_buf(), meta, Arc::new(canopy_rpc::Credentials::new("ma:1", None)))
     }
 
     fn add_leaf(port: u16) -> Command {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use canopy_rpc::{Client, Request, Response};
+use canopy_rpc::{Client, Credentials, Request, Response};
 use canopy_storage::LeafStore;
 
 use crate::cluster::resolve;
@@ -25,9 +25,10 @@ async fn call(source: &Client, request: &Request) -> Result<Response, String> {
     }
 }
 
-fn client(host: &str, rpc_port: u16) -> Result<Client, String> {
+/// A client for the source leaf, presenting this leaf's credentials (the source serves only its cluster).
+fn client(host: &str, rpc_port: u16, credentials: &Arc<Credentials>) -> Result<Client, String> {
     let addr = resolve(host, rpc_port).map_err(|e| format!("cannot resolve source leaf: {e}"))?;
-    Ok(Client::new(addr, Duration::from_secs(3)))
+    Ok(Client::new(addr, Duration::from_secs(3), credentials.clone()))
 }
 
 /// COPY PARTITION on the target leaf; returns the copy's log index.
@@ -37,8 +38,9 @@ pub async fn copy_partition(
     ordinal: u32,
     host: &str,
     rpc_port: u16,
+    credentials: &Arc<Credentials>,
 ) -> Result<u64, String> {
-    let source = client(host, rpc_port)?;
+    let source = client(host, rpc_port, credentials)?;
     let Response::Snapshot { id, bytes, .. } =
         call(&source, &Request::SnapshotPartition { db: db.to_string(), ordinal }).await?
     else {
@@ -77,8 +79,9 @@ pub async fn catch_up(
     ordinal: u32,
     host: &str,
     rpc_port: u16,
+    credentials: &Arc<Credentials>,
 ) -> Result<u64, String> {
-    let source = client(host, rpc_port)?;
+    let source = client(host, rpc_port, credentials)?;
     catch_up_with(store, &source, db, ordinal).await
 }
 

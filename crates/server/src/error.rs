@@ -30,6 +30,8 @@ pub enum Error {
         "This node is a leaf; run queries on an aggregator, or USE one of the partition databases listed by SHOW DATABASES"
     )]
     LeafOnly,
+    #[error("A leaf's own MySQL port only reads (SELECT, SHOW) for inspection; write through the master aggregator")]
+    LeafReadOnly,
     #[error("This node already belongs to a cluster (already joined)")]
     AlreadyJoined,
     #[error("Cannot add '{host}':{port}: {reason}")]
@@ -130,6 +132,8 @@ impl Error {
             Error::Unsupported(_) => mysql(1706, "HY000", text),
             Error::AlreadyJoined | Error::CannotAddNode { .. } | Error::NotInCluster => mysql(1105, "HY000", text),
             Error::NotMasterAggregator | Error::LeafOnly => mysql(1105, "HY000", text),
+            // ER_OPTION_PREVENTS_STATEMENT, what a read-only MySQL server answers to a write.
+            Error::LeafReadOnly => mysql(1290, "HY000", text),
             Error::Storage(e) => engine_error(&e.to_string()),
             Error::Internal(_) => mysql(1105, "HY000", text),
         }

@@ -16,6 +16,9 @@ pub enum Probe {
     Refused,
     /// The ping timed out or the link failed in another way.
     NoAnswer,
+    /// The leaf's RPC server said it is at its connection limit: the process is alive (it answered), only busy,
+    /// so this counts as an answer for liveness (never as a refusal), though not as a ping answered.
+    Busy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +48,7 @@ impl LeafWatch {
 
     pub fn observe(&mut self, probe: Probe, now_ms: u64) {
         match probe {
-            Probe::Answered => {
+            Probe::Answered | Probe::Busy => {
                 self.last_answer_ms = self.last_answer_ms.max(now_ms);
                 self.refused_in_a_row = 0;
             }
@@ -131,5 +134,13 @@ mod tests {
         use Probe::*;
         let v = run(&[(200, Refused), (400, NoAnswer), (600, Refused), (800, NoAnswer), (1000, Refused)]);
         assert!(v.iter().all(|v| *v == Verdict::Healthy));
+    }
+
+    #[test]
+    fn a_leaf_at_its_connection_limit_is_busy_not_failed() {
+        use Probe::*;
+        // Ten seconds of "busy" answers (twice the timeout), then answers again: never failed, never refused.
+        let history: Vec<(u64, Probe)> = (1..=50).map(|k| (k * 200, Busy)).chain([(10_200, Answered)]).collect();
+        assert!(run(&history).iter().all(|v| *v == Verdict::Healthy));
     }
 }

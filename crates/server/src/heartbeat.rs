@@ -7,13 +7,16 @@
 //!   aggregator was down) gets them attached, without any failover; pending orphans start no attach.
 //!
 //! It also measures the round-trip latency shown by SHOW LEAVES.
+//!
+//! Only this cluster's leaf counts as an answer: a node at the leaf's address that cannot prove the cluster secret,
+//! or whose `Pong` names another cluster or node id, is "not our leaf" (logged, never answered, never attached).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use canopy_meta::{Command, LeafState, NodeId};
-use canopy_rpc::{PendingPartition, Request, Response, RpcError};
+use canopy_rpc::{NodeStatus, PendingPartition, Request, Response, RpcError};
 use tokio::sync::mpsc;
 
 use crate::attach;
@@ -30,22 +33,37 @@ struct PingResult {
     probe: Probe,
     rtt: Duration,
     pending: Vec<PendingPartition>,
+    /// Why the node at the leaf's address is not this cluster's leaf, if it is not.
+    stranger: Option<String>,
 }
 
+/// Whether a `Pong` comes from leaf `node_id` of cluster `cluster_id`; the reason it does not otherwise.
+pub fn check_identity(cluster_id: &str, node_id: NodeId, status: &NodeStatus) -> Result<(), String> {
+    if status.cluster_id.as_deref() != Some(cluster_id) {
+        return Err(format!("it reports cluster {:?}, not {cluster_id}", status.cluster_id));
+    }
+    if status.node_id != Some(node_id.0) {
+        return Err(format!("it reports node id {:?}, not {}", status.node_id, node_id.0));
+    }
+    Ok(())
+}
+
+/// The reason a failed ping shows the node is not this cluster's (it cannot prove the secret), if so.
+fn stranger(error: &Error) -> Option<String> {
+    match error {
+        Error::LeafUnreachable { source: e @ (RpcError::Unauthenticated(_) | RpcError::PeerUnkeyed), .. } => {
+            Some(e.to_string())
+        }
+        _ => None,
+    }
+}
+
+/// What a failed ping says about the leaf: nothing listening (refused), alive but at its connection limit (busy),
+/// or no answer at all. The transport's classification is `canopy-rpc`'s (`RpcError::is_refusal`).
 fn classify(error: &Error) -> Probe {
     match error {
-        Error::LeafUnreachable { source: RpcError::Io(e), .. }
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::ConnectionRefused
-                    | std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::UnexpectedEof
-                    | std::io::ErrorKind::BrokenPipe
-            ) =>
-        {
-            Probe::Refused
-        }
-        Error::LeafUnreachable { source: RpcError::Closed, .. } => Probe::Refused,
+        Error::LeafUnreachable { source: RpcError::Busy, .. } => Probe::Busy,
+        Error::LeafUnreachable { source, .. } if source.is_refusal() => Probe::Refused,
         _ => Probe::NoAnswer,
     }
 }
@@ -56,6 +74,8 @@ pub async fn run(node: Arc<Node>) {
     let mut watches: HashMap<NodeId, LeafWatch> = HashMap::new();
     let mut in_flight: HashSet<NodeId> = HashSet::new();
     let mut attaching: HashSet<NodeId> = HashSet::new();
+    let mut strangers: HashSet<NodeId> = HashSet::new();
+    let mut busy: HashSet<NodeId> = HashSet::new();
     let (results_tx, mut results_rx) = mpsc::channel::<PingResult>(1024);
     let (attached_tx, mut attached_rx) = mpsc::channel::<NodeId>(64);
     loop {
@@ -71,6 +91,8 @@ pub async fn run(node: Arc<Node>) {
         let mut last_probe: HashMap<NodeId, PingResult> = HashMap::new();
         while let Ok(result) = results_rx.try_recv() {
             in_flight.remove(&result.leaf);
+            note_stranger(&cluster, &mut strangers, &result);
+            note_busy(&mut busy, &result);
             let watch = watches.entry(result.leaf).or_insert_with(|| LeafWatch::new(now_ms()));
             watch.observe(result.probe, now_ms());
             cluster.record_ping(result.leaf, (result.probe == Probe::Answered).then_some(result.rtt));
@@ -126,18 +148,26 @@ pub async fn run(node: Arc<Node>) {
                 let cluster = cluster.clone();
                 let leaf = leaf.clone();
                 let results = results_tx.clone();
+                let cluster_id = meta.cluster_id.clone();
                 tokio::spawn(async move {
                     let started = Instant::now();
                     let outcome = cluster.call_with_timeout(&leaf, &Request::Ping, PING_TIMEOUT).await;
-                    let (probe, pending) = match outcome {
-                        Ok(Response::Pong(status)) => {
-                            cluster.use_local_socket(&leaf, status.local_socket.as_deref());
-                            (Probe::Answered, status.pending)
-                        }
-                        Ok(_) => (Probe::Answered, Vec::new()),
-                        Err(e) => (classify(&e), Vec::new()),
+                    let (probe, pending, stranger) = match outcome {
+                        Ok(Response::Pong(status)) => match check_identity(&cluster_id, leaf.id, &status) {
+                            Ok(()) => {
+                                cluster.use_local_socket(&leaf, status.local_socket.as_deref());
+                                (Probe::Answered, status.pending, None)
+                            }
+                            Err(why) => (Probe::NoAnswer, Vec::new(), Some(why)),
+                        },
+                        Ok(other) => (Probe::NoAnswer, Vec::new(), Some(format!("it answered a ping with {other:?}"))),
+                        Err(e) => match stranger(&e) {
+                            Some(why) => (Probe::NoAnswer, Vec::new(), Some(why)),
+                            None => (classify(&e), Vec::new(), None),
+                        },
                     };
-                    let _ = results.send(PingResult { leaf: leaf.id, probe, rtt: started.elapsed(), pending }).await;
+                    let rtt = started.elapsed();
+                    let _ = results.send(PingResult { leaf: leaf.id, probe, rtt, pending, stranger }).await;
                 });
             }
         }
@@ -154,6 +184,36 @@ fn spawn_resume(cluster: Arc<Cluster>, leaf: NodeId, done: mpsc::Sender<NodeId>)
     });
 }
 
+/// Logs when the node at a leaf's address starts or stops being a stranger (not this cluster's leaf).
+fn note_stranger(cluster: &Cluster, strangers: &mut HashSet<NodeId>, result: &PingResult) {
+    match &result.stranger {
+        Some(why) if strangers.insert(result.leaf) => {
+            let addr = cluster.meta().leaves.get(&result.leaf).map(|l| format!("{}:{}", l.addr.host, l.addr.port));
+            tracing::warn!(
+                "the node at leaf {}'s address {} is not our leaf ({why}); it is neither answered nor attached",
+                result.leaf,
+                addr.unwrap_or_default()
+            );
+        }
+        Some(_) => {}
+        None if result.probe == Probe::Answered && strangers.remove(&result.leaf) => {
+            tracing::info!("leaf {} answers as our leaf again", result.leaf);
+        }
+        None => {}
+    }
+}
+
+/// Logs when a leaf starts or stops answering pings with "busy" (its RPC server at its connection limit).
+fn note_busy(busy: &mut HashSet<NodeId>, result: &PingResult) {
+    match result.probe {
+        Probe::Busy if busy.insert(result.leaf) => {
+            tracing::warn!("leaf {} is at its RPC connection limit (busy); it counts as alive", result.leaf);
+        }
+        Probe::Answered if busy.remove(&result.leaf) => tracing::info!("leaf {} is no longer busy", result.leaf),
+        _ => {}
+    }
+}
+
 /// A leaf is reachable again (or reports pending partitions): attach it, or with `auto_attach` OFF mark it detached.
 fn spawn_attach(cluster: Arc<Cluster>, leaf: NodeId, auto_attach: bool, done: mpsc::Sender<NodeId>) {
     tokio::spawn(async move {
@@ -167,4 +227,21 @@ fn spawn_attach(cluster: Arc<Cluster>, leaf: NodeId, auto_attach: bool, done: mp
         }
         let _ = done.send(leaf).await;
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(cluster_id: Option<&str>, node_id: Option<u32>) -> NodeStatus {
+        NodeStatus { cluster_id: cluster_id.map(String::from), node_id, pending: Vec::new(), local_socket: None }
+    }
+
+    #[test]
+    fn only_our_cluster_and_node_id_count_as_our_leaf() {
+        assert!(check_identity("a", NodeId(4), &status(Some("a"), Some(4))).is_ok());
+        assert!(check_identity("a", NodeId(4), &status(Some("b"), Some(4))).is_err(), "another cluster");
+        assert!(check_identity("a", NodeId(4), &status(Some("a"), Some(5))).is_err(), "another leaf of ours");
+        assert!(check_identity("a", NodeId(4), &status(None, None)).is_err(), "an unconfigured node");
+    }
 }

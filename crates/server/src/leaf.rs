@@ -78,6 +78,13 @@ pub async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(StorageError::Internal(format!("storage task failed: {e}"))))
 }
 
+fn join(node: &Node, cluster_id: String, node_id: u32, secret: canopy_rpc::ClusterSecret) -> Response {
+    match node.join_cluster(cluster_id, node_id, secret) {
+        Ok(()) => Response::Done,
+        Err(e) => remote(RemoteErrorKind::OtherCluster, e.to_string()),
+    }
+}
+
 /// Snapshot chunks and log batches travel in pieces of at most this size.
 pub const CHUNK_BYTES: u32 = 4 << 20;
 
@@ -137,6 +144,22 @@ impl canopy_rpc::Handler for RpcHandler {
         }
     }
 
+    /// A node outside any cluster takes only `JoinCluster`, and only with its join token (see `Node::join_token`).
+    fn handle_unauthenticated(&self, request: Request) -> Response {
+        match request {
+            Request::JoinCluster { cluster_id, node_id, secret, join_token }
+                if self.node.check_join_token(&join_token) =>
+            {
+                join(&self.node, cluster_id, node_id, secret)
+            }
+            Request::JoinCluster { .. } => {
+                tracing::warn!("rpc: refused JoinCluster without this node's join token");
+                remote(RemoteErrorKind::BadRequest, "JoinCluster without this node's join token (use ADD LEAF)")
+            }
+            _ => remote(RemoteErrorKind::BadRequest, "not authenticated: this node belongs to no cluster"),
+        }
+    }
+
     async fn handle(&self, request: Request) -> Response {
         let identity = self.node.identity();
         match request {
@@ -146,11 +169,9 @@ impl canopy_rpc::Handler for RpcHandler {
                     Err(e) => remote(RemoteErrorKind::Internal, e.to_string()),
                 };
             }
-            Request::JoinCluster { cluster_id, node_id } => {
-                return match self.node.join_cluster(cluster_id, node_id) {
-                    Ok(()) => Response::Done,
-                    Err(e) => remote(RemoteErrorKind::OtherCluster, e.to_string()),
-                };
+            Request::JoinCluster { cluster_id, node_id, secret, .. } => {
+                // An authenticated peer already holds this cluster's secret (a retried ADD LEAF).
+                return join(&self.node, cluster_id, node_id, secret);
             }
             _ => {}
         }
@@ -217,13 +238,24 @@ impl canopy_rpc::Handler for RpcHandler {
                     .map(|entries| Response::Log(entries.into_iter().map(to_record).collect()))
             }
             Request::CopyPartition { db, ordinal, source_host, source_rpc_port } => {
-                return match copy::copy_partition(store, &db, ordinal, &source_host, source_rpc_port).await {
+                return match copy::copy_partition(
+                    store,
+                    &db,
+                    ordinal,
+                    &source_host,
+                    source_rpc_port,
+                    &self.node.credentials,
+                )
+                .await
+                {
                     Ok(log_index) => Response::Position { log_index },
                     Err(e) => remote(RemoteErrorKind::Internal, e),
                 };
             }
             Request::CatchUp { db, ordinal, source_host, source_rpc_port } => {
-                return match copy::catch_up(store, &db, ordinal, &source_host, source_rpc_port).await {
+                return match copy::catch_up(store, &db, ordinal, &source_host, source_rpc_port, &self.node.credentials)
+                    .await
+                {
                     Ok(log_index) => Response::Position { log_index },
                     Err(e) => remote(RemoteErrorKind::Internal, e),
                 };
@@ -237,7 +269,16 @@ impl canopy_rpc::Handler for RpcHandler {
                 .await
                 .map(|(id, position, bytes)| Response::Snapshot { id, bytes, log_index: position.index }),
             Request::SyncReference { db, database_id, source_host, source_rpc_port } => {
-                return match reference_copy::sync(store, &db, database_id, &source_host, source_rpc_port).await {
+                return match reference_copy::sync(
+                    store,
+                    &db,
+                    database_id,
+                    &source_host,
+                    source_rpc_port,
+                    &self.node.credentials,
+                )
+                .await
+                {
                     Ok(log_index) => Response::Position { log_index },
                     Err(e) => remote(RemoteErrorKind::Internal, e),
                 };
@@ -259,6 +300,7 @@ impl canopy_rpc::Handler for RpcHandler {
                             log_index: d.log_index,
                             database_id: d.database_id,
                             tables: d.tables,
+                            cluster_id: d.cluster_id,
                         })
                         .collect(),
                 )

@@ -25,7 +25,7 @@ pub mod views;
 use std::future::Future;
 use std::sync::Arc;
 
-pub use config::{NodeConfig, RPC_PORT_OFFSET, default_rpc_port};
+pub use config::{ConfigError, NodeConfig, RPC_PORT_OFFSET, check_root_password, default_rpc_port};
 pub use node::Node;
 
 /// Runs a node until `shutdown` completes, then stops accepting connections and returns. Committed data is already
@@ -46,12 +46,14 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         let _ = rx.wait_for(|s| *s).await;
     };
     let handler = Arc::new(leaf::RpcHandler { node: node.clone() });
-    let rpc = tokio::spawn(canopy_rpc::serve(rpc_listener, handler.clone(), stopped(stop_rx.clone())));
+    let credentials = node.credentials.clone();
+    let rpc =
+        tokio::spawn(canopy_rpc::serve(rpc_listener, handler.clone(), credentials.clone(), stopped(stop_rx.clone())));
     let local_rpc = match bind_local_socket(&node.config.data_dir) {
         Some((path, listener)) => {
             tracing::info!(path = %path.display(), "local RPC socket listening");
             node.set_local_socket(path);
-            Some(tokio::spawn(canopy_rpc::serve_local(listener, handler, stopped(stop_rx.clone()))))
+            Some(tokio::spawn(canopy_rpc::serve_local(listener, handler, credentials, stopped(stop_rx.clone()))))
         }
         None => None,
     };
@@ -83,7 +85,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
 
 /// Binds the local RPC socket `<data-dir>/rpc.sock` (absolute path, so other processes can use what the node
 /// reports), replacing a file left by an earlier run. None, with a warning, when it cannot (a path longer than a
-/// Unix socket address allows, for instance): nodes then talk over TCP only.
+/// Unix socket address allows, for instance): nodes then talk over TCP only. The socket is mode 0600 (its
+/// connections authenticate like TCP ones all the same).
 fn bind_local_socket(data_dir: &std::path::Path) -> Option<(std::path::PathBuf, tokio::net::UnixListener)> {
     let path = match std::fs::canonicalize(data_dir) {
         Ok(dir) => dir.join("rpc.sock"),
@@ -93,7 +96,12 @@ fn bind_local_socket(data_dir: &std::path::Path) -> Option<(std::path::PathBuf, 
         }
     };
     let _ = std::fs::remove_file(&path);
-    match tokio::net::UnixListener::bind(&path) {
+    use std::os::unix::fs::PermissionsExt;
+    let bound = tokio::net::UnixListener::bind(&path).and_then(|listener| {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        Ok(listener)
+    });
+    match bound {
         Ok(listener) => Some((path, listener)),
         Err(e) => {
             tracing::warn!(path = %path.display(), "no local RPC socket: {e}");

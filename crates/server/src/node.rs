@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 
 use canopy_meta::{ClusterMeta, NodeAddr};
+use canopy_rpc::{ClusterSecret, Credentials};
 use canopy_storage::LeafStore;
 
 use crate::cluster::Cluster;
@@ -20,20 +21,46 @@ pub struct Node {
     next_connection_id: AtomicU32,
     /// Where the local RPC socket listens, once it does.
     local_socket: std::sync::OnceLock<std::path::PathBuf>,
+    /// What this node presents on RPC connections, served and opened: its name and the cluster secret (none while
+    /// unconfigured).
+    pub credentials: Arc<Credentials>,
+    /// Shown to MySQL logins while the node is unconfigured (`@@canopy_join_token`): ADD LEAF's login reads it and
+    /// sends it back in `JoinCluster`, which proves the joining master passed that login. Random per process.
+    join_token: String,
 }
 
 impl Node {
     /// Opens the data directory: identity, local partitions and, on a master aggregator, the cluster metadata.
     pub fn open(config: NodeConfig) -> Result<Arc<Node>> {
-        std::fs::create_dir_all(&config.data_dir)
+        // Mode 0700, also when it existed: the directory holds the cluster secret, the metadata and the data.
+        let private = |dir: &std::path::Path| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::create_dir_all(dir)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        };
+        private(&config.data_dir)
             .map_err(|e| Error::Internal(format!("cannot create {}: {e}", config.data_dir.display())))?;
         let identity: Identity =
             persist::load(&persist::identity_path(&config.data_dir))?.unwrap_or_else(Identity::unconfigured);
         let store = Arc::new(LeafStore::open(&config.data_dir.join("leaf"))?);
+        let secret = match identity.role {
+            NodeRole::Unconfigured => None,
+            NodeRole::Leaf => persist::load_secret(&persist::secret_path(&config.data_dir))?,
+            NodeRole::MasterAggregator => Some(master_secret(&config.data_dir)?),
+        };
+        if identity.role == NodeRole::Leaf && secret.is_none() {
+            tracing::warn!("this leaf holds no cluster secret (added by an older version): re-add it to its cluster");
+        }
+        let credentials = Arc::new(Credentials::new(format!("{}:{}", config.host, config.port), secret));
+        if identity.role == NodeRole::Leaf {
+            store.set_cluster_id(identity.cluster_id.clone());
+        }
         let cluster = match identity.role {
-            NodeRole::MasterAggregator => {
-                Some(Cluster::new(config.data_dir.clone(), crate::cluster::load_meta(&config.data_dir)?))
-            }
+            NodeRole::MasterAggregator => Some(Cluster::new(
+                config.data_dir.clone(),
+                crate::cluster::load_meta(&config.data_dir)?,
+                credentials.clone(),
+            )),
             _ => None,
         };
         Ok(Arc::new(Node {
@@ -43,7 +70,19 @@ impl Node {
             cluster: RwLock::new(cluster),
             next_connection_id: AtomicU32::new(1),
             local_socket: std::sync::OnceLock::new(),
+            credentials,
+            join_token: format!("{:032x}", rand::random::<u128>()),
         }))
+    }
+
+    /// The join token while this node is unconfigured (see the field), None once it belongs to a cluster.
+    pub fn join_token(&self) -> Option<&str> {
+        (self.role() == NodeRole::Unconfigured).then_some(self.join_token.as_str())
+    }
+
+    /// Whether `token` is this unconfigured node's join token (compared in constant time).
+    pub fn check_join_token(&self, token: &str) -> bool {
+        self.join_token().is_some_and(|t| canopy_rpc::auth::constant_time_eq(t.as_bytes(), token.as_bytes()))
     }
 
     pub fn identity(&self) -> Identity {
@@ -89,8 +128,11 @@ impl Node {
         let cluster_id = format!("{:032x}", rand::random::<u128>());
         let addr = NodeAddr { host, port: self.config.port, rpc_port: self.config.rpc_port };
         let meta = ClusterMeta::bootstrap(cluster_id.clone(), addr);
+        let secret = ClusterSecret::generate();
+        persist::store_secret(&persist::secret_path(&self.config.data_dir), &secret)?;
         persist::store(&persist::meta_path(&self.config.data_dir), &meta)?;
-        let cluster = Cluster::new(self.config.data_dir.clone(), meta);
+        self.credentials.set_secret(Some(secret));
+        let cluster = Cluster::new(self.config.data_dir.clone(), meta, self.credentials.clone());
         self.set_identity(Identity {
             role: NodeRole::MasterAggregator,
             cluster_id: Some(cluster_id),
@@ -111,18 +153,39 @@ impl Node {
                 self.store.set_partition_state(&local.db, ordinal, canopy_storage::PartitionState::Pending)?;
             }
         }
-        self.set_identity(Identity::unconfigured())
+        self.set_identity(Identity::unconfigured())?;
+        // The secret goes with the membership: a node outside the cluster must not authenticate as one of it.
+        self.credentials.set_secret(None);
+        self.store.set_cluster_id(None);
+        persist::remove_secret(&persist::secret_path(&self.config.data_dir))
     }
 
-    /// ADD LEAF reached this node: it becomes leaf `node_id` of `cluster_id`. Joining the same cluster again under
-    /// the same id is accepted (a retried ADD LEAF); any other cluster is refused.
-    pub fn join_cluster(&self, cluster_id: String, node_id: u32) -> Result<()> {
+    /// ADD LEAF reached this node: it becomes leaf `node_id` of `cluster_id` and keeps the cluster's `secret`
+    /// (stored before the identity, so a leaf never lacks it). Joining the same cluster again under the same id is
+    /// accepted (a retried ADD LEAF); any other cluster is refused.
+    pub fn join_cluster(&self, cluster_id: String, node_id: u32, secret: ClusterSecret) -> Result<()> {
         let identity = self.identity();
         match identity.role {
             NodeRole::Unconfigured => {}
             NodeRole::Leaf if identity.cluster_id.as_deref() == Some(&cluster_id) => {}
             _ => return Err(Error::AlreadyJoined),
         }
+        persist::store_secret(&persist::secret_path(&self.config.data_dir), &secret)?;
+        self.credentials.set_secret(Some(secret));
+        self.store.set_cluster_id(Some(cluster_id.clone()));
         self.set_identity(Identity { role: NodeRole::Leaf, cluster_id: Some(cluster_id), node_id: Some(node_id) })
     }
+}
+
+/// The master aggregator's cluster secret; a cluster bootstrapped before secrets existed gets one now (its leaves
+/// then need re-adding, since they cannot hold it).
+fn master_secret(data_dir: &std::path::Path) -> Result<ClusterSecret> {
+    let path = persist::secret_path(data_dir);
+    if let Some(secret) = persist::load_secret(&path)? {
+        return Ok(secret);
+    }
+    tracing::warn!("no cluster secret in {}: creating one; leaves added before must be re-added", path.display());
+    let secret = ClusterSecret::generate();
+    persist::store_secret(&path, &secret)?;
+    Ok(secret)
 }

@@ -35,7 +35,8 @@ pub async fn add_leaf(
         return Err(Error::CannotAddNode { host, port, reason: "it is already part of this cluster".into() });
     }
     let cannot = |reason: String| Error::CannotAddNode { host: host.clone(), port, reason };
-    let (rpc_port, cluster_id) = probe_node(&user, &password, &host, port).await.map_err(cannot)?;
+    let probe = probe_node(&user, &password, &host, port).await.map_err(cannot)?;
+    let (rpc_port, cluster_id) = (probe.rpc_port, probe.cluster_id);
     match cluster_id {
         // A node of this cluster that the metadata no longer lists was removed while unreachable: it may rejoin.
         Some(id) if id == meta.cluster_id => {}
@@ -56,7 +57,16 @@ pub async fn add_leaf(
         user: String::new(),
         password: String::new(),
     };
-    let join = Request::JoinCluster { cluster_id: meta.cluster_id.clone(), node_id: id.0 };
+    // The secret travels in JoinCluster, on the RPC connection, only to the node whose MySQL login just proved the
+    // credentials: it sends back the join token that login showed (a node already in this cluster authenticates
+    // instead). Neither channel is encrypted (docs/operations.md).
+    let secret = cluster.credentials().secret().ok_or_else(|| Error::Internal("master holds no secret".into()))?;
+    let join = Request::JoinCluster {
+        cluster_id: meta.cluster_id.clone(),
+        node_id: id.0,
+        secret,
+        join_token: probe.join_token.unwrap_or_default(),
+    };
     cluster.call_with_timeout(&probe_leaf, &join, ADD_LEAF_TIMEOUT).await.map_err(|e| cannot(e.to_string()))?;
     match cluster.apply(command)? {
         Outcome::LeafAdded(added) if added == id => Ok(Answer::done()),
@@ -64,13 +74,16 @@ pub async fn add_leaf(
     }
 }
 
-/// Logs in to `host:port` over MySQL and reads the node's RPC port and cluster id.
-async fn probe_node(
-    user: &str,
-    password: &str,
-    host: &str,
-    port: u16,
-) -> std::result::Result<(u16, Option<String>), String> {
+/// What ADD LEAF's login learns about a node.
+struct Probe {
+    rpc_port: u16,
+    cluster_id: Option<String>,
+    /// The node's join token (None once it belongs to a cluster).
+    join_token: Option<String>,
+}
+
+/// Logs in to `host:port` over MySQL and reads the node's RPC port, cluster id and join token.
+async fn probe_node(user: &str, password: &str, host: &str, port: u16) -> std::result::Result<Probe, String> {
     let opts = mysql_async::OptsBuilder::default()
         .ip_or_hostname(host.to_string())
         .tcp_port(port)
@@ -79,14 +92,14 @@ async fn probe_node(
         .prefer_socket(false);
     let work = async {
         let mut conn = mysql_async::Conn::new(opts).await.map_err(|e| format!("cannot connect: {e}"))?;
-        let row: Option<(Option<i64>, Option<String>)> = conn
-            .query_first("SELECT @@canopy_rpc_port, @@canopy_cluster_id")
+        let row: Option<(Option<i64>, Option<String>, Option<String>)> = conn
+            .query_first("SELECT @@canopy_rpc_port, @@canopy_cluster_id, @@canopy_join_token")
             .await
             .map_err(|e| format!("it does not answer as a Canopy node: {e}"))?;
         let _ = conn.disconnect().await;
-        let (rpc_port, cluster_id) = row.ok_or("it does not answer as a Canopy node")?;
+        let (rpc_port, cluster_id, join_token) = row.ok_or("it does not answer as a Canopy node")?;
         let rpc_port = rpc_port.and_then(|p| u16::try_from(p).ok()).ok_or("it reports no RPC port")?;
-        Ok((rpc_port, cluster_id.filter(|c| !c.is_empty())))
+        Ok(Probe { rpc_port, cluster_id: cluster_id.filter(|c| !c.is_empty()), join_token })
     };
     tokio::time::timeout(ADD_LEAF_TIMEOUT, work).await.map_err(|_| "timed out connecting".to_string())?
 }

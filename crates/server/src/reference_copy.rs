@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use canopy_rpc::{Client, Request, Response};
+use canopy_rpc::{Client, Credentials, Request, Response};
 use canopy_storage::{LeafStore, LogEntry};
 
 use crate::cluster::{CONNECT_TIMEOUT, resolve};
@@ -28,7 +28,7 @@ type SourceClients = HashMap<(String, u16), Arc<Client>>;
 
 /// The client for the source leaf at `host:rpc_port`, kept between syncs: every reference write makes each holder
 /// catch up, and a pooled connection saves a TCP connection (and a socket in TIME_WAIT) per write and holder.
-fn client(host: &str, rpc_port: u16) -> Result<Arc<Client>, String> {
+fn client(host: &str, rpc_port: u16, credentials: &Arc<Credentials>) -> Result<Arc<Client>, String> {
     static CLIENTS: OnceLock<Mutex<SourceClients>> = OnceLock::new();
     let mut clients = CLIENTS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
     if let Some(client) = clients.get(&(host.to_string(), rpc_port)) {
@@ -38,7 +38,7 @@ fn client(host: &str, rpc_port: u16) -> Result<Arc<Client>, String> {
     if clients.len() >= SOURCE_CLIENTS_MAX {
         clients.clear();
     }
-    let client = Arc::new(Client::new(addr, CONNECT_TIMEOUT));
+    let client = Arc::new(Client::new(addr, CONNECT_TIMEOUT, credentials.clone()));
     clients.insert((host.to_string(), rpc_port), client.clone());
     Ok(client)
 }
@@ -63,8 +63,9 @@ pub async fn sync(
     database_id: u64,
     host: &str,
     rpc_port: u16,
+    credentials: &Arc<Credentials>,
 ) -> Result<u64, String> {
-    let source = client(host, rpc_port)?;
+    let source = client(host, rpc_port, credentials)?;
     if let Some(backlog) = verified_backlog(store, &source, db, database_id).await {
         match catch_up(store, &source, db, backlog).await {
             Ok(index) => return Ok(index),

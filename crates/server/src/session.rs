@@ -250,18 +250,23 @@ impl Session {
             Ok(Statement::SetSession { .. } | Statement::SetNames { .. }) => Ok(Answer::done()),
             Ok(Statement::Begin | Statement::Commit | Statement::Rollback) => Ok(Answer::done()),
             _ => {
-                // Inside a partition database a leaf runs SQLite's SQL as is, for inspection.
+                // Inside a partition database a leaf runs SQLite's SQL as is, for inspection only: a write here
+                // would bypass the master's gates (and, for DDL, the metadata), so it is refused.
                 let Some(name) = self.db.clone() else { return self.scratch_only(sql) };
                 let local = self.node.store.list()?;
                 let target = local.into_iter().find(|d| d.name() == name).ok_or(Error::UnknownDatabase(name))?;
                 let store = self.node.store.clone();
                 let sql = sql.to_string();
                 let outcome = tokio::task::spawn_blocking(move || match target.ordinal {
-                    Some(o) => store.execute_on_partition(&target.db, o, &sql),
-                    None => store.execute_on_reference(&target.db, &sql),
+                    Some(o) => store.inspect_partition(&target.db, o, &sql),
+                    None => store.inspect_reference(&target.db, &sql),
                 })
                 .await
-                .map_err(|e| Error::Internal(e.to_string()))??;
+                .map_err(|e| Error::Internal(e.to_string()))?
+                .map_err(|e| match e {
+                    canopy_storage::StorageError::NotReadOnly => Error::LeafReadOnly,
+                    e => Error::Storage(e),
+                })?;
                 Ok(match outcome {
                     canopy_storage::Outcome::Rows(rs) => Answer::Rows(rs),
                     canopy_storage::Outcome::Affected { rows, last_insert_id } => Answer::Done {
@@ -559,6 +564,8 @@ impl canopy_mysql::Session for Session {
         match name.to_ascii_lowercase().as_str() {
             "canopy_rpc_port" => Some(Value::Integer(i64::from(self.node.config.rpc_port))),
             "canopy_cluster_id" => Some(self.node.identity().cluster_id.map(Value::Text).unwrap_or(Value::Null)),
+            // Shown only to a logged-in user of an unconfigured node: ADD LEAF proves its login with it.
+            "canopy_join_token" => Some(self.node.join_token().map(|t| Value::Text(t.into())).unwrap_or(Value::Null)),
             "canopy_role" => Some(Value::Text(format!("{:?}", self.node.role()))),
             _ => self.node.cluster().and_then(|c| c.meta().variables.get(name)),
         }

@@ -27,9 +27,14 @@ pub const RESULT_ROWS_MAX: usize = 50_000_000;
 /// How long a statement waits for another writer on the same file before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Mode of database files: SQLite gives its WAL and shared-memory files the database file's mode.
+const FILE_MODE: u32 = 0o600;
+
 pub fn open(path: &Path) -> Result<Connection, StorageError> {
+    use std::os::unix::fs::PermissionsExt;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(FILE_MODE))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // WAL lets readers on other connections (the attached reference copy) proceed during writes; FULL makes every
     // acknowledged commit durable even across power loss, not just across a process kill.
@@ -40,6 +45,28 @@ pub fn open(path: &Path) -> Result<Connection, StorageError> {
     // New files and files from before the change log existed get the log tables.
     conn.execute_batch(log::LOG_DDL)?;
     Ok(conn)
+}
+
+/// Functions a statement on a leaf may never call: loading native code (disabled in this build as well; denied
+/// here so that stays true whatever the build).
+const DENIED_FUNCTIONS: [&str; 1] = ["load_extension"];
+
+/// Makes `conn` refuse statements that reach outside its own file: `ATTACH`/`DETACH` (a file anywhere the process
+/// can write), `VACUUM` (whose `INTO` writes a copy anywhere; SQLite runs it through an internal ATTACH, which this
+/// denies too) and [`DENIED_FUNCTIONS`]. Installed on every partition and reference connection after the store's
+/// own ATTACH of the reference copy, so statement text sent by peers or typed on a leaf can never name another file.
+pub fn deny_escapes(conn: &mut Connection) -> Result<(), StorageError> {
+    use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+    conn.authorizer(Some(|context: AuthContext<'_>| match context.action {
+        AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
+        AuthAction::Function { function_name }
+            if DENIED_FUNCTIONS.iter().any(|f| f.eq_ignore_ascii_case(function_name)) =>
+        {
+            Authorization::Deny
+        }
+        _ => Authorization::Allow,
+    }))?;
+    Ok(())
 }
 
 /// The change-log hook, called inside the write transaction of every committed write: appends what the
@@ -95,6 +122,16 @@ pub fn execute(conn: &Connection, sql: &str, params: &[Value]) -> Result<Outcome
     })
 }
 
+/// Runs one statement that only reads (SQLite's own judgement, `sqlite3_stmt_readonly`); a statement that would
+/// write is refused with `NotReadOnly` before it runs.
+pub fn query(conn: &Connection, sql: &str) -> Result<Outcome, StorageError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    if !stmt.readonly() {
+        return Err(StorageError::NotReadOnly);
+    }
+    read_rows(&mut stmt).map(Outcome::Rows)
+}
+
 /// Runs DDL statements in one transaction (SQLite DDL is transactional), logged as their text.
 pub fn execute_ddl(conn: &Connection, statements: &[String]) -> Result<(), StorageError> {
     log::in_transaction(conn, || run_ddl(conn, statements))
@@ -146,6 +183,17 @@ pub fn set_database_id(conn: &Connection, id: u64) -> Result<(), StorageError> {
 /// The database id recorded in the file, if any (files from before ids were recorded have none).
 pub fn database_id(conn: &Connection) -> Result<Option<u64>, StorageError> {
     Ok(setting(conn, "database_id")?.and_then(|v| v.parse().ok()))
+}
+
+/// Records which cluster this file belongs to (its cluster id): database ids start at 1 in every cluster, so
+/// without it another cluster's `test` would pass for this one's.
+pub fn set_cluster_id(conn: &Connection, cluster_id: &str) -> Result<(), StorageError> {
+    set_setting(conn, "cluster_id", cluster_id)
+}
+
+/// The cluster id recorded in the file, if any (files from before it was recorded have none).
+pub fn cluster_id(conn: &Connection) -> Result<Option<String>, StorageError> {
+    setting(conn, "cluster_id")
 }
 
 fn set_setting(conn: &Connection, key: &str, value: &str) -> Result<(), StorageError> {

@@ -44,6 +44,9 @@ pub enum StorageError {
     BadName(String),
     #[error("result has too many rows")]
     TooManyRows,
+    /// `inspect_*` was given a statement that writes.
+    #[error("only statements that read are allowed here")]
+    NotReadOnly,
     #[error("partition {db}:{ordinal} is {} and does not serve queries", state.as_str())]
     NotOnline { db: String, ordinal: u32, state: PartitionState },
     #[error("partition {db}:{ordinal} is {} and does not take log entries (only a replica does)", state.as_str())]

@@ -62,6 +62,8 @@ pub struct LocalDb {
     pub database_id: Option<u64>,
     /// The user tables of the file (lower-cased, sorted): what ATTACH PARTITION compares with the metadata.
     pub tables: Vec<String>,
+    /// The cluster this copy was created in (None for files that predate it).
+    pub cluster_id: Option<String>,
 }
 
 impl LocalDb {
@@ -108,6 +110,9 @@ struct Open {
 pub struct LeafStore {
     root: PathBuf,
     open: Mutex<Open>,
+    /// The cluster this leaf serves (None outside any cluster): new files record it, and files recording another
+    /// cluster are stale for `create_partitions`.
+    cluster_id: std::sync::RwLock<Option<String>>,
 }
 
 /// Database names become file names, so they are restricted to a safe alphabet.
@@ -128,9 +133,13 @@ impl LeafStore {
     /// installs and snapshots are removed.
     pub fn open(root: &Path) -> Result<LeafStore, StorageError> {
         for dir in ["partitions", "reference", "snapshots"] {
-            std::fs::create_dir_all(root.join(dir))?;
+            create_private_dir(&root.join(dir))?;
         }
-        let store = LeafStore { root: root.to_path_buf(), open: Mutex::new(Open::default()) };
+        let store = LeafStore {
+            root: root.to_path_buf(),
+            open: Mutex::new(Open::default()),
+            cluster_id: std::sync::RwLock::new(None),
+        };
         let mut open = Open::default();
         for entry in std::fs::read_dir(root.join("snapshots"))? {
             std::fs::remove_file(entry?.path())?;
@@ -140,7 +149,8 @@ impl LeafStore {
             if path.extension().is_some_and(|e| e == "sqlite")
                 && let Some(db) = path.file_stem().and_then(|s| s.to_str())
             {
-                let conn = engine::open(&path)?;
+                let mut conn = engine::open(&path)?;
+                engine::deny_escapes(&mut conn)?;
                 open.references.insert(db.to_string(), Arc::new(Mutex::new(conn)));
             }
         }
@@ -155,20 +165,47 @@ impl LeafStore {
             if path.extension().is_none_or(|e| e != "sqlite") {
                 continue;
             }
-            let conn = engine::open(&path)?;
+            let mut conn = engine::open(&path)?;
             let identity: Option<(String, u32)> =
                 conn.query_row("SELECT db, ordinal FROM _canopy_partition", [], |r| Ok((r.get(0)?, r.get(1)?))).ok();
             let Some((db, ordinal)) = identity else {
                 tracing::warn!("ignoring {}: not a Canopy partition", path.display());
                 continue;
             };
-            store.attach_reference(&conn, &db)?;
+            store.attach_reference(&mut conn, &db)?;
             let database_id = engine::database_id(&conn)?;
             let instance = Instance { conn: Arc::new(Mutex::new(conn)), state: PartitionState::Pending, database_id };
             open.partitions.insert((db, ordinal), instance);
         }
         *store.lock()? = open;
         Ok(store)
+    }
+
+    /// Sets the cluster this leaf serves (it joined or left one).
+    pub fn set_cluster_id(&self, cluster_id: Option<String>) {
+        *self.cluster_id.write().unwrap_or_else(|p| p.into_inner()) = cluster_id;
+    }
+
+    fn cluster_id(&self) -> Option<String> {
+        self.cluster_id.read().map(|c| c.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Whether the file behind `conn` belongs to another incarnation of its database, or to another cluster.
+    fn is_stale(&self, conn: &Shared, database_id: u64) -> Result<bool, StorageError> {
+        let conn = lock_conn(conn)?;
+        let other_incarnation = engine::database_id(&conn)?.is_some_and(|id| id != database_id);
+        let cluster = self.cluster_id();
+        let other_cluster = engine::cluster_id(&conn)?.is_some_and(|c| cluster.is_some_and(|ours| c != ours));
+        Ok(other_incarnation || other_cluster)
+    }
+
+    /// Records the database incarnation and this leaf's cluster in a new file.
+    fn stamp(&self, conn: &Connection, database_id: u64) -> Result<(), StorageError> {
+        engine::set_database_id(conn, database_id)?;
+        match self.cluster_id() {
+            Some(cluster_id) => engine::set_cluster_id(conn, &cluster_id),
+            None => Ok(()),
+        }
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Open>, StorageError> {
@@ -183,12 +220,14 @@ impl LeafStore {
         self.root.join("reference").join(format!("{db}.sqlite"))
     }
 
-    fn attach_reference(&self, conn: &Connection, db: &str) -> Result<(), StorageError> {
+    /// Attaches the reference copy of `db` to a partition connection, then denies every further ATTACH on it
+    /// (`engine::deny_escapes`): this is the only file a partition connection ever attaches.
+    fn attach_reference(&self, conn: &mut Connection, db: &str) -> Result<(), StorageError> {
         let path = self.reference_path(db);
         let path = path.to_str().ok_or_else(|| StorageError::Internal("non-UTF-8 data directory".into()))?;
         conn.execute("ATTACH DATABASE ?1 AS canopy_ref", [path])?;
         debug_assert_eq!(REFERENCE_SCHEMA, "canopy_ref");
-        Ok(())
+        engine::deny_escapes(conn)
     }
 
     /// Creates the reference copy of `db` (if missing, running `reference_schema`) and the listed partition
@@ -208,7 +247,7 @@ impl LeafStore {
         // Copies of an earlier incarnation of a database with this name (dropped while this leaf was away) are
         // stale: they are replaced, never reused.
         let stale_reference = match open.references.get(db) {
-            Some(conn) => engine::database_id(&*lock_conn(conn)?)?.is_some_and(|id| id != database_id),
+            Some(conn) => self.is_stale(conn, database_id)?,
             None => false,
         };
         if stale_reference {
@@ -217,7 +256,7 @@ impl LeafStore {
         }
         let mut stale = Vec::new();
         for ((d, ordinal), instance) in open.partitions.iter() {
-            if d == db && engine::database_id(&*lock_conn(&instance.conn)?)?.is_some_and(|id| id != database_id) {
+            if d == db && self.is_stale(&instance.conn, database_id)? {
                 stale.push(*ordinal);
             }
         }
@@ -226,10 +265,11 @@ impl LeafStore {
             remove_files(&self.partition_path(db, ordinal))?;
         }
         if !open.references.contains_key(db) {
-            let conn = engine::open(&self.reference_path(db))?;
+            let mut conn = engine::open(&self.reference_path(db))?;
             engine::set_durability(&conn, durability)?;
-            engine::set_database_id(&conn, database_id)?;
+            self.stamp(&conn, database_id)?;
             engine::execute_ddl(&conn, reference_schema)?;
+            engine::deny_escapes(&mut conn)?;
             open.references.insert(db.to_string(), Arc::new(Mutex::new(conn)));
         }
         for &ordinal in ordinals {
@@ -240,11 +280,11 @@ impl LeafStore {
             let path = self.partition_path(db, ordinal);
             // A file left by an interrupted earlier attempt has no committed identity; start it afresh.
             remove_files(&path)?;
-            let conn = engine::open(&path)?;
+            let mut conn = engine::open(&path)?;
             engine::set_durability(&conn, durability)?;
-            engine::set_database_id(&conn, database_id)?;
+            self.stamp(&conn, database_id)?;
             engine::create_partition(&conn, db, ordinal, schema)?;
-            self.attach_reference(&conn, db)?;
+            self.attach_reference(&mut conn, db)?;
             let instance = Instance {
                 conn: Arc::new(Mutex::new(conn)),
                 state: PartitionState::Online,
@@ -329,6 +369,19 @@ impl LeafStore {
         engine::execute(&*lock_conn(&conn)?, sql, params)
     }
 
+    /// Runs a statement that only reads on an `Online` partition (a leaf's MySQL port, for inspection);
+    /// `NotReadOnly` for one that would write.
+    pub fn inspect_partition(&self, db: &str, ordinal: u32, sql: &str) -> Result<Outcome, StorageError> {
+        let conn = self.online_partition(db, ordinal)?;
+        engine::query(&*lock_conn(&conn)?, sql)
+    }
+
+    /// Runs a statement that only reads on the reference copy of `db`; `NotReadOnly` for one that would write.
+    pub fn inspect_reference(&self, db: &str, sql: &str) -> Result<Outcome, StorageError> {
+        let conn = self.reference(db)?;
+        engine::query(&*lock_conn(&conn)?, sql)
+    }
+
     /// Runs DDL on an `Online` partition; copies receive it through the log.
     pub fn ddl_on_partition(&self, db: &str, ordinal: u32, statements: &[String]) -> Result<(), StorageError> {
         let conn = self.online_partition(db, ordinal)?;
@@ -357,7 +410,8 @@ impl LeafStore {
             let (term, log_index, commits) = engine::log_position(&conn)?;
             let database_id = engine::database_id(&conn)?;
             let tables = engine::user_tables(&conn)?;
-            out.push(LocalDb { db, ordinal, term, log_index, commits, state, database_id, tables });
+            let cluster_id = engine::cluster_id(&conn)?;
+            out.push(LocalDb { db, ordinal, term, log_index, commits, state, database_id, tables, cluster_id });
         }
         Ok(out)
     }
@@ -538,8 +592,8 @@ impl LeafStore {
         remove_files(&path)?;
         std::fs::rename(&temp, &path)?;
         std::fs::File::open(self.root.join("partitions"))?.sync_all()?;
-        let conn = engine::open(&path)?;
-        self.attach_reference(&conn, db)?;
+        let mut conn = engine::open(&path)?;
+        self.attach_reference(&mut conn, db)?;
         Ok((conn, position))
     }
 
@@ -672,6 +726,13 @@ fn remove_files(path: &Path) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Creates `dir` (and its parents) mode 0700: partition files hold user data.
+fn create_private_dir(dir: &Path) -> Result<(), StorageError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -682,6 +743,57 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("canopy-storage-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
+    }
+
+    /// Files record the cluster they were created in; CREATE DATABASE on a leaf that now serves another cluster
+    /// replaces a same-named copy of the old cluster (same database id, since ids start at 1 everywhere) instead of
+    /// adopting its rows.
+    #[test]
+    fn files_record_their_cluster_and_another_clusters_copy_is_replaced() {
+        let dir = temp_dir("cluster-id");
+        let store = LeafStore::open(&dir).unwrap();
+        let schema = ["CREATE TABLE x (id INTEGER PRIMARY KEY)".to_string()];
+        store.set_cluster_id(Some("theirs".into()));
+        store.create_partitions("test", &[0], &schema, &[], Durability::Async, 1).unwrap();
+        store.execute_on_partition("test", 0, "INSERT INTO x VALUES (1)").unwrap();
+        let listed = store.list().unwrap();
+        assert!(listed.iter().all(|l| l.cluster_id.as_deref() == Some("theirs")), "{listed:?}");
+        store.set_cluster_id(Some("ours".into()));
+        store.create_partitions("test", &[0], &schema, &[], Durability::Async, 1).unwrap();
+        let rows = store.execute_on_partition("test", 0, "SELECT count(*) FROM x").unwrap();
+        let Outcome::Rows(rows) = rows else { panic!("rows") };
+        assert_eq!(rows.rows[0][0], Value::Integer(0), "the other cluster's rows were adopted");
+        assert!(store.list().unwrap().iter().all(|l| l.cluster_id.as_deref() == Some("ours")));
+    }
+
+    /// Statement text reaching a leaf (RPC Execute or Ddl, or the leaf's own MySQL port) never opens another file:
+    /// ATTACH, DETACH and VACUUM INTO are refused on partitions and reference copies, after a reopen too, while
+    /// the store's own attached reference copy keeps working.
+    #[test]
+    fn statements_cannot_attach_detach_or_vacuum_into_files() {
+        let dir = temp_dir("authorizer");
+        let outside = dir.join("outside.sqlite");
+        let attach = format!("ATTACH DATABASE '{}' AS evil", outside.display());
+        let vacuum = format!("VACUUM INTO '{}'", outside.display());
+        for reopen in [false, true] {
+            let store = LeafStore::open(&dir).unwrap();
+            if !reopen {
+                let schema = ["CREATE TABLE x (id INTEGER PRIMARY KEY)".to_string()];
+                let reference = ["CREATE TABLE r (k INTEGER)".to_string()];
+                store.create_partitions("test", &[0], &schema, &reference, Durability::Async, 1).unwrap();
+            }
+            store.set_partition_state("test", 0, PartitionState::Online).unwrap();
+            for sql in [attach.as_str(), "DETACH DATABASE canopy_ref", vacuum.as_str(), "VACUUM"] {
+                assert!(store.execute_on_partition("test", 0, sql).is_err(), "partition ran {sql}");
+                assert!(store.execute_on_reference("test", sql).is_err(), "reference ran {sql}");
+            }
+            assert!(store.ddl_on_partition("test", 0, std::slice::from_ref(&attach)).is_err(), "DDL ran ATTACH");
+            assert!(store.ddl_on_reference("test", std::slice::from_ref(&attach)).is_err(), "reference DDL ran ATTACH");
+            assert!(store.execute_on_partition("test", 0, "SELECT load_extension('x')").is_err());
+            assert!(!outside.exists(), "a statement created a file outside the store");
+            let rows = store.execute_on_partition("test", 0, "SELECT count(*) FROM r").unwrap();
+            assert!(matches!(rows, Outcome::Rows(_)), "the reference copy stays attached");
+        }
     }
 
     #[test]
