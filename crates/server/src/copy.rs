@@ -13,9 +13,15 @@ use crate::cluster::resolve;
 use crate::leaf::{CHUNK_BYTES, blocking, from_record};
 
 const SOURCE_TIMEOUT: Duration = Duration::from_secs(60);
-/// A catch-up that keeps finding new entries stops after this many rounds; the caller's final catch-up (with the
-/// source fenced) finishes the job.
+/// A catch-up that still finds new entries after this many rounds gives up with an error (never reports success
+/// without having reached the source's end of log): writers outpace it, and the move must be retried later.
 const CATCH_UP_ROUNDS_MAX: u32 = 1000;
+/// Test-only: overrides `CATCH_UP_ROUNDS_MAX` (read once, at the first catch-up), so end-to-end tests can make a
+/// catch-up fall short on purpose. Not a tuning knob; production never sets it.
+const CATCH_UP_ROUNDS_ENV: &str = "CANOPY_TEST_CATCH_UP_ROUNDS_MAX";
+/// Test-only: overrides the payload bytes asked for per catch-up round (`CHUNK_BYTES`); `1` makes every round one
+/// entry. Read once, like `CATCH_UP_ROUNDS_ENV`.
+const CATCH_UP_BATCH_BYTES_ENV: &str = "CANOPY_TEST_CATCH_UP_BATCH_BYTES";
 
 async fn call(source: &Client, request: &Request) -> Result<Response, String> {
     match source.call(request, SOURCE_TIMEOUT).await {
@@ -82,16 +88,25 @@ pub async fn catch_up(
     catch_up_with(store, &source, db, ordinal).await
 }
 
+/// The catch-up limits: `(rounds, bytes per round)`, from the test-only overrides when set.
+fn catch_up_limits() -> (u32, u64) {
+    static LIMITS: std::sync::OnceLock<(u32, u64)> = std::sync::OnceLock::new();
+    *LIMITS.get_or_init(|| {
+        let read = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+        let rounds = read(CATCH_UP_ROUNDS_ENV).map_or(CATCH_UP_ROUNDS_MAX, |r| r.clamp(1, u64::from(u32::MAX)) as u32);
+        let bytes = read(CATCH_UP_BATCH_BYTES_ENV).map_or(u64::from(CHUNK_BYTES), |b| b.max(1));
+        (rounds, bytes)
+    })
+}
+
+/// Applies the source's log until a round finds nothing newer, and returns the index reached then. Falling short
+/// after the round limit is an error: the caller must never take a copy for caught up when it is not.
 async fn catch_up_with(store: &Arc<LeafStore>, source: &Client, db: &str, ordinal: u32) -> Result<u64, String> {
     let (name, st) = (db.to_string(), store.clone());
     let mut position = blocking(&st, move |s| s.log_position(&name, ordinal)).await.map_err(|e| e.to_string())?;
-    for _ in 0..CATCH_UP_ROUNDS_MAX {
-        let request = Request::LogSince {
-            db: db.to_string(),
-            ordinal,
-            after_index: position.index,
-            max_bytes: u64::from(CHUNK_BYTES),
-        };
+    let (rounds_max, max_bytes) = catch_up_limits();
+    for _ in 0..rounds_max {
+        let request = Request::LogSince { db: db.to_string(), ordinal, after_index: position.index, max_bytes };
         let Response::Log(records) = call(source, &request).await? else {
             return Err("source leaf answered a log request with something else".into());
         };
@@ -104,5 +119,8 @@ async fn catch_up_with(store: &Arc<LeafStore>, source: &Client, db: &str, ordina
             .await
             .map_err(|e| format!("applying the source's log failed: {e}"))?;
     }
-    Ok(position.index)
+    Err(format!(
+        "the copy is still behind the source after {rounds_max} catch-up rounds (at log index {})",
+        position.index
+    ))
 }

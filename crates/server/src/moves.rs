@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use canopy_meta::{Action, Command, InstanceRole, Leaf, LeafState, NodeId, Outcome, Step};
-use canopy_rpc::Request;
+use canopy_rpc::{Request, Response};
 
 use crate::attach::run_step;
 use crate::cluster::Cluster;
@@ -136,7 +136,6 @@ async fn move_one(
         let _closed = tokio::time::timeout(SWITCH_TIMEOUT, gate.write())
             .await
             .map_err(|_| Error::Internal(format!("statements on {db}:{ordinal} did not finish in time")))?;
-        cluster.call(&source, &Request::FencePartition { db: db.to_string(), ordinal }).await?;
         let catch_up = Request::CatchUp {
             db: db.to_string(),
             ordinal,
@@ -144,7 +143,17 @@ async fn move_one(
             source_rpc_port: source.addr.rpc_port,
         };
         let finished = async {
-            cluster.call(&target, &catch_up).await?;
+            let fenced = cluster.call(&source, &Request::FencePartition { db: db.to_string(), ordinal }).await?;
+            let source_index = position(fenced, "FencePartition")?;
+            let target_index = position(cluster.call(&target, &catch_up).await?, "CatchUp")?;
+            if target_index != source_index {
+                // Promoting now would drop the entries the target lacks with the source.
+                return Err(Error::MoveAbandoned {
+                    db: db.to_string(),
+                    ordinal,
+                    reason: MoveAbort::NotCaughtUp { source_index, target_index },
+                });
+            }
             cluster.call(&target, &Request::AttachPartitions { db: db.to_string(), ordinals: vec![ordinal] }).await?;
             cluster.apply(Command::PromoteWithDrop { db: db.to_string(), instance: replica })
         }
@@ -166,6 +175,21 @@ async fn move_one(
     // Switched: the old copy is garbage now; a failure to drop it leaves an orphan, never a live instance.
     drop_copy(cluster, &source, db, ordinal).await;
     Ok(())
+}
+
+/// Why a move gave up before its switch (the source still serves the partition).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoveAbort {
+    #[error("the target reached log index {target_index}, the fenced source ends at {source_index}")]
+    NotCaughtUp { source_index: u64, target_index: u64 },
+}
+
+/// The log index in a leaf's `Position` answer to `request`.
+fn position(response: Response, request: &str) -> Result<u64> {
+    match response {
+        Response::Position { log_index } => Ok(log_index),
+        other => Err(Error::Internal(format!("{request} answered {other:?} instead of a log position"))),
+    }
 }
 
 /// A move interrupted by a master aggregator crash can leave a registered, never-promoted replica instance: forget
