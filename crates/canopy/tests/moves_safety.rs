@@ -117,3 +117,30 @@ async fn a_catch_up_cut_short_never_loses_acknowledged_rows() {
     assert!(placed.iter().all(|(_, port)| *port != leaf4.to_string()), "{placed:?}");
     assert_rows_present(&mut conn, rows, &acked).await;
 }
+
+/// History: the master aggregator's first metadata write after a `PromoteWithDrop` fails (test-only fault: it is
+/// the PROMOTE step's status record), while leaf 4 is detached under a writer. Property: nothing is undone after
+/// the switch: the DETACH completes, the first moved partition keeps its new master and that master's file, and
+/// every acknowledged row is readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_status_write_after_the_switch_keeps_the_new_master() {
+    let env = [("CANOPY_TEST_FAIL_METADATA_WRITE_AFTER", "PromoteWithDrop")];
+    let rows = 2_000;
+    let cluster = setup("statuswrite", &env, rows).await;
+    let mut conn = cluster.conn().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = start_writer(&cluster, stop.clone());
+    let leaf4 = cluster.leaves[3].port;
+    let detached = conn.query_drop(format!("DETACH LEAF '127.0.0.1':{leaf4}")).await;
+    stop.store(true, Ordering::Relaxed);
+    let acked = writer.await.unwrap();
+    let placed = masters(&mut conn).await;
+    assert_eq!(placed.len(), 8, "every partition keeps a master: {placed:?}");
+    let (_, port) = placed.iter().find(|(ordinal, _)| ordinal == "3").expect("test:3 has a master").clone();
+    assert_ne!(port, leaf4.to_string(), "test:3 was moved first");
+    let target = cluster.leaves.iter().find(|l| l.port.to_string() == port).expect("the master is a leaf");
+    assert!(target.data_dir.join("leaf/partitions/test_3.sqlite").exists(), "the new master's file is still there");
+    assert_rows_present(&mut conn, rows, &acked).await;
+    detached.expect("the DETACH completes");
+    assert_eq!(leaf_state(&cluster, 3).await.as_deref(), Some("detached"));
+}

@@ -108,7 +108,9 @@ async fn attach_partitions_of(cluster: &Arc<Cluster>, leaf: &canopy_meta::Leaf, 
     Ok(Answer::affected(attached))
 }
 
-/// Runs one recorded step: marks it running, runs `work`, records success or failure with its running time.
+/// Runs one recorded step: marks it running, runs `work`, records success or failure with its running time. Once
+/// `work` succeeded its effects stand: failing to record that is logged, never reported as the step failing (the
+/// caller would otherwise undo work that is already committed).
 pub async fn run_step(
     cluster: &Cluster,
     db: &str,
@@ -126,7 +128,9 @@ pub async fn run_step(
     cluster.apply(update(StepStatus::Running, None))?;
     match work.await {
         Ok(()) => {
-            cluster.apply(update(StepStatus::Success, None))?;
+            if let Err(e) = cluster.apply(update(StepStatus::Success, None)) {
+                tracing::warn!("step {index} of {db} succeeded, but recording it failed: {e}");
+            }
             Ok(())
         }
         Err(e) => {

@@ -22,6 +22,42 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 /// consecutive across aggregators (as in SingleStore).
 const AUTO_INCREMENT_BATCH: u64 = 1000;
 
+/// Test-only fault injection: with this set to a command kind (`PromoteWithDrop`, the name of a `Command`
+/// variant), the first metadata write after a write of that kind fails once, as a full or failing disk would. Read
+/// once at start-up; production never sets it.
+const FAIL_WRITE_AFTER_ENV: &str = "CANOPY_TEST_FAIL_METADATA_WRITE_AFTER";
+
+/// The state of the `FAIL_WRITE_AFTER_ENV` fault: the kind to wait for, whether it was seen, whether it fired.
+#[derive(Default)]
+struct WriteFault {
+    after: Option<String>,
+    armed: bool,
+    fired: bool,
+}
+
+impl WriteFault {
+    fn from_env() -> WriteFault {
+        WriteFault { after: std::env::var(FAIL_WRITE_AFTER_ENV).ok().filter(|k| !k.is_empty()), ..Default::default() }
+    }
+
+    /// Whether this write must fail; then the fault is spent.
+    fn fails_now(&mut self) -> bool {
+        let fail = self.armed && !self.fired;
+        self.fired |= fail;
+        fail
+    }
+
+    /// Notes a persisted command; the next write fails if it is of the awaited kind.
+    fn persisted(&mut self, command: &Command) {
+        if let Some(kind) = &self.after
+            && !self.fired
+            && format!("{command:?}").split([' ', '{', '(']).next() == Some(kind.as_str())
+        {
+            self.armed = true;
+        }
+    }
+}
+
 /// A partition's gate (see `Cluster::gates`).
 pub type Gate = Arc<tokio::sync::RwLock<()>>;
 
@@ -36,8 +72,8 @@ pub struct LeafHealth {
 pub struct Cluster {
     data_dir: PathBuf,
     meta: RwLock<Arc<ClusterMeta>>,
-    /// Serialises metadata writes (persist, then publish).
-    write: Mutex<()>,
+    /// Serialises metadata writes (persist, then publish); holds the test-only write fault.
+    write: Mutex<WriteFault>,
     /// Serialises multi-step cluster operations (DDL, ADD LEAF, CREATE/DROP DATABASE).
     pub operation_lock: tokio::sync::Mutex<()>,
     clients: Mutex<HashMap<NodeId, Arc<Client>>>,
@@ -53,7 +89,7 @@ impl Cluster {
         Arc::new(Cluster {
             data_dir,
             meta: RwLock::new(Arc::new(meta)),
-            write: Mutex::new(()),
+            write: Mutex::new(WriteFault::from_env()),
             operation_lock: tokio::sync::Mutex::new(()),
             clients: Mutex::new(HashMap::new()),
             health: Mutex::new(HashMap::new()),
@@ -75,14 +111,21 @@ impl Cluster {
 
     /// Applies `command`, persists the new metadata, then publishes it.
     pub fn apply(&self, command: Command) -> Result<Outcome> {
-        let _guard = self.write.lock().map_err(|_| Error::Internal("metadata write lock poisoned".into()))?;
+        let mut fault = self.write.lock().map_err(|_| Error::Internal("metadata write lock poisoned".into()))?;
+        if fault.fails_now() {
+            return Err(Error::Internal(format!("metadata write failed ({FAIL_WRITE_AFTER_ENV})")));
+        }
         let mut next = (*self.meta()).clone();
+        let kind = fault.after.is_some().then(|| command.clone());
         let outcome = next.apply(command)?;
         if let Err(broken) = next.check_invariants() {
             // A command that breaks an invariant is a bug: refuse to persist or serve that state.
             return Err(Error::Internal(format!("metadata invariant violated: {broken}")));
         }
         persist::store(&persist::meta_path(&self.data_dir), &next)?;
+        if let Some(command) = kind {
+            fault.persisted(&command);
+        }
         *self.meta.write().map_err(|_| Error::Internal("metadata lock poisoned".into()))? = Arc::new(next);
         Ok(outcome)
     }

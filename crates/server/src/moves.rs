@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use canopy_meta::{Action, Command, InstanceRole, Leaf, LeafState, NodeId, Outcome, Step};
+use canopy_meta::{Action, Command, InstanceId, InstanceRole, Leaf, LeafState, NodeId, Outcome, Step};
 use canopy_rpc::{Request, Response};
 
 use crate::attach::run_step;
@@ -82,6 +82,9 @@ fn leaf_of(cluster: &Cluster, id: NodeId) -> Result<Leaf> {
     cluster.meta().leaves.get(&id).cloned().ok_or(Error::Meta(canopy_meta::MetaError::UnknownLeaf(id)))
 }
 
+/// One move in three phases. COPY and SWITCH undo themselves when they fail before the commit point (the
+/// `PromoteWithDrop` metadata change): the source serves again and the target's copy is forgotten and dropped.
+/// After the commit nothing is ever undone: failures only log, and at worst leave the source's copy as an orphan.
 async fn move_one(
     cluster: &Arc<Cluster>,
     db: &str,
@@ -93,6 +96,26 @@ async fn move_one(
 ) -> Result<()> {
     let source = leaf_of(cluster, source_id)?;
     let target = leaf_of(cluster, target_id)?;
+    let replica = copy_phase(cluster, db, ordinal, &source, &target, copy_step).await?;
+    if let Err(e) = switch_phase(cluster, db, ordinal, &source, &target, replica, promote_step).await {
+        forget_copy(cluster, db, ordinal, &target, Some(replica)).await;
+        return Err(e);
+    }
+    // Cleanup: the old copy is garbage now; a failure to drop it leaves an orphan, never a live instance.
+    drop_copy(cluster, &source, db, ordinal).await;
+    Ok(())
+}
+
+/// COPY: the target pulls a snapshot and catches up, then its copy is registered as a replica instance, whose id
+/// is returned. On failure the target's copy is forgotten and dropped.
+async fn copy_phase(
+    cluster: &Arc<Cluster>,
+    db: &str,
+    ordinal: u32,
+    source: &Leaf,
+    target: &Leaf,
+    copy_step: u32,
+) -> Result<InstanceId> {
     discard_unfinished_copies(cluster, db, ordinal).await?;
     // The metadata lists no instance of this partition on the target, so any copy there is an orphan left by an
     // interrupted move: replace it.
@@ -100,11 +123,11 @@ async fn move_one(
         .meta()
         .databases
         .get(db)
-        .is_some_and(|d| d.instances.iter().any(|i| i.ordinal == ordinal && i.node == target_id))
+        .is_some_and(|d| d.instances.iter().any(|i| i.ordinal == ordinal && i.node == target.id))
     {
         return Err(Error::Internal(format!("{db}:{ordinal} already has an instance on the move's target")));
     }
-    drop_copy(cluster, &target, db, ordinal).await;
+    drop_copy(cluster, target, db, ordinal).await;
     let copy = Request::CopyPartition {
         db: db.to_string(),
         ordinal,
@@ -113,11 +136,11 @@ async fn move_one(
     };
     let mut replica = None;
     let copied = run_step(cluster, db, copy_step, async {
-        cluster.call(&target, &copy).await?;
+        cluster.call(target, &copy).await?;
         let added = cluster.apply(Command::AddInstance {
             db: db.to_string(),
             ordinal,
-            node: target_id,
+            node: target.id,
             role: InstanceRole::Replica,
         })?;
         if let Outcome::InstanceAdded(instance) = added {
@@ -126,55 +149,91 @@ async fn move_one(
         Ok(())
     })
     .await;
-    if let Err(e) = copied {
-        drop_copy(cluster, &target, db, ordinal).await;
-        return Err(e);
+    match (copied, replica) {
+        (Ok(()), Some(replica)) => Ok(replica),
+        (copied, replica) => {
+            forget_copy(cluster, db, ordinal, target, replica).await;
+            Err(copied.err().unwrap_or_else(|| Error::Internal("copy registered no instance".into())))
+        }
     }
-    let replica = replica.ok_or_else(|| Error::Internal("copy registered no instance".into()))?;
+}
+
+/// SWITCH (PROMOTE WITH DROP): under the partition's closed gate, fence the source, let the target apply the
+/// source's whole log, and commit the switch in the metadata. `Ok` once committed, whatever happens afterwards
+/// (the step's status is recorded best-effort); on an error before the commit the source serves again.
+async fn switch_phase(
+    cluster: &Arc<Cluster>,
+    db: &str,
+    ordinal: u32,
+    source: &Leaf,
+    target: &Leaf,
+    replica: InstanceId,
+    promote_step: u32,
+) -> Result<()> {
+    let mut committed = false;
     let switched = run_step(cluster, db, promote_step, async {
         let gate = cluster.gate(db, ordinal);
         let _closed = tokio::time::timeout(SWITCH_TIMEOUT, gate.write())
             .await
             .map_err(|_| Error::Internal(format!("statements on {db}:{ordinal} did not finish in time")))?;
-        let catch_up = Request::CatchUp {
-            db: db.to_string(),
-            ordinal,
-            source_host: source.addr.host.clone(),
-            source_rpc_port: source.addr.rpc_port,
-        };
-        let finished = async {
-            let fenced = cluster.call(&source, &Request::FencePartition { db: db.to_string(), ordinal }).await?;
-            let source_index = position(fenced, "FencePartition")?;
-            let target_index = position(cluster.call(&target, &catch_up).await?, "CatchUp")?;
-            if target_index != source_index {
-                // Promoting now would drop the entries the target lacks with the source.
-                return Err(Error::MoveAbandoned {
-                    db: db.to_string(),
-                    ordinal,
-                    reason: MoveAbort::NotCaughtUp { source_index, target_index },
-                });
-            }
-            cluster.call(&target, &Request::AttachPartitions { db: db.to_string(), ordinals: vec![ordinal] }).await?;
-            cluster.apply(Command::PromoteWithDrop { db: db.to_string(), instance: replica })
-        }
-        .await;
-        if let Err(e) = finished {
+        let finished = switch_under_gate(cluster, db, ordinal, source, target, replica).await;
+        if finished.is_err() {
             // Not switched: the source serves again.
-            let _ =
-                cluster.call(&source, &Request::AttachPartitions { db: db.to_string(), ordinals: vec![ordinal] }).await;
-            return Err(e);
+            let attach = Request::AttachPartitions { db: db.to_string(), ordinals: vec![ordinal] };
+            let _ = cluster.call(source, &attach).await;
         }
-        Ok(())
+        committed = finished.is_ok();
+        finished
     })
     .await;
-    if let Err(e) = switched {
-        let _ = cluster.apply(Command::RemoveInstance { db: db.to_string(), instance: replica });
-        drop_copy(cluster, &target, db, ordinal).await;
-        return Err(e);
+    match switched {
+        Err(e) if committed => {
+            // Past the commit point an error must never undo the switch: the target is the master now.
+            tracing::warn!("{db}:{ordinal} switched to its new master, but recording the step failed: {e}");
+            Ok(())
+        }
+        other => other,
     }
-    // Switched: the old copy is garbage now; a failure to drop it leaves an orphan, never a live instance.
-    drop_copy(cluster, &source, db, ordinal).await;
-    Ok(())
+}
+
+/// The part of the switch that runs while no statement can reach either copy; ends with the commit.
+async fn switch_under_gate(
+    cluster: &Arc<Cluster>,
+    db: &str,
+    ordinal: u32,
+    source: &Leaf,
+    target: &Leaf,
+    replica: InstanceId,
+) -> Result<()> {
+    let catch_up = Request::CatchUp {
+        db: db.to_string(),
+        ordinal,
+        source_host: source.addr.host.clone(),
+        source_rpc_port: source.addr.rpc_port,
+    };
+    let fenced = cluster.call(source, &Request::FencePartition { db: db.to_string(), ordinal }).await?;
+    let source_index = position(fenced, "FencePartition")?;
+    let target_index = position(cluster.call(target, &catch_up).await?, "CatchUp")?;
+    if target_index != source_index {
+        // Promoting now would drop the entries the target lacks with the source.
+        return Err(Error::MoveAbandoned {
+            db: db.to_string(),
+            ordinal,
+            reason: MoveAbort::NotCaughtUp { source_index, target_index },
+        });
+    }
+    cluster.call(target, &Request::AttachPartitions { db: db.to_string(), ordinals: vec![ordinal] }).await?;
+    cluster.apply(Command::PromoteWithDrop { db: db.to_string(), instance: replica }).map(|_| ())
+}
+
+/// Undoes a copy that never became the master: forgets its replica instance (if registered) and drops its file.
+async fn forget_copy(cluster: &Cluster, db: &str, ordinal: u32, target: &Leaf, replica: Option<InstanceId>) {
+    if let Some(instance) = replica
+        && let Err(e) = cluster.apply(Command::RemoveInstance { db: db.to_string(), instance })
+    {
+        tracing::warn!("forgetting the unfinished copy of {db}:{ordinal} failed: {e}");
+    }
+    drop_copy(cluster, target, db, ordinal).await;
 }
 
 /// Why a move gave up before its switch (the source still serves the partition).
