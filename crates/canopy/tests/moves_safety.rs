@@ -7,6 +7,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use mysql_async::Row;
 use mysql_async::prelude::Queryable;
@@ -143,4 +144,101 @@ async fn a_failed_status_write_after_the_switch_keeps_the_new_master() {
     assert_rows_present(&mut conn, rows, &acked).await;
     detached.expect("the DETACH completes");
     assert_eq!(leaf_state(&cluster, 3).await.as_deref(), Some("detached"));
+}
+
+/// The smallest and largest ids stored in partition `ordinal` of `test`, asked of leaf `leaf` (which holds it).
+async fn ids_in_partition(cluster: &TestCluster, leaf: usize, ordinal: usize) -> (i64, i64) {
+    let mut direct = cluster.leaves[leaf].connect().await;
+    direct.query_drop(format!("USE test_{ordinal}")).await.unwrap();
+    direct.query_first("SELECT MIN(id), MAX(id) FROM x").await.unwrap().expect("partition holds rows")
+}
+
+/// The target port of the PROMOTE step of `ordinal` once SHOW REBALANCE STATUS shows it running (polled tightly).
+async fn promote_running(conn: &mut mysql_async::Conn, ordinal: &str) -> String {
+    let deadline = Instant::now() + support::DEADLINE;
+    loop {
+        let rows: Vec<Row> = conn.query("SHOW REBALANCE STATUS ON test").await.unwrap();
+        let running = rows.iter().find(|r| {
+            text(r, "Action") == "PROMOTE PARTITION WITH DROP"
+                && text(r, "Ordinal") == ordinal
+                && text(r, "Status") == "running"
+        });
+        if let Some(row) = running {
+            return text(row, "Target_Port");
+        }
+        assert!(Instant::now() < deadline, "the PROMOTE of {ordinal} was never seen running: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// History: leaf 4 is detached; its first partition's PROMOTE waits for a slow statement that holds the partition's
+/// gate (a scatter over test:3, where it finds nothing, and test:2, where it is slow), and meanwhile the move's
+/// target is frozen (SIGSTOP), so the switch then stalls on the target with the gate closed. Property: statements on the partition resume within the switch deadline, far
+/// below the 600 s RPC timeout; the DETACH fails cleanly; after SIGCONT a rerun completes with every row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_target_holds_the_gate_only_until_the_switch_deadline() {
+    let rows = 2_000;
+    let cluster = setup("frozentarget", &[], rows).await;
+    let mut conn = cluster.conn().await;
+    // The frozen leaf stays `online`, so the rerun needs no re-attach.
+    conn.query_drop("SET GLOBAL leaf_failure_detection = OFF").await.unwrap();
+    let leaf4 = cluster.leaves[3].port;
+    // `absent` routes to test:3 but is not there, so test:3's part of the scatter is quick and leaves its
+    // connection free for the copy; the slow part runs on test:2 (leaf 3, not the move's target), where `slow_id` is.
+    let (absent, id) = ids_in_partition(&cluster, 3, 3).await;
+    conn.query_drop(format!("DELETE FROM test.x WHERE id = {absent}")).await.unwrap();
+    let (slow_id, _) = ids_in_partition(&cluster, 2, 2).await;
+    let slow = {
+        let opts = cluster.master.opts();
+        tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(opts).await.unwrap();
+            let started = Instant::now();
+            let sql = format!(
+                "SELECT id FROM test.x WHERE id IN ({absent}, {slow_id}) AND (WITH RECURSIVE c(n) AS (SELECT 1 \
+                 UNION ALL SELECT n + 1 FROM c WHERE n < 20000000) SELECT count(*) FROM c) > 0"
+            );
+            let found: Option<i64> = c.query_first(sql).await.unwrap();
+            (found, started.elapsed())
+        })
+    };
+    let detach = {
+        let opts = cluster.master.opts();
+        tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(opts).await.unwrap();
+            c.query_drop(format!("DETACH LEAF '127.0.0.1':{leaf4}")).await
+        })
+    };
+    let mut watcher = cluster.conn().await;
+    let target_port = promote_running(&mut watcher, "3").await;
+    let target = cluster.leaves.iter().position(|l| l.port.to_string() == target_port).expect("target is a leaf");
+    assert_ne!(target, 2, "the move's target is not the leaf running the slow part");
+    cluster.leaves[target].signal(libc::SIGSTOP);
+    let unfinished = !slow.is_finished();
+    let (found, took) = slow.await.unwrap();
+    println!("the slow statement took {took:?}");
+    assert!(unfinished, "the slow statement still holds the gate when the target freezes");
+    assert_eq!(found, Some(slow_id));
+    let frozen_at = Instant::now();
+    // Each try is bounded: a statement waiting at a closed gate would otherwise wait for the whole switch.
+    let back: i64 = eventually("a point SELECT on test:3 answers while the target is frozen", || async {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            let mut c = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
+            c.query_first::<i64, _>(format!("SELECT id FROM test.x WHERE id = {id}")).await.ok()?
+        })
+        .await
+        .ok()?
+    })
+    .await;
+    assert_eq!(back, id);
+    println!("statements on test:3 resumed {:?} after the slow statement ended", frozen_at.elapsed());
+    cluster.leaves[target].signal(libc::SIGCONT);
+    let err = detach.await.unwrap().expect_err("the stalled switch is abandoned");
+    assert!(err.to_string().contains("did not finish within"), "{err}");
+    assert_eq!(masters(&mut conn).await.len(), 8);
+    conn.query_drop(format!("INSERT INTO test.x VALUES ({absent}, 'back')")).await.unwrap();
+    assert_rows_present(&mut conn, rows, &[]).await;
+    conn.query_drop(format!("DETACH LEAF '127.0.0.1':{leaf4}")).await.expect("the rerun completes");
+    let placed = masters(&mut conn).await;
+    assert!(placed.len() == 8 && placed.iter().all(|(_, port)| *port != leaf4.to_string()), "{placed:?}");
+    assert_rows_present(&mut conn, rows, &[]).await;
 }

@@ -5,12 +5,14 @@
 //! 1. COPY: T pulls a consistent snapshot of the partition from S (SQLite online backup), installs it as a
 //!    non-serving copy, and catches up from S's change log; the copy is registered as a replica instance.
 //! 2. PROMOTE WITH DROP: the aggregator closes the partition's gate (new statements wait, running ones finish), S
-//!    stops serving the partition (fenced), T catches up the last entries, T starts serving, the metadata makes T's
-//!    instance the master in a new term and forgets S's, the gate opens, and S drops its copy.
+//!    stops serving the partition (fenced) and reports its final log position, T catches up to exactly that
+//!    position, T starts serving, the metadata makes T's instance the master in a new term and forgets S's (the
+//!    commit point), the gate opens, and S drops its copy. The gate stays closed at most `SWITCH_DEADLINE_MS`.
 //!
 //! Every step is recorded for SHOW REBALANCE STATUS. A failure before the metadata switch undoes the move (S serves
-//! again, T's copy is dropped); a crash leaves T's copy pending and unregistered, i.e. an orphan, never a live
-//! instance, and the move can simply be run again.
+//! again, T's copy is dropped); nothing after it is undone (a failure there only logs, and leaves S's copy as an
+//! orphan at worst). A crash leaves T's copy pending and unregistered, i.e. an orphan, never a live instance, and
+//! the move can simply be run again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,8 +25,15 @@ use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::exec::Answer;
 
-/// How long the final catch-up and switch may hold the partition's gate before the move gives up.
+/// How long a move waits for the statements running on the partition to finish before it gives up.
 const SWITCH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the switch may hold the partition's gate closed (fence, final catch-up, target attach). On expiry the
+/// move gives up: the source serves again and the gate opens, so a frozen leaf stalls statements this long at most.
+const SWITCH_DEADLINE_MS: u64 = 10_000;
+/// How long un-fencing the source may take when a switch is abandoned (still under the gate).
+const UNFENCE_TIMEOUT_MS: u64 = 5_000;
+/// How long dropping a copy may take; a drop that does not finish leaves an orphan, never a live instance.
+const DROP_COPY_TIMEOUT_MS: u64 = 30_000;
 
 /// Moves every partition instance off `leaf`, one at a time, to the online leaf holding the fewest partitions of
 /// that database.
@@ -176,14 +185,30 @@ async fn switch_phase(
         let _closed = tokio::time::timeout(SWITCH_TIMEOUT, gate.write())
             .await
             .map_err(|_| Error::Internal(format!("statements on {db}:{ordinal} did not finish in time")))?;
-        let finished = switch_under_gate(cluster, db, ordinal, source, target, replica).await;
+        let deadline = Duration::from_millis(SWITCH_DEADLINE_MS);
+        let prepared =
+            match tokio::time::timeout(deadline, switch_under_gate(cluster, db, ordinal, source, target)).await {
+                Ok(prepared) => prepared,
+                Err(_) => Err(Error::MoveAbandoned {
+                    db: db.to_string(),
+                    ordinal,
+                    reason: MoveAbort::SwitchDeadline { deadline_ms: SWITCH_DEADLINE_MS },
+                }),
+            };
+        // The commit point: once this metadata change is persisted the target is the master.
+        let finished =
+            prepared.and_then(|()| cluster.apply(Command::PromoteWithDrop { db: db.to_string(), instance: replica }));
         if finished.is_err() {
-            // Not switched: the source serves again.
+            // Not switched: the source serves again (a source that does not answer stays fenced, i.e. pending, and
+            // is re-attached by the heartbeat like any pending partition).
             let attach = Request::AttachPartitions { db: db.to_string(), ordinals: vec![ordinal] };
-            let _ = cluster.call(source, &attach).await;
+            let unfence = cluster.call_with_timeout(source, &attach, Duration::from_millis(UNFENCE_TIMEOUT_MS)).await;
+            if let Err(e) = unfence {
+                tracing::warn!("{db}:{ordinal}: the source did not resume serving after an abandoned switch: {e}");
+            }
         }
         committed = finished.is_ok();
-        finished
+        finished.map(|_| ())
     })
     .await;
     match switched {
@@ -196,15 +221,9 @@ async fn switch_phase(
     }
 }
 
-/// The part of the switch that runs while no statement can reach either copy; ends with the commit.
-async fn switch_under_gate(
-    cluster: &Arc<Cluster>,
-    db: &str,
-    ordinal: u32,
-    source: &Leaf,
-    target: &Leaf,
-    replica: InstanceId,
-) -> Result<()> {
+/// The leaf work of the switch, run while no statement can reach either copy: fence the source, bring the target
+/// to the source's final position, and make it serve. The commit follows.
+async fn switch_under_gate(cluster: &Arc<Cluster>, db: &str, ordinal: u32, source: &Leaf, target: &Leaf) -> Result<()> {
     let catch_up = Request::CatchUp {
         db: db.to_string(),
         ordinal,
@@ -222,8 +241,7 @@ async fn switch_under_gate(
             reason: MoveAbort::NotCaughtUp { source_index, target_index },
         });
     }
-    cluster.call(target, &Request::AttachPartitions { db: db.to_string(), ordinals: vec![ordinal] }).await?;
-    cluster.apply(Command::PromoteWithDrop { db: db.to_string(), instance: replica }).map(|_| ())
+    cluster.call(target, &Request::AttachPartitions { db: db.to_string(), ordinals: vec![ordinal] }).await.map(|_| ())
 }
 
 /// Undoes a copy that never became the master: forgets its replica instance (if registered) and drops its file.
@@ -241,6 +259,8 @@ async fn forget_copy(cluster: &Cluster, db: &str, ordinal: u32, target: &Leaf, r
 pub enum MoveAbort {
     #[error("the target reached log index {target_index}, the fenced source ends at {source_index}")]
     NotCaughtUp { source_index: u64, target_index: u64 },
+    #[error("the switch did not finish within {deadline_ms} ms")]
+    SwitchDeadline { deadline_ms: u64 },
 }
 
 /// The log index in a leaf's `Position` answer to `request`.
@@ -266,7 +286,8 @@ async fn discard_unfinished_copies(cluster: &Cluster, db: &str, ordinal: u32) ->
 }
 
 async fn drop_copy(cluster: &Cluster, leaf: &Leaf, db: &str, ordinal: u32) {
-    if let Err(e) = cluster.call(leaf, &Request::DropPartition { db: db.to_string(), ordinal }).await {
+    let drop = Request::DropPartition { db: db.to_string(), ordinal };
+    if let Err(e) = cluster.call_with_timeout(leaf, &drop, Duration::from_millis(DROP_COPY_TIMEOUT_MS)).await {
         tracing::warn!("dropping {db}:{ordinal} on {}:{} failed: {e}", leaf.addr.host, leaf.addr.port);
     }
 }
