@@ -171,6 +171,27 @@ async fn promote_running(conn: &mut mysql_async::Conn, ordinal: &str) -> String 
     }
 }
 
+/// A statement holding the gates of the partitions of `absent` and `slow_id` for a few seconds: a scatter over
+/// both that is slow only where `slow_id` is (`absent`'s partition holds no matching row, so its connection stays
+/// free). Returns what it found and how long it took.
+fn spawn_slow_scatter(
+    cluster: &TestCluster,
+    absent: i64,
+    slow_id: i64,
+) -> tokio::task::JoinHandle<(Option<i64>, Duration)> {
+    let opts = cluster.master.opts();
+    tokio::spawn(async move {
+        let mut c = mysql_async::Conn::new(opts).await.unwrap();
+        let started = Instant::now();
+        let sql = format!(
+            "SELECT id FROM test.x WHERE id IN ({absent}, {slow_id}) AND (WITH RECURSIVE c(n) AS (SELECT 1 \
+             UNION ALL SELECT n + 1 FROM c WHERE n < 20000000) SELECT count(*) FROM c) > 0"
+        );
+        let found: Option<i64> = c.query_first(sql).await.unwrap();
+        (found, started.elapsed())
+    })
+}
+
 /// History: leaf 4 is detached; its first partition's PROMOTE waits for a slow statement that holds the partition's
 /// gate (a scatter over test:3, where it finds nothing, and test:2, where it is slow), and meanwhile the move's
 /// target is frozen (SIGSTOP), so the switch then stalls on the target with the gate closed. Property: statements on the partition resume within the switch deadline, far
@@ -188,19 +209,7 @@ async fn a_frozen_target_holds_the_gate_only_until_the_switch_deadline() {
     let (absent, id) = ids_in_partition(&cluster, 3, 3).await;
     conn.query_drop(format!("DELETE FROM test.x WHERE id = {absent}")).await.unwrap();
     let (slow_id, _) = ids_in_partition(&cluster, 2, 2).await;
-    let slow = {
-        let opts = cluster.master.opts();
-        tokio::spawn(async move {
-            let mut c = mysql_async::Conn::new(opts).await.unwrap();
-            let started = Instant::now();
-            let sql = format!(
-                "SELECT id FROM test.x WHERE id IN ({absent}, {slow_id}) AND (WITH RECURSIVE c(n) AS (SELECT 1 \
-                 UNION ALL SELECT n + 1 FROM c WHERE n < 20000000) SELECT count(*) FROM c) > 0"
-            );
-            let found: Option<i64> = c.query_first(sql).await.unwrap();
-            (found, started.elapsed())
-        })
-    };
+    let slow = spawn_slow_scatter(&cluster, absent, slow_id);
     let detach = {
         let opts = cluster.master.opts();
         tokio::spawn(async move {
@@ -241,4 +250,48 @@ async fn a_frozen_target_holds_the_gate_only_until_the_switch_deadline() {
     let placed = masters(&mut conn).await;
     assert!(placed.len() == 8 && placed.iter().all(|(_, port)| *port != leaf4.to_string()), "{placed:?}");
     assert_rows_present(&mut conn, rows, &[]).await;
+}
+
+/// History: leaf 4 is detached; the PROMOTE of its last partition (test:7) waits for a slow statement holding that
+/// partition's gate, and meanwhile a CREATE DATABASE is issued (it queues for the operation lock). Property: the
+/// CREATE runs after the DETACH finished, so the detached leaf holds no partition of the new database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_database_during_a_detach_places_nothing_on_the_detached_leaf() {
+    let rows = 2_000;
+    let cluster = setup("detachcreate", &[], rows).await;
+    let mut conn = cluster.conn().await;
+    let leaf4 = cluster.leaves[3].port;
+    let (absent, _) = ids_in_partition(&cluster, 3, 7).await;
+    conn.query_drop(format!("DELETE FROM test.x WHERE id = {absent}")).await.unwrap();
+    let (slow_id, _) = ids_in_partition(&cluster, 2, 2).await;
+    let slow = spawn_slow_scatter(&cluster, absent, slow_id);
+    let detach = {
+        let opts = cluster.master.opts();
+        tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(opts).await.unwrap();
+            c.query_drop(format!("DETACH LEAF '127.0.0.1':{leaf4}")).await
+        })
+    };
+    let mut watcher = cluster.conn().await;
+    promote_running(&mut watcher, "7").await;
+    let create = {
+        let opts = cluster.master.opts();
+        tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(opts).await.unwrap();
+            c.query_drop("CREATE DATABASE other PARTITIONS 8").await
+        })
+    };
+    let unfinished = !slow.is_finished();
+    let (found, took) = slow.await.unwrap();
+    println!("the slow statement took {took:?}");
+    assert!(unfinished, "the slow statement still holds test:7's gate when the CREATE is sent");
+    assert_eq!(found, Some(slow_id));
+    detach.await.unwrap().expect("the DETACH completes");
+    create.await.unwrap().expect("the CREATE DATABASE completes");
+    assert_eq!(leaf_state(&cluster, 3).await.as_deref(), Some("detached"));
+    let partitions: Vec<Row> = conn.query("SHOW PARTITIONS ON other").await.unwrap();
+    assert_eq!(partitions.len(), 8);
+    let on_detached: Vec<String> =
+        partitions.iter().filter(|r| text(r, "Port") == leaf4.to_string()).map(|r| text(r, "Ordinal")).collect();
+    assert!(on_detached.is_empty(), "partitions of `other` placed on the detached leaf: {on_detached:?}");
 }

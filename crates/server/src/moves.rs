@@ -39,6 +39,11 @@ const DROP_COPY_TIMEOUT_MS: u64 = 30_000;
 /// that database.
 pub async fn move_partitions_off(cluster: &Arc<Cluster>, leaf: NodeId) -> Result<u64> {
     let _op = cluster.operation_lock.lock().await;
+    move_all_off(cluster, leaf).await
+}
+
+/// `move_partitions_off` for a caller that holds the operation lock.
+async fn move_all_off(cluster: &Arc<Cluster>, leaf: NodeId) -> Result<u64> {
     let meta = cluster.meta();
     let mut moved = 0u64;
     for database in meta.databases.values() {
@@ -79,10 +84,15 @@ pub async fn move_partitions_off(cluster: &Arc<Cluster>, leaf: NodeId) -> Result
     Ok(moved)
 }
 
-/// DETACH LEAF of a leaf holding partitions: move them away, then mark it detached.
+/// DETACH LEAF of a leaf holding partitions: move them away, then mark it detached. The operation lock is held
+/// from the first move to the state change, so no CREATE DATABASE can place partitions on the leaf in between.
 pub async fn detach_leaf(cluster: &Arc<Cluster>, leaf: NodeId) -> Result<Answer> {
-    let moved = move_partitions_off(cluster, leaf).await?;
     let _op = cluster.operation_lock.lock().await;
+    let moved = move_all_off(cluster, leaf).await?;
+    if cluster.meta().databases.values().any(|d| d.instances.iter().any(|i| i.node == leaf)) {
+        // Cannot happen under the lock; detaching now would take live instances out of service.
+        return Err(Error::Internal("the leaf still holds partition instances after its moves".into()));
+    }
     cluster.apply(Command::SetLeafState { leaf, state: LeafState::Detached })?;
     Ok(Answer::affected(moved))
 }
