@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use canopy_sql::Value;
 use rusqlite::Connection;
@@ -22,6 +23,11 @@ const INSTALLING_SUFFIX: &str = ".installing";
 
 /// Snapshot files a leaf keeps at once; each can be as large as its partition, so they are bounded.
 pub const SNAPSHOTS_MAX: usize = 16;
+
+/// A finished snapshot not read for this long is taken for abandoned (its copy target died or gave up without
+/// releasing it) and is deleted when a new snapshot is requested, so dead targets never exhaust `SNAPSHOTS_MAX`.
+/// A live copy reads a chunk at least every few seconds.
+pub const SNAPSHOT_LEASE_MS: u64 = 120_000;
 
 type Shared = Arc<Mutex<Connection>>;
 
@@ -80,6 +86,16 @@ struct Instance {
 struct SnapshotFile {
     path: PathBuf,
     size_bytes: u64,
+    /// False while the copy is being made (it never expires then).
+    ready: bool,
+    /// When the snapshot became ready or a chunk of it was last read: the start of its lease.
+    last_used: Instant,
+}
+
+impl SnapshotFile {
+    fn expired(&self, now: Instant) -> bool {
+        self.ready && now.saturating_duration_since(self.last_used) > Duration::from_millis(SNAPSHOT_LEASE_MS)
+    }
 }
 
 #[derive(Default)]
@@ -374,14 +390,29 @@ impl LeafStore {
     }
 
     /// Takes a consistent copy of a partition (in any state) while writes continue, kept as a file under the leaf's
-    /// `snapshots/` directory until `release_snapshot`. At most `SNAPSHOTS_MAX` are kept at once.
+    /// `snapshots/` directory until `release_snapshot` or until its lease expires. At most `SNAPSHOTS_MAX` are kept
+    /// at once.
     pub fn snapshot_partition(&self, db: &str, ordinal: u32) -> Result<PartitionSnapshot, StorageError> {
+        self.snapshot_partition_at(db, ordinal, Instant::now())
+    }
+
+    /// `snapshot_partition` requested at `now`: snapshots whose lease expired by then (`SNAPSHOT_LEASE_MS` without
+    /// a read) are deleted first.
+    pub fn snapshot_partition_at(
+        &self,
+        db: &str,
+        ordinal: u32,
+        now: Instant,
+    ) -> Result<PartitionSnapshot, StorageError> {
         check_name(db)?;
-        let id = {
+        let started = Instant::now();
+        let (id, expired) = {
             let mut open = self.lock()?;
             if !open.partitions.contains_key(&(db.to_string(), ordinal)) {
                 return Err(StorageError::NoSuchPartition { db: db.to_string(), ordinal });
             }
+            let expired: Vec<u64> = open.snapshots.iter().filter(|(_, f)| f.expired(now)).map(|(id, _)| *id).collect();
+            let expired: Vec<SnapshotFile> = expired.iter().filter_map(|id| open.snapshots.remove(id)).collect();
             if open.snapshots.len() >= SNAPSHOTS_MAX {
                 return Err(StorageError::TooManySnapshots);
             }
@@ -389,16 +420,22 @@ impl LeafStore {
             let id = open.next_snapshot_id;
             // Reserve the id now so the copy itself runs without the store lock.
             let path = self.snapshot_path(id);
-            open.snapshots.insert(id, SnapshotFile { path, size_bytes: 0 });
-            id
+            open.snapshots.insert(id, SnapshotFile { path, size_bytes: 0, ready: false, last_used: now });
+            (id, expired)
         };
+        for file in expired {
+            tracing::info!("deleting snapshot {} (not read for {SNAPSHOT_LEASE_MS} ms)", file.path.display());
+            remove_files(&file.path)?;
+        }
         let path = self.snapshot_path(id);
         let copied = snapshot::copy_live(&self.partition_path(db, ordinal), &path)
             .and_then(|position| Ok((position, std::fs::metadata(&path)?.len())));
         let mut open = self.lock()?;
         match copied {
             Ok((position, size_bytes)) => {
-                open.snapshots.insert(id, SnapshotFile { path, size_bytes });
+                // The lease starts when the copy is ready, however long it took to make.
+                let last_used = now + started.elapsed();
+                open.snapshots.insert(id, SnapshotFile { path, size_bytes, ready: true, last_used });
                 Ok(PartitionSnapshot { id, db: db.to_string(), ordinal, position, size_bytes })
             }
             Err(e) => {
@@ -415,9 +452,21 @@ impl LeafStore {
 
     /// Up to `len` bytes (at most `SNAPSHOT_CHUNK_BYTES_MAX`) of snapshot `id` from `offset`; empty past the end.
     pub fn read_snapshot_chunk(&self, id: u64, offset: u64, len: u32) -> Result<Vec<u8>, StorageError> {
+        self.read_snapshot_chunk_at(id, offset, len, Instant::now())
+    }
+
+    /// `read_snapshot_chunk` at `now`, which renews the snapshot's lease.
+    pub fn read_snapshot_chunk_at(
+        &self,
+        id: u64,
+        offset: u64,
+        len: u32,
+        now: Instant,
+    ) -> Result<Vec<u8>, StorageError> {
         let (path, size_bytes) = {
-            let open = self.lock()?;
-            let file = open.snapshots.get(&id).ok_or(StorageError::NoSuchSnapshot(id))?;
+            let mut open = self.lock()?;
+            let file = open.snapshots.get_mut(&id).ok_or(StorageError::NoSuchSnapshot(id))?;
+            file.last_used = file.last_used.max(now);
             (file.path.clone(), file.size_bytes)
         };
         if offset >= size_bytes {
@@ -670,6 +719,34 @@ mod tests {
         // Three logged writes: the cached BEGIN/COMMIT and log statements ran each time.
         let entries = store.log_since("d", 0, 0, u64::MAX).unwrap();
         assert_eq!(entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// History: `SNAPSHOTS_MAX` snapshots are taken and never released (their copy targets died); one of them keeps
+    /// being read. Property: while their leases run, a new snapshot is refused; once they expired, the unread ones
+    /// are deleted (files included) when a new snapshot is requested, and the one still being read survives.
+    #[test]
+    fn snapshots_nobody_reads_expire_so_dead_targets_never_exhaust_the_slots() {
+        let dir = temp_dir("lease");
+        let store = LeafStore::open(&dir).unwrap();
+        let schema = ["CREATE TABLE t (id INTEGER PRIMARY KEY)".to_string()];
+        store.create_partitions("d", &[0], &schema, &[], Durability::Sync, 1).unwrap();
+        let t0 = Instant::now();
+        let lease = Duration::from_millis(SNAPSHOT_LEASE_MS);
+        let snaps: Vec<PartitionSnapshot> =
+            (0..SNAPSHOTS_MAX).map(|_| store.snapshot_partition_at("d", 0, t0).unwrap()).collect();
+        let refused = store.snapshot_partition_at("d", 0, t0 + lease / 2);
+        assert!(matches!(refused, Err(StorageError::TooManySnapshots)), "{refused:?}");
+        let read = snaps[0].id;
+        assert!(!store.read_snapshot_chunk_at(read, 0, 100, t0 + lease / 2).unwrap().is_empty());
+        let fresh = store.snapshot_partition_at("d", 0, t0 + lease + Duration::from_secs(1)).unwrap();
+        assert!(!store.read_snapshot_chunk_at(read, 0, 100, t0 + lease).unwrap().is_empty(), "renewed by reads");
+        for snap in &snaps[1..] {
+            let gone = store.read_snapshot_chunk_at(snap.id, 0, 100, t0 + lease);
+            assert!(matches!(gone, Err(StorageError::NoSuchSnapshot(_))), "{gone:?}");
+        }
+        let files = std::fs::read_dir(dir.join("snapshots")).unwrap().count();
+        assert_eq!(files, 2, "only {read} and {} are left on disk", fresh.id);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
