@@ -295,3 +295,67 @@ async fn a_create_database_during_a_detach_places_nothing_on_the_detached_leaf()
         partitions.iter().filter(|r| text(r, "Port") == leaf4.to_string()).map(|r| text(r, "Ordinal")).collect();
     assert!(on_detached.is_empty(), "partitions of `other` placed on the detached leaf: {on_detached:?}");
 }
+
+/// History: leaf 4 is detached with partitions of a few MB; the target of the first COPY is frozen (SIGSTOP) while
+/// the copy runs, and thawed once the COPY step has failed. Property: the master aggregator gives the copy up once
+/// the target has answered no ping for a minute (not after the 600 s request timeout); the DETACH fails cleanly
+/// (every partition keeps its master, every row answers) and, once the target is back, a rerun completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_copy_target_fails_the_copy_once_it_stops_answering() {
+    let rows = 60_000;
+    let cluster = setup("frozencopy", &[], rows).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("SET GLOBAL leaf_failure_detection = OFF").await.unwrap();
+    let leaf4 = cluster.leaves[3].port;
+    let detach = {
+        let opts = cluster.master.opts();
+        tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(opts).await.unwrap();
+            c.query_drop(format!("DETACH LEAF '127.0.0.1':{leaf4}")).await
+        })
+    };
+    let mut watcher = cluster.conn().await;
+    let step = |status: &'static str| {
+        move |r: &Row| text(r, "Action") == "COPY PARTITION" && text(r, "Ordinal") == "3" && text(r, "Status") == status
+    };
+    let deadline = Instant::now() + support::DEADLINE;
+    let target_port = loop {
+        let rows: Vec<Row> = watcher.query("SHOW REBALANCE STATUS ON test").await.unwrap();
+        if let Some(row) = rows.iter().find(|r| step("running")(r)) {
+            break text(row, "Target_Port");
+        }
+        assert!(Instant::now() < deadline, "no COPY PARTITION step was ever seen running");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let target = cluster.leaves.iter().position(|l| l.port.to_string() == target_port).expect("target is a leaf");
+    cluster.leaves[target].signal(libc::SIGSTOP);
+    let frozen_at = Instant::now();
+    // The copy silence bound is 60 s; allow it and the test's own deadline, far below 600 s.
+    let failed = tokio::time::timeout(Duration::from_secs(60) + support::DEADLINE, async {
+        loop {
+            let rows: Vec<Row> = watcher.query("SHOW REBALANCE STATUS ON test").await.unwrap();
+            if rows.iter().any(|r| step("failed")(r)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    cluster.leaves[target].signal(libc::SIGCONT);
+    failed.expect("the COPY step fails while its target is frozen");
+    println!("the COPY failed {:?} after the freeze", frozen_at.elapsed());
+    let err = detach.await.unwrap().expect_err("the DETACH fails");
+    assert!(err.to_string().contains("answered no ping"), "{err}");
+    assert_eq!(masters(&mut conn).await.len(), 8);
+    assert_rows_present(&mut conn, rows, &[]).await;
+    // The thawed target may still be finishing its abandoned copy (an orphan it then holds): retry until the rerun
+    // finds it done.
+    eventually("a rerun of the DETACH completes", || async {
+        let mut c = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
+        c.query_drop(format!("DETACH LEAF '127.0.0.1':{leaf4}")).await.ok()
+    })
+    .await;
+    let placed = masters(&mut conn).await;
+    assert!(placed.len() == 8 && placed.iter().all(|(_, port)| *port != leaf4.to_string()), "{placed:?}");
+    assert_rows_present(&mut conn, rows, &[]).await;
+}

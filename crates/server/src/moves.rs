@@ -34,6 +34,15 @@ const SWITCH_DEADLINE_MS: u64 = 10_000;
 const UNFENCE_TIMEOUT_MS: u64 = 5_000;
 /// How long dropping a copy may take; a drop that does not finish leaves an orphan, never a live instance.
 const DROP_COPY_TIMEOUT_MS: u64 = 30_000;
+/// A COPY gives up when its target answers no ping for this long. Nothing bounds the copy's total time: the target
+/// bounds it by progress (each request to the source has its own timeout, catch-up rounds are limited), so a
+/// target that answers always finishes or fails the copy, however large the partition.
+const COPY_SILENCE_MS: u64 = 60_000;
+/// How often the target of a running COPY is pinged, and how long each ping may take.
+const COPY_PING_INTERVAL_MS: u64 = 1_000;
+const COPY_PING_TIMEOUT_MS: u64 = 5_000;
+/// The CopyPartition call itself: far beyond any copy (the pings decide), but finite.
+const COPY_CALL_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Moves every partition instance off `leaf`, one at a time, to the online leaf holding the fewest partitions of
 /// that database.
@@ -155,7 +164,7 @@ async fn copy_phase(
     };
     let mut replica = None;
     let copied = run_step(cluster, db, copy_step, async {
-        cluster.call(target, &copy).await?;
+        copy_while_target_answers(cluster, db, ordinal, target, &copy).await?;
         let added = cluster.apply(Command::AddInstance {
             db: db.to_string(),
             ordinal,
@@ -174,6 +183,36 @@ async fn copy_phase(
             forget_copy(cluster, db, ordinal, target, replica).await;
             Err(copied.err().unwrap_or_else(|| Error::Internal("copy registered no instance".into())))
         }
+    }
+}
+
+/// Runs `copy` on the target for as long as it takes, while the target keeps answering pings.
+async fn copy_while_target_answers(
+    cluster: &Cluster,
+    db: &str,
+    ordinal: u32,
+    target: &Leaf,
+    copy: &Request,
+) -> Result<()> {
+    let watch = async {
+        let mut answered = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(COPY_PING_INTERVAL_MS)).await;
+            let ping = Duration::from_millis(COPY_PING_TIMEOUT_MS);
+            if cluster.call_with_timeout(target, &Request::Ping, ping).await.is_ok() {
+                answered = tokio::time::Instant::now();
+            } else if answered.elapsed() > Duration::from_millis(COPY_SILENCE_MS) {
+                return Error::MoveAbandoned {
+                    db: db.to_string(),
+                    ordinal,
+                    reason: MoveAbort::TargetSilent { silence_ms: COPY_SILENCE_MS },
+                };
+            }
+        }
+    };
+    tokio::select! {
+        copied = cluster.call_with_timeout(target, copy, COPY_CALL_TIMEOUT) => copied.map(|_| ()),
+        silent = watch => Err(silent),
     }
 }
 
@@ -271,6 +310,8 @@ pub enum MoveAbort {
     NotCaughtUp { source_index: u64, target_index: u64 },
     #[error("the switch did not finish within {deadline_ms} ms")]
     SwitchDeadline { deadline_ms: u64 },
+    #[error("the copy's target answered no ping for {silence_ms} ms")]
+    TargetSilent { silence_ms: u64 },
 }
 
 /// The log index in a leaf's `Position` answer to `request`.

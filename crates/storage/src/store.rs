@@ -493,6 +493,22 @@ impl LeafStore {
         I: IntoIterator<Item = C>,
         C: AsRef<[u8]>,
     {
+        self.install_partition_streamed(db, ordinal, chunks.into_iter().map(Ok))
+    }
+
+    /// `install_partition` from a stream of chunks that may fail (chunks fetched from the source as the install
+    /// proceeds): each chunk is written as it arrives and dropped, so only one is in memory at a time, whatever the
+    /// partition's size. A failed chunk aborts the install (nothing is left behind).
+    pub fn install_partition_streamed<I, C>(
+        &self,
+        db: &str,
+        ordinal: u32,
+        chunks: I,
+    ) -> Result<LogPosition, StorageError>
+    where
+        I: IntoIterator<Item = Result<C, StorageError>>,
+        C: AsRef<[u8]>,
+    {
         check_name(db)?;
         let key = (db.to_string(), ordinal);
         {
@@ -515,7 +531,7 @@ impl LeafStore {
 
     fn install_file<I, C>(&self, db: &str, ordinal: u32, chunks: I) -> Result<(Connection, LogPosition), StorageError>
     where
-        I: IntoIterator<Item = C>,
+        I: IntoIterator<Item = Result<C, StorageError>>,
         C: AsRef<[u8]>,
     {
         let path = self.partition_path(db, ordinal);
