@@ -50,6 +50,21 @@ pub fn decide(meta: &canopy_meta::ClusterMeta, leaf: NodeId, local: &[LocalDatab
 /// ATTACH LEAF for `leaf_id`. `force` turns conflicts into orphans instead of an error.
 pub async fn attach_leaf(cluster: &Arc<Cluster>, leaf_id: NodeId, force: bool) -> Result<Answer> {
     let _op = cluster.operation_lock.lock().await;
+    attach_leaf_locked(cluster, leaf_id, force).await
+}
+
+/// The heartbeat's ATTACH LEAF ... FORCE of a leaf it saw in state `seen`: skipped when the leaf is in another state
+/// once the operation lock is held. A DETACH LEAF holds that lock while it fences partitions (which pings then see
+/// as pending); re-attaching the leaf after the DETACH finished would put it back online.
+pub async fn auto_attach_leaf(cluster: &Arc<Cluster>, leaf_id: NodeId, seen: LeafState) -> Result<()> {
+    let _op = cluster.operation_lock.lock().await;
+    if cluster.meta().leaves.get(&leaf_id).map(|l| l.state) != Some(seen) {
+        return Ok(());
+    }
+    attach_leaf_locked(cluster, leaf_id, true).await.map(|_| ())
+}
+
+async fn attach_leaf_locked(cluster: &Arc<Cluster>, leaf_id: NodeId, force: bool) -> Result<Answer> {
     let meta = cluster.meta();
     let leaf = meta.leaves.get(&leaf_id).cloned().ok_or(Error::Meta(canopy_meta::MetaError::UnknownLeaf(leaf_id)))?;
     let previous = leaf.state;
