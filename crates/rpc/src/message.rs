@@ -51,6 +51,7 @@ pub enum Request {
     /// Run on the target leaf of a move: apply the source's change log until nothing is left. Answers `Position`.
     CatchUp { db: String, ordinal: u32, source_host: String, source_rpc_port: u16 },
     /// Stop serving `db:ordinal` (it is being switched to another leaf); its data and log stay readable for copies.
+    /// Answers `Position`: the partition's final log position, which the new master must have reached.
     FencePartition { db: String, ordinal: u32 },
     /// Drop one partition instance and its file.
     DropPartition { db: String, ordinal: u32 },

@@ -93,6 +93,17 @@ pub async fn resume_attach(cluster: &Arc<Cluster>, leaf_id: NodeId) -> Result<Op
     attach_leaf_locked(cluster, leaf_id, true).await.map(Some)
 }
 
+/// The heartbeat's ATTACH LEAF ... FORCE of a leaf it saw in state `seen`: skipped when the leaf is in another state
+/// once the operation lock is held. A DETACH LEAF holds that lock while it fences partitions (which pings then see
+/// as pending); re-attaching the leaf after the DETACH finished would put it back online.
+pub async fn auto_attach_leaf(cluster: &Arc<Cluster>, leaf_id: NodeId, seen: LeafState) -> Result<()> {
+    let _op = cluster.operation_lock.lock().await;
+    if cluster.meta().leaves.get(&leaf_id).map(|l| l.state) != Some(seen) {
+        return Ok(());
+    }
+    attach_leaf_locked(cluster, leaf_id, true).await.map(|_| ())
+}
+
 async fn attach_leaf_locked(cluster: &Arc<Cluster>, leaf_id: NodeId, force: bool) -> Result<Answer> {
     let meta = cluster.meta();
     let leaf = meta.leaves.get(&leaf_id).cloned().ok_or(Error::Meta(canopy_meta::MetaError::UnknownLeaf(leaf_id)))?;
@@ -173,7 +184,9 @@ async fn attach_partitions_of(cluster: &Arc<Cluster>, leaf: &canopy_meta::Leaf, 
     Ok(Answer::affected(attached))
 }
 
-/// Runs one recorded step: marks it running, runs `work`, records success or failure with its running time.
+/// Runs one recorded step: marks it running, runs `work`, records success or failure with its running time. Once
+/// `work` succeeded its effects stand: failing to record that is logged, never reported as the step failing (the
+/// caller would otherwise undo work that is already committed).
 pub async fn run_step(
     cluster: &Cluster,
     db: &str,
@@ -191,7 +204,9 @@ pub async fn run_step(
     cluster.apply(update(StepStatus::Running, None))?;
     match work.await {
         Ok(()) => {
-            cluster.apply(update(StepStatus::Success, None))?;
+            if let Err(e) = cluster.apply(update(StepStatus::Success, None)) {
+                tracing::warn!("step {index} of {db} succeeded, but recording it failed: {e}");
+            }
             Ok(())
         }
         Err(e) => {

@@ -25,6 +25,42 @@ const AUTO_INCREMENT_BATCH: u64 = 1000;
 /// Attempts at fsyncing the data directory after the metadata file was replaced.
 const DIR_SYNC_ATTEMPTS: u32 = 3;
 
+/// Test-only fault injection: with this set to a command kind (`PromoteWithDrop`, the name of a `Command`
+/// variant), the first metadata write after a write of that kind fails once, as a full or failing disk would. Read
+/// once at start-up; production never sets it.
+const FAIL_WRITE_AFTER_ENV: &str = "CANOPY_TEST_FAIL_METADATA_WRITE_AFTER";
+
+/// The state of the `FAIL_WRITE_AFTER_ENV` fault: the kind to wait for, whether it was seen, whether it fired.
+#[derive(Default)]
+struct WriteFault {
+    after: Option<String>,
+    armed: bool,
+    fired: bool,
+}
+
+impl WriteFault {
+    fn from_env() -> WriteFault {
+        WriteFault { after: std::env::var(FAIL_WRITE_AFTER_ENV).ok().filter(|k| !k.is_empty()), ..Default::default() }
+    }
+
+    /// Whether this write must fail; then the fault is spent.
+    fn fails_now(&mut self) -> bool {
+        let fail = self.armed && !self.fired;
+        self.fired |= fail;
+        fail
+    }
+
+    /// Notes a persisted command; the next write fails if it is of the awaited kind.
+    fn persisted(&mut self, command: &Command) {
+        if let Some(kind) = &self.after
+            && !self.fired
+            && format!("{command:?}").split([' ', '{', '(']).next() == Some(kind.as_str())
+        {
+            self.armed = true;
+        }
+    }
+}
+
 /// A partition's gate (see `Cluster::gates`).
 pub type Gate = Arc<tokio::sync::RwLock<()>>;
 
@@ -41,8 +77,8 @@ pub struct Cluster {
     /// This node's RPC credentials, presented to every leaf.
     credentials: Arc<Credentials>,
     meta: RwLock<Arc<ClusterMeta>>,
-    /// Serialises metadata writes (persist, then publish).
-    write: Mutex<()>,
+    /// Serialises metadata writes (persist, then publish); holds the test-only write fault.
+    write: Mutex<WriteFault>,
     /// Serialises multi-step cluster operations (DDL, ADD LEAF, CREATE/DROP DATABASE).
     pub operation_lock: tokio::sync::Mutex<()>,
     clients: Mutex<HashMap<NodeId, Arc<Client>>>,
@@ -62,7 +98,7 @@ impl Cluster {
             data_dir,
             credentials,
             meta: RwLock::new(Arc::new(meta)),
-            write: Mutex::new(()),
+            write: Mutex::new(WriteFault::from_env()),
             operation_lock: tokio::sync::Mutex::new(()),
             clients: Mutex::new(HashMap::new()),
             health: Mutex::new(HashMap::new()),
@@ -95,8 +131,12 @@ impl Cluster {
 
     /// `apply`, with the directory sync that follows the file's replacement passed in (tests make it fail).
     fn apply_with(&self, command: Command, sync_parent: impl Fn(&Path) -> Result<()>) -> Result<Outcome> {
-        let _guard = self.write.lock().map_err(|_| Error::Internal("metadata write lock poisoned".into()))?;
+        let mut fault = self.write.lock().map_err(|_| Error::Internal("metadata write lock poisoned".into()))?;
+        if fault.fails_now() {
+            return Err(Error::Internal(format!("metadata write failed ({FAIL_WRITE_AFTER_ENV})")));
+        }
         let mut next = (*self.meta()).clone();
+        let kind = fault.after.is_some().then(|| command.clone());
         let outcome = next.apply(command)?;
         if let Err(broken) = next.check_invariants() {
             // A command that breaks an invariant is a bug: refuse to persist or serve that state.
@@ -107,6 +147,9 @@ impl Cluster {
         // From the rename on, the new state is what a restart reads: publish it, whatever the directory sync says,
         // so memory and disk never disagree. A failed sync only leaves the rename exposed to a power loss; it is
         // retried here and by every later write.
+        if let Some(command) = kind {
+            fault.persisted(&command);
+        }
         *self.meta.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
         let mut synced = sync_parent(&path);
         for _ in 1..DIR_SYNC_ATTEMPTS {

@@ -53,6 +53,9 @@ pub enum Error {
     Storage(#[from] StorageError),
     #[error("internal error: {0}")]
     Internal(String),
+    /// A partition move gave up before switching the master; the source still serves the partition.
+    #[error("Moving partition {db}:{ordinal} was abandoned: {reason}")]
+    MoveAbandoned { db: String, ordinal: u32, reason: crate::moves::MoveAbort },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -135,7 +138,7 @@ impl Error {
             // ER_OPTION_PREVENTS_STATEMENT, what a read-only MySQL server answers to a write.
             Error::LeafReadOnly => mysql(1290, "HY000", text),
             Error::Storage(e) => engine_error(&e.to_string()),
-            Error::Internal(_) => mysql(1105, "HY000", text),
+            Error::Internal(_) | Error::MoveAbandoned { .. } => mysql(1105, "HY000", text),
         }
     }
 }

@@ -125,7 +125,8 @@ pub async fn run(node: Arc<Node>) {
                 }
                 LeafState::Offline if answered.is_some() && !attaching.contains(&leaf.id) => {
                     attaching.insert(leaf.id);
-                    spawn_attach(cluster.clone(), leaf.id, meta.variables.auto_attach, attached_tx.clone());
+                    let auto = meta.variables.auto_attach;
+                    spawn_attach(cluster.clone(), leaf.id, LeafState::Offline, auto, attached_tx.clone());
                 }
                 // Left `attaching` by a master aggregator that crashed mid-attach (or attached right now by ATTACH
                 // LEAF, which `resume_attach` waits for and then leaves alone).
@@ -140,7 +141,7 @@ pub async fn run(node: Arc<Node>) {
                         && !attaching.contains(&leaf.id) =>
                 {
                     attaching.insert(leaf.id);
-                    spawn_attach(cluster.clone(), leaf.id, true, attached_tx.clone());
+                    spawn_attach(cluster.clone(), leaf.id, LeafState::Online, true, attached_tx.clone());
                 }
                 _ => {}
             }
@@ -215,10 +216,11 @@ fn note_busy(busy: &mut HashSet<NodeId>, result: &PingResult) {
 }
 
 /// A leaf is reachable again (or reports pending partitions): attach it, or with `auto_attach` OFF mark it detached.
-fn spawn_attach(cluster: Arc<Cluster>, leaf: NodeId, auto_attach: bool, done: mpsc::Sender<NodeId>) {
+/// `seen` is the state that prompted this; the attach is skipped if the leaf left it meanwhile.
+fn spawn_attach(cluster: Arc<Cluster>, leaf: NodeId, seen: LeafState, auto_attach: bool, done: mpsc::Sender<NodeId>) {
     tokio::spawn(async move {
         let result = if auto_attach {
-            attach::attach_leaf(&cluster, leaf, true).await.map(|_| ())
+            attach::auto_attach_leaf(&cluster, leaf, seen).await
         } else {
             cluster.apply(Command::SetLeafState { leaf, state: LeafState::Detached }).map(|_| ())
         };

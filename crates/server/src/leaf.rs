@@ -204,11 +204,14 @@ impl canopy_rpc::Handler for RpcHandler {
             })
             .await
             .map(|()| Response::Done),
-            Request::FencePartition { db, ordinal } => {
-                blocking(store, move |s| s.set_partition_state(&db, ordinal, PartitionState::Pending))
-                    .await
-                    .map(|()| Response::Done)
-            }
+            // The position is read after the fence, through the partition's connection (so after any statement
+            // still holding it): nothing can be appended after it, so it is the end a copy must reach.
+            Request::FencePartition { db, ordinal } => blocking(store, move |s| {
+                s.set_partition_state(&db, ordinal, PartitionState::Pending)?;
+                s.log_position(&db, ordinal)
+            })
+            .await
+            .map(|position| Response::Position { log_index: position.index }),
             Request::DropPartition { db, ordinal } => {
                 blocking(store, move |s| s.drop_partition(&db, ordinal)).await.map(|()| Response::Done)
             }

@@ -70,6 +70,9 @@ pub enum StorageError {
     NoSuchSnapshot(u64),
     #[error("too many snapshots kept at once on this leaf")]
     TooManySnapshots,
+    /// The chunks of a copy being installed stopped coming (the source failed or went away).
+    #[error("the copy's source failed: {0}")]
+    ChunkSource(String),
     #[error("internal: {0}")]
     Internal(String),
 }

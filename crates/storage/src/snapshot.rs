@@ -80,15 +80,18 @@ pub fn read_chunk(path: &Path, offset: u64, len: u32) -> Result<Vec<u8>, Storage
     Ok(chunk)
 }
 
-/// Writes the chunks, in order, to the new file `path` and syncs it. Returns the number of bytes written.
+/// Writes the chunks, in order and as they come (each is dropped once written, so only one is held at a time), to
+/// the new file `path` and syncs it. The first failed chunk stops the write with its error. Returns the number of
+/// bytes written.
 pub fn write_chunks<I, C>(path: &Path, chunks: I) -> Result<u64, StorageError>
 where
-    I: IntoIterator<Item = C>,
+    I: IntoIterator<Item = Result<C, StorageError>>,
     C: AsRef<[u8]>,
 {
     let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
     let mut written = 0u64;
     for chunk in chunks {
+        let chunk = chunk?;
         let chunk = chunk.as_ref();
         file.write_all(chunk)?;
         written += chunk.len() as u64;

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use canopy_sql::Value;
 use rusqlite::Connection;
@@ -22,6 +23,11 @@ const INSTALLING_SUFFIX: &str = ".installing";
 
 /// Snapshot files a leaf keeps at once; each can be as large as its partition, so they are bounded.
 pub const SNAPSHOTS_MAX: usize = 16;
+
+/// A finished snapshot not read for this long is taken for abandoned (its copy target died or gave up without
+/// releasing it) and is deleted when a new snapshot is requested, so dead targets never exhaust `SNAPSHOTS_MAX`.
+/// A live copy reads a chunk at least every few seconds.
+pub const SNAPSHOT_LEASE_MS: u64 = 120_000;
 
 type Shared = Arc<Mutex<Connection>>;
 
@@ -95,6 +101,16 @@ pub struct PendingPartition {
 struct SnapshotFile {
     path: PathBuf,
     size_bytes: u64,
+    /// False while the copy is being made (it never expires then).
+    ready: bool,
+    /// When the snapshot became ready or a chunk of it was last read: the start of its lease.
+    last_used: Instant,
+}
+
+impl SnapshotFile {
+    fn expired(&self, now: Instant) -> bool {
+        self.ready && now.saturating_duration_since(self.last_used) > Duration::from_millis(SNAPSHOT_LEASE_MS)
+    }
 }
 
 #[derive(Default)]
@@ -462,13 +478,25 @@ impl LeafStore {
     }
 
     /// Takes a consistent copy of a partition (in any state) while writes continue, kept as a file under the leaf's
-    /// `snapshots/` directory until `release_snapshot`. At most `SNAPSHOTS_MAX` are kept at once.
+    /// `snapshots/` directory until `release_snapshot` or until its lease expires. At most `SNAPSHOTS_MAX` are kept
+    /// at once.
     pub fn snapshot_partition(&self, db: &str, ordinal: u32) -> Result<PartitionSnapshot, StorageError> {
+        self.snapshot_partition_at(db, ordinal, Instant::now())
+    }
+
+    /// `snapshot_partition` requested at `now`: snapshots whose lease expired by then (`SNAPSHOT_LEASE_MS` without
+    /// a read) are deleted first.
+    pub fn snapshot_partition_at(
+        &self,
+        db: &str,
+        ordinal: u32,
+        now: Instant,
+    ) -> Result<PartitionSnapshot, StorageError> {
         check_name(db)?;
         if !self.lock()?.partitions.contains_key(&(db.to_string(), ordinal)) {
             return Err(StorageError::NoSuchPartition { db: db.to_string(), ordinal });
         }
-        let (id, position, size_bytes) = self.snapshot_file(&self.partition_path(db, ordinal))?;
+        let (id, position, size_bytes) = self.snapshot_file(&self.partition_path(db, ordinal), now)?;
         Ok(PartitionSnapshot { id, db: db.to_string(), ordinal, position, size_bytes })
     }
 
@@ -477,13 +505,17 @@ impl LeafStore {
     pub fn snapshot_reference(&self, db: &str) -> Result<(u64, LogPosition, u64), StorageError> {
         check_name(db)?;
         self.reference(db)?;
-        self.snapshot_file(&self.reference_path(db))
+        self.snapshot_file(&self.reference_path(db), Instant::now())
     }
 
-    /// Copies the live file at `source` into a new snapshot file: `(id, position, size in bytes)`.
-    fn snapshot_file(&self, source: &Path) -> Result<(u64, LogPosition, u64), StorageError> {
-        let id = {
+    /// Copies the live file at `source` into a new snapshot file: `(id, position, size in bytes)`. Snapshots whose
+    /// lease expired by `now` are deleted first.
+    fn snapshot_file(&self, source: &Path, now: Instant) -> Result<(u64, LogPosition, u64), StorageError> {
+        let started = Instant::now();
+        let (id, expired) = {
             let mut open = self.lock()?;
+            let expired: Vec<u64> = open.snapshots.iter().filter(|(_, f)| f.expired(now)).map(|(id, _)| *id).collect();
+            let expired: Vec<SnapshotFile> = expired.iter().filter_map(|id| open.snapshots.remove(id)).collect();
             if open.snapshots.len() >= SNAPSHOTS_MAX {
                 return Err(StorageError::TooManySnapshots);
             }
@@ -491,16 +523,22 @@ impl LeafStore {
             let id = open.next_snapshot_id;
             // Reserve the id now so the copy itself runs without the store lock.
             let path = self.snapshot_path(id);
-            open.snapshots.insert(id, SnapshotFile { path, size_bytes: 0 });
-            id
+            open.snapshots.insert(id, SnapshotFile { path, size_bytes: 0, ready: false, last_used: now });
+            (id, expired)
         };
+        for file in expired {
+            tracing::info!("deleting snapshot {} (not read for {SNAPSHOT_LEASE_MS} ms)", file.path.display());
+            remove_files(&file.path)?;
+        }
         let path = self.snapshot_path(id);
         let copied =
             snapshot::copy_live(source, &path).and_then(|position| Ok((position, std::fs::metadata(&path)?.len())));
         let mut open = self.lock()?;
         match copied {
             Ok((position, size_bytes)) => {
-                open.snapshots.insert(id, SnapshotFile { path, size_bytes });
+                // The lease starts when the copy is ready, however long it took to make.
+                let last_used = now + started.elapsed();
+                open.snapshots.insert(id, SnapshotFile { path, size_bytes, ready: true, last_used });
                 Ok((id, position, size_bytes))
             }
             Err(e) => {
@@ -517,9 +555,21 @@ impl LeafStore {
 
     /// Up to `len` bytes (at most `SNAPSHOT_CHUNK_BYTES_MAX`) of snapshot `id` from `offset`; empty past the end.
     pub fn read_snapshot_chunk(&self, id: u64, offset: u64, len: u32) -> Result<Vec<u8>, StorageError> {
+        self.read_snapshot_chunk_at(id, offset, len, Instant::now())
+    }
+
+    /// `read_snapshot_chunk` at `now`, which renews the snapshot's lease.
+    pub fn read_snapshot_chunk_at(
+        &self,
+        id: u64,
+        offset: u64,
+        len: u32,
+        now: Instant,
+    ) -> Result<Vec<u8>, StorageError> {
         let (path, size_bytes) = {
-            let open = self.lock()?;
-            let file = open.snapshots.get(&id).ok_or(StorageError::NoSuchSnapshot(id))?;
+            let mut open = self.lock()?;
+            let file = open.snapshots.get_mut(&id).ok_or(StorageError::NoSuchSnapshot(id))?;
+            file.last_used = file.last_used.max(now);
             (file.path.clone(), file.size_bytes)
         };
         if offset >= size_bytes {
@@ -544,6 +594,22 @@ impl LeafStore {
     pub fn install_partition<I, C>(&self, db: &str, ordinal: u32, chunks: I) -> Result<LogPosition, StorageError>
     where
         I: IntoIterator<Item = C>,
+        C: AsRef<[u8]>,
+    {
+        self.install_partition_streamed(db, ordinal, chunks.into_iter().map(Ok))
+    }
+
+    /// `install_partition` from a stream of chunks that may fail (chunks fetched from the source as the install
+    /// proceeds): each chunk is written as it arrives and dropped, so only one is in memory at a time, whatever the
+    /// partition's size. A failed chunk aborts the install (nothing is left behind).
+    pub fn install_partition_streamed<I, C>(
+        &self,
+        db: &str,
+        ordinal: u32,
+        chunks: I,
+    ) -> Result<LogPosition, StorageError>
+    where
+        I: IntoIterator<Item = Result<C, StorageError>>,
         C: AsRef<[u8]>,
     {
         check_name(db)?;
@@ -572,7 +638,7 @@ impl LeafStore {
 
     fn install_file<I, C>(&self, db: &str, ordinal: u32, chunks: I) -> Result<(Connection, LogPosition), StorageError>
     where
-        I: IntoIterator<Item = C>,
+        I: IntoIterator<Item = Result<C, StorageError>>,
         C: AsRef<[u8]>,
     {
         let path = self.partition_path(db, ordinal);
@@ -658,7 +724,7 @@ impl LeafStore {
         check_name(db)?;
         let temp = self.root.join("snapshots").join(format!("{db}.reference{INSTALLING_SUFFIX}"));
         remove_files(&temp)?;
-        let installed = snapshot::write_chunks(&temp, chunks)
+        let installed = snapshot::write_chunks(&temp, chunks.into_iter().map(Ok))
             .and_then(|_| snapshot::verify_reference(&temp, database_id))
             .and_then(|position| {
                 let conn = {
@@ -993,6 +1059,34 @@ mod tests {
         assert_eq!(b.reference_state("d").unwrap(), Some((Some(7), position)), "the installed copy survives a reopen");
         let _ = std::fs::remove_dir_all(&dir_a);
         let _ = std::fs::remove_dir_all(&dir_b);
+    }
+
+    /// History: `SNAPSHOTS_MAX` snapshots are taken and never released (their copy targets died); one of them keeps
+    /// being read. Property: while their leases run, a new snapshot is refused; once they expired, the unread ones
+    /// are deleted (files included) when a new snapshot is requested, and the one still being read survives.
+    #[test]
+    fn snapshots_nobody_reads_expire_so_dead_targets_never_exhaust_the_slots() {
+        let dir = temp_dir("lease");
+        let store = LeafStore::open(&dir).unwrap();
+        let schema = ["CREATE TABLE t (id INTEGER PRIMARY KEY)".to_string()];
+        store.create_partitions("d", &[0], &schema, &[], Durability::Sync, 1).unwrap();
+        let t0 = Instant::now();
+        let lease = Duration::from_millis(SNAPSHOT_LEASE_MS);
+        let snaps: Vec<PartitionSnapshot> =
+            (0..SNAPSHOTS_MAX).map(|_| store.snapshot_partition_at("d", 0, t0).unwrap()).collect();
+        let refused = store.snapshot_partition_at("d", 0, t0 + lease / 2);
+        assert!(matches!(refused, Err(StorageError::TooManySnapshots)), "{refused:?}");
+        let read = snaps[0].id;
+        assert!(!store.read_snapshot_chunk_at(read, 0, 100, t0 + lease / 2).unwrap().is_empty());
+        let fresh = store.snapshot_partition_at("d", 0, t0 + lease + Duration::from_secs(1)).unwrap();
+        assert!(!store.read_snapshot_chunk_at(read, 0, 100, t0 + lease).unwrap().is_empty(), "renewed by reads");
+        for snap in &snaps[1..] {
+            let gone = store.read_snapshot_chunk_at(snap.id, 0, 100, t0 + lease);
+            assert!(matches!(gone, Err(StorageError::NoSuchSnapshot(_))), "{gone:?}");
+        }
+        let files = std::fs::read_dir(dir.join("snapshots")).unwrap().count();
+        assert_eq!(files, 2, "only {read} and {} are left on disk", fresh.id);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -51,7 +51,12 @@ pub struct NodeProc {
 
 impl NodeProc {
     pub fn start(data_dir: &Path, port: u16) -> NodeProc {
-        let mut node = NodeProc { port, data_dir: data_dir.to_path_buf(), env: Vec::new(), node: None };
+        NodeProc::start_with_env(data_dir, port, &[])
+    }
+
+    pub fn start_with_env(data_dir: &Path, port: u16, env: &[(&str, &str)]) -> NodeProc {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut node = NodeProc { port, data_dir: data_dir.to_path_buf(), env, node: None };
         node.spawn();
         node
     }
@@ -139,10 +144,15 @@ pub struct TestCluster {
 
 impl TestCluster {
     pub async fn start(name: &str, leaves: usize) -> TestCluster {
+        TestCluster::start_with_env(name, leaves, &[]).await
+    }
+
+    /// Like `start`, with `env` set in every node's process.
+    pub async fn start_with_env(name: &str, leaves: usize, env: &[(&str, &str)]) -> TestCluster {
         let dir = temp_dir(name);
-        let master = NodeProc::start(&dir.join("ma"), free_port());
+        let master = NodeProc::start_with_env(&dir.join("ma"), free_port(), env);
         let leaves: Vec<NodeProc> =
-            (1..=leaves).map(|i| NodeProc::start(&dir.join(format!("leaf-{i}")), free_port())).collect();
+            (1..=leaves).map(|i| NodeProc::start_with_env(&dir.join(format!("leaf-{i}")), free_port(), env)).collect();
         let cluster = TestCluster { dir, master, leaves };
         let mut conn = cluster.master.connect().await;
         conn.query_drop("BOOTSTRAP AGGREGATOR '127.0.0.1'").await.expect("bootstrap");
