@@ -408,6 +408,36 @@ mod command {
         check_err("-- only a comment", "empty statement");
     }
 
+    /// A query only reads: a write that sqlparser nests inside one (`WITH ... DELETE`, a DML body of a CTE or of a
+    /// set operation) is refused at classification, so the planner never runs it on a scratch or a single copy.
+    #[test]
+    fn writes_inside_a_query_are_refused() {
+        for (sql, kind) in [
+            ("WITH d AS (SELECT 3 AS id) DELETE FROM t WHERE id IN (SELECT id FROM d)", "DELETE"),
+            ("with d as (select 3 as id) update t set v = 1 where id in (select id from d)", "UPDATE"),
+            ("WITH a AS (SELECT 1), b AS (SELECT 2) DELETE FROM t", "DELETE"),
+            ("EXPLAIN WITH d AS (SELECT 1) DELETE FROM t", "DELETE"),
+            ("WITH c AS (DELETE FROM t) SELECT 1", "DELETE"),
+            ("WITH c AS (INSERT INTO t VALUES (1)) SELECT 1", "INSERT"),
+            ("WITH c AS (UPDATE t SET v = 1) SELECT * FROM c", "UPDATE"),
+        ] {
+            match parse_statement(sql) {
+                Err(SqlError::Unsupported(what)) => {
+                    assert!(what.starts_with(&format!("WITH ... {kind}")), "{sql}: {what}")
+                }
+                other => panic!("{sql}: expected a refusal naming {kind}, got {other:?}"),
+            }
+        }
+        for sql in [
+            "WITH x AS (SELECT 1) SELECT * FROM x UNION SELECT 2",
+            "INSERT INTO t WITH c AS (SELECT 1) SELECT * FROM c",
+            "EXPLAIN DELETE FROM t WHERE id IN (SELECT id FROM u)",
+            "UPDATE t SET v = (SELECT max(v) FROM u) WHERE id = 1",
+        ] {
+            assert!(matches!(parse_statement(sql), Ok(S::Query(_))), "{sql}: {:?}", parse_statement(sql));
+        }
+    }
+
     #[test]
     fn create_table_is_ours() {
         let Ok(S::CreateTable(ct)) = parse_statement("CREATE TABLE x (id INT, SHARD KEY (id))") else {
