@@ -63,3 +63,64 @@ async fn writes_under_with_are_refused_and_change_nothing() {
     }
     assert_eq!(partition_rows, 10);
 }
+
+/// The status flags of the last OK packet: (autocommit, in a transaction).
+fn flags(conn: &mysql_async::Conn) -> (bool, bool) {
+    use mysql_async::consts::StatusFlags;
+    let status = conn.last_ok_packet().expect("an OK packet").status_flags();
+    (status.contains(StatusFlags::SERVER_STATUS_AUTOCOMMIT), status.contains(StatusFlags::SERVER_STATUS_IN_TRANS))
+}
+
+/// History: a client turns autocommit off (what Python DB-API drivers and JDBC frameworks do), writes, and rolls
+/// back; then the same after COMMIT, with a prepared write, with autocommit back on, and after an explicit BEGIN.
+/// Property: Canopy never reports a rollback it did not do: ROLLBACK after writes in an implicit or explicit
+/// transaction fails with the same error (the writes stay, as docs/sql.md says), ROLLBACK with nothing to undo
+/// succeeds, and `@@autocommit` and the OK packets' AUTOCOMMIT and IN_TRANS flags tell the truth throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_under_autocommit_off_is_refused_like_after_begin() {
+    let cluster = TestCluster::start("autocommit", 1).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE DATABASE test PARTITIONS 2").await.unwrap();
+    conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY)").await.unwrap();
+    assert_eq!(flags(&conn), (true, false));
+
+    conn.query_drop("SET autocommit=0").await.unwrap();
+    assert_eq!(flags(&conn), (false, false), "no statement has opened a transaction yet");
+    let autocommit: Option<i64> = conn.query_first("SELECT @@autocommit").await.unwrap();
+    assert_eq!(autocommit, Some(0));
+    conn.query_drop("INSERT INTO test.x VALUES (999)").await.unwrap();
+    assert_eq!(flags(&conn), (false, true), "the write opened a transaction implicitly");
+    let refused = error_of(&mut conn, "ROLLBACK").await;
+    assert_eq!(refused.code, 1706, "{refused:?}");
+    assert!(refused.message.contains("ROLLBACK of writes"), "{}", refused.message);
+    // The write was committed when it ran, as the error says.
+    assert_eq!(count(&mut conn, "SELECT COUNT(*) FROM test.x WHERE id = 999").await, 1);
+    conn.query_drop("ROLLBACK").await.expect("nothing written since the refused ROLLBACK");
+
+    conn.query_drop("INSERT INTO test.x VALUES (1000)").await.unwrap();
+    conn.query_drop("COMMIT").await.unwrap();
+    assert_eq!(flags(&conn), (false, false));
+    conn.query_drop("ROLLBACK").await.expect("nothing written since COMMIT");
+
+    conn.exec_drop("INSERT INTO test.x VALUES (?)", (1001,)).await.unwrap();
+    assert_eq!(error_of(&mut conn, "ROLLBACK").await.code, 1706, "a prepared write counts too");
+
+    conn.query_drop("INSERT INTO test.x VALUES (1002)").await.unwrap();
+    conn.query_drop("SET autocommit=1").await.unwrap();
+    assert_eq!(flags(&conn), (true, false), "switching autocommit on commits the open transaction");
+    conn.query_drop("INSERT INTO test.x VALUES (1003)").await.unwrap();
+    assert_eq!(flags(&conn), (true, false));
+    conn.query_drop("ROLLBACK").await.expect("autocommit: every statement was its own transaction");
+
+    conn.query_drop("BEGIN").await.unwrap();
+    assert_eq!(flags(&conn), (true, true));
+    conn.query_drop("INSERT INTO test.x VALUES (1004)").await.unwrap();
+    let after_begin = error_of(&mut conn, "ROLLBACK").await;
+    assert_eq!((after_begin.code, after_begin.message), (refused.code, refused.message));
+
+    // A SET the front end cannot answer alone must not swallow autocommit=0 silently.
+    let mixed = error_of(&mut conn, "SET autocommit=0, sort_buffer_size=1").await;
+    assert_eq!(mixed.code, 1706, "{mixed:?}");
+    let autocommit: Option<i64> = conn.query_first("SELECT @@autocommit").await.unwrap();
+    assert_eq!(autocommit, Some(1));
+}

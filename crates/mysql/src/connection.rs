@@ -277,6 +277,7 @@ where
                 self.statements.clear();
                 self.variables.clear();
                 self.autocommit = true;
+                self.session.reset_transaction();
                 self.multi_statements = self.caps.contains(CapabilityFlags::CLIENT_MULTI_STATEMENTS);
                 self.send_ok().await?;
             }
@@ -349,7 +350,10 @@ where
                 }
             };
         }
-        self.autocommit = autocommit;
+        if assignments.iter().any(|a| a.name == "autocommit") {
+            self.autocommit = autocommit;
+            self.session.set_autocommit(autocommit);
+        }
         for assignment in assignments.iter().filter(|a| a.name != "autocommit") {
             match &assignment.value {
                 AssignedValue::Literal(value) => {
@@ -494,6 +498,9 @@ where
         let mut status = StatusFlags::empty();
         if self.autocommit {
             status |= StatusFlags::SERVER_STATUS_AUTOCOMMIT;
+        }
+        if self.session.in_transaction() {
+            status |= StatusFlags::SERVER_STATUS_IN_TRANS;
         }
         if more_results {
             status |= StatusFlags::SERVER_MORE_RESULTS_EXISTS;

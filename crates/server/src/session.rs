@@ -46,7 +46,12 @@ pub struct Session {
     /// An in-memory SQLite for constant expressions and table-free queries; behind a mutex only so that `&Session`
     /// can cross an await (a connection is `Send` but not `Sync`).
     scratch: std::sync::Mutex<rusqlite::Connection>,
+    /// The client's `autocommit` (the front end owns the variable and tells us when it changes).
+    autocommit: bool,
+    /// A transaction is open: after BEGIN, or after any statement while autocommit is off (MySQL opens one
+    /// implicitly). Every statement still commits when it runs (docs/sql.md); this only keeps ROLLBACK honest.
     in_transaction: bool,
+    /// A write ran (or was attempted) inside the open transaction, so a ROLLBACK would have to undo it.
     wrote_in_transaction: bool,
     spread: u32,
     /// Prepared statements by numbered text, parsed once.
@@ -116,6 +121,7 @@ impl Session {
             node,
             db: None,
             scratch,
+            autocommit: true,
             in_transaction: false,
             wrote_in_transaction: false,
             spread,
@@ -343,6 +349,11 @@ impl Session {
                 cluster.apply(Command::SetVariable { name, value })?;
                 Ok(Answer::done())
             }
+            Statement::SetSession { assignments } if assignments.iter().any(|(name, _)| name == "autocommit") => {
+                // The front end handles `SET autocommit` unless the statement also sets a variable it does not
+                // know; acknowledging it here would leave `@@autocommit` and the transaction state wrong.
+                Err(Error::Unsupported("SET autocommit together with other variables; set it on its own".into()))
+            }
             Statement::SetSession { .. } | Statement::SetNames { .. } => Ok(Answer::done()),
             Statement::ShowVariables { like, .. } => {
                 Ok(Answer::Rows(views::show_variables(Some(&cluster.meta()), like.as_deref())))
@@ -354,6 +365,7 @@ impl Session {
             }
             Statement::Commit => {
                 self.in_transaction = false;
+                self.wrote_in_transaction = false;
                 Ok(Answer::done())
             }
             Statement::Rollback => {
@@ -428,11 +440,19 @@ impl Session {
     ) -> Result<Answer> {
         let writes =
             matches!(plan, plan::Plan::Insert { .. } | plan::Plan::Write { .. } | plan::Plan::ReferenceWrite { .. });
-        let answer = exec::execute(cluster, meta, plan, &params, &self.scratch).await?;
+        self.note_statement(writes);
+        exec::execute(cluster, meta, plan, &params, &self.scratch).await
+    }
+
+    /// Transaction bookkeeping before a planned statement runs. A write counts even if it then fails: a statement
+    /// spanning partitions may have committed on some of them.
+    fn note_statement(&mut self, writes: bool) {
+        if !self.autocommit {
+            self.in_transaction = true;
+        }
         if writes && self.in_transaction {
             self.wrote_in_transaction = true;
         }
-        Ok(answer)
     }
 
     async fn cluster_command(&mut self, cluster: &Arc<Cluster>, command: ClusterCommand) -> Result<Answer> {
@@ -535,6 +555,25 @@ impl canopy_mysql::Session for Session {
 
     fn current_database(&self) -> Option<String> {
         self.db.clone()
+    }
+
+    fn set_autocommit(&mut self, on: bool) {
+        if on && !self.autocommit {
+            // MySQL commits the open transaction here; every statement was committed already.
+            self.in_transaction = false;
+            self.wrote_in_transaction = false;
+        }
+        self.autocommit = on;
+    }
+
+    fn reset_transaction(&mut self) {
+        self.autocommit = true;
+        self.in_transaction = false;
+        self.wrote_in_transaction = false;
+    }
+
+    fn in_transaction(&self) -> bool {
+        self.in_transaction
     }
 
     fn system_variable(&self, name: &str) -> Option<Value> {
