@@ -67,6 +67,7 @@ impl Error {
                 SqlError::UnknownDatabase(_) => mysql(1049, "42000", text),
                 SqlError::UnknownTable { .. } => mysql(1146, "42S02", text),
                 SqlError::UnknownColumn { .. } => mysql(1054, "42S22", text),
+                SqlError::ReservedTableName { .. } => mysql(1103, "42000", text),
                 SqlError::WrongValueCount { .. } => mysql(1136, "21S01", text),
                 SqlError::Unsupported(_)
                 | SqlError::ShardKeyUpdate { .. }

@@ -417,6 +417,7 @@ fn create_index(cur: &mut Cursor) -> Result<CreateIndex, SqlError> {
     skip_index_options(cur)?;
     cur.expect_word("ON")?;
     let (db, table) = cur.expect_qualified_name("a table name")?;
+    ddl::check_table_name(&table)?;
     let columns = index_columns(cur)?;
     skip_index_options(cur)?;
     cur.expect_end()?;
@@ -442,6 +443,7 @@ fn alter_table_add_index(cur: &mut Cursor) -> Result<CreateIndex, SqlError> {
     cur.advance();
     cur.advance();
     let (db, table) = cur.expect_qualified_name("a table name")?;
+    ddl::check_table_name(&table)?;
     cur.expect_word("ADD")?;
     let unique = cur.eat_word("UNIQUE");
     let keyword = cur.eat_word("INDEX") || cur.eat_word("KEY");
@@ -742,6 +744,7 @@ fn parse_with_sqlparser(sql: &str) -> Result<Statement, SqlError> {
         other => is_query(other),
     };
     if !query {
+        check_renamed_tables(&statement)?;
         return Ok(Statement::Other(Box::new(statement)));
     }
     if let Some(kind) = statement_inside_query(&statement) {
@@ -750,6 +753,26 @@ fn parse_with_sqlparser(sql: &str) -> Result<Statement, SqlError> {
         return Err(SqlError::Unsupported(format!("WITH ... {kind} (a {kind} inside a query)")));
     }
     Ok(Statement::Query(Box::new(statement)))
+}
+
+/// Refuses a rename (`RENAME TABLE a TO b`, `ALTER TABLE a RENAME [TO|AS] b`) into the reserved table namespace, so
+/// the refusal stays clear whenever renames become supported.
+fn check_renamed_tables(statement: &sqlparser::ast::Statement) -> Result<(), SqlError> {
+    use sqlparser::ast::{AlterTableOperation, ObjectName, RenameTableNameKind, Statement as Ast};
+    let check = |name: &ObjectName| match name.0.last().and_then(|part| part.as_ident()) {
+        Some(ident) => ddl::check_table_name(&ident.value),
+        None => Ok(()),
+    };
+    match statement {
+        Ast::RenameTable(renames) => renames.iter().try_for_each(|r| check(&r.new_name)),
+        Ast::AlterTable(alter) => alter.operations.iter().try_for_each(|op| match op {
+            AlterTableOperation::RenameTable {
+                table_name: RenameTableNameKind::As(name) | RenameTableNameKind::To(name),
+            } => check(name),
+            _ => Ok(()),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The kind (`DELETE`, `UPDATE`, `INSERT`, `MERGE`...) of the first statement nested inside a query of `statement`:

@@ -24,6 +24,9 @@ pub enum SqlError {
     /// A PRIMARY or UNIQUE key of a distributed table must contain every shard key column.
     #[error("The unique key '{key}' must contain all columns of the shard key")]
     UniqueKeyWithoutShardKey { key: String },
+    /// A table name in Canopy's reserved namespace ([`crate::ddl::INTERNAL_TABLE_PREFIX`]).
+    #[error("Incorrect table name '{name}': names starting with '_canopy_' are reserved for Canopy's internal tables")]
+    ReservedTableName { name: String },
     /// Valid SQL that Canopy does not support (yet). The string names the feature.
     #[error("Feature not supported: {0}")]
     Unsupported(String),
