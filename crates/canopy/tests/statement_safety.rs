@@ -158,3 +158,19 @@ async fn canopy_table_names_are_reserved() {
         .unwrap();
     assert_eq!(on_leaf, ["canopy_orders"]);
 }
+
+/// History: texts with `@@` or `@` and no variable name after them, as text queries and as prepared statements.
+/// Property: each gets an error packet (they used to panic the connection task, dropping the connection), and the
+/// same connection keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn variable_signs_without_a_name_get_an_error_not_a_dropped_connection() {
+    let cluster = TestCluster::start("atsign", 1).await;
+    let mut conn = cluster.conn().await;
+    for sql in ["SELECT @@", "SELECT 1 WHERE @@ = 1", "SELECT @", "SET @@ = 1", "SELECT @@.x"] {
+        let e = error_of(&mut conn, sql).await;
+        assert!(e.code == 1064 || e.code == 1193, "{sql}: {e:?}");
+        assert!(conn.exec_drop(sql, ()).await.is_err(), "{sql} prepared");
+        let one: Option<i64> = conn.query_first("SELECT 1").await.unwrap();
+        assert_eq!(one, Some(1), "the connection survived {sql}");
+    }
+}

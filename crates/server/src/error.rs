@@ -113,7 +113,7 @@ fn engine_error(message: &str) -> MysqlError {
         mysql(1054, "42S22", m)
     } else if m.contains("no such table") {
         mysql(1146, "42S02", m)
-    } else if m.contains("syntax error") || m.contains("incomplete input") {
+    } else if m.contains("syntax error") || m.contains("incomplete input") || m.contains("unrecognized token") {
         mysql(1064, "42000", m)
     } else if m.contains("no such function") || m.contains("wrong number of arguments") {
         mysql(1305, "42000", m)
@@ -142,6 +142,7 @@ mod tests {
         assert_eq!(code("NOT NULL constraint failed: t.k"), 1048);
         assert_eq!(code("no such column: zz"), 1054);
         assert_eq!(code("near \"SELEC\": syntax error"), 1064);
+        assert_eq!(code("unrecognized token: \"@\""), 1064);
         assert_eq!(code("something else"), 1105);
     }
 }
