@@ -174,3 +174,28 @@ async fn variable_signs_without_a_name_get_an_error_not_a_dropped_connection() {
         assert_eq!(one, Some(1), "the connection survived {sql}");
     }
 }
+
+/// History: statements whose SQL Canopy renders back from the syntax tree before sending it: a double unary minus
+/// on one partition, on all of them and in a gather; a negative parameter after a minus, bound into a table-free
+/// query on the aggregator; a string whose value holds a backslash before a quote.
+/// Property: each means what the client sent (sqlparser alone wrote `- -a` as the comment `--a`, and `a\'b` as a
+/// literal that ended early).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_rendered_statements_keep_their_meaning() {
+    let cluster = TestCluster::start("rendering", 1).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE DATABASE d PARTITIONS 2").await.unwrap();
+    conn.query_drop("USE d").await.unwrap();
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY, col0 INT, s TEXT)").await.unwrap();
+    conn.query_drop(r"INSERT INTO t VALUES (1, 5, 'a\\\'b'), (2, -7, 'x')").await.unwrap();
+    let one: Vec<i64> = conn.query("SELECT - - col0 FROM t WHERE id = 1").await.unwrap();
+    assert_eq!(one, [5]);
+    let all: Vec<i64> = conn.query("SELECT - - col0 FROM t ORDER BY 1").await.unwrap();
+    assert_eq!(all, [-7, 5]);
+    let gathered: Vec<i64> = conn.query("SELECT - - col0 FROM t UNION SELECT - - 1 ORDER BY 1").await.unwrap();
+    assert_eq!(gathered, [-7, 1, 5]);
+    let negated: Option<i64> = conn.exec_first("SELECT - ?", (-5,)).await.unwrap();
+    assert_eq!(negated, Some(5));
+    let quoted: Vec<i64> = conn.query(r"SELECT id FROM t WHERE s = 'a\\\'b' UNION SELECT 0").await.unwrap();
+    assert_eq!(quoted, [0, 1]);
+}

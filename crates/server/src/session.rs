@@ -222,7 +222,7 @@ impl Session {
             Statement::SetSession { .. } | Statement::SetNames { .. } => Ok(Answer::done()),
             Statement::Begin | Statement::Commit | Statement::Rollback => Ok(Answer::done()),
             Statement::ShowVariables { like, .. } => Ok(Answer::Rows(views::show_variables(None, like.as_deref()))),
-            Statement::Query(q) => self.scratch_only(&q.to_string()),
+            Statement::Query(q) => self.scratch_only(&plan::render(&*q)),
             _ => Err(Error::NotInCluster),
         }
     }
