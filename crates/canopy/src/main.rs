@@ -46,6 +46,9 @@ struct ServerArgs {
     /// Password of user `root` [default: none]. Also read from CANOPY_ROOT_PASSWORD.
     #[arg(long, env = "CANOPY_ROOT_PASSWORD", default_value = "", hide_env_values = true)]
     root_password: String,
+    /// How long one statement may run before it is interrupted with error 3024, in milliseconds.
+    #[arg(long, default_value_t = canopy_server::QUERY_TIME_MS_MAX)]
+    query_time_max_ms: u64,
     /// Log filter (tracing syntax), e.g. `info` or `canopy_server=debug`.
     #[arg(long, env = "CANOPY_LOG", default_value = "info")]
     log: String,
@@ -85,6 +88,7 @@ fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         port: args.port,
         rpc_port,
         root_password: args.root_password,
+        query_time_ms_max: args.query_time_max_ms,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(canopy_server::run(config, shutdown_signal()))

@@ -199,3 +199,57 @@ async fn re_rendered_statements_keep_their_meaning() {
     let quoted: Vec<i64> = conn.query(r"SELECT id FROM t WHERE s = 'a\\\'b' UNION SELECT 0").await.unwrap();
     assert_eq!(quoted, [0, 1]);
 }
+
+/// Statements in the bounds test may run this long before they are interrupted.
+const QUERY_TIME_MS_TEST: &str = "3000";
+
+/// History: a cluster whose statements may run 3 s; two connections (one per core of the test machine) run a
+/// recursive CTE without an end, which no table is involved in (the aggregator's own engine answers it), while a
+/// third keeps running `SELECT 1`; then cross joins: on a leaf's reference copy (counting, and returning too many
+/// rows) and of a distributed table with itself (gathered onto the aggregator).
+/// Property: every runaway statement ends with a clear error (1104 result too large, or 3024 interrupted by the
+/// time limit) instead of pinning a thread and growing until the node is killed; `SELECT 1` keeps answering
+/// throughout, and the node serves normally afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runaway_statements_are_bounded() {
+    let cluster = TestCluster::start_with_args("bounds", 1, &["--query-time-max-ms", QUERY_TIME_MS_TEST]).await;
+    let mut conn = cluster.conn().await;
+    let endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT x FROM c";
+    let mut runaways = Vec::new();
+    for _ in 0..2 {
+        let mut runaway = cluster.conn().await;
+        runaways.push(tokio::spawn(async move { runaway.query_drop(endless).await }));
+    }
+    let mut answered = 0;
+    loop {
+        let one: Option<i64> = conn.query_first("SELECT 1").await.unwrap();
+        assert_eq!(one, Some(1));
+        answered += 1;
+        if runaways.iter().all(|r| r.is_finished()) {
+            break;
+        }
+    }
+    assert!(answered >= 1);
+    for runaway in runaways {
+        match runaway.await.unwrap() {
+            Err(mysql_async::Error::Server(e)) => assert!(e.code == 1104 || e.code == 3024, "{e:?}"),
+            other => panic!("the endless CTE must fail, got {other:?}"),
+        }
+    }
+
+    conn.query_drop("CREATE DATABASE d PARTITIONS 2").await.unwrap();
+    conn.query_drop("USE d").await.unwrap();
+    conn.query_drop("CREATE REFERENCE TABLE r (id INT PRIMARY KEY)").await.unwrap();
+    conn.query_drop("CREATE TABLE x (id INT PRIMARY KEY)").await.unwrap();
+    let values: Vec<String> = (1..=300).map(|i| format!("({i})")).collect();
+    conn.query_drop(format!("INSERT INTO r VALUES {}", values.join(","))).await.unwrap();
+    conn.query_drop(format!("INSERT INTO x VALUES {}", values.join(","))).await.unwrap();
+    let on_leaf = error_of(&mut conn, "SELECT COUNT(*) FROM r a, r b, r c, r d").await;
+    assert_eq!(on_leaf.code, 3024, "{on_leaf:?}");
+    assert!(on_leaf.message.contains("maximum statement execution time exceeded"), "{}", on_leaf.message);
+    let rows_on_leaf = error_of(&mut conn, "SELECT a.id, b.id FROM r a, r b, r c").await;
+    assert!(rows_on_leaf.code == 1104 || rows_on_leaf.code == 3024, "{rows_on_leaf:?}");
+    let gathered = error_of(&mut conn, "SELECT COUNT(*) FROM x a, x b, x c, x d").await;
+    assert_eq!(gathered.code, 3024, "{gathered:?}");
+    assert_eq!(count(&mut conn, "SELECT COUNT(*) FROM x a, r b WHERE a.id = b.id").await, 300);
+}

@@ -68,6 +68,8 @@ impl Error {
                 SqlError::UnknownTable { .. } => mysql(1146, "42S02", text),
                 SqlError::UnknownColumn { .. } => mysql(1054, "42S22", text),
                 SqlError::ReservedTableName { .. } => mysql(1103, "42000", text),
+                SqlError::ResultTooLarge { .. } => result_too_large(&text),
+                SqlError::QueryTimeout => query_timeout(),
                 SqlError::WrongValueCount { .. } => mysql(1136, "21S01", text),
                 SqlError::Unsupported(_)
                 | SqlError::ShardKeyUpdate { .. }
@@ -87,6 +89,8 @@ impl Error {
                 RemoteErrorKind::Sql | RemoteErrorKind::Constraint => engine_error(&r.message),
                 // The leaf does not serve the partition (not attached yet, being moved): no master instance there.
                 RemoteErrorKind::NoSuchPartition => mysql(1777, "HY000", text),
+                RemoteErrorKind::ResultTooLarge => result_too_large(&r.message),
+                RemoteErrorKind::Timeout => query_timeout(),
                 _ => mysql(1105, "HY000", text),
             },
             Error::NoMasterInstance { .. } => mysql(1777, "HY000", text),
@@ -96,10 +100,23 @@ impl Error {
             Error::Unsupported(_) => mysql(1706, "HY000", text),
             Error::AlreadyJoined | Error::CannotAddNode { .. } | Error::NotInCluster => mysql(1105, "HY000", text),
             Error::NotMasterAggregator | Error::LeafOnly => mysql(1105, "HY000", text),
+            Error::Storage(StorageError::ResultTooLarge { .. }) => result_too_large(&text),
+            Error::Storage(StorageError::QueryTimeout) => query_timeout(),
             Error::Storage(e) => engine_error(&e.to_string()),
             Error::Internal(_) => mysql(1105, "HY000", text),
         }
     }
+}
+
+/// A result over the rows or bytes one statement may return: MySQL's ER_TOO_BIG_SELECT, the error of a SELECT
+/// that would examine too many rows.
+fn result_too_large(message: &str) -> MysqlError {
+    mysql(1104, "42000", message)
+}
+
+/// MySQL's ER_QUERY_TIMEOUT (`max_execution_time`), with its text.
+fn query_timeout() -> MysqlError {
+    mysql(3024, "HY000", "Query execution was interrupted, maximum statement execution time exceeded")
 }
 
 /// SQLite's messages mapped to the MySQL codes clients and ORMs react to.

@@ -45,7 +45,7 @@ pub struct Session {
     db: Option<String>,
     /// An in-memory SQLite for constant expressions and table-free queries; behind a mutex only so that `&Session`
     /// can cross an await (a connection is `Send` but not `Sync`).
-    scratch: std::sync::Mutex<rusqlite::Connection>,
+    scratch: Arc<std::sync::Mutex<rusqlite::Connection>>,
     /// The client's `autocommit` (the front end owns the variable and tells us when it changes).
     autocommit: bool,
     /// A transaction is open: after BEGIN, or after any statement while autocommit is off (MySQL opens one
@@ -113,8 +113,9 @@ fn rows(columns: &[&str], rows: Vec<Vec<Value>>) -> Answer {
 
 impl Session {
     pub fn new(node: Arc<Node>) -> Session {
-        let scratch =
-            std::sync::Mutex::new(rusqlite::Connection::open_in_memory().expect("an in-memory SQLite always opens"));
+        let mut scratch = rusqlite::Connection::open_in_memory().expect("an in-memory SQLite always opens");
+        canopy_sql::value::interruptible(&mut scratch);
+        let scratch = Arc::new(std::sync::Mutex::new(scratch));
         // Each connection starts its round-robin at a different partition so keyless tables fill evenly.
         let spread = node.next_connection_id().wrapping_mul(7919);
         Session {
@@ -163,7 +164,7 @@ impl Session {
         }
         let statement = parse_statement(sql)?;
         if role == NodeRole::Unconfigured {
-            return self.run_unconfigured(statement);
+            return self.run_unconfigured(statement).await;
         }
         self.run_on_master(statement).await
     }
@@ -210,7 +211,7 @@ impl Session {
         self.run_plan(&cluster, &meta, plan, params).await
     }
 
-    fn run_unconfigured(&mut self, statement: Statement) -> Result<Answer> {
+    async fn run_unconfigured(&mut self, statement: Statement) -> Result<Answer> {
         match statement {
             Statement::Cluster(ClusterCommand::BootstrapAggregator { host, .. }) => {
                 self.node.bootstrap(host)?;
@@ -222,15 +223,14 @@ impl Session {
             Statement::SetSession { .. } | Statement::SetNames { .. } => Ok(Answer::done()),
             Statement::Begin | Statement::Commit | Statement::Rollback => Ok(Answer::done()),
             Statement::ShowVariables { like, .. } => Ok(Answer::Rows(views::show_variables(None, like.as_deref()))),
-            Statement::Query(q) => self.scratch_only(&plan::render(&*q)),
+            Statement::Query(q) => self.scratch_only(plan::render(&*q)).await,
             _ => Err(Error::NotInCluster),
         }
     }
 
     /// A statement with no tables, answered by the scratch engine (`SELECT 1`).
-    fn scratch_only(&self, sql: &str) -> Result<Answer> {
-        let scratch = self.scratch.lock().map_err(|_| Error::Internal("scratch lock poisoned".into()))?;
-        Ok(Answer::Rows(exec::scratch_query(&scratch, sql)?))
+    async fn scratch_only(&self, sql: String) -> Result<Answer> {
+        Ok(Answer::Rows(exec::scratch_rows(&self.scratch, sql).await?))
     }
 
     async fn run_on_leaf(&mut self, sql: &str) -> Result<Answer> {
@@ -255,7 +255,7 @@ impl Session {
             Ok(Statement::Begin | Statement::Commit | Statement::Rollback) => Ok(Answer::done()),
             _ => {
                 // Inside a partition database a leaf runs SQLite's SQL as is, for inspection.
-                let Some(name) = self.db.clone() else { return self.scratch_only(sql) };
+                let Some(name) = self.db.clone() else { return self.scratch_only(sql.to_string()).await };
                 let local = self.node.store.list()?;
                 let target = local.into_iter().find(|d| d.name() == name).ok_or(Error::UnknownDatabase(name))?;
                 let store = self.node.store.clone();

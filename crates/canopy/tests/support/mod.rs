@@ -45,11 +45,18 @@ pub struct NodeProc {
     pub port: u16,
     pub data_dir: PathBuf,
     child: Option<Child>,
+    /// Extra `canopy server` arguments (e.g. `--query-time-max-ms 2000`).
+    args: Vec<String>,
 }
 
 impl NodeProc {
     pub fn start(data_dir: &Path, port: u16) -> NodeProc {
-        let mut node = NodeProc { port, data_dir: data_dir.to_path_buf(), child: None };
+        NodeProc::start_with_args(data_dir, port, &[])
+    }
+
+    pub fn start_with_args(data_dir: &Path, port: u16, args: &[&str]) -> NodeProc {
+        let args = args.iter().map(|a| a.to_string()).collect();
+        let mut node = NodeProc { port, data_dir: data_dir.to_path_buf(), child: None, args };
         node.spawn();
         node
     }
@@ -62,6 +69,7 @@ impl NodeProc {
         let child = Command::new(env!("CARGO_BIN_EXE_canopy"))
             .args(["server", "--host", "127.0.0.1", "--port", &self.port.to_string(), "--data-dir"])
             .arg(&self.data_dir)
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
@@ -150,10 +158,16 @@ pub struct TestCluster {
 
 impl TestCluster {
     pub async fn start(name: &str, leaves: usize) -> TestCluster {
+        TestCluster::start_with_args(name, leaves, &[]).await
+    }
+
+    /// [`TestCluster::start`] with extra `canopy server` arguments for every node.
+    pub async fn start_with_args(name: &str, leaves: usize, args: &[&str]) -> TestCluster {
         let dir = temp_dir(name);
-        let master = NodeProc::start(&dir.join("ma"), free_port());
-        let leaves: Vec<NodeProc> =
-            (1..=leaves).map(|i| NodeProc::start(&dir.join(format!("leaf-{i}")), free_port())).collect();
+        let master = NodeProc::start_with_args(&dir.join("ma"), free_port(), args);
+        let leaves: Vec<NodeProc> = (1..=leaves)
+            .map(|i| NodeProc::start_with_args(&dir.join(format!("leaf-{i}")), free_port(), args))
+            .collect();
         let cluster = TestCluster { dir, master, leaves };
         let mut conn = cluster.master.connect().await;
         conn.query_drop("BOOTSTRAP AGGREGATOR '127.0.0.1'").await.expect("bootstrap");
