@@ -253,3 +253,32 @@ async fn runaway_statements_are_bounded() {
     assert_eq!(gathered.code, 3024, "{gathered:?}");
     assert_eq!(count(&mut conn, "SELECT COUNT(*) FROM x a, r b WHERE a.id = b.id").await, 300);
 }
+
+/// History: a prepared `SHOW TABLES LIKE ?` (a statement the aggregator runs as text with the value written in)
+/// executed with values holding backslashes and quotes; rows whose shard key is text with a backslash.
+/// Property: a value is always one literal with its exact value: `\'x` matches no table rather than ending the
+/// string early, `\' OR 1=1 -- ` changes nothing, a pattern with an escaped `_` matches what MySQL would, and a
+/// backslash in a shard key is stored and found as written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_values_stay_one_literal() {
+    let cluster = TestCluster::start("literals", 1).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE DATABASE d PARTITIONS 2").await.unwrap();
+    conn.query_drop("USE d").await.unwrap();
+    conn.query_drop("CREATE TABLE t1 (id INT PRIMARY KEY)").await.unwrap();
+    conn.query_drop("CREATE TABLE k (name VARCHAR(20) PRIMARY KEY, v INT)").await.unwrap();
+    for pattern in [r"\'x", r"\' OR 1=1 -- ", r"\", r"t\_"] {
+        let tables: Vec<String> = conn.exec("SHOW TABLES LIKE ?", (pattern,)).await.unwrap();
+        assert!(tables.is_empty(), "{pattern}: {tables:?}");
+    }
+    let tables: Vec<String> = conn.exec("SHOW TABLES LIKE ?", ("t%",)).await.unwrap();
+    assert_eq!(tables, ["t1"]);
+    for (i, name) in [r"a\b", r"\'", r"x\\y"].iter().enumerate() {
+        conn.exec_drop("INSERT INTO k VALUES (?, ?)", (name, i)).await.unwrap();
+        let v: Option<i64> = conn.exec_first("SELECT v FROM k WHERE name = ?", (name,)).await.unwrap();
+        assert_eq!(v, Some(i as i64), "{name}");
+    }
+    conn.query_drop(r"INSERT INTO k VALUES ('text\\key', 9)").await.unwrap();
+    let names: Vec<String> = conn.query("SELECT name FROM k ORDER BY name").await.unwrap();
+    assert_eq!(names, [r"\'", r"a\b", r"text\key", r"x\\y"]);
+}

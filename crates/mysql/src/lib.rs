@@ -134,7 +134,7 @@ pub struct Prepared<'a> {
 }
 
 impl Prepared<'_> {
-    /// The statement with every placeholder replaced by the SQL literal of its value.
+    /// The statement with every placeholder replaced by the MySQL literal of its value (`Value::to_mysql_literal`).
     pub fn literal_text(&self) -> String {
         prepared::literal_text(self.text, &self.params)
     }

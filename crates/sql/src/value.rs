@@ -19,6 +19,16 @@ impl Value {
         matches!(self, Value::Null)
     }
 
+    /// Renders the value as a literal that MySQL's syntax (Canopy's own parsers, sqlparser's MySQL dialect) reads
+    /// back as the same value: as [`Value::to_sql_literal`], with backslashes in text doubled too, since MySQL reads
+    /// `\'` as a quote inside the string. It is one literal for SQLite as well, whatever the text holds.
+    pub fn to_mysql_literal(&self) -> String {
+        match self {
+            Value::Text(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''")),
+            other => other.to_sql_literal(),
+        }
+    }
+
     /// Renders the value as an SQL literal that SQLite reads back as the same value and storage class.
     pub fn to_sql_literal(&self) -> String {
         match self {
@@ -299,6 +309,30 @@ mod tests {
         assert!(matches!(crate::SqlError::from(ReadError::Interrupted), crate::SqlError::QueryTimeout));
         let ten = query_within(&conn, &endless.replace("FROM c", "FROM c LIMIT 10"), &[], ReadLimits::RESULT);
         assert_eq!(ten.unwrap().rows.len(), 10);
+    }
+
+    /// A MySQL literal reads back as exactly its value through sqlparser's MySQL dialect and Canopy's own grammar
+    /// (`\'` would otherwise end the string early), and stays one literal for SQLite.
+    #[test]
+    fn mysql_literals_read_back_as_the_same_value() {
+        use sqlparser::ast::{Expr, SelectItem, SetExpr, Statement, Value as Ast};
+        for text in ["\\'x", "\\", "'", "a\\\\''b", "\\' OR 1=1 -- ", "plain", "%\\_"] {
+            let literal = Value::Text(text.to_string()).to_mysql_literal();
+            let sql = format!("SELECT {literal}");
+            let parsed = sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::MySqlDialect {}, &sql).unwrap();
+            let [Statement::Query(q)] = parsed.as_slice() else { panic!("{sql}") };
+            let SetExpr::Select(s) = q.body.as_ref() else { panic!("{sql}") };
+            let [SelectItem::UnnamedExpr(Expr::Value(v))] = s.projection.as_slice() else { panic!("{sql}") };
+            assert_eq!(v.value, Ast::SingleQuotedString(text.to_string()), "{sql}");
+            let show = crate::command::parse_statement(&format!("SHOW TABLES LIKE {literal}")).unwrap();
+            let crate::command::Statement::ShowTables { like, .. } = show else { panic!("{literal}") };
+            assert_eq!(like.as_deref(), Some(text), "{literal}");
+            let conn = rusqlite::Connection::open_in_memory().unwrap();
+            let count: i64 =
+                conn.query_row(&format!("SELECT count(*) FROM (SELECT {literal})"), [], |r| r.get(0)).unwrap();
+            assert_eq!(count, 1, "{literal} is one SQLite literal");
+        }
+        assert_eq!(Value::Integer(-3).to_mysql_literal(), "-3");
     }
 
     #[test]

@@ -248,7 +248,8 @@ fn row_value(expr: &Expr, column: &ColumnDef, ctx: &mut dyn PlanContext) -> Resu
         // A real whose text form needs 17 digits: let SQLite render it.
         None => ctx.eval_constant(&format!("CAST({} AS TEXT)", raw.to_sql_literal()))?,
     };
-    let literal = super::rewrite::parse_expr(&stored.to_sql_literal())?;
+    // parse_expr reads MySQL, where a backslash in a string escapes the next character.
+    let literal = super::rewrite::parse_expr(&stored.to_mysql_literal())?;
     Ok((stored, literal))
 }
 
