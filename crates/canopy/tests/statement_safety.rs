@@ -282,3 +282,52 @@ async fn prepared_values_stay_one_literal() {
     let names: Vec<String> = conn.query("SELECT name FROM k ORDER BY name").await.unwrap();
     assert_eq!(names, [r"\'", r"a\b", r"text\key", r"x\\y"]);
 }
+
+/// The names of the indexes on table `u` in every partition of `d`, read on the leaves themselves.
+async fn indexes_on_partitions(cluster: &TestCluster) -> Vec<Vec<String>> {
+    let mut all = Vec::new();
+    for leaf in &cluster.leaves {
+        let mut direct = leaf.connect().await;
+        let dbs: Vec<String> = direct.query("SHOW DATABASES").await.unwrap();
+        for db in dbs.iter().filter(|d| d.starts_with("d_")) {
+            direct.query_drop(format!("USE {db}")).await.unwrap();
+            let names: Vec<String> = direct
+                .query("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'u' ORDER BY name")
+                .await
+                .unwrap();
+            all.push(names);
+        }
+    }
+    all
+}
+
+/// History: a distributed table whose rows share a shard key value twice, so a UNIQUE index fails on the one
+/// partition holding them and succeeds on the others; then the duplicate goes and the same CREATE INDEX is retried.
+/// Property: the failed CREATE INDEX leaves the index on no partition (it is never enforced on some partitions
+/// only, outside the metadata), and the retry succeeds and enforces it everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_create_index_is_undone_and_can_be_retried() {
+    let cluster = TestCluster::start("index", 2).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE DATABASE d PARTITIONS 4").await.unwrap();
+    conn.query_drop("USE d").await.unwrap();
+    conn.query_drop("CREATE TABLE u (a INT, b INT, SHARD KEY (a))").await.unwrap();
+    let values: Vec<String> = (1..=40).map(|i| format!("({i}, {i})")).collect();
+    conn.query_drop(format!("INSERT INTO u VALUES {}, (7, 7)", values.join(","))).await.unwrap();
+    let before = indexes_on_partitions(&cluster).await;
+    assert_eq!(before.len(), 4);
+
+    let e = error_of(&mut conn, "CREATE UNIQUE INDEX ab ON u (a, b)").await;
+    assert_eq!(e.code, 1062, "{e:?}");
+    assert_eq!(indexes_on_partitions(&cluster).await, before, "no partition keeps the failed index");
+    let create: (String, String) = conn.query_first("SHOW CREATE TABLE u").await.unwrap().unwrap();
+    assert!(!create.1.contains("ab"), "{}", create.1);
+
+    conn.query_drop("DELETE FROM u WHERE a = 7").await.unwrap();
+    conn.query_drop("INSERT INTO u VALUES (7, 7)").await.unwrap();
+    conn.query_drop("CREATE UNIQUE INDEX ab ON u (a, b)").await.unwrap();
+    let after = indexes_on_partitions(&cluster).await;
+    assert!(after.iter().all(|names| names.iter().any(|n| n == "u__ab")), "{after:?}");
+    assert_eq!(error_of(&mut conn, "INSERT INTO u VALUES (7, 7)").await.code, 1062);
+    assert_eq!(count(&mut conn, "SELECT COUNT(*) FROM u").await, 40);
+}

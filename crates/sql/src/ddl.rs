@@ -80,6 +80,12 @@ impl CreateIndex {
         index_statement(&self.table, &self.name, self.unique, &self.columns)
     }
 
+    /// The SQLite statement that removes this index where it exists (undoing a CREATE INDEX that failed on some
+    /// partitions, or clearing what such a failure left before a retry).
+    pub fn drop_index_sql(&self) -> String {
+        format!("DROP INDEX IF EXISTS {}", quote_ident(&format!("{}__{}", self.table, self.name)))
+    }
+
     /// Checks the index against the table: the columns exist (canonical names are returned in a copy) and a unique
     /// index obeys the shard-key rule.
     pub fn resolve(&self, def: &TableDef) -> Result<CreateIndex, SqlError> {
