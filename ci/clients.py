@@ -36,7 +36,8 @@ def connect(port, deadline_s=60, **kw):
     deadline = time.time() + deadline_s
     while True:
         try:
-            return pymysql.connect(host="127.0.0.1", port=port, user="root", password="", autocommit=True, **kw)
+            kw.setdefault("autocommit", True)
+            return pymysql.connect(host="127.0.0.1", port=port, user="root", password="", **kw)
         except pymysql.err.OperationalError:
             if time.time() > deadline:
                 raise
@@ -49,6 +50,31 @@ def mariadb(port, sql):
         capture_output=True, text=True, timeout=60,
     )
     return out.returncode, out.stdout, out.stderr
+
+
+def check_default_transactions(port):
+    """PyMySQL's default (DB-API) path: autocommit off, write, rollback(). Canopy commits every statement, so the
+    rollback must fail rather than pretend, and the flags PyMySQL reads must say autocommit is off."""
+    from pymysql.constants import SERVER_STATUS
+    conn = connect(port, autocommit=False)
+    try:
+        assert not conn.get_autocommit(), "PyMySQL turned autocommit off and the server says so"
+        with conn.cursor() as c:
+            c.execute("CREATE TABLE test.tx (id INT PRIMARY KEY)")
+            c.execute("COMMIT")
+            c.execute("INSERT INTO test.tx VALUES (1)")
+        assert conn.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS, "the write opened a transaction"
+        try:
+            conn.rollback()
+            raise AssertionError("ROLLBACK of a committed write must fail")
+        except pymysql.err.MySQLError as e:
+            assert e.args[0] == 1706, e
+        with conn.cursor() as c:
+            c.execute("SELECT COUNT(*) FROM test.tx")
+            assert c.fetchone() == (1,), "the write stays, as the error says"
+        conn.rollback()  # nothing written since: a true no-op
+    finally:
+        conn.close()
 
 
 def main():
@@ -90,6 +116,7 @@ def main():
             except pymysql.err.ProgrammingError as e:
                 assert e.args[0] == 1146, e
         master.close()
+        check_default_transactions(ports[0])
         print("PyMySQL: ok")
 
         code, out, err = mariadb(ports[0], "SELECT COUNT(*) AS n FROM test.x; SHOW LEAVES;")

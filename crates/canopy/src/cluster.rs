@@ -250,6 +250,7 @@ fn parse(text: &str, base: &Path, binary: PathBuf) -> Result<Cluster, String> {
                 rpc_port: entry.rpc_port.as_ref().map(|r| *r.get_ref()),
                 root_password: file.cluster.root_password.clone(),
                 env: Vec::new(),
+                args: Vec::new(),
             },
         });
     }

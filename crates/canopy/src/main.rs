@@ -49,6 +49,9 @@ struct ServerArgs {
     /// is root). Without it such a node refuses to start.
     #[arg(long)]
     allow_empty_root_password: bool,
+    /// How long one statement may run before it is interrupted with error 3024, in milliseconds.
+    #[arg(long, default_value_t = canopy_server::QUERY_TIME_MS_MAX)]
+    query_time_max_ms: u64,
     /// Log filter (tracing syntax), e.g. `info` or `canopy_server=debug`.
     #[arg(long, env = "CANOPY_LOG", default_value = "info")]
     log: String,
@@ -91,6 +94,7 @@ fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         port: args.port,
         rpc_port,
         root_password: args.root_password,
+        query_time_ms_max: args.query_time_max_ms,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(canopy_server::run(config, shutdown_signal()))

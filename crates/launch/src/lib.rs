@@ -34,6 +34,8 @@ pub struct NodeSpec {
     pub root_password: String,
     /// Extra environment variables for the process (test-only knobs, for instance).
     pub env: Vec<(String, String)>,
+    /// Extra `canopy server` arguments.
+    pub args: Vec<String>,
 }
 
 impl NodeSpec {
@@ -46,6 +48,7 @@ impl NodeSpec {
             rpc_port: None,
             root_password: String::new(),
             env: Vec::new(),
+            args: Vec::new(),
         }
     }
 

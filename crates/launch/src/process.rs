@@ -49,6 +49,7 @@ pub fn spawn(binary: &Path, spec: &NodeSpec, lifetime: Lifetime) -> anyhow::Resu
         .args(["--host", &spec.host, "--port", &spec.port.to_string()])
         .env("CANOPY_ROOT_PASSWORD", &spec.root_password)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .args(&spec.args)
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log_err));

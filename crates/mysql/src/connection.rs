@@ -284,6 +284,7 @@ where
                 self.statements.clear();
                 self.variables.clear();
                 self.autocommit = true;
+                self.session.reset_transaction();
                 self.multi_statements = self.caps.contains(CapabilityFlags::CLIENT_MULTI_STATEMENTS);
                 self.send_ok().await?;
             }
@@ -412,7 +413,10 @@ where
                 }
             };
         }
-        self.autocommit = autocommit;
+        if assignments.iter().any(|a| a.name == "autocommit") {
+            self.autocommit = autocommit;
+            self.session.set_autocommit(autocommit);
+        }
         for assignment in assignments.iter().filter(|a| a.name != "autocommit") {
             match &assignment.value {
                 AssignedValue::Literal(value) => {
@@ -486,6 +490,9 @@ where
                     let specs = resultset::declared_column_specs(&columns);
                     columns.into_iter().map(|c| c.name).zip(specs).collect()
                 }
+                // NULL in place of a parameter is not valid everywhere (`SHOW TABLES LIKE ?`): columns unknown, as
+                // the protocol allows; the execution reports any real error.
+                Err(_) if placeholders > 0 => vec![],
                 Err(error) => return self.send_error(&error).await,
             },
             Local::Forward => vec![],
@@ -558,6 +565,9 @@ where
         let mut status = StatusFlags::empty();
         if self.autocommit {
             status |= StatusFlags::SERVER_STATUS_AUTOCOMMIT;
+        }
+        if self.session.in_transaction() {
+            status |= StatusFlags::SERVER_STATUS_IN_TRANS;
         }
         if more_results {
             status |= StatusFlags::SERVER_MORE_RESULTS_EXISTS;

@@ -103,6 +103,19 @@ pub trait Session: Send + 'static {
         }
     }
 
+    /// The client changed `autocommit` (`SET autocommit = ...`); `on` is the new value. The front end owns the
+    /// variable (it answers `@@autocommit`), the backend owns transactions: with autocommit off MySQL opens a
+    /// transaction implicitly at the next statement, and switching it on commits the open one.
+    fn set_autocommit(&mut self, _on: bool) {}
+
+    /// COM_RESET_CONNECTION: autocommit is on again and no transaction is open.
+    fn reset_transaction(&mut self) {}
+
+    /// Whether a transaction is open, for the `SERVER_STATUS_IN_TRANS` flag of every OK and EOF packet.
+    fn in_transaction(&self) -> bool {
+        false
+    }
+
     /// Result columns of a statement, for the COM_STMT_PREPARE response. `sql` has every `?` replaced by NULL.
     /// Default: none known (0 columns); clients take the real columns from the execute response.
     fn describe(&mut self, _sql: &str) -> impl Future<Output = Result<Vec<canopy_sql::Column>, MysqlError>> + Send {
@@ -122,7 +135,7 @@ pub struct Prepared<'a> {
 }
 
 impl Prepared<'_> {
-    /// The statement with every placeholder replaced by the SQL literal of its value.
+    /// The statement with every placeholder replaced by the MySQL literal of its value (`Value::to_mysql_literal`).
     pub fn literal_text(&self) -> String {
         prepared::literal_text(self.text, &self.params)
     }

@@ -130,9 +130,10 @@ pub(crate) fn bind(statement: &mut Statement, payload: &[u8]) -> Result<String, 
     Ok(literal_text(&statement.sql, &values))
 }
 
-/// `sql` with its placeholders replaced by the literals of `values`, in order.
+/// `sql` with its placeholders replaced by the literals of `values`, in order: MySQL literals, so each value stays
+/// one literal with its exact value whatever quotes and backslashes it holds.
 pub(crate) fn literal_text(sql: &str, values: &[Value]) -> String {
-    let literals: Vec<String> = values.iter().map(Value::to_sql_literal).collect();
+    let literals: Vec<String> = values.iter().map(Value::to_mysql_literal).collect();
     substitute_placeholders(sql, &literals)
 }
 

@@ -321,8 +321,9 @@ fn code_tokens(sql: &str, range: Range<usize>, out: &mut Vec<Token>) {
         if c.is_whitespace() {
             continue;
         }
-        let take_run = |chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>, dots: bool| {
-            let mut end = i + c.len_utf8();
+        // The end of the run of word characters (and dots) that starts at `start`, consuming it.
+        let take_run = |chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>, start: usize, dots: bool| {
+            let mut end = start;
             while let Some(&(j, d)) = chars.peek() {
                 if is_word_char(d) || (dots && d == '.') {
                     end = j + d.len_utf8();
@@ -333,15 +334,16 @@ fn code_tokens(sql: &str, range: Range<usize>, out: &mut Vec<Token>) {
             }
             end
         };
-        let (kind, end) = if c == '@' && text[i..].starts_with("@@") {
+        // A variable needs a name: `@@` or `@` before anything else is plain punctuation (`Other('@')`).
+        let (kind, end) = if c == '@' && text[i..].starts_with("@@") && text[i + 2..].starts_with(is_word_char) {
             chars.next();
-            let end = take_run(&mut chars, true);
+            let end = take_run(&mut chars, i + 2, true);
             (TokenKind::SystemVariable(text[i + 2..end].to_string()), end)
-        } else if c == '@' {
-            let end = take_run(&mut chars, false);
+        } else if c == '@' && text[i + 1..].starts_with(is_word_char) {
+            let end = take_run(&mut chars, i + 1, false);
             (TokenKind::UserVariable(text[i + 1..end].to_string()), end)
         } else if is_word_char(c) {
-            let end = take_run(&mut chars, c.is_ascii_digit());
+            let end = take_run(&mut chars, i + c.len_utf8(), c.is_ascii_digit());
             (TokenKind::Word(text[i..end].to_string()), end)
         } else if c == ':' && text[i..].starts_with(":=") {
             chars.next();
@@ -448,6 +450,34 @@ mod tests {
                 TokenKind::Quoted("it's".into()),
                 TokenKind::Word("LIMIT".into()),
                 TokenKind::Word("1".into()),
+            ]
+        );
+    }
+
+    /// `@@` and `@` without a name (at the end of the text or before punctuation) used to slice the text backwards
+    /// and panic the connection task; they are punctuation, and the statement goes on to the backend's parser.
+    #[test]
+    fn variable_signs_without_a_name_are_punctuation() {
+        let kinds = |sql: &str| tokens(sql).into_iter().map(|t| t.kind).collect::<Vec<_>>();
+        let select = TokenKind::Word("SELECT".into());
+        let at = TokenKind::Other('@');
+        assert_eq!(kinds("SELECT @@"), vec![select.clone(), at.clone(), at.clone()]);
+        assert_eq!(kinds("SELECT @"), vec![select.clone(), at.clone()]);
+        assert_eq!(
+            kinds("SELECT 1 WHERE @@ = 1")[3..],
+            [at.clone(), at.clone(), TokenKind::Punct("="), TokenKind::Word("1".into())]
+        );
+        assert_eq!(
+            kinds("SELECT @@.x")[1..],
+            [at.clone(), at.clone(), TokenKind::Other('.'), TokenKind::Word("x".into())]
+        );
+        assert_eq!(
+            kinds("SELECT @@é, @ü"),
+            vec![
+                select,
+                TokenKind::SystemVariable("é".into()),
+                TokenKind::Punct(","),
+                TokenKind::UserVariable("ü".into())
             ]
         );
     }

@@ -67,19 +67,11 @@ impl UserVariables {
         let mut at = 0;
         for (range, name) in reads {
             out.push_str(&sql[at..range.start]);
-            out.push_str(&mysql_literal(&self.get(&name)));
+            out.push_str(&self.get(&name).to_mysql_literal());
             at = range.end;
         }
         out.push_str(&sql[at..]);
         Cow::Owned(out)
-    }
-}
-
-/// The SQL literal MySQL's lexer reads back as `value` (backslashes escaped, as MySQL strings use them).
-pub(crate) fn mysql_literal(value: &Value) -> String {
-    match value {
-        Value::Text(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''")),
-        other => other.to_sql_literal(),
     }
 }
 

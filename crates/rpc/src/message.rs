@@ -180,6 +180,10 @@ pub enum RemoteErrorKind {
     /// The request does not fit the node's role or state.
     BadRequest,
     Internal,
+    /// The statement's result exceeded the rows or bytes one statement may return.
+    ResultTooLarge,
+    /// The statement ran past its time limit and was interrupted.
+    Timeout,
 }
 
 impl std::fmt::Display for RemoteError {

@@ -17,6 +17,9 @@ pub struct NodeConfig {
     pub rpc_port: u16,
     /// The password of user `root`; empty means no password.
     pub root_password: String,
+    /// How long one statement may run on this node before it is interrupted (error 3024);
+    /// `canopy_storage::engine::QUERY_TIME_MS_MAX` by default.
+    pub query_time_ms_max: u64,
 }
 
 /// Why a node refuses to start, from its configuration alone.

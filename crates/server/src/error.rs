@@ -105,6 +105,9 @@ impl Error {
                 SqlError::UnknownDatabase(_) => mysql(1049, "42000", text),
                 SqlError::UnknownTable { .. } => mysql(1146, "42S02", text),
                 SqlError::UnknownColumn { .. } => mysql(1054, "42S22", text),
+                SqlError::ReservedTableName { .. } => mysql(1103, "42000", text),
+                SqlError::ResultTooLarge { .. } => result_too_large(&text),
+                SqlError::QueryTimeout => query_timeout(),
                 SqlError::WrongValueCount { .. } => mysql(1136, "21S01", text),
                 SqlError::Unsupported(_)
                 | SqlError::ShardKeyUpdate { .. }
@@ -124,6 +127,8 @@ impl Error {
                 RemoteErrorKind::Sql | RemoteErrorKind::Constraint => engine_error(&r.message),
                 // The leaf does not serve the partition (not attached yet, being moved): no master instance there.
                 RemoteErrorKind::NoSuchPartition => mysql(1777, "HY000", text),
+                RemoteErrorKind::ResultTooLarge => result_too_large(&r.message),
+                RemoteErrorKind::Timeout => query_timeout(),
                 _ => mysql(1105, "HY000", text),
             },
             Error::NoMasterInstance { .. } => mysql(1777, "HY000", text),
@@ -137,10 +142,23 @@ impl Error {
             Error::NotMasterAggregator | Error::LeafOnly => mysql(1105, "HY000", text),
             // ER_OPTION_PREVENTS_STATEMENT, what a read-only MySQL server answers to a write.
             Error::LeafReadOnly => mysql(1290, "HY000", text),
+            Error::Storage(StorageError::ResultTooLarge { .. }) => result_too_large(&text),
+            Error::Storage(StorageError::QueryTimeout) => query_timeout(),
             Error::Storage(e) => engine_error(&e.to_string()),
             Error::Internal(_) | Error::MoveAbandoned { .. } => mysql(1105, "HY000", text),
         }
     }
+}
+
+/// A result over the rows or bytes one statement may return: MySQL's ER_TOO_BIG_SELECT, the error of a SELECT
+/// that would examine too many rows.
+fn result_too_large(message: &str) -> MysqlError {
+    mysql(1104, "42000", message)
+}
+
+/// MySQL's ER_QUERY_TIMEOUT (`max_execution_time`), with its text.
+fn query_timeout() -> MysqlError {
+    mysql(3024, "HY000", "Query execution was interrupted, maximum statement execution time exceeded")
 }
 
 /// SQLite's messages mapped to the MySQL codes clients and ORMs react to.
@@ -154,7 +172,7 @@ fn engine_error(message: &str) -> MysqlError {
         mysql(1054, "42S22", m)
     } else if m.contains("no such table") {
         mysql(1146, "42S02", m)
-    } else if m.contains("syntax error") || m.contains("incomplete input") {
+    } else if m.contains("syntax error") || m.contains("incomplete input") || m.contains("unrecognized token") {
         mysql(1064, "42000", m)
     } else if m.contains("no such function") || m.contains("wrong number of arguments") {
         mysql(1305, "42000", m)
@@ -183,6 +201,7 @@ mod tests {
         assert_eq!(code("NOT NULL constraint failed: t.k"), 1048);
         assert_eq!(code("no such column: zz"), 1054);
         assert_eq!(code("near \"SELEC\": syntax error"), 1064);
+        assert_eq!(code("unrecognized token: \"@\""), 1064);
         assert_eq!(code("something else"), 1105);
     }
 }

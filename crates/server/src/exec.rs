@@ -3,7 +3,7 @@
 //! through `Cluster::call`; knows nothing of MySQL bytes.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use canopy_meta::{ClusterMeta, Leaf, LeafState};
 use canopy_rpc::{Request, Response, Target};
@@ -173,11 +173,25 @@ fn single_answer(response: Response) -> Answer {
     }
 }
 
-/// Runs CPU-bound merge work off the async threads.
+/// What one statement may gather onto this aggregator from its leaves (partial results of a scatter, the tables
+/// of a gather), in total; each piece is bounded on its leaf by `canopy_sql::value::RESULT_BYTES_MAX`.
+pub const GATHER_BYTES_MAX: usize = 1024 * 1024 * 1024;
+
+/// Refuses a statement whose gathered rows exceed [`GATHER_BYTES_MAX`].
+fn check_gathered(results: &[ResultSet]) -> Result<()> {
+    let bytes = results.iter().fold(0usize, |sum, rs| sum.saturating_add(rs.size_bytes()));
+    if bytes > GATHER_BYTES_MAX {
+        let rows_max = canopy_sql::value::RESULT_ROWS_MAX;
+        return Err(Error::Sql(canopy_sql::SqlError::ResultTooLarge { rows_max, bytes_max: GATHER_BYTES_MAX }));
+    }
+    Ok(())
+}
+
+/// Runs CPU-bound merge work off the async threads, under the statement time limit.
 async fn compute<T: Send + 'static>(
     f: impl FnOnce() -> std::result::Result<T, canopy_sql::SqlError> + Send + 'static,
 ) -> Result<T> {
-    tokio::task::spawn_blocking(f)
+    tokio::task::spawn_blocking(move || canopy_storage::engine::with_deadline(f))
         .await
         .map_err(|e| Error::Internal(format!("merge task failed: {e}")))?
         .map_err(Error::Sql)
@@ -190,7 +204,7 @@ pub async fn execute(
     meta: &ClusterMeta,
     plan: Plan,
     params: &[Value],
-    scratch: &std::sync::Mutex<rusqlite::Connection>,
+    scratch: &Arc<Mutex<rusqlite::Connection>>,
 ) -> Result<Answer> {
     match plan {
         Plan::Single { db, ordinal, sql } => {
@@ -200,6 +214,7 @@ pub async fn execute(
         Plan::Scatter { db, ordinals, partial_sql, merge: spec } => {
             let responses = on_partitions(cluster, &db, &ordinals, &partial_sql, params).await?;
             let partials = responses.into_iter().map(rows).collect::<Result<Vec<_>>>()?;
+            check_gathered(&partials)?;
             let rs = compute(move || merge::finish_scatter(&spec, partials)).await?;
             Ok(Answer::Rows(rs))
         }
@@ -207,6 +222,7 @@ pub async fn execute(
             let mut fetched = Vec::with_capacity(spec.sources.len());
             for source in &spec.sources {
                 fetched.push(fetch_source(cluster, meta, source).await?);
+                check_gathered(&fetched)?;
             }
             let rs = compute(move || merge::finish_gather(&spec, fetched)).await?;
             Ok(Answer::Rows(rs))
@@ -218,8 +234,7 @@ pub async fn execute(
         }
         Plan::Reference { db: None, sql } => {
             // No table involved (`SELECT 1 + 1`): the aggregator's own scratch engine answers.
-            let scratch = scratch.lock().map_err(|_| Error::Internal("scratch lock poisoned".into()))?;
-            Ok(Answer::Rows(scratch_query(&scratch, &sql)?))
+            Ok(Answer::Rows(scratch_rows(scratch, sql).await?))
         }
         Plan::Insert { db, per_partition, first_auto_increment, .. } => {
             let responses = on_partitions_each(cluster, &db, per_partition).await?;
@@ -272,12 +287,23 @@ async fn fetch_source(cluster: &Arc<Cluster>, meta: &ClusterMeta, source: &Gathe
     }
 }
 
-/// Runs a query with no tables on the aggregator's in-memory engine.
-pub fn scratch_query(scratch: &rusqlite::Connection, sql: &str) -> Result<ResultSet> {
-    scratch_query_with(scratch, sql, &[])
+/// Runs a query with no tables on a session's in-memory engine, on the blocking pool (a query without tables can
+/// still run long: a recursive CTE without an end), within the statement time limit and
+/// `canopy_sql::value::ReadLimits::RESULT`.
+pub async fn scratch_rows(scratch: &Arc<Mutex<rusqlite::Connection>>, sql: String) -> Result<ResultSet> {
+    let scratch = scratch.clone();
+    tokio::task::spawn_blocking(move || {
+        let conn = scratch.lock().map_err(|_| Error::Internal("scratch lock poisoned".into()))?;
+        scratch_query_with(&conn, &sql, &[])
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("scratch task failed: {e}")))?
 }
 
-/// [`scratch_query`] with `params` bound to its `?NNN` placeholders.
+/// Runs `sql` (with `params` bound to its `?NNN` placeholders) on a scratch engine made
+/// `canopy_sql::value::interruptible`, here on this thread, bounded like every statement.
 pub fn scratch_query_with(scratch: &rusqlite::Connection, sql: &str, params: &[Value]) -> Result<ResultSet> {
-    Ok(canopy_sql::value::query_with(scratch, sql, params).map_err(canopy_sql::SqlError::from)?)
+    let limits = canopy_sql::value::ReadLimits::RESULT;
+    let read = canopy_storage::engine::with_deadline(|| canopy_sql::value::query_within(scratch, sql, params, limits));
+    Ok(read.map_err(canopy_sql::SqlError::from)?)
 }

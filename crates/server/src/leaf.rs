@@ -27,7 +27,9 @@ fn storage_error(e: StorageError) -> Response {
             RemoteErrorKind::NoSuchPartition
         }
         _ if e.is_constraint() => RemoteErrorKind::Constraint,
-        StorageError::Sqlite(_) | StorageError::TooManyRows | StorageError::BadName(_) => RemoteErrorKind::Sql,
+        StorageError::ResultTooLarge { .. } => RemoteErrorKind::ResultTooLarge,
+        StorageError::QueryTimeout => RemoteErrorKind::Timeout,
+        StorageError::Sqlite(_) | StorageError::BadName(_) => RemoteErrorKind::Sql,
         _ => RemoteErrorKind::Internal,
     };
     remote(kind, e.to_string())
@@ -43,8 +45,17 @@ fn execute_on_each(
     params: &[canopy_sql::Value],
 ) -> Result<Outcome, StorageError> {
     let mut combined: Option<Outcome> = None;
+    let mut bytes = 0usize;
     for &ordinal in ordinals {
         let next = store.execute_on_partition_with(db, ordinal, sql, params)?;
+        if let Outcome::Rows(rs) = &next {
+            // Each partition's share is bounded; so is what one response to the aggregator holds.
+            bytes = bytes.saturating_add(rs.size_bytes());
+            let limits = canopy_sql::value::ReadLimits::RESULT;
+            if bytes > limits.bytes_max {
+                return Err(StorageError::ResultTooLarge { rows_max: limits.rows_max, bytes_max: limits.bytes_max });
+            }
+        }
         combined = Some(match (combined, next) {
             (None, next) => next,
             (Some(Outcome::Rows(mut all)), Outcome::Rows(more)) => {

@@ -25,6 +25,7 @@ pub mod views;
 use std::future::Future;
 use std::sync::Arc;
 
+pub use canopy_storage::engine::QUERY_TIME_MS_MAX;
 pub use config::{ConfigError, NodeConfig, RPC_PORT_OFFSET, check_root_password, default_rpc_port};
 pub use node::Node;
 

@@ -42,6 +42,7 @@ impl Node {
             .map_err(|e| Error::Internal(format!("cannot create {}: {e}", config.data_dir.display())))?;
         let identity: Identity =
             persist::load(&persist::identity_path(&config.data_dir))?.unwrap_or_else(Identity::unconfigured);
+        canopy_storage::engine::set_query_time_ms_max(config.query_time_ms_max);
         let store = Arc::new(LeafStore::open(&config.data_dir.join("leaf"))?);
         let secret = match identity.role {
             NodeRole::Unconfigured => None,

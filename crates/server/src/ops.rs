@@ -301,8 +301,21 @@ pub async fn create_index(cluster: &Arc<Cluster>, db: String, index: CreateIndex
         .ok_or_else(|| Error::Sql(SqlError::UnknownTable { db: db.clone(), table: index.table.clone() }))?;
     let resolved = index.resolve(def)?;
     let sql = resolved.index_sql();
-    ddl_everywhere(cluster, &meta, &db, def.kind, vec![sql.clone()]).await?;
-    cluster.apply(Command::AddIndex { db, table: def.name.clone(), index_sql: sql })?;
+    // The metadata has no index of this name, so one found on a leaf is what an earlier failed attempt left: drop it
+    // first (in the same transaction) so a retry succeeds.
+    let statements = vec![resolved.drop_index_sql(), sql.clone()];
+    let table = def.name.clone();
+    let created = match ddl_everywhere(cluster, &meta, &db, def.kind, statements).await {
+        Ok(_) => cluster.apply(Command::AddIndex { db: db.clone(), table, index_sql: sql }).map(|_| ()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = created {
+        // Some partitions may have built the index (a UNIQUE one would then be enforced there only, outside the
+        // metadata): remove it everywhere. If this fails too, the next attempt clears it.
+        let undo = vec![resolved.drop_index_sql()];
+        let _ = ddl_everywhere(cluster, &meta, &db, def.kind, undo).await;
+        return Err(e);
+    }
     Ok(Answer::done())
 }
 

@@ -47,8 +47,13 @@ pub struct Session {
     db: Option<String>,
     /// An in-memory SQLite for constant expressions and table-free queries; behind a mutex only so that `&Session`
     /// can cross an await (a connection is `Send` but not `Sync`).
-    scratch: std::sync::Mutex<rusqlite::Connection>,
+    scratch: Arc<std::sync::Mutex<rusqlite::Connection>>,
+    /// The client's `autocommit` (the front end owns the variable and tells us when it changes).
+    autocommit: bool,
+    /// A transaction is open: after BEGIN, or after any statement while autocommit is off (MySQL opens one
+    /// implicitly). Every statement still commits when it runs (docs/sql.md); this only keeps ROLLBACK honest.
     in_transaction: bool,
+    /// A write ran (or was attempted) inside the open transaction, so a ROLLBACK would have to undo it.
     wrote_in_transaction: bool,
     spread: u32,
     /// Prepared statements by numbered text, parsed once.
@@ -110,14 +115,16 @@ fn rows(columns: &[&str], rows: Vec<Vec<Value>>) -> Answer {
 
 impl Session {
     pub fn new(node: Arc<Node>) -> Session {
-        let scratch =
-            std::sync::Mutex::new(rusqlite::Connection::open_in_memory().expect("an in-memory SQLite always opens"));
+        let mut scratch = rusqlite::Connection::open_in_memory().expect("an in-memory SQLite always opens");
+        canopy_sql::value::interruptible(&mut scratch);
+        let scratch = Arc::new(std::sync::Mutex::new(scratch));
         // Each connection starts its round-robin at a different partition so keyless tables fill evenly.
         let spread = node.next_connection_id().wrapping_mul(7919);
         Session {
             node,
             db: None,
             scratch,
+            autocommit: true,
             in_transaction: false,
             wrote_in_transaction: false,
             spread,
@@ -159,7 +166,7 @@ impl Session {
         }
         let statement = parse_statement(sql)?;
         if role == NodeRole::Unconfigured {
-            return self.run_unconfigured(statement);
+            return self.run_unconfigured(statement).await;
         }
         self.run_on_master(statement).await
     }
@@ -206,7 +213,7 @@ impl Session {
         self.run_plan(&cluster, &meta, plan, params).await
     }
 
-    fn run_unconfigured(&mut self, statement: Statement) -> Result<Answer> {
+    async fn run_unconfigured(&mut self, statement: Statement) -> Result<Answer> {
         match statement {
             Statement::Cluster(ClusterCommand::BootstrapAggregator { host, .. }) => {
                 self.node.bootstrap(host)?;
@@ -218,15 +225,14 @@ impl Session {
             Statement::SetSession { .. } | Statement::SetNames { .. } => Ok(Answer::done()),
             Statement::Begin | Statement::Commit | Statement::Rollback => Ok(Answer::done()),
             Statement::ShowVariables { like, .. } => Ok(Answer::Rows(views::show_variables(None, like.as_deref()))),
-            Statement::Query(q) => self.scratch_only(&q.to_string()),
+            Statement::Query(q) => self.scratch_only(plan::render(&*q)).await,
             _ => Err(Error::NotInCluster),
         }
     }
 
     /// A statement with no tables, answered by the scratch engine (`SELECT 1`).
-    fn scratch_only(&self, sql: &str) -> Result<Answer> {
-        let scratch = self.scratch.lock().map_err(|_| Error::Internal("scratch lock poisoned".into()))?;
-        Ok(Answer::Rows(exec::scratch_query(&scratch, sql)?))
+    async fn scratch_only(&self, sql: String) -> Result<Answer> {
+        Ok(Answer::Rows(exec::scratch_rows(&self.scratch, sql).await?))
     }
 
     async fn run_on_leaf(&mut self, sql: &str) -> Result<Answer> {
@@ -252,7 +258,7 @@ impl Session {
             _ => {
                 // Inside a partition database a leaf runs SQLite's SQL as is, for inspection only: a write here
                 // would bypass the master's gates (and, for DDL, the metadata), so it is refused.
-                let Some(name) = self.db.clone() else { return self.scratch_only(sql) };
+                let Some(name) = self.db.clone() else { return self.scratch_only(sql.to_string()).await };
                 let local = self.node.store.list()?;
                 let target = local.into_iter().find(|d| d.name() == name).ok_or(Error::UnknownDatabase(name))?;
                 let store = self.node.store.clone();
@@ -360,6 +366,11 @@ impl Session {
                 cluster.apply(Command::SetVariable { name, value })?;
                 Ok(Answer::done())
             }
+            Statement::SetSession { assignments } if assignments.iter().any(|(name, _)| name == "autocommit") => {
+                // The front end handles `SET autocommit` unless the statement also sets a variable it does not
+                // know; acknowledging it here would leave `@@autocommit` and the transaction state wrong.
+                Err(Error::Unsupported("SET autocommit together with other variables; set it on its own".into()))
+            }
             Statement::SetSession { .. } | Statement::SetNames { .. } => Ok(Answer::done()),
             Statement::ShowVariables { like, .. } => {
                 Ok(Answer::Rows(views::show_variables(Some(&cluster.meta()), like.as_deref())))
@@ -371,6 +382,7 @@ impl Session {
             }
             Statement::Commit => {
                 self.in_transaction = false;
+                self.wrote_in_transaction = false;
                 Ok(Answer::done())
             }
             Statement::Rollback => {
@@ -451,11 +463,19 @@ impl Session {
     ) -> Result<Answer> {
         let writes =
             matches!(plan, plan::Plan::Insert { .. } | plan::Plan::Write { .. } | plan::Plan::ReferenceWrite { .. });
-        let answer = exec::execute(cluster, meta, plan, &params, &self.scratch).await?;
+        self.note_statement(writes);
+        exec::execute(cluster, meta, plan, &params, &self.scratch).await
+    }
+
+    /// Transaction bookkeeping before a planned statement runs. A write counts even if it then fails: a statement
+    /// spanning partitions may have committed on some of them.
+    fn note_statement(&mut self, writes: bool) {
+        if !self.autocommit {
+            self.in_transaction = true;
+        }
         if writes && self.in_transaction {
             self.wrote_in_transaction = true;
         }
-        Ok(answer)
     }
 
     async fn cluster_command(&mut self, cluster: &Arc<Cluster>, command: ClusterCommand) -> Result<Answer> {
@@ -558,6 +578,25 @@ impl canopy_mysql::Session for Session {
 
     fn current_database(&self) -> Option<String> {
         self.db.clone()
+    }
+
+    fn set_autocommit(&mut self, on: bool) {
+        if on && !self.autocommit {
+            // MySQL commits the open transaction here; every statement was committed already.
+            self.in_transaction = false;
+            self.wrote_in_transaction = false;
+        }
+        self.autocommit = on;
+    }
+
+    fn reset_transaction(&mut self) {
+        self.autocommit = true;
+        self.in_transaction = false;
+        self.wrote_in_transaction = false;
+    }
+
+    fn in_transaction(&self) -> bool {
+        self.in_transaction
     }
 
     fn system_variable(&self, name: &str) -> Option<Value> {

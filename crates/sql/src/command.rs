@@ -113,7 +113,8 @@ pub enum Statement {
     Rollback,
     /// `SAVEPOINT x`, `ROLLBACK [WORK] TO [SAVEPOINT] x`, `RELEASE SAVEPOINT x`
     Savepoint(Savepoint),
-    /// SELECT, INSERT, REPLACE, UPDATE, DELETE (also under WITH) and EXPLAIN of those: the distributed planner's input.
+    /// SELECT (also under WITH), INSERT, REPLACE, UPDATE, DELETE and EXPLAIN of those: the distributed planner's
+    /// input. A write nested inside a query (`WITH ... DELETE`, a DML body of a CTE) is refused as unsupported.
     Query(Box<sqlparser::ast::Statement>),
     /// Any other statement sqlparser understands (`SET @v = 1`, `CREATE VIEW`, `SHOW STATUS`, `ALTER TABLE ... DROP
     /// ...`): the server supports what it can and rejects the rest.
@@ -481,6 +482,7 @@ fn create_index(cur: &mut Cursor) -> Result<CreateIndex, SqlError> {
     skip_index_options(cur)?;
     cur.expect_word("ON")?;
     let (db, table) = cur.expect_qualified_name("a table name")?;
+    ddl::check_table_name(&table)?;
     let columns = index_columns(cur)?;
     skip_index_options(cur)?;
     cur.expect_end()?;
@@ -506,6 +508,7 @@ fn alter_table_add_index(cur: &mut Cursor) -> Result<CreateIndex, SqlError> {
     cur.advance();
     cur.advance();
     let (db, table) = cur.expect_qualified_name("a table name")?;
+    ddl::check_table_name(&table)?;
     cur.expect_word("ADD")?;
     let unique = cur.eat_word("UNIQUE");
     let keyword = cur.eat_word("INDEX") || cur.eat_word("KEY");
@@ -819,5 +822,72 @@ fn parse_with_sqlparser(sql: &str) -> Result<Statement, SqlError> {
         Ast::Explain { statement: inner, .. } => is_query(inner),
         other => is_query(other),
     };
-    if query { Ok(Statement::Query(Box::new(statement))) } else { Ok(Statement::Other(Box::new(statement))) }
+    if !query {
+        check_renamed_tables(&statement)?;
+        return Ok(Statement::Other(Box::new(statement)));
+    }
+    if let Some(kind) = statement_inside_query(&statement) {
+        // sqlparser reads `WITH c AS (...) DELETE ...` as a query whose body is a DELETE; the planner would run it
+        // on a scratch copy (or one reference copy) and report success without changing the table.
+        return Err(SqlError::Unsupported(format!("WITH ... {kind} (a {kind} inside a query)")));
+    }
+    Ok(Statement::Query(Box::new(statement)))
+}
+
+/// Refuses a rename (`RENAME TABLE a TO b`, `ALTER TABLE a RENAME [TO|AS] b`) into the reserved table namespace, so
+/// the refusal stays clear whenever renames become supported.
+fn check_renamed_tables(statement: &sqlparser::ast::Statement) -> Result<(), SqlError> {
+    use sqlparser::ast::{AlterTableOperation, ObjectName, RenameTableNameKind, Statement as Ast};
+    let check = |name: &ObjectName| match name.0.last().and_then(|part| part.as_ident()) {
+        Some(ident) => ddl::check_table_name(&ident.value),
+        None => Ok(()),
+    };
+    match statement {
+        Ast::RenameTable(renames) => renames.iter().try_for_each(|r| check(&r.new_name)),
+        Ast::AlterTable(alter) => alter.operations.iter().try_for_each(|op| match op {
+            AlterTableOperation::RenameTable {
+                table_name: RenameTableNameKind::As(name) | RenameTableNameKind::To(name),
+            } => check(name),
+            _ => Ok(()),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The kind (`DELETE`, `UPDATE`, `INSERT`, `MERGE`...) of the first statement nested inside a query of `statement`:
+/// the body of a WITH, a set operation's side or a subquery. A query only reads; Canopy plans such a body as a read.
+pub(crate) fn statement_inside_query(statement: &sqlparser::ast::Statement) -> Option<&'static str> {
+    use sqlparser::ast::{Query, Statement as Ast, Visit, Visitor};
+    use std::ops::ControlFlow;
+    /// Counts the queries being visited, so a statement met while the count is positive is inside one.
+    struct Inside {
+        depth: usize,
+    }
+    impl Visitor for Inside {
+        type Break = &'static str;
+        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<&'static str> {
+            self.depth += 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _: &Query) -> ControlFlow<&'static str> {
+            self.depth -= 1;
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_statement(&mut self, statement: &Ast) -> ControlFlow<&'static str> {
+            if self.depth == 0 || matches!(statement, Ast::Query(_)) {
+                return ControlFlow::Continue(());
+            }
+            ControlFlow::Break(match statement {
+                Ast::Insert(_) => "INSERT",
+                Ast::Update(_) => "UPDATE",
+                Ast::Delete(_) => "DELETE",
+                Ast::Merge(_) => "MERGE",
+                _ => "statement",
+            })
+        }
+    }
+    match statement.visit(&mut Inside { depth: 0 }) {
+        ControlFlow::Break(kind) => Some(kind),
+        ControlFlow::Continue(()) => None,
+    }
 }

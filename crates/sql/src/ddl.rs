@@ -38,6 +38,20 @@ use crate::lexer::{Cursor, Token, TokenKind, tokenize};
 use crate::types::sqlite_decl_type;
 use crate::value::Value;
 
+/// The prefix of Canopy's own tables inside every partition file (`_canopy_log`, `_canopy_settings`...). Their rows
+/// are never written to the change log, so a user table with this prefix would lose its writes in a partition move:
+/// no user table may be named so (compared case-insensitively, as SQLite compares table names).
+pub const INTERNAL_TABLE_PREFIX: &str = "_canopy_";
+
+/// Refuses a user table name in Canopy's reserved namespace.
+pub fn check_table_name(name: &str) -> Result<(), SqlError> {
+    let prefix = INTERNAL_TABLE_PREFIX.len();
+    let reserved = name.len() >= prefix
+        && name.is_char_boundary(prefix)
+        && name[..prefix].eq_ignore_ascii_case(INTERNAL_TABLE_PREFIX);
+    if reserved { Err(SqlError::ReservedTableName { name: name.to_string() }) } else { Ok(()) }
+}
+
 /// A parsed `CREATE TABLE`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateTable {
@@ -63,6 +77,12 @@ impl CreateIndex {
     /// The SQLite statement, in the same form as [`TableDef::index_sql`] entries.
     pub fn index_sql(&self) -> String {
         index_statement(&self.table, &self.name, self.unique, &self.columns)
+    }
+
+    /// The SQLite statement that removes this index where it exists (undoing a CREATE INDEX that failed on some
+    /// partitions, or clearing what such a failure left before a retry).
+    pub fn drop_index_sql(&self) -> String {
+        format!("DROP INDEX IF EXISTS {}", quote_ident(&format!("{}__{}", self.table, self.name)))
     }
 
     /// Checks the index against the table: the columns exist (canonical names are returned in a copy) and a unique
@@ -123,6 +143,7 @@ pub fn create_table(sql: &str) -> Result<CreateTable, SqlError> {
         return Err(SqlError::Parse("a table must have at least one column".to_string()));
     }
     let (db, name) = split_name(&ct.name)?;
+    check_table_name(&name)?;
     let kind = if stripped.reference { TableKind::Reference } else { TableKind::Distributed };
 
     let mut columns: Vec<ColumnDef> = Vec::with_capacity(ct.columns.len());

@@ -24,6 +24,15 @@ pub enum SqlError {
     /// A PRIMARY or UNIQUE key of a distributed table must contain every shard key column.
     #[error("The unique key '{key}' must contain all columns of the shard key")]
     UniqueKeyWithoutShardKey { key: String },
+    /// A table name in Canopy's reserved namespace ([`crate::ddl::INTERNAL_TABLE_PREFIX`]).
+    #[error("Incorrect table name '{name}': names starting with '_canopy_' are reserved for Canopy's internal tables")]
+    ReservedTableName { name: String },
+    /// A result larger than one statement may return ([`crate::value::ReadLimits`]).
+    #[error("Result too large: a statement may return at most {rows_max} rows and {bytes_max} bytes")]
+    ResultTooLarge { rows_max: usize, bytes_max: usize },
+    /// The statement ran past its deadline and was interrupted.
+    #[error("Query execution was interrupted, maximum statement execution time exceeded")]
+    QueryTimeout,
     /// Valid SQL that Canopy does not support (yet). The string names the feature.
     #[error("Feature not supported: {0}")]
     Unsupported(String),

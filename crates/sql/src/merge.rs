@@ -189,7 +189,9 @@ pub fn finish_gather(spec: &GatherSpec, fetched: Vec<ResultSet>) -> Result<Resul
 }
 
 fn scratch() -> Result<Connection, SqlError> {
-    Ok(Connection::open_in_memory()?)
+    let mut conn = Connection::open_in_memory()?;
+    crate::value::interruptible(&mut conn);
+    Ok(conn)
 }
 
 fn load_partial(conn: &Connection, width: usize, rows: &[Vec<Value>]) -> Result<(), SqlError> {
@@ -226,7 +228,7 @@ fn insert_rows(conn: &Connection, target: &str, width: usize, rows: &[Vec<Value>
 
 /// Runs a query and returns its rows with column names and declared types.
 pub(crate) fn query(conn: &Connection, sql: &str) -> Result<ResultSet, SqlError> {
-    Ok(crate::value::query(conn, sql)?)
+    Ok(crate::value::query_within(conn, sql, &[], crate::value::ReadLimits::RESULT)?)
 }
 
 /// `"name"` with embedded quotes doubled.

@@ -20,10 +20,12 @@
 
 mod aggregate;
 mod query;
+mod render;
 mod rewrite;
 mod route;
 mod write;
 
+pub use render::sql as render;
 pub use rewrite::bind_placeholders;
 pub use route::ParamRoute;
 

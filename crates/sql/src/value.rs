@@ -19,6 +19,16 @@ impl Value {
         matches!(self, Value::Null)
     }
 
+    /// Renders the value as a literal that MySQL's syntax (Canopy's own parsers, sqlparser's MySQL dialect) reads
+    /// back as the same value: as [`Value::to_sql_literal`], with backslashes in text doubled too, since MySQL reads
+    /// `\'` as a quote inside the string. It is one literal for SQLite as well, whatever the text holds.
+    pub fn to_mysql_literal(&self) -> String {
+        match self {
+            Value::Text(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''")),
+            other => other.to_sql_literal(),
+        }
+    }
+
     /// Renders the value as an SQL literal that SQLite reads back as the same value and storage class.
     pub fn to_sql_literal(&self) -> String {
         match self {
@@ -109,37 +119,121 @@ pub struct ResultSet {
     pub rows: Vec<Vec<Value>>,
 }
 
+/// Rows one statement may return from one SQLite database (a partition, a reference copy, the merge or scratch
+/// engine): with [`RESULT_BYTES_MAX`], what keeps one query from exhausting a node's memory.
+pub const RESULT_ROWS_MAX: usize = 50_000_000;
+
+/// Bytes one statement may return from one SQLite database, counted as the memory its rows take
+/// ([`ResultSet::size_bytes`]).
+pub const RESULT_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// How many SQLite virtual-machine steps run between two checks of the interrupt check ([`interruptible`]).
+const INTERRUPT_CHECK_STEPS: i32 = 10_000;
+
+thread_local! {
+    /// The interrupt check of the statement running on this thread, set by [`with_interrupt_check`].
+    static INTERRUPT_CHECK: std::cell::Cell<Option<fn() -> bool>> = const { std::cell::Cell::new(None) };
+}
+
+/// Makes statements on `conn` stop (with SQLite's "interrupted" error, [`ReadError::Interrupted`]) when the
+/// interrupt check of the thread running them says so. SQLite calls its progress handler on the thread that steps
+/// the statement, so the check is the one [`with_interrupt_check`] set there; this crate never reads a clock itself.
+pub fn interruptible(conn: &mut rusqlite::Connection) {
+    let check = || INTERRUPT_CHECK.with(|c| c.get().is_some_and(|check| check()));
+    // Registering a progress handler cannot fail; an error here would only mean no interruption.
+    let _ = conn.progress_handler(INTERRUPT_CHECK_STEPS, Some(check));
+}
+
+/// Runs `f` with `check` as this thread's interrupt check (see [`interruptible`]), restoring the previous one.
+pub fn with_interrupt_check<T>(check: fn() -> bool, f: impl FnOnce() -> T) -> T {
+    let previous = INTERRUPT_CHECK.with(|c| c.replace(Some(check)));
+    let out = f();
+    INTERRUPT_CHECK.with(|c| c.set(previous));
+    out
+}
+
+/// How much one statement may read into a [`ResultSet`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimits {
+    pub rows_max: usize,
+    pub bytes_max: usize,
+}
+
+impl ReadLimits {
+    /// The limits of one statement's result: [`RESULT_ROWS_MAX`] and [`RESULT_BYTES_MAX`].
+    pub const RESULT: ReadLimits = ReadLimits { rows_max: RESULT_ROWS_MAX, bytes_max: RESULT_BYTES_MAX };
+}
+
+/// Memory a row takes in a [`ResultSet`], the unit of [`ReadLimits::bytes_max`].
+pub fn row_bytes(row: &[Value]) -> usize {
+    let heap: usize = row
+        .iter()
+        .map(|v| match v {
+            Value::Text(s) => s.len(),
+            Value::Blob(b) => b.len(),
+            _ => 0,
+        })
+        .sum();
+    std::mem::size_of::<Vec<Value>>() + std::mem::size_of_val(row) + heap
+}
+
+impl ResultSet {
+    /// Memory the rows take, as [`ReadLimits`] counts it.
+    pub fn size_bytes(&self) -> usize {
+        self.rows.iter().map(|r| row_bytes(r)).sum()
+    }
+}
+
 /// Why reading a result set stopped.
 #[derive(Debug)]
 pub enum ReadError {
     Sqlite(rusqlite::Error),
-    /// More rows than the caller allows.
-    TooManyRows,
+    /// More rows or bytes than the caller allows.
+    TooLarge(ReadLimits),
+    /// The connection's progress handler interrupted the statement (its deadline passed).
+    Interrupted,
 }
 
 impl From<rusqlite::Error> for ReadError {
     fn from(e: rusqlite::Error) -> Self {
-        ReadError::Sqlite(e)
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::OperationInterrupted) => ReadError::Interrupted,
+            _ => ReadError::Sqlite(e),
+        }
     }
 }
 
-/// Runs a prepared statement and reads every row, with column names and declared types, up to `rows_max` rows.
+impl From<ReadError> for crate::error::SqlError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Sqlite(e) => e.into(),
+            ReadError::TooLarge(limits) => {
+                crate::error::SqlError::ResultTooLarge { rows_max: limits.rows_max, bytes_max: limits.bytes_max }
+            }
+            ReadError::Interrupted => crate::error::SqlError::QueryTimeout,
+        }
+    }
+}
+
+/// Runs a prepared statement and reads every row, with column names and declared types, within `limits`.
 /// The one place where SQLite rows become a [`ResultSet`] (leaves, merge, the aggregator's scratch engine).
-pub fn read_result_set(stmt: &mut rusqlite::Statement<'_>, rows_max: usize) -> Result<ResultSet, ReadError> {
+pub fn read_result_set(stmt: &mut rusqlite::Statement<'_>, limits: ReadLimits) -> Result<ResultSet, ReadError> {
     let columns: Vec<Column> = stmt
         .columns()
         .map(|c| Column { name: c.name().to_string(), decl_type: c.decl_type().map(str::to_string) })
         .collect();
     let width = columns.len();
     let mut rows = Vec::new();
+    let mut bytes = 0usize;
     let mut cursor = stmt.raw_query();
     while let Some(row) = cursor.next()? {
-        if rows.len() >= rows_max {
-            return Err(ReadError::TooManyRows);
-        }
         let mut values = Vec::with_capacity(width);
         for i in 0..width {
             values.push(Value::from(row.get_ref(i)?));
+        }
+        bytes = bytes.saturating_add(row_bytes(&values));
+        if rows.len() >= limits.rows_max || bytes > limits.bytes_max {
+            return Err(ReadError::TooLarge(limits));
         }
         rows.push(values);
     }
@@ -162,13 +256,28 @@ pub fn bind_params(stmt: &mut rusqlite::Statement<'_>, params: &[Value]) -> Resu
 
 /// [`query`] with `params` bound to the statement's `?NNN` placeholders (extra values are ignored).
 pub fn query_with(conn: &rusqlite::Connection, sql: &str, params: &[Value]) -> Result<ResultSet, rusqlite::Error> {
-    let mut stmt = conn.prepare(sql)?;
-    bind_params(&mut stmt, params)?;
-    match read_result_set(&mut stmt, usize::MAX) {
+    let unlimited = ReadLimits { rows_max: usize::MAX, bytes_max: usize::MAX };
+    match query_within(conn, sql, params, unlimited) {
         Ok(rs) => Ok(rs),
         Err(ReadError::Sqlite(e)) => Err(e),
-        Err(ReadError::TooManyRows) => unreachable!("no row limit was set"),
+        Err(ReadError::TooLarge(_)) => unreachable!("no limit was set"),
+        Err(ReadError::Interrupted) => Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_INTERRUPT),
+            Some("interrupted".to_string()),
+        )),
     }
+}
+
+/// [`query_with`] reading at most `limits`; a deadline is the caller's progress handler on `conn`.
+pub fn query_within(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: &[Value],
+    limits: ReadLimits,
+) -> Result<ResultSet, ReadError> {
+    let mut stmt = conn.prepare(sql)?;
+    bind_params(&mut stmt, params)?;
+    read_result_set(&mut stmt, limits)
 }
 
 #[cfg(test)]
@@ -180,6 +289,50 @@ mod tests {
         let sql = format!("SELECT {}", v.to_sql_literal());
         let back: rusqlite::types::Value = conn.query_row(&sql, [], |r| r.get(0)).unwrap();
         assert_eq!(Value::from(back), v, "{sql}");
+    }
+
+    /// A statement without an end stops at the row limit, at the byte limit, and when the thread's interrupt
+    /// check says so; without a check set, an interruptible connection runs normally.
+    #[test]
+    fn reading_stops_at_the_limits_and_at_the_interrupt_check() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        interruptible(&mut conn);
+        let endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c";
+        let rows = ReadLimits { rows_max: 1000, bytes_max: usize::MAX };
+        assert!(matches!(query_within(&conn, endless, &[], rows), Err(ReadError::TooLarge(l)) if l == rows));
+        let bytes = ReadLimits { rows_max: usize::MAX, bytes_max: 10_000 };
+        assert!(matches!(query_within(&conn, endless, &[], bytes), Err(ReadError::TooLarge(l)) if l == bytes));
+        let counting = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+        let stop = || true;
+        let interrupted = with_interrupt_check(stop, || query_within(&conn, counting, &[], ReadLimits::RESULT));
+        assert!(matches!(interrupted, Err(ReadError::Interrupted)), "{interrupted:?}");
+        assert!(matches!(crate::SqlError::from(ReadError::Interrupted), crate::SqlError::QueryTimeout));
+        let ten = query_within(&conn, &endless.replace("FROM c", "FROM c LIMIT 10"), &[], ReadLimits::RESULT);
+        assert_eq!(ten.unwrap().rows.len(), 10);
+    }
+
+    /// A MySQL literal reads back as exactly its value through sqlparser's MySQL dialect and Canopy's own grammar
+    /// (`\'` would otherwise end the string early), and stays one literal for SQLite.
+    #[test]
+    fn mysql_literals_read_back_as_the_same_value() {
+        use sqlparser::ast::{Expr, SelectItem, SetExpr, Statement, Value as Ast};
+        for text in ["\\'x", "\\", "'", "a\\\\''b", "\\' OR 1=1 -- ", "plain", "%\\_"] {
+            let literal = Value::Text(text.to_string()).to_mysql_literal();
+            let sql = format!("SELECT {literal}");
+            let parsed = sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::MySqlDialect {}, &sql).unwrap();
+            let [Statement::Query(q)] = parsed.as_slice() else { panic!("{sql}") };
+            let SetExpr::Select(s) = q.body.as_ref() else { panic!("{sql}") };
+            let [SelectItem::UnnamedExpr(Expr::Value(v))] = s.projection.as_slice() else { panic!("{sql}") };
+            assert_eq!(v.value, Ast::SingleQuotedString(text.to_string()), "{sql}");
+            let show = crate::command::parse_statement(&format!("SHOW TABLES LIKE {literal}")).unwrap();
+            let crate::command::Statement::ShowTables { like, .. } = show else { panic!("{literal}") };
+            assert_eq!(like.as_deref(), Some(text), "{literal}");
+            let conn = rusqlite::Connection::open_in_memory().unwrap();
+            let count: i64 =
+                conn.query_row(&format!("SELECT count(*) FROM (SELECT {literal})"), [], |r| r.get(0)).unwrap();
+            assert_eq!(count, 1, "{literal} is one SQLite literal");
+        }
+        assert_eq!(Value::Integer(-3).to_mysql_literal(), "-3");
     }
 
     #[test]

@@ -416,6 +416,66 @@ mod command {
         check_err("-- only a comment", "empty statement");
     }
 
+    /// A query only reads: a write that sqlparser nests inside one (`WITH ... DELETE`, a DML body of a CTE or of a
+    /// set operation) is refused at classification, so the planner never runs it on a scratch or a single copy.
+    #[test]
+    fn writes_inside_a_query_are_refused() {
+        for (sql, kind) in [
+            ("WITH d AS (SELECT 3 AS id) DELETE FROM t WHERE id IN (SELECT id FROM d)", "DELETE"),
+            ("with d as (select 3 as id) update t set v = 1 where id in (select id from d)", "UPDATE"),
+            ("WITH a AS (SELECT 1), b AS (SELECT 2) DELETE FROM t", "DELETE"),
+            ("EXPLAIN WITH d AS (SELECT 1) DELETE FROM t", "DELETE"),
+            ("WITH c AS (DELETE FROM t) SELECT 1", "DELETE"),
+            ("WITH c AS (INSERT INTO t VALUES (1)) SELECT 1", "INSERT"),
+            ("WITH c AS (UPDATE t SET v = 1) SELECT * FROM c", "UPDATE"),
+        ] {
+            match parse_statement(sql) {
+                Err(SqlError::Unsupported(what)) => {
+                    assert!(what.starts_with(&format!("WITH ... {kind}")), "{sql}: {what}")
+                }
+                other => panic!("{sql}: expected a refusal naming {kind}, got {other:?}"),
+            }
+        }
+        for sql in [
+            "WITH x AS (SELECT 1) SELECT * FROM x UNION SELECT 2",
+            "INSERT INTO t WITH c AS (SELECT 1) SELECT * FROM c",
+            "EXPLAIN DELETE FROM t WHERE id IN (SELECT id FROM u)",
+            "UPDATE t SET v = (SELECT max(v) FROM u) WHERE id = 1",
+        ] {
+            assert!(matches!(parse_statement(sql), Ok(S::Query(_))), "{sql}: {:?}", parse_statement(sql));
+        }
+    }
+
+    /// Tables named `_canopy_*` are never written to the change log (they are Canopy's own), so no user table may
+    /// get such a name: not by CREATE TABLE, nor as the table of an index, nor by a rename; in any letter case and
+    /// quoted or not. Names that only look alike stay allowed.
+    #[test]
+    fn reserved_table_names_are_refused() {
+        for (sql, name) in [
+            ("CREATE TABLE _canopy_orders (id INT PRIMARY KEY)", "_canopy_orders"),
+            ("CREATE REFERENCE TABLE d._CANOPY_x (id INT PRIMARY KEY)", "_CANOPY_x"),
+            ("CREATE TABLE IF NOT EXISTS `_Canopy_log` (id INT)", "_Canopy_log"),
+            ("CREATE TABLE \"_canopy_\" (id INT)", "_canopy_"),
+            ("CREATE UNIQUE INDEX i ON _canopy_t (a)", "_canopy_t"),
+            ("ALTER TABLE d._canopy_t ADD INDEX (a)", "_canopy_t"),
+            ("RENAME TABLE t TO _canopy_t", "_canopy_t"),
+            ("RENAME TABLE a TO b, t TO d._CANOPY_T", "_CANOPY_T"),
+            ("ALTER TABLE t RENAME TO _canopy_t", "_canopy_t"),
+            ("ALTER TABLE t RENAME AS `_canopy_t`", "_canopy_t"),
+        ] {
+            assert_eq!(parse_statement(sql), Err(SqlError::ReservedTableName { name: s(name) }), "{sql}");
+        }
+        for sql in [
+            "CREATE TABLE canopy_x (id INT PRIMARY KEY)",
+            "CREATE TABLE _canopyx (id INT PRIMARY KEY)",
+            "CREATE TABLE x_canopy_ (id INT PRIMARY KEY)",
+            "CREATE INDEX _canopy_i ON t (a)",
+        ] {
+            assert!(parse_statement(sql).is_ok(), "{sql}: {:?}", parse_statement(sql));
+        }
+        assert!(matches!(parse_statement("RENAME TABLE t TO u"), Ok(S::Other(_))));
+    }
+
     #[test]
     fn create_table_is_ours() {
         let Ok(S::CreateTable(ct)) = parse_statement("CREATE TABLE x (id INT, SHARD KEY (id))") else {

@@ -4,8 +4,10 @@
 //! changeset) or DDL text in `_canopy_log` in that same transaction, so the log and the data never disagree after a
 //! crash. What the log holds and how it is read and applied is `crate::log`.
 
+use std::cell::Cell;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use canopy_sql::{ResultSet, Value};
 use rusqlite::{Connection, OpenFlags};
@@ -21,8 +23,45 @@ pub enum Outcome {
     Affected { rows: u64, last_insert_id: i64 },
 }
 
-/// Rows returned by one statement are bounded so one query cannot exhaust a leaf's memory.
-pub const RESULT_ROWS_MAX: usize = 50_000_000;
+/// Rows returned by one statement are bounded so one query cannot exhaust a leaf's memory (bytes too:
+/// `canopy_sql::value::RESULT_BYTES_MAX`).
+pub const RESULT_ROWS_MAX: usize = canopy_sql::value::RESULT_ROWS_MAX;
+
+/// How long one statement may run (on a partition, a reference copy, the aggregator's merge and scratch engines)
+/// before it is interrupted with MySQL's error 3024, by default. MySQL's `max_execution_time` is unlimited; a
+/// bound here keeps a runaway query (a recursive CTE without an end, a cross join) from holding a thread forever.
+pub const QUERY_TIME_MS_MAX: u64 = 60_000;
+
+/// The statement time limit of this process in milliseconds (`QUERY_TIME_MS_MAX` unless the node was started
+/// with another, see [`set_query_time_ms_max`]).
+static QUERY_TIME_MS: AtomicU64 = AtomicU64::new(QUERY_TIME_MS_MAX);
+
+thread_local! {
+    /// When the statement running on this thread must stop, set by [`with_deadline`].
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Sets this process's statement time limit (`canopy server --query-time-max-ms`).
+pub fn set_query_time_ms_max(ms: u64) {
+    QUERY_TIME_MS.store(ms.max(1), Ordering::Relaxed);
+}
+
+/// Runs `f` (SQLite work on this thread) under the statement time limit: statements on connections made
+/// [`canopy_sql::value::interruptible`] stop with an "interrupted" error once it has passed. Nested calls keep the
+/// outer deadline.
+pub fn with_deadline<T>(f: impl FnOnce() -> T) -> T {
+    let limit = Duration::from_millis(QUERY_TIME_MS.load(Ordering::Relaxed));
+    let outer = DEADLINE.with(|d| d.get());
+    let deadline = outer.unwrap_or_else(|| Instant::now() + limit);
+    DEADLINE.with(|d| d.set(Some(deadline)));
+    let out = canopy_sql::value::with_interrupt_check(deadline_passed, f);
+    DEADLINE.with(|d| d.set(outer));
+    out
+}
+
+fn deadline_passed() -> bool {
+    DEADLINE.with(|d| d.get()).is_some_and(|deadline| Instant::now() >= deadline)
+}
 
 /// How long a statement waits for another writer on the same file before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,9 +72,10 @@ const FILE_MODE: u32 = 0o600;
 pub fn open(path: &Path) -> Result<Connection, StorageError> {
     use std::os::unix::fs::PermissionsExt;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags)?;
+    let mut conn = Connection::open_with_flags(path, flags)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(FILE_MODE))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    canopy_sql::value::interruptible(&mut conn);
     // WAL lets readers on other connections (the attached reference copy) proceed during writes; FULL makes every
     // acknowledged commit durable even across power loss, not just across a process kill.
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -97,6 +137,15 @@ pub fn log_position(conn: &Connection) -> Result<(u64, u64, u64), StorageError> 
 /// parameterized statement is compiled once per connection. A statement that writes runs in its own transaction,
 /// recorded by a session whose changeset goes to the change log in that same transaction.
 pub fn execute(conn: &Connection, sql: &str, params: &[Value]) -> Result<Outcome, StorageError> {
+    with_deadline(|| execute_now(conn, sql, params)).map_err(|e| match e {
+        StorageError::Sqlite(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) => {
+            StorageError::QueryTimeout
+        }
+        other => other,
+    })
+}
+
+fn execute_now(conn: &Connection, sql: &str, params: &[Value]) -> Result<Outcome, StorageError> {
     let mut stmt = conn.prepare_cached(sql)?;
     let wanted = stmt.parameter_count();
     if wanted > params.len() {
@@ -246,8 +295,12 @@ fn run_ddl(conn: &Connection, statements: &[String]) -> Result<(), StorageError>
 }
 
 fn read_rows(stmt: &mut rusqlite::CachedStatement<'_>) -> Result<ResultSet, StorageError> {
-    canopy_sql::value::read_result_set(stmt, RESULT_ROWS_MAX).map_err(|e| match e {
-        canopy_sql::value::ReadError::Sqlite(e) => StorageError::Sqlite(e),
-        canopy_sql::value::ReadError::TooManyRows => StorageError::TooManyRows,
+    use canopy_sql::value::{ReadError, ReadLimits, read_result_set};
+    read_result_set(stmt, ReadLimits::RESULT).map_err(|e| match e {
+        ReadError::Sqlite(e) => StorageError::Sqlite(e),
+        ReadError::TooLarge(limits) => {
+            StorageError::ResultTooLarge { rows_max: limits.rows_max, bytes_max: limits.bytes_max }
+        }
+        ReadError::Interrupted => StorageError::QueryTimeout,
     })
 }

@@ -69,7 +69,7 @@ unsafe extern "C" {
 /// True for a table whose row changes belong in the change log: user tables, not Canopy's bookkeeping
 /// (`_canopy_log` would otherwise record itself) nor SQLite's own (`sqlite_sequence` is maintained by each copy).
 pub fn is_logged_table(name: &[u8]) -> bool {
-    !name.starts_with(b"_canopy_") && !name.starts_with(b"sqlite_")
+    !name.starts_with(canopy_sql::ddl::INTERNAL_TABLE_PREFIX.as_bytes()) && !name.starts_with(b"sqlite_")
 }
 
 /// The session table filter: SQLite calls it once per table the first time the table is written in a session.

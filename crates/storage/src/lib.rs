@@ -42,11 +42,13 @@ pub enum StorageError {
     NoSuchReference(String),
     #[error("invalid database name '{0}'")]
     BadName(String),
-    #[error("result has too many rows")]
-    TooManyRows,
     /// `inspect_*` was given a statement that writes.
     #[error("only statements that read are allowed here")]
     NotReadOnly,
+    #[error("Result too large: a statement may return at most {rows_max} rows and {bytes_max} bytes")]
+    ResultTooLarge { rows_max: usize, bytes_max: usize },
+    #[error("Query execution was interrupted, maximum statement execution time exceeded")]
+    QueryTimeout,
     #[error("partition {db}:{ordinal} is {} and does not serve queries", state.as_str())]
     NotOnline { db: String, ordinal: u32, state: PartitionState },
     #[error("partition {db}:{ordinal} is {} and does not take log entries (only a replica does)", state.as_str())]

@@ -47,16 +47,28 @@ pub struct NodeProc {
     /// Extra environment variables for the next `spawn`.
     pub env: Vec<(String, String)>,
     node: Option<canopy_launch::Node>,
+    /// Extra `canopy server` arguments (e.g. `--query-time-max-ms 2000`).
+    pub args: Vec<String>,
 }
 
 impl NodeProc {
     pub fn start(data_dir: &Path, port: u16) -> NodeProc {
-        NodeProc::start_with_env(data_dir, port, &[])
+        NodeProc::start_with(data_dir, port, &[], &[])
     }
 
     pub fn start_with_env(data_dir: &Path, port: u16, env: &[(&str, &str)]) -> NodeProc {
+        NodeProc::start_with(data_dir, port, env, &[])
+    }
+
+    pub fn start_with_args(data_dir: &Path, port: u16, args: &[&str]) -> NodeProc {
+        NodeProc::start_with(data_dir, port, &[], args)
+    }
+
+    /// A node with extra environment variables and `canopy server` arguments.
+    pub fn start_with(data_dir: &Path, port: u16, env: &[(&str, &str)], args: &[&str]) -> NodeProc {
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let mut node = NodeProc { port, data_dir: data_dir.to_path_buf(), env, node: None };
+        let args = args.iter().map(|a| a.to_string()).collect();
+        let mut node = NodeProc { port, data_dir: data_dir.to_path_buf(), env, args, node: None };
         node.spawn();
         node
     }
@@ -72,6 +84,7 @@ impl NodeProc {
             None => {
                 let mut spec = canopy_launch::NodeSpec::new(&self.data_dir, "127.0.0.1", self.port);
                 spec.env = self.env.clone();
+                spec.args = self.args.clone();
                 let binary = Path::new(env!("CARGO_BIN_EXE_canopy"));
                 let node = canopy_launch::Node::start(binary, spec, canopy_launch::Lifetime::Owned);
                 self.node = Some(node.expect("spawn canopy"));
@@ -144,15 +157,26 @@ pub struct TestCluster {
 
 impl TestCluster {
     pub async fn start(name: &str, leaves: usize) -> TestCluster {
-        TestCluster::start_with_env(name, leaves, &[]).await
+        TestCluster::start_with(name, leaves, &[], &[]).await
     }
 
     /// Like `start`, with `env` set in every node's process.
     pub async fn start_with_env(name: &str, leaves: usize, env: &[(&str, &str)]) -> TestCluster {
+        TestCluster::start_with(name, leaves, env, &[]).await
+    }
+
+    /// [`TestCluster::start`] with extra `canopy server` arguments for every node.
+    pub async fn start_with_args(name: &str, leaves: usize, args: &[&str]) -> TestCluster {
+        TestCluster::start_with(name, leaves, &[], args).await
+    }
+
+    /// A cluster whose every node gets `env` and the extra `canopy server` arguments `args`.
+    pub async fn start_with(name: &str, leaves: usize, env: &[(&str, &str)], args: &[&str]) -> TestCluster {
         let dir = temp_dir(name);
-        let master = NodeProc::start_with_env(&dir.join("ma"), free_port(), env);
-        let leaves: Vec<NodeProc> =
-            (1..=leaves).map(|i| NodeProc::start_with_env(&dir.join(format!("leaf-{i}")), free_port(), env)).collect();
+        let master = NodeProc::start_with(&dir.join("ma"), free_port(), env, args);
+        let leaves: Vec<NodeProc> = (1..=leaves)
+            .map(|i| NodeProc::start_with(&dir.join(format!("leaf-{i}")), free_port(), env, args))
+            .collect();
         let cluster = TestCluster { dir, master, leaves };
         let mut conn = cluster.master.connect().await;
         conn.query_drop("BOOTSTRAP AGGREGATOR '127.0.0.1'").await.expect("bootstrap");

@@ -162,7 +162,7 @@ pub fn big() -> ResultSet {
     }
 }
 
-/// Parses a comma-separated list of the literals `Value::to_sql_literal` produces.
+/// Parses a comma-separated list of the literals `Value::to_mysql_literal` produces.
 pub fn parse_literals(text: &str) -> Option<Vec<Value>> {
     let mut values = Vec::new();
     let mut rest = text.trim();
@@ -189,6 +189,10 @@ pub fn parse_literals(text: &str) -> Option<Vec<Value>> {
                         continue;
                     }
                     break i + 1;
+                }
+                if c == '\\' {
+                    out.push(chars.next()?.1);
+                    continue;
                 }
                 out.push(c);
             };

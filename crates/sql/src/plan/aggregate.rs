@@ -12,6 +12,7 @@ use sqlparser::ast::{
 };
 
 use super::query::{RowShape, alias_index, position, row_shape};
+use super::render;
 use super::rewrite::{FunctionClass, function_class, function_name};
 use crate::error::SqlError;
 use crate::merge::{MergeSpec, OutputColumn, OutputName, partial_column};
@@ -58,7 +59,7 @@ pub(super) fn plan_aggregate(
     }
     let mut combiner = Combiner {
         groups: groups.iter().map(|g| g.to_string()).collect(),
-        partials: groups.iter().map(|g| g.to_string()).collect(),
+        partials: groups.iter().map(render::sql).collect(),
         finals: Vec::new(),
         failed: false,
     };
@@ -69,11 +70,11 @@ pub(super) fn plan_aggregate(
             return Ok(None);
         };
         let column_ref = matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_));
-        let decl_type_from = column_ref.then(|| combiner.partial(expr.to_string()));
+        let decl_type_from = column_ref.then(|| combiner.partial(render::sql(*expr)));
         let name = match (alias, decl_type_from) {
             (Some(a), _) => OutputName::Fixed(a.value.clone()),
             (None, Some(j)) => OutputName::FromPartial(j),
-            (None, None) => OutputName::Fixed(expr.to_string()),
+            (None, None) => OutputName::Fixed(render::sql(*expr)),
         };
         outputs.push(OutputColumn { name, decl_type_from });
         select_list.push(format!("{sql} AS {}", output_column(i)));
@@ -114,14 +115,15 @@ pub(super) fn plan_aggregate(
 
     let mut partial = format!("SELECT {}", combiner.partials.join(", "));
     if !select.from.is_empty() {
-        let from: Vec<String> = select.from.iter().map(|t| t.to_string()).collect();
+        let from: Vec<String> = select.from.iter().map(render::sql).collect();
         partial.push_str(&format!(" FROM {}", from.join(", ")));
     }
     if let Some(w) = &select.selection {
-        partial.push_str(&format!(" WHERE {w}"));
+        partial.push_str(&format!(" WHERE {}", render::sql(w)));
     }
     if !groups.is_empty() {
-        partial.push_str(&format!(" GROUP BY {}", combiner.groups.join(", ")));
+        // Group `i` is partial column `i`: the first partials are the groups' SQL.
+        partial.push_str(&format!(" GROUP BY {}", combiner.partials[..groups.len()].join(", ")));
     }
 
     let mut sql = format!("SELECT {}{} FROM _partial", if distinct { "DISTINCT " } else { "" }, select_list.join(", "));
@@ -148,9 +150,10 @@ fn output_column(i: usize) -> String {
 
 /// Rewrites final-level expressions over the partial columns, collecting the partial columns they need.
 struct Combiner {
-    /// GROUP BY expressions as SQL text; group `i` is partial column `i`.
+    /// GROUP BY expressions as sqlparser writes them, to recognise them in other expressions; group `i` is partial
+    /// column `i`.
     groups: Vec<String>,
-    /// Partial select list (SQL text), deduplicated.
+    /// Partial select list (SQL text), deduplicated; it starts with the groups.
     partials: Vec<String>,
     /// Final SQL of aggregate placeholders `__f{j}__`.
     finals: Vec<String>,
@@ -178,7 +181,7 @@ impl Combiner {
         if self.failed {
             return None;
         }
-        let mut sql = rewritten.to_string();
+        let mut sql = render::sql(&rewritten);
         for j in (first_final..self.finals.len()).rev() {
             sql = sql.replace(&format!("__f{j}__"), &format!("({})", self.finals[j]));
         }
@@ -197,7 +200,7 @@ impl Combiner {
             return None;
         }
         let arg = match list.args.as_slice() {
-            [FunctionArg::Unnamed(FunctionArgExpr::Expr(e))] => e.to_string(),
+            [FunctionArg::Unnamed(FunctionArgExpr::Expr(e))] => render::sql(e),
             [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] => "*".to_string(),
             _ => return None,
         };

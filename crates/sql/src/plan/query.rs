@@ -6,11 +6,11 @@ use sqlparser::ast::{
     SelectFlavor, SelectItem, SetExpr, TableFactor, Visit,
 };
 
-use super::INFORMATION_SCHEMA;
 use super::aggregate::plan_aggregate;
 use super::rewrite::{cte_names, features, is_cte, parse_expr, qualify_tables, relations, strip_qualifiers};
 use super::route::{Target, route};
 use super::{GatherSource, GatherSpec, Plan, PlanContext, Resolved, has_collation, partitions, quote_ident, resolve};
+use super::{INFORMATION_SCHEMA, render};
 use crate::catalog::{TableDef, TableKind};
 use crate::error::SqlError;
 use crate::merge::{MergeSpec, SortColumn, SortKey};
@@ -20,7 +20,7 @@ pub(super) fn plan_query(q: &Query, current_db: Option<&str>, ctx: &mut dyn Plan
     let names = relations(q, &ctes);
     let resolved = names.iter().map(|n| resolve(n, current_db, &*ctx)).collect::<Result<Vec<_>, _>>()?;
     if resolved.is_empty() {
-        return Ok(Plan::Reference { db: None, sql: q.to_string() });
+        return Ok(Plan::Reference { db: None, sql: render::sql(q) });
     }
     let mut dbs: Vec<&str> = Vec::new();
     let mut any_virtual = false;
@@ -44,7 +44,7 @@ pub(super) fn plan_query(q: &Query, current_db: Option<&str>, ctx: &mut dyn Plan
         if distributed.is_empty() {
             let mut stripped = q.clone();
             strip_qualifiers(&mut stripped, &ctes);
-            return Ok(Plan::Reference { db: Some(db), sql: stripped.to_string() });
+            return Ok(Plan::Reference { db: Some(db), sql: render::sql(&stripped) });
         }
         if distributed.len() == 1
             && let Some(plan) = plan_one_table(q, &db, distributed[0], &defs, &ctes, ctx)?
@@ -85,7 +85,7 @@ fn plan_one_table(
     };
     let ordinals = route(select.selection.as_ref(), &target, n, ctx.params());
     if let Some([ordinal]) = ordinals.as_deref() {
-        return Ok(Some(Plan::Single { db: db.to_string(), ordinal: *ordinal, sql: stripped.to_string() }));
+        return Ok(Some(Plan::Single { db: db.to_string(), ordinal: *ordinal, sql: render::sql(&stripped) }));
     }
     if defs.iter().any(|d| has_collation(d)) || !scatter_from_ok(select, def) {
         return Ok(None);
@@ -374,7 +374,7 @@ fn plan_rows(q: &Query, select: &Select) -> Result<Option<(String, MergeSpec)>, 
         }
     }
     let merge = MergeSpec::Rows { hidden_columns: hidden.len(), distinct, order_by, limit, offset };
-    Ok(Some((partial.to_string(), merge)))
+    Ok(Some((render::sql(&partial), merge)))
 }
 
 /// The safety net: fetch every table the query reads into a scratch SQLite and run the query there.
@@ -434,5 +434,5 @@ fn gather(q: &Query, current_db: Option<&str>, ctes: &[String], ctx: &mut dyn Pl
     if let Some(e) = failure {
         return Err(e);
     }
-    Ok(Plan::Gather(GatherSpec { sources, sql: qualified.to_string() }))
+    Ok(Plan::Gather(GatherSpec { sources, sql: render::sql(&qualified) }))
 }

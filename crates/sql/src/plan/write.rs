@@ -13,7 +13,7 @@ use sqlparser::ast::{
 
 use super::rewrite::{bound_value, cte_names, literal_value, relations, strip_qualifiers};
 use super::route::{Target, route, value_for_column};
-use super::{Plan, PlanContext, Resolved, partitions, quote_ident, resolve};
+use super::{Plan, PlanContext, Resolved, partitions, quote_ident, render, resolve};
 use crate::catalog::{ColumnDef, TableDef, TableKind};
 use crate::error::SqlError;
 use crate::shard::partition_of;
@@ -176,7 +176,7 @@ fn render_row_lifted(row: &[Expr], params: &mut Vec<Value>) -> String {
                 params.push(v);
                 format!("?{}", params.len())
             }
-            _ => e.to_string(),
+            _ => render::sql(e),
         })
         .collect();
     format!("({})", values.join(", "))
@@ -227,13 +227,13 @@ fn on_duplicate_key(assignments: &[sqlparser::ast::Assignment], def: &TableDef) 
         }
         let mut value = a.value.clone();
         let _ = value.visit(&mut Excluded);
-        sets.push(format!("{} = {value}", quote_ident(&column.name)));
+        sets.push(format!("{} = {}", quote_ident(&column.name), render::sql(&value)));
     }
     Ok(format!(" ON CONFLICT DO UPDATE SET {}", sets.join(", ")))
 }
 
 fn render_row(row: &[Expr]) -> String {
-    let values: Vec<String> = row.iter().map(|e| e.to_string()).collect();
+    let values: Vec<String> = row.iter().map(render::sql).collect();
     format!("({})", values.join(", "))
 }
 
@@ -241,14 +241,15 @@ fn render_row(row: &[Expr]) -> String {
 fn row_value(expr: &Expr, column: &ColumnDef, ctx: &mut dyn PlanContext) -> Result<(Value, Expr), SqlError> {
     let raw = match bound_value(expr, ctx.params()) {
         Some(v) => v,
-        None => ctx.eval_constant(&expr.to_string())?,
+        None => ctx.eval_constant(&render::sql(expr))?,
     };
     let stored = match value_for_column(raw.clone(), column.affinity) {
         Some(v) => v,
         // A real whose text form needs 17 digits: let SQLite render it.
         None => ctx.eval_constant(&format!("CAST({} AS TEXT)", raw.to_sql_literal()))?,
     };
-    let literal = super::rewrite::parse_expr(&stored.to_sql_literal())?;
+    // parse_expr reads MySQL, where a backslash in a string escapes the next character.
+    let literal = super::rewrite::parse_expr(&stored.to_mysql_literal())?;
     Ok((stored, literal))
 }
 
@@ -357,7 +358,7 @@ fn plan_write(
         }
     }
     strip_qualifiers(stmt, &ctes);
-    let sql = stmt.to_string();
+    let sql = render::sql(&*stmt);
     if def.kind == TableKind::Reference {
         return Ok(Plan::ReferenceWrite { db, sql, first_auto_increment: None });
     }
