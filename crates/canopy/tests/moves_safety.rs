@@ -242,7 +242,10 @@ async fn a_frozen_target_holds_the_gate_only_until_the_switch_deadline() {
     println!("statements on test:3 resumed {:?} after the slow statement ended", frozen_at.elapsed());
     cluster.leaves[target].signal(libc::SIGCONT);
     let err = detach.await.unwrap().expect_err("the stalled switch is abandoned");
-    assert!(err.to_string().contains("did not finish within"), "{err}");
+    // Abandoned by the switch deadline, or earlier when a new connection to the frozen target cannot finish its
+    // authentication handshake (RPC handshake timeout): either way before the commit, so the source serves again.
+    let text = err.to_string();
+    assert!(text.contains("did not finish within") || text.contains("is unreachable"), "{err}");
     assert_eq!(masters(&mut conn).await.len(), 8);
     conn.query_drop(format!("INSERT INTO test.x VALUES ({absent}, 'back')")).await.unwrap();
     assert_rows_present(&mut conn, rows, &[]).await;

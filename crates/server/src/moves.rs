@@ -168,13 +168,17 @@ async fn copy_phase(
     };
     let mut replica = None;
     let copied = run_step(cluster, db, copy_step, async {
-        // The copy joins against the target's reference copy: give the target a current one first.
-        reference::provide(cluster, db, target).await?;
-        copy_while_target_answers(cluster, db, ordinal, target, &copy).await?;
+        // The copy joins against the target's reference copy: give the target a current one first. Everything the
+        // target does here is bounded by its answering pings, not by a total time.
+        while_target_answers(cluster, db, ordinal, target, async {
+            reference::provide(cluster, db, target).await?;
+            cluster.call_with_timeout(target, &copy, COPY_CALL_TIMEOUT).await.map(|_| ())
+        })
+        .await?;
         // Registering the copy makes the target a reference holder: a last catch-up under the reference lock, so no
         // reference write falls between the two.
         let _reference = reference::lock(cluster, db).await;
-        reference::provide(cluster, db, target).await?;
+        while_target_answers(cluster, db, ordinal, target, reference::provide(cluster, db, target)).await?;
         let added = cluster.apply(Command::AddInstance {
             db: db.to_string(),
             ordinal,
@@ -197,14 +201,15 @@ async fn copy_phase(
     }
 }
 
-/// Runs `copy` on the target for as long as it takes, while the target keeps answering pings.
-async fn copy_while_target_answers(
+/// Runs `work` (requests to the target) for as long as it takes, while the target keeps answering pings; a target
+/// silent for `COPY_SILENCE_MS` abandons it.
+async fn while_target_answers<T>(
     cluster: &Cluster,
     db: &str,
     ordinal: u32,
     target: &Leaf,
-    copy: &Request,
-) -> Result<()> {
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
     let watch = async {
         let mut answered = tokio::time::Instant::now();
         loop {
@@ -222,7 +227,7 @@ async fn copy_while_target_answers(
         }
     };
     tokio::select! {
-        copied = cluster.call_with_timeout(target, copy, COPY_CALL_TIMEOUT) => copied.map(|_| ()),
+        done = work => done,
         silent = watch => Err(silent),
     }
 }

@@ -11,17 +11,23 @@ use mysql_async::prelude::Queryable;
 
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
+/// The range P is taken from: P and P + 10000 stay below Linux's ephemeral ports (32768 and up), so a node restarted
+/// on its ports never finds one taken by some outgoing connection (a test holding a thousand sockets made that
+/// happen).
+const PORT_FIRST: u16 = 10000;
+const PORT_END: u16 = 22700;
+
 /// A port P such that P and P+10000 (the default RPC port) are both free right now. Ports are handed out from a
 /// per-process counter starting at a pid-dependent offset so parallel tests and test binaries rarely collide.
 pub fn free_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let _ =
-        NEXT.compare_exchange(0, 20000 + (std::process::id() % 500) as u16 * 50, Ordering::SeqCst, Ordering::SeqCst);
+    let start = PORT_FIRST + (std::process::id() % 250) as u16 * 50;
+    let _ = NEXT.compare_exchange(0, start, Ordering::SeqCst, Ordering::SeqCst);
     loop {
         let p = NEXT.fetch_add(1, Ordering::SeqCst);
-        let p = if p >= 45000 {
-            NEXT.store(20000, Ordering::SeqCst);
-            20000
+        let p = if p >= PORT_END {
+            NEXT.store(PORT_FIRST, Ordering::SeqCst);
+            PORT_FIRST
         } else {
             p
         };
