@@ -8,17 +8,7 @@ use std::time::{Duration, Instant};
 
 use mysql_async::Row;
 use mysql_async::prelude::Queryable;
-use support::{TestCluster, eventually};
-
-fn text(row: &Row, name: &str) -> String {
-    let idx = row.columns_ref().iter().position(|c| c.name_str() == name).expect("column");
-    match row.as_ref(idx).expect("value") {
-        mysql_async::Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-        mysql_async::Value::Int(i) => i.to_string(),
-        mysql_async::Value::NULL => "NULL".into(),
-        other => format!("{other:?}"),
-    }
-}
+use support::{TestCluster, eventually, text};
 
 /// Every leaf's state by port, as SHOW LEAVES shows it.
 async fn leaf_states(cluster: &TestCluster) -> Option<Vec<(String, String)>> {

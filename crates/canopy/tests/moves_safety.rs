@@ -11,24 +11,7 @@ use std::time::{Duration, Instant};
 
 use mysql_async::Row;
 use mysql_async::prelude::Queryable;
-use support::{TestCluster, eventually};
-
-fn text(row: &Row, name: &str) -> String {
-    let idx = row.columns_ref().iter().position(|c| c.name_str() == name).expect("column");
-    match row.as_ref(idx).expect("value") {
-        mysql_async::Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-        mysql_async::Value::Int(i) => i.to_string(),
-        mysql_async::Value::NULL => "NULL".into(),
-        other => format!("{other:?}"),
-    }
-}
-
-async fn leaf_state(cluster: &TestCluster, leaf: usize) -> Option<String> {
-    let mut conn = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
-    let rows: Vec<Row> = conn.query("SHOW LEAVES").await.ok()?;
-    let port = cluster.leaves[leaf].port.to_string();
-    rows.iter().find(|r| text(r, "Port") == port).map(|r| text(r, "State"))
-}
+use support::{TestCluster, eventually, leaf_state, text};
 
 /// Four leaves (every node with `env`), database `test` of 8 partitions, table `x` with ids 1..=`rows`, each row
 /// padded so that a partition takes a moment to copy.

@@ -225,3 +225,22 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Column `name` of `row` as text (`NULL` for NULL), whatever protocol type it came in.
+pub fn text(row: &mysql_async::Row, name: &str) -> String {
+    let idx = row.columns_ref().iter().position(|c| c.name_str() == name).expect("column");
+    match row.as_ref(idx).expect("value") {
+        mysql_async::Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        mysql_async::Value::Int(i) => i.to_string(),
+        mysql_async::Value::NULL => "NULL".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The state SHOW LEAVES gives `cluster.leaves[leaf]` (None while the master aggregator does not answer).
+pub async fn leaf_state(cluster: &TestCluster, leaf: usize) -> Option<String> {
+    let mut conn = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
+    let rows: Vec<mysql_async::Row> = conn.query("SHOW LEAVES").await.ok()?;
+    let port = cluster.leaves[leaf].port.to_string();
+    rows.iter().find(|r| text(r, "Port") == port).map(|r| text(r, "State"))
+}
