@@ -252,7 +252,7 @@ impl canopy_rpc::Handler for RpcHandler {
                     .map(|entries| Response::Log(entries.into_iter().map(to_record).collect()))
             }
             Request::CopyPartition { db, ordinal, source_host, source_rpc_port } => {
-                return match copy::copy_partition(
+                return copy::copy_partition(
                     store,
                     &db,
                     ordinal,
@@ -261,18 +261,15 @@ impl canopy_rpc::Handler for RpcHandler {
                     &self.node.credentials,
                 )
                 .await
-                {
-                    Ok(log_index) => Response::Position { log_index },
-                    Err(e) => remote(RemoteErrorKind::Internal, e),
-                };
+                .map_or_else(|e| remote(RemoteErrorKind::Internal, e), |log_index| Response::Position { log_index });
             }
             Request::CatchUp { db, ordinal, source_host, source_rpc_port } => {
-                return match copy::catch_up(store, &db, ordinal, &source_host, source_rpc_port, &self.node.credentials)
+                return copy::catch_up(store, &db, ordinal, &source_host, source_rpc_port, &self.node.credentials)
                     .await
-                {
-                    Ok(log_index) => Response::Position { log_index },
-                    Err(e) => remote(RemoteErrorKind::Internal, e),
-                };
+                    .map_or_else(
+                        |e| remote(RemoteErrorKind::Internal, e),
+                        |log_index| Response::Position { log_index },
+                    );
             }
             Request::ReferenceLogSince { db, after_index, max_bytes } => {
                 blocking(store, move |s| s.reference_log_since(&db, after_index, max_bytes.min(u64::from(CHUNK_BYTES))))
@@ -283,7 +280,7 @@ impl canopy_rpc::Handler for RpcHandler {
                 .await
                 .map(|(id, position, bytes)| Response::Snapshot { id, bytes, log_index: position.index }),
             Request::SyncReference { db, database_id, source_host, source_rpc_port } => {
-                return match reference_copy::sync(
+                return reference_copy::sync(
                     store,
                     &db,
                     database_id,
@@ -292,10 +289,7 @@ impl canopy_rpc::Handler for RpcHandler {
                     &self.node.credentials,
                 )
                 .await
-                {
-                    Ok(log_index) => Response::Position { log_index },
-                    Err(e) => remote(RemoteErrorKind::Internal, e),
-                };
+                .map_or_else(|e| remote(RemoteErrorKind::Internal, e), |log_index| Response::Position { log_index });
             }
             Request::DropReference { db } => {
                 blocking(store, move |s| s.drop_reference(&db)).await.map(|_| Response::Done)

@@ -4,57 +4,17 @@
 //! first replaced by a snapshot of the primary's. The master aggregator decides when this runs and serialises it with
 //! reference writes (`reference.rs`); this side only compares logs and moves entries and bytes.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::Arc;
 
 use canopy_rpc::{Client, Credentials, Request, Response};
 use canopy_storage::{LeafStore, LogEntry};
 
-use crate::cluster::{CONNECT_TIMEOUT, resolve};
+use crate::copy::{call, client};
 use crate::leaf::{CHUNK_BYTES, blocking, from_record};
 
 /// Catch-up rounds of one sync. The master aggregator holds the database's reference lock meanwhile, so the
 /// primary's log does not grow and a round fetches up to `CHUNK_BYTES` of the backlog.
 const CATCH_UP_ROUNDS_MAX: u32 = 10_000;
-
-/// How long one request to the source leaf may take.
-const SOURCE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Source leaves a leaf keeps a client for; a leaf catches up from few primaries, so the map is cleared when full.
-const SOURCE_CLIENTS_MAX: usize = 64;
-
-type SourceClients = HashMap<(String, u16), Arc<Client>>;
-
-/// The client for the source leaf at `host:rpc_port`, kept between syncs: every reference write makes each holder
-/// catch up, and a pooled connection saves a TCP connection (and a socket in TIME_WAIT) per write and holder.
-fn client(host: &str, rpc_port: u16, credentials: &Arc<Credentials>) -> Result<Arc<Client>, String> {
-    static CLIENTS: OnceLock<Mutex<SourceClients>> = OnceLock::new();
-    let mut clients = CLIENTS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(client) = clients.get(&(host.to_string(), rpc_port)) {
-        return Ok(client.clone());
-    }
-    let addr = resolve(host, rpc_port).map_err(|e| format!("cannot resolve source leaf: {e}"))?;
-    if clients.len() >= SOURCE_CLIENTS_MAX {
-        clients.clear();
-    }
-    let client = Arc::new(Client::new(addr, CONNECT_TIMEOUT, credentials.clone()));
-    clients.insert((host.to_string(), rpc_port), client.clone());
-    Ok(client)
-}
-
-/// One request to the source leaf; a broken exchange drops the client's pooled connections so the next try connects
-/// afresh.
-async fn call(source: &Client, request: &Request) -> Result<Response, String> {
-    match source.call(request, SOURCE_TIMEOUT).await {
-        Ok(Response::Error(e)) => Err(format!("source leaf: {e}")),
-        Ok(response) => Ok(response),
-        Err(e) => {
-            source.flush();
-            Err(format!("source leaf unreachable: {e}"))
-        }
-    }
-}
 
 /// SyncReference on the holder; returns the copy's log index, equal to the source's.
 pub async fn sync(
