@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use crate::attach;
 use crate::cluster::Cluster;
 use crate::error::Error;
-use crate::failure::{LeafWatch, Probe, Thresholds, Verdict};
+use canopy_control::failure::{LeafWatch, Probe, Thresholds, Verdict};
 use crate::node::Node;
 
 /// A ping that takes longer than this counts as unanswered (the silence timeout then decides).

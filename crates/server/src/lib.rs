@@ -8,7 +8,6 @@ pub mod config;
 pub mod copy;
 pub mod error;
 pub mod exec;
-pub mod failure;
 pub mod heartbeat;
 pub mod leaf;
 pub mod moves;

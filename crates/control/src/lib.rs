@@ -1,0 +1,5 @@
+//! Every decision of the master aggregator, pure: `fn(view, observations, now) -> actions or a plan`. No IO, no
+//! clock, no randomness: time and observations come in as arguments, so each rule is tested without processes and
+//! without sleeping. The runtime (`canopy-server`'s master part) only executes what these functions return.
+
+pub mod failure;
