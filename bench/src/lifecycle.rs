@@ -26,7 +26,7 @@ const POLL: Duration = Duration::from_millis(10);
 /// The longest any single wait (a state, a count) may take before the run fails.
 const WAIT_LIMIT: Duration = Duration::from_secs(90);
 const COUNT: &str = "SELECT COUNT(*) FROM bench.t";
-/// What the master aggregator logs when its failure detector marks a leaf offline (`crates/server/src/heartbeat.rs`).
+/// What the master aggregator logs when its failure detector marks a leaf offline (`crates/server/src/master/heartbeat.rs`).
 const OFFLINE_LOG_LINE: &str = "marking it offline";
 /// Rows per INSERT of the busy-machine insert workload.
 const BUSY_BATCH: u64 = 1000;

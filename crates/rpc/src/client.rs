@@ -9,7 +9,7 @@
 //! Every new connection runs the handshake of `auth.rs` before its first request; a node that cannot prove the
 //! cluster secret is never sent a request, and one without any secret (unconfigured) only `JoinCluster`.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -24,6 +24,17 @@ use crate::RpcError;
 use crate::auth::{self, Credentials, Standing, UNAUTHENTICATED_FRAME_BYTES_MAX};
 use crate::frame::{read_frame, read_frame_max, write_frame};
 use crate::message::{Request, Response};
+
+/// How long opening a connection to another node may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The first socket address of `host:port`.
+pub fn resolve(host: &str, port: u16) -> std::result::Result<SocketAddr, RpcError> {
+    (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| RpcError::Io(std::io::Error::new(std::io::ErrorKind::NotFound, "host has no address")))
+}
 
 /// Idle connections kept per node; more may be open while calls are in flight.
 const IDLE_CONNECTIONS_MAX: usize = 64;

@@ -55,7 +55,7 @@ pub enum Error {
     Internal(String),
     /// A partition move gave up before switching the master; the source still serves the partition.
     #[error("Moving partition {db}:{ordinal} was abandoned: {reason}")]
-    MoveAbandoned { db: String, ordinal: u32, reason: crate::moves::MoveAbort },
+    MoveAbandoned { db: String, ordinal: u32, reason: MoveAbort },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -181,6 +181,17 @@ fn engine_error(message: &str) -> MysqlError {
     } else {
         mysql(1105, "HY000", m)
     }
+}
+
+/// Why a move gave up before its switch (the source still serves the partition).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoveAbort {
+    #[error("the target reached log index {target_index}, the fenced source ends at {source_index}")]
+    NotCaughtUp { source_index: u64, target_index: u64 },
+    #[error("the switch did not finish within {deadline_ms} ms")]
+    SwitchDeadline { deadline_ms: u64 },
+    #[error("the copy's target answered no ping for {silence_ms} ms")]
+    TargetSilent { silence_ms: u64 },
 }
 
 #[cfg(test)]

@@ -2,24 +2,15 @@
 //! cluster. The master aggregator owns the metadata, plans and runs distributed statements and measures leaf
 //! health; a leaf stores partition instances and runs the pieces it is sent.
 
-pub mod attach;
-pub mod cluster;
+pub mod answer;
 pub mod config;
-pub mod copy;
 pub mod error;
-pub mod exec;
-pub mod heartbeat;
+pub mod front;
 pub mod leaf;
-pub mod moves;
+pub mod master;
 pub mod node;
-pub mod ops;
 pub mod persist;
-pub mod prepared;
-pub mod reference;
-pub mod reference_copy;
-pub mod schema_tables;
-pub mod session;
-pub mod views;
+pub mod query;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -35,6 +26,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     let mysql_addr = format!("{}:{}", config.bind, config.port);
     let rpc_addr = format!("{}:{}", config.bind, config.rpc_port);
     let node = Node::open(config).context("opening the data directory")?;
+    let master = Arc::new(master::MasterSlot::open(&node).context("loading the cluster metadata")?);
     let mysql_listener =
         tokio::net::TcpListener::bind(&mysql_addr).await.with_context(|| format!("binding MySQL port {mysql_addr}"))?;
     let rpc_listener =
@@ -45,7 +37,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let handler = Arc::new(leaf::RpcHandler { node: node.clone() });
+    let handler = Arc::new(leaf::handler::RpcHandler { node: node.clone() });
     let credentials = node.credentials.clone();
     let rpc =
         tokio::spawn(canopy_rpc::serve(rpc_listener, handler.clone(), credentials.clone(), stopped(stop_rx.clone())));
@@ -57,14 +49,14 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         }
         None => None,
     };
-    let heartbeat = tokio::spawn(heartbeat::run(node.clone()));
-    if let Some(cluster) = node.cluster() {
-        tokio::spawn(reference::reconcile(cluster));
+    let heartbeat = tokio::spawn(master::heartbeat::run(master.clone()));
+    if let Some(cluster) = master.get() {
+        tokio::spawn(master::reference::reconcile(cluster));
     }
     let limits = canopy_mysql::Limits::default();
     let mysql = tokio::spawn(canopy_mysql::serve(
         mysql_listener,
-        Arc::new(session::Backend { node: node.clone() }),
+        Arc::new(front::session::Backend { node: node.clone(), master }),
         limits,
         stopped(stop_rx.clone()),
     ));

@@ -1,14 +1,13 @@
-//! A running node: its configuration, identity, local partition store and, on the master aggregator, the cluster
-//! state. `run` starts the MySQL front end and the RPC server and stops both when the shutdown future completes.
+//! A running node, whatever its role: configuration, identity, the local partition store, the credentials it
+//! presents to other nodes, and joining or leaving a cluster as a leaf. The master aggregator's state is not here
+//! (`master::MasterSlot`), so the leaf side never reaches it.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 
-use canopy_meta::{ClusterMeta, NodeAddr};
 use canopy_rpc::{ClusterSecret, Credentials};
 use canopy_storage::LeafStore;
 
-use crate::cluster::Cluster;
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
 use crate::persist::{self, Identity, NodeRole};
@@ -17,7 +16,6 @@ pub struct Node {
     pub config: NodeConfig,
     identity: RwLock<Identity>,
     pub store: Arc<LeafStore>,
-    cluster: RwLock<Option<Arc<Cluster>>>,
     next_connection_id: AtomicU32,
     /// Where the local RPC socket listens, once it does.
     local_socket: std::sync::OnceLock<std::path::PathBuf>,
@@ -30,7 +28,7 @@ pub struct Node {
 }
 
 impl Node {
-    /// Opens the data directory: identity, local partitions and, on a master aggregator, the cluster metadata.
+    /// Opens the data directory: identity, local partitions and the cluster secret.
     pub fn open(config: NodeConfig) -> Result<Arc<Node>> {
         // Mode 0700, also when it existed: the directory holds the cluster secret, the metadata and the data.
         let private = |dir: &std::path::Path| {
@@ -47,7 +45,7 @@ impl Node {
         let secret = match identity.role {
             NodeRole::Unconfigured => None,
             NodeRole::Leaf => persist::load_secret(&persist::secret_path(&config.data_dir))?,
-            NodeRole::MasterAggregator => Some(master_secret(&config.data_dir)?),
+            NodeRole::MasterAggregator => Some(persist::master_secret(&config.data_dir)?),
         };
         if identity.role == NodeRole::Leaf && secret.is_none() {
             tracing::warn!("this leaf holds no cluster secret (added by an older version): re-add it to its cluster");
@@ -56,19 +54,10 @@ impl Node {
         if identity.role == NodeRole::Leaf {
             store.set_cluster_id(identity.cluster_id.clone());
         }
-        let cluster = match identity.role {
-            NodeRole::MasterAggregator => Some(Cluster::new(
-                config.data_dir.clone(),
-                crate::cluster::load_meta(&config.data_dir)?,
-                credentials.clone(),
-            )),
-            _ => None,
-        };
         Ok(Arc::new(Node {
             config,
             identity: RwLock::new(identity),
             store,
-            cluster: RwLock::new(cluster),
             next_connection_id: AtomicU32::new(1),
             local_socket: std::sync::OnceLock::new(),
             credentials,
@@ -95,15 +84,10 @@ impl Node {
         self.identity.read().map(|i| i.role).unwrap_or_else(|p| p.into_inner().role)
     }
 
-    fn set_identity(&self, identity: Identity) -> Result<()> {
+    pub(crate) fn set_identity(&self, identity: Identity) -> Result<()> {
         persist::store(&persist::identity_path(&self.config.data_dir), &identity)?;
         *self.identity.write().map_err(|_| Error::Internal("identity lock poisoned".into()))? = identity;
         Ok(())
-    }
-
-    /// The cluster state, present only on the master aggregator.
-    pub fn cluster(&self) -> Option<Arc<Cluster>> {
-        self.cluster.read().ok().and_then(|c| c.clone())
     }
 
     /// The absolute path of this node's local RPC socket, once it listens on one.
@@ -118,29 +102,6 @@ impl Node {
 
     pub fn next_connection_id(&self) -> u32 {
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// BOOTSTRAP AGGREGATOR: this unconfigured node becomes the master aggregator of a new cluster.
-    pub fn bootstrap(&self, host: String) -> Result<Arc<Cluster>> {
-        let identity = self.identity();
-        if identity.role != NodeRole::Unconfigured {
-            return Err(Error::AlreadyJoined);
-        }
-        let cluster_id = format!("{:032x}", rand::random::<u128>());
-        let addr = NodeAddr { host, port: self.config.port, rpc_port: self.config.rpc_port };
-        let meta = ClusterMeta::bootstrap(cluster_id.clone(), addr);
-        let secret = ClusterSecret::generate();
-        persist::store_secret(&persist::secret_path(&self.config.data_dir), &secret)?;
-        persist::store(&persist::meta_path(&self.config.data_dir), &meta)?;
-        self.credentials.set_secret(Some(secret));
-        let cluster = Cluster::new(self.config.data_dir.clone(), meta, self.credentials.clone());
-        self.set_identity(Identity {
-            role: NodeRole::MasterAggregator,
-            cluster_id: Some(cluster_id),
-            node_id: Some(1),
-        })?;
-        *self.cluster.write().map_err(|_| Error::Internal("cluster lock poisoned".into()))? = Some(cluster.clone());
-        Ok(cluster)
     }
 
     /// REMOVE LEAF reached this node: it is unconfigured again and can be added to a cluster; its partition files
@@ -176,17 +137,4 @@ impl Node {
         self.store.set_cluster_id(Some(cluster_id.clone()));
         self.set_identity(Identity { role: NodeRole::Leaf, cluster_id: Some(cluster_id), node_id: Some(node_id) })
     }
-}
-
-/// The master aggregator's cluster secret; a cluster bootstrapped before secrets existed gets one now (its leaves
-/// then need re-adding, since they cannot hold it).
-fn master_secret(data_dir: &std::path::Path) -> Result<ClusterSecret> {
-    let path = persist::secret_path(data_dir);
-    if let Some(secret) = persist::load_secret(&path)? {
-        return Ok(secret);
-    }
-    tracing::warn!("no cluster secret in {}: creating one; leaves added before must be re-added", path.display());
-    let secret = ClusterSecret::generate();
-    persist::store_secret(&path, &secret)?;
-    Ok(secret)
 }

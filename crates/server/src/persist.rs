@@ -113,3 +113,16 @@ pub fn sync_parent(path: &Path) -> Result<()> {
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::Internal(format!("cannot sync directory {}: {e}", dir.display())))
 }
+
+/// The master aggregator's cluster secret; a cluster bootstrapped before secrets existed gets one now (its leaves
+/// then need re-adding, since they cannot hold it).
+pub fn master_secret(data_dir: &std::path::Path) -> Result<canopy_rpc::ClusterSecret> {
+    let path = secret_path(data_dir);
+    if let Some(secret) = load_secret(&path)? {
+        return Ok(secret);
+    }
+    tracing::warn!("no cluster secret in {}: creating one; leaves added before must be re-added", path.display());
+    let secret = canopy_rpc::ClusterSecret::generate();
+    store_secret(&path, &secret)?;
+    Ok(secret)
+}

@@ -10,8 +10,8 @@ use std::time::Duration;
 use canopy_rpc::{Client, Credentials, Request, Response};
 use canopy_storage::{LeafStore, StorageError};
 
-use crate::cluster::{CONNECT_TIMEOUT, resolve};
-use crate::leaf::{CHUNK_BYTES, blocking, from_record};
+use crate::leaf::handler::{CHUNK_BYTES, blocking, from_record};
+use canopy_rpc::client::{CONNECT_TIMEOUT, resolve};
 
 const SOURCE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A catch-up that still finds new entries after this many rounds gives up with an error (never reports success

@@ -3,19 +3,16 @@
 //! reserved by this aggregator. Multi-step operations (DDL, ADD LEAF) hold `operation_lock` for their whole run.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use canopy_meta::{ClusterMeta, Command, Leaf, NodeId, Outcome};
-use canopy_rpc::{Client, Credentials, Request, Response, RpcError};
+use canopy_rpc::{Client, Credentials, Request, Response};
 
 use crate::error::{Error, Result};
 use crate::persist;
 
-/// How long an aggregator waits for a leaf to accept a connection.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long one request to a leaf may take (large scans included).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 /// AUTO_INCREMENT values reserved from the metadata at a time; unique and increasing per aggregator, not
@@ -169,12 +166,9 @@ impl Cluster {
         if let Some(c) = clients.get(&leaf.id) {
             return Ok(c.clone());
         }
-        let addr = resolve(&leaf.addr.host, leaf.addr.rpc_port).map_err(|e| Error::LeafUnreachable {
-            host: leaf.addr.host.clone(),
-            port: leaf.addr.port,
-            source: e,
-        })?;
-        let client = Arc::new(Client::new(addr, CONNECT_TIMEOUT, self.credentials.clone()));
+        let addr = canopy_rpc::client::resolve(&leaf.addr.host, leaf.addr.rpc_port)
+            .map_err(|e| Error::LeafUnreachable { host: leaf.addr.host.clone(), port: leaf.addr.port, source: e })?;
+        let client = Arc::new(Client::new(addr, canopy_rpc::client::CONNECT_TIMEOUT, self.credentials.clone()));
         clients.insert(leaf.id, client.clone());
         Ok(client)
     }
@@ -296,13 +290,6 @@ pub fn load_meta(data_dir: &Path) -> Result<ClusterMeta> {
     meta.check_invariants()
         .map_err(|broken| Error::Internal(format!("{} breaks a metadata invariant: {broken}", path.display())))?;
     Ok(meta)
-}
-
-pub fn resolve(host: &str, port: u16) -> std::result::Result<SocketAddr, RpcError> {
-    (host, port)
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| RpcError::Io(std::io::Error::new(std::io::ErrorKind::NotFound, "host has no address")))
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@
 //! - The primary's statement is awaited for as long as the RPC allows, under the lock: a copy is never caught up
 //!   while a statement sent to it might still run, so a late statement cannot land on a copy already level.
 //!
-//! The leaf side of a catch-up is `reference_copy.rs`; reads pick the primary (`exec::reference_leaf`).
+//! The leaf side of a catch-up is `leaf/reference_copy.rs`; reads pick the primary (`query::exec::reference_leaf`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,8 +27,8 @@ use canopy_meta::{ClusterMeta, Command, Database, Leaf, LeafState};
 use canopy_rpc::{Request, Response, Target};
 use tokio::sync::OwnedMutexGuard;
 
-use crate::cluster::{Cluster, REQUEST_TIMEOUT};
 use crate::error::{Error, Result};
+use crate::master::cluster::{Cluster, REQUEST_TIMEOUT};
 
 /// How often a holder's catch-up after a write is tried before the holder is taken out of service, how long each
 /// try may take, and the wait between tries. Bounded so that a dead holder delays a write by seconds, not minutes.
@@ -123,7 +123,7 @@ async fn sync_with_retries(cluster: &Cluster, db: &str, database_id: u64, source
     }
 }
 
-/// `holder` makes its reference copy of `db` equal to `source`'s (see `reference_copy.rs`).
+/// `holder` makes its reference copy of `db` equal to `source`'s (see `leaf/reference_copy.rs`).
 async fn sync(
     cluster: &Cluster,
     db: &str,

@@ -20,11 +20,11 @@ use std::time::Duration;
 use canopy_meta::{Action, Command, InstanceId, InstanceRole, Leaf, LeafState, NodeId, Outcome, Step};
 use canopy_rpc::{Request, Response};
 
-use crate::attach::run_step;
-use crate::cluster::Cluster;
-use crate::error::{Error, Result};
-use crate::exec::Answer;
-use crate::reference;
+use crate::answer::Answer;
+use crate::error::{Error, MoveAbort, Result};
+use crate::master::attach::run_step;
+use crate::master::cluster::Cluster;
+use crate::master::reference;
 
 /// How long a move waits for the statements running on the partition to finish before it gives up.
 const SWITCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -317,17 +317,6 @@ async fn forget_copy(cluster: &Cluster, db: &str, ordinal: u32, target: &Leaf, r
         tracing::warn!("forgetting the unfinished copy of {db}:{ordinal} failed: {e}");
     }
     drop_copy(cluster, target, db, ordinal).await;
-}
-
-/// Why a move gave up before its switch (the source still serves the partition).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MoveAbort {
-    #[error("the target reached log index {target_index}, the fenced source ends at {source_index}")]
-    NotCaughtUp { source_index: u64, target_index: u64 },
-    #[error("the switch did not finish within {deadline_ms} ms")]
-    SwitchDeadline { deadline_ms: u64 },
-    #[error("the copy's target answered no ping for {silence_ms} ms")]
-    TargetSilent { silence_ms: u64 },
 }
 
 /// The log index in a leaf's `Position` answer to `request`.

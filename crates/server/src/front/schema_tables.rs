@@ -65,7 +65,7 @@ pub fn show(
     };
     let like = |pattern: &Option<String>, name: &Value| match (pattern, name) {
         (None, _) => true,
-        (Some(p), Value::Text(n)) => crate::views::like_match(p, n),
+        (Some(p), Value::Text(n)) => crate::front::views::like_match(p, n),
         _ => false,
     };
     Ok(match show {

@@ -11,26 +11,10 @@ use canopy_sql::plan::{GatherSource, Plan};
 use canopy_sql::{ResultSet, Value, merge};
 use tokio::task::JoinSet;
 
-use crate::cluster::Cluster;
+use crate::answer::Answer;
 use crate::error::{Error, Result};
-use crate::{reference, views};
-
-/// The result of one statement as the front end will show it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Answer {
-    Rows(ResultSet),
-    Done { affected_rows: u64, last_insert_id: u64, info: String },
-}
-
-impl Answer {
-    pub fn done() -> Answer {
-        Answer::Done { affected_rows: 0, last_insert_id: 0, info: String::new() }
-    }
-
-    pub fn affected(rows: u64) -> Answer {
-        Answer::Done { affected_rows: rows, last_insert_id: 0, info: String::new() }
-    }
-}
+use crate::master::cluster::Cluster;
+use crate::master::reference;
 
 /// The leaf holding the master instance of `db:ordinal`, or error 1777 when the partition has none that can serve.
 pub fn master_leaf<'m>(meta: &'m ClusterMeta, db: &str, ordinal: u32) -> Result<&'m Leaf> {
@@ -197,6 +181,12 @@ async fn compute<T: Send + 'static>(
         .map_err(Error::Sql)
 }
 
+/// Where a gather finds the tables that show the cluster's own state (INFORMATION_SCHEMA, the SHOW tables): the
+/// front end provides them, so query execution knows nothing of how they are built.
+pub trait VirtualTables: Sync {
+    fn fetch(&self, schema: &str, table: &str) -> impl std::future::Future<Output = Result<ResultSet>> + Send;
+}
+
 /// Runs `plan`; `params` are the values of the placeholders left in its SQL (empty for a plan without any), sent to
 /// the leaves with each statement.
 pub async fn execute(
@@ -205,6 +195,7 @@ pub async fn execute(
     plan: Plan,
     params: &[Value],
     scratch: &Arc<Mutex<rusqlite::Connection>>,
+    virtual_tables: &impl VirtualTables,
 ) -> Result<Answer> {
     match plan {
         Plan::Single { db, ordinal, sql } => {
@@ -221,7 +212,7 @@ pub async fn execute(
         Plan::Gather(spec) => {
             let mut fetched = Vec::with_capacity(spec.sources.len());
             for source in &spec.sources {
-                fetched.push(fetch_source(cluster, meta, source).await?);
+                fetched.push(fetch_source(cluster, meta, source, virtual_tables).await?);
                 check_gathered(&fetched)?;
             }
             let rs = compute(move || merge::finish_gather(&spec, fetched)).await?;
@@ -268,7 +259,12 @@ pub async fn execute(
     }
 }
 
-async fn fetch_source(cluster: &Arc<Cluster>, meta: &ClusterMeta, source: &GatherSource) -> Result<ResultSet> {
+async fn fetch_source(
+    cluster: &Arc<Cluster>,
+    meta: &ClusterMeta,
+    source: &GatherSource,
+    virtual_tables: &impl VirtualTables,
+) -> Result<ResultSet> {
     match source {
         GatherSource::Distributed { db, fetch_sql, .. } => {
             let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.clone()))?;
@@ -283,7 +279,7 @@ async fn fetch_source(cluster: &Arc<Cluster>, meta: &ClusterMeta, source: &Gathe
                 Request::Execute { db: db.clone(), target: Target::Reference, sql: fetch_sql.clone(), params: vec![] };
             rows(cluster.call(leaf, &request).await?)
         }
-        GatherSource::Virtual { schema, table } => views::virtual_table(cluster, meta, schema, table).await,
+        GatherSource::Virtual { schema, table } => virtual_tables.fetch(schema, table).await,
     }
 }
 

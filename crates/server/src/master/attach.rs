@@ -15,10 +15,10 @@ use canopy_meta::{Action, Command, InstanceRole, LeafState, NodeId, Step, StepSt
 use canopy_rpc::{LocalDatabase, PendingPartition, Request, Response};
 use canopy_sql::TableKind;
 
-use crate::cluster::Cluster;
+use crate::answer::Answer;
 use crate::error::{AttachRefusal, Error, Result};
-use crate::exec::Answer;
-use crate::reference;
+use crate::master::cluster::Cluster;
+use crate::master::reference;
 
 /// The ATTACH LEAF decision for one local partition instance.
 #[derive(Debug, Clone, PartialEq, Eq)]

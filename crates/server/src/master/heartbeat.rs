@@ -19,11 +19,11 @@ use canopy_meta::{Command, LeafState, NodeId};
 use canopy_rpc::{NodeStatus, PendingPartition, Request, Response, RpcError};
 use tokio::sync::mpsc;
 
-use crate::attach;
-use crate::cluster::Cluster;
 use crate::error::Error;
+use crate::master::MasterSlot;
+use crate::master::attach;
+use crate::master::cluster::Cluster;
 use canopy_control::failure::{LeafWatch, Probe, Thresholds, Verdict};
-use crate::node::Node;
 
 /// A ping that takes longer than this counts as unanswered (the silence timeout then decides).
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
@@ -68,7 +68,7 @@ fn classify(error: &Error) -> Probe {
     }
 }
 
-pub async fn run(node: Arc<Node>) {
+pub async fn run(master: Arc<MasterSlot>) {
     let origin = Instant::now();
     let now_ms = move || origin.elapsed().as_millis() as u64;
     let mut watches: HashMap<NodeId, LeafWatch> = HashMap::new();
@@ -79,12 +79,12 @@ pub async fn run(node: Arc<Node>) {
     let (results_tx, mut results_rx) = mpsc::channel::<PingResult>(1024);
     let (attached_tx, mut attached_rx) = mpsc::channel::<NodeId>(64);
     loop {
-        let interval = node
-            .cluster()
+        let interval = master
+            .get()
             .map(|c| Duration::from_millis(c.meta().variables.heartbeat_interval_ms))
             .unwrap_or(Duration::from_millis(200));
         tokio::time::sleep(interval).await;
-        let Some(cluster) = node.cluster() else { continue };
+        let Some(cluster) = master.get() else { continue };
         while let Ok(leaf) = attached_rx.try_recv() {
             attaching.remove(&leaf);
         }

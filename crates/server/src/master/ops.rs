@@ -12,10 +12,10 @@ use canopy_sql::ddl::{CreateIndex, CreateTable};
 use canopy_sql::{SqlError, TableKind};
 use mysql_async::prelude::Queryable;
 
-use crate::cluster::Cluster;
+use crate::answer::Answer;
 use crate::error::{Error, Result};
-use crate::exec::Answer;
-use crate::reference;
+use crate::master::cluster::Cluster;
+use crate::master::reference;
 
 const ADD_LEAF_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -9,8 +9,8 @@ use canopy_rpc::{Request, Response};
 use canopy_sql::{Column, ResultSet, SqlError, Value};
 use canopy_storage::LocalDb;
 
-use crate::cluster::Cluster;
 use crate::error::{Error, Result};
+use crate::master::cluster::Cluster;
 
 fn text(s: impl Into<String>) -> Value {
     Value::Text(s.into())
@@ -210,8 +210,20 @@ pub async fn virtual_table(cluster: &Arc<Cluster>, meta: &ClusterMeta, schema: &
         "AGGREGATORS" => Ok(show_aggregators(meta, true)),
         "DISTRIBUTED_DATABASES" => Ok(distributed_databases(meta)),
         "MV_CLUSTER_STATUS" => cluster_status(cluster, meta).await,
-        upper => crate::schema_tables::table(meta, upper, &|db, t| cluster.next_auto_increment(meta, db, t))
+        upper => crate::front::schema_tables::table(meta, upper, &|db, t| cluster.next_auto_increment(meta, db, t))
             .ok_or_else(|| Error::Sql(SqlError::UnknownTable { db: schema.to_string(), table: name.to_string() })),
+    }
+}
+
+/// The virtual tables of one statement, as of its metadata snapshot, for query execution's gathers.
+pub struct ClusterViews<'a> {
+    pub cluster: &'a Arc<Cluster>,
+    pub meta: &'a ClusterMeta,
+}
+
+impl crate::query::exec::VirtualTables for ClusterViews<'_> {
+    fn fetch(&self, schema: &str, table: &str) -> impl std::future::Future<Output = Result<ResultSet>> + Send {
+        virtual_table(self.cluster, self.meta, schema, table)
     }
 }
 

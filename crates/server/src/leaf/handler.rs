@@ -8,7 +8,8 @@ use canopy_rpc::{
 };
 use canopy_storage::{Durability, LeafStore, LogEntry, LogPayload, Outcome, PartitionState, StorageError};
 
-use crate::{copy, reference_copy};
+use crate::leaf::copy;
+use crate::leaf::reference_copy;
 
 use crate::node::Node;
 use crate::persist::NodeRole;

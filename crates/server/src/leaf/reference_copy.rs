@@ -2,15 +2,15 @@
 //! reference primary's (on another leaf). A copy whose log is a prefix of the primary's catches up from it; any other
 //! copy (missing, of another database incarnation, diverged, ahead of the primary, or one that cannot be checked) is
 //! first replaced by a snapshot of the primary's. The master aggregator decides when this runs and serialises it with
-//! reference writes (`reference.rs`); this side only compares logs and moves entries and bytes.
+//! reference writes (`master/reference.rs`); this side only compares logs and moves entries and bytes.
 
 use std::sync::Arc;
 
 use canopy_rpc::{Client, Credentials, Request, Response};
 use canopy_storage::{LeafStore, LogEntry};
 
-use crate::copy::{call, client};
-use crate::leaf::{CHUNK_BYTES, blocking, from_record};
+use crate::leaf::copy::{call, client};
+use crate::leaf::handler::{CHUNK_BYTES, blocking, from_record};
 
 /// Catch-up rounds of one sync. The master aggregator holds the database's reference lock meanwhile, so the
 /// primary's log does not grow and a round fetches up to `CHUNK_BYTES` of the backlog.

@@ -14,16 +14,22 @@ use canopy_sql::command::{
 use canopy_sql::plan::{self, PlanContext};
 use canopy_sql::{Catalog, Column, ResultSet, SqlError, TableDef, Value};
 
-use crate::cluster::Cluster;
+use crate::answer::Answer;
 use crate::error::{Error, Result};
-use crate::exec::{self, Answer};
+use crate::front::prepared::{Reuse, Template};
+use crate::front::views;
+use crate::master::MasterSlot;
+use crate::master::attach;
+use crate::master::cluster::Cluster;
+use crate::master::moves;
+use crate::master::ops;
 use crate::node::Node;
 use crate::persist::NodeRole;
-use crate::prepared::{Reuse, Template};
-use crate::{attach, moves, ops, views};
+use crate::query::exec;
 
 pub struct Backend {
     pub node: Arc<Node>,
+    pub master: Arc<MasterSlot>,
 }
 
 impl canopy_mysql::Backend for Backend {
@@ -34,7 +40,7 @@ impl canopy_mysql::Backend for Backend {
     }
 
     async fn open_session(&self, info: canopy_mysql::ConnectionInfo) -> std::result::Result<Session, MysqlError> {
-        let mut session = Session::new(self.node.clone());
+        let mut session = Session::new(self.node.clone(), self.master.clone());
         if let Some(db) = info.database.filter(|d| !d.is_empty()) {
             session.use_database(&db).map_err(|e| e.to_mysql())?;
         }
@@ -44,6 +50,7 @@ impl canopy_mysql::Backend for Backend {
 
 pub struct Session {
     node: Arc<Node>,
+    master: Arc<MasterSlot>,
     db: Option<String>,
     /// An in-memory SQLite for constant expressions and table-free queries; behind a mutex only so that `&Session`
     /// can cross an await (a connection is `Send` but not `Sync`).
@@ -114,7 +121,7 @@ fn rows(columns: &[&str], rows: Vec<Vec<Value>>) -> Answer {
 }
 
 impl Session {
-    pub fn new(node: Arc<Node>) -> Session {
+    pub fn new(node: Arc<Node>, master: Arc<MasterSlot>) -> Session {
         let mut scratch = rusqlite::Connection::open_in_memory().expect("an in-memory SQLite always opens");
         canopy_sql::value::interruptible(&mut scratch);
         let scratch = Arc::new(std::sync::Mutex::new(scratch));
@@ -122,6 +129,7 @@ impl Session {
         let spread = node.next_connection_id().wrapping_mul(7919);
         Session {
             node,
+            master,
             db: None,
             scratch,
             autocommit: true,
@@ -134,7 +142,7 @@ impl Session {
 
     fn master(&self) -> Result<Arc<Cluster>> {
         match self.node.role() {
-            NodeRole::MasterAggregator => self.node.cluster().ok_or(Error::NotInCluster),
+            NodeRole::MasterAggregator => self.master.get().ok_or(Error::NotInCluster),
             NodeRole::Leaf => Err(Error::NotMasterAggregator),
             NodeRole::Unconfigured => Err(Error::NotInCluster),
         }
@@ -216,7 +224,7 @@ impl Session {
     async fn run_unconfigured(&mut self, statement: Statement) -> Result<Answer> {
         match statement {
             Statement::Cluster(ClusterCommand::BootstrapAggregator { host, .. }) => {
-                self.node.bootstrap(host)?;
+                self.master.bootstrap(&self.node, host)?;
                 Ok(Answer::done())
             }
             Statement::ShowDatabases { .. } => {
@@ -342,7 +350,7 @@ impl Session {
             Statement::ShowCatalog(show) => {
                 let meta = cluster.meta();
                 let next_id = |db: &str, t: &str| cluster.next_auto_increment(&meta, db, t);
-                Ok(Answer::Rows(crate::schema_tables::show(&meta, self.db.as_deref(), &show, &next_id)?))
+                Ok(Answer::Rows(crate::front::schema_tables::show(&meta, self.db.as_deref(), &show, &next_id)?))
             }
             Statement::ShowCreateTable { db, table } => {
                 let def = self.table_def(&cluster, db, &table)?;
@@ -464,7 +472,7 @@ impl Session {
         let writes =
             matches!(plan, plan::Plan::Insert { .. } | plan::Plan::Write { .. } | plan::Plan::ReferenceWrite { .. });
         self.note_statement(writes);
-        exec::execute(cluster, meta, plan, &params, &self.scratch).await
+        exec::execute(cluster, meta, plan, &params, &self.scratch, &views::ClusterViews { cluster, meta }).await
     }
 
     /// Transaction bookkeeping before a planned statement runs. A write counts even if it then fails: a statement
@@ -606,7 +614,7 @@ impl canopy_mysql::Session for Session {
             // Shown only to a logged-in user of an unconfigured node: ADD LEAF proves its login with it.
             "canopy_join_token" => Some(self.node.join_token().map(|t| Value::Text(t.into())).unwrap_or(Value::Null)),
             "canopy_role" => Some(Value::Text(format!("{:?}", self.node.role()))),
-            _ => self.node.cluster().and_then(|c| c.meta().variables.get(name)),
+            _ => self.master.get().and_then(|c| c.meta().variables.get(name)),
         }
     }
 
