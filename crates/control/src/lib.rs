@@ -2,4 +2,6 @@
 //! clock, no randomness: time and observations come in as arguments, so each rule is tested without processes and
 //! without sleeping. The runtime (`canopy-server`'s master part) only executes what these functions return.
 
+pub mod attach;
 pub mod failure;
+pub mod leaves;

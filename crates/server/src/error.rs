@@ -60,35 +60,7 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// Why ATTACH PARTITION refuses a local copy.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum AttachRefusal {
-    /// The copy belongs to another incarnation of the database (one dropped and re-created since): its rows are
-    /// not this database's.
-    #[error("the copy belongs to another incarnation of the database (id {copy}; the database's id is {current})")]
-    OtherIncarnation { copy: u64, current: u64 },
-    /// A file's tables (the copy's, or the leaf's reference copy's) are not the metadata's: DDL ran while the
-    /// partition had no master.
-    #[error(
-        "the tables of {file} on the leaf differ from the metadata's (missing: {}; not in the metadata: {}); DDL ran without it",
-        list(missing),
-        list(extra)
-    )]
-    SchemaDiffers { file: String, missing: Vec<String>, extra: Vec<String> },
-    /// Another leaf holds a copy of the same partition and incarnation that is further along: the candidate is
-    /// behind it.
-    #[error(
-        "leaf '{host}':{port} holds a newer copy of the partition (log index {log_index}, this copy {copy_index}); attach that one"
-    )]
-    NewerCopy { host: String, port: u16, log_index: u64, copy_index: u64 },
-    /// The leaf holds no reference copy of the database, which every partition of it needs.
-    #[error("the leaf holds no reference copy of the database")]
-    NoReferenceCopy,
-}
-
-fn list(names: &[String]) -> String {
-    if names.is_empty() { "none".to_string() } else { names.join(", ") }
-}
+pub use canopy_control::attach::AttachRefusal;
 
 fn mysql(code: u16, sqlstate: &str, message: impl Into<String>) -> MysqlError {
     MysqlError { code, sqlstate: sqlstate.to_string(), message: message.into() }

@@ -11,62 +11,25 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use canopy_meta::{Action, Command, InstanceRole, LeafState, NodeId, Step, StepStatus};
-use canopy_rpc::{LocalDatabase, PendingPartition, Request, Response};
-use canopy_sql::TableKind;
+use canopy_control::attach::{CopyFacts, Decision, check_copy, decide};
+use canopy_meta::{Action, Command, DatabaseId, InstanceRole, LeafState, NodeId, Step, StepStatus};
+use canopy_rpc::{LocalDatabase, Request, Response};
 
 use crate::answer::Answer;
 use crate::error::{AttachRefusal, Error, Result};
 use crate::master::cluster::Cluster;
 use crate::master::reference;
 
-/// The ATTACH LEAF decision for one local partition instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    /// The metadata places this instance on this leaf: re-attach it.
-    Attach,
-    /// Another instance serves the partition, or none is recorded here: leave the copy as an orphan.
-    Orphan,
-    /// The database no longer exists (or was re-created): a conflict that needs FORCE.
-    Conflict,
-}
-
-/// Decides, for every partition instance a leaf holds, what ATTACH LEAF does with it. Pure.
-pub fn decide(meta: &canopy_meta::ClusterMeta, leaf: NodeId, local: &[LocalDatabase]) -> Vec<(String, u32, Decision)> {
-    local
-        .iter()
-        .filter_map(|d| d.ordinal.map(|o| (d, o)))
-        .map(|(d, ordinal)| {
-            let decision = decide_one(meta, leaf, &d.db, ordinal, d.database_id, d.cluster_id.as_deref());
-            (d.db.clone(), ordinal, decision)
-        })
-        .collect()
-}
-
-/// The decision for one copy of `db:ordinal` (of incarnation `database_id`) on `leaf`. Pure.
-pub fn decide_one(
-    meta: &canopy_meta::ClusterMeta,
-    leaf: NodeId,
-    db: &str,
-    ordinal: u32,
-    database_id: Option<u64>,
-    cluster_id: Option<&str>,
-) -> Decision {
-    match meta.databases.get(db) {
-        None => Decision::Conflict,
-        // A copy of an earlier database with the same name (dropped and re-created while the leaf was away).
-        Some(d) if database_id.is_some_and(|id| id != d.id.0) => Decision::Conflict,
-        // Another cluster's copy (database ids start at 1 in every cluster): never this cluster's data.
-        Some(_) if cluster_id.is_some_and(|c| c != meta.cluster_id) => Decision::Conflict,
-        Some(d) if d.instances.iter().any(|i| i.ordinal == ordinal && i.node == leaf) => Decision::Attach,
-        Some(_) => Decision::Orphan,
+/// The facts the pure attach decisions need about a copy a leaf reports.
+pub fn facts(local: &LocalDatabase) -> CopyFacts {
+    CopyFacts {
+        name: local.name.clone(),
+        db: local.db.clone(),
+        ordinal: local.ordinal,
+        database_id: local.database_id.map(DatabaseId),
+        cluster_id: local.cluster_id.clone(),
+        tables: local.tables.clone(),
     }
-}
-
-/// Whether any of a leaf's pending copies is one the metadata places there (orphans are left pending). Pure. The
-/// leaf's Pong passed the identity check, so its copies' cluster is not in question here (the attach checks it).
-pub fn any_attachable(meta: &canopy_meta::ClusterMeta, leaf: NodeId, pending: &[PendingPartition]) -> bool {
-    pending.iter().any(|p| decide_one(meta, leaf, &p.db, p.ordinal, p.database_id, None) == Decision::Attach)
 }
 
 /// Test-only: milliseconds the master aggregator waits after marking a leaf `attaching` and before the leaf work, so
@@ -148,7 +111,7 @@ async fn attach_partitions_of(cluster: &Arc<Cluster>, leaf: &canopy_meta::Leaf, 
         other => return Err(Error::Internal(format!("ListDatabases answered {other:?}"))),
     };
     let meta = cluster.meta();
-    let decisions = decide(&meta, leaf.id, &local);
+    let decisions = decide(&meta, leaf.id, &local.iter().map(facts).collect::<Vec<_>>());
     let conflicts: Vec<String> =
         decisions.iter().filter(|d| d.2 == Decision::Conflict).map(|(db, o, _)| format!("{db}_{o}")).collect();
     if !conflicts.is_empty() && !force {
@@ -238,7 +201,11 @@ pub async fn attach_partition(cluster: &Arc<Cluster>, db: String, ordinal: u32, 
         return Err(Error::Unsupported(format!("leaf holds no copy of partition {db}:{ordinal}")));
     };
     let reference = local.iter().find(|d| d.db == db && d.ordinal.is_none());
-    check_copy(database, copy, reference).map_err(|reason| Error::AttachRefused { db: db.clone(), ordinal, reason })?;
+    check_copy(database, &facts(copy), reference.map(facts).as_ref()).map_err(|reason| Error::AttachRefused {
+        db: db.clone(),
+        ordinal,
+        reason,
+    })?;
     if let Some(reason) = newer_copy(cluster, database, ordinal, leaf_id, copy.log_index).await {
         return Err(Error::AttachRefused { db: db.clone(), ordinal, reason });
     }
@@ -308,40 +275,6 @@ async fn newer_copy(
     None
 }
 
-/// Whether ATTACH PARTITION may adopt `copy` as a partition of `database` on a leaf whose reference copy of the
-/// database is `reference`. Pure. Both files must belong to this incarnation of the database (a file without an id
-/// predates ids and cannot be told apart, as in `decide`) and hold exactly the metadata's tables of their kind: DDL
-/// that ran while the partition had no master never reached them.
-///
-/// The metadata records no log position for a partition (and leaves write every log entry in term 0), so positions
-/// are compared only with the other copies the online leaves hold (`newer_copy`): an older copy of the right
-/// incarnation and schema is refused only when a newer one is still around.
-pub fn check_copy(
-    database: &canopy_meta::Database,
-    copy: &LocalDatabase,
-    reference: Option<&LocalDatabase>,
-) -> std::result::Result<(), AttachRefusal> {
-    let reference = reference.ok_or(AttachRefusal::NoReferenceCopy)?;
-    for file in [copy, reference] {
-        if let Some(id) = file.database_id
-            && id != database.id.0
-        {
-            return Err(AttachRefusal::OtherIncarnation { copy: id, current: database.id.0 });
-        }
-    }
-    for (file, kind) in [(copy, TableKind::Distributed), (reference, TableKind::Reference)] {
-        let expected: BTreeSet<String> =
-            database.tables.values().filter(|t| t.kind == kind).map(|t| t.name.to_ascii_lowercase()).collect();
-        let found: BTreeSet<String> = file.tables.iter().map(|t| t.to_ascii_lowercase()).collect();
-        let missing: Vec<String> = expected.difference(&found).cloned().collect();
-        let extra: Vec<String> = found.difference(&expected).cloned().collect();
-        if !missing.is_empty() || !extra.is_empty() {
-            return Err(AttachRefusal::SchemaDiffers { file: file.name.clone(), missing, extra });
-        }
-    }
-    Ok(())
-}
-
 /// REMOVE LEAF: forget the leaf. With FORCE its partitions become unmapped and their files stay on the leaf (as
 /// orphans once it returns); without FORCE the leaf must hold no partition instances.
 pub async fn remove_leaf(cluster: &Arc<Cluster>, leaf_id: NodeId, force: bool) -> Result<Answer> {
@@ -364,141 +297,6 @@ pub async fn detach_empty_leaf(cluster: &Arc<Cluster>, leaf_id: NodeId) -> Resul
     Ok(Answer::affected(1))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use canopy_meta::{ClusterMeta, NodeAddr};
-
-    fn local(db: &str, ordinal: u32) -> LocalDatabase {
-        LocalDatabase {
-            name: format!("{db}_{ordinal}"),
-            db: db.into(),
-            ordinal: Some(ordinal),
-            role: "master".into(),
-            state: "pending".into(),
-            commits: 0,
-            term: 0,
-            log_index: 0,
-            database_id: None,
-            tables: Vec::new(),
-            cluster_id: None,
-        }
-    }
-
-    /// ATTACH PARTITION adopts a copy only of this incarnation and with exactly the metadata's distributed tables.
-    #[test]
-    fn attach_partition_refuses_other_incarnations_and_other_schemas() {
-        let mut m = ClusterMeta::bootstrap("c".into(), NodeAddr { host: "ma".into(), port: 1, rpc_port: 2 });
-        let addr = NodeAddr { host: "h".into(), port: 10, rpc_port: 11 };
-        m.apply(Command::AddLeaf { addr, user: "root".into(), password: String::new(), group: None }).unwrap();
-        m.apply(Command::CreateDatabase { name: "test".into(), partitions: 2, sync_durability: true }).unwrap();
-        let table = |name: &str, kind| canopy_sql::TableDef {
-            name: name.into(),
-            kind,
-            columns: Vec::new(),
-            primary_key: Vec::new(),
-            shard_key: Vec::new(),
-            create_sql: String::new(),
-            index_sql: Vec::new(),
-        };
-        for def in [table("X", TableKind::Distributed), table("r", TableKind::Reference)] {
-            m.apply(Command::CreateTable { db: "test".into(), def }).unwrap();
-        }
-        let database = &m.databases["test"];
-        let file = |ordinal: Option<u32>, id: Option<u64>, tables: &[&str]| LocalDatabase {
-            name: ordinal.map_or("test".into(), |o| format!("test_{o}")),
-            ordinal,
-            database_id: id,
-            tables: tables.iter().map(|t| t.to_string()).collect(),
-            ..local("test", 1)
-        };
-        let id = database.id.0;
-        let reference = file(None, Some(id), &["r"]);
-        let check = |copy: LocalDatabase| check_copy(database, &copy, Some(&reference));
-        assert_eq!(check(file(Some(1), Some(id), &["x"])), Ok(()));
-        assert_eq!(check(file(Some(1), None, &["x"])), Ok(()), "a copy from before ids cannot be told apart");
-        assert_eq!(
-            check(file(Some(1), Some(id + 7), &["x"])),
-            Err(AttachRefusal::OtherIncarnation { copy: id + 7, current: id })
-        );
-        assert_eq!(
-            check(file(Some(1), Some(id), &["old"])),
-            Err(AttachRefusal::SchemaDiffers {
-                file: "test_1".into(),
-                missing: vec!["x".into()],
-                extra: vec!["old".into()]
-            })
-        );
-        let copy = file(Some(1), Some(id), &["x"]);
-        assert_eq!(check_copy(database, &copy, None), Err(AttachRefusal::NoReferenceCopy));
-        let stale_reference = file(None, Some(id), &[]);
-        assert_eq!(
-            check_copy(database, &copy, Some(&stale_reference)),
-            Err(AttachRefusal::SchemaDiffers { file: "test".into(), missing: vec!["r".into()], extra: vec![] })
-        );
-    }
-
-    /// The heartbeat attaches a leaf for its pending copies only when one is placed there by the metadata.
-    #[test]
-    fn only_pending_copies_the_metadata_places_on_the_leaf_start_an_attach() {
-        let mut m = ClusterMeta::bootstrap("c".into(), NodeAddr { host: "ma".into(), port: 1, rpc_port: 2 });
-        let addr = NodeAddr { host: "h".into(), port: 10, rpc_port: 11 };
-        m.apply(Command::AddLeaf { addr, user: "root".into(), password: String::new(), group: None }).unwrap();
-        m.apply(Command::CreateDatabase { name: "test".into(), partitions: 2, sync_durability: true }).unwrap();
-        let (leaf, id) = (NodeId(2), m.databases["test"].id.0);
-        let pending = |db: &str, ordinal, database_id| PendingPartition { db: db.into(), ordinal, database_id };
-        assert!(any_attachable(&m, leaf, &[pending("gone", 0, Some(1)), pending("test", 1, Some(id))]));
-        assert!(!any_attachable(&m, leaf, &[pending("gone", 0, Some(1))]), "a dropped database's copy");
-        assert!(!any_attachable(&m, leaf, &[pending("test", 1, Some(id + 1))]), "another incarnation's copy");
-        assert!(!any_attachable(&m, NodeId(9), &[pending("test", 1, Some(id))]), "placed on another leaf");
-        assert!(!any_attachable(&m, leaf, &[]));
-    }
-
-    #[test]
-    fn returning_leaf_partitions_are_attached_orphaned_or_conflicting() {
-        let mut m = ClusterMeta::bootstrap("c".into(), NodeAddr { host: "ma".into(), port: 1, rpc_port: 2 });
-        for p in [10, 20] {
-            let addr = NodeAddr { host: "h".into(), port: p, rpc_port: p + 1 };
-            m.apply(Command::AddLeaf { addr, user: "root".into(), password: String::new(), group: None }).unwrap();
-        }
-        m.apply(Command::CreateDatabase { name: "test".into(), partitions: 4, sync_durability: true }).unwrap();
-        let leaf = NodeId(3); // holds ordinals 1 and 3
-        let mut recreated = local("test", 3);
-        recreated.database_id = Some(99); // a copy of an earlier `test`, dropped and re-created meanwhile
-        let mut same = local("test", 1);
-        same.database_id = Some(m.databases["test"].id.0);
-        let got = decide(&m, leaf, &[same, local("test", 2), local("gone", 0), recreated]);
-        assert_eq!(
-            got,
-            vec![
-                ("test".to_string(), 1, Decision::Attach),
-                ("test".to_string(), 2, Decision::Orphan),
-                ("gone".to_string(), 0, Decision::Conflict),
-                ("test".to_string(), 3, Decision::Conflict),
-            ]
-        );
-    }
-
-    /// Database ids start at 1 in every cluster: a copy recording another cluster is never attached, even when its
-    /// name, ordinal and database id match this cluster's instance on the leaf.
-    #[test]
-    fn another_clusters_copy_is_a_conflict() {
-        let mut m = ClusterMeta::bootstrap("ours".into(), NodeAddr { host: "ma".into(), port: 1, rpc_port: 2 });
-        let addr = NodeAddr { host: "h".into(), port: 10, rpc_port: 11 };
-        m.apply(Command::AddLeaf { addr, user: "root".into(), password: String::new(), group: None }).unwrap();
-        m.apply(Command::CreateDatabase { name: "test".into(), partitions: 2, sync_durability: true }).unwrap();
-        let leaf = NodeId(2);
-        let mut theirs = local("test", 0);
-        theirs.database_id = Some(m.databases["test"].id.0);
-        theirs.cluster_id = Some("theirs".into());
-        let mut ours = local("test", 1);
-        ours.database_id = Some(m.databases["test"].id.0);
-        ours.cluster_id = Some("ours".into());
-        let got = decide(&m, leaf, &[theirs, ours]);
-        assert_eq!(got, vec![("test".to_string(), 0, Decision::Conflict), ("test".to_string(), 1, Decision::Attach)]);
-    }
-}
-
 /// One orphan partition copy found on a leaf.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Orphan {
@@ -516,7 +314,7 @@ pub async fn find_orphans(cluster: &Arc<Cluster>) -> Vec<Orphan> {
     let mut orphans = Vec::new();
     for leaf in meta.leaves_in_order().filter(|l| l.state == LeafState::Online) {
         let Ok(Response::Databases(local)) = cluster.call(leaf, &Request::ListDatabases).await else { continue };
-        for (db, ordinal, decision) in decide(&meta, leaf.id, &local) {
+        for (db, ordinal, decision) in decide(&meta, leaf.id, &local.iter().map(facts).collect::<Vec<_>>()) {
             let database = meta.databases.get(&db);
             let droppable = match decision {
                 Decision::Attach => continue,

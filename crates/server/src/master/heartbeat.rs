@@ -1,5 +1,5 @@
-//! The master aggregator's heartbeat and failure detection: pings every leaf each `heartbeat_interval_ms`, feeds
-//! the answers to the pure detector (`failure.rs`), and acts on its verdicts:
+//! The master aggregator's heartbeat: pings every leaf each `heartbeat_interval_ms`, feeds the answers to the pure
+//! `canopy_control::leaves::Monitor` (failure detector + decision table), and executes the actions it returns:
 //! - an online leaf that failed goes `offline` (when `leaf_failure_detection` is ON); its partitions are unmapped;
 //! - an offline leaf that answers again is attached (`auto_attach` ON: `attaching` → `online`) or goes `detached`;
 //! - a leaf left `attaching` by a master aggregator that crashed mid-attach is attached again once it answers;
@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use canopy_meta::{Command, LeafState, NodeId};
+use canopy_meta::{Command, DatabaseId, Leaf, LeafState, NodeId};
 use canopy_rpc::{NodeStatus, PendingPartition, Request, Response, RpcError};
 use tokio::sync::mpsc;
 
@@ -23,7 +23,8 @@ use crate::error::Error;
 use crate::master::MasterSlot;
 use crate::master::attach;
 use crate::master::cluster::Cluster;
-use canopy_control::failure::{LeafWatch, Probe, Thresholds, Verdict};
+use canopy_control::failure::Probe;
+use canopy_control::leaves::{self, LeafAction, Monitor};
 
 /// A ping that takes longer than this counts as unanswered (the silence timeout then decides).
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
@@ -71,9 +72,8 @@ fn classify(error: &Error) -> Probe {
 pub async fn run(master: Arc<MasterSlot>) {
     let origin = Instant::now();
     let now_ms = move || origin.elapsed().as_millis() as u64;
-    let mut watches: HashMap<NodeId, LeafWatch> = HashMap::new();
+    let mut monitor = Monitor::new();
     let mut in_flight: HashSet<NodeId> = HashSet::new();
-    let mut attaching: HashSet<NodeId> = HashSet::new();
     let mut strangers: HashSet<NodeId> = HashSet::new();
     let mut busy: HashSet<NodeId> = HashSet::new();
     let (results_tx, mut results_rx) = mpsc::channel::<PingResult>(1024);
@@ -86,93 +86,80 @@ pub async fn run(master: Arc<MasterSlot>) {
         tokio::time::sleep(interval).await;
         let Some(cluster) = master.get() else { continue };
         while let Ok(leaf) = attached_rx.try_recv() {
-            attaching.remove(&leaf);
+            monitor.attach_finished(leaf);
         }
-        let mut last_probe: HashMap<NodeId, PingResult> = HashMap::new();
+        let meta = cluster.meta();
+        let mut answers: HashMap<NodeId, leaves::Answer> = HashMap::new();
         while let Ok(result) = results_rx.try_recv() {
             in_flight.remove(&result.leaf);
             note_stranger(&cluster, &mut strangers, &result);
             note_busy(&mut busy, &result);
-            let watch = watches.entry(result.leaf).or_insert_with(|| LeafWatch::new(now_ms()));
-            watch.observe(result.probe, now_ms());
+            monitor.observe(result.leaf, result.probe, now_ms());
             cluster.record_ping(result.leaf, (result.probe == Probe::Answered).then_some(result.rtt));
-            last_probe.insert(result.leaf, result);
-        }
-        let meta = cluster.meta();
-        let thresholds = Thresholds {
-            refused_count: meta.variables.leaf_failure_refused_count,
-            timeout_ms: meta.variables.leaf_failure_timeout_ms,
-        };
-        watches.retain(|id, _| meta.leaves.contains_key(id));
-        for leaf in meta.leaves_in_order() {
-            let watch = watches.entry(leaf.id).or_insert_with(|| LeafWatch::new(now_ms()));
-            let verdict = watch.verdict(now_ms(), thresholds);
-            let answered = last_probe.get(&leaf.id).filter(|p| p.probe == Probe::Answered);
-            match leaf.state {
-                LeafState::Online if verdict == Verdict::Failed && meta.variables.leaf_failure_detection => {
-                    tracing::warn!(
-                        "leaf {}:{} failed (silent {} ms); marking it offline",
-                        leaf.addr.host,
-                        leaf.addr.port,
-                        watch.silent_ms(now_ms())
-                    );
-                    if let Err(e) = cluster.apply(Command::SetLeafState { leaf: leaf.id, state: LeafState::Offline }) {
-                        tracing::error!("marking leaf offline failed: {e}");
-                    }
-                    if let Ok(client) = cluster.client(leaf) {
-                        client.flush();
-                    }
-                }
-                LeafState::Offline if answered.is_some() && !attaching.contains(&leaf.id) => {
-                    attaching.insert(leaf.id);
-                    let auto = meta.variables.auto_attach;
-                    spawn_attach(cluster.clone(), leaf.id, LeafState::Offline, auto, attached_tx.clone());
-                }
-                // Left `attaching` by a master aggregator that crashed mid-attach (or attached right now by ATTACH
-                // LEAF, which `resume_attach` waits for and then leaves alone).
-                LeafState::Attaching if answered.is_some() && !attaching.contains(&leaf.id) => {
-                    attaching.insert(leaf.id);
-                    spawn_resume(cluster.clone(), leaf.id, attached_tx.clone());
-                }
+            if result.probe == Probe::Answered {
                 // Only copies the metadata places on this leaf are attached; pending orphans (copies of dropped
                 // databases, of partitions served elsewhere) stay pending until CLEAR ORPHAN DATABASES.
-                LeafState::Online
-                    if answered.is_some_and(|p| attach::any_attachable(&meta, leaf.id, &p.pending))
-                        && !attaching.contains(&leaf.id) =>
-                {
-                    attaching.insert(leaf.id);
-                    spawn_attach(cluster.clone(), leaf.id, LeafState::Online, true, attached_tx.clone());
-                }
-                _ => {}
+                let pending = result.pending.iter().map(|p| (p.db.as_str(), p.ordinal, p.database_id.map(DatabaseId)));
+                let attachable_pending = canopy_control::attach::any_attachable(&meta, result.leaf, pending);
+                answers.insert(result.leaf, leaves::Answer { attachable_pending });
             }
+        }
+        for (leaf, action) in monitor.decide(&meta, &answers, now_ms()) {
+            let Some(leaf) = meta.leaves.get(&leaf) else { continue };
+            execute(&cluster, leaf, action, monitor.silent_ms(leaf.id, now_ms()), &attached_tx);
+        }
+        for leaf in meta.leaves_in_order() {
             if in_flight.insert(leaf.id) {
-                let cluster = cluster.clone();
-                let leaf = leaf.clone();
-                let results = results_tx.clone();
-                let cluster_id = meta.cluster_id.clone();
-                tokio::spawn(async move {
-                    let started = Instant::now();
-                    let outcome = cluster.call_with_timeout(&leaf, &Request::Ping, PING_TIMEOUT).await;
-                    let (probe, pending, stranger) = match outcome {
-                        Ok(Response::Pong(status)) => match check_identity(&cluster_id, leaf.id, &status) {
-                            Ok(()) => {
-                                cluster.use_local_socket(&leaf, status.local_socket.as_deref());
-                                (Probe::Answered, status.pending, None)
-                            }
-                            Err(why) => (Probe::NoAnswer, Vec::new(), Some(why)),
-                        },
-                        Ok(other) => (Probe::NoAnswer, Vec::new(), Some(format!("it answered a ping with {other:?}"))),
-                        Err(e) => match stranger(&e) {
-                            Some(why) => (Probe::NoAnswer, Vec::new(), Some(why)),
-                            None => (classify(&e), Vec::new(), None),
-                        },
-                    };
-                    let rtt = started.elapsed();
-                    let _ = results.send(PingResult { leaf: leaf.id, probe, rtt, pending, stranger }).await;
-                });
+                spawn_ping(cluster.clone(), leaf.clone(), meta.cluster_id.clone(), results_tx.clone());
             }
         }
     }
+}
+
+/// Carries out one of the monitor's actions; attaches run in the background and report to `done` when finished.
+fn execute(cluster: &Arc<Cluster>, leaf: &Leaf, action: LeafAction, silent_ms: u64, done: &mpsc::Sender<NodeId>) {
+    match action {
+        LeafAction::MarkOffline => {
+            tracing::warn!(
+                "leaf {}:{} failed (silent {silent_ms} ms); marking it offline",
+                leaf.addr.host,
+                leaf.addr.port
+            );
+            if let Err(e) = cluster.apply(Command::SetLeafState { leaf: leaf.id, state: LeafState::Offline }) {
+                tracing::error!("marking leaf offline failed: {e}");
+            }
+            if let Ok(client) = cluster.client(leaf) {
+                client.flush();
+            }
+        }
+        LeafAction::Attach { seen } => spawn_attach(cluster.clone(), leaf.id, seen, true, done.clone()),
+        LeafAction::Detach => spawn_attach(cluster.clone(), leaf.id, LeafState::Offline, false, done.clone()),
+        LeafAction::ResumeAttach => spawn_resume(cluster.clone(), leaf.id, done.clone()),
+    }
+}
+
+/// Pings `leaf` in the background and reports what came back (or did not) to `results`.
+fn spawn_ping(cluster: Arc<Cluster>, leaf: Leaf, cluster_id: String, results: mpsc::Sender<PingResult>) {
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let outcome = cluster.call_with_timeout(&leaf, &Request::Ping, PING_TIMEOUT).await;
+        let (probe, pending, stranger) = match outcome {
+            Ok(Response::Pong(status)) => match check_identity(&cluster_id, leaf.id, &status) {
+                Ok(()) => {
+                    cluster.use_local_socket(&leaf, status.local_socket.as_deref());
+                    (Probe::Answered, status.pending, None)
+                }
+                Err(why) => (Probe::NoAnswer, Vec::new(), Some(why)),
+            },
+            Ok(other) => (Probe::NoAnswer, Vec::new(), Some(format!("it answered a ping with {other:?}"))),
+            Err(e) => match stranger(&e) {
+                Some(why) => (Probe::NoAnswer, Vec::new(), Some(why)),
+                None => (classify(&e), Vec::new(), None),
+            },
+        };
+        let rtt = started.elapsed();
+        let _ = results.send(PingResult { leaf: leaf.id, probe, rtt, pending, stranger }).await;
+    });
 }
 
 /// A leaf is found `attaching` with no attach running here: finish the attach.
