@@ -346,7 +346,7 @@ async fn form(cluster: &Cluster) -> anyhow::Result<()> {
         conn.query_first("SELECT @@canopy_cluster_id").await.context("cannot read @@canopy_cluster_id")?;
     let present: BTreeSet<(String, u16)> = match cluster_id.flatten().filter(|id| !id.is_empty()) {
         None => {
-            conn.query_drop(format!("BOOTSTRAP AGGREGATOR '{}'", quote(&cluster.host)))
+            conn.query_drop(format!("BOOTSTRAP AGGREGATOR {}", quote(&cluster.host)))
                 .await
                 .with_context(|| format!("BOOTSTRAP AGGREGATOR on {} failed", master.spec.addr()))?;
             println!("{}: bootstrapped as master aggregator", master.describe());
@@ -365,9 +365,9 @@ async fn form(cluster: &Cluster) -> anyhow::Result<()> {
         }
         let user = match leaf.spec.root_password.as_str() {
             "" => "root".to_string(),
-            pw => format!("root:'{}'", quote(pw)),
+            pw => format!("root:{}", quote(pw)),
         };
-        conn.query_drop(format!("ADD LEAF {user}@'{}':{}", quote(&leaf.spec.host), leaf.spec.port))
+        conn.query_drop(format!("ADD LEAF {user}@{}:{}", quote(&leaf.spec.host), leaf.spec.port))
             .await
             .with_context(|| format!("ADD LEAF {} failed", leaf.spec.addr()))?;
         println!("{}: added to the cluster", leaf.describe());
@@ -376,9 +376,9 @@ async fn form(cluster: &Cluster) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Escapes a string for a single-quoted SQL literal.
+/// A MySQL string literal, quotes included.
 fn quote(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('\'', "\\'")
+    canopy_sql::Value::text(s).to_mysql_literal()
 }
 
 /// Spec §9.2's stop order: the master aggregator first (it is the failure detector; stopping it freezes the

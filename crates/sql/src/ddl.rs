@@ -82,7 +82,7 @@ impl CreateIndex {
     /// The SQLite statement that removes this index where it exists (undoing a CREATE INDEX that failed on some
     /// partitions, or clearing what such a failure left before a retry).
     pub fn drop_index_sql(&self) -> String {
-        format!("DROP INDEX IF EXISTS {}", quote_ident(&format!("{}__{}", self.table, self.name)))
+        format!("DROP INDEX IF EXISTS {}", crate::quote::ident(&format!("{}__{}", self.table, self.name)))
     }
 
     /// Checks the index against the table: the columns exist (canonical names are returned in a copy) and a unique
@@ -353,7 +353,7 @@ fn default_sql(expr: &Expr) -> Result<Option<String>, SqlError> {
         Expr::Value(v) => match &v.value {
             ast::Value::Null => return Ok(None),
             ast::Value::Number(n, _) => n.clone(),
-            ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => quote_literal(s),
+            ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => crate::quote::literal(s),
             ast::Value::Boolean(b) => if *b { "1" } else { "0" }.to_string(),
             ast::Value::HexStringLiteral(h) => format!("X'{h}'"),
             _ => return Err(unsupported()),
@@ -387,20 +387,6 @@ fn current_time_default(name: &str) -> Option<String> {
     Some(keyword.to_string())
 }
 
-fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-/// An identifier in SQLite's standard double quotes.
-fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-/// An identifier in MySQL backquotes.
-fn backquote(s: &str) -> String {
-    format!("`{}`", s.replace('`', "``"))
-}
-
 fn lower_outside_quotes(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut quote: Option<char> = None;
@@ -423,7 +409,7 @@ fn create_statement(table: &str, columns: &[ColumnDef], primary_key: &[String]) 
     let mut parts: Vec<String> = columns
         .iter()
         .map(|c| {
-            let mut s = format!("{} {}", quote_ident(&c.name), c.decl_type);
+            let mut s = format!("{} {}", crate::quote::ident(&c.name), c.decl_type);
             if !c.nullable {
                 s.push_str(" NOT NULL");
             }
@@ -437,19 +423,19 @@ fn create_statement(table: &str, columns: &[ColumnDef], primary_key: &[String]) 
     if !primary_key.is_empty() {
         parts.push(format!("PRIMARY KEY ({})", quoted_list(primary_key)));
     }
-    format!("CREATE TABLE {} ({})", quote_ident(table), parts.join(", "))
+    format!("CREATE TABLE {} ({})", crate::quote::ident(table), parts.join(", "))
 }
 
 fn quoted_list(columns: &[String]) -> String {
-    columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
+    columns.iter().map(|c| crate::quote::ident(c)).collect::<Vec<_>>().join(", ")
 }
 
 fn index_statement(table: &str, name: &str, unique: bool, columns: &[String]) -> String {
     format!(
         "CREATE {}INDEX {} ON {} ({})",
         if unique { "UNIQUE " } else { "" },
-        quote_ident(&format!("{table}__{name}")),
-        quote_ident(table),
+        crate::quote::ident(&format!("{table}__{name}")),
+        crate::quote::ident(table),
         quoted_list(columns)
     )
 }
@@ -534,7 +520,7 @@ pub fn show_create_table(def: &TableDef) -> String {
         .columns
         .iter()
         .map(|c| {
-            let mut s = format!("  {} {}", backquote(&c.name), c.mysql_type);
+            let mut s = format!("  {} {}", crate::quote::backquote(&c.name), c.mysql_type);
             s.push_str(if c.nullable { " NULL" } else { " NOT NULL" });
             match &c.default {
                 Some(d) => s.push_str(&format!(" DEFAULT {d}")),
@@ -547,13 +533,13 @@ pub fn show_create_table(def: &TableDef) -> String {
             s
         })
         .collect();
-    let list = |cols: &[String]| cols.iter().map(|c| backquote(c)).collect::<Vec<_>>().join(",");
+    let list = |cols: &[String]| cols.iter().map(|c| crate::quote::backquote(c)).collect::<Vec<_>>().join(",");
     if !def.primary_key.is_empty() {
         lines.push(format!("  PRIMARY KEY ({})", list(&def.primary_key)));
     }
     for key in index_keys(def) {
         let kind = if key.unique { "UNIQUE KEY" } else { "KEY" };
-        lines.push(format!("  {kind} {} ({})", backquote(&key.name), list(&key.columns)));
+        lines.push(format!("  {kind} {} ({})", crate::quote::backquote(&key.name), list(&key.columns)));
     }
     let kind = match def.kind {
         TableKind::Reference => "REFERENCE TABLE",
@@ -562,7 +548,7 @@ pub fn show_create_table(def: &TableDef) -> String {
             "TABLE"
         }
     };
-    format!("CREATE {kind} {} (\n{}\n)", backquote(&def.name), lines.join(",\n"))
+    format!("CREATE {kind} {} (\n{}\n)", crate::quote::backquote(&def.name), lines.join(",\n"))
 }
 
 /// Step 1: cut the SingleStore-only clauses out of the statement text (see the module doc).

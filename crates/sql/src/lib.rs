@@ -9,6 +9,7 @@ pub mod error;
 pub(crate) mod lexer;
 pub mod merge;
 pub mod plan;
+pub mod quote;
 pub mod shard;
 pub mod types;
 pub mod value;

@@ -171,18 +171,22 @@ pub fn finish_gather(spec: &GatherSpec, fetched: Vec<ResultSet>) -> Result<Resul
                 (db.as_str(), table.as_str(), qualify_create_sql(create_sql, db)?)
             }
             GatherSource::Virtual { schema, table } => {
-                let columns: Vec<String> = result.columns.iter().map(|c| quote_ident(&c.name)).collect();
-                let create =
-                    format!("CREATE TABLE {}.{} ({})", quote_ident(schema), quote_ident(table), columns.join(", "));
+                let columns: Vec<String> = result.columns.iter().map(|c| crate::quote::ident(&c.name)).collect();
+                let create = format!(
+                    "CREATE TABLE {}.{} ({})",
+                    crate::quote::ident(schema),
+                    crate::quote::ident(table),
+                    columns.join(", ")
+                );
                 (schema.as_str(), table.as_str(), create)
             }
         };
         if !schema.eq_ignore_ascii_case("main") && !attached.iter().any(|a| a.eq_ignore_ascii_case(schema)) {
-            conn.execute_batch(&format!("ATTACH DATABASE ':memory:' AS {}", quote_ident(schema)))?;
+            conn.execute_batch(&format!("ATTACH DATABASE ':memory:' AS {}", crate::quote::ident(schema)))?;
             attached.push(schema.to_string());
         }
         conn.execute_batch(&create)?;
-        let target = format!("{}.{}", quote_ident(schema), quote_ident(table));
+        let target = format!("{}.{}", crate::quote::ident(schema), crate::quote::ident(table));
         insert_rows(&conn, &target, result.columns.len(), &result.rows)?;
     }
     query(&conn, &spec.sql)
@@ -231,11 +235,6 @@ pub(crate) fn query(conn: &Connection, sql: &str) -> Result<ResultSet, SqlError>
     Ok(crate::value::query_within(conn, sql, &[], crate::value::ReadLimits::RESULT)?)
 }
 
-/// `"name"` with embedded quotes doubled.
-pub(crate) fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 /// Rewrites `CREATE TABLE name ...` (SQLite dialect) to create the table in `schema`: the table name is the first
 /// identifier after `CREATE [TEMP|TEMPORARY] TABLE [IF NOT EXISTS]`, found with the tokenizer so that quoting and
 /// comments cannot confuse it.
@@ -266,7 +265,7 @@ fn qualify_create_sql(create_sql: &str, schema: &str) -> Result<String, SqlError
                         out.push_str(&next.token.to_string());
                     }
                     Token::Word(w) => {
-                        out.push_str(&format!("{}.{}", quote_ident(schema), quote_ident(&w.value)));
+                        out.push_str(&format!("{}.{}", crate::quote::ident(schema), crate::quote::ident(&w.value)));
                         break;
                     }
                     Token::Whitespace(_) => out.push_str(&next.token.to_string()),
@@ -298,7 +297,7 @@ mod tests {
     }
 
     fn rs(columns: &[&str], rows: Vec<Vec<Value>>) -> ResultSet {
-        ResultSet { columns: columns.iter().map(|c| Column::new(*c)).collect(), rows }
+        ResultSet::named(columns, rows)
     }
 
     #[test]

@@ -208,11 +208,6 @@ fn partitions(ctx: &dyn PlanContext, db: &str) -> Result<u32, SqlError> {
     ctx.partition_count(db).ok_or_else(|| SqlError::UnknownDatabase(db.to_string()))
 }
 
-/// `"name"` with embedded quotes doubled.
-pub(crate) fn quote_ident(name: &str) -> String {
-    crate::merge::quote_ident(name)
-}
-
 /// Whether a table's DDL declares a collation: comparisons on its text columns then differ from the binary
 /// comparisons the hash and the merge table use, so the planner neither routes by its values nor merges over it.
 fn has_collation(def: &TableDef) -> bool {

@@ -15,6 +15,14 @@ pub enum Value {
 }
 
 impl Value {
+    pub fn text(s: impl Into<String>) -> Value {
+        Value::Text(s.into())
+    }
+
+    pub fn int(i: impl Into<i64>) -> Value {
+        Value::Integer(i.into())
+    }
+
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
     }
@@ -178,6 +186,11 @@ pub fn row_bytes(row: &[Value]) -> usize {
 }
 
 impl ResultSet {
+    /// A result with plainly named columns (no declared types): what views and SHOW statements build.
+    pub fn named(columns: &[&str], rows: Vec<Vec<Value>>) -> ResultSet {
+        ResultSet { columns: columns.iter().map(|c| Column::new(*c)).collect(), rows }
+    }
+
     /// Memory the rows take, as [`ReadLimits`] counts it.
     pub fn size_bytes(&self) -> usize {
         self.rows.iter().map(|r| row_bytes(r)).sum()

@@ -97,7 +97,10 @@ pub fn show(
             if !database.sync_durability {
                 create.push_str(" WITH ASYNC DURABILITY");
             }
-            result(&["Database", "Create Database"], vec![vec![text(database.name.clone()), text(create)]])
+            ResultSet::named(
+                &["Database", "Create Database"],
+                vec![vec![Value::text(database.name.clone()), Value::text(create)]],
+            )
         }
         ShowCatalog::Engines => engines_as_shown(),
         ShowCatalog::CharacterSet { like: pattern } => {
@@ -122,20 +125,20 @@ pub fn show(
             rows.rows.retain(|r| like(pattern, &r[0]));
             rows
         }
-        ShowCatalog::Plugins => result(&["Name", "Status", "Type", "Library", "License"], Vec::new()),
+        ShowCatalog::Plugins => ResultSet::named(&["Name", "Status", "Type", "Library", "License"], Vec::new()),
         ShowCatalog::Grants { user } => {
             let user = user.as_deref().filter(|u| *u != "CURRENT_USER").unwrap_or("root");
             if user != "root" {
                 return Err(Error::Sql(SqlError::Unsupported(format!("users other than root ('{user}')"))));
             }
             let grant = "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION";
-            result(&["Grants for root@%"], vec![vec![text(grant)]])
+            ResultSet::named(&["Grants for root@%"], vec![vec![Value::text(grant)]])
         }
         ShowCatalog::NoObjects(ObjectKind::Routines) => empty(SHOW_ROUTINES),
         ShowCatalog::NoObjects(ObjectKind::Triggers) => empty(SHOW_TRIGGERS),
         ShowCatalog::NoObjects(ObjectKind::Events) => empty(SHOW_EVENTS),
         ShowCatalog::ReplicationStatus => {
-            result(&["File", "Position", "Binlog_Do_DB", "Binlog_Ignore_DB", "Executed_Gtid_Set"], Vec::new())
+            ResultSet::named(&["File", "Position", "Binlog_Do_DB", "Binlog_Ignore_DB", "Executed_Gtid_Set"], Vec::new())
         }
     })
 }
@@ -258,20 +261,8 @@ fn engines_as_shown() -> ResultSet {
     project(&engines(), &shown)
 }
 
-fn text(s: impl Into<String>) -> Value {
-    Value::Text(s.into())
-}
-
-fn int(i: impl Into<i64>) -> Value {
-    Value::Integer(i.into())
-}
-
-fn result(columns: &[&str], rows: Vec<Vec<Value>>) -> ResultSet {
-    ResultSet { columns: columns.iter().map(|c| Column::new(*c)).collect(), rows }
-}
-
 fn empty(columns: &[&str]) -> ResultSet {
-    result(columns, Vec::new())
+    ResultSet::named(columns, Vec::new())
 }
 
 /// Every table of every database, in name order.
@@ -284,9 +275,18 @@ fn schemata(meta: &ClusterMeta) -> ResultSet {
     names.extend(meta.databases.keys().map(String::as_str));
     let rows = names
         .into_iter()
-        .map(|name| vec![text(CATALOG), text(name), text(CHARSET), text(COLLATION), Value::Null, text("NO")])
+        .map(|name| {
+            vec![
+                Value::text(CATALOG),
+                Value::text(name),
+                Value::text(CHARSET),
+                Value::text(COLLATION),
+                Value::Null,
+                Value::text("NO"),
+            ]
+        })
         .collect();
-    result(
+    ResultSet::named(
         &[
             "CATALOG_NAME",
             "SCHEMA_NAME",
@@ -311,15 +311,16 @@ fn create_options(def: &TableDef) -> String {
 fn tables(meta: &ClusterMeta, next_id: NextAutoIncrement<'_>) -> ResultSet {
     let rows = each_table(meta)
         .map(|(db, def)| {
-            let next_id = def.auto_increment_column().map(|_| int(next_id(&db.name, &def.name))).unwrap_or(Value::Null);
+            let next_id =
+                def.auto_increment_column().map(|_| Value::int(next_id(&db.name, &def.name))).unwrap_or(Value::Null);
             vec![
-                text(CATALOG),
-                text(db.name.clone()),
-                text(def.name.clone()),
-                text("BASE TABLE"),
-                text(ENGINE),
-                int(10),
-                text("Dynamic"),
+                Value::text(CATALOG),
+                Value::text(db.name.clone()),
+                Value::text(def.name.clone()),
+                Value::text("BASE TABLE"),
+                Value::text(ENGINE),
+                Value::int(10),
+                Value::text("Dynamic"),
                 // Row counts live on the leaves; MySQL's own figure is an estimate too, and NULL is allowed.
                 Value::Null,
                 Value::Null,
@@ -331,14 +332,14 @@ fn tables(meta: &ClusterMeta, next_id: NextAutoIncrement<'_>) -> ResultSet {
                 Value::Null,
                 Value::Null,
                 Value::Null,
-                text(COLLATION),
+                Value::text(COLLATION),
                 Value::Null,
-                text(create_options(def)),
-                text(""),
+                Value::text(create_options(def)),
+                Value::text(""),
             ]
         })
         .collect();
-    result(
+    ResultSet::named(
         &[
             "TABLE_CATALOG",
             "TABLE_SCHEMA",
@@ -366,7 +367,7 @@ fn tables(meta: &ClusterMeta, next_id: NextAutoIncrement<'_>) -> ResultSet {
     )
 }
 
-/// A MySQL column type (`varchar(20)`, `int(11) unsigned`, `decimal(10,2)`) taken apart the way
+/// A MySQL column type (`varchar(20)`, `Value::int(11) unsigned`, `decimal(10,2)`) taken apart the way
 /// INFORMATION_SCHEMA.COLUMNS shows it.
 #[derive(Debug, Clone, PartialEq)]
 struct ColumnType {
@@ -442,16 +443,16 @@ fn columns(meta: &ClusterMeta) -> ResultSet {
             let max_length = ty.max_length();
             let octets = max_length.map(|n| if ty.is_text() { n.saturating_mul(4) } else { n });
             let (charset, collation) =
-                if ty.is_text() { (text(CHARSET), text(COLLATION)) } else { (Value::Null, Value::Null) };
+                if ty.is_text() { (Value::text(CHARSET), Value::text(COLLATION)) } else { (Value::Null, Value::Null) };
             rows.push(vec![
-                text(CATALOG),
-                text(db.name.clone()),
-                text(def.name.clone()),
-                text(column.name.clone()),
-                int(position as i64 + 1),
+                Value::text(CATALOG),
+                Value::text(db.name.clone()),
+                Value::text(def.name.clone()),
+                Value::text(column.name.clone()),
+                Value::int(position as i64 + 1),
                 shown[4].clone(),
-                text(if column.nullable { "YES" } else { "NO" }),
-                text(ty.data_type.clone()),
+                Value::text(if column.nullable { "YES" } else { "NO" }),
+                Value::text(ty.data_type.clone()),
                 opt(max_length),
                 opt(octets),
                 opt(precision),
@@ -459,17 +460,17 @@ fn columns(meta: &ClusterMeta) -> ResultSet {
                 Value::Null,
                 charset,
                 collation,
-                text(column.mysql_type.clone()),
+                Value::text(column.mysql_type.clone()),
                 shown[3].clone(),
                 shown[5].clone(),
-                text("select,insert,update,references"),
-                text(""),
-                text(""),
+                Value::text("select,insert,update,references"),
+                Value::text(""),
+                Value::text(""),
                 Value::Null,
             ]);
         }
     }
-    result(
+    ResultSet::named(
         &[
             "TABLE_CATALOG",
             "TABLE_SCHEMA",
@@ -525,29 +526,29 @@ fn statistics(meta: &ClusterMeta) -> ResultSet {
             for (seq, column) in index.columns.iter().enumerate() {
                 let nullable = def.column(column).is_some_and(|c| c.nullable);
                 rows.push(vec![
-                    text(CATALOG),
-                    text(db.name.clone()),
-                    text(def.name.clone()),
-                    int(i64::from(!index.unique)),
-                    text(db.name.clone()),
-                    text(index.name.clone()),
-                    int(seq as i64 + 1),
-                    text(column.clone()),
-                    text("A"),
+                    Value::text(CATALOG),
+                    Value::text(db.name.clone()),
+                    Value::text(def.name.clone()),
+                    Value::int(i64::from(!index.unique)),
+                    Value::text(db.name.clone()),
+                    Value::text(index.name.clone()),
+                    Value::int(seq as i64 + 1),
+                    Value::text(column.clone()),
+                    Value::text("A"),
                     Value::Null,
                     Value::Null,
                     Value::Null,
-                    text(if nullable { "YES" } else { "" }),
-                    text("BTREE"),
-                    text(""),
-                    text(""),
-                    text("YES"),
+                    Value::text(if nullable { "YES" } else { "" }),
+                    Value::text("BTREE"),
+                    Value::text(""),
+                    Value::text(""),
+                    Value::text("YES"),
                     Value::Null,
                 ]);
             }
         }
     }
-    result(
+    ResultSet::named(
         &[
             "TABLE_CATALOG",
             "TABLE_SCHEMA",
@@ -578,14 +579,14 @@ fn key_column_usage(meta: &ClusterMeta) -> ResultSet {
         for index in indexes(def).into_iter().filter(|i| i.unique) {
             for (position, column) in index.columns.iter().enumerate() {
                 rows.push(vec![
-                    text(CATALOG),
-                    text(db.name.clone()),
-                    text(index.name.clone()),
-                    text(CATALOG),
-                    text(db.name.clone()),
-                    text(def.name.clone()),
-                    text(column.clone()),
-                    int(position as i64 + 1),
+                    Value::text(CATALOG),
+                    Value::text(db.name.clone()),
+                    Value::text(index.name.clone()),
+                    Value::text(CATALOG),
+                    Value::text(db.name.clone()),
+                    Value::text(def.name.clone()),
+                    Value::text(column.clone()),
+                    Value::int(position as i64 + 1),
                     Value::Null,
                     Value::Null,
                     Value::Null,
@@ -594,7 +595,7 @@ fn key_column_usage(meta: &ClusterMeta) -> ResultSet {
             }
         }
     }
-    result(
+    ResultSet::named(
         &[
             "CONSTRAINT_CATALOG",
             "CONSTRAINT_SCHEMA",
@@ -619,17 +620,17 @@ fn table_constraints(meta: &ClusterMeta) -> ResultSet {
         for index in indexes(def).into_iter().filter(|i| i.unique) {
             let kind = if index.name == "PRIMARY" { "PRIMARY KEY" } else { "UNIQUE" };
             rows.push(vec![
-                text(CATALOG),
-                text(db.name.clone()),
-                text(index.name),
-                text(db.name.clone()),
-                text(def.name.clone()),
-                text(kind),
-                text("YES"),
+                Value::text(CATALOG),
+                Value::text(db.name.clone()),
+                Value::text(index.name),
+                Value::text(db.name.clone()),
+                Value::text(def.name.clone()),
+                Value::text(kind),
+                Value::text("YES"),
             ]);
         }
     }
-    result(
+    ResultSet::named(
         &[
             "CONSTRAINT_CATALOG",
             "CONSTRAINT_SCHEMA",
@@ -648,34 +649,42 @@ fn table_constraints(meta: &ClusterMeta) -> ResultSet {
 fn partitions(meta: &ClusterMeta) -> ResultSet {
     let rows = each_table(meta)
         .map(|(db, def)| {
-            let mut row = vec![text(CATALOG), text(db.name.clone()), text(def.name.clone())];
+            let mut row = vec![Value::text(CATALOG), Value::text(db.name.clone()), Value::text(def.name.clone())];
             row.extend(std::iter::repeat_n(Value::Null, PARTITIONS.len() - 3));
             row
         })
         .collect();
-    result(PARTITIONS, rows)
+    ResultSet::named(PARTITIONS, rows)
 }
 
 fn engines() -> ResultSet {
     let rows = vec![vec![
-        text(ENGINE),
-        text("DEFAULT"),
-        text("Distributed tables over SQLite partitions"),
-        text("NO"),
-        text("NO"),
-        text("NO"),
+        Value::text(ENGINE),
+        Value::text("DEFAULT"),
+        Value::text("Distributed tables over SQLite partitions"),
+        Value::text("NO"),
+        Value::text("NO"),
+        Value::text("NO"),
     ]];
-    result(&["ENGINE", "SUPPORT", "COMMENT", "TRANSACTIONS", "XA", "SAVEPOINTS"], rows)
+    ResultSet::named(&["ENGINE", "SUPPORT", "COMMENT", "TRANSACTIONS", "XA", "SAVEPOINTS"], rows)
 }
 
 fn character_sets() -> ResultSet {
-    let rows = vec![vec![text(CHARSET), text(COLLATION), text("UTF-8 Unicode"), int(4)]];
-    result(&["CHARACTER_SET_NAME", "DEFAULT_COLLATE_NAME", "DESCRIPTION", "MAXLEN"], rows)
+    let rows = vec![vec![Value::text(CHARSET), Value::text(COLLATION), Value::text("UTF-8 Unicode"), Value::int(4)]];
+    ResultSet::named(&["CHARACTER_SET_NAME", "DEFAULT_COLLATE_NAME", "DESCRIPTION", "MAXLEN"], rows)
 }
 
 fn collations() -> ResultSet {
-    let rows = vec![vec![text(COLLATION), text(CHARSET), int(46), text("Yes"), text("Yes"), int(1), text("NO PAD")]];
-    result(
+    let rows = vec![vec![
+        Value::text(COLLATION),
+        Value::text(CHARSET),
+        Value::int(46),
+        Value::text("Yes"),
+        Value::text("Yes"),
+        Value::int(1),
+        Value::text("NO PAD"),
+    ]];
+    ResultSet::named(
         &["COLLATION_NAME", "CHARACTER_SET_NAME", "ID", "IS_DEFAULT", "IS_COMPILED", "SORTLEN", "PAD_ATTRIBUTE"],
         rows,
     )

@@ -117,7 +117,7 @@ impl PlanContext for Context<'_> {
 }
 
 fn rows(columns: &[&str], rows: Vec<Vec<Value>>) -> Answer {
-    Answer::Rows(ResultSet { columns: columns.iter().map(|c| Column::new(*c)).collect(), rows })
+    Answer::Rows(ResultSet::named(columns, rows))
 }
 
 impl Session {

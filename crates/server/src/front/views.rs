@@ -6,23 +6,11 @@ use std::sync::Arc;
 
 use canopy_meta::{ClusterMeta, LeafState};
 use canopy_rpc::{Request, Response};
-use canopy_sql::{Column, ResultSet, SqlError, Value};
+use canopy_sql::{ResultSet, SqlError, Value};
 use canopy_storage::LocalDb;
 
 use crate::error::{Error, Result};
 use crate::master::cluster::Cluster;
-
-fn text(s: impl Into<String>) -> Value {
-    Value::Text(s.into())
-}
-
-fn int(i: impl Into<i64>) -> Value {
-    Value::Integer(i.into())
-}
-
-fn table(columns: &[&str], rows: Vec<Vec<Value>>) -> ResultSet {
-    ResultSet { columns: columns.iter().map(|c| Column::new(*c)).collect(), rows }
-}
 
 fn latency(ms: Option<f64>) -> Value {
     ms.map(|ms| Value::Real((ms * 1000.0).round() / 1000.0)).unwrap_or(Value::Null)
@@ -36,15 +24,15 @@ pub fn show_leaves(cluster: &Cluster, meta: &ClusterMeta, upper: bool) -> Result
             let online = leaf.state != LeafState::Offline;
             let health = cluster.health(leaf.id);
             vec![
-                text(leaf.addr.host.clone()),
-                int(leaf.addr.port),
-                int(leaf.availability_group),
-                pair.map(|p| text(p.addr.host.clone())).unwrap_or(Value::Null),
-                pair.map(|p| int(p.addr.port)).unwrap_or(Value::Null),
-                text(leaf.state.as_str()),
-                int(if online { cluster.open_connections(leaf.id) as i64 } else { 0 }),
+                Value::text(leaf.addr.host.clone()),
+                Value::int(leaf.addr.port),
+                Value::int(leaf.availability_group),
+                pair.map(|p| Value::text(p.addr.host.clone())).unwrap_or(Value::Null),
+                pair.map(|p| Value::int(p.addr.port)).unwrap_or(Value::Null),
+                Value::text(leaf.state.as_str()),
+                Value::int(if online { cluster.open_connections(leaf.id) as i64 } else { 0 }),
                 if online { latency(health.latency_ms) } else { Value::Null },
-                int(leaf.id.0),
+                Value::int(leaf.id.0),
                 Value::Null,
             ]
         })
@@ -76,7 +64,7 @@ pub fn show_leaves(cluster: &Cluster, meta: &ClusterMeta, upper: bool) -> Result
             "Grace_Period_in_Seconds",
         ]
     };
-    table(columns, rows)
+    ResultSet::named(columns, rows)
 }
 
 pub fn show_aggregators(meta: &ClusterMeta, upper: bool) -> ResultSet {
@@ -85,14 +73,14 @@ pub fn show_aggregators(meta: &ClusterMeta, upper: bool) -> ResultSet {
         .values()
         .map(|a| {
             vec![
-                text(a.addr.host.clone()),
-                int(a.addr.port),
-                text("online"),
-                int(0),
+                Value::text(a.addr.host.clone()),
+                Value::int(a.addr.port),
+                Value::text("online"),
+                Value::int(0),
                 Value::Null,
-                int(i64::from(a.is_master)),
-                text(if a.is_master { "leader" } else { "follower" }),
-                int(a.id.0),
+                Value::int(i64::from(a.is_master)),
+                Value::text(if a.is_master { "leader" } else { "follower" }),
+                Value::int(a.id.0),
             ]
         })
         .collect();
@@ -119,7 +107,7 @@ pub fn show_aggregators(meta: &ClusterMeta, upper: bool) -> ResultSet {
             "NodeID",
         ]
     };
-    table(columns, rows)
+    ResultSet::named(columns, rows)
 }
 
 /// SHOW PARTITIONS ON db: one row per instance on an online leaf; an ordinal with none shows NULL host and role.
@@ -132,18 +120,18 @@ pub fn show_partitions(meta: &ClusterMeta, db: &str) -> Result<ResultSet> {
             let Some(leaf) = meta.leaves.get(&inst.node).filter(|l| l.state != LeafState::Offline) else { continue };
             any = true;
             rows.push(vec![
-                int(ordinal),
-                text(leaf.addr.host.clone()),
-                int(leaf.addr.port),
-                text(inst.role.as_str()),
-                int(i64::from(inst.locked)),
+                Value::int(ordinal),
+                Value::text(leaf.addr.host.clone()),
+                Value::int(leaf.addr.port),
+                Value::text(inst.role.as_str()),
+                Value::int(i64::from(inst.locked)),
             ]);
         }
         if !any {
-            rows.push(vec![int(ordinal), Value::Null, Value::Null, Value::Null, int(0)]);
+            rows.push(vec![Value::int(ordinal), Value::Null, Value::Null, Value::Null, Value::int(0)]);
         }
     }
-    Ok(table(&["Ordinal", "Host", "Port", "Role", "Locked"], rows))
+    Ok(ResultSet::named(&["Ordinal", "Host", "Port", "Role", "Locked"], rows))
 }
 
 /// INFORMATION_SCHEMA.DISTRIBUTED_PARTITIONS, in the column order of the spec's example (DATABASE_ID last).
@@ -155,23 +143,23 @@ pub fn distributed_partitions(meta: &ClusterMeta) -> ResultSet {
         for inst in instances {
             let Some(leaf) = meta.leaves.get(&inst.node) else { continue };
             rows.push(vec![
-                text(database.name.clone()),
-                int(inst.ordinal),
-                text(leaf.addr.host.clone()),
-                int(leaf.addr.port),
-                text(inst.role.as_str()),
-                int(i64::from(inst.locked)),
-                int(leaf.id.0),
-                int(i64::from(leaf.state == LeafState::Offline)),
-                int(0),
-                text("async"),
-                int(inst.term.0 as i64),
-                int(inst.id.0 as i64),
-                int(database.id.0 as i64),
+                Value::text(database.name.clone()),
+                Value::int(inst.ordinal),
+                Value::text(leaf.addr.host.clone()),
+                Value::int(leaf.addr.port),
+                Value::text(inst.role.as_str()),
+                Value::int(i64::from(inst.locked)),
+                Value::int(leaf.id.0),
+                Value::int(i64::from(leaf.state == LeafState::Offline)),
+                Value::int(0),
+                Value::text("async"),
+                Value::int(inst.term.0 as i64),
+                Value::int(inst.id.0 as i64),
+                Value::int(database.id.0 as i64),
             ]);
         }
     }
-    table(
+    ResultSet::named(
         &[
             "DATABASE_NAME",
             "ORDINAL",
@@ -196,10 +184,16 @@ pub fn distributed_databases(meta: &ClusterMeta) -> ResultSet {
         .databases
         .values()
         .map(|d| {
-            vec![int(d.id.0 as i64), text(d.name.clone()), int(d.partitions), int(0), int(i64::from(d.sync_durability))]
+            vec![
+                Value::int(d.id.0 as i64),
+                Value::text(d.name.clone()),
+                Value::int(d.partitions),
+                Value::int(0),
+                Value::int(i64::from(d.sync_durability)),
+            ]
         })
         .collect();
-    table(&["DATABASE_ID", "DATABASE_NAME", "NUM_PARTITIONS", "IS_SYNC", "IS_SYNC_DURABILITY"], rows)
+    ResultSet::named(&["DATABASE_ID", "DATABASE_NAME", "NUM_PARTITIONS", "IS_SYNC", "IS_SYNC_DURABILITY"], rows)
 }
 
 /// Rows of INFORMATION_SCHEMA tables that the planner asks for by name.
@@ -252,24 +246,24 @@ pub async fn cluster_status(cluster: &Arc<Cluster>, meta: &ClusterMeta) -> Resul
                 _ => "Orphan",
             };
             rows.push(vec![
-                int(leaf.id.0),
-                text(leaf.addr.host.clone()),
-                int(leaf.addr.port),
-                text(local.name.clone()),
-                text(role),
-                text(local.state.clone()),
-                text(format!("{}:{}", local.term, local.log_index)),
+                Value::int(leaf.id.0),
+                Value::text(leaf.addr.host.clone()),
+                Value::int(leaf.addr.port),
+                Value::text(local.name.clone()),
+                Value::text(role),
+                Value::text(local.state.clone()),
+                Value::text(format!("{}:{}", local.term, local.log_index)),
                 Value::Null,
                 Value::Null,
-                metadata_master.map(|l| int(l.id.0)).unwrap_or(Value::Null),
-                metadata_master.map(|l| text(l.addr.host.clone())).unwrap_or(Value::Null),
-                metadata_master.map(|l| int(l.addr.port)).unwrap_or(Value::Null),
-                text(role),
-                text(""),
+                metadata_master.map(|l| Value::int(l.id.0)).unwrap_or(Value::Null),
+                metadata_master.map(|l| Value::text(l.addr.host.clone())).unwrap_or(Value::Null),
+                metadata_master.map(|l| Value::int(l.addr.port)).unwrap_or(Value::Null),
+                Value::text(role),
+                Value::text(""),
             ]);
         }
     }
-    Ok(table(
+    Ok(ResultSet::named(
         &[
             "NODE_ID",
             "HOST",
@@ -299,18 +293,18 @@ pub fn rebalance_status(meta: &ClusterMeta, db: &str) -> Result<ResultSet> {
         .map(|step| {
             let target = meta.leaves.get(&step.target);
             vec![
-                text(step.action.as_str()),
-                int(step.ordinal),
-                target.map(|l| text(l.addr.host.clone())).unwrap_or(Value::Null),
-                target.map(|l| int(l.addr.port)).unwrap_or(Value::Null),
-                int(step.phase),
-                text(step.status.as_str()),
-                step.running_ms.map(|ms| int(ms as i64)).unwrap_or(Value::Null),
-                int(step.estimated_ms as i64),
+                Value::text(step.action.as_str()),
+                Value::int(step.ordinal),
+                target.map(|l| Value::text(l.addr.host.clone())).unwrap_or(Value::Null),
+                target.map(|l| Value::int(l.addr.port)).unwrap_or(Value::Null),
+                Value::int(step.phase),
+                Value::text(step.status.as_str()),
+                step.running_ms.map(|ms| Value::int(ms as i64)).unwrap_or(Value::Null),
+                Value::int(step.estimated_ms as i64),
             ]
         })
         .collect();
-    Ok(table(
+    Ok(ResultSet::named(
         &[
             "Action",
             "Ordinal",
@@ -330,28 +324,28 @@ pub fn databases_extended(local: &[LocalDb]) -> ResultSet {
     let rows = local
         .iter()
         .map(|d| {
-            let position = text(format!("{}:{}", d.term, d.log_index));
+            let position = Value::text(format!("{}:{}", d.term, d.log_index));
             vec![
-                text(d.name()),
-                int(d.commits as i64),
-                text(if d.ordinal.is_some() { "master" } else { "reference" }),
-                text(d.state.as_str()),
+                Value::text(d.name()),
+                Value::int(d.commits as i64),
+                Value::text(if d.ordinal.is_some() { "master" } else { "reference" }),
+                Value::text(d.state.as_str()),
                 position.clone(),
-                text(""),
-                int(0),
-                int(0),
-                int(0),
+                Value::text(""),
+                Value::int(0),
+                Value::int(0),
+                Value::int(0),
                 position.clone(),
                 position.clone(),
                 position,
-                int(d.term as i64),
-                int(d.term as i64),
+                Value::int(d.term as i64),
+                Value::int(d.term as i64),
                 Value::Null,
-                int(0),
+                Value::int(0),
             ]
         })
         .collect();
-    table(
+    ResultSet::named(
         &[
             "Database",
             "Commits",
@@ -381,9 +375,9 @@ pub fn show_variables(meta: Option<&ClusterMeta>, like: Option<&str>) -> ResultS
     let rows = canopy_meta::variables::NAMES
         .iter()
         .filter(|n| like.is_none_or(|p| like_match(p, n)))
-        .filter_map(|n| vars.get(n).map(|v| vec![text(*n), v]))
+        .filter_map(|n| vars.get(n).map(|v| vec![Value::text(*n), v]))
         .collect();
-    table(&["Variable_name", "Value"], rows)
+    ResultSet::named(&["Variable_name", "Value"], rows)
 }
 
 /// SQL LIKE with `%` and `_`, case-insensitive (MySQL's default collation behaviour for SHOW ... LIKE).

@@ -356,8 +356,7 @@ pub async fn clear_orphans(cluster: &Arc<Cluster>, explain: bool) -> Result<Answ
                 ])
             })
             .collect();
-        let columns = ["Database", "Host", "Port", "Action"].iter().map(|c| canopy_sql::Column::new(*c)).collect();
-        return Ok(Answer::Rows(canopy_sql::ResultSet { columns, rows }));
+        return Ok(Answer::Rows(canopy_sql::ResultSet::named(&["Database", "Host", "Port", "Action"], rows)));
     }
     let mut dropped = 0;
     // Databases the metadata no longer lists go as a whole on each leaf, reference copy included.

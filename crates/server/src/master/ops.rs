@@ -263,7 +263,7 @@ pub async fn create_table(cluster: &Arc<Cluster>, db: String, create: CreateTabl
     let mut statements = vec![def.create_sql.clone()];
     statements.extend(def.index_sql.iter().cloned());
     if let Err(e) = ddl_everywhere(cluster, &meta, &db, def.kind, statements).await {
-        let undo = vec![format!("DROP TABLE IF EXISTS {}", quote(&def.name))];
+        let undo = vec![format!("DROP TABLE IF EXISTS {}", canopy_sql::quote::ident(&def.name))];
         let _ = ddl_everywhere(cluster, &meta, &db, def.kind, undo).await;
         return Err(e);
     }
@@ -286,7 +286,7 @@ pub async fn drop_tables(cluster: &Arc<Cluster>, tables: Vec<(String, String)>, 
         let name = def.name.clone();
         cluster.apply(Command::DropTable { db: db.clone(), table: name.clone() })?;
         cluster.forget_auto_increment(&db, Some(&name));
-        let statements = vec![format!("DROP TABLE IF EXISTS {}", quote(&name))];
+        let statements = vec![format!("DROP TABLE IF EXISTS {}", canopy_sql::quote::ident(&name))];
         ddl_everywhere(cluster, &meta, &db, kind, statements).await?;
     }
     Ok(Answer::done())
@@ -317,10 +317,6 @@ pub async fn create_index(cluster: &Arc<Cluster>, db: String, index: CreateIndex
         return Err(e);
     }
     Ok(Answer::done())
-}
-
-pub fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
 /// SNAPSHOT DATABASE db: every partition checkpoints its WAL into the main file and truncates its change log up to

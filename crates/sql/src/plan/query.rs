@@ -9,11 +9,12 @@ use sqlparser::ast::{
 use super::aggregate::plan_aggregate;
 use super::rewrite::{cte_names, features, is_cte, parse_expr, qualify_tables, relations, strip_qualifiers};
 use super::route::{Target, route};
-use super::{GatherSource, GatherSpec, Plan, PlanContext, Resolved, has_collation, partitions, quote_ident, resolve};
+use super::{GatherSource, GatherSpec, Plan, PlanContext, Resolved, has_collation, partitions, resolve};
 use super::{INFORMATION_SCHEMA, render};
 use crate::catalog::{TableDef, TableKind};
 use crate::error::SqlError;
 use crate::merge::{MergeSpec, SortColumn, SortKey};
+use crate::quote::ident as quote_ident;
 
 pub(super) fn plan_query(q: &Query, current_db: Option<&str>, ctx: &mut dyn PlanContext) -> Result<Plan, SqlError> {
     let ctes = cte_names(q);

@@ -13,9 +13,10 @@ use sqlparser::ast::{
 
 use super::rewrite::{bound_value, cte_names, literal_value, relations, strip_qualifiers};
 use super::route::{Target, route, value_for_column};
-use super::{Plan, PlanContext, Resolved, partitions, quote_ident, render, resolve};
+use super::{Plan, PlanContext, Resolved, partitions, render, resolve};
 use crate::catalog::{ColumnDef, TableDef, TableKind};
 use crate::error::SqlError;
+use crate::quote::ident as quote_ident;
 use crate::shard::partition_of;
 use crate::value::Value;
 
