@@ -200,6 +200,27 @@ impl Cluster {
         }
     }
 
+    /// The one fan-out: sends every request concurrently (one request needs no task) and waits for all of them,
+    /// so no request is still running when the caller acts on the outcome (an undo, a retry). Responses in input
+    /// order; on failure the error of the first failed request in input order.
+    pub async fn call_all(self: &Arc<Self>, mut requests: Vec<(Leaf, Request)>) -> Result<Vec<Response>> {
+        if requests.len() == 1 {
+            let (leaf, request) = requests.remove(0);
+            return Ok(vec![self.call(&leaf, &request).await?]);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, (leaf, request)) in requests.into_iter().enumerate() {
+            let cluster = self.clone();
+            tasks.spawn(async move { (index, cluster.call(&leaf, &request).await) });
+        }
+        let mut results: Vec<Option<Result<Response>>> = (0..tasks.len()).map(|_| None).collect();
+        while let Some(joined) = tasks.join_next().await {
+            let (index, result) = joined.map_err(|e| Error::Internal(format!("leaf request task failed: {e}")))?;
+            results[index] = Some(result);
+        }
+        results.into_iter().map(|r| r.unwrap_or_else(|| Err(Error::Internal("missing leaf response".into())))).collect()
+    }
+
     /// The gate of `db:ordinal` (see the field's doc).
     pub fn gate(&self, db: &str, ordinal: u32) -> Gate {
         let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());

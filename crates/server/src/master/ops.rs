@@ -115,23 +115,6 @@ fn masters_by_leaf(meta: &ClusterMeta, db: &str) -> Result<BTreeMap<NodeId, (Lea
     Ok(by_leaf)
 }
 
-/// Sends one request per leaf concurrently; the first error wins, after every request finished.
-async fn on_leaves(cluster: &Arc<Cluster>, requests: Vec<(Leaf, Request)>) -> Result<()> {
-    let mut tasks = tokio::task::JoinSet::new();
-    for (leaf, request) in requests {
-        let cluster = cluster.clone();
-        tasks.spawn(async move { cluster.call(&leaf, &request).await.map(|_| ()) });
-    }
-    let mut first_error = None;
-    while let Some(joined) = tasks.join_next().await {
-        let result = joined.map_err(|e| Error::Internal(format!("leaf task failed: {e}"))).and_then(|r| r);
-        if let Err(e) = result {
-            first_error.get_or_insert(e);
-        }
-    }
-    first_error.map_or(Ok(()), Err)
-}
-
 pub async fn create_database(
     cluster: &Arc<Cluster>,
     name: String,
@@ -183,7 +166,7 @@ pub async fn create_database(
         })
         .collect();
     let leaves: Vec<Leaf> = requests.iter().map(|(l, _)| l.clone()).collect();
-    if let Err(e) = on_leaves(cluster, requests).await {
+    if let Err(e) = cluster.call_all(requests).await {
         drop_on_leaves(cluster, &name, &leaves).await;
         return Err(e);
     }
@@ -243,7 +226,7 @@ async fn ddl_everywhere(
     statements: Vec<String>,
 ) -> Result<()> {
     match kind {
-        TableKind::Distributed => on_leaves(cluster, table_targets(meta, db, statements)?).await,
+        TableKind::Distributed => cluster.call_all(table_targets(meta, db, statements)?).await.map(|_| ()),
         TableKind::Reference => reference::ddl(cluster, db, statements).await,
     }
 }
@@ -329,6 +312,6 @@ pub async fn snapshot_database(cluster: &Arc<Cluster>, db: String) -> Result<Ans
         .into_values()
         .map(|(leaf, ordinals)| (leaf, Request::Checkpoint { db: db.clone(), ordinals }))
         .collect();
-    on_leaves(cluster, requests).await?;
+    cluster.call_all(requests).await.map(|_| ())?;
     Ok(Answer::done())
 }

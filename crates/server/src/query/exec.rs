@@ -9,7 +9,6 @@ use canopy_meta::{ClusterMeta, Leaf, LeafState};
 use canopy_rpc::{Request, Response, Target};
 use canopy_sql::plan::{GatherSource, Plan};
 use canopy_sql::{ResultSet, Value, merge};
-use tokio::task::JoinSet;
 
 use crate::answer::Answer;
 use crate::error::{Error, Result};
@@ -66,7 +65,7 @@ pub async fn on_partitions(
             (leaf, request)
         })
         .collect();
-    call_all(cluster, requests).await
+    cluster.call_all(requests).await
 }
 
 /// Enters the gates of `ordinals` (sorted, so statements never wait on each other in a cycle) for shared use.
@@ -76,25 +75,6 @@ async fn enter_gates(cluster: &Arc<Cluster>, db: &str, ordinals: &[u32]) -> Vec<
         gates.push(cluster.gate(db, ordinal).read_owned().await);
     }
     gates
-}
-
-/// Sends every request concurrently; responses in input order; the first error wins.
-async fn call_all(cluster: &Arc<Cluster>, mut requests: Vec<(Leaf, Request)>) -> Result<Vec<Response>> {
-    if requests.len() == 1 {
-        let (leaf, request) = requests.remove(0);
-        return Ok(vec![cluster.call(&leaf, &request).await?]);
-    }
-    let mut tasks = JoinSet::new();
-    for (index, (leaf, request)) in requests.into_iter().enumerate() {
-        let cluster = cluster.clone();
-        tasks.spawn(async move { (index, cluster.call(&leaf, &request).await) });
-    }
-    let mut responses: Vec<Option<Response>> = vec![None; tasks.len()];
-    while let Some(joined) = tasks.join_next().await {
-        let (index, response) = joined.map_err(|e| Error::Internal(format!("partition task failed: {e}")))?;
-        responses[index] = Some(response?);
-    }
-    responses.into_iter().map(|r| r.ok_or_else(|| Error::Internal("missing partition response".into()))).collect()
 }
 
 /// Runs a possibly different statement per partition (with its parameters), concurrently; responses in input
@@ -117,7 +97,7 @@ pub async fn on_partitions_each(
         let request = Request::Execute { db: db.to_string(), target: Target::Partitions(vec![ordinal]), sql, params };
         requests.push((leaf, request));
     }
-    call_all(cluster, requests).await
+    cluster.call_all(requests).await
 }
 
 fn rows(response: Response) -> Result<ResultSet> {
