@@ -56,7 +56,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     let limits = canopy_mysql::Limits::default();
     let mysql = tokio::spawn(canopy_mysql::serve(
         mysql_listener,
-        Arc::new(front::session::Backend { node: node.clone(), master }),
+        Arc::new(front::session::Backend { node: node.clone(), master, processes: Default::default() }),
         limits,
         stopped(stop_rx.clone()),
     ));

@@ -166,6 +166,10 @@ pub enum ShowCatalog {
     /// `SHOW {FUNCTION|PROCEDURE} STATUS`, `SHOW TRIGGERS`, `SHOW EVENTS` (with any LIKE or WHERE): Canopy has
     /// none of these objects, so the list is empty.
     NoObjects(ObjectKind),
+    /// `SHOW [FULL] PROCESSLIST`: this aggregator's connections (answered by the front end, not from metadata).
+    Processlist { full: bool },
+    /// `SHOW [GLOBAL|SESSION|LOCAL] STATUS [LIKE 'p']`: this node's counters.
+    Status { like: Option<String> },
 }
 
 /// Kinds of schema objects Canopy does not have.

@@ -2,6 +2,7 @@
 //! of INFORMATION_SCHEMA). It turns statements into plans and cluster operations; it holds no cluster state.
 
 pub mod prepared;
+pub mod processlist;
 pub mod schema_tables;
 pub mod session;
 pub mod views;

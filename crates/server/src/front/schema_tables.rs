@@ -137,6 +137,10 @@ pub fn show(
         ShowCatalog::NoObjects(ObjectKind::Routines) => empty(SHOW_ROUTINES),
         ShowCatalog::NoObjects(ObjectKind::Triggers) => empty(SHOW_TRIGGERS),
         ShowCatalog::NoObjects(ObjectKind::Events) => empty(SHOW_EVENTS),
+        // Connection state, not metadata: the session answers these (`front::processlist`).
+        ShowCatalog::Processlist { .. } | ShowCatalog::Status { .. } => {
+            return Err(Error::Internal("SHOW PROCESSLIST / STATUS are answered by the session".into()));
+        }
         ShowCatalog::ReplicationStatus => {
             ResultSet::named(&["File", "Position", "Binlog_Do_DB", "Binlog_Ignore_DB", "Executed_Gtid_Set"], Vec::new())
         }

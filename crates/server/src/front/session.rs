@@ -9,7 +9,8 @@ use std::sync::Arc;
 use canopy_meta::{ClusterMeta, Command};
 use canopy_mysql::{MysqlError, Reply};
 use canopy_sql::command::{
-    ClusterCommand, LeafTarget, NoEffect, PartitionAction, PartitionCommand, Savepoint, Statement, parse_statement,
+    ClusterCommand, LeafTarget, NoEffect, PartitionAction, PartitionCommand, Savepoint, ShowCatalog, Statement,
+    parse_statement,
 };
 use canopy_sql::plan::{self, PlanContext};
 use canopy_sql::{Catalog, Column, ResultSet, SqlError, TableDef, Value};
@@ -17,6 +18,7 @@ use canopy_sql::{Catalog, Column, ResultSet, SqlError, TableDef, Value};
 use crate::answer::Answer;
 use crate::error::{Error, Result};
 use crate::front::prepared::{Reuse, Template};
+use crate::front::processlist::{Processes, Registration};
 use crate::front::views;
 use crate::master::MasterSlot;
 use crate::master::attach;
@@ -30,6 +32,7 @@ use crate::query::exec;
 pub struct Backend {
     pub node: Arc<Node>,
     pub master: Arc<MasterSlot>,
+    pub processes: Arc<Processes>,
 }
 
 impl canopy_mysql::Backend for Backend {
@@ -40,7 +43,8 @@ impl canopy_mysql::Backend for Backend {
     }
 
     async fn open_session(&self, info: canopy_mysql::ConnectionInfo) -> std::result::Result<Session, MysqlError> {
-        let mut session = Session::new(self.node.clone(), self.master.clone());
+        let process = self.processes.register(info.connection_id, &info.user, info.peer);
+        let mut session = Session::new(self.node.clone(), self.master.clone(), process);
         if let Some(db) = info.database.filter(|d| !d.is_empty()) {
             session.use_database(&db).map_err(|e| e.to_mysql())?;
         }
@@ -51,6 +55,8 @@ impl canopy_mysql::Backend for Backend {
 pub struct Session {
     node: Arc<Node>,
     master: Arc<MasterSlot>,
+    /// This connection in SHOW PROCESSLIST (removed when the session drops).
+    process: Registration,
     db: Option<String>,
     /// An in-memory SQLite for constant expressions and table-free queries; behind a mutex only so that `&Session`
     /// can cross an await (a connection is `Send` but not `Sync`).
@@ -121,7 +127,7 @@ fn rows(columns: &[&str], rows: Vec<Vec<Value>>) -> Answer {
 }
 
 impl Session {
-    pub fn new(node: Arc<Node>, master: Arc<MasterSlot>) -> Session {
+    pub fn new(node: Arc<Node>, master: Arc<MasterSlot>, process: Registration) -> Session {
         let mut scratch = rusqlite::Connection::open_in_memory().expect("an in-memory SQLite always opens");
         canopy_sql::value::interruptible(&mut scratch);
         let scratch = Arc::new(std::sync::Mutex::new(scratch));
@@ -130,6 +136,7 @@ impl Session {
         Session {
             node,
             master,
+            process,
             db: None,
             scratch,
             autocommit: true,
@@ -148,6 +155,10 @@ impl Session {
         }
     }
 
+    fn processes(&self) -> &Processes {
+        self.process.processes()
+    }
+
     fn use_database(&mut self, db: &str) -> Result<()> {
         let known = match self.node.role() {
             NodeRole::MasterAggregator => {
@@ -160,6 +171,7 @@ impl Session {
             return Err(Error::UnknownDatabase(db.to_string()));
         }
         self.db = Some(db.to_string());
+        self.process.set_db(Some(db));
         Ok(())
     }
 
@@ -305,6 +317,7 @@ impl Session {
                 let answer = ops::drop_database(&cluster, name.clone(), if_exists).await?;
                 if self.db.as_deref() == Some(name.as_str()) {
                     self.db = None;
+                    self.process.set_db(None);
                 }
                 Ok(answer)
             }
@@ -347,6 +360,10 @@ impl Session {
                 Ok(Answer::done())
             }
             Statement::NoEffect(NoEffect::LockTables | NoEffect::UnlockTables) => Ok(Answer::done()),
+            Statement::ShowCatalog(ShowCatalog::Processlist { full }) => Ok(Answer::Rows(self.processes().list(full))),
+            Statement::ShowCatalog(ShowCatalog::Status { like }) => {
+                Ok(Answer::Rows(self.processes().status(like.as_deref())))
+            }
             Statement::ShowCatalog(show) => {
                 let meta = cluster.meta();
                 let next_id = |db: &str, t: &str| cluster.next_auto_increment(&meta, db, t);
@@ -472,7 +489,15 @@ impl Session {
         let writes =
             matches!(plan, plan::Plan::Insert { .. } | plan::Plan::Write { .. } | plan::Plan::ReferenceWrite { .. });
         self.note_statement(writes);
-        exec::execute(cluster, meta, plan, &params, &self.scratch, &views::ClusterViews { cluster, meta }).await
+        exec::execute(
+            cluster,
+            meta,
+            plan,
+            &params,
+            &self.scratch,
+            &views::ClusterViews { cluster, meta, processes: self.processes() },
+        )
+        .await
     }
 
     /// Transaction bookkeeping before a planned statement runs. A write counts even if it then fails: a statement
@@ -573,11 +598,17 @@ fn answer_to_reply(result: Result<Answer>) -> Reply {
 
 impl canopy_mysql::Session for Session {
     async fn query(&mut self, sql: &str) -> Reply {
-        answer_to_reply(self.run(sql).await)
+        self.process.statement_started(sql);
+        let answer = self.run(sql).await;
+        self.process.statement_finished();
+        answer_to_reply(answer)
     }
 
     async fn execute<'a>(&'a mut self, prepared: canopy_mysql::Prepared<'a>) -> Reply {
-        answer_to_reply(self.run_prepared(prepared).await)
+        self.process.statement_started(prepared.numbered);
+        let answer = self.run_prepared(prepared).await;
+        self.process.statement_finished();
+        answer_to_reply(answer)
     }
 
     async fn init_db(&mut self, db: &str) -> std::result::Result<(), MysqlError> {

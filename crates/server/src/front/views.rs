@@ -213,11 +213,17 @@ pub async fn virtual_table(cluster: &Arc<Cluster>, meta: &ClusterMeta, schema: &
 pub struct ClusterViews<'a> {
     pub cluster: &'a Arc<Cluster>,
     pub meta: &'a ClusterMeta,
+    pub processes: &'a crate::front::processlist::Processes,
 }
 
 impl crate::query::exec::VirtualTables for ClusterViews<'_> {
     fn fetch(&self, schema: &str, table: &str) -> impl std::future::Future<Output = Result<ResultSet>> + Send {
-        virtual_table(self.cluster, self.meta, schema, table)
+        async move {
+            if table.eq_ignore_ascii_case("PROCESSLIST") {
+                return Ok(self.processes.information_schema());
+            }
+            virtual_table(self.cluster, self.meta, schema, table).await
+        }
     }
 }
 

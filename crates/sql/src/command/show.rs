@@ -1,6 +1,7 @@
 //! The grammar of MySQL's catalog SHOW statements that tools send (SHOW INDEX, SHOW TABLE STATUS, SHOW FULL COLUMNS,
 //! SHOW CREATE DATABASE, SHOW ENGINES, SHOW CHARACTER SET, SHOW COLLATION, SHOW PLUGINS, SHOW GRANTS, SHOW
-//! MASTER|SLAVE|REPLICA STATUS, SHOW FUNCTION|PROCEDURE STATUS, SHOW TRIGGERS, SHOW EVENTS). It recognises them by their leading keywords; the server answers them from the
+//! MASTER|SLAVE|REPLICA STATUS, SHOW FUNCTION|PROCEDURE STATUS, SHOW TRIGGERS, SHOW EVENTS, SHOW PROCESSLIST,
+//! SHOW STATUS). It recognises them by their leading keywords; the server answers them from the
 //! metadata. SHOW DATABASES / TABLES / COLUMNS / CREATE TABLE / VARIABLES are `command.rs`'s own.
 
 use super::{ObjectKind, ShowCatalog};
@@ -107,6 +108,19 @@ pub(super) fn parse(cur: &mut Cursor) -> Result<Option<ShowCatalog>, SqlError> {
         cur.advance();
         cur.expect_end()?;
         ShowCatalog::ReplicationStatus
+    } else if is(cur, &["PROCESSLIST"]) || is(cur, &["FULL", "PROCESSLIST"]) {
+        cur.set_context("SHOW PROCESSLIST");
+        cur.advance();
+        let full = cur.eat_word("FULL");
+        cur.advance();
+        cur.expect_end()?;
+        ShowCatalog::Processlist { full }
+    } else if ["GLOBAL", "SESSION", "LOCAL"].iter().any(|w| is(cur, &[w, "STATUS"])) || is(cur, &["STATUS"]) {
+        cur.set_context("SHOW STATUS");
+        cur.advance();
+        let _ = cur.eat_word("GLOBAL") || cur.eat_word("SESSION") || cur.eat_word("LOCAL");
+        cur.advance();
+        ShowCatalog::Status { like: optional_like(cur)? }
     } else {
         return Ok(None);
     };
@@ -208,6 +222,11 @@ mod tests {
         check("SHOW PROCEDURE STATUS LIKE 'x'", ShowCatalog::NoObjects(ObjectKind::Routines));
         check("SHOW TRIGGERS FROM app LIKE 't'", ShowCatalog::NoObjects(ObjectKind::Triggers));
         check("SHOW EVENTS", ShowCatalog::NoObjects(ObjectKind::Events));
+        check("SHOW PROCESSLIST", ShowCatalog::Processlist { full: false });
+        check("show full processlist", ShowCatalog::Processlist { full: true });
+        check("SHOW STATUS", ShowCatalog::Status { like: None });
+        check("SHOW GLOBAL STATUS LIKE 'Com_%'", ShowCatalog::Status { like: some("Com_%") });
+        check("SHOW SESSION STATUS", ShowCatalog::Status { like: None });
     }
 
     #[test]
@@ -219,6 +238,8 @@ mod tests {
             "SHOW GRANTS FOR",
             "SHOW ENGINES x",
             "SHOW TRIGGERS WHERE",
+            "SHOW PROCESSLIST x",
+            "SHOW STATUS LIKE",
         ] {
             assert!(parse_statement(sql).is_err(), "{sql} should not parse");
         }

@@ -1,0 +1,80 @@
+//! Connection-level MySQL statements through real processes: SHOW PROCESSLIST, INFORMATION_SCHEMA.PROCESSLIST and
+//! SHOW STATUS, as monitoring tools and GUI clients send them.
+
+mod support;
+
+use mysql_async::Row;
+use mysql_async::prelude::Queryable;
+use support::TestCluster;
+
+/// The value of one SHOW STATUS counter, as a number.
+async fn status(conn: &mut mysql_async::Conn, name: &str) -> i64 {
+    let rows: Vec<(String, String)> = conn.query(format!("SHOW GLOBAL STATUS LIKE '{name}'")).await.unwrap();
+    assert_eq!(rows.len(), 1, "one row for {name}: {rows:?}");
+    rows[0].1.parse().expect("a counter is a number")
+}
+
+/// History: two client connections on the master aggregator; one selects a database and stays idle, the other asks
+/// SHOW PROCESSLIST, reads INFORMATION_SCHEMA.PROCESSLIST and SHOW STATUS, runs statements, and a third connection
+/// opens and closes.
+/// Property: every open connection is listed once under the id CONNECTION_ID() gives it, with its user, its
+/// database and Sleep/Query truthfully; a closed connection disappears; Questions and Com_select count the
+/// statements run; Threads_connected is the number of open connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processlist_and_status_show_the_connections_and_their_statements() {
+    let cluster = TestCluster::start("mysql-session", 1).await;
+    let mut idle = cluster.conn().await;
+    idle.query_drop("CREATE DATABASE shop PARTITIONS 2").await.unwrap();
+    idle.query_drop("USE shop").await.unwrap();
+    let idle_id: u32 = idle.query_first("SELECT CONNECTION_ID()").await.unwrap().unwrap();
+    let mut watcher = cluster.conn().await;
+    let watcher_id: u32 = watcher.query_first("SELECT CONNECTION_ID()").await.unwrap().unwrap();
+    assert_ne!(idle_id, watcher_id);
+
+    let list: Vec<Row> = watcher.query("SHOW PROCESSLIST").await.unwrap();
+    let ids: Vec<u32> = list.iter().map(|r| r.get::<u32, _>("Id").unwrap()).collect();
+    assert!(ids.contains(&idle_id) && ids.contains(&watcher_id), "both connections in {ids:?}");
+    let row = |id: u32| list.iter().find(|r| r.get::<u32, _>("Id") == Some(id)).expect("listed").clone();
+    let idle_row = row(idle_id);
+    assert_eq!(idle_row.get::<String, _>("User").unwrap(), "root");
+    assert_eq!(idle_row.get::<Option<String>, _>("db").unwrap().as_deref(), Some("shop"));
+    assert_eq!(idle_row.get::<String, _>("Command").unwrap(), "Sleep");
+    assert_eq!(idle_row.get::<Option<String>, _>("Info").unwrap(), None);
+    let own = row(watcher_id);
+    assert_eq!(own.get::<String, _>("Command").unwrap(), "Query");
+    assert_eq!(own.get::<Option<String>, _>("Info").unwrap().as_deref(), Some("SHOW PROCESSLIST"));
+
+    let from_schema: Vec<(String, Option<String>, String)> = watcher
+        .query(format!("SELECT USER, DB, COMMAND FROM information_schema.PROCESSLIST WHERE ID = {idle_id}"))
+        .await
+        .unwrap();
+    assert_eq!(from_schema, [("root".to_string(), Some("shop".to_string()), "Sleep".to_string())]);
+
+    let questions = status(&mut watcher, "Questions").await;
+    let selects = status(&mut watcher, "Com_select").await;
+    for _ in 0..3 {
+        let _: Option<i64> = watcher.query_first("SELECT 1").await.unwrap();
+    }
+    // Three SELECTs plus the SHOW STATUS that reads Questions (counted when it starts).
+    assert_eq!(status(&mut watcher, "Com_select").await, selects + 3);
+    assert!(status(&mut watcher, "Questions").await >= questions + 5);
+    assert!(status(&mut watcher, "Uptime").await >= 0);
+
+    let connected = status(&mut watcher, "Threads_connected").await;
+    // A session is registered before the handshake's OK, so a connected client is already listed.
+    let extra = cluster.conn().await;
+    let extra_id = extra.id();
+    assert_eq!(status(&mut watcher, "Threads_connected").await, connected + 1);
+    extra.disconnect().await.unwrap();
+    // The server drops the session after the client's COM_QUIT: poll, with a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let ids: Vec<u32> = watcher.query("SELECT ID FROM information_schema.PROCESSLIST").await.unwrap();
+        if !ids.contains(&extra_id) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "connection {extra_id} still listed: {ids:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status(&mut watcher, "Threads_connected").await, connected);
+}
