@@ -217,13 +217,11 @@ pub struct ClusterViews<'a> {
 }
 
 impl crate::query::exec::VirtualTables for ClusterViews<'_> {
-    fn fetch(&self, schema: &str, table: &str) -> impl std::future::Future<Output = Result<ResultSet>> + Send {
-        async move {
-            if table.eq_ignore_ascii_case("PROCESSLIST") {
-                return Ok(self.processes.information_schema());
-            }
-            virtual_table(self.cluster, self.meta, schema, table).await
+    async fn fetch(&self, schema: &str, table: &str) -> Result<ResultSet> {
+        if table.eq_ignore_ascii_case("PROCESSLIST") {
+            return Ok(self.processes.information_schema());
         }
+        virtual_table(self.cluster, self.meta, schema, table).await
     }
 }
 
