@@ -78,3 +78,56 @@ async fn processlist_and_status_show_the_connections_and_their_statements() {
     }
     assert_eq!(status(&mut watcher, "Threads_connected").await, connected);
 }
+
+/// History: a client on the master aggregator asks SHOW VARIABLES (all, LIKE, GLOBAL), reads
+/// INFORMATION_SCHEMA.GLOBAL_VARIABLES / SESSION_VARIABLES / GLOBAL_STATUS, and selects `@@` variables.
+/// Property: MySQL's built-in variables and the cluster's own are listed together, once each, in name order; the
+/// values agree with `SELECT @@name` and with INFORMATION_SCHEMA.COLLATIONS' collation; the INFORMATION_SCHEMA
+/// tables carry the same rows under upper-case names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_variables_lists_builtin_and_cluster_variables() {
+    let cluster = TestCluster::start("mysql-variables", 1).await;
+    let mut conn = cluster.conn().await;
+    let all: Vec<(String, Option<String>)> = conn.query("SHOW VARIABLES").await.unwrap();
+    let names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(names, sorted, "SHOW VARIABLES is in name order without duplicates");
+    for name in ["version", "max_allowed_packet", "sql_mode", "redundancy_level", "leaf_failure_detection"] {
+        assert!(names.contains(&name), "{name} is listed: {names:?}");
+    }
+    let value = |name: &str| all.iter().find(|(n, _)| n == name).and_then(|(_, v)| v.clone()).unwrap();
+    let version: String = conn.query_first("SELECT @@version").await.unwrap().unwrap();
+    assert_eq!(value("version"), version);
+    let packet: i64 = conn.query_first("SELECT @@max_allowed_packet").await.unwrap().unwrap();
+    assert_eq!(value("max_allowed_packet"), packet.to_string());
+
+    let like: Vec<(String, String)> = conn.query("SHOW GLOBAL VARIABLES LIKE 'collation%'").await.unwrap();
+    assert_eq!(like.len(), 3, "{like:?}");
+    let collation: String =
+        conn.query_first("SELECT COLLATION_NAME FROM information_schema.COLLATIONS").await.unwrap().unwrap();
+    assert!(like.iter().all(|(_, v)| *v == collation), "{like:?} against {collation}");
+    let connection_collation: String = conn.query_first("SELECT @@collation_connection").await.unwrap().unwrap();
+    assert_eq!(connection_collation, collation);
+
+    for table in ["GLOBAL_VARIABLES", "SESSION_VARIABLES"] {
+        let rows: Vec<(String, Option<String>)> =
+            conn.query(format!("SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.{table}")).await.unwrap();
+        assert_eq!(rows.len(), all.len(), "{table} has the rows of SHOW VARIABLES");
+        let redundancy: String = conn
+            .query_first(format!(
+                "SELECT VARIABLE_VALUE FROM information_schema.{table} WHERE VARIABLE_NAME = 'REDUNDANCY_LEVEL'"
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(redundancy, value("redundancy_level"));
+    }
+    let questions: String = conn
+        .query_first("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'QUESTIONS'")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(questions.parse::<i64>().unwrap() >= 6, "questions so far: {questions}");
+}

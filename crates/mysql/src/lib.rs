@@ -28,6 +28,7 @@ mod wire;
 pub use error::MysqlError;
 pub use resultset::mysql_column_type;
 pub use server::serve;
+pub use sysvars::builtins as builtin_variables;
 
 /// What the backend answers to one statement.
 #[derive(Debug, Clone, PartialEq)]

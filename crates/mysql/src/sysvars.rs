@@ -70,72 +70,88 @@ pub(crate) fn is_session_variable(name: &str) -> bool {
 
 const SQL_MODE: &str = "ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION";
 
+/// Every built-in system variable with its value, in name order: names lowercase, without scope. SHOW VARIABLES
+/// and INFORMATION_SCHEMA.GLOBAL_VARIABLES list these beside the cluster's own variables.
+pub fn builtins(limits: &Limits) -> Vec<(&'static str, Value)> {
+    let text = |s: &str| Value::Text(s.to_string());
+    let groups: Vec<(&'static [&'static str], Value)> = vec![
+        (&["version"], text(&limits.server_version)),
+        (&["version_comment"], text("Canopy")),
+        (&["version_compile_os"], text("Linux")),
+        (&["version_compile_machine"], text(std::env::consts::ARCH)),
+        (&["max_allowed_packet"], Value::Integer(i64::from(limits.max_packet_bytes))),
+        (&["max_connections"], Value::Integer(i64::from(limits.max_connections))),
+        (&["wait_timeout", "interactive_timeout"], Value::Integer(28800)),
+        (&["net_write_timeout"], Value::Integer(60)),
+        (&["net_read_timeout"], Value::Integer(30)),
+        (&["net_buffer_length"], Value::Integer(16384)),
+        (&["connect_timeout"], Value::Integer(10)),
+        (&["autocommit"], Value::Integer(1)),
+        (&["sql_mode"], text(SQL_MODE)),
+        (
+            &[
+                "character_set_client",
+                "character_set_connection",
+                "character_set_results",
+                "character_set_server",
+                "character_set_database",
+                "character_set_system",
+            ],
+            text("utf8mb4"),
+        ),
+        (&["collation_connection", "collation_server", "collation_database"], text("utf8mb4_bin")),
+        (&["time_zone"], text("SYSTEM")),
+        (&["system_time_zone"], text("UTC")),
+        (&["lower_case_table_names"], Value::Integer(0)),
+        (&["transaction_isolation", "tx_isolation"], text("READ-COMMITTED")),
+        (&["transaction_read_only", "tx_read_only", "read_only", "super_read_only"], Value::Integer(0)),
+        (&["socket"], Value::Null),
+        (&["license"], text("Apache-2.0")),
+        (&["performance_schema"], Value::Integer(0)),
+        (&["init_connect"], text("")),
+        (&["query_cache_type"], text("OFF")),
+        (&["query_cache_size"], Value::Integer(0)),
+        (&["have_ssl", "have_openssl"], text("DISABLED")),
+        (&["sql_select_limit"], Value::Integer(i64::MAX)),
+        (&["sql_auto_is_null", "sql_safe_updates"], Value::Integer(0)),
+        (
+            &["foreign_key_checks", "unique_checks", "sql_notes", "sql_warnings", "sql_quote_show_create"],
+            Value::Integer(1),
+        ),
+        (&["auto_increment_increment", "auto_increment_offset"], Value::Integer(1)),
+        (&["default_storage_engine", "storage_engine"], text("Canopy")),
+        (&["lc_time_names"], text("en_US")),
+        (&["lc_messages"], text("en_US")),
+        (&["group_concat_max_len"], Value::Integer(1024)),
+        (&["max_execution_time"], Value::Integer(0)),
+        (&["div_precision_increment"], Value::Integer(4)),
+        (&["explicit_defaults_for_timestamp"], Value::Integer(1)),
+        (&["port"], Value::Integer(3306)),
+        (&["hostname"], text("canopy")),
+        (&["protocol_version"], Value::Integer(10)),
+        (&["warning_count", "error_count"], Value::Integer(0)),
+        (&["last_insert_id", "identity"], Value::Integer(0)),
+        (&["session_track_schema", "session_track_state_change"], Value::Integer(0)),
+        (&["session_track_gtids"], text("OFF")),
+        (&["session_track_system_variables"], text("")),
+        (&["session_track_transaction_info"], text("OFF")),
+        (&["profiling"], Value::Integer(0)),
+        (&["long_query_time"], Value::Real(10.0)),
+        (&["lock_wait_timeout"], Value::Integer(31536000)),
+        (&["innodb_lock_wait_timeout"], Value::Integer(50)),
+        (&["net_retry_count"], Value::Integer(10)),
+        (&["completion_type"], text("NO_CHAIN")),
+        (&["big_tables", "sql_big_selects", "sql_buffer_result", "sql_log_bin"], Value::Integer(0)),
+    ];
+    let mut all: Vec<(&'static str, Value)> =
+        groups.into_iter().flat_map(|(names, value)| names.iter().map(move |n| (*n, value.clone()))).collect();
+    all.sort_by(|a, b| a.0.cmp(b.0));
+    all
+}
+
 /// The built-in value of a system variable; `name` is lowercase without scope.
 pub(crate) fn builtin(name: &str, limits: &Limits) -> Option<Value> {
-    let text = |s: &str| Some(Value::Text(s.to_string()));
-    let int = |i: i64| Some(Value::Integer(i));
-    match name {
-        "version" => text(&limits.server_version),
-        "version_comment" => text("Canopy"),
-        "version_compile_os" => text("Linux"),
-        "version_compile_machine" => text(std::env::consts::ARCH),
-        "max_allowed_packet" => int(i64::from(limits.max_packet_bytes)),
-        "max_connections" => int(i64::from(limits.max_connections)),
-        "wait_timeout" | "interactive_timeout" => int(28800),
-        "net_write_timeout" => int(60),
-        "net_read_timeout" => int(30),
-        "net_buffer_length" => int(16384),
-        "connect_timeout" => int(10),
-        "autocommit" => int(1),
-        "sql_mode" => text(SQL_MODE),
-        "character_set_client"
-        | "character_set_connection"
-        | "character_set_results"
-        | "character_set_server"
-        | "character_set_database"
-        | "character_set_system" => text("utf8mb4"),
-        "collation_connection" | "collation_server" | "collation_database" => text("utf8mb4_general_ci"),
-        "time_zone" => text("SYSTEM"),
-        "system_time_zone" => text("UTC"),
-        "lower_case_table_names" => int(0),
-        "transaction_isolation" | "tx_isolation" => text("READ-COMMITTED"),
-        "transaction_read_only" | "tx_read_only" | "read_only" | "super_read_only" => int(0),
-        "socket" => Some(Value::Null),
-        "license" => text("Apache-2.0"),
-        "performance_schema" => int(0),
-        "init_connect" => text(""),
-        "query_cache_type" => text("OFF"),
-        "query_cache_size" => int(0),
-        "have_ssl" | "have_openssl" => text("DISABLED"),
-        "sql_select_limit" => int(i64::MAX),
-        "sql_auto_is_null" | "sql_safe_updates" => int(0),
-        "foreign_key_checks" | "unique_checks" | "sql_notes" | "sql_warnings" | "sql_quote_show_create" => int(1),
-        "auto_increment_increment" | "auto_increment_offset" => int(1),
-        "default_storage_engine" | "storage_engine" => text("Canopy"),
-        "lc_time_names" => text("en_US"),
-        "lc_messages" => text("en_US"),
-        "group_concat_max_len" => int(1024),
-        "max_execution_time" => int(0),
-        "div_precision_increment" => int(4),
-        "explicit_defaults_for_timestamp" => int(1),
-        "port" => int(3306),
-        "hostname" => text("canopy"),
-        "protocol_version" => int(10),
-        "warning_count" | "error_count" => int(0),
-        "last_insert_id" | "identity" => int(0),
-        "session_track_schema" | "session_track_state_change" => int(0),
-        "session_track_gtids" => text("OFF"),
-        "session_track_system_variables" => text(""),
-        "session_track_transaction_info" => text("OFF"),
-        "profiling" => int(0),
-        "long_query_time" => Some(Value::Real(10.0)),
-        "lock_wait_timeout" => int(31536000),
-        "innodb_lock_wait_timeout" => int(50),
-        "net_retry_count" => int(10),
-        "completion_type" => text("NO_CHAIN"),
-        "big_tables" | "sql_big_selects" | "sql_buffer_result" | "sql_log_bin" => int(0),
-        _ => None,
-    }
+    builtins(limits).into_iter().find(|(n, _)| *n == name).map(|(_, v)| v)
 }
 
 #[cfg(test)]

@@ -54,12 +54,13 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         tokio::spawn(master::reference::reconcile(cluster));
     }
     let limits = canopy_mysql::Limits::default();
-    let mysql = tokio::spawn(canopy_mysql::serve(
-        mysql_listener,
-        Arc::new(front::session::Backend { node: node.clone(), master, processes: Default::default() }),
-        limits,
-        stopped(stop_rx.clone()),
-    ));
+    let backend = front::session::Backend {
+        node: node.clone(),
+        master,
+        processes: Default::default(),
+        limits: Arc::new(limits.clone()),
+    };
+    let mysql = tokio::spawn(canopy_mysql::serve(mysql_listener, Arc::new(backend), limits, stopped(stop_rx.clone())));
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);

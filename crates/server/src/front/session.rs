@@ -33,6 +33,8 @@ pub struct Backend {
     pub node: Arc<Node>,
     pub master: Arc<MasterSlot>,
     pub processes: Arc<Processes>,
+    /// What the MySQL listener enforces; the built-in system variables report it.
+    pub limits: Arc<canopy_mysql::Limits>,
 }
 
 impl canopy_mysql::Backend for Backend {
@@ -44,7 +46,7 @@ impl canopy_mysql::Backend for Backend {
 
     async fn open_session(&self, info: canopy_mysql::ConnectionInfo) -> std::result::Result<Session, MysqlError> {
         let process = self.processes.register(info.connection_id, &info.user, info.peer);
-        let mut session = Session::new(self.node.clone(), self.master.clone(), process);
+        let mut session = Session::new(self.node.clone(), self.master.clone(), process, self.limits.clone());
         if let Some(db) = info.database.filter(|d| !d.is_empty()) {
             session.use_database(&db).map_err(|e| e.to_mysql())?;
         }
@@ -57,6 +59,7 @@ pub struct Session {
     master: Arc<MasterSlot>,
     /// This connection in SHOW PROCESSLIST (removed when the session drops).
     process: Registration,
+    limits: Arc<canopy_mysql::Limits>,
     db: Option<String>,
     /// An in-memory SQLite for constant expressions and table-free queries; behind a mutex only so that `&Session`
     /// can cross an await (a connection is `Send` but not `Sync`).
@@ -127,7 +130,12 @@ fn rows(columns: &[&str], rows: Vec<Vec<Value>>) -> Answer {
 }
 
 impl Session {
-    pub fn new(node: Arc<Node>, master: Arc<MasterSlot>, process: Registration) -> Session {
+    pub fn new(
+        node: Arc<Node>,
+        master: Arc<MasterSlot>,
+        process: Registration,
+        limits: Arc<canopy_mysql::Limits>,
+    ) -> Session {
         let mut scratch = rusqlite::Connection::open_in_memory().expect("an in-memory SQLite always opens");
         canopy_sql::value::interruptible(&mut scratch);
         let scratch = Arc::new(std::sync::Mutex::new(scratch));
@@ -137,6 +145,7 @@ impl Session {
             node,
             master,
             process,
+            limits,
             db: None,
             scratch,
             autocommit: true,
@@ -244,7 +253,9 @@ impl Session {
             }
             Statement::SetSession { .. } | Statement::SetNames { .. } => Ok(Answer::done()),
             Statement::Begin | Statement::Commit | Statement::Rollback => Ok(Answer::done()),
-            Statement::ShowVariables { like, .. } => Ok(Answer::Rows(views::show_variables(None, like.as_deref()))),
+            Statement::ShowVariables { like, .. } => {
+                Ok(Answer::Rows(views::show_variables(None, &self.limits, like.as_deref())))
+            }
             Statement::Query(q) => self.scratch_only(plan::render(&*q)).await,
             _ => Err(Error::NotInCluster),
         }
@@ -398,7 +409,7 @@ impl Session {
             }
             Statement::SetSession { .. } | Statement::SetNames { .. } => Ok(Answer::done()),
             Statement::ShowVariables { like, .. } => {
-                Ok(Answer::Rows(views::show_variables(Some(&cluster.meta()), like.as_deref())))
+                Ok(Answer::Rows(views::show_variables(Some(&cluster.meta()), &self.limits, like.as_deref())))
             }
             Statement::Begin => {
                 self.in_transaction = true;
@@ -495,7 +506,7 @@ impl Session {
             plan,
             &params,
             &self.scratch,
-            &views::ClusterViews { cluster, meta, processes: self.processes() },
+            &views::ClusterViews { cluster, meta, processes: self.processes(), limits: &self.limits },
         )
         .await
     }

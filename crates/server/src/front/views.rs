@@ -214,12 +214,27 @@ pub struct ClusterViews<'a> {
     pub cluster: &'a Arc<Cluster>,
     pub meta: &'a ClusterMeta,
     pub processes: &'a crate::front::processlist::Processes,
+    pub limits: &'a canopy_mysql::Limits,
 }
 
 impl crate::query::exec::VirtualTables for ClusterViews<'_> {
     async fn fetch(&self, schema: &str, table: &str) -> Result<ResultSet> {
-        if table.eq_ignore_ascii_case("PROCESSLIST") {
-            return Ok(self.processes.information_schema());
+        match table.to_ascii_uppercase().as_str() {
+            "PROCESSLIST" => return Ok(self.processes.information_schema()),
+            "GLOBAL_VARIABLES" | "SESSION_VARIABLES" => {
+                return Ok(information_schema_variables(self.meta, self.limits));
+            }
+            "GLOBAL_STATUS" | "SESSION_STATUS" => {
+                let mut status = self.processes.status(None);
+                status.columns = ResultSet::named(&["VARIABLE_NAME", "VARIABLE_VALUE"], Vec::new()).columns;
+                for row in &mut status.rows {
+                    if let Value::Text(name) = &mut row[0] {
+                        name.make_ascii_uppercase();
+                    }
+                }
+                return Ok(status);
+            }
+            _ => {}
         }
         virtual_table(self.cluster, self.meta, schema, table).await
     }
@@ -373,15 +388,41 @@ pub fn databases_extended(local: &[LocalDb]) -> ResultSet {
 }
 
 /// Rows of `SHOW VARIABLES [LIKE]`: Canopy's cluster variables.
-pub fn show_variables(meta: Option<&ClusterMeta>, like: Option<&str>) -> ResultSet {
-    let defaults = canopy_meta::Variables::default();
-    let vars = meta.map(|m| &m.variables).unwrap_or(&defaults);
-    let rows = canopy_meta::variables::NAMES
-        .iter()
-        .filter(|n| like.is_none_or(|p| like_match(p, n)))
-        .filter_map(|n| vars.get(n).map(|v| vec![Value::text(*n), v]))
+pub fn show_variables(meta: Option<&ClusterMeta>, limits: &canopy_mysql::Limits, like: Option<&str>) -> ResultSet {
+    let rows = variables(meta, limits)
+        .into_iter()
+        .filter(|(n, _)| like.is_none_or(|p| like_match(p, n)))
+        .map(|(n, v)| vec![Value::Text(n), v])
         .collect();
     ResultSet::named(&["Variable_name", "Value"], rows)
+}
+
+/// Every system variable in name order: MySQL's built-in ones as this node reports them, then the cluster's own
+/// (from the metadata, or their defaults before the node joins a cluster).
+fn variables(meta: Option<&ClusterMeta>, limits: &canopy_mysql::Limits) -> Vec<(String, Value)> {
+    let defaults = canopy_meta::Variables::default();
+    let vars = meta.map(|m| &m.variables).unwrap_or(&defaults);
+    let mut all: std::collections::BTreeMap<String, Value> =
+        canopy_mysql::builtin_variables(limits).into_iter().map(|(n, v)| (n.to_string(), v)).collect();
+    all.extend(canopy_meta::variables::NAMES.iter().filter_map(|n| vars.get(n).map(|v| (n.to_string(), v))));
+    all.into_iter().collect()
+}
+
+/// INFORMATION_SCHEMA.GLOBAL_VARIABLES / SESSION_VARIABLES: the rows of SHOW VARIABLES under MySQL's column names,
+/// names upper case as MySQL's INFORMATION_SCHEMA has them.
+fn information_schema_variables(meta: &ClusterMeta, limits: &canopy_mysql::Limits) -> ResultSet {
+    let rows = variables(Some(meta), limits)
+        .into_iter()
+        .map(|(n, v)| {
+            let value = match v {
+                Value::Integer(i) => Value::Text(i.to_string()),
+                Value::Real(r) => Value::Text(r.to_string()),
+                other => other,
+            };
+            vec![Value::Text(n.to_ascii_uppercase()), value]
+        })
+        .collect();
+    ResultSet::named(&["VARIABLE_NAME", "VARIABLE_VALUE"], rows)
 }
 
 /// SQL LIKE with `%` and `_`, case-insensitive (MySQL's default collation behaviour for SHOW ... LIKE).
