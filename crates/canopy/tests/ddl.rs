@@ -98,3 +98,42 @@ async fn tables_indexes_and_drops() {
     let dbs: Vec<String> = direct.query("SHOW DATABASES").await.unwrap();
     assert_eq!(dbs, ["information_schema"], "the leaf dropped its partitions");
 }
+
+/// History: two connections insert into one AUTO_INCREMENT table at once, single rows and batches, past several
+/// of the aggregator's reserved ranges (1,000 values each); then one INSERT of 2,500 rows, more than a range holds.
+/// Property: every row gets a value, no value is given twice, each connection's values increase, and
+/// LAST_INSERT_ID is the first value of the last statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_increment_values_stay_unique_across_reserved_ranges() {
+    let cluster = TestCluster::start("ddl-auto-increment", 1).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE DATABASE ai PARTITIONS 4").await.unwrap();
+    conn.query_drop("CREATE TABLE ai.t (id BIGINT AUTO_INCREMENT PRIMARY KEY, writer INT, n INT)").await.unwrap();
+    let mut writers = Vec::new();
+    for writer in 0..2 {
+        let mut conn = cluster.conn().await;
+        writers.push(tokio::spawn(async move {
+            let mut firsts = Vec::new();
+            for round in 0..30 {
+                let rows: Vec<String> = (0..(1 + round % 3) * 25).map(|n| format!("({writer}, {n})")).collect();
+                conn.query_drop(format!("INSERT INTO ai.t (writer, n) VALUES {}", rows.join(", "))).await.unwrap();
+                firsts.push(conn.last_insert_id().expect("a value was assigned"));
+            }
+            firsts
+        }));
+    }
+    for writer in writers {
+        let firsts = writer.await.unwrap();
+        assert!(firsts.windows(2).all(|w| w[0] < w[1]), "values increase per connection: {firsts:?}");
+    }
+    let rows: Vec<String> = (0..2500).map(|n| format!("(9, {n})")).collect();
+    conn.query_drop(format!("INSERT INTO ai.t (writer, n) VALUES {}", rows.join(", "))).await.unwrap();
+    let first = conn.last_insert_id().unwrap();
+    let (count, distinct): (i64, i64) =
+        conn.query_first("SELECT COUNT(*), COUNT(DISTINCT id) FROM ai.t").await.unwrap().unwrap();
+    assert_eq!(count, 2 * (10 * (25 + 50 + 75)) + 2500);
+    assert_eq!(distinct, count, "no AUTO_INCREMENT value given twice");
+    let (low, high): (u64, u64) =
+        conn.query_first("SELECT MIN(id), MAX(id) FROM ai.t WHERE writer = 9").await.unwrap().unwrap();
+    assert_eq!((low, high), (first, first + 2499), "one statement's values are consecutive");
+}

@@ -95,6 +95,18 @@ pub enum Command {
         running_ms: Option<u64>,
         error: Option<String>,
     },
+    /// The master aggregator (re)started: steps of earlier operations that were still running read as failed, and
+    /// those not started as cancelled (no executor is left to finish them; a rerun plans afresh).
+    InterruptOperations,
+}
+
+impl Command {
+    /// Whether the command only records how an operation is going (a step's status, running time, error): it
+    /// changes nothing a statement plan reads, so it does not bump `ClusterMeta::version`, and the metadata store
+    /// publishes it without a write of its own.
+    pub fn is_progress(&self) -> bool {
+        matches!(self, Command::UpdateStep { .. } | Command::InterruptOperations)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -149,6 +161,7 @@ impl ClusterMeta {
     }
 
     pub fn apply(&mut self, command: Command) -> Result<Outcome, MetaError> {
+        let progress = command.is_progress();
         let outcome = match command {
             Command::AddLeaf { addr, user, password, group } => self.add_leaf(addr, user, password, group)?,
             Command::CreateDatabase { name, partitions, sync_durability } => {
@@ -290,8 +303,23 @@ impl ClusterMeta {
                 }
                 Outcome::Done
             }
+            Command::InterruptOperations => {
+                for step in self.databases.values_mut().flat_map(|d| d.operation.iter_mut()) {
+                    match step.status {
+                        StepStatus::Running => {
+                            step.status = StepStatus::Failed;
+                            step.error = Some("interrupted: the master aggregator restarted".to_string());
+                        }
+                        StepStatus::Scheduled => step.status = StepStatus::Cancelled,
+                        StepStatus::Success | StepStatus::Failed | StepStatus::Cancelled => {}
+                    }
+                }
+                Outcome::Done
+            }
         };
-        self.version += 1;
+        if !progress {
+            self.version += 1;
+        }
         Ok(outcome)
     }
 

@@ -130,7 +130,8 @@ impl Database {
 pub struct ClusterMeta {
     /// A random id chosen at BOOTSTRAP; a leaf that belongs to another cluster carries another id.
     pub cluster_id: String,
-    /// Incremented by every applied command, so observers can tell whether anything changed.
+    /// Incremented by every applied command except progress records (`Command::is_progress`), so a prepared plan
+    /// keyed on it stays valid exactly while nothing it read has changed.
     pub version: u64,
     pub aggregators: BTreeMap<NodeId, Aggregator>,
     pub leaves: BTreeMap<NodeId, Leaf>,

@@ -33,6 +33,10 @@ pub enum SqlError {
     /// The statement ran past its deadline and was interrupted.
     #[error("Query execution was interrupted, maximum statement execution time exceeded")]
     QueryTimeout,
+    /// The plan needs `count` AUTO_INCREMENT values of `db.table` that the context does not hold yet: the caller
+    /// reserves them (a metadata write, which the planner never makes) and plans again.
+    #[error("AUTO_INCREMENT values of '{db}.{table}' are not reserved yet")]
+    AutoIncrementNeeded { db: String, table: String, count: u64 },
     /// Valid SQL that Canopy does not support (yet). The string names the feature.
     #[error("Feature not supported: {0}")]
     Unsupported(String),

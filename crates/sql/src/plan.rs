@@ -41,7 +41,8 @@ use crate::value::Value;
 pub trait PlanContext: Catalog {
     /// Evaluate a constant SQL expression (non-literal shard-key values in INSERT, e.g. `1+1`, `lower('A')`).
     fn eval_constant(&mut self, expr_sql: &str) -> Result<Value, SqlError>;
-    /// Reserve `count` consecutive AUTO_INCREMENT values for db.table; returns the first.
+    /// Take `count` consecutive AUTO_INCREMENT values of db.table from those the caller already reserved; returns
+    /// the first, or `SqlError::AutoIncrementNeeded` when too few are held (the planner never writes metadata).
     fn allocate_auto_increment(&mut self, db: &str, table: &str, count: u64) -> Result<i64, SqlError>;
     /// Pick a partition for a row of a table with no shard key (rows spread evenly).
     fn spread_ordinal(&mut self, partitions: u32) -> u32;

@@ -112,7 +112,11 @@ impl PlanContext for Context<'_> {
     }
 
     fn allocate_auto_increment(&mut self, db: &str, table: &str, count: u64) -> std::result::Result<i64, SqlError> {
-        self.cluster.allocate_auto_increment(db, table, count).map_err(|e| SqlError::Engine(e.to_string()))
+        self.cluster.take_auto_increment(db, table, count).ok_or_else(|| SqlError::AutoIncrementNeeded {
+            db: db.to_string(),
+            table: table.to_string(),
+            count,
+        })
     }
 
     fn spread_ordinal(&mut self, partitions: u32) -> u32 {
@@ -232,7 +236,7 @@ impl Session {
         if let Some(plan) = reused {
             return self.run_plan(&cluster, &meta, plan, prepared.params).await;
         }
-        let (plan, params) = self.plan_statement(&cluster, &meta, &statement, prepared.params)?;
+        let (plan, params) = self.plan_statement(&cluster, &meta, &statement, prepared.params).await?;
         if !params.is_empty()
             && let Some(reuse) = Reuse::of(&statement, &plan, &params, &meta, self.db.as_deref())
             && let Some(template) = self.templates.get_mut(prepared.numbered)
@@ -399,7 +403,7 @@ impl Session {
                 ops::drop_tables(&cluster, tables, if_exists).await
             }
             Statement::SetGlobal { name, value } => {
-                cluster.apply(Command::SetVariable { name, value })?;
+                cluster.apply(Command::SetVariable { name, value }).await?;
                 Ok(Answer::done())
             }
             Statement::SetSession { assignments } if assignments.iter().any(|(name, _)| name == "autocommit") => {
@@ -464,13 +468,34 @@ impl Session {
         params: Vec<Value>,
     ) -> Result<Answer> {
         let meta = cluster.meta();
-        let (plan, params) = self.plan_statement(cluster, &meta, query, params)?;
+        let (plan, params) = self.plan_statement(cluster, &meta, query, params).await?;
         self.run_plan(cluster, &meta, plan, params).await
     }
 
     /// Plans `query` with its parameters; returns the plan and the parameters to send with it (none when they had
-    /// to be bound into the statement as literals).
-    fn plan_statement(
+    /// to be bound into the statement as literals). AUTO_INCREMENT values the plan needs and this aggregator does
+    /// not hold are reserved here, outside the planner, and the statement is planned again.
+    async fn plan_statement(
+        &mut self,
+        cluster: &Arc<Cluster>,
+        meta: &ClusterMeta,
+        query: &sqlparser::ast::Statement,
+        params: Vec<Value>,
+    ) -> Result<(plan::Plan, Vec<Value>)> {
+        // Other sessions may take the new range's values first; a few rounds settle it.
+        const RESERVE_ROUNDS: usize = 5;
+        for _ in 0..RESERVE_ROUNDS {
+            match self.plan_once(cluster, meta, query, params.clone()) {
+                Err(Error::Sql(SqlError::AutoIncrementNeeded { db, table, count })) => {
+                    cluster.reserve_auto_increment(&db, &table, count).await?;
+                }
+                other => return other,
+            }
+        }
+        Err(Error::Internal(format!("AUTO_INCREMENT values stayed short after {RESERVE_ROUNDS} reservations")))
+    }
+
+    fn plan_once(
         &mut self,
         cluster: &Arc<Cluster>,
         meta: &ClusterMeta,

@@ -72,7 +72,7 @@ async fn attach_leaf_locked(cluster: &Arc<Cluster>, leaf_id: NodeId, force: bool
     let leaf = meta.leaves.get(&leaf_id).cloned().ok_or(Error::Meta(canopy_meta::MetaError::UnknownLeaf(leaf_id)))?;
     let previous = leaf.state;
     if previous != LeafState::Online {
-        cluster.apply(Command::SetLeafState { leaf: leaf_id, state: LeafState::Attaching })?;
+        cluster.apply(Command::SetLeafState { leaf: leaf_id, state: LeafState::Attaching }).await?;
         test_pause().await;
     }
     // Reference copies first, under reference locks held until the leaf is online: its partitions join against
@@ -84,14 +84,14 @@ async fn attach_leaf_locked(cluster: &Arc<Cluster>, leaf_id: NodeId, force: bool
     match &result {
         Ok(_) => {
             if previous != LeafState::Online {
-                cluster.apply(Command::SetLeafState { leaf: leaf_id, state: LeafState::Online })?;
+                cluster.apply(Command::SetLeafState { leaf: leaf_id, state: LeafState::Online }).await?;
             }
         }
         Err(_) if previous != LeafState::Online => {
             // Back where it was: a detached leaf stays detached; an offline one (or one whose interrupted attach
             // was resumed) goes offline, and the heartbeat retries when it answers.
             let back = if previous == LeafState::Detached { LeafState::Detached } else { LeafState::Offline };
-            let _ = cluster.apply(Command::SetLeafState { leaf: leaf_id, state: back });
+            let _ = cluster.apply(Command::SetLeafState { leaf: leaf_id, state: back }).await;
         }
         Err(_) => {}
     }
@@ -134,7 +134,7 @@ async fn attach_partitions_of(cluster: &Arc<Cluster>, leaf: &canopy_meta::Leaf, 
     for (db, ordinals) in by_db {
         let steps: Vec<Step> =
             ordinals.iter().map(|&o| Step::scheduled(Action::AttachPartition, o, leaf.id, 1, 10)).collect();
-        cluster.apply(Command::RecordOperation { db: db.clone(), steps })?;
+        cluster.apply(Command::RecordOperation { db: db.clone(), steps }).await?;
         for (index, &ordinal) in ordinals.iter().enumerate() {
             run_step(cluster, &db, index as u32, async {
                 let request = Request::AttachPartitions { db: db.clone(), ordinals: vec![ordinal] };
@@ -151,7 +151,7 @@ async fn attach_partitions_of(cluster: &Arc<Cluster>, leaf: &canopy_meta::Leaf, 
 /// `work` succeeded its effects stand: failing to record that is logged, never reported as the step failing (the
 /// caller would otherwise undo work that is already committed).
 pub async fn run_step(
-    cluster: &Cluster,
+    cluster: &Arc<Cluster>,
     db: &str,
     index: u32,
     work: impl std::future::Future<Output = Result<()>>,
@@ -164,16 +164,18 @@ pub async fn run_step(
         running_ms: Some(started.elapsed().as_millis() as u64),
         error,
     };
-    cluster.apply(update(StepStatus::Running, None))?;
+    // That a step runs is progress (published, not written); how it ended is written, so the summary survives a
+    // restart.
+    cluster.record_progress(update(StepStatus::Running, None))?;
     match work.await {
         Ok(()) => {
-            if let Err(e) = cluster.apply(update(StepStatus::Success, None)) {
+            if let Err(e) = cluster.apply(update(StepStatus::Success, None)).await {
                 tracing::warn!("step {index} of {db} succeeded, but recording it failed: {e}");
             }
             Ok(())
         }
         Err(e) => {
-            let _ = cluster.apply(update(StepStatus::Failed, Some(e.to_string())));
+            let _ = cluster.apply(update(StepStatus::Failed, Some(e.to_string()))).await;
             Err(e)
         }
     }
@@ -210,19 +212,16 @@ pub async fn attach_partition(cluster: &Arc<Cluster>, db: String, ordinal: u32, 
         return Err(Error::AttachRefused { db: db.clone(), ordinal, reason });
     }
     let steps = vec![Step::scheduled(Action::AttachPartition, ordinal, leaf_id, 1, 10)];
-    cluster.apply(Command::RecordOperation { db: db.clone(), steps })?;
+    cluster.apply(Command::RecordOperation { db: db.clone(), steps }).await?;
     run_step(cluster, &db, 0, async {
         // The partition joins against the leaf's reference copy, and the leaf becomes a holder if it was not one.
         let _reference = reference::lock(cluster, &db).await;
         reference::provide(cluster, &db, &leaf).await?;
         cluster.call(&leaf, &Request::AttachPartitions { db: db.clone(), ordinals: vec![ordinal] }).await?;
         if database.master(ordinal).is_none() {
-            cluster.apply(Command::AddInstance {
-                db: db.clone(),
-                ordinal,
-                node: leaf_id,
-                role: InstanceRole::Master,
-            })?;
+            cluster
+                .apply(Command::AddInstance { db: db.clone(), ordinal, node: leaf_id, role: InstanceRole::Master })
+                .await?;
         }
         Ok(())
     })
@@ -281,7 +280,7 @@ pub async fn remove_leaf(cluster: &Arc<Cluster>, leaf_id: NodeId, force: bool) -
     let _op = cluster.operation_lock.lock().await;
     let meta = cluster.meta();
     let leaf = meta.leaves.get(&leaf_id).cloned().ok_or(Error::Meta(canopy_meta::MetaError::UnknownLeaf(leaf_id)))?;
-    cluster.apply(Command::RemoveLeaf { leaf: leaf_id, force })?;
+    cluster.apply(Command::RemoveLeaf { leaf: leaf_id, force }).await?;
     // Tell the node it is no longer part of the cluster, so it can be added again; a dead node learns it when it is
     // re-added (ADD LEAF accepts a node of this cluster that the metadata no longer lists).
     if let Err(e) = cluster.call_with_timeout(&leaf, &Request::LeaveCluster, std::time::Duration::from_secs(3)).await {
@@ -293,7 +292,7 @@ pub async fn remove_leaf(cluster: &Arc<Cluster>, leaf_id: NodeId, force: bool) -
 /// DETACH LEAF of a leaf that holds no partition instances: it stays listed, `detached`.
 pub async fn detach_empty_leaf(cluster: &Arc<Cluster>, leaf_id: NodeId) -> Result<Answer> {
     let _op = cluster.operation_lock.lock().await;
-    cluster.apply(Command::SetLeafState { leaf: leaf_id, state: LeafState::Detached })?;
+    cluster.apply(Command::SetLeafState { leaf: leaf_id, state: LeafState::Detached }).await?;
     Ok(Answer::affected(1))
 }
 

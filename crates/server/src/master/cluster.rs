@@ -1,62 +1,22 @@
-//! The master aggregator's view of the cluster: the current metadata (a shared immutable snapshot, replaced on every
-//! change after it is persisted), RPC clients for the leaves, their measured health, and the AUTO_INCREMENT ranges
+//! The master aggregator's view of the cluster: the metadata store (`store.rs`), RPC clients for the leaves, their measured health, and the AUTO_INCREMENT ranges
 //! reserved by this aggregator. Multi-step operations (DDL, ADD LEAF) hold `operation_lock` for their whole run.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use canopy_meta::{ClusterMeta, Command, Leaf, NodeId, Outcome};
 use canopy_rpc::{Client, Credentials, Request, Response};
 
 use crate::error::{Error, Result};
-use crate::persist;
+use crate::master::store::MetaStore;
 
 /// How long one request to a leaf may take (large scans included).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 /// AUTO_INCREMENT values reserved from the metadata at a time; unique and increasing per aggregator, not
 /// consecutive across aggregators (as in SingleStore).
 const AUTO_INCREMENT_BATCH: u64 = 1000;
-
-/// Attempts at fsyncing the data directory after the metadata file was replaced.
-const DIR_SYNC_ATTEMPTS: u32 = 3;
-
-/// Test-only fault injection: with this set to a command kind (`PromoteWithDrop`, the name of a `Command`
-/// variant), the first metadata write after a write of that kind fails once, as a full or failing disk would. Read
-/// once at start-up; production never sets it.
-const FAIL_WRITE_AFTER_ENV: &str = "CANOPY_TEST_FAIL_METADATA_WRITE_AFTER";
-
-/// The state of the `FAIL_WRITE_AFTER_ENV` fault: the kind to wait for, whether it was seen, whether it fired.
-#[derive(Default)]
-struct WriteFault {
-    after: Option<String>,
-    armed: bool,
-    fired: bool,
-}
-
-impl WriteFault {
-    fn from_env() -> WriteFault {
-        WriteFault { after: std::env::var(FAIL_WRITE_AFTER_ENV).ok().filter(|k| !k.is_empty()), ..Default::default() }
-    }
-
-    /// Whether this write must fail; then the fault is spent.
-    fn fails_now(&mut self) -> bool {
-        let fail = self.armed && !self.fired;
-        self.fired |= fail;
-        fail
-    }
-
-    /// Notes a persisted command; the next write fails if it is of the awaited kind.
-    fn persisted(&mut self, command: &Command) {
-        if let Some(kind) = &self.after
-            && !self.fired
-            && format!("{command:?}").split([' ', '{', '(']).next() == Some(kind.as_str())
-        {
-            self.armed = true;
-        }
-    }
-}
 
 /// A partition's gate (see `Cluster::gates`).
 pub type Gate = Arc<tokio::sync::RwLock<()>>;
@@ -70,12 +30,10 @@ pub struct LeafHealth {
 }
 
 pub struct Cluster {
-    data_dir: PathBuf,
+    /// The metadata, and the one place that changes it.
+    store: Arc<MetaStore>,
     /// This node's RPC credentials, presented to every leaf.
     credentials: Arc<Credentials>,
-    meta: RwLock<Arc<ClusterMeta>>,
-    /// Serialises metadata writes (persist, then publish); holds the test-only write fault.
-    write: Mutex<WriteFault>,
     /// Serialises multi-step cluster operations (DDL, ADD LEAF, CREATE/DROP DATABASE).
     pub operation_lock: tokio::sync::Mutex<()>,
     clients: Mutex<HashMap<NodeId, Arc<Client>>>,
@@ -92,10 +50,8 @@ pub struct Cluster {
 impl Cluster {
     pub fn new(data_dir: PathBuf, meta: ClusterMeta, credentials: Arc<Credentials>) -> Arc<Cluster> {
         Arc::new(Cluster {
-            data_dir,
+            store: Arc::new(MetaStore::new(data_dir, meta)),
             credentials,
-            meta: RwLock::new(Arc::new(meta)),
-            write: Mutex::new(WriteFault::from_env()),
             operation_lock: tokio::sync::Mutex::new(()),
             clients: Mutex::new(HashMap::new()),
             health: Mutex::new(HashMap::new()),
@@ -112,53 +68,22 @@ impl Cluster {
 
     /// The current metadata; cheap, and never changes under the caller.
     pub fn meta(&self) -> Arc<ClusterMeta> {
-        self.meta.read().map(|m| m.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.store.meta()
     }
 
     /// What `command` would do to the current metadata, without doing it.
     pub fn dry_run(&self, command: Command) -> Result<Outcome> {
-        let mut copy = (*self.meta()).clone();
-        Ok(copy.apply(command)?)
+        self.store.dry_run(command)
     }
 
-    /// Applies `command`, persists the new metadata, then publishes it.
-    pub fn apply(&self, command: Command) -> Result<Outcome> {
-        self.apply_with(command, persist::sync_parent)
+    /// Applies `command` through the metadata store (`MetaStore::apply`).
+    pub async fn apply(&self, command: Command) -> Result<Outcome> {
+        self.store.apply(command).await
     }
 
-    /// `apply`, with the directory sync that follows the file's replacement passed in (tests make it fail).
-    fn apply_with(&self, command: Command, sync_parent: impl Fn(&Path) -> Result<()>) -> Result<Outcome> {
-        let mut fault = self.write.lock().map_err(|_| Error::Internal("metadata write lock poisoned".into()))?;
-        if fault.fails_now() {
-            return Err(Error::Internal(format!("metadata write failed ({FAIL_WRITE_AFTER_ENV})")));
-        }
-        let mut next = (*self.meta()).clone();
-        let kind = fault.after.is_some().then(|| command.clone());
-        let outcome = next.apply(command)?;
-        if let Err(broken) = next.check_invariants() {
-            // A command that breaks an invariant is a bug: refuse to persist or serve that state.
-            return Err(Error::Internal(format!("metadata invariant violated: {broken}")));
-        }
-        let path = persist::meta_path(&self.data_dir);
-        persist::replace(&path, &next)?;
-        // From the rename on, the new state is what a restart reads: publish it, whatever the directory sync says,
-        // so memory and disk never disagree. A failed sync only leaves the rename exposed to a power loss; it is
-        // retried here and by every later write.
-        if let Some(command) = kind {
-            fault.persisted(&command);
-        }
-        *self.meta.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
-        let mut synced = sync_parent(&path);
-        for _ in 1..DIR_SYNC_ATTEMPTS {
-            if synced.is_ok() {
-                break;
-            }
-            synced = sync_parent(&path);
-        }
-        if let Err(e) = synced {
-            tracing::error!("metadata change applied, but not yet durable against a power loss: {e}");
-        }
-        Ok(outcome)
+    /// Publishes an operation's progress through the metadata store (`MetaStore::record_progress`).
+    pub fn record_progress(&self, command: Command) -> Result<Outcome> {
+        self.store.record_progress(command)
     }
 
     pub fn client(&self, leaf: &Leaf) -> Result<Arc<Client>> {
@@ -261,28 +186,36 @@ impl Cluster {
         }
     }
 
-    /// Reserves `count` consecutive AUTO_INCREMENT values for `db.table` and returns the first. Values come from
-    /// ranges this aggregator reserved in the metadata, so they are unique across the cluster.
-    pub fn allocate_auto_increment(&self, db: &str, table: &str, count: u64) -> Result<i64> {
+    /// Takes `count` consecutive AUTO_INCREMENT values of `db.table` from the range this aggregator holds, and
+    /// returns the first; None when the range holds fewer (then `reserve_auto_increment` and try again). Values come
+    /// from ranges reserved in the metadata, so they are unique across the cluster.
+    pub fn take_auto_increment(&self, db: &str, table: &str, count: u64) -> Option<i64> {
         let key = (db.to_string(), table.to_ascii_lowercase());
-        let mut ranges = self.auto_increment.lock().map_err(|_| Error::Internal("auto_increment poisoned".into()))?;
-        let wanted = i64::try_from(count).map_err(|_| Error::Internal("auto_increment count too large".into()))?;
-        if let Some((next, end)) = ranges.get_mut(&key)
-            && *end - *next >= wanted
-        {
-            let first = *next;
-            *next += wanted;
-            return Ok(first);
+        let mut ranges = self.auto_increment.lock().ok()?;
+        let wanted = i64::try_from(count).ok()?;
+        let (next, end) = ranges.get_mut(&key)?;
+        if *end - *next < wanted {
+            return None;
         }
+        let first = *next;
+        *next += wanted;
+        Some(first)
+    }
+
+    /// Reserves a new range of at least `count` AUTO_INCREMENT values of `db.table` in the metadata and makes it
+    /// the one this aggregator takes from. Values left in the older range are abandoned: values must stay increasing
+    /// per aggregator.
+    pub async fn reserve_auto_increment(&self, db: &str, table: &str, count: u64) -> Result<()> {
         let batch = count.max(AUTO_INCREMENT_BATCH);
-        let Outcome::AutoIncrementReserved { first } =
-            self.apply(Command::ReserveAutoIncrement { db: db.to_string(), table: table.to_string(), count: batch })?
-        else {
+        let command = Command::ReserveAutoIncrement { db: db.to_string(), table: table.to_string(), count: batch };
+        let Outcome::AutoIncrementReserved { first } = self.apply(command).await? else {
             return Err(Error::Internal("unexpected outcome of ReserveAutoIncrement".into()));
         };
-        // Values left in an older range are abandoned: reservations must stay increasing per aggregator.
-        ranges.insert(key, (first + wanted, first + batch as i64));
-        Ok(first)
+        let end = i64::try_from(batch).ok().and_then(|b| first.checked_add(b));
+        let end = end.ok_or_else(|| Error::Internal("AUTO_INCREMENT range overflows".into()))?;
+        let mut ranges = self.auto_increment.lock().map_err(|_| Error::Internal("auto_increment poisoned".into()))?;
+        ranges.insert((db.to_string(), table.to_ascii_lowercase()), (first, end));
+        Ok(())
     }
 
     /// Forgets cached AUTO_INCREMENT ranges of a dropped table or database.
@@ -299,81 +232,5 @@ impl Cluster {
         if let Ok(mut ranges) = self.auto_increment.lock() {
             ranges.retain(|(d, t), _| !(d == db && table.is_none_or(|table| t.eq_ignore_ascii_case(table))));
         }
-    }
-}
-
-/// Reads the master aggregator's metadata (`cluster.json`) and checks its invariants: a file that breaks one is
-/// refused, never served.
-pub fn load_meta(data_dir: &Path) -> Result<ClusterMeta> {
-    let path = persist::meta_path(data_dir);
-    let meta: ClusterMeta =
-        persist::load(&path)?.ok_or_else(|| Error::Internal("master aggregator without cluster.json".into()))?;
-    meta.check_invariants()
-        .map_err(|broken| Error::Internal(format!("{} breaks a metadata invariant: {broken}", path.display())))?;
-    Ok(meta)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use canopy_meta::NodeAddr;
-
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("canopy-cluster-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    fn bootstrap(dir: &Path) -> Arc<Cluster> {
-        let meta = ClusterMeta::bootstrap("c".into(), NodeAddr { host: "ma".into(), port: 1, rpc_port: 2 });
-        persist::store(&persist::meta_path(dir), &meta).unwrap();
-        Cluster::new(dir.to_path_buf(), meta, Arc::new(canopy_rpc::Credentials::new("ma:1", None)))
-    }
-
-    fn add_leaf(port: u16) -> Command {
-        let addr = NodeAddr { host: "h".into(), port, rpc_port: port + 1 };
-        Command::AddLeaf { addr, user: "root".into(), password: String::new(), group: None }
-    }
-
-    /// The directory sync after the metadata file's rename fails. Property: the change is not reported refused,
-    /// and what the aggregator serves is what a restart would load.
-    #[test]
-    fn a_failed_directory_sync_after_the_rename_still_publishes_the_new_state() {
-        let dir = temp_dir("dirsync");
-        let cluster = bootstrap(&dir);
-        let failing = |_: &Path| Err(Error::Internal("injected: directory fsync failed".into()));
-        let outcome = cluster.apply_with(add_leaf(10), failing);
-        assert!(matches!(outcome, Ok(Outcome::LeafAdded(_))), "{outcome:?}");
-        assert_eq!(*cluster.meta(), load_meta(&dir).unwrap(), "memory and disk agree");
-        assert_eq!(cluster.meta().leaves.len(), 1);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    /// The file cannot be written at all (its directory is gone). Property: the change is refused and nothing
-    /// is published.
-    #[test]
-    fn a_failed_write_refuses_the_change() {
-        let dir = temp_dir("nowrite");
-        let cluster = bootstrap(&dir);
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert!(cluster.apply(add_leaf(10)).is_err());
-        assert!(cluster.meta().leaves.is_empty());
-    }
-
-    /// A cluster.json whose instance sits on a leaf the metadata does not list is refused at load.
-    #[test]
-    fn loading_metadata_that_breaks_an_invariant_is_refused() {
-        let dir = temp_dir("badload");
-        let cluster = bootstrap(&dir);
-        cluster.apply(add_leaf(10)).unwrap();
-        cluster.apply(Command::CreateDatabase { name: "d".into(), partitions: 2, sync_durability: true }).unwrap();
-        assert!(load_meta(&dir).is_ok());
-        let mut broken = (*cluster.meta()).clone();
-        broken.leaves.clear();
-        persist::store(&persist::meta_path(&dir), &broken).unwrap();
-        let err = load_meta(&dir).unwrap_err();
-        assert!(err.to_string().contains("invariant"), "{err}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -106,7 +106,7 @@ pub async fn run(master: Arc<MasterSlot>) {
         }
         for (leaf, action) in monitor.decide(&meta, &answers, now_ms()) {
             let Some(leaf) = meta.leaves.get(&leaf) else { continue };
-            execute(&cluster, leaf, action, monitor.silent_ms(leaf.id, now_ms()), &attached_tx);
+            execute(&cluster, leaf, action, monitor.silent_ms(leaf.id, now_ms()), &attached_tx).await;
         }
         for leaf in meta.leaves_in_order() {
             if in_flight.insert(leaf.id) {
@@ -117,7 +117,7 @@ pub async fn run(master: Arc<MasterSlot>) {
 }
 
 /// Carries out one of the monitor's actions; attaches run in the background and report to `done` when finished.
-fn execute(cluster: &Arc<Cluster>, leaf: &Leaf, action: LeafAction, silent_ms: u64, done: &mpsc::Sender<NodeId>) {
+async fn execute(cluster: &Arc<Cluster>, leaf: &Leaf, action: LeafAction, silent_ms: u64, done: &mpsc::Sender<NodeId>) {
     match action {
         LeafAction::MarkOffline => {
             tracing::warn!(
@@ -125,7 +125,7 @@ fn execute(cluster: &Arc<Cluster>, leaf: &Leaf, action: LeafAction, silent_ms: u
                 leaf.addr.host,
                 leaf.addr.port
             );
-            if let Err(e) = cluster.apply(Command::SetLeafState { leaf: leaf.id, state: LeafState::Offline }) {
+            if let Err(e) = cluster.apply(Command::SetLeafState { leaf: leaf.id, state: LeafState::Offline }).await {
                 tracing::error!("marking leaf offline failed: {e}");
             }
             if let Ok(client) = cluster.client(leaf) {
@@ -209,7 +209,7 @@ fn spawn_attach(cluster: Arc<Cluster>, leaf: NodeId, seen: LeafState, auto_attac
         let result = if auto_attach {
             attach::auto_attach_leaf(&cluster, leaf, seen).await
         } else {
-            cluster.apply(Command::SetLeafState { leaf, state: LeafState::Detached }).map(|_| ())
+            cluster.apply(Command::SetLeafState { leaf, state: LeafState::Detached }).await.map(|_| ())
         };
         if let Err(e) = result {
             tracing::warn!("attaching leaf {leaf} failed: {e}");

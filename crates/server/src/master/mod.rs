@@ -9,6 +9,7 @@ pub mod heartbeat;
 pub mod moves;
 pub mod ops;
 pub mod reference;
+pub mod store;
 
 use std::sync::{Arc, RwLock};
 
@@ -28,11 +29,13 @@ impl MasterSlot {
     /// Loads the metadata when `node` is the master aggregator (an empty slot otherwise).
     pub fn open(node: &Node) -> Result<MasterSlot> {
         let cluster = match node.role() {
-            NodeRole::MasterAggregator => Some(Cluster::new(
-                node.config.data_dir.clone(),
-                cluster::load_meta(&node.config.data_dir)?,
-                node.credentials.clone(),
-            )),
+            NodeRole::MasterAggregator => {
+                let meta = store::load_meta(&node.config.data_dir)?;
+                let cluster = Cluster::new(node.config.data_dir.clone(), meta, node.credentials.clone());
+                // No operation survives a restart: say so in SHOW REBALANCE STATUS rather than show it running.
+                cluster.record_progress(canopy_meta::Command::InterruptOperations)?;
+                Some(cluster)
+            }
             _ => None,
         };
         Ok(MasterSlot(RwLock::new(cluster)))

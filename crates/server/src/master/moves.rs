@@ -84,7 +84,7 @@ async fn move_all_off(cluster: &Arc<Cluster>, leaf: NodeId) -> Result<u64> {
         for &(ordinal, target) in &plan {
             steps.push(Step::scheduled(Action::PromotePartitionWithDrop, ordinal, target, 2, 200));
         }
-        cluster.apply(Command::RecordOperation { db: database.name.clone(), steps })?;
+        cluster.apply(Command::RecordOperation { db: database.name.clone(), steps }).await?;
         let count = plan.len() as u32;
         for (index, &(ordinal, target)) in plan.iter().enumerate() {
             move_one(cluster, &database.name, ordinal, leaf, target, index as u32, count + index as u32).await?;
@@ -103,7 +103,7 @@ pub async fn detach_leaf(cluster: &Arc<Cluster>, leaf: NodeId) -> Result<Answer>
         // Cannot happen under the lock; detaching now would take live instances out of service.
         return Err(Error::Internal("the leaf still holds partition instances after its moves".into()));
     }
-    cluster.apply(Command::SetLeafState { leaf, state: LeafState::Detached })?;
+    cluster.apply(Command::SetLeafState { leaf, state: LeafState::Detached }).await?;
     Ok(Answer::affected(moved))
 }
 
@@ -179,12 +179,9 @@ async fn copy_phase(
         // reference write falls between the two.
         let _reference = reference::lock(cluster, db).await;
         while_target_answers(cluster, db, ordinal, target, reference::provide(cluster, db, target)).await?;
-        let added = cluster.apply(Command::AddInstance {
-            db: db.to_string(),
-            ordinal,
-            node: target.id,
-            role: InstanceRole::Replica,
-        })?;
+        let added = cluster
+            .apply(Command::AddInstance { db: db.to_string(), ordinal, node: target.id, role: InstanceRole::Replica })
+            .await?;
         if let Outcome::InstanceAdded(instance) = added {
             replica = Some(instance.id);
         }
@@ -261,8 +258,10 @@ async fn switch_phase(
                 }),
             };
         // The commit point: once this metadata change is persisted the target is the master.
-        let finished =
-            prepared.and_then(|()| cluster.apply(Command::PromoteWithDrop { db: db.to_string(), instance: replica }));
+        let finished = match prepared {
+            Ok(()) => cluster.apply(Command::PromoteWithDrop { db: db.to_string(), instance: replica }).await,
+            Err(e) => Err(e),
+        };
         if finished.is_err() {
             // Not switched: the source serves again (a source that does not answer stays fenced, i.e. pending, and
             // is re-attached by the heartbeat like any pending partition).
@@ -312,7 +311,7 @@ async fn switch_under_gate(cluster: &Arc<Cluster>, db: &str, ordinal: u32, sourc
 /// Undoes a copy that never became the master: forgets its replica instance (if registered) and drops its file.
 async fn forget_copy(cluster: &Cluster, db: &str, ordinal: u32, target: &Leaf, replica: Option<InstanceId>) {
     if let Some(instance) = replica
-        && let Err(e) = cluster.apply(Command::RemoveInstance { db: db.to_string(), instance })
+        && let Err(e) = cluster.apply(Command::RemoveInstance { db: db.to_string(), instance }).await
     {
         tracing::warn!("forgetting the unfinished copy of {db}:{ordinal} failed: {e}");
     }
@@ -333,7 +332,7 @@ async fn discard_unfinished_copies(cluster: &Cluster, db: &str, ordinal: u32) ->
     let meta = cluster.meta();
     let Some(database) = meta.databases.get(db) else { return Ok(()) };
     for stale in database.instances.iter().filter(|i| i.ordinal == ordinal && i.role == InstanceRole::Replica) {
-        cluster.apply(Command::RemoveInstance { db: db.to_string(), instance: stale.id })?;
+        cluster.apply(Command::RemoveInstance { db: db.to_string(), instance: stale.id }).await?;
         if let Some(leaf) = meta.leaves.get(&stale.node) {
             drop_copy(cluster, leaf, db, ordinal).await;
         }

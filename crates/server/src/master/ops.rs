@@ -68,7 +68,7 @@ pub async fn add_leaf(
         join_token: probe.join_token.unwrap_or_default(),
     };
     cluster.call_with_timeout(&probe_leaf, &join, ADD_LEAF_TIMEOUT).await.map_err(|e| cannot(e.to_string()))?;
-    match cluster.apply(command)? {
+    match cluster.apply(command).await? {
         Outcome::LeafAdded(added) if added == id => Ok(Answer::done()),
         other => Err(Error::Internal(format!("ADD LEAF committed {other:?}, expected leaf {id}"))),
     }
@@ -170,7 +170,7 @@ pub async fn create_database(
         drop_on_leaves(cluster, &name, &leaves).await;
         return Err(e);
     }
-    match cluster.apply(command)? {
+    match cluster.apply(command).await? {
         Outcome::DatabaseCreated(instances)
             if instances == planned && cluster.meta().databases.get(&name).is_some_and(|d| d.id.0 == database_id) =>
         {
@@ -199,7 +199,7 @@ pub async fn drop_database(cluster: &Arc<Cluster>, name: String, if_exists: bool
     };
     let holders: Vec<Leaf> =
         meta.leaves.values().filter(|l| database.instances.iter().any(|i| i.node == l.id)).cloned().collect();
-    cluster.apply(Command::DropDatabase { name: name.clone() })?;
+    cluster.apply(Command::DropDatabase { name: name.clone() }).await?;
     cluster.forget_auto_increment(&name, None);
     drop_on_leaves(cluster, &name, &holders).await;
     Ok(Answer::affected(0))
@@ -250,7 +250,7 @@ pub async fn create_table(cluster: &Arc<Cluster>, db: String, create: CreateTabl
         let _ = ddl_everywhere(cluster, &meta, &db, def.kind, undo).await;
         return Err(e);
     }
-    cluster.apply(Command::CreateTable { db, def })?;
+    cluster.apply(Command::CreateTable { db, def }).await?;
     Ok(Answer::done())
 }
 
@@ -267,7 +267,7 @@ pub async fn drop_tables(cluster: &Arc<Cluster>, tables: Vec<(String, String)>, 
         };
         let kind = def.kind;
         let name = def.name.clone();
-        cluster.apply(Command::DropTable { db: db.clone(), table: name.clone() })?;
+        cluster.apply(Command::DropTable { db: db.clone(), table: name.clone() }).await?;
         cluster.forget_auto_increment(&db, Some(&name));
         let statements = vec![format!("DROP TABLE IF EXISTS {}", canopy_sql::quote::ident(&name))];
         ddl_everywhere(cluster, &meta, &db, kind, statements).await?;
@@ -289,7 +289,7 @@ pub async fn create_index(cluster: &Arc<Cluster>, db: String, index: CreateIndex
     let statements = vec![resolved.drop_index_sql(), sql.clone()];
     let table = def.name.clone();
     let created = match ddl_everywhere(cluster, &meta, &db, def.kind, statements).await {
-        Ok(_) => cluster.apply(Command::AddIndex { db: db.clone(), table, index_sql: sql }).map(|_| ()),
+        Ok(_) => cluster.apply(Command::AddIndex { db: db.clone(), table, index_sql: sql }).await.map(|_| ()),
         Err(e) => Err(e),
     };
     if let Err(e) = created {

@@ -72,7 +72,7 @@ pub async fn write(cluster: &Arc<Cluster>, db: &str, request: Request) -> Result
         Err(e @ Error::LeafUnreachable { .. }) => {
             // The primary may have committed before the answer was lost: its copy may now hold an entry no other copy
             // has, so it serves nothing until the attach path has compared it with the next primary's.
-            retire(cluster, primary, &e.to_string())?;
+            retire(cluster, primary, &e.to_string()).await?;
             return Err(e);
         }
         Err(e) => return Err(e),
@@ -101,7 +101,7 @@ async fn replicate(cluster: &Arc<Cluster>, db: &str, database_id: u64, primary: 
     while let Some(joined) = tasks.join_next().await {
         let (holder, synced) = joined.map_err(|e| Error::Internal(format!("reference catch-up task failed: {e}")))?;
         if let Err(e) = synced
-            && let Err(e) = retire(cluster, &holder, &e.to_string())
+            && let Err(e) = retire(cluster, &holder, &e.to_string()).await
         {
             first_error.get_or_insert(e);
         }
@@ -143,14 +143,14 @@ async fn sync(
 
 /// Takes a holder whose copy may differ from the primary's out of service: `offline` in the metadata, so nothing
 /// reads its copy or its partitions until the attach path has caught it up. A holder no longer online needs nothing.
-fn retire(cluster: &Cluster, holder: &Leaf, why: &str) -> Result<()> {
+async fn retire(cluster: &Cluster, holder: &Leaf, why: &str) -> Result<()> {
     tracing::warn!(
         "leaf {}:{} missed a reference write ({why}); taking it out of service until it is caught up",
         holder.addr.host,
         holder.addr.port
     );
     if cluster.meta().leaves.get(&holder.id).is_some_and(|l| l.state == LeafState::Online) {
-        cluster.apply(Command::SetLeafState { leaf: holder.id, state: LeafState::Offline })?;
+        cluster.apply(Command::SetLeafState { leaf: holder.id, state: LeafState::Offline }).await?;
     }
     if let Ok(client) = cluster.client(holder) {
         client.flush();
