@@ -153,7 +153,8 @@ mod tests {
     }
 
     fn create(m: &mut ClusterMeta, partitions: u32) {
-        m.apply(Command::CreateDatabase { name: "test".into(), partitions, sync_durability: true }).unwrap();
+        m.apply(Command::CreateDatabase { name: "test".into(), partitions, durability: canopy_meta::Durability::Sync })
+            .unwrap();
     }
 
     fn copy(db: &str, ordinal: Option<u32>, database_id: Option<u64>, tables: &[&str]) -> CopyFacts {

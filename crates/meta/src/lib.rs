@@ -1,13 +1,12 @@
 //! Cluster metadata for Canopy: the model (leaves, aggregators, databases, partition instances, variables) and the
 //! deterministic state machine that changes it. Pure: no IO, no clocks, no randomness; callers pass everything in.
 
-pub mod ids;
 pub mod machine;
 pub mod model;
 pub mod operation;
 pub mod variables;
 
-pub use ids::{DatabaseId, InstanceId, NodeId, Term};
+pub use canopy_types::{DatabaseId, Durability, InstanceId, NodeId, Ordinal, Term};
 pub use machine::{Command, Outcome};
 pub use model::{Aggregator, ClusterMeta, Database, Instance, InstanceRole, Leaf, LeafState, NodeAddr};
 pub use operation::{Action, Step, StepStatus};

@@ -6,10 +6,10 @@ use canopy_sql::{TableDef, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::MetaError;
-use crate::ids::{DatabaseId, InstanceId, NodeId, Term};
 use crate::model::{Aggregator, ClusterMeta, Database, Instance, InstanceRole, Leaf, LeafState, NodeAddr};
 use crate::operation::{Step, StepStatus};
 use crate::variables::Variables;
+use canopy_types::{DatabaseId, Durability, InstanceId, NodeId, Term};
 
 /// Partitions per database are bounded so a typo cannot create millions of files on every leaf.
 pub const PARTITIONS_MAX: u32 = 4096;
@@ -25,7 +25,7 @@ pub enum Command {
     CreateDatabase {
         name: String,
         partitions: u32,
-        sync_durability: bool,
+        durability: Durability,
     },
     DropDatabase {
         name: String,
@@ -164,8 +164,8 @@ impl ClusterMeta {
         let progress = command.is_progress();
         let outcome = match command {
             Command::AddLeaf { addr, user, password, group } => self.add_leaf(addr, user, password, group)?,
-            Command::CreateDatabase { name, partitions, sync_durability } => {
-                self.create_database(name, partitions, sync_durability)?
+            Command::CreateDatabase { name, partitions, durability } => {
+                self.create_database(name, partitions, durability)?
             }
             Command::DropDatabase { name } => {
                 let db = self.databases.remove(&name).ok_or(MetaError::UnknownDatabase(name))?;
@@ -358,7 +358,7 @@ impl ClusterMeta {
         Ok(Outcome::LeafAdded(id))
     }
 
-    fn create_database(&mut self, name: String, partitions: u32, sync_durability: bool) -> Result<Outcome, MetaError> {
+    fn create_database(&mut self, name: String, partitions: u32, durability: Durability) -> Result<Outcome, MetaError> {
         if self.databases.contains_key(&name) {
             return Err(MetaError::DatabaseExists(name));
         }
@@ -392,7 +392,7 @@ impl ClusterMeta {
                 id,
                 name,
                 partitions,
-                sync_durability,
+                durability,
                 tables: Default::default(),
                 instances: instances.clone(),
                 auto_increment: Default::default(),
@@ -473,8 +473,9 @@ mod tests {
     #[test]
     fn partitions_are_placed_round_robin_in_leaf_order() {
         let mut m = cluster_with_leaves(4);
-        let Outcome::DatabaseCreated(instances) =
-            m.apply(Command::CreateDatabase { name: "test".into(), partitions: 8, sync_durability: true }).unwrap()
+        let Outcome::DatabaseCreated(instances) = m
+            .apply(Command::CreateDatabase { name: "test".into(), partitions: 8, durability: Durability::Sync })
+            .unwrap()
         else {
             panic!("expected DatabaseCreated")
         };
@@ -490,9 +491,9 @@ mod tests {
         let dup =
             Command::AddLeaf { addr: addr("LEAF-1", 3306), user: "root".into(), password: String::new(), group: None };
         assert!(matches!(m.apply(dup), Err(MetaError::NodeExists { .. })));
-        m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2, sync_durability: true }).unwrap();
+        m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2, durability: Durability::Sync }).unwrap();
         assert!(matches!(
-            m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2, sync_durability: true }),
+            m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2, durability: Durability::Sync }),
             Err(MetaError::DatabaseExists(_))
         ));
     }
@@ -501,12 +502,12 @@ mod tests {
     fn creating_a_database_needs_an_online_leaf_and_a_sane_partition_count() {
         let mut m = cluster_with_leaves(0);
         assert_eq!(
-            m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2, sync_durability: true }),
+            m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2, durability: Durability::Sync }),
             Err(MetaError::NoOnlineLeaves)
         );
         let mut m = cluster_with_leaves(1);
         assert_eq!(
-            m.apply(Command::CreateDatabase { name: "d".into(), partitions: 0, sync_durability: true }),
+            m.apply(Command::CreateDatabase { name: "d".into(), partitions: 0, durability: Durability::Sync }),
             Err(MetaError::BadPartitionCount(0))
         );
     }
@@ -514,7 +515,7 @@ mod tests {
     #[test]
     fn auto_increment_reservations_do_not_overlap() {
         let mut m = cluster_with_leaves(1);
-        m.apply(Command::CreateDatabase { name: "d".into(), partitions: 1, sync_durability: true }).unwrap();
+        m.apply(Command::CreateDatabase { name: "d".into(), partitions: 1, durability: Durability::Sync }).unwrap();
         let def = TableDef {
             name: "T".into(),
             kind: canopy_sql::TableKind::Distributed,
@@ -557,7 +558,7 @@ mod tests {
     #[test]
     fn promote_with_drop_gives_a_new_term_and_keeps_one_master() {
         let mut m = cluster_with_leaves(2);
-        m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2, sync_durability: true }).unwrap();
+        m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2, durability: Durability::Sync }).unwrap();
         let old = m.databases["d"].master(0).unwrap().clone();
         let Outcome::InstanceAdded(copy) = m
             .apply(Command::AddInstance { db: "d".into(), ordinal: 0, node: NodeId(3), role: InstanceRole::Replica })
@@ -578,7 +579,7 @@ mod tests {
     #[test]
     fn removing_a_leaf_needs_it_empty_or_force() {
         let mut m = cluster_with_leaves(2);
-        m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2, sync_durability: true }).unwrap();
+        m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2, durability: Durability::Sync }).unwrap();
         assert_eq!(
             m.apply(Command::RemoveLeaf { leaf: NodeId(3), force: false }),
             Err(MetaError::LeafNotEmpty(NodeId(3)))
@@ -592,10 +593,10 @@ mod tests {
     #[test]
     fn terms_and_instance_ids_only_grow() {
         let mut m = cluster_with_leaves(2);
-        m.apply(Command::CreateDatabase { name: "a".into(), partitions: 3, sync_durability: true }).unwrap();
+        m.apply(Command::CreateDatabase { name: "a".into(), partitions: 3, durability: Durability::Sync }).unwrap();
         m.apply(Command::DropDatabase { name: "a".into() }).unwrap();
         let Outcome::DatabaseCreated(instances) =
-            m.apply(Command::CreateDatabase { name: "a".into(), partitions: 3, sync_durability: true }).unwrap()
+            m.apply(Command::CreateDatabase { name: "a".into(), partitions: 3, durability: Durability::Sync }).unwrap()
         else {
             panic!()
         };

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use canopy_sql::TableDef;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{DatabaseId, InstanceId, NodeId, Term};
 use crate::variables::Variables;
+use canopy_types::{DatabaseId, Durability, InstanceId, NodeId, Term};
 
 /// Where a node listens: `port` is its MySQL port and its identity; `rpc_port` carries inter-node messages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,10 +96,11 @@ pub struct Database {
     pub id: DatabaseId,
     pub name: String,
     pub partitions: u32,
-    /// `WITH SYNC DURABILITY` (the default): a commit is acknowledged once it is on disk; `false` for
-    /// `WITH ASYNC DURABILITY`: once the operating system has it (survives a process kill, not a power loss).
-    #[serde(default = "default_true")]
-    pub sync_durability: bool,
+    /// `WITH SYNC DURABILITY` (the default): a commit is acknowledged once it is on disk; `WITH ASYNC DURABILITY`:
+    /// once the operating system has it (survives a process kill, not a power loss). Read also from the boolean
+    /// `sync_durability` of older `cluster.json` files.
+    #[serde(default = "default_durability", alias = "sync_durability", deserialize_with = "durability_or_bool")]
+    pub durability: Durability,
     /// Tables by lower-cased name (SQLite and Canopy table names are case-insensitive).
     pub tables: BTreeMap<String, TableDef>,
     pub instances: Vec<Instance>,
@@ -108,10 +109,6 @@ pub struct Database {
     /// The steps of the last HA operation on this database (SHOW REBALANCE STATUS).
     #[serde(default)]
     pub operation: Vec<crate::operation::Step>,
-}
-
-fn default_true() -> bool {
-    true
 }
 
 impl Database {
@@ -153,4 +150,23 @@ impl canopy_sql::Catalog for ClusterMeta {
     fn partition_count(&self, db: &str) -> Option<u32> {
         self.databases.get(db).map(|d| d.partitions)
     }
+}
+
+fn default_durability() -> Durability {
+    Durability::Sync
+}
+
+/// A durability as written now, or as the boolean older files hold (`true` = sync).
+fn durability_or_bool<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Durability, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Mode(Durability),
+        Sync(bool),
+    }
+    Ok(match Stored::deserialize(deserializer)? {
+        Stored::Mode(mode) => mode,
+        Stored::Sync(true) => Durability::Sync,
+        Stored::Sync(false) => Durability::Async,
+    })
 }

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use canopy_meta::{ClusterMeta, Command, InstanceId, InstanceRole, LeafState, NodeAddr, NodeId};
+use canopy_meta::{ClusterMeta, Command, Durability, InstanceId, InstanceRole, LeafState, NodeAddr, NodeId};
 use canopy_sql::{TableDef, TableKind};
 use proptest::prelude::*;
 
@@ -64,7 +64,7 @@ fn command() -> impl Strategy<Value = Command> {
         3 => (db(), 1u32..6).prop_map(|(name, partitions)| Command::CreateDatabase {
             name,
             partitions,
-            sync_durability: true
+            durability: Durability::Sync
         }),
         1 => db().prop_map(|name| Command::DropDatabase { name }),
         1 => (db(), prop::sample::select(&["t", "u"][..])).prop_map(|(db, t)| Command::CreateTable { db, def: table(t) }),

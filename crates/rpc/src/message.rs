@@ -2,6 +2,7 @@
 //! encoding is `frame.rs`'s business.
 
 use canopy_sql::{ResultSet, Value};
+use canopy_types::{CopyRole, DatabaseId, Durability, NodeId, PartitionState, Term};
 use serde::{Deserialize, Serialize};
 
 /// Identifies one partition instance on a leaf by database name and ordinal.
@@ -19,7 +20,7 @@ pub enum Request {
     /// from now on. A node outside any cluster takes it only on an unauthenticated connection and only with the
     /// `join_token` it shows to a MySQL login (`@@canopy_join_token`), which proves the sender passed ADD LEAF's
     /// login with the node's credentials.
-    JoinCluster { cluster_id: String, node_id: u32, secret: crate::ClusterSecret, join_token: String },
+    JoinCluster { cluster_id: String, node_id: NodeId, secret: crate::ClusterSecret, join_token: String },
     /// REMOVE LEAF: this node is no longer part of the cluster (its data stays on disk).
     LeaveCluster,
     /// Create (idempotently) the listed partition instances and the reference copy of `db`, running `schema` (the
@@ -29,10 +30,9 @@ pub enum Request {
         ordinals: Vec<u32>,
         schema: Vec<String>,
         reference_schema: Vec<String>,
-        /// Commits are synced to disk before they are acknowledged (`WITH SYNC DURABILITY`).
-        sync_durability: bool,
+        durability: Durability,
         /// The metadata's id of this incarnation of the database; copies of another incarnation are replaced.
-        database_id: u64,
+        database_id: DatabaseId,
     },
     /// Remove every partition instance and the reference copy of `db` from this leaf.
     DropDatabase { db: String },
@@ -75,7 +75,7 @@ pub enum Request {
     /// Run on a holder of `db`: make its reference copy equal to the one on the source leaf (the reference primary):
     /// catch up from the source's log when the local copy is a prefix of it, otherwise (missing, another incarnation
     /// than `database_id`, diverged, ahead) replace it with a snapshot first. Answers `Position`.
-    SyncReference { db: String, database_id: u64, source_host: String, source_rpc_port: u16 },
+    SyncReference { db: String, database_id: DatabaseId, source_host: String, source_rpc_port: u16 },
     /// The leaf no longer holds an instance of `db`: remove its reference copy (kept while a partition file of `db`
     /// is still open on the leaf).
     DropReference { db: String },
@@ -114,7 +114,7 @@ pub enum Response {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeStatus {
     pub cluster_id: Option<String>,
-    pub node_id: Option<u32>,
+    pub node_id: Option<NodeId>,
     /// Partition instances recovered from disk and waiting to be attached by the master aggregator (orphans among
     /// them included: only the master aggregator can tell them apart).
     pub pending: Vec<PendingPartition>,
@@ -128,7 +128,7 @@ pub struct NodeStatus {
 pub struct PendingPartition {
     pub db: String,
     pub ordinal: u32,
-    pub database_id: Option<u64>,
+    pub database_id: Option<DatabaseId>,
 }
 
 /// One database as the leaf sees it: a partition instance (`ordinal` set) or a reference copy.
@@ -137,13 +137,13 @@ pub struct LocalDatabase {
     pub name: String,
     pub db: String,
     pub ordinal: Option<u32>,
-    pub role: String,
-    pub state: String,
+    pub role: CopyRole,
+    pub state: PartitionState,
     pub commits: u64,
-    pub term: u64,
+    pub term: Term,
     pub log_index: u64,
     /// The database incarnation the copy belongs to (None for copies that predate ids).
-    pub database_id: Option<u64>,
+    pub database_id: Option<DatabaseId>,
     /// The copy's user tables, lower-cased and sorted.
     pub tables: Vec<String>,
     /// The cluster the copy was created in (None for copies that predate it).
@@ -154,17 +154,26 @@ pub struct LocalDatabase {
 /// and payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogRecord {
-    pub term: u64,
+    pub term: Term,
     pub index: u64,
     pub kind: u8,
     pub payload: Vec<u8>,
 }
 
-/// An error raised on the remote node, kept as a kind the caller can act on plus the message.
+/// An error raised on the remote node, kept as a kind the caller can act on plus the message. Errors of the SQL
+/// engine carry SQLite's extended result code, so the caller maps them by code, not by message text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RemoteError {
     pub kind: RemoteErrorKind,
     pub message: String,
+    /// SQLite's extended result code (e.g. 2067 for a UNIQUE constraint) when the engine raised the error.
+    pub sqlite_code: Option<i32>,
+}
+
+impl RemoteError {
+    pub fn new(kind: RemoteErrorKind, message: impl Into<String>) -> RemoteError {
+        RemoteError { kind, message: message.into(), sqlite_code: None }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,6 +193,18 @@ pub enum RemoteErrorKind {
     ResultTooLarge,
     /// The statement ran past its time limit and was interrupted.
     Timeout,
+    /// The request named a term other than the one the leaf's copy holds: the sender's metadata is stale, or the
+    /// copy was deposed.
+    StaleTerm {
+        expected: Term,
+        got: Term,
+    },
+    /// The copy asked to run a statement is a replica receiving its master's log, not the master.
+    NotMaster,
+    /// The change-log entries asked for were already truncated from the source's log.
+    LogTruncated {
+        first_available: u64,
+    },
 }
 
 impl std::fmt::Display for RemoteError {

@@ -43,10 +43,10 @@ pub trait Handler: Send + Sync + 'static {
     /// no cluster): only what joining needs. The default refuses everything.
     fn handle_unauthenticated(&self, request: Request) -> Response {
         let _ = request;
-        Response::Error(RemoteError {
-            kind: RemoteErrorKind::BadRequest,
-            message: "not authenticated: this node belongs to no cluster".into(),
-        })
+        Response::Error(RemoteError::new(
+            RemoteErrorKind::BadRequest,
+            "not authenticated: this node belongs to no cluster",
+        ))
     }
 }
 

@@ -25,10 +25,10 @@ impl Handler for Echo {
     fn handle_unauthenticated(&self, request: Request) -> Response {
         match request {
             Request::JoinCluster { .. } => Response::Done,
-            _ => Response::Error(canopy_rpc::RemoteError {
-                kind: canopy_rpc::RemoteErrorKind::BadRequest,
-                message: "not authenticated".into(),
-            }),
+            _ => Response::Error(canopy_rpc::RemoteError::new(
+                canopy_rpc::RemoteErrorKind::BadRequest,
+                "not authenticated",
+            )),
         }
     }
 }
@@ -120,7 +120,7 @@ async fn an_unkeyed_server_takes_only_joining() {
     assert!(matches!(asked, Err(RpcError::PeerUnkeyed)), "{asked:?}");
     let join = Request::JoinCluster {
         cluster_id: "c".into(),
-        node_id: 2,
+        node_id: canopy_types::NodeId(2),
         secret: ClusterSecret::generate(),
         join_token: "t".into(),
     };

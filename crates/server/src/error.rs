@@ -84,7 +84,7 @@ impl Error {
                 SqlError::Unsupported(_)
                 | SqlError::ShardKeyUpdate { .. }
                 | SqlError::UniqueKeyWithoutShardKey { .. } => mysql(1706, "HY000", text),
-                _ => engine_error(&text),
+                _ => engine_error(None, &text),
             },
             Error::Meta(e) => match e {
                 MetaError::UnknownDatabase(_) => mysql(1049, "42000", text),
@@ -96,9 +96,9 @@ impl Error {
                 _ => mysql(1105, "HY000", text),
             },
             Error::Remote(r) => match r.kind {
-                RemoteErrorKind::Sql | RemoteErrorKind::Constraint => engine_error(&r.message),
+                RemoteErrorKind::Sql | RemoteErrorKind::Constraint => engine_error(r.sqlite_code, &r.message),
                 // The leaf does not serve the partition (not attached yet, being moved): no master instance there.
-                RemoteErrorKind::NoSuchPartition => mysql(1777, "HY000", text),
+                RemoteErrorKind::NoSuchPartition | RemoteErrorKind::NotMaster => mysql(1777, "HY000", text),
                 RemoteErrorKind::ResultTooLarge => result_too_large(&r.message),
                 RemoteErrorKind::Timeout => query_timeout(),
                 _ => mysql(1105, "HY000", text),
@@ -116,7 +116,7 @@ impl Error {
             Error::LeafReadOnly => mysql(1290, "HY000", text),
             Error::Storage(StorageError::ResultTooLarge { .. }) => result_too_large(&text),
             Error::Storage(StorageError::QueryTimeout) => query_timeout(),
-            Error::Storage(e) => engine_error(&e.to_string()),
+            Error::Storage(e) => engine_error(e.sqlite_code(), &e.to_string()),
             Error::Internal(_) | Error::MoveAbandoned { .. } => mysql(1105, "HY000", text),
         }
     }
@@ -133,9 +133,30 @@ fn query_timeout() -> MysqlError {
     mysql(3024, "HY000", "Query execution was interrupted, maximum statement execution time exceeded")
 }
 
-/// SQLite's messages mapped to the MySQL codes clients and ORMs react to.
-fn engine_error(message: &str) -> MysqlError {
+/// SQLite's extended result codes (`sqlite3.h`) the MySQL error table distinguishes.
+const SQLITE_CONSTRAINT_CHECK: i32 = 275;
+const SQLITE_CONSTRAINT_FOREIGNKEY: i32 = 787;
+const SQLITE_CONSTRAINT_NOTNULL: i32 = 1299;
+const SQLITE_CONSTRAINT_PRIMARYKEY: i32 = 1555;
+const SQLITE_CONSTRAINT_UNIQUE: i32 = 2067;
+const SQLITE_TOOBIG: i32 = 18;
+
+/// An error of the SQL engine mapped to the MySQL code clients and ORMs react to: by SQLite's extended result code
+/// where it has one; SQLite reports unknown columns, tables and functions and syntax errors all as plain
+/// `SQLITE_ERROR`, so those (and errors of the aggregator's own evaluation, which carry no code) are told apart by
+/// their message.
+fn engine_error(sqlite_code: Option<i32>, message: &str) -> MysqlError {
     let m = message;
+    match sqlite_code {
+        Some(SQLITE_CONSTRAINT_UNIQUE | SQLITE_CONSTRAINT_PRIMARYKEY) => {
+            return mysql(1062, "23000", format!("Duplicate entry: {m}"));
+        }
+        Some(SQLITE_CONSTRAINT_NOTNULL) => return mysql(1048, "23000", m),
+        Some(SQLITE_CONSTRAINT_CHECK) => return mysql(3819, "HY000", m),
+        Some(SQLITE_CONSTRAINT_FOREIGNKEY) => return mysql(1452, "23000", m),
+        Some(SQLITE_TOOBIG) => return mysql(1301, "HY000", m),
+        _ => {}
+    }
     if m.contains("UNIQUE constraint failed") || m.contains("PRIMARY KEY constraint failed") {
         mysql(1062, "23000", format!("Duplicate entry: {m}"))
     } else if m.contains("NOT NULL constraint failed") {
@@ -179,12 +200,24 @@ mod tests {
 
     #[test]
     fn engine_messages_map_to_mysql_codes() {
-        let code = |m: &str| engine_error(m).code;
+        let code = |m: &str| engine_error(None, m).code;
         assert_eq!(code("UNIQUE constraint failed: t.id"), 1062);
         assert_eq!(code("NOT NULL constraint failed: t.k"), 1048);
         assert_eq!(code("no such column: zz"), 1054);
         assert_eq!(code("near \"SELEC\": syntax error"), 1064);
         assert_eq!(code("unrecognized token: \"@\""), 1064);
         assert_eq!(code("something else"), 1105);
+    }
+
+    /// The leaf's error carries SQLite's extended code: the code decides, whatever the message says.
+    #[test]
+    fn sqlite_codes_map_to_mysql_codes() {
+        let code = |c: i32| engine_error(Some(c), "whatever the text").code;
+        assert_eq!(code(SQLITE_CONSTRAINT_UNIQUE), 1062);
+        assert_eq!(code(SQLITE_CONSTRAINT_PRIMARYKEY), 1062);
+        assert_eq!(code(SQLITE_CONSTRAINT_NOTNULL), 1048);
+        assert_eq!(code(SQLITE_CONSTRAINT_CHECK), 3819);
+        assert_eq!(code(1), 1105, "plain SQLITE_ERROR falls back to the message");
+        assert_eq!(engine_error(Some(1), "no such table: t").code, 1146);
     }
 }

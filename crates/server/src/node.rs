@@ -125,7 +125,7 @@ impl Node {
     /// ADD LEAF reached this node: it becomes leaf `node_id` of `cluster_id` and keeps the cluster's `secret`
     /// (stored before the identity, so a leaf never lacks it). Joining the same cluster again under the same id is
     /// accepted (a retried ADD LEAF); any other cluster is refused.
-    pub fn join_cluster(&self, cluster_id: String, node_id: u32, secret: ClusterSecret) -> Result<()> {
+    pub fn join_cluster(&self, cluster_id: String, node_id: canopy_types::NodeId, secret: ClusterSecret) -> Result<()> {
         let identity = self.identity();
         match identity.role {
             NodeRole::Unconfigured => {}

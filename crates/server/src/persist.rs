@@ -22,7 +22,7 @@ pub enum NodeRole {
 pub struct Identity {
     pub role: NodeRole,
     pub cluster_id: Option<String>,
-    pub node_id: Option<u32>,
+    pub node_id: Option<canopy_types::NodeId>,
 }
 
 impl Identity {

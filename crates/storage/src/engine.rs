@@ -127,7 +127,7 @@ pub fn user_tables(conn: &Connection) -> Result<Vec<String>, StorageError> {
 }
 
 /// (term, log_index, commits) of this database.
-pub fn log_position(conn: &Connection) -> Result<(u64, u64, u64), StorageError> {
+pub fn log_position(conn: &Connection) -> Result<(canopy_types::Term, u64, u64), StorageError> {
     let (position, commits) = log::position(conn)?;
     Ok((position.term, position.index, commits))
 }
@@ -194,44 +194,33 @@ pub fn execute_ddl(conn: &Connection, statements: &[String]) -> Result<(), Stora
 /// power loss, `synchronous=NORMAL`; the WAL is synced at checkpoints). Chosen per database with
 /// `CREATE DATABASE ... WITH {SYNC|ASYNC} DURABILITY`, stored in the file (`_canopy_settings`) so a restart and a
 /// copy keep it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    Sync,
-    Async,
-}
+/// (`Durability` itself is `canopy_types::Durability`, the one type the metadata and the messages use too.)
+pub use canopy_types::Durability;
 
-impl Durability {
-    fn pragma(self) -> &'static str {
-        match self {
-            Durability::Sync => "FULL",
-            Durability::Async => "NORMAL",
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Durability::Sync => "sync",
-            Durability::Async => "async",
-        }
+/// SQLite's `synchronous` setting for a durability.
+fn pragma(durability: Durability) -> &'static str {
+    match durability {
+        Durability::Sync => "FULL",
+        Durability::Async => "NORMAL",
     }
 }
 
 /// Records `durability` in the file and applies it to `conn`.
 pub fn set_durability(conn: &Connection, durability: Durability) -> Result<(), StorageError> {
     set_setting(conn, "durability", durability.as_str())?;
-    conn.pragma_update(None, "synchronous", durability.pragma())?;
+    conn.pragma_update(None, "synchronous", pragma(durability))?;
     Ok(())
 }
 
 /// Records which incarnation of the database this file belongs to (the metadata's database id): a database
 /// dropped and re-created under the same name gets a new id, so a stale file is never taken for the new one.
-pub fn set_database_id(conn: &Connection, id: u64) -> Result<(), StorageError> {
-    set_setting(conn, "database_id", &id.to_string())
+pub fn set_database_id(conn: &Connection, id: canopy_types::DatabaseId) -> Result<(), StorageError> {
+    set_setting(conn, "database_id", &id.0.to_string())
 }
 
 /// The database id recorded in the file, if any (files from before ids were recorded have none).
-pub fn database_id(conn: &Connection) -> Result<Option<u64>, StorageError> {
-    Ok(setting(conn, "database_id")?.and_then(|v| v.parse().ok()))
+pub fn database_id(conn: &Connection) -> Result<Option<canopy_types::DatabaseId>, StorageError> {
+    Ok(setting(conn, "database_id")?.and_then(|v| v.parse().ok()).map(canopy_types::DatabaseId))
 }
 
 /// Records which cluster this file belongs to (its cluster id): database ids start at 1 in every cluster, so
@@ -269,7 +258,7 @@ fn setting(conn: &Connection, key: &str) -> Result<Option<String>, StorageError>
 /// Applies the durability recorded in the file, if any (files without one are `Sync`).
 pub(crate) fn apply_stored_durability(conn: &Connection) -> Result<(), StorageError> {
     if setting(conn, "durability")?.as_deref() == Some("async") {
-        conn.pragma_update(None, "synchronous", Durability::Async.pragma())?;
+        conn.pragma_update(None, "synchronous", pragma(Durability::Async))?;
     }
     Ok(())
 }

@@ -64,8 +64,10 @@ pub enum StorageError {
     /// The copy's schema cannot take a change (SQLite would skip it silently): the copy diverged.
     #[error("changeset for table '{table}' does not fit the copy's schema: {reason}")]
     SchemaMismatch { table: String, reason: String },
-    #[error("term {current} is current; a lower term is refused")]
-    StaleTerm { current: u64 },
+    /// A request named another term than the copy's: older (the sender's metadata is stale, or it is a deposed
+    /// master's) or, for a statement, any other.
+    #[error("term {requested} refused: the copy is in term {current}")]
+    StaleTerm { current: canopy_types::Term, requested: canopy_types::Term },
     #[error("bad snapshot: {0}")]
     BadSnapshot(String),
     #[error("no snapshot {0} on this leaf")]
@@ -81,6 +83,14 @@ pub enum StorageError {
 
 impl StorageError {
     /// True when SQLite rejected the statement for a constraint (UNIQUE, PRIMARY KEY, NOT NULL, CHECK).
+    /// SQLite's extended result code, when SQLite raised the error (e.g. 2067, a UNIQUE constraint).
+    pub fn sqlite_code(&self) -> Option<i32> {
+        match self {
+            StorageError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => Some(e.extended_code),
+            _ => None,
+        }
+    }
+
     pub fn is_constraint(&self) -> bool {
         matches!(self, StorageError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
             if e.code == rusqlite::ErrorCode::ConstraintViolation)

@@ -35,12 +35,7 @@ const DDL_SEPARATOR: &str = "\n;\n";
 /// Entries returned by one `since` call are bounded in count as well as bytes.
 pub const LOG_BATCH_ENTRIES_MAX: usize = 10_000;
 
-/// A place in a database's change log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct LogPosition {
-    pub term: u64,
-    pub index: u64,
-}
+pub use canopy_types::{LogPosition, Term};
 
 /// What one committed transaction did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +49,7 @@ pub enum LogPayload {
 /// One entry of the change log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogEntry {
-    pub term: u64,
+    pub term: Term,
     pub index: u64,
     pub payload: LogPayload,
 }
@@ -89,7 +84,7 @@ pub fn position(conn: &Connection) -> Result<(LogPosition, u64), StorageError> {
         conn.query_row("SELECT term, log_index, commits FROM _canopy_log_position", [], |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
         })?;
-    Ok((LogPosition { term: term as u64, index: index as u64 }, commits as u64))
+    Ok((LogPosition { term: Term(term as u64), index: index as u64 }, commits as u64))
 }
 
 /// Appends `change` as the next entry (if it changed anything) and counts the commit. Must run inside the write
@@ -165,7 +160,7 @@ fn entry_from_row(row: &rusqlite::Row<'_>) -> Result<LogEntry, StorageError> {
         ),
         other => return Err(StorageError::Internal(format!("log entry {index}: unknown kind {other}"))),
     };
-    Ok(LogEntry { term: term as u64, index: index as u64, payload })
+    Ok(LogEntry { term: Term(term as u64), index: index as u64, payload })
 }
 
 /// Applies `entries` in order in one transaction: entries at or below the current position are skipped (so a
@@ -193,12 +188,12 @@ pub fn apply(conn: &Connection, entries: &[LogEntry]) -> Result<LogPosition, Sto
             };
             conn.execute(
                 "INSERT INTO _canopy_log (term, log_index, kind, payload) VALUES (?1, ?2, ?3, ?4)",
-                rusqlite::params![entry.term as i64, entry.index as i64, kind, payload],
+                rusqlite::params![entry.term.0 as i64, entry.index as i64, kind, payload],
             )?;
             current = LogPosition { term: current.term.max(entry.term), index: entry.index };
             conn.execute(
                 "UPDATE _canopy_log_position SET term = ?1, log_index = ?2, commits = commits + 1",
-                [current.term as i64, current.index as i64],
+                [current.term.0 as i64, current.index as i64],
             )?;
         }
         Ok(current)
@@ -212,12 +207,12 @@ pub fn truncate(conn: &Connection, keep_after_index: u64) -> Result<(), StorageE
 }
 
 /// Sets the term new entries are appended in; terms never go back.
-pub fn set_term(conn: &Connection, term: u64) -> Result<(), StorageError> {
+pub fn set_term(conn: &Connection, term: Term) -> Result<(), StorageError> {
     let (current, _) = position(conn)?;
     if term < current.term {
-        return Err(StorageError::StaleTerm { current: current.term });
+        return Err(StorageError::StaleTerm { current: current.term, requested: term });
     }
-    conn.execute("UPDATE _canopy_log_position SET term = ?1", [term as i64])?;
+    conn.execute("UPDATE _canopy_log_position SET term = ?1", [term.0 as i64])?;
     Ok(())
 }
 

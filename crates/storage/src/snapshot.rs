@@ -120,7 +120,7 @@ pub fn verify(path: &Path, db: &str, ordinal: u32) -> Result<LogPosition, Storag
 
 /// Checks that `path` is a whole, sound copy of a reference copy of database incarnation `database_id` (header,
 /// `quick_check`, the id recorded in `_canopy_settings`) and returns its position.
-pub fn verify_reference(path: &Path, database_id: u64) -> Result<LogPosition, StorageError> {
+pub fn verify_reference(path: &Path, database_id: canopy_types::DatabaseId) -> Result<LogPosition, StorageError> {
     let conn = open_sound(path)?;
     let found = crate::engine::database_id(&conn).map_err(|e| StorageError::BadSnapshot(e.to_string()))?;
     if found != Some(database_id) {

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use canopy_sql::Value;
 use rusqlite::Connection;
-use serde::{Deserialize, Serialize};
 
 use crate::StorageError;
 use crate::engine::{self, Outcome};
@@ -31,27 +30,8 @@ pub const SNAPSHOT_LEASE_MS: u64 = 120_000;
 
 type Shared = Arc<Mutex<Connection>>;
 
-/// Whether a partition instance serves queries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PartitionState {
-    /// Serving reads and writes.
-    Online,
-    /// Found on disk at startup and not yet attached by the master aggregator: serves nothing.
-    Pending,
-    /// A copy receiving log entries (`apply_log`): serves nothing until switched to `Online`.
-    Replica,
-}
-
-impl PartitionState {
-    /// The word SHOW DATABASES EXTENDED shows.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PartitionState::Online => "online",
-            PartitionState::Pending => "pending",
-            PartitionState::Replica => "replicating",
-        }
-    }
-}
+pub use canopy_types::PartitionState;
+use canopy_types::{DatabaseId, Term};
 
 /// One database as this leaf holds it, for SHOW DATABASES EXTENDED.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,13 +39,13 @@ pub struct LocalDb {
     pub db: String,
     /// `None` for the reference copy.
     pub ordinal: Option<u32>,
-    pub term: u64,
+    pub term: Term,
     pub log_index: u64,
     pub commits: u64,
     /// Always `Online` for a reference copy.
     pub state: PartitionState,
     /// The metadata's id of the database incarnation this copy belongs to (None for files that predate it).
-    pub database_id: Option<u64>,
+    pub database_id: Option<DatabaseId>,
     /// The user tables of the file (lower-cased, sorted): what ATTACH PARTITION compares with the metadata.
     pub tables: Vec<String>,
     /// The cluster this copy was created in (None for files that predate it).
@@ -87,7 +67,7 @@ struct Instance {
     state: PartitionState,
     /// The file's database incarnation, read once when the instance is opened (it never changes), so callers that
     /// must not wait on SQLite (the heartbeat's ping) can see it without locking the connection.
-    database_id: Option<u64>,
+    database_id: Option<DatabaseId>,
 }
 
 /// A partition instance recovered from disk and not yet attached, as the state map knows it.
@@ -95,7 +75,7 @@ struct Instance {
 pub struct PendingPartition {
     pub db: String,
     pub ordinal: u32,
-    pub database_id: Option<u64>,
+    pub database_id: Option<DatabaseId>,
 }
 
 struct SnapshotFile {
@@ -207,7 +187,7 @@ impl LeafStore {
     }
 
     /// Whether the file behind `conn` belongs to another incarnation of its database, or to another cluster.
-    fn is_stale(&self, conn: &Shared, database_id: u64) -> Result<bool, StorageError> {
+    fn is_stale(&self, conn: &Shared, database_id: DatabaseId) -> Result<bool, StorageError> {
         let conn = lock_conn(conn)?;
         let other_incarnation = engine::database_id(&conn)?.is_some_and(|id| id != database_id);
         let cluster = self.cluster_id();
@@ -216,7 +196,7 @@ impl LeafStore {
     }
 
     /// Records the database incarnation and this leaf's cluster in a new file.
-    fn stamp(&self, conn: &Connection, database_id: u64) -> Result<(), StorageError> {
+    fn stamp(&self, conn: &Connection, database_id: DatabaseId) -> Result<(), StorageError> {
         engine::set_database_id(conn, database_id)?;
         match self.cluster_id() {
             Some(cluster_id) => engine::set_cluster_id(conn, &cluster_id),
@@ -256,7 +236,7 @@ impl LeafStore {
         schema: &[String],
         reference_schema: &[String],
         durability: engine::Durability,
-        database_id: u64,
+        database_id: DatabaseId,
     ) -> Result<(), StorageError> {
         check_name(db)?;
         let mut open = self.lock()?;
@@ -472,7 +452,7 @@ impl LeafStore {
 
     /// Sets the term in which the partition's next log entries are written; a lower term than the current one is
     /// refused with `StaleTerm`.
-    pub fn set_term(&self, db: &str, ordinal: u32, term: u64) -> Result<(), StorageError> {
+    pub fn set_term(&self, db: &str, ordinal: u32, term: Term) -> Result<(), StorageError> {
         let (conn, _) = self.partition(db, ordinal)?;
         log::set_term(&*lock_conn(&conn)?, term)
     }
@@ -687,7 +667,7 @@ impl LeafStore {
     }
 
     /// The database incarnation and log position of the reference copy of `db`, or None when this leaf has none.
-    pub fn reference_state(&self, db: &str) -> Result<Option<(Option<u64>, LogPosition)>, StorageError> {
+    pub fn reference_state(&self, db: &str) -> Result<Option<(Option<DatabaseId>, LogPosition)>, StorageError> {
         let Some(conn) = self.lock()?.references.get(db).cloned() else { return Ok(None) };
         let conn = lock_conn(&conn)?;
         Ok(Some((engine::database_id(&conn)?, log::position(&conn)?.0)))
@@ -716,7 +696,12 @@ impl LeafStore {
     /// temporary file under `snapshots/` (removed by `open`) that must be a sound reference copy of incarnation
     /// `database_id`; its contents then replace the live copy's in one transaction, so the partitions that attach the
     /// copy see the old or the new contents, never a mix, and need no re-attach. Returns the new position.
-    pub fn install_reference<I, C>(&self, db: &str, database_id: u64, chunks: I) -> Result<LogPosition, StorageError>
+    pub fn install_reference<I, C>(
+        &self,
+        db: &str,
+        database_id: DatabaseId,
+        chunks: I,
+    ) -> Result<LogPosition, StorageError>
     where
         I: IntoIterator<Item = C>,
         C: AsRef<[u8]>,
@@ -820,12 +805,12 @@ mod tests {
         let store = LeafStore::open(&dir).unwrap();
         let schema = ["CREATE TABLE x (id INTEGER PRIMARY KEY)".to_string()];
         store.set_cluster_id(Some("theirs".into()));
-        store.create_partitions("test", &[0], &schema, &[], Durability::Async, 1).unwrap();
+        store.create_partitions("test", &[0], &schema, &[], Durability::Async, DatabaseId(1)).unwrap();
         store.execute_on_partition("test", 0, "INSERT INTO x VALUES (1)").unwrap();
         let listed = store.list().unwrap();
         assert!(listed.iter().all(|l| l.cluster_id.as_deref() == Some("theirs")), "{listed:?}");
         store.set_cluster_id(Some("ours".into()));
-        store.create_partitions("test", &[0], &schema, &[], Durability::Async, 1).unwrap();
+        store.create_partitions("test", &[0], &schema, &[], Durability::Async, DatabaseId(1)).unwrap();
         let rows = store.execute_on_partition("test", 0, "SELECT count(*) FROM x").unwrap();
         let Outcome::Rows(rows) = rows else { panic!("rows") };
         assert_eq!(rows.rows[0][0], Value::Integer(0), "the other cluster's rows were adopted");
@@ -846,7 +831,7 @@ mod tests {
             if !reopen {
                 let schema = ["CREATE TABLE x (id INTEGER PRIMARY KEY)".to_string()];
                 let reference = ["CREATE TABLE r (k INTEGER)".to_string()];
-                store.create_partitions("test", &[0], &schema, &reference, Durability::Async, 1).unwrap();
+                store.create_partitions("test", &[0], &schema, &reference, Durability::Async, DatabaseId(1)).unwrap();
             }
             store.set_partition_state("test", 0, PartitionState::Online).unwrap();
             for sql in [attach.as_str(), "DETACH DATABASE canopy_ref", vacuum.as_str(), "VACUUM"] {
@@ -874,7 +859,7 @@ mod tests {
                     &["CREATE TABLE x (id INTEGER PRIMARY KEY)".to_string()],
                     &["CREATE TABLE r (k INTEGER, v TEXT)".to_string()],
                     Durability::Async,
-                    1,
+                    DatabaseId(1),
                 )
                 .unwrap();
             assert_eq!(store.synchronous_level("test", 4).unwrap(), 1, "async durability is synchronous=NORMAL");
@@ -917,7 +902,14 @@ mod tests {
         let dir = temp_dir("constraint");
         let store = LeafStore::open(&dir).unwrap();
         store
-            .create_partitions("d", &[0], &["CREATE TABLE t (id INTEGER PRIMARY KEY)".into()], &[], Durability::Sync, 1)
+            .create_partitions(
+                "d",
+                &[0],
+                &["CREATE TABLE t (id INTEGER PRIMARY KEY)".into()],
+                &[],
+                Durability::Sync,
+                DatabaseId(1),
+            )
             .unwrap();
         assert_eq!(store.synchronous_level("d", 0).unwrap(), 2, "sync durability is synchronous=FULL");
         store.execute_on_partition("d", 0, "INSERT INTO t VALUES (1)").unwrap();
@@ -927,7 +919,7 @@ mod tests {
         assert_eq!(rs.rows, vec![vec![Value::Integer(1)]]);
         assert!(store.execute_on_partition("d", 0, "SELEC nonsense").is_err());
         assert!(matches!(
-            store.create_partitions("../evil", &[0], &[], &[], Durability::Sync, 1),
+            store.create_partitions("../evil", &[0], &[], &[], Durability::Sync, DatabaseId(1)),
             Err(StorageError::BadName(_))
         ));
         let _ = std::fs::remove_dir_all(&dir);
@@ -938,7 +930,7 @@ mod tests {
         let dir = temp_dir("noop");
         let store = LeafStore::open(&dir).unwrap();
         let schema = ["CREATE TABLE t (id INTEGER PRIMARY KEY)".to_string()];
-        store.create_partitions("d", &[0], &schema, &[], Durability::Sync, 1).unwrap();
+        store.create_partitions("d", &[0], &schema, &[], Durability::Sync, DatabaseId(1)).unwrap();
         store.execute_on_partition("d", 0, "INSERT INTO t VALUES (1)").unwrap();
         let wal = dir.join("partitions").join("d_0.sqlite-wal");
         let before = (std::fs::metadata(&wal).unwrap().len(), store.list().unwrap());
@@ -954,7 +946,7 @@ mod tests {
         let dir = temp_dir("params");
         let store = LeafStore::open(&dir).unwrap();
         let schema = ["CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)".to_string()];
-        store.create_partitions("d", &[0], &schema, &[], Durability::Sync, 1).unwrap();
+        store.create_partitions("d", &[0], &schema, &[], Durability::Sync, DatabaseId(1)).unwrap();
         let insert = "INSERT INTO t (id, v) VALUES (?1, ?2)";
         for i in 1..=3 {
             let out = store
@@ -1009,7 +1001,7 @@ mod tests {
         let reference = ["CREATE TABLE r (k INTEGER PRIMARY KEY, v INTEGER)".to_string()];
         let schema = ["CREATE TABLE x (id INTEGER PRIMARY KEY)".to_string()];
         for store in [&a, &b] {
-            store.create_partitions("d", &[0], &schema, &reference, Durability::Async, 7).unwrap();
+            store.create_partitions("d", &[0], &schema, &reference, Durability::Async, DatabaseId(7)).unwrap();
             store.execute_on_partition("d", 0, "INSERT INTO x VALUES (1)").unwrap();
         }
         a.execute_on_reference("d", "INSERT INTO r VALUES (1, 0), (2, 0)").unwrap();
@@ -1029,12 +1021,12 @@ mod tests {
         b.execute_on_reference("d", "UPDATE r SET v = 5").unwrap();
         let (id, position, size_bytes) = a.snapshot_reference("d").unwrap();
         let chunks = whole_snapshot(&a, id, size_bytes);
-        let refused = b.install_reference("d", 8, chunks.clone()).unwrap_err();
+        let refused = b.install_reference("d", DatabaseId(8), chunks.clone()).unwrap_err();
         assert!(matches!(refused, StorageError::BadSnapshot(_)), "{refused}");
-        assert_eq!(b.install_reference("d", 7, chunks).unwrap(), position);
+        assert_eq!(b.install_reference("d", DatabaseId(7), chunks).unwrap(), position);
         a.release_snapshot(id).unwrap();
         assert_eq!(rows(&a, "d", all), rows(&b, "d", all));
-        assert_eq!(b.reference_state("d").unwrap(), Some((Some(7), position)));
+        assert_eq!(b.reference_state("d").unwrap(), Some((Some(DatabaseId(7)), position)));
         // The partition's attached copy shows the replaced contents without being re-attached.
         let join = "SELECT x.id, r.v FROM x JOIN r ON r.k = 1";
         let on_partition = |s: &LeafStore| match s.execute_on_partition("d", 0, join).unwrap() {
@@ -1050,13 +1042,17 @@ mod tests {
         assert_eq!(b.reference_state("d").unwrap(), None);
         // A leaf without any copy gets one from a snapshot.
         let (id, position, size_bytes) = a.snapshot_reference("d").unwrap();
-        assert_eq!(b.install_reference("d", 7, whole_snapshot(&a, id, size_bytes)).unwrap(), position);
+        assert_eq!(b.install_reference("d", DatabaseId(7), whole_snapshot(&a, id, size_bytes)).unwrap(), position);
         assert_eq!(rows(&a, "d", all), rows(&b, "d", all));
         let synchronous = rows(&b, "d", "PRAGMA synchronous");
         assert_eq!(synchronous, vec![vec![Value::Integer(1)]], "the new copy keeps the database's async durability");
         drop((a, b));
         let b = LeafStore::open(&dir_b).unwrap();
-        assert_eq!(b.reference_state("d").unwrap(), Some((Some(7), position)), "the installed copy survives a reopen");
+        assert_eq!(
+            b.reference_state("d").unwrap(),
+            Some((Some(DatabaseId(7)), position)),
+            "the installed copy survives a reopen"
+        );
         let _ = std::fs::remove_dir_all(&dir_a);
         let _ = std::fs::remove_dir_all(&dir_b);
     }
@@ -1069,7 +1065,7 @@ mod tests {
         let dir = temp_dir("lease");
         let store = LeafStore::open(&dir).unwrap();
         let schema = ["CREATE TABLE t (id INTEGER PRIMARY KEY)".to_string()];
-        store.create_partitions("d", &[0], &schema, &[], Durability::Sync, 1).unwrap();
+        store.create_partitions("d", &[0], &schema, &[], Durability::Sync, DatabaseId(1)).unwrap();
         let t0 = Instant::now();
         let lease = Duration::from_millis(SNAPSHOT_LEASE_MS);
         let snaps: Vec<PartitionSnapshot> =
@@ -1094,19 +1090,22 @@ mod tests {
         let dir = temp_dir("recreate");
         let store = LeafStore::open(&dir).unwrap();
         let schema = ["CREATE TABLE t (id INTEGER PRIMARY KEY)".to_string()];
-        store.create_partitions("d", &[0], &schema, &[], Durability::Sync, 1).unwrap();
+        store.create_partitions("d", &[0], &schema, &[], Durability::Sync, DatabaseId(1)).unwrap();
         store.execute_on_partition("d", 0, "INSERT INTO t VALUES (1)").unwrap();
         // Same incarnation: a retry keeps the data.
-        store.create_partitions("d", &[0], &schema, &[], Durability::Sync, 1).unwrap();
+        store.create_partitions("d", &[0], &schema, &[], Durability::Sync, DatabaseId(1)).unwrap();
         let count = |s: &LeafStore| match s.execute_on_partition("d", 0, "SELECT count(*) FROM t").unwrap() {
             Outcome::Rows(rs) => rs.rows[0][0].clone(),
             other => panic!("{other:?}"),
         };
         assert_eq!(count(&store), Value::Integer(1));
         // A new incarnation of `d` (dropped elsewhere while this leaf was away): the stale copy is replaced.
-        store.create_partitions("d", &[0], &schema, &[], Durability::Sync, 2).unwrap();
+        store.create_partitions("d", &[0], &schema, &[], Durability::Sync, DatabaseId(2)).unwrap();
         assert_eq!(count(&store), Value::Integer(0));
-        assert_eq!(store.list().unwrap().iter().find(|l| l.ordinal == Some(0)).unwrap().database_id, Some(2));
+        assert_eq!(
+            store.list().unwrap().iter().find(|l| l.ordinal == Some(0)).unwrap().database_id,
+            Some(DatabaseId(2))
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use canopy_storage::{
     Durability, LeafStore, LogEntry, LogPayload, LogPosition, Outcome, PartitionSnapshot, PartitionState, StorageError,
 };
+use canopy_types::{DatabaseId, Term};
 use proptest::prelude::*;
 use rusqlite::{Connection, OpenFlags};
 
@@ -31,14 +32,14 @@ fn schema() -> Vec<String> {
 /// A leaf with partition `d:0` (Online) and `d`'s reference copy.
 fn source(dir: &Path) -> LeafStore {
     let store = LeafStore::open(dir).unwrap();
-    store.create_partitions(DB, &[0], &schema(), &[], Durability::Sync, 1).unwrap();
+    store.create_partitions(DB, &[0], &schema(), &[], Durability::Sync, DatabaseId(1)).unwrap();
     store
 }
 
 /// A leaf holding only `d`'s reference copy, ready to receive a partition.
 fn target(dir: &Path) -> LeafStore {
     let store = LeafStore::open(dir).unwrap();
-    store.create_partitions(DB, &[], &[], &[], Durability::Sync, 1).unwrap();
+    store.create_partitions(DB, &[], &[], &[], Durability::Sync, DatabaseId(1)).unwrap();
     store
 }
 
@@ -348,15 +349,18 @@ fn terms_checkpoints_and_failed_writes() {
     let dir = temp_dir("terms");
     let a = source(&dir);
     exec(&a, "INSERT INTO t VALUES (1, 'a')");
-    a.set_term(DB, 0, 3).unwrap();
-    assert!(matches!(a.set_term(DB, 0, 2), Err(StorageError::StaleTerm { current: 3 })));
+    a.set_term(DB, 0, Term(3)).unwrap();
+    assert!(matches!(
+        a.set_term(DB, 0, Term(2)),
+        Err(StorageError::StaleTerm { current: Term(3), requested: Term(2) })
+    ));
     exec(&a, "INSERT INTO t VALUES (2, 'b')");
     let before = a.log_position(DB, 0).unwrap();
-    assert_eq!(before, LogPosition { term: 3, index: 3 }, "schema, two inserts");
+    assert_eq!(before, LogPosition { term: Term(3), index: 3 }, "schema, two inserts");
     assert!(a.execute_on_partition(DB, 0, "INSERT INTO t VALUES (3, 'c'), (1, 'dup')").unwrap_err().is_constraint());
     exec(&a, "UPDATE t SET v = 'none' WHERE id = 99");
     assert_eq!(a.log_position(DB, 0).unwrap(), before, "failed or empty writes append nothing");
-    let terms: Vec<u64> = a.log_since(DB, 0, 0, u64::MAX).unwrap().iter().map(|e| e.term).collect();
+    let terms: Vec<u64> = a.log_since(DB, 0, 0, u64::MAX).unwrap().iter().map(|e| e.term.0).collect();
     assert_eq!(terms, [0, 0, 3]);
 
     a.checkpoint_partition(DB, 0, 2).unwrap();
@@ -408,9 +412,9 @@ fn log_and_data_agree_after_sigkill() {
 
     let a = LeafStore::open(&dir).unwrap();
     let copy = LeafStore::open(&dir_copy).unwrap();
-    copy.create_partitions(DB, &[0], &[], &[], Durability::Sync, 1).unwrap();
+    copy.create_partitions(DB, &[0], &[], &[], Durability::Sync, DatabaseId(1)).unwrap();
     copy.set_partition_state(DB, 0, PartitionState::Replica).unwrap();
-    let mut position = LogPosition { term: 0, index: 0 };
+    let mut position = LogPosition { term: Term(0), index: 0 };
     loop {
         let entries = a.log_since(DB, 0, position.index, CATCH_UP_BYTES).unwrap();
         if entries.is_empty() {

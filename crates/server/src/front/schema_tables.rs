@@ -94,7 +94,7 @@ pub fn show(
                 database.name.replace('`', "``"),
                 database.partitions
             );
-            if !database.sync_durability {
+            if database.durability == canopy_meta::Durability::Async {
                 create.push_str(" WITH ASYNC DURABILITY");
             }
             ResultSet::named(

@@ -325,8 +325,11 @@ impl Session {
         match statement {
             Statement::Cluster(command) => self.cluster_command(&cluster, command).await,
             Statement::CreateDatabase { name, if_not_exists, partitions, durability, .. } => {
-                let sync_durability = durability != Some(canopy_sql::command::SyncMode::Async);
-                ops::create_database(&cluster, name, if_not_exists, partitions, sync_durability).await
+                let durability = match durability {
+                    Some(canopy_sql::command::SyncMode::Async) => canopy_meta::Durability::Async,
+                    _ => canopy_meta::Durability::Sync,
+                };
+                ops::create_database(&cluster, name, if_not_exists, partitions, durability).await
             }
             Statement::DropDatabase { name, if_exists } => {
                 let answer = ops::drop_database(&cluster, name.clone(), if_exists).await?;

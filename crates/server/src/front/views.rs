@@ -189,7 +189,7 @@ pub fn distributed_databases(meta: &ClusterMeta) -> ResultSet {
                 Value::text(d.name.clone()),
                 Value::int(d.partitions),
                 Value::int(0),
-                Value::int(i64::from(d.sync_durability)),
+                Value::int(i64::from(d.durability == canopy_meta::Durability::Sync)),
             ]
         })
         .collect();
@@ -270,7 +270,7 @@ pub async fn cluster_status(cluster: &Arc<Cluster>, meta: &ClusterMeta) -> Resul
                 Value::int(leaf.addr.port),
                 Value::text(local.name.clone()),
                 Value::text(role),
-                Value::text(local.state.clone()),
+                Value::text(local.state.as_str()),
                 Value::text(format!("{}:{}", local.term, local.log_index)),
                 Value::Null,
                 Value::Null,
@@ -357,8 +357,8 @@ pub fn databases_extended(local: &[LocalDb]) -> ResultSet {
                 position.clone(),
                 position.clone(),
                 position,
-                Value::int(d.term as i64),
-                Value::int(d.term as i64),
+                Value::int(d.term.0 as i64),
+                Value::int(d.term.0 as i64),
                 Value::Null,
                 Value::int(0),
             ]

@@ -174,6 +174,7 @@ async fn catch_up_with(store: &Arc<LeafStore>, source: &Client, db: &str, ordina
 mod tests {
     use super::*;
     use canopy_storage::{Durability, Outcome, PartitionState};
+    use canopy_types::DatabaseId;
     use std::cell::Cell;
     use std::rc::Rc;
 
@@ -205,8 +206,8 @@ mod tests {
         let (source, target) =
             (LeafStore::open(&dir.join("source")).unwrap(), LeafStore::open(&dir.join("target")).unwrap());
         let schema = ["CREATE TABLE t (id INTEGER PRIMARY KEY, pad TEXT)".to_string()];
-        source.create_partitions("d", &[0], &schema, &[], Durability::Async, 1).unwrap();
-        target.create_partitions("d", &[], &schema, &[], Durability::Async, 1).unwrap();
+        source.create_partitions("d", &[0], &schema, &[], Durability::Async, DatabaseId(1)).unwrap();
+        target.create_partitions("d", &[], &schema, &[], Durability::Async, DatabaseId(1)).unwrap();
         let fill = "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 2000) \
                     INSERT INTO t SELECT n, printf('%0500d', n) FROM c";
         source.execute_on_partition("d", 0, fill).unwrap();

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use canopy_rpc::{
     LocalDatabase, LogRecord, NodeStatus, PendingPartition, RemoteError, RemoteErrorKind, Request, Response, Target,
 };
-use canopy_storage::{Durability, LeafStore, LogEntry, LogPayload, Outcome, PartitionState, StorageError};
+use canopy_storage::{LeafStore, LogEntry, LogPayload, Outcome, PartitionState, StorageError};
+use canopy_types::CopyRole;
 
 use crate::leaf::copy;
 use crate::leaf::reference_copy;
@@ -19,11 +20,18 @@ pub struct RpcHandler {
 }
 
 fn remote(kind: RemoteErrorKind, message: impl Into<String>) -> Response {
-    Response::Error(RemoteError { kind, message: message.into() })
+    Response::Error(RemoteError::new(kind, message))
 }
 
 fn storage_error(e: StorageError) -> Response {
     let kind = match &e {
+        StorageError::StaleTerm { current, requested } => {
+            RemoteErrorKind::StaleTerm { expected: *current, got: *requested }
+        }
+        StorageError::LogTruncated { first_available, .. } => {
+            RemoteErrorKind::LogTruncated { first_available: *first_available }
+        }
+        StorageError::NotOnline { state: PartitionState::Replica, .. } => RemoteErrorKind::NotMaster,
         StorageError::NoSuchPartition { .. } | StorageError::NoSuchReference(_) | StorageError::NotOnline { .. } => {
             RemoteErrorKind::NoSuchPartition
         }
@@ -33,7 +41,7 @@ fn storage_error(e: StorageError) -> Response {
         StorageError::Sqlite(_) | StorageError::BadName(_) => RemoteErrorKind::Sql,
         _ => RemoteErrorKind::Internal,
     };
-    remote(kind, e.to_string())
+    Response::Error(RemoteError { kind, message: e.to_string(), sqlite_code: e.sqlite_code() })
 }
 
 /// Runs one statement on several partitions of this leaf, one after the other (the aggregator sends a scatter's
@@ -90,7 +98,7 @@ pub async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(StorageError::Internal(format!("storage task failed: {e}"))))
 }
 
-fn join(node: &Node, cluster_id: String, node_id: u32, secret: canopy_rpc::ClusterSecret) -> Response {
+fn join(node: &Node, cluster_id: String, node_id: canopy_types::NodeId, secret: canopy_rpc::ClusterSecret) -> Response {
     match node.join_cluster(cluster_id, node_id, secret) {
         Ok(()) => Response::Done,
         Err(e) => remote(RemoteErrorKind::OtherCluster, e.to_string()),
@@ -192,8 +200,7 @@ impl canopy_rpc::Handler for RpcHandler {
         }
         let store = &self.node.store;
         let result = match request {
-            Request::CreatePartitions { db, ordinals, schema, reference_schema, sync_durability, database_id } => {
-                let durability = if sync_durability { Durability::Sync } else { Durability::Async };
+            Request::CreatePartitions { db, ordinals, schema, reference_schema, durability, database_id } => {
                 blocking(store, move |s| {
                     s.create_partitions(&db, &ordinals, &schema, &reference_schema, durability, database_id)
                 })
@@ -300,8 +307,8 @@ impl canopy_rpc::Handler for RpcHandler {
                     dbs.into_iter()
                         .map(|d| LocalDatabase {
                             name: d.name(),
-                            role: if d.ordinal.is_some() { "master" } else { "reference" }.to_string(),
-                            state: d.state.as_str().to_string(),
+                            role: if d.ordinal.is_some() { CopyRole::Master } else { CopyRole::Reference },
+                            state: d.state,
                             db: d.db,
                             ordinal: d.ordinal,
                             commits: d.commits,

@@ -20,7 +20,7 @@ const CATCH_UP_ROUNDS_MAX: u32 = 10_000;
 pub async fn sync(
     store: &Arc<LeafStore>,
     db: &str,
-    database_id: u64,
+    database_id: canopy_types::DatabaseId,
     host: &str,
     rpc_port: u16,
     credentials: &Arc<Credentials>,
@@ -46,7 +46,7 @@ async fn verified_backlog(
     store: &Arc<LeafStore>,
     source: &Client,
     db: &str,
-    database_id: u64,
+    database_id: canopy_types::DatabaseId,
 ) -> Option<Vec<LogEntry>> {
     let name = db.to_string();
     let local = blocking(store, move |s| {
@@ -88,7 +88,12 @@ fn backlog_after(last: Option<&LogEntry>, mut source: Vec<LogEntry>) -> Option<V
 
 /// Replaces the local copy with a snapshot of the source's. The snapshot is held in memory while it arrives:
 /// reference tables are copied to every leaf of their database, so they are small by design.
-async fn install(store: &Arc<LeafStore>, source: &Client, db: &str, database_id: u64) -> Result<(), String> {
+async fn install(
+    store: &Arc<LeafStore>,
+    source: &Client,
+    db: &str,
+    database_id: canopy_types::DatabaseId,
+) -> Result<(), String> {
     let Response::Snapshot { id, bytes, .. } = call(source, &Request::SnapshotReference { db: db.to_string() }).await?
     else {
         return Err("source leaf answered a snapshot request with something else".into());
@@ -159,7 +164,7 @@ mod tests {
     use canopy_storage::LogPayload;
 
     fn entry(index: u64, payload: &[u8]) -> LogEntry {
-        LogEntry { term: 0, index, payload: LogPayload::Changeset(payload.to_vec()) }
+        LogEntry { term: canopy_types::Term(0), index, payload: LogPayload::Changeset(payload.to_vec()) }
     }
 
     #[test]
@@ -177,7 +182,7 @@ mod tests {
         // The copy is ahead of the source: the source has nothing from the copy's last index on.
         assert_eq!(check(Some(entry(6, b"f")), &[]), None);
         // DDL and row changes with the same bytes are different entries.
-        let ddl = LogEntry { term: 0, index: 3, payload: LogPayload::Ddl("c".into()) };
+        let ddl = LogEntry { term: canopy_types::Term(0), index: 3, payload: LogPayload::Ddl("c".into()) };
         assert_eq!(check(Some(ddl), &source), None);
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use canopy_control::attach::{CopyFacts, Decision, check_copy, decide};
-use canopy_meta::{Action, Command, DatabaseId, InstanceRole, LeafState, NodeId, Step, StepStatus};
+use canopy_meta::{Action, Command, InstanceRole, LeafState, NodeId, Step, StepStatus};
 use canopy_rpc::{LocalDatabase, Request, Response};
 
 use crate::answer::Answer;
@@ -26,7 +26,7 @@ pub fn facts(local: &LocalDatabase) -> CopyFacts {
         name: local.name.clone(),
         db: local.db.clone(),
         ordinal: local.ordinal,
-        database_id: local.database_id.map(DatabaseId),
+        database_id: local.database_id,
         cluster_id: local.cluster_id.clone(),
         tables: local.tables.clone(),
     }
@@ -259,7 +259,7 @@ async fn newer_copy(
         let newer = local.iter().find(|d| {
             d.db == database.name
                 && d.ordinal == Some(ordinal)
-                && d.database_id == Some(database.id.0)
+                && d.database_id == Some(database.id)
                 && d.log_index > log_index
         });
         if let Some(newer) = newer {

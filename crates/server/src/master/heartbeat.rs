@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use canopy_meta::{Command, DatabaseId, Leaf, LeafState, NodeId};
+use canopy_meta::{Command, Leaf, LeafState, NodeId};
 use canopy_rpc::{NodeStatus, PendingPartition, Request, Response, RpcError};
 use tokio::sync::mpsc;
 
@@ -43,7 +43,7 @@ pub fn check_identity(cluster_id: &str, node_id: NodeId, status: &NodeStatus) ->
     if status.cluster_id.as_deref() != Some(cluster_id) {
         return Err(format!("it reports cluster {:?}, not {cluster_id}", status.cluster_id));
     }
-    if status.node_id != Some(node_id.0) {
+    if status.node_id != Some(node_id) {
         return Err(format!("it reports node id {:?}, not {}", status.node_id, node_id.0));
     }
     Ok(())
@@ -99,7 +99,7 @@ pub async fn run(master: Arc<MasterSlot>) {
             if result.probe == Probe::Answered {
                 // Only copies the metadata places on this leaf are attached; pending orphans (copies of dropped
                 // databases, of partitions served elsewhere) stay pending until CLEAR ORPHAN DATABASES.
-                let pending = result.pending.iter().map(|p| (p.db.as_str(), p.ordinal, p.database_id.map(DatabaseId)));
+                let pending = result.pending.iter().map(|p| (p.db.as_str(), p.ordinal, p.database_id));
                 let attachable_pending = canopy_control::attach::any_attachable(&meta, result.leaf, pending);
                 answers.insert(result.leaf, leaves::Answer { attachable_pending });
             }
@@ -223,7 +223,12 @@ mod tests {
     use super::*;
 
     fn status(cluster_id: Option<&str>, node_id: Option<u32>) -> NodeStatus {
-        NodeStatus { cluster_id: cluster_id.map(String::from), node_id, pending: Vec::new(), local_socket: None }
+        NodeStatus {
+            cluster_id: cluster_id.map(String::from),
+            node_id: node_id.map(NodeId),
+            pending: Vec::new(),
+            local_socket: None,
+        }
     }
 
     #[test]

@@ -63,7 +63,7 @@ impl MasterSlot {
         node.set_identity(Identity {
             role: NodeRole::MasterAggregator,
             cluster_id: Some(cluster_id),
-            node_id: Some(1),
+            node_id: Some(canopy_meta::NodeId(1)),
         })?;
         *self.0.write().map_err(|_| Error::Internal("master slot lock poisoned".into()))? = Some(cluster.clone());
         Ok(cluster)

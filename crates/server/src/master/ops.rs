@@ -63,7 +63,7 @@ pub async fn add_leaf(
     let secret = cluster.credentials().secret().ok_or_else(|| Error::Internal("master holds no secret".into()))?;
     let join = Request::JoinCluster {
         cluster_id: meta.cluster_id.clone(),
-        node_id: id.0,
+        node_id: id,
         secret,
         join_token: probe.join_token.unwrap_or_default(),
     };
@@ -120,7 +120,7 @@ pub async fn create_database(
     name: String,
     if_not_exists: bool,
     partitions: Option<u32>,
-    sync_durability: bool,
+    durability: canopy_meta::Durability,
 ) -> Result<Answer> {
     canopy_storage::check_name(&name).map_err(|_| {
         Error::Sql(SqlError::Parse(format!(
@@ -141,12 +141,12 @@ pub async fn create_database(
     }
     let online = meta.online_leaves().len() as u32;
     let partitions = partitions.unwrap_or(online.max(1) * meta.variables.default_partitions_per_leaf);
-    let command = Command::CreateDatabase { name: name.clone(), partitions, sync_durability };
+    let command = Command::CreateDatabase { name: name.clone(), partitions, durability };
     let Outcome::DatabaseCreated(planned) = cluster.dry_run(command.clone())? else {
         return Err(Error::Internal("CreateDatabase did not create".into()));
     };
     // The id the new database will get: metadata changes that could take ids are serialised by the operation lock.
-    let database_id = meta.next_database_id;
+    let database_id = canopy_meta::DatabaseId(meta.next_database_id);
     let mut by_leaf: BTreeMap<NodeId, Vec<u32>> = BTreeMap::new();
     for inst in &planned {
         by_leaf.entry(inst.node).or_default().push(inst.ordinal);
@@ -159,7 +159,7 @@ pub async fn create_database(
                 ordinals: ordinals.clone(),
                 schema: vec![],
                 reference_schema: vec![],
-                sync_durability,
+                durability,
                 database_id,
             };
             (meta.leaves[node].clone(), request)
@@ -172,7 +172,7 @@ pub async fn create_database(
     }
     match cluster.apply(command).await? {
         Outcome::DatabaseCreated(instances)
-            if instances == planned && cluster.meta().databases.get(&name).is_some_and(|d| d.id.0 == database_id) =>
+            if instances == planned && cluster.meta().databases.get(&name).is_some_and(|d| d.id == database_id) =>
         {
             Ok(Answer::affected(1))
         }

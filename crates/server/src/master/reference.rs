@@ -23,7 +23,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use canopy_meta::{ClusterMeta, Command, Database, Leaf, LeafState};
+use canopy_meta::{ClusterMeta, Command, Database, DatabaseId, Leaf, LeafState};
 use canopy_rpc::{Request, Response, Target};
 use tokio::sync::OwnedMutexGuard;
 
@@ -62,7 +62,7 @@ pub fn online_holders<'m>(meta: &'m ClusterMeta, db: &str) -> Result<Vec<&'m Lea
 pub async fn write(cluster: &Arc<Cluster>, db: &str, request: Request) -> Result<Response> {
     let _lock = lock(cluster, db).await;
     let meta = cluster.meta();
-    let database_id = database(&meta, db)?.id.0;
+    let database_id = database(&meta, db)?.id;
     let online = online_holders(&meta, db)?;
     let Some((primary, others)) = online.split_first() else {
         return Err(Error::NoMasterInstance { db: db.to_string(), ordinal: 0 });
@@ -88,7 +88,13 @@ pub async fn ddl(cluster: &Arc<Cluster>, db: &str, statements: Vec<String>) -> R
 }
 
 /// Every holder in `others` catches up from `primary`, concurrently; one that cannot is taken out of service.
-async fn replicate(cluster: &Arc<Cluster>, db: &str, database_id: u64, primary: &Leaf, others: &[&Leaf]) -> Result<()> {
+async fn replicate(
+    cluster: &Arc<Cluster>,
+    db: &str,
+    database_id: DatabaseId,
+    primary: &Leaf,
+    others: &[&Leaf],
+) -> Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     for &holder in others {
         let (cluster, db, primary, holder) = (cluster.clone(), db.to_string(), primary.clone(), holder.clone());
@@ -109,7 +115,13 @@ async fn replicate(cluster: &Arc<Cluster>, db: &str, database_id: u64, primary: 
     first_error.map_or(Ok(()), Err)
 }
 
-async fn sync_with_retries(cluster: &Cluster, db: &str, database_id: u64, source: &Leaf, holder: &Leaf) -> Result<()> {
+async fn sync_with_retries(
+    cluster: &Cluster,
+    db: &str,
+    database_id: DatabaseId,
+    source: &Leaf,
+    holder: &Leaf,
+) -> Result<()> {
     let mut attempt = 1;
     loop {
         match sync(cluster, db, database_id, source, holder, WRITE_SYNC_TIMEOUT).await {
@@ -127,7 +139,7 @@ async fn sync_with_retries(cluster: &Cluster, db: &str, database_id: u64, source
 async fn sync(
     cluster: &Cluster,
     db: &str,
-    database_id: u64,
+    database_id: DatabaseId,
     source: &Leaf,
     holder: &Leaf,
     timeout: Duration,
@@ -182,7 +194,7 @@ pub async fn catch_up_leaf(cluster: &Cluster, leaf: &Leaf) -> Result<Vec<Referen
 /// else a catch-up): before a partition of `db` is copied or attached there, and before a returning holder serves.
 /// The caller holds the reference lock when no write may fall between this and the leaf serving as a holder.
 pub async fn provide(cluster: &Cluster, db: &str, leaf: &Leaf) -> Result<()> {
-    let database_id = database(&cluster.meta(), db)?.id.0;
+    let database_id = database(&cluster.meta(), db)?.id;
     match current_copy(cluster, db, leaf).await? {
         Some(source) => sync(cluster, db, database_id, &source, leaf, REQUEST_TIMEOUT).await,
         None => Ok(()),
@@ -204,7 +216,7 @@ async fn current_copy(cluster: &Cluster, db: &str, leaf: &Leaf) -> Result<Option
         // The leaf is the only serving holder, i.e. the primary: its copy is the current one.
         return Ok(None);
     }
-    let id = database.id.0;
+    let id = database.id;
     let mut newest = (reference_index(cluster, leaf, db, id).await?, None);
     let others = meta.leaves.values().filter(|l| l.id != leaf.id && database.instances.iter().any(|i| i.node == l.id));
     for other in others {
@@ -217,7 +229,7 @@ async fn current_copy(cluster: &Cluster, db: &str, leaf: &Leaf) -> Result<Option
 }
 
 /// The log index of `leaf`'s reference copy of incarnation `database_id` of `db` (0 when it has none).
-async fn reference_index(cluster: &Cluster, leaf: &Leaf, db: &str, database_id: u64) -> Result<u64> {
+async fn reference_index(cluster: &Cluster, leaf: &Leaf, db: &str, database_id: DatabaseId) -> Result<u64> {
     match cluster.call(leaf, &Request::ListDatabases).await? {
         Response::Databases(local) => Ok(local
             .iter()
@@ -232,7 +244,8 @@ async fn reference_index(cluster: &Cluster, leaf: &Leaf, db: &str, database_id: 
 /// before any new reference write; a holder that cannot be reached is left to the failure detector (it goes offline
 /// and catches up when it is attached again).
 pub async fn reconcile(cluster: Arc<Cluster>) {
-    let databases: Vec<(String, u64)> = cluster.meta().databases.values().map(|d| (d.name.clone(), d.id.0)).collect();
+    let databases: Vec<(String, DatabaseId)> =
+        cluster.meta().databases.values().map(|d| (d.name.clone(), d.id)).collect();
     for (db, database_id) in databases {
         let _lock = lock(&cluster, &db).await;
         let meta = cluster.meta();

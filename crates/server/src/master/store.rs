@@ -149,7 +149,7 @@ pub fn load_meta(data_dir: &Path) -> Result<ClusterMeta> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use canopy_meta::NodeAddr;
+    use canopy_meta::{Durability, NodeAddr};
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("canopy-store-{name}-{}", std::process::id()));
@@ -200,7 +200,10 @@ mod tests {
         let dir = temp_dir("badload");
         let store = bootstrap(&dir);
         store.apply(add_leaf(10)).await.unwrap();
-        store.apply(Command::CreateDatabase { name: "d".into(), partitions: 2, sync_durability: true }).await.unwrap();
+        store
+            .apply(Command::CreateDatabase { name: "d".into(), partitions: 2, durability: Durability::Sync })
+            .await
+            .unwrap();
         assert!(load_meta(&dir).is_ok());
         let mut broken = (*store.meta()).clone();
         broken.leaves.clear();
@@ -219,7 +222,10 @@ mod tests {
         let dir = temp_dir("progress");
         let store = bootstrap(&dir);
         store.apply(add_leaf(10)).await.unwrap();
-        store.apply(Command::CreateDatabase { name: "d".into(), partitions: 2, sync_durability: true }).await.unwrap();
+        store
+            .apply(Command::CreateDatabase { name: "d".into(), partitions: 2, durability: Durability::Sync })
+            .await
+            .unwrap();
         let steps = (0..2).map(|o| Step::scheduled(Action::CopyPartition, o, NodeId(2), 1, 10)).collect();
         store.apply(Command::RecordOperation { db: "d".into(), steps }).await.unwrap();
         let version = store.meta().version;

@@ -12,12 +12,24 @@ pub struct NodeId(pub u32);
 pub struct InstanceId(pub u64);
 
 /// A period during which one instance is the master of a partition. Every promotion starts a new, larger term.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 pub struct Term(pub u64);
 
 /// A distributed database, unique for the cluster's lifetime (a re-created database gets a new id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct DatabaseId(pub u64);
+
+/// A partition's number within its database, `0..partitions`. A plain `u32`, not a newtype: the planner computes
+/// with it (shard hash modulo the count) and it never stands beside another id of the same width at a call site.
+pub type Ordinal = u32;
+
+/// A place in a change log: the term of the master that wrote the entry, and the entry's index (1 is the first;
+/// 0 is the empty log). Entries of one partition are totally ordered by index; terms never decrease along it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+pub struct LogPosition {
+    pub term: Term,
+    pub index: u64,
+}
 
 macro_rules! display_inner {
     ($($t:ty),*) => {$(
