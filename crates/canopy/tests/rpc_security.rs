@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use canopy_rpc::{Request, Response, Target};
+use canopy_rpc::{PartitionTerm, Request, Response, Target};
 use mysql_async::Row;
 use mysql_async::prelude::Queryable;
 use support::{NodeProc, TestCluster, eventually};
@@ -104,7 +104,11 @@ async fn frames_without_the_cluster_secret_are_refused_and_the_leaf_keeps_servin
 
     let select = Request::Execute {
         db: "test".into(),
-        target: Target::Partitions(vec![0, 1]),
+        // The terms the metadata gave the two partitions (a stranger could guess them: only the secret protects).
+        target: Target::Partitions(vec![
+            PartitionTerm { ordinal: 0, term: canopy_types::Term(1) },
+            PartitionTerm { ordinal: 1, term: canopy_types::Term(2) },
+        ]),
         sql: "SELECT id, v FROM x".into(),
         params: vec![],
     };

@@ -121,6 +121,10 @@ pub enum Outcome {
         first: i64,
     },
     InstanceAdded(Instance),
+    /// The promoted instance's new term (PROMOTE PARTITION WITH DROP).
+    Promoted {
+        term: Term,
+    },
 }
 
 impl ClusterMeta {
@@ -283,7 +287,7 @@ impl ClusterMeta {
                     i.term = term;
                 }
                 self.next_term += 1;
-                Outcome::Done
+                Outcome::Promoted { term }
             }
             Command::RecordOperation { db, steps } => {
                 self.database_mut(&db)?.operation = steps;

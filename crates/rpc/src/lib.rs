@@ -12,8 +12,8 @@ pub mod server;
 pub use auth::{ClusterSecret, Credentials};
 pub use client::Client;
 pub use message::{
-    LocalDatabase, LogRecord, NodeStatus, PartitionRef, PendingPartition, RemoteError, RemoteErrorKind, Request,
-    Response, Target,
+    LocalDatabase, LogRecord, NodeStatus, PartitionRef, PartitionTerm, PendingPartition, RemoteError, RemoteErrorKind,
+    Request, Response, Target,
 };
 pub use server::{Handler, serve, serve_local};
 

@@ -5,6 +5,14 @@ use canopy_sql::{ResultSet, Value};
 use canopy_types::{CopyRole, DatabaseId, Durability, NodeId, PartitionState, Term};
 use serde::{Deserialize, Serialize};
 
+/// A partition as the sender addresses it: its ordinal and the term the metadata gives the instance there. A leaf
+/// serves a request only when its copy holds exactly that term (`RemoteErrorKind::StaleTerm` otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PartitionTerm {
+    pub ordinal: u32,
+    pub term: Term,
+}
+
 /// Identifies one partition instance on a leaf by database name and ordinal.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PartitionRef {
@@ -23,11 +31,12 @@ pub enum Request {
     JoinCluster { cluster_id: String, node_id: NodeId, secret: crate::ClusterSecret, join_token: String },
     /// REMOVE LEAF: this node is no longer part of the cluster (its data stays on disk).
     LeaveCluster,
-    /// Create (idempotently) the listed partition instances and the reference copy of `db`, running `schema` (the
-    /// DDL of every existing table) in each partition and `reference_schema` in the reference copy.
+    /// Create (idempotently) the listed partition instances, each in its term, and the reference copy of `db`,
+    /// running `schema` (the DDL of every existing table) in each partition and `reference_schema` in the reference
+    /// copy.
     CreatePartitions {
         db: String,
-        ordinals: Vec<u32>,
+        partitions: Vec<PartitionTerm>,
         schema: Vec<String>,
         reference_schema: Vec<String>,
         durability: Durability,
@@ -43,29 +52,31 @@ pub enum Request {
     Execute { db: String, target: Target, sql: String, params: Vec<Value> },
     /// The leaf's local view of its databases (SHOW DATABASES EXTENDED).
     ListDatabases,
-    /// ATTACH PARTITION: the master aggregator adopted these local instances; they start serving.
-    AttachPartitions { db: String, ordinals: Vec<u32> },
+    /// ATTACH PARTITION: the master aggregator adopted these local instances as masters in the given terms; they
+    /// take the term (a lower one than the copy's is refused) and start serving.
+    AttachPartitions { db: String, partitions: Vec<PartitionTerm> },
     /// COPY PARTITION, run on the target leaf: pull a snapshot of `db:ordinal` from the source leaf, install it as a
     /// non-serving copy, and catch up from the source's change log. Answers `Position`.
-    CopyPartition { db: String, ordinal: u32, source_host: String, source_rpc_port: u16 },
+    /// `term` is the source master's: the source refuses the copy when its copy is in another.
+    CopyPartition { db: String, source: PartitionTerm, source_host: String, source_rpc_port: u16 },
     /// Run on the target leaf of a move: apply the source's change log until nothing is left. Answers `Position`.
-    CatchUp { db: String, ordinal: u32, source_host: String, source_rpc_port: u16 },
+    CatchUp { db: String, source: PartitionTerm, source_host: String, source_rpc_port: u16 },
     /// Stop serving `db:ordinal` (it is being switched to another leaf); its data and log stay readable for copies.
     /// Answers `Position`: the partition's final log position, which the new master must have reached.
-    FencePartition { db: String, ordinal: u32 },
+    FencePartition { db: String, partition: PartitionTerm },
     /// Drop one partition instance and its file.
     DropPartition { db: String, ordinal: u32 },
     /// SNAPSHOT DATABASE: checkpoint the listed partitions (WAL into the main file) and truncate their change logs
     /// up to their current position.
-    Checkpoint { db: String, ordinals: Vec<u32> },
+    Checkpoint { db: String, partitions: Vec<PartitionTerm> },
     /// Source side of a copy: take a consistent snapshot of `db:ordinal`. Answers `Snapshot`.
-    SnapshotPartition { db: String, ordinal: u32 },
+    SnapshotPartition { db: String, partition: PartitionTerm },
     /// Source side of a copy: `len` bytes of snapshot `id` from `offset`. Answers `Chunk`.
     SnapshotChunk { id: u64, offset: u64, len: u32 },
     /// Source side of a copy: forget snapshot `id`.
     ReleaseSnapshot { id: u64 },
     /// Source side of a catch-up: change-log entries after `after_index`, at most about `max_bytes`. Answers `Log`.
-    LogSince { db: String, ordinal: u32, after_index: u64, max_bytes: u64 },
+    LogSince { db: String, partition: PartitionTerm, after_index: u64, max_bytes: u64 },
     /// Source side of a reference catch-up: the reference copy's change-log entries after `after_index`, bounded as
     /// `LogSince`. Answers `Log`.
     ReferenceLogSince { db: String, after_index: u64, max_bytes: u64 },
@@ -83,7 +94,7 @@ pub enum Request {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Target {
-    Partitions(Vec<u32>),
+    Partitions(Vec<PartitionTerm>),
     Reference,
 }
 

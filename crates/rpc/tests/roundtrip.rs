@@ -46,7 +46,12 @@ fn client(addr: std::net::SocketAddr, secret: Option<ClusterSecret>) -> Client {
 }
 
 fn execute() -> Request {
-    Request::Execute { db: "d".into(), target: Target::Partitions(vec![3]), sql: "SELECT 1".into(), params: vec![] }
+    Request::Execute {
+        db: "d".into(),
+        target: Target::Partitions(vec![canopy_rpc::PartitionTerm { ordinal: 3, term: canopy_types::Term(1) }]),
+        sql: "SELECT 1".into(),
+        params: vec![],
+    }
 }
 
 /// Everything the server sends on `raw` until it closes (or 5 s pass: then the test fails on the caller's check).

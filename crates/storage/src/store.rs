@@ -68,6 +68,9 @@ struct Instance {
     /// The file's database incarnation, read once when the instance is opened (it never changes), so callers that
     /// must not wait on SQLite (the heartbeat's ping) can see it without locking the connection.
     database_id: Option<DatabaseId>,
+    /// The term of the copy's log (`_canopy_log_position`), kept here as well so every request's term is checked
+    /// without locking the connection; changed only by `set_term`, together with the file.
+    term: Term,
 }
 
 /// A partition instance recovered from disk and not yet attached, as the state map knows it.
@@ -170,7 +173,9 @@ impl LeafStore {
             };
             store.attach_reference(&mut conn, &db)?;
             let database_id = engine::database_id(&conn)?;
-            let instance = Instance { conn: Arc::new(Mutex::new(conn)), state: PartitionState::Pending, database_id };
+            let term = log::position(&conn)?.0.term;
+            let instance =
+                Instance { conn: Arc::new(Mutex::new(conn)), state: PartitionState::Pending, database_id, term };
             open.partitions.insert((db, ordinal), instance);
         }
         *store.lock()? = open;
@@ -285,6 +290,7 @@ impl LeafStore {
                 conn: Arc::new(Mutex::new(conn)),
                 state: PartitionState::Online,
                 database_id: Some(database_id),
+                term: Term(0),
             };
             open.partitions.insert(key, instance);
         }
@@ -454,7 +460,26 @@ impl LeafStore {
     /// refused with `StaleTerm`.
     pub fn set_term(&self, db: &str, ordinal: u32, term: Term) -> Result<(), StorageError> {
         let (conn, _) = self.partition(db, ordinal)?;
-        log::set_term(&*lock_conn(&conn)?, term)
+        // The file first: a refused (lower) term changes nothing, and memory never claims a term the file lacks.
+        log::set_term(&*lock_conn(&conn)?, term)?;
+        if let Some(instance) = self.lock()?.partitions.get_mut(&(db.to_string(), ordinal)) {
+            instance.term = instance.term.max(term);
+        }
+        Ok(())
+    }
+
+    /// Refuses a request that addresses the partition in another term than its copy holds: the sender's metadata
+    /// is behind (or ahead of what this leaf was told), or this copy was deposed. From the state map only.
+    pub fn check_term(&self, db: &str, ordinal: u32, term: Term) -> Result<(), StorageError> {
+        let open = self.lock()?;
+        let instance = open
+            .partitions
+            .get(&(db.to_string(), ordinal))
+            .ok_or_else(|| StorageError::NoSuchPartition { db: db.to_string(), ordinal })?;
+        if instance.term != term {
+            return Err(StorageError::StaleTerm { current: instance.term, requested: term });
+        }
+        Ok(())
     }
 
     /// Takes a consistent copy of a partition (in any state) while writes continue, kept as a file under the leaf's
@@ -611,7 +636,12 @@ impl LeafStore {
         let mut open = self.lock()?;
         open.installing.remove(&key);
         let (conn, position, database_id) = result?;
-        let instance = Instance { conn: Arc::new(Mutex::new(conn)), state: PartitionState::Replica, database_id };
+        let instance = Instance {
+            conn: Arc::new(Mutex::new(conn)),
+            state: PartitionState::Replica,
+            database_id,
+            term: position.term,
+        };
         open.partitions.insert(key, instance);
         Ok(position)
     }

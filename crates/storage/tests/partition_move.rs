@@ -373,6 +373,29 @@ fn terms_checkpoints_and_failed_writes() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// History: a partition is created, given term 5, and the leaf restarts. Property: a request is accepted only in the
+/// copy's own term, before and after the restart (the term is read back from the file), and a refusal names both.
+#[test]
+fn requests_are_checked_against_the_copys_term() {
+    let dir = temp_dir("check-term");
+    let a = source(&dir);
+    a.check_term(DB, 0, Term(0)).unwrap();
+    a.set_term(DB, 0, Term(5)).unwrap();
+    a.check_term(DB, 0, Term(5)).unwrap();
+    for other in [Term(4), Term(6), Term(0)] {
+        assert!(matches!(
+            a.check_term(DB, 0, other),
+            Err(StorageError::StaleTerm { current: Term(5), requested }) if requested == other
+        ));
+    }
+    assert!(matches!(a.check_term(DB, 9, Term(5)), Err(StorageError::NoSuchPartition { .. })));
+    drop(a);
+    let reopened = LeafStore::open(&dir).unwrap();
+    reopened.check_term(DB, 0, Term(5)).unwrap();
+    assert!(reopened.check_term(DB, 0, Term(4)).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// History: a child process (this test binary, re-run) writes mixed DML and DDL to a partition as fast as it can and
 /// is killed with SIGKILL mid-stream. Property: after reopening, the log and the data agree: replaying the whole log
 /// on an empty partition reproduces the data exactly.

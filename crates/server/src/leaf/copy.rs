@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use canopy_rpc::{Client, Credentials, Request, Response};
+use canopy_rpc::{Client, Credentials, PartitionTerm, Request, Response};
 use canopy_storage::{LeafStore, StorageError};
 
 use crate::leaf::handler::{CHUNK_BYTES, blocking, from_record};
@@ -65,14 +65,15 @@ pub(crate) fn client(host: &str, rpc_port: u16, credentials: &Arc<Credentials>) 
 pub async fn copy_partition(
     store: &Arc<LeafStore>,
     db: &str,
-    ordinal: u32,
+    source_partition: PartitionTerm,
     host: &str,
     rpc_port: u16,
     credentials: &Arc<Credentials>,
 ) -> Result<u64, String> {
     let source = client(host, rpc_port, credentials)?;
+    let ordinal = source_partition.ordinal;
     let Response::Snapshot { id, bytes, .. } =
-        call(&source, &Request::SnapshotPartition { db: db.to_string(), ordinal }).await?
+        call(&source, &Request::SnapshotPartition { db: db.to_string(), partition: source_partition }).await?
     else {
         return Err("source leaf answered a snapshot request with something else".into());
     };
@@ -90,7 +91,7 @@ pub async fn copy_partition(
     .await;
     let _ = call(&source, &Request::ReleaseSnapshot { id }).await;
     installed.map_err(|e| format!("installing the copy failed: {e}"))?;
-    catch_up_with(store, &source, db, ordinal).await
+    catch_up_with(store, &source, db, source_partition).await
 }
 
 /// The chunks of a snapshot of `bytes` bytes, each fetched (`fetch(offset, len)`, at most `chunk_bytes`) only when
@@ -124,13 +125,13 @@ fn snapshot_chunks<C: AsRef<[u8]>>(
 pub async fn catch_up(
     store: &Arc<LeafStore>,
     db: &str,
-    ordinal: u32,
+    source_partition: PartitionTerm,
     host: &str,
     rpc_port: u16,
     credentials: &Arc<Credentials>,
 ) -> Result<u64, String> {
     let source = client(host, rpc_port, credentials)?;
-    catch_up_with(store, &source, db, ordinal).await
+    catch_up_with(store, &source, db, source_partition).await
 }
 
 /// The catch-up limits: `(rounds, bytes per round)`, from the test-only overrides when set.
@@ -146,12 +147,23 @@ fn catch_up_limits() -> (u32, u64) {
 
 /// Applies the source's log until a round finds nothing newer, and returns the index reached then. Falling short
 /// after the round limit is an error: the caller must never take a copy for caught up when it is not.
-async fn catch_up_with(store: &Arc<LeafStore>, source: &Client, db: &str, ordinal: u32) -> Result<u64, String> {
+async fn catch_up_with(
+    store: &Arc<LeafStore>,
+    source: &Client,
+    db: &str,
+    source_partition: PartitionTerm,
+) -> Result<u64, String> {
+    let ordinal = source_partition.ordinal;
     let (name, st) = (db.to_string(), store.clone());
     let mut position = blocking(&st, move |s| s.log_position(&name, ordinal)).await.map_err(|e| e.to_string())?;
     let (rounds_max, max_bytes) = catch_up_limits();
     for _ in 0..rounds_max {
-        let request = Request::LogSince { db: db.to_string(), ordinal, after_index: position.index, max_bytes };
+        let request = Request::LogSince {
+            db: db.to_string(),
+            partition: source_partition,
+            after_index: position.index,
+            max_bytes,
+        };
         let Response::Log(records) = call(source, &request).await? else {
             return Err("source leaf answered a log request with something else".into());
         };

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use canopy_rpc::{
-    LocalDatabase, LogRecord, NodeStatus, PendingPartition, RemoteError, RemoteErrorKind, Request, Response, Target,
+    LocalDatabase, LogRecord, NodeStatus, PartitionTerm, PendingPartition, RemoteError, RemoteErrorKind, Request,
+    Response, Target,
 };
 use canopy_storage::{LeafStore, LogEntry, LogPayload, Outcome, PartitionState, StorageError};
 use canopy_types::CopyRole;
@@ -44,19 +45,31 @@ fn storage_error(e: StorageError) -> Response {
     Response::Error(RemoteError { kind, message: e.to_string(), sqlite_code: e.sqlite_code() })
 }
 
+/// Runs one statement on a partition whose copy holds the term the sender addresses.
+fn execute_in_term(
+    store: &LeafStore,
+    db: &str,
+    partition: &PartitionTerm,
+    sql: &str,
+    params: &[canopy_sql::Value],
+) -> Result<Outcome, StorageError> {
+    store.check_term(db, partition.ordinal, partition.term)?;
+    store.execute_on_partition_with(db, partition.ordinal, sql, params)
+}
+
 /// Runs one statement on several partitions of this leaf, one after the other (the aggregator sends a scatter's
 /// partitions on a leaf in one request): rows concatenated, affected rows summed. Stops at the first error.
 fn execute_on_each(
     store: &LeafStore,
     db: &str,
-    ordinals: &[u32],
+    partitions: &[PartitionTerm],
     sql: &str,
     params: &[canopy_sql::Value],
 ) -> Result<Outcome, StorageError> {
     let mut combined: Option<Outcome> = None;
     let mut bytes = 0usize;
-    for &ordinal in ordinals {
-        let next = store.execute_on_partition_with(db, ordinal, sql, params)?;
+    for partition in partitions {
+        let next = execute_in_term(store, db, partition, sql, params)?;
         if let Outcome::Rows(rs) = &next {
             // Each partition's share is bounded; so is what one response to the aggregator holds.
             bytes = bytes.saturating_add(rs.size_bytes());
@@ -153,9 +166,9 @@ impl canopy_rpc::Handler for RpcHandler {
                 let store = &self.node.store;
                 let result = match target {
                     Target::Reference => store.execute_on_reference_with(&db, &sql, &params),
-                    Target::Partitions(ordinals) => match ordinals.as_slice() {
-                        [ordinal] => store.execute_on_partition_with(&db, *ordinal, &sql, &params),
-                        ordinals => execute_on_each(store, &db, ordinals, &sql, &params),
+                    Target::Partitions(partitions) => match partitions.as_slice() {
+                        [partition] => execute_in_term(store, &db, partition, &sql, &params),
+                        partitions => execute_on_each(store, &db, partitions, &sql, &params),
                     },
                 };
                 Ok(result.map(outcome).unwrap_or_else(storage_error))
@@ -200,9 +213,11 @@ impl canopy_rpc::Handler for RpcHandler {
         }
         let store = &self.node.store;
         let result = match request {
-            Request::CreatePartitions { db, ordinals, schema, reference_schema, durability, database_id } => {
+            Request::CreatePartitions { db, partitions, schema, reference_schema, durability, database_id } => {
                 blocking(store, move |s| {
-                    s.create_partitions(&db, &ordinals, &schema, &reference_schema, durability, database_id)
+                    let ordinals: Vec<u32> = partitions.iter().map(|p| p.ordinal).collect();
+                    s.create_partitions(&db, &ordinals, &schema, &reference_schema, durability, database_id)?;
+                    partitions.iter().try_for_each(|p| s.set_term(&db, p.ordinal, p.term))
                 })
                 .await
                 .map(|()| Response::Done)
@@ -212,40 +227,53 @@ impl canopy_rpc::Handler for RpcHandler {
             }
             Request::Ddl { db, target, statements } => blocking(store, move |s| match target {
                 Target::Reference => s.ddl_on_reference(&db, &statements),
-                Target::Partitions(ordinals) => {
-                    ordinals.iter().try_for_each(|&o| s.ddl_on_partition(&db, o, &statements))
-                }
+                Target::Partitions(partitions) => partitions.iter().try_for_each(|p| {
+                    s.check_term(&db, p.ordinal, p.term)?;
+                    s.ddl_on_partition(&db, p.ordinal, &statements)
+                }),
             })
             .await
             .map(|()| Response::Done),
-            Request::AttachPartitions { db, ordinals } => blocking(store, move |s| {
-                ordinals.iter().try_for_each(|&o| s.set_partition_state(&db, o, PartitionState::Online))
+            Request::AttachPartitions { db, partitions } => blocking(store, move |s| {
+                partitions.iter().try_for_each(|p| {
+                    s.set_term(&db, p.ordinal, p.term)?;
+                    s.set_partition_state(&db, p.ordinal, PartitionState::Online)
+                })
             })
             .await
             .map(|()| Response::Done),
             // The position is read after the fence, through the partition's connection (so after any statement
             // still holding it): nothing can be appended after it, so it is the end a copy must reach.
-            Request::FencePartition { db, ordinal } => blocking(store, move |s| {
-                s.set_partition_state(&db, ordinal, PartitionState::Pending)?;
-                s.log_position(&db, ordinal)
+            Request::FencePartition { db, partition } => blocking(store, move |s| {
+                s.check_term(&db, partition.ordinal, partition.term)?;
+                s.set_partition_state(&db, partition.ordinal, PartitionState::Pending)?;
+                s.log_position(&db, partition.ordinal)
             })
             .await
             .map(|position| Response::Position { log_index: position.index }),
             Request::DropPartition { db, ordinal } => {
                 blocking(store, move |s| s.drop_partition(&db, ordinal)).await.map(|()| Response::Done)
             }
-            Request::Checkpoint { db, ordinals } => blocking(store, move |s| {
-                for &ordinal in &ordinals {
-                    let position = s.log_position(&db, ordinal)?;
-                    s.checkpoint_partition(&db, ordinal, position.index)?;
+            Request::Checkpoint { db, partitions } => blocking(store, move |s| {
+                for partition in &partitions {
+                    s.check_term(&db, partition.ordinal, partition.term)?;
+                    let position = s.log_position(&db, partition.ordinal)?;
+                    s.checkpoint_partition(&db, partition.ordinal, position.index)?;
                 }
                 Ok(())
             })
             .await
             .map(|()| Response::Done),
-            Request::SnapshotPartition { db, ordinal } => blocking(store, move |s| s.snapshot_partition(&db, ordinal))
-                .await
-                .map(|snap| Response::Snapshot { id: snap.id, bytes: snap.size_bytes, log_index: snap.position.index }),
+            Request::SnapshotPartition { db, partition } => blocking(store, move |s| {
+                s.check_term(&db, partition.ordinal, partition.term)?;
+                s.snapshot_partition(&db, partition.ordinal)
+            })
+            .await
+            .map(|snap| Response::Snapshot {
+                id: snap.id,
+                bytes: snap.size_bytes,
+                log_index: snap.position.index,
+            }),
             Request::SnapshotChunk { id, offset, len } => {
                 blocking(store, move |s| s.read_snapshot_chunk(id, offset, len.min(CHUNK_BYTES)))
                     .await
@@ -254,25 +282,22 @@ impl canopy_rpc::Handler for RpcHandler {
             Request::ReleaseSnapshot { id } => {
                 blocking(store, move |s| s.release_snapshot(id)).await.map(|()| Response::Done)
             }
-            Request::LogSince { db, ordinal, after_index, max_bytes } => {
-                blocking(store, move |s| s.log_since(&db, ordinal, after_index, max_bytes.min(u64::from(CHUNK_BYTES))))
+            Request::LogSince { db, partition, after_index, max_bytes } => blocking(store, move |s| {
+                s.check_term(&db, partition.ordinal, partition.term)?;
+                s.log_since(&db, partition.ordinal, after_index, max_bytes.min(u64::from(CHUNK_BYTES)))
+            })
+            .await
+            .map(|entries| Response::Log(entries.into_iter().map(to_record).collect())),
+            Request::CopyPartition { db, source, source_host, source_rpc_port } => {
+                return copy::copy_partition(store, &db, source, &source_host, source_rpc_port, &self.node.credentials)
                     .await
-                    .map(|entries| Response::Log(entries.into_iter().map(to_record).collect()))
+                    .map_or_else(
+                        |e| remote(RemoteErrorKind::Internal, e),
+                        |log_index| Response::Position { log_index },
+                    );
             }
-            Request::CopyPartition { db, ordinal, source_host, source_rpc_port } => {
-                return copy::copy_partition(
-                    store,
-                    &db,
-                    ordinal,
-                    &source_host,
-                    source_rpc_port,
-                    &self.node.credentials,
-                )
-                .await
-                .map_or_else(|e| remote(RemoteErrorKind::Internal, e), |log_index| Response::Position { log_index });
-            }
-            Request::CatchUp { db, ordinal, source_host, source_rpc_port } => {
-                return copy::catch_up(store, &db, ordinal, &source_host, source_rpc_port, &self.node.credentials)
+            Request::CatchUp { db, source, source_host, source_rpc_port } => {
+                return copy::catch_up(store, &db, source, &source_host, source_rpc_port, &self.node.credentials)
                     .await
                     .map_or_else(
                         |e| remote(RemoteErrorKind::Internal, e),

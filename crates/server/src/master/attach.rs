@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use canopy_control::attach::{CopyFacts, Decision, check_copy, decide};
-use canopy_meta::{Action, Command, InstanceRole, LeafState, NodeId, Step, StepStatus};
-use canopy_rpc::{LocalDatabase, Request, Response};
+use canopy_meta::{Action, Command, InstanceRole, LeafState, NodeId, Outcome, Step, StepStatus};
+use canopy_rpc::{LocalDatabase, PartitionTerm, Request, Response};
 
 use crate::answer::Answer;
 use crate::error::{AttachRefusal, Error, Result};
@@ -137,7 +137,13 @@ async fn attach_partitions_of(cluster: &Arc<Cluster>, leaf: &canopy_meta::Leaf, 
         cluster.apply(Command::RecordOperation { db: db.clone(), steps }).await?;
         for (index, &ordinal) in ordinals.iter().enumerate() {
             run_step(cluster, &db, index as u32, async {
-                let request = Request::AttachPartitions { db: db.clone(), ordinals: vec![ordinal] };
+                // The copy serves in the term the metadata gives its master instance on this leaf.
+                let term = meta.databases.get(&db).and_then(|d| d.master(ordinal)).filter(|m| m.node == leaf.id);
+                let term = term.map(|m| m.term).ok_or_else(|| {
+                    Error::Internal(format!("{db}:{ordinal} has no master on leaf {} to attach", leaf.id))
+                })?;
+                let partitions = vec![PartitionTerm { ordinal, term }];
+                let request = Request::AttachPartitions { db: db.clone(), partitions };
                 cluster.call(leaf, &request).await.map(|_| ())
             })
             .await?;
@@ -217,11 +223,25 @@ pub async fn attach_partition(cluster: &Arc<Cluster>, db: String, ordinal: u32, 
         // The partition joins against the leaf's reference copy, and the leaf becomes a holder if it was not one.
         let _reference = reference::lock(cluster, &db).await;
         reference::provide(cluster, &db, &leaf).await?;
-        cluster.call(&leaf, &Request::AttachPartitions { db: db.clone(), ordinals: vec![ordinal] }).await?;
+        // The copy serves in its master instance's term: the existing one's, or the one registering it will give
+        // (the operation lock keeps any other command from taking a term in between; checked below).
+        let add = Command::AddInstance { db: db.clone(), ordinal, node: leaf_id, role: InstanceRole::Master };
+        let term = match database.master(ordinal) {
+            Some(master) => master.term,
+            None => match cluster.dry_run(add.clone())? {
+                Outcome::InstanceAdded(instance) => instance.term,
+                other => return Err(Error::Internal(format!("AddInstance would give {other:?}"))),
+            },
+        };
+        let partitions = vec![PartitionTerm { ordinal, term }];
+        cluster.call(&leaf, &Request::AttachPartitions { db: db.clone(), partitions }).await?;
         if database.master(ordinal).is_none() {
-            cluster
-                .apply(Command::AddInstance { db: db.clone(), ordinal, node: leaf_id, role: InstanceRole::Master })
-                .await?;
+            match cluster.apply(add).await? {
+                Outcome::InstanceAdded(instance) if instance.term == term => {}
+                other => {
+                    return Err(Error::Internal(format!("ATTACH PARTITION committed {other:?}, expected term {term}")));
+                }
+            }
         }
         Ok(())
     })

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use canopy_meta::{Action, Command, InstanceId, InstanceRole, Leaf, LeafState, NodeId, Outcome, Step};
-use canopy_rpc::{Request, Response};
+use canopy_rpc::{PartitionTerm, Request, Response};
 
 use crate::answer::Answer;
 use crate::error::{Error, MoveAbort, Result};
@@ -162,7 +162,7 @@ async fn copy_phase(
     drop_copy(cluster, target, db, ordinal).await;
     let copy = Request::CopyPartition {
         db: db.to_string(),
-        ordinal,
+        source: source_partition(cluster, db, ordinal, source)?,
         source_host: source.addr.host.clone(),
         source_rpc_port: source.addr.rpc_port,
     };
@@ -248,31 +248,49 @@ async fn switch_phase(
             .await
             .map_err(|_| Error::Internal(format!("statements on {db}:{ordinal} did not finish in time")))?;
         let deadline = Duration::from_millis(SWITCH_DEADLINE_MS);
-        let prepared =
-            match tokio::time::timeout(deadline, switch_under_gate(cluster, db, ordinal, source, target)).await {
-                Ok(prepared) => prepared,
-                Err(_) => Err(Error::MoveAbandoned {
-                    db: db.to_string(),
-                    ordinal,
-                    reason: MoveAbort::SwitchDeadline { deadline_ms: SWITCH_DEADLINE_MS },
-                }),
-            };
-        // The commit point: once this metadata change is persisted the target is the master.
+        let prepared = match tokio::time::timeout(
+            deadline,
+            switch_under_gate(cluster, db, ordinal, replica, source, target),
+        )
+        .await
+        {
+            Ok(prepared) => prepared,
+            Err(_) => Err(Error::MoveAbandoned {
+                db: db.to_string(),
+                ordinal,
+                reason: MoveAbort::SwitchDeadline { deadline_ms: SWITCH_DEADLINE_MS },
+            }),
+        };
+        // The commit point: once this metadata change is persisted the target is the master, in the term the
+        // target was attached with (the operation lock keeps any other command from taking a term in between).
         let finished = match prepared {
-            Ok(()) => cluster.apply(Command::PromoteWithDrop { db: db.to_string(), instance: replica }).await,
+            Ok(term) => match cluster.apply(Command::PromoteWithDrop { db: db.to_string(), instance: replica }).await {
+                Ok(Outcome::Promoted { term: committed }) if committed == term => Ok(()),
+                Ok(other) => {
+                    // Committed, but not as the target was told: it refuses statements until attached again.
+                    tracing::error!("{db}:{ordinal}: promotion committed {other:?}, the target was attached in {term}");
+                    let attach = Request::AttachPartitions {
+                        db: db.to_string(),
+                        partitions: vec![PartitionTerm { ordinal, term: promoted_term(cluster, db, ordinal)? }],
+                    };
+                    cluster.call(target, &attach).await.map(|_| ())
+                }
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
-        if finished.is_err() {
+        if finished.is_err() && !promoted(cluster, db, replica) {
             // Not switched: the source serves again (a source that does not answer stays fenced, i.e. pending, and
             // is re-attached by the heartbeat like any pending partition).
-            let attach = Request::AttachPartitions { db: db.to_string(), ordinals: vec![ordinal] };
+            let partitions = vec![source_partition(cluster, db, ordinal, source)?];
+            let attach = Request::AttachPartitions { db: db.to_string(), partitions };
             let unfence = cluster.call_with_timeout(source, &attach, Duration::from_millis(UNFENCE_TIMEOUT_MS)).await;
             if let Err(e) = unfence {
                 tracing::warn!("{db}:{ordinal}: the source did not resume serving after an abandoned switch: {e}");
             }
         }
-        committed = finished.is_ok();
-        finished.map(|_| ())
+        committed = promoted(cluster, db, replica);
+        finished
     })
     .await;
     match switched {
@@ -285,16 +303,49 @@ async fn switch_phase(
     }
 }
 
+/// The source's master instance of `db:ordinal` as requests address it (its term from the metadata).
+fn source_partition(cluster: &Cluster, db: &str, ordinal: u32, source: &Leaf) -> Result<PartitionTerm> {
+    let meta = cluster.meta();
+    let master = meta.databases.get(db).and_then(|d| d.master(ordinal)).filter(|m| m.node == source.id);
+    let master = master.ok_or_else(|| Error::Internal(format!("{db}:{ordinal} has no master on the move's source")))?;
+    Ok(PartitionTerm { ordinal, term: master.term })
+}
+
+/// The term of the current master of `db:ordinal` in the metadata.
+fn promoted_term(cluster: &Cluster, db: &str, ordinal: u32) -> Result<canopy_meta::Term> {
+    let meta = cluster.meta();
+    let master = meta.databases.get(db).and_then(|d| d.master(ordinal));
+    master.map(|m| m.term).ok_or_else(|| Error::NoMasterInstance { db: db.to_string(), ordinal })
+}
+
+/// Whether `instance` is its partition's master in the metadata (the switch committed).
+fn promoted(cluster: &Cluster, db: &str, instance: InstanceId) -> bool {
+    let meta = cluster.meta();
+    meta.databases
+        .get(db)
+        .is_some_and(|d| d.instances.iter().any(|i| i.id == instance && i.role == InstanceRole::Master))
+}
+
 /// The leaf work of the switch, run while no statement can reach either copy: fence the source, bring the target
-/// to the source's final position, and make it serve. The commit follows.
-async fn switch_under_gate(cluster: &Arc<Cluster>, db: &str, ordinal: u32, source: &Leaf, target: &Leaf) -> Result<()> {
+/// to the source's final position, and make it serve in the term the promotion will give it (returned). The
+/// commit follows.
+async fn switch_under_gate(
+    cluster: &Arc<Cluster>,
+    db: &str,
+    ordinal: u32,
+    replica: InstanceId,
+    source: &Leaf,
+    target: &Leaf,
+) -> Result<canopy_meta::Term> {
+    let source_partition = source_partition(cluster, db, ordinal, source)?;
     let catch_up = Request::CatchUp {
         db: db.to_string(),
-        ordinal,
+        source: source_partition,
         source_host: source.addr.host.clone(),
         source_rpc_port: source.addr.rpc_port,
     };
-    let fenced = cluster.call(source, &Request::FencePartition { db: db.to_string(), ordinal }).await?;
+    let fence = Request::FencePartition { db: db.to_string(), partition: source_partition };
+    let fenced = cluster.call(source, &fence).await?;
     let source_index = position(fenced, "FencePartition")?;
     let target_index = position(cluster.call(target, &catch_up).await?, "CatchUp")?;
     if target_index != source_index {
@@ -305,7 +356,14 @@ async fn switch_under_gate(cluster: &Arc<Cluster>, db: &str, ordinal: u32, sourc
             reason: MoveAbort::NotCaughtUp { source_index, target_index },
         });
     }
-    cluster.call(target, &Request::AttachPartitions { db: db.to_string(), ordinals: vec![ordinal] }).await.map(|_| ())
+    let Outcome::Promoted { term } =
+        cluster.dry_run(Command::PromoteWithDrop { db: db.to_string(), instance: replica })?
+    else {
+        return Err(Error::Internal("PromoteWithDrop did not promote".into()));
+    };
+    let attach = Request::AttachPartitions { db: db.to_string(), partitions: vec![PartitionTerm { ordinal, term }] };
+    cluster.call(target, &attach).await?;
+    Ok(term)
 }
 
 /// Undoes a copy that never became the master: forgets its replica instance (if registered) and drops its file.

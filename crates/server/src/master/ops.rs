@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use canopy_meta::{ClusterMeta, Command, Leaf, NodeAddr, NodeId, Outcome};
-use canopy_rpc::{Request, Target};
+use canopy_rpc::{PartitionTerm, Request, Target};
 use canopy_sql::ddl::{CreateIndex, CreateTable};
 use canopy_sql::{SqlError, TableKind};
 use mysql_async::prelude::Queryable;
@@ -105,12 +105,13 @@ async fn probe_node(user: &str, password: &str, host: &str, port: u16) -> std::r
 }
 
 /// Partition ordinals of `db` by the leaf that holds their master instance.
-fn masters_by_leaf(meta: &ClusterMeta, db: &str) -> Result<BTreeMap<NodeId, (Leaf, Vec<u32>)>> {
+fn masters_by_leaf(meta: &ClusterMeta, db: &str) -> Result<BTreeMap<NodeId, (Leaf, Vec<PartitionTerm>)>> {
     let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.to_string()))?;
-    let mut by_leaf: BTreeMap<NodeId, (Leaf, Vec<u32>)> = BTreeMap::new();
+    let mut by_leaf: BTreeMap<NodeId, (Leaf, Vec<PartitionTerm>)> = BTreeMap::new();
     for inst in database.instances.iter().filter(|i| i.role == canopy_meta::InstanceRole::Master) {
         let leaf = meta.leaves.get(&inst.node).ok_or_else(|| Error::Internal("instance on unknown leaf".into()))?;
-        by_leaf.entry(leaf.id).or_insert_with(|| (leaf.clone(), Vec::new())).1.push(inst.ordinal);
+        let partition = PartitionTerm { ordinal: inst.ordinal, term: inst.term };
+        by_leaf.entry(leaf.id).or_insert_with(|| (leaf.clone(), Vec::new())).1.push(partition);
     }
     Ok(by_leaf)
 }
@@ -147,16 +148,18 @@ pub async fn create_database(
     };
     // The id the new database will get: metadata changes that could take ids are serialised by the operation lock.
     let database_id = canopy_meta::DatabaseId(meta.next_database_id);
-    let mut by_leaf: BTreeMap<NodeId, Vec<u32>> = BTreeMap::new();
+    // Each partition is created in the term its master instance will have (the instances are the planned ones,
+    // checked against the committed ones below).
+    let mut by_leaf: BTreeMap<NodeId, Vec<PartitionTerm>> = BTreeMap::new();
     for inst in &planned {
-        by_leaf.entry(inst.node).or_default().push(inst.ordinal);
+        by_leaf.entry(inst.node).or_default().push(PartitionTerm { ordinal: inst.ordinal, term: inst.term });
     }
     let requests: Vec<(Leaf, Request)> = by_leaf
         .iter()
-        .map(|(node, ordinals)| {
+        .map(|(node, partitions)| {
             let request = Request::CreatePartitions {
                 db: name.clone(),
-                ordinals: ordinals.clone(),
+                partitions: partitions.clone(),
                 schema: vec![],
                 reference_schema: vec![],
                 durability,
@@ -209,8 +212,8 @@ pub async fn drop_database(cluster: &Arc<Cluster>, name: String, if_exists: bool
 fn table_targets(meta: &ClusterMeta, db: &str, statements: Vec<String>) -> Result<Vec<(Leaf, Request)>> {
     Ok(masters_by_leaf(meta, db)?
         .into_values()
-        .map(|(leaf, ordinals)| {
-            let target = Target::Partitions(ordinals);
+        .map(|(leaf, partitions)| {
+            let target = Target::Partitions(partitions);
             (leaf, Request::Ddl { db: db.to_string(), target, statements: statements.clone() })
         })
         .collect())
@@ -310,7 +313,7 @@ pub async fn snapshot_database(cluster: &Arc<Cluster>, db: String) -> Result<Ans
     let meta = cluster.meta();
     let requests: Vec<(Leaf, Request)> = masters_by_leaf(&meta, &db)?
         .into_values()
-        .map(|(leaf, ordinals)| (leaf, Request::Checkpoint { db: db.clone(), ordinals }))
+        .map(|(leaf, partitions)| (leaf, Request::Checkpoint { db: db.clone(), partitions }))
         .collect();
     cluster.call_all(requests).await.map(|_| ())?;
     Ok(Answer::done())

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use canopy_meta::{ClusterMeta, Leaf, LeafState};
-use canopy_rpc::{Request, Response, Target};
+use canopy_rpc::{PartitionTerm, Request, Response, Target};
 use canopy_sql::plan::{GatherSource, Plan};
 use canopy_sql::{ResultSet, Value, merge};
 
@@ -17,6 +17,12 @@ use crate::master::reference;
 
 /// The leaf holding the master instance of `db:ordinal`, or error 1777 when the partition has none that can serve.
 pub fn master_leaf<'m>(meta: &'m ClusterMeta, db: &str, ordinal: u32) -> Result<&'m Leaf> {
+    master_at(meta, db, ordinal).map(|(leaf, _)| leaf)
+}
+
+/// The online leaf holding the master of `db:ordinal`, and the partition as a request addresses it there (with the
+/// master's term, which the leaf checks).
+pub fn master_at<'m>(meta: &'m ClusterMeta, db: &str, ordinal: u32) -> Result<(&'m Leaf, PartitionTerm)> {
     let no_master = || Error::NoMasterInstance { db: db.to_string(), ordinal };
     let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.to_string()))?;
     let instance = database.master(ordinal).ok_or_else(no_master)?;
@@ -24,7 +30,7 @@ pub fn master_leaf<'m>(meta: &'m ClusterMeta, db: &str, ordinal: u32) -> Result<
     if leaf.state != LeafState::Online {
         return Err(no_master());
     }
-    Ok(leaf)
+    Ok((leaf, PartitionTerm { ordinal, term: instance.term }))
 }
 
 /// The leaf that answers reads of `db`'s reference tables: the reference primary (every served copy is identical,
@@ -51,15 +57,15 @@ pub async fn on_partitions(
     ordinals.dedup();
     let _gates = enter_gates(cluster, db, &ordinals).await;
     let meta = cluster.meta();
-    let mut by_leaf: BTreeMap<canopy_meta::NodeId, (Leaf, Vec<u32>)> = BTreeMap::new();
+    let mut by_leaf: BTreeMap<canopy_meta::NodeId, (Leaf, Vec<PartitionTerm>)> = BTreeMap::new();
     for ordinal in ordinals {
-        let leaf = master_leaf(&meta, db, ordinal)?;
-        by_leaf.entry(leaf.id).or_insert_with(|| (leaf.clone(), Vec::new())).1.push(ordinal);
+        let (leaf, partition) = master_at(&meta, db, ordinal)?;
+        by_leaf.entry(leaf.id).or_insert_with(|| (leaf.clone(), Vec::new())).1.push(partition);
     }
     let requests: Vec<(Leaf, Request)> = by_leaf
         .into_values()
-        .map(|(leaf, ordinals)| {
-            let target = Target::Partitions(ordinals);
+        .map(|(leaf, partitions)| {
+            let target = Target::Partitions(partitions);
             let request =
                 Request::Execute { db: db.to_string(), target, sql: sql.to_string(), params: params.to_vec() };
             (leaf, request)
@@ -93,9 +99,9 @@ pub async fn on_partitions_each(
     let meta = cluster.meta();
     let mut requests = Vec::with_capacity(pieces.len());
     for (ordinal, sql, params) in pieces {
-        let leaf = master_leaf(&meta, db, ordinal)?.clone();
-        let request = Request::Execute { db: db.to_string(), target: Target::Partitions(vec![ordinal]), sql, params };
-        requests.push((leaf, request));
+        let (leaf, partition) = master_at(&meta, db, ordinal)?;
+        let request = Request::Execute { db: db.to_string(), target: Target::Partitions(vec![partition]), sql, params };
+        requests.push((leaf.clone(), request));
     }
     cluster.call_all(requests).await
 }
