@@ -49,3 +49,14 @@ fn the_master_never_imports_the_front_end() {
     let offending: Vec<String> = files.iter().flat_map(|f| offending_imports(f, &["front"])).collect();
     assert!(offending.is_empty(), "the master aggregator imports the front end:\n{}", offending.join("\n"));
 }
+
+/// The leaf's RPC handler dispatches to the copy and catch-up modules; they share only `leaf/mod.rs` and
+/// `leaf/source.rs`, never the handler, so the leaf's modules form no circle.
+#[test]
+fn the_leaf_handler_is_imported_by_no_other_leaf_module() {
+    let leaf = Path::new(SRC).join("leaf");
+    let files: Vec<PathBuf> = rust_files(&leaf).into_iter().filter(|f| !f.ends_with("handler.rs")).collect();
+    assert!(files.len() >= 3, "the leaf's modules were found: {files:?}");
+    let offending: Vec<String> = files.iter().flat_map(|f| offending_imports(f, &["leaf::handler"])).collect();
+    assert!(offending.is_empty(), "a leaf module imports the handler:\n{}", offending.join("\n"));
+}

@@ -3,17 +3,14 @@
 //! memory at a time), then apply the source's change log until nothing is left. The source keeps serving
 //! throughout; only the final catch-up of a move runs after the source was fenced.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::Arc;
 
 use canopy_rpc::{Client, Credentials, PartitionTerm, Request, Response};
 use canopy_storage::{LeafStore, StorageError};
 
-use crate::leaf::handler::{CHUNK_BYTES, blocking, from_record};
-use canopy_rpc::client::{CONNECT_TIMEOUT, resolve};
+use crate::leaf::source::{call, client};
+use crate::leaf::{CHUNK_BYTES, blocking, from_record};
 
-const SOURCE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A catch-up that still finds new entries after this many rounds gives up with an error (never reports success
 /// without having reached the source's end of log): writers outpace it, and the move must be retried later.
 const CATCH_UP_ROUNDS_MAX: u32 = 1000;
@@ -23,41 +20,6 @@ const CATCH_UP_ROUNDS_ENV: &str = "CANOPY_TEST_CATCH_UP_ROUNDS_MAX";
 /// Test-only: overrides the payload bytes asked for per catch-up round (`CHUNK_BYTES`); `1` makes every round one
 /// entry. Read once, like `CATCH_UP_ROUNDS_ENV`.
 const CATCH_UP_BATCH_BYTES_ENV: &str = "CANOPY_TEST_CATCH_UP_BATCH_BYTES";
-
-/// One request to a source leaf (of a partition copy or a reference catch-up); a broken exchange drops the client's
-/// pooled connections so the next try connects afresh.
-pub(crate) async fn call(source: &Client, request: &Request) -> Result<Response, String> {
-    match source.call(request, SOURCE_TIMEOUT).await {
-        Ok(Response::Error(e)) => Err(format!("source leaf: {e}")),
-        Ok(response) => Ok(response),
-        Err(e) => {
-            source.flush();
-            Err(format!("source leaf unreachable: {e}"))
-        }
-    }
-}
-
-/// Source leaves a leaf keeps a client for; a leaf copies from few sources, so the map is cleared when full.
-const SOURCE_CLIENTS_MAX: usize = 64;
-
-/// The client for the source leaf at `host:rpc_port`, presenting this leaf's credentials (the source serves only
-/// its cluster), kept between copies and catch-ups: every reference write makes each holder catch up, and a pooled
-/// connection saves a TCP connection and a handshake per write and holder.
-pub(crate) fn client(host: &str, rpc_port: u16, credentials: &Arc<Credentials>) -> Result<Arc<Client>, String> {
-    type SourceClients = HashMap<(String, u16), Arc<Client>>;
-    static CLIENTS: OnceLock<Mutex<SourceClients>> = OnceLock::new();
-    let mut clients = CLIENTS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(client) = clients.get(&(host.to_string(), rpc_port)) {
-        return Ok(client.clone());
-    }
-    let addr = resolve(host, rpc_port).map_err(|e| format!("cannot resolve source leaf: {e}"))?;
-    if clients.len() >= SOURCE_CLIENTS_MAX {
-        clients.clear();
-    }
-    let client = Arc::new(Client::new(addr, CONNECT_TIMEOUT, credentials.clone()));
-    clients.insert((host.to_string(), rpc_port), client.clone());
-    Ok(client)
-}
 
 /// COPY PARTITION on the target leaf; returns the copy's log index. The snapshot streams into the installing file
 /// chunk by chunk (one chunk in memory at a time, whatever the partition's size), and every request to the source

@@ -4,14 +4,13 @@
 use std::sync::Arc;
 
 use canopy_rpc::{
-    LocalDatabase, LogRecord, NodeStatus, PartitionTerm, PendingPartition, RemoteError, RemoteErrorKind, Request,
-    Response, Target,
+    LocalDatabase, NodeStatus, PartitionTerm, PendingPartition, RemoteError, RemoteErrorKind, Request, Response, Target,
 };
-use canopy_storage::{LeafStore, LogEntry, LogPayload, Outcome, PartitionState, StorageError};
+use canopy_storage::{LeafStore, Outcome, PartitionState, StorageError};
 use canopy_types::CopyRole;
 
-use crate::leaf::copy;
 use crate::leaf::reference_copy;
+use crate::leaf::{CHUNK_BYTES, blocking, copy, to_record};
 
 use crate::node::Node;
 use crate::persist::NodeRole;
@@ -100,42 +99,11 @@ fn outcome(o: Outcome) -> Response {
     }
 }
 
-/// Runs blocking storage work off the async threads.
-pub async fn blocking<T: Send + 'static>(
-    store: &Arc<LeafStore>,
-    f: impl FnOnce(&LeafStore) -> Result<T, StorageError> + Send + 'static,
-) -> Result<T, StorageError> {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || f(&store))
-        .await
-        .unwrap_or_else(|e| Err(StorageError::Internal(format!("storage task failed: {e}"))))
-}
-
 fn join(node: &Node, cluster_id: String, node_id: canopy_types::NodeId, secret: canopy_rpc::ClusterSecret) -> Response {
     match node.join_cluster(cluster_id, node_id, secret) {
         Ok(()) => Response::Done,
         Err(e) => remote(RemoteErrorKind::OtherCluster, e.to_string()),
     }
-}
-
-/// Snapshot chunks and log batches travel in pieces of at most this size.
-pub const CHUNK_BYTES: u32 = 4 << 20;
-
-pub fn to_record(entry: LogEntry) -> LogRecord {
-    let (kind, payload) = match entry.payload {
-        LogPayload::Changeset(bytes) => (0, bytes),
-        LogPayload::Ddl(text) => (1, text.into_bytes()),
-    };
-    LogRecord { term: entry.term, index: entry.index, kind, payload }
-}
-
-pub fn from_record(record: LogRecord) -> Result<LogEntry, String> {
-    let payload = match record.kind {
-        0 => LogPayload::Changeset(record.payload),
-        1 => LogPayload::Ddl(String::from_utf8(record.payload).map_err(|_| "DDL log entry is not UTF-8".to_string())?),
-        k => return Err(format!("unknown log entry kind {k}")),
-    };
-    Ok(LogEntry { term: record.term, index: record.index, payload })
 }
 
 impl canopy_rpc::Handler for RpcHandler {

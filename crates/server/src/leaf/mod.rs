@@ -5,3 +5,40 @@
 pub mod copy;
 pub mod handler;
 pub mod reference_copy;
+pub mod source;
+
+use std::sync::Arc;
+
+use canopy_rpc::LogRecord;
+use canopy_storage::{LeafStore, LogEntry, LogPayload, StorageError};
+
+/// Runs blocking storage work off the async threads.
+pub async fn blocking<T: Send + 'static>(
+    store: &Arc<LeafStore>,
+    f: impl FnOnce(&LeafStore) -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .unwrap_or_else(|e| Err(StorageError::Internal(format!("storage task failed: {e}"))))
+}
+
+/// Snapshot chunks and log batches travel in pieces of at most this size.
+pub const CHUNK_BYTES: u32 = 4 << 20;
+
+pub fn to_record(entry: LogEntry) -> LogRecord {
+    let (kind, payload) = match entry.payload {
+        LogPayload::Changeset(bytes) => (0, bytes),
+        LogPayload::Ddl(text) => (1, text.into_bytes()),
+    };
+    LogRecord { term: entry.term, index: entry.index, kind, payload }
+}
+
+pub fn from_record(record: LogRecord) -> Result<LogEntry, String> {
+    let payload = match record.kind {
+        0 => LogPayload::Changeset(record.payload),
+        1 => LogPayload::Ddl(String::from_utf8(record.payload).map_err(|_| "DDL log entry is not UTF-8".to_string())?),
+        k => return Err(format!("unknown log entry kind {k}")),
+    };
+    Ok(LogEntry { term: record.term, index: record.index, payload })
+}

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use canopy_rpc::{Client, Credentials, Request, Response};
 use canopy_storage::{LeafStore, LogEntry};
 
-use crate::leaf::copy::{call, client};
-use crate::leaf::handler::{CHUNK_BYTES, blocking, from_record};
+use crate::leaf::source::{call, client};
+use crate::leaf::{CHUNK_BYTES, blocking, from_record};
 
 /// Catch-up rounds of one sync. The master aggregator holds the database's reference lock meanwhile, so the
 /// primary's log does not grow and a round fetches up to `CHUNK_BYTES` of the backlog.
