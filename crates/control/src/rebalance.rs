@@ -15,7 +15,8 @@
 //!
 //! A redundancy-1 move is two steps: `COPY PARTITION` to the target (phase 1, all moves in parallel) and `PROMOTE
 //! PARTITION WITH DROP` on the target (phase 2), which switches the master and drops the old copy. At no point does a
-//! partition have fewer copies than before, nor two masters.
+//! partition have fewer copies than before, nor two masters. The one exception is a replica: in redundancy 1 it can
+//! only be the registered copy of a move a master aggregator restart cut off, and the plan drops it (phase 3).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,6 +28,7 @@ use crate::plan::{Action, Plan, Step, apply_plan};
 /// Phases of a redundancy-1 plan.
 pub const PHASE_COPY: u32 = 1;
 pub const PHASE_PROMOTE: u32 = 2;
+pub const PHASE_DROP: u32 = 3;
 
 /// What the estimates assume; the defaults are round figures for a loopback copy, not measurements of one machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +77,35 @@ pub enum RebalanceError {
 
 /// The plan that balances `db`.
 pub fn plan(meta: &ClusterMeta, db: &str, options: &Options, sizes: &Sizes) -> Result<Plan, RebalanceError> {
+    plan_with_load(meta, db, options, sizes, &load(meta))
+}
+
+/// Instances per leaf over every database: what "the rest of the cluster" weighs on each leaf.
+type Load = BTreeMap<NodeId, usize>;
+
+fn load(meta: &ClusterMeta) -> Load {
+    let mut load = Load::new();
+    for database in meta.databases.values() {
+        add_load(&mut load, database, 1);
+    }
+    load
+}
+
+/// Adds (`sign` 1) or takes away (-1) `database`'s instances from `load`.
+fn add_load(load: &mut Load, database: &Database, sign: isize) {
+    for instance in &database.instances {
+        let count = load.entry(instance.node).or_default();
+        *count = count.saturating_add_signed(sign);
+    }
+}
+
+fn plan_with_load(
+    meta: &ClusterMeta,
+    db: &str,
+    options: &Options,
+    sizes: &Sizes,
+    load: &Load,
+) -> Result<Plan, RebalanceError> {
     let database = meta.databases.get(db).ok_or_else(|| RebalanceError::UnknownDatabase(db.to_string()))?;
     if meta.variables.redundancy_level != 1 {
         return Err(RebalanceError::Redundancy(meta.variables.redundancy_level));
@@ -84,8 +115,14 @@ pub fn plan(meta: &ClusterMeta, db: &str, options: &Options, sizes: &Sizes) -> R
         return Err(RebalanceError::NoOnlineLeaves);
     }
     let held = masters_by_leaf(database, &online);
-    let targets = targets(meta, database, &online, &held, options.full);
-    Ok(moves_plan(database, &online, &held, &targets, options, sizes))
+    let mut own = Load::new();
+    add_load(&mut own, database, 1);
+    let elsewhere: Vec<usize> = online
+        .iter()
+        .map(|l| load.get(l).copied().unwrap_or(0).saturating_sub(own.get(l).copied().unwrap_or(0)))
+        .collect();
+    let targets = targets(&online, &held, &elsewhere, options.full);
+    Ok(moves_plan(database, &online, &held, &targets, &elsewhere, options, sizes))
 }
 
 /// The plans of `REBALANCE ALL DATABASES`: every database in alphabetical order, each planned with `FULL` against
@@ -97,11 +134,14 @@ pub fn plan_all(
 ) -> Result<Vec<Plan>, RebalanceError> {
     let options = Options { full: true, ..*options };
     let mut after = meta.clone();
+    let mut load = load(meta);
     let mut plans = Vec::with_capacity(meta.databases.len());
     let empty = Sizes::new();
     for db in meta.databases.keys() {
-        let plan = plan(&after, db, &options, sizes.get(db).unwrap_or(&empty))?;
+        let plan = plan_with_load(&after, db, &options, sizes.get(db).unwrap_or(&empty), &load)?;
+        add_load(&mut load, &after.databases[db], -1);
         apply_plan(&mut after, &plan).expect("a plan applies to the metadata it was made from");
+        add_load(&mut load, &after.databases[db], 1);
         plans.push(plan);
     }
     Ok(plans)
@@ -147,32 +187,20 @@ fn masters_by_leaf(database: &Database, online: &[NodeId]) -> BTreeMap<NodeId, V
     held
 }
 
-/// How many partitions each online leaf should hold, in leaf order.
-fn targets(
-    meta: &ClusterMeta,
-    database: &Database,
-    online: &[NodeId],
-    held: &BTreeMap<NodeId, Vec<u32>>,
-    full: bool,
-) -> Vec<usize> {
+/// How many partitions each online leaf should hold, in leaf order. `elsewhere`: partitions of the other databases
+/// on each online leaf.
+fn targets(online: &[NodeId], held: &BTreeMap<NodeId, Vec<u32>>, elsewhere: &[usize], full: bool) -> Vec<usize> {
     let total: usize = held.values().map(Vec::len).sum();
     let (base, extra) = (total / online.len(), total % online.len());
-    let count = |leaf: &NodeId| held.get(leaf).map_or(0, Vec::len);
-    let mut elsewhere: BTreeMap<NodeId, usize> = BTreeMap::new();
-    if full {
-        for other in meta.databases.values().filter(|d| d.id != database.id) {
-            for instance in &other.instances {
-                *elsewhere.entry(instance.node).or_default() += 1;
-            }
-        }
-    }
-    // Who keeps the remainder: the fewest other partitions (FULL only), then the most of this database, then leaf
-    // order.
+    let count = |i: usize| held.get(&online[i]).map_or(0, Vec::len);
+    // Who keeps the remainder. Without FULL: the leaves holding the most of this database (no move), then the
+    // least loaded by the other databases (free: the same moves), then leaf order. With FULL the load comes first.
     let mut order: Vec<usize> = (0..online.len()).collect();
-    order.sort_by_key(|&i| {
-        let leaf = &online[i];
-        (elsewhere.get(leaf).copied().unwrap_or(0), std::cmp::Reverse(count(leaf)), i)
-    });
+    if full {
+        order.sort_by_key(|&i| (elsewhere[i], std::cmp::Reverse(count(i)), i));
+    } else {
+        order.sort_by_key(|&i| (std::cmp::Reverse(count(i)), elsewhere[i], i));
+    }
     let mut targets = vec![base; online.len()];
     for &i in order.iter().take(extra) {
         targets[i] += 1;
@@ -186,6 +214,7 @@ fn moves_plan(
     online: &[NodeId],
     held: &BTreeMap<NodeId, Vec<u32>>,
     targets: &[usize],
+    elsewhere: &[usize],
     options: &Options,
     sizes: &Sizes,
 ) -> Plan {
@@ -201,16 +230,22 @@ fn moves_plan(
     }
     let mut missing: Vec<usize> =
         online.iter().zip(targets).map(|(leaf, &t)| t.saturating_sub(held.get(leaf).map_or(0, Vec::len))).collect();
+    let mut receiving: Vec<usize> = (0..online.len()).filter(|&i| missing[i] > 0).collect();
+    let copies: BTreeSet<(u32, NodeId)> = database.instances.iter().map(|i| (i.ordinal, i.node)).collect();
     let mut moves: Vec<(u32, NodeId)> = Vec::with_capacity(leaving.len());
     for ordinal in leaving {
-        // The leaf missing the most, preferring one without a (leftover) copy of this partition.
-        let has_copy =
-            |i: usize| database.instances.iter().any(|inst| inst.ordinal == ordinal && inst.node == online[i]);
-        let to = (0..online.len())
-            .filter(|&i| missing[i] > 0)
-            .max_by_key(|&i| (!has_copy(i), missing[i], std::cmp::Reverse(i)))
+        // The leaf missing the most, preferring one without a (leftover) copy of this partition, then the least
+        // loaded by the other databases, then leaf order.
+        let has_copy = |i: usize| copies.contains(&(ordinal, online[i]));
+        let (at, &to) = receiving
+            .iter()
+            .enumerate()
+            .max_by_key(|&(_, &i)| (!has_copy(i), missing[i], std::cmp::Reverse((elsewhere[i], i))))
             .expect("the leaves missing partitions take exactly the partitions leaving");
         missing[to] -= 1;
+        if missing[to] == 0 {
+            receiving.swap_remove(at);
+        }
         moves.push((ordinal, online[to]));
     }
     let estimates = &options.estimates;
@@ -229,6 +264,17 @@ fn moves_plan(
     for &(ordinal, target) in &moves {
         let promote = Action::PromotePartition { with_drop: true };
         steps.push(step(promote, ordinal, target, PHASE_PROMOTE, estimates.promote_ms));
+    }
+    // A replica in redundancy 1 is the registered copy of a move cut off by a master aggregator restart: drop it
+    // (its master holds everything). A partition that moves anyway needs no drop: its copy step discards it first.
+    let moved: BTreeSet<u32> = moves.iter().map(|&(ordinal, _)| ordinal).collect();
+    let leftovers = database
+        .instances
+        .iter()
+        .filter(|i| i.role == InstanceRole::Replica && !moved.contains(&i.ordinal) && online.contains(&i.node));
+    for leftover in leftovers {
+        let drop = step(Action::DropPartition, leftover.ordinal, leftover.node, PHASE_DROP, estimates.drop_ms);
+        steps.push(drop);
     }
     Plan { db: database.name.clone(), steps }
 }
@@ -331,6 +377,20 @@ mod tests {
         // leaf-1 and leaf-2 hold two each; leaf-3's two cannot move.
         check(&m, "test", false, &[]);
         assert!(is_balanced(&m, "test"));
+    }
+
+    #[test]
+    fn the_leftover_copy_of_an_interrupted_move_is_dropped() {
+        let mut m = cluster(2);
+        create(&mut m, "test", 2);
+        let role = InstanceRole::Replica;
+        m.apply(Command::AddInstance { db: "test".into(), ordinal: 0, node: NodeId(3), role }).unwrap();
+        assert!(is_balanced(&m, "test"), "replicas do not count");
+        check(&m, "test", false, &[("DROP PARTITION", 0, "leaf-2", 3)]);
+        let plan = plan(&m, "test", &Options::default(), &Sizes::new()).unwrap();
+        apply_plan(&mut m, &plan).unwrap();
+        check(&m, "test", false, &[]);
+        assert_eq!(m.databases["test"].instances.len(), 2);
     }
 
     #[test]

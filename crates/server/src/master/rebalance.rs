@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use canopy_control::plan::{Action, Plan, Step};
 use canopy_control::rebalance::{self, Options};
-use canopy_meta::{ClusterMeta, Command, InstanceId, LeafState, NodeId, StepStatus};
+use canopy_meta::{ClusterMeta, Command, InstanceId, InstanceRole, LeafState, NodeId, StepStatus};
 use canopy_sql::command::RebalanceOptions;
 use canopy_sql::{ResultSet, Value};
 use tokio::sync::Semaphore;
@@ -27,7 +27,7 @@ use tokio::sync::Semaphore;
 use crate::answer::Answer;
 use crate::error::{Error, Result};
 use crate::master::cluster::Cluster;
-use crate::master::moves;
+use crate::master::{attach, moves};
 
 /// Steps of one phase running at once on one leaf (counting the leaf as a copy's source or target): bounds the
 /// copies competing for one leaf's disk and network while the others proceed.
@@ -222,6 +222,7 @@ type Copies = HashMap<(u32, NodeId), Copy>;
 enum Done {
     Copied { ordinal: u32, target: NodeId, copy: Copy },
     Promoted,
+    Dropped,
 }
 
 /// Runs the steps `indexes` of `plan` together, at most `STEPS_PER_LEAF_MAX` per leaf; returns the partitions
@@ -267,6 +268,7 @@ async fn run_phase(cluster: &Arc<Cluster>, plan: &Plan, indexes: &[usize], copie
                 copies.insert((ordinal, target), copy);
             }
             Ok(Ok(Done::Promoted)) => promoted += 1,
+            Ok(Ok(Done::Dropped)) => {}
             Ok(Err(e)) | Err(e) => {
                 first_error.get_or_insert(e);
             }
@@ -323,6 +325,25 @@ async fn run_step(cluster: &Arc<Cluster>, step: &Step, index: usize, pending: Op
             let promoted = moves::promote_with_drop(cluster, db, ordinal, &source, &target, copy.replica, index as u32);
             promoted.await?;
             Ok(Done::Promoted)
+        }
+        Action::DropPartition => {
+            // Only a replica (the leftover copy of an interrupted move) is ever dropped: never a master.
+            let instance = meta.databases.get(db).and_then(|d| {
+                d.instances.iter().find(|i| i.ordinal == ordinal && i.node == target.id).map(|i| (i.id, i.role))
+            });
+            if let Some((_, InstanceRole::Master)) = instance {
+                return Err(outdated("the instance to drop is the master".into()));
+            }
+            cluster.rebalances.started(db, index);
+            attach::run_step(cluster, db, index as u32, async {
+                // None: already gone (a copy step of this plan discarded it).
+                if let Some((replica, _)) = instance {
+                    moves::abandon_copy(cluster, db, ordinal, &target, replica).await;
+                }
+                Ok(())
+            })
+            .await?;
+            Ok(Done::Dropped)
         }
         other => Err(Error::Unsupported(format!("{} in a redundancy-1 plan", other.as_str()))),
     }
