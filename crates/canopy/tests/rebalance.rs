@@ -214,3 +214,149 @@ async fn bad_rebalance_requests_get_clear_errors() {
     let status: Vec<Row> = conn.query("SHOW REBALANCE STATUS").await.unwrap();
     assert!(status.is_empty(), "nothing ran, nothing recorded");
 }
+
+/// Starts `REBALANCE PARTITIONS ON test` with the leaf `frozen` stopped (SIGSTOP), and returns once the plan is
+/// recorded: its COPY onto the frozen leaf cannot finish, so the plan is certainly mid-run.
+async fn start_frozen_rebalance(
+    cluster: &TestCluster,
+    frozen: usize,
+) -> tokio::task::JoinHandle<Result<(), mysql_async::Error>> {
+    cluster.leaves[frozen].signal(libc::SIGSTOP);
+    let opts = cluster.master.opts();
+    let first = tokio::spawn(async move {
+        let mut c = mysql_async::Conn::new(opts).await?;
+        c.query_drop("REBALANCE PARTITIONS ON test").await
+    });
+    eventually("the rebalance records its plan", || async {
+        let mut c = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
+        let rows: Vec<Row> = c.query("SHOW REBALANCE STATUS ON test").await.ok()?;
+        (rows.len() == 4).then_some(())
+    })
+    .await;
+    first
+}
+
+/// Every partition has exactly one instance, its master; all preloaded rows are readable.
+async fn assert_one_master_each_and_rows(conn: &mut mysql_async::Conn) {
+    let partitions: Vec<Row> = conn.query("SHOW PARTITIONS ON test").await.unwrap();
+    let roles: Vec<(String, String)> = partitions.iter().map(|r| (text(r, "Ordinal"), text(r, "Role"))).collect();
+    assert_eq!(roles.len(), 8, "one instance per partition: {roles:?}");
+    assert!(roles.iter().all(|(_, role)| role == "Master"), "{roles:?}");
+    let count: i64 = conn.query_first("SELECT COUNT(*) FROM test.x").await.unwrap().unwrap();
+    assert_eq!(count, ROWS as i64);
+}
+
+/// Once the plan is balanced over all six leaves: spread 2,2,1,1,1,1, EXPLAIN empty, every step of the last run
+/// a success.
+async fn assert_balanced_over_six(conn: &mut mysql_async::Conn) {
+    let mut spread: Vec<usize> = masters_per_leaf(conn).await.into_values().collect();
+    spread.sort_unstable();
+    assert_eq!(spread, [1, 1, 1, 1, 2, 2]);
+    let explained: Vec<Row> = conn.query("EXPLAIN REBALANCE PARTITIONS ON test").await.unwrap();
+    assert!(explained.is_empty(), "{:?}", steps(&explained));
+    let status: Vec<Row> = conn.query("SHOW REBALANCE STATUS ON test").await.unwrap();
+    assert!(!status.is_empty() && status.iter().all(|r| text(r, "Status") == "success"), "{:?}", steps(&status));
+}
+
+/// History: a rebalance onto two new leaves starts; the target of one COPY is killed (SIGKILL) mid-plan; once the
+/// master aggregator marks it offline the rebalance is run again; then the leaf restarts, is attached again, and the
+/// rebalance runs a third time.
+/// Property: the interrupted plan stops cleanly (its copy failed, the promotions cancelled, every partition keeps
+/// exactly its one master and every row); the rerun balances over the leaves that are online; the third run
+/// balances over all six.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_leaf_killed_mid_plan_stops_it_cleanly_and_a_rerun_finishes() {
+    let mut cluster = setup("rebalancekill").await;
+    let new_leaves = [add_leaf(&mut cluster).await, add_leaf(&mut cluster).await];
+    let mut conn = cluster.conn().await;
+    let victim = cluster.leaves.len() - 2;
+    let first = start_frozen_rebalance(&cluster, victim).await;
+    cluster.leaves[victim].kill();
+    let err = first.await.unwrap().expect_err("the plan fails with its target");
+    println!("interrupted plan: {err}");
+    let status: Vec<Row> = conn.query("SHOW REBALANCE STATUS ON test").await.unwrap();
+    let victim_port = new_leaves[0].to_string();
+    let rows: Vec<(String, String, String)> =
+        status.iter().map(|r| (text(r, "Action"), text(r, "Target_Port"), text(r, "Status"))).collect();
+    assert!(rows.contains(&("COPY PARTITION".into(), victim_port.clone(), "failed".into())), "{rows:?}");
+    for (action, _, state) in &rows {
+        if action.starts_with("PROMOTE") {
+            assert_eq!(state, "cancelled", "{rows:?}");
+        }
+    }
+    assert_one_master_each_and_rows(&mut conn).await;
+
+    eventually("the killed leaf is offline", || async {
+        (support::leaf_state(&cluster, victim).await.as_deref() == Some("offline")).then_some(())
+    })
+    .await;
+    conn.query_drop("REBALANCE PARTITIONS ON test").await.expect("the rerun balances over the online leaves");
+    let per_leaf = masters_per_leaf(&mut conn).await;
+    let mut spread: Vec<usize> = per_leaf.values().copied().collect();
+    spread.sort_unstable();
+    assert_eq!(spread, [1, 1, 2, 2, 2], "8 partitions over 5 online leaves: {per_leaf:?}");
+    assert!(!per_leaf.contains_key(&victim_port));
+    assert_one_master_each_and_rows(&mut conn).await;
+
+    cluster.leaves[victim].spawn();
+    eventually("the restarted leaf is attached again", || async {
+        (support::leaf_state(&cluster, victim).await.as_deref() == Some("online")).then_some(())
+    })
+    .await;
+    conn.query_drop("REBALANCE PARTITIONS ON test").await.expect("the third run balances over six leaves");
+    assert_balanced_over_six(&mut conn).await;
+    assert_one_master_each_and_rows(&mut conn).await;
+}
+
+/// History: a rebalance onto two new leaves starts with one target frozen; the COPY onto the other finishes (a
+/// registered copy waiting for its promotion); the master aggregator is killed (SIGKILL), the frozen leaf thawed,
+/// and the master aggregator restarted.
+/// Property: after the restart every partition still has its master and every row; a rerun of REBALANCE (retried
+/// while the thawed leaf may still finish its abandoned copy) completes, leaves no extra instance, and balances the
+/// database over the six leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_aggregator_killed_mid_plan_restarts_consistent_and_a_rerun_finishes() {
+    let mut cluster = setup("rebalancemakill").await;
+    let new_leaves = [add_leaf(&mut cluster).await, add_leaf(&mut cluster).await];
+    let frozen = cluster.leaves.len() - 2;
+    let first = start_frozen_rebalance(&cluster, frozen).await;
+    let other = new_leaves[1].to_string();
+    eventually("the COPY onto the other new leaf finishes", || async {
+        let mut c = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
+        let rows: Vec<Row> = c.query("SHOW REBALANCE STATUS ON test").await.ok()?;
+        rows.iter()
+            .any(|r| {
+                text(r, "Action") == "COPY PARTITION"
+                    && text(r, "Target_Port") == other
+                    && text(r, "Status") == "success"
+            })
+            .then_some(())
+    })
+    .await;
+    cluster.master.kill();
+    cluster.leaves[frozen].signal(libc::SIGCONT);
+    let _ = first.await.unwrap();
+    cluster.master.spawn();
+    let mut conn = cluster.conn().await;
+    let partitions: Vec<Row> = conn.query("SHOW PARTITIONS ON test").await.unwrap();
+    let masters = partitions.iter().filter(|r| text(r, "Role") == "Master").count();
+    assert_eq!(masters, 8, "every partition keeps its master across the restart");
+    let explained: Vec<Row> = conn.query("EXPLAIN REBALANCE PARTITIONS ON test").await.unwrap();
+    println!("after the restart: {} instances; plan {:?}", partitions.len(), steps(&explained));
+    let count: i64 = conn.query_first("SELECT COUNT(*) FROM test.x").await.unwrap().unwrap();
+    assert_eq!(count, ROWS as i64);
+
+    eventually("a rerun of the rebalance completes", || async {
+        let mut c = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
+        match c.query_drop("REBALANCE PARTITIONS ON test").await {
+            Ok(()) => Some(()),
+            Err(e) => {
+                println!("rerun: {e}");
+                None
+            }
+        }
+    })
+    .await;
+    assert_balanced_over_six(&mut conn).await;
+    assert_one_master_each_and_rows(&mut conn).await;
+}
