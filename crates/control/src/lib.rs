@@ -5,3 +5,6 @@
 pub mod attach;
 pub mod failure;
 pub mod leaves;
+pub mod placement;
+pub mod plan;
+pub mod rebalance;

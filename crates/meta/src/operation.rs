@@ -12,6 +12,8 @@ pub enum Action {
     CopyPartition,
     PromotePartitionWithDrop,
     DropPartition,
+    CopyPartitionForce,
+    PromotePartition,
 }
 
 impl Action {
@@ -21,6 +23,8 @@ impl Action {
             Action::CopyPartition => "COPY PARTITION",
             Action::PromotePartitionWithDrop => "PROMOTE PARTITION WITH DROP",
             Action::DropPartition => "DROP PARTITION",
+            Action::CopyPartitionForce => "COPY PARTITION FORCE",
+            Action::PromotePartition => "PROMOTE PARTITION",
         }
     }
 }

@@ -56,11 +56,20 @@ pub enum Error {
     /// A partition move gave up before switching the master; the source still serves the partition.
     #[error("Moving partition {db}:{ordinal} was abandoned: {reason}")]
     MoveAbandoned { db: String, ordinal: u32, reason: MoveAbort },
+    /// The rebalance planner refused (unknown database, no online leaves...).
+    #[error(transparent)]
+    Rebalance(#[from] RebalanceError),
+    #[error("A rebalance is already running on database '{0}'; wait for it (SHOW REBALANCE STATUS ON {0})")]
+    RebalanceRunning(String),
+    /// A step of a running plan found the cluster no longer as the plan expects (a leaf failed mid-plan).
+    #[error("The cluster changed under the rebalance plan of '{db}' at partition {db}:{ordinal}: {reason}")]
+    PlanOutdated { db: String, ordinal: u32, reason: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
 
 pub use canopy_control::attach::AttachRefusal;
+use canopy_control::rebalance::RebalanceError;
 
 fn mysql(code: u16, sqlstate: &str, message: impl Into<String>) -> MysqlError {
     MysqlError { code, sqlstate: sqlstate.to_string(), message: message.into() }
@@ -118,6 +127,8 @@ impl Error {
             Error::Storage(StorageError::QueryTimeout) => query_timeout(),
             Error::Storage(e) => engine_error(e.sqlite_code(), &e.to_string()),
             Error::Internal(_) | Error::MoveAbandoned { .. } => mysql(1105, "HY000", text),
+            Error::Rebalance(RebalanceError::UnknownDatabase(_)) => mysql(1049, "42000", text),
+            Error::Rebalance(_) | Error::RebalanceRunning(_) | Error::PlanOutdated { .. } => mysql(1105, "HY000", text),
         }
     }
 }

@@ -214,10 +214,10 @@ pub enum ClusterCommand {
     ShowPartitions { db: Option<String>, extended: bool },
     /// `SHOW CLUSTER STATUS`
     ShowClusterStatus,
-    /// `REBALANCE PARTITIONS ON db [FULL] [FORCE] [KILL] [ENSURE_ONLINE_NODES]`
-    RebalancePartitions { db: String, options: RebalanceOptions },
-    /// `EXPLAIN REBALANCE PARTITIONS ON db [FULL] [FORCE] [KILL] [ENSURE_ONLINE_NODES]`
-    ExplainRebalancePartitions { db: String, options: RebalanceOptions },
+    /// `REBALANCE PARTITIONS [ON db] [FULL] [FORCE] [KILL] [ENSURE_ONLINE_NODES]` (`None`: the current database)
+    RebalancePartitions { db: Option<String>, options: RebalanceOptions },
+    /// `EXPLAIN REBALANCE PARTITIONS [ON db] [FULL] [FORCE] [KILL] [ENSURE_ONLINE_NODES]`
+    ExplainRebalancePartitions { db: Option<String>, options: RebalanceOptions },
     /// `SHOW REBALANCE STATUS [ON db]`
     ShowRebalanceStatus { db: Option<String> },
     /// `REBALANCE ALL DATABASES [KILL] [ENSURE_ONLINE_NODES]`

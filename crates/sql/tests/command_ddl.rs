@@ -137,20 +137,25 @@ mod command {
         cluster("SHOW CLUSTER STATUS", C::ShowClusterStatus);
         cluster(
             "REBALANCE PARTITIONS ON db",
-            C::RebalancePartitions { db: s("db"), options: opts(false, false, false, false) },
+            C::RebalancePartitions { db: Some(s("db")), options: opts(false, false, false, false) },
         );
         cluster(
             "REBALANCE PARTITIONS ON db FULL FORCE KILL ENSURE_ONLINE_NODES",
-            C::RebalancePartitions { db: s("db"), options: opts(true, true, true, true) },
+            C::RebalancePartitions { db: Some(s("db")), options: opts(true, true, true, true) },
         );
         cluster(
             "EXPLAIN REBALANCE PARTITIONS ON db",
-            C::ExplainRebalancePartitions { db: s("db"), options: opts(false, false, false, false) },
+            C::ExplainRebalancePartitions { db: Some(s("db")), options: opts(false, false, false, false) },
         );
         cluster(
             "EXPLAIN REBALANCE PARTITIONS ON db FULL",
-            C::ExplainRebalancePartitions { db: s("db"), options: opts(true, false, false, false) },
+            C::ExplainRebalancePartitions { db: Some(s("db")), options: opts(true, false, false, false) },
         );
+        cluster(
+            "EXPLAIN REBALANCE PARTITIONS FULL",
+            C::ExplainRebalancePartitions { db: None, options: opts(true, false, false, false) },
+        );
+        cluster("REBALANCE PARTITIONS", C::RebalancePartitions { db: None, options: opts(false, false, false, false) });
         cluster("SHOW REBALANCE STATUS ON db", C::ShowRebalanceStatus { db: Some(s("db")) });
         cluster("SHOW REBALANCE STATUS", C::ShowRebalanceStatus { db: None });
         cluster("REBALANCE ALL DATABASES", C::RebalanceAllDatabases { kill: false, ensure_online_nodes: false });

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use canopy_meta::{ClusterMeta, Command};
 use canopy_mysql::{MysqlError, Reply};
 use canopy_sql::command::{
-    ClusterCommand, LeafTarget, NoEffect, PartitionAction, PartitionCommand, Savepoint, ShowCatalog, Statement,
-    parse_statement,
+    ClusterCommand, LeafTarget, NoEffect, PartitionAction, PartitionCommand, RebalanceOptions, Savepoint, ShowCatalog,
+    Statement, parse_statement,
 };
 use canopy_sql::plan::{self, PlanContext};
 use canopy_sql::{Catalog, Column, ResultSet, SqlError, TableDef, Value};
@@ -25,6 +25,7 @@ use crate::master::attach;
 use crate::master::cluster::Cluster;
 use crate::master::moves;
 use crate::master::ops;
+use crate::master::rebalance;
 use crate::node::Node;
 use crate::persist::NodeRole;
 use crate::query::exec;
@@ -568,7 +569,21 @@ impl Session {
             ClusterCommand::SnapshotDatabase { db } => ops::snapshot_database(cluster, db).await,
             ClusterCommand::ShowRebalanceStatus { db } => {
                 let db = self.database(db)?;
-                Ok(Answer::Rows(views::rebalance_status(&meta, &db)?))
+                Ok(Answer::Rows(views::rebalance_status(&meta, &db, &cluster.rebalances.elapsed_ms(&db))?))
+            }
+            ClusterCommand::ShowRebalanceAllDatabasesStatus => {
+                Ok(Answer::Rows(views::rebalance_status_all(&meta, |db| cluster.rebalances.elapsed_ms(db))))
+            }
+            ClusterCommand::ExplainRebalancePartitions { db, options } => {
+                rebalance::explain(cluster, &self.database(db)?, options)
+            }
+            ClusterCommand::RebalancePartitions { db, options } => {
+                rebalance::rebalance_database(cluster, &self.database(db)?, options).await
+            }
+            ClusterCommand::ExplainRebalanceAllDatabases => rebalance::explain_all(cluster),
+            ClusterCommand::RebalanceAllDatabases { kill, ensure_online_nodes } => {
+                let options = RebalanceOptions { full: true, force: false, kill, ensure_online_nodes };
+                rebalance::rebalance_all(cluster, options).await
             }
             ClusterCommand::AttachLeaf { target: LeafTarget::One { host, port }, force, .. } => {
                 let leaf = leaf_id(&meta, &host, port)?;

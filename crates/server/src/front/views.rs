@@ -304,38 +304,71 @@ pub async fn cluster_status(cluster: &Arc<Cluster>, meta: &ClusterMeta) -> Resul
 }
 
 /// SHOW REBALANCE STATUS ON db: the steps of the last HA operation on the database.
-pub fn rebalance_status(meta: &ClusterMeta, db: &str) -> Result<ResultSet> {
+/// The columns of SHOW REBALANCE STATUS; SHOW REBALANCE ALL DATABASES STATUS adds `Database` first.
+const REBALANCE_STATUS_COLUMNS: [&str; 8] = [
+    "Action",
+    "Ordinal",
+    "Target_Host",
+    "Target_Port",
+    "Phase",
+    "Status",
+    "Running_Time",
+    "Estimated_Time_Remaining_Ms",
+];
+
+/// SHOW REBALANCE STATUS ON db: the steps of the database's last HA operation. `live` holds, for a plan running now,
+/// how long each started step has run: a running step shows that time and what its estimate leaves (NULL once the
+/// estimate is exceeded, i.e. no live estimate); a finished step shows 0 remaining, a scheduled one its estimate.
+pub fn rebalance_status(meta: &ClusterMeta, db: &str, live: &[Option<u64>]) -> Result<ResultSet> {
     let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.to_string()))?;
-    let rows = database
+    Ok(ResultSet::named(&REBALANCE_STATUS_COLUMNS, status_rows(meta, database, live, false)))
+}
+
+/// SHOW REBALANCE ALL DATABASES STATUS: every database's last operation, databases in name order.
+pub fn rebalance_status_all(meta: &ClusterMeta, live: impl Fn(&str) -> Vec<Option<u64>>) -> ResultSet {
+    let rows = meta.databases.values().flat_map(|d| status_rows(meta, d, &live(&d.name), true)).collect();
+    let mut columns = vec!["Database"];
+    columns.extend(REBALANCE_STATUS_COLUMNS);
+    ResultSet::named(&columns, rows)
+}
+
+fn status_rows(
+    meta: &ClusterMeta,
+    database: &canopy_meta::Database,
+    live: &[Option<u64>],
+    with_database: bool,
+) -> Vec<Vec<Value>> {
+    use canopy_meta::StepStatus;
+    database
         .operation
         .iter()
-        .map(|step| {
+        .enumerate()
+        .map(|(index, step)| {
             let target = meta.leaves.get(&step.target);
-            vec![
+            let elapsed = live.get(index).copied().flatten().filter(|_| step.status == StepStatus::Running);
+            let running_ms = elapsed.or(step.running_ms);
+            let remaining = match step.status {
+                StepStatus::Scheduled => Some(step.estimated_ms),
+                StepStatus::Running => step.estimated_ms.checked_sub(running_ms.unwrap_or(0)),
+                StepStatus::Success | StepStatus::Failed | StepStatus::Cancelled => Some(0),
+            };
+            let mut row = Vec::with_capacity(9);
+            if with_database {
+                row.push(Value::text(database.name.clone()));
+            }
+            row.extend([
                 Value::text(step.action.as_str()),
                 Value::int(step.ordinal),
                 target.map(|l| Value::text(l.addr.host.clone())).unwrap_or(Value::Null),
                 target.map(|l| Value::int(l.addr.port)).unwrap_or(Value::Null),
                 Value::int(step.phase),
                 Value::text(step.status.as_str()),
-                step.running_ms.map(|ms| Value::int(ms as i64)).unwrap_or(Value::Null),
-                Value::int(step.estimated_ms as i64),
-            ]
+                running_ms.map(|ms| Value::int(ms as i64)).unwrap_or(Value::Null),
+                remaining.map(|ms| Value::int(ms as i64)).unwrap_or(Value::Null),
+            ]);
+            row
         })
-        .collect();
-    Ok(ResultSet::named(
-        &[
-            "Action",
-            "Ordinal",
-            "Target_Host",
-            "Target_Port",
-            "Phase",
-            "Status",
-            "Running_Time",
-            "Estimated_Time_Remaining_Ms",
-        ],
-        rows,
-    ))
+        .collect()
 }
 
 /// SHOW DATABASES EXTENDED on a leaf: its own partition instances and reference copies.

@@ -45,6 +45,8 @@ pub struct Cluster {
     /// One lock per database, held across a whole reference write, reference DDL, or the catch-up that makes a leaf a
     /// serving reference holder, so every copy receives the same entries in the same order (`reference.rs`).
     reference_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The rebalances running, by database (`rebalance.rs`).
+    pub rebalances: crate::master::rebalance::Running,
 }
 
 impl Cluster {
@@ -58,6 +60,7 @@ impl Cluster {
             auto_increment: Mutex::new(HashMap::new()),
             gates: Mutex::new(HashMap::new()),
             reference_locks: Mutex::new(HashMap::new()),
+            rebalances: Default::default(),
         })
     }
 

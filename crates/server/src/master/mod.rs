@@ -1,13 +1,14 @@
 //! The master aggregator: the metadata store (the only caller of `ClusterMeta::apply`), the fleet of leaf clients
 //! and their health, the heartbeat (ping, then act on `canopy-control`'s verdicts), and the cluster operations
-//! (ADD LEAF, databases and DDL, ATTACH/DETACH/REMOVE LEAF, partition moves, reference copies) under the operation
-//! lock.
+//! (ADD LEAF, databases and DDL, ATTACH/DETACH/REMOVE LEAF, partition moves, rebalance plans, reference copies)
+//! under the operation lock.
 
 pub mod attach;
 pub mod cluster;
 pub mod heartbeat;
 pub mod moves;
 pub mod ops;
+pub mod rebalance;
 pub mod reference;
 pub mod store;
 

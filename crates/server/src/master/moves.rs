@@ -17,6 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use canopy_control::placement::{self, PlacementError};
 use canopy_meta::{Action, Command, InstanceId, InstanceRole, Leaf, LeafState, NodeId, Outcome, Step};
 use canopy_rpc::{PartitionTerm, Request, Response};
 
@@ -52,30 +53,20 @@ pub async fn move_partitions_off(cluster: &Arc<Cluster>, leaf: NodeId) -> Result
     move_all_off(cluster, leaf).await
 }
 
-/// `move_partitions_off` for a caller that holds the operation lock.
+/// `move_partitions_off` for a caller that holds the operation lock. The targets are `canopy-control`'s
+/// (`placement::drain_targets`).
 async fn move_all_off(cluster: &Arc<Cluster>, leaf: NodeId) -> Result<u64> {
     let meta = cluster.meta();
     let mut moved = 0u64;
     for database in meta.databases.values() {
-        let ordinals: Vec<u32> = database.instances.iter().filter(|i| i.node == leaf).map(|i| i.ordinal).collect();
-        if ordinals.is_empty() {
+        let plan = placement::drain_targets(&meta, &database.name, leaf).map_err(|e| match e {
+            PlacementError::NoTarget { .. } => {
+                Error::Unsupported("no other online leaf can take the partitions".into())
+            }
+            PlacementError::UnknownDatabase(db) => Error::UnknownDatabase(db),
+        })?;
+        if plan.is_empty() {
             continue;
-        }
-        let mut load: Vec<(usize, NodeId)> = meta
-            .online_leaves()
-            .iter()
-            .filter(|l| l.id != leaf)
-            .map(|l| (database.instances.iter().filter(|i| i.node == l.id).count(), l.id))
-            .collect();
-        if load.is_empty() {
-            return Err(Error::Unsupported("no other online leaf can take the partitions".into()));
-        }
-        let mut plan = Vec::new();
-        for &ordinal in &ordinals {
-            load.sort();
-            let target = load[0].1;
-            load[0].0 += 1;
-            plan.push((ordinal, target));
         }
         let mut steps = Vec::new();
         for &(ordinal, target) in &plan {
@@ -107,7 +98,7 @@ pub async fn detach_leaf(cluster: &Arc<Cluster>, leaf: NodeId) -> Result<Answer>
     Ok(Answer::affected(moved))
 }
 
-fn leaf_of(cluster: &Cluster, id: NodeId) -> Result<Leaf> {
+pub(crate) fn leaf_of(cluster: &Cluster, id: NodeId) -> Result<Leaf> {
     cluster.meta().leaves.get(&id).cloned().ok_or(Error::Meta(canopy_meta::MetaError::UnknownLeaf(id)))
 }
 
@@ -126,21 +117,64 @@ async fn move_one(
     let source = leaf_of(cluster, source_id)?;
     let target = leaf_of(cluster, target_id)?;
     let replica = copy_phase(cluster, db, ordinal, &source, &target, copy_step).await?;
-    if let Err(e) = switch_phase(cluster, db, ordinal, &source, &target, replica, promote_step).await {
-        forget_copy(cluster, db, ordinal, &target, Some(replica)).await;
-        reference::release_if_unheld(cluster, db, &target).await;
+    promote_with_drop(cluster, db, ordinal, &source, &target, replica, promote_step).await
+}
+
+/// PROMOTE PARTITION WITH DROP of the registered copy `replica` on `target` (the step `promote_step` of the
+/// operation record): the switch, then the old copy on `source` is dropped. A switch that fails before its commit
+/// forgets and drops the target's copy (the source serves on); after the commit nothing is undone.
+pub(crate) async fn promote_with_drop(
+    cluster: &Arc<Cluster>,
+    db: &str,
+    ordinal: u32,
+    source: &Leaf,
+    target: &Leaf,
+    replica: InstanceId,
+    promote_step: u32,
+) -> Result<()> {
+    if let Err(e) = switch_phase(cluster, db, ordinal, source, target, replica, promote_step).await {
+        forget_copy(cluster, db, ordinal, target, Some(replica)).await;
+        reference::release_if_unheld(cluster, db, target).await;
         return Err(e);
     }
     // Cleanup: the old copy is garbage now; a failure to drop it leaves an orphan, never a live instance. A source
     // left without any partition of the database drops its reference copy.
-    drop_copy(cluster, &source, db, ordinal).await;
-    reference::release_if_unheld(cluster, db, &source).await;
+    drop_copy(cluster, source, db, ordinal).await;
+    reference::release_if_unheld(cluster, db, source).await;
     Ok(())
+}
+
+/// Undoes a finished COPY whose promotion will not run (a later step of its plan failed): the replica instance is
+/// forgotten, its file dropped, and the target's reference copy released if it no longer holds the database.
+pub(crate) async fn abandon_copy(cluster: &Cluster, db: &str, ordinal: u32, target: &Leaf, replica: InstanceId) {
+    forget_copy(cluster, db, ordinal, target, Some(replica)).await;
+    reference::release_if_unheld(cluster, db, target).await;
+}
+
+/// Brings a registered copy closer to its source before a switch, outside the gate, so the catch-up under the
+/// closed gate has little left to apply. Best-effort: the switch checks the final position itself.
+pub(crate) async fn pre_catch_up(cluster: &Cluster, db: &str, ordinal: u32, source: &Leaf, target: &Leaf) {
+    let source_partition = match source_partition(cluster, db, ordinal, source) {
+        Ok(partition) => partition,
+        Err(e) => {
+            tracing::info!("{db}:{ordinal}: no catch-up before the switch ({e}); the switch checks itself");
+            return;
+        }
+    };
+    let catch_up = Request::CatchUp {
+        db: db.to_string(),
+        source: source_partition,
+        source_host: source.addr.host.clone(),
+        source_rpc_port: source.addr.rpc_port,
+    };
+    if let Err(e) = cluster.call(target, &catch_up).await {
+        tracing::info!("{db}:{ordinal}: catch-up before the switch failed ({e}); the switch catches up itself");
+    }
 }
 
 /// COPY: the target pulls a snapshot and catches up, then its copy is registered as a replica instance, whose id
 /// is returned. On failure the target's copy is forgotten and dropped.
-async fn copy_phase(
+pub(crate) async fn copy_phase(
     cluster: &Arc<Cluster>,
     db: &str,
     ordinal: u32,

@@ -203,6 +203,12 @@ fn on_database(cur: &mut Cursor) -> Result<String, SqlError> {
     cur.expect_ident("a database name")
 }
 
+/// `[ON db]` before the rebalance options: None (the current database) when the statement ends or an option follows.
+fn optional_on_database(cur: &mut Cursor) -> Result<Option<String>, SqlError> {
+    let option = ["FULL", "FORCE", "KILL", "ENSURE_ONLINE_NODES"].iter().any(|flag| cur.peek_words(&[flag]));
+    if cur.is_end() || option { Ok(None) } else { on_database(cur).map(Some) }
+}
+
 fn rebalance_options(cur: &mut Cursor) -> Result<RebalanceOptions, SqlError> {
     let [full, force, kill, ensure_online_nodes] = cur.eat_flags(["FULL", "FORCE", "KILL", "ENSURE_ONLINE_NODES"])?;
     Ok(RebalanceOptions { full, force, kill, ensure_online_nodes })
@@ -212,7 +218,7 @@ fn rebalance(cur: &mut Cursor) -> Result<ClusterCommand, SqlError> {
     cur.advance();
     if cur.eat_word("PARTITIONS") {
         cur.set_context("REBALANCE PARTITIONS");
-        let db = on_database(cur)?;
+        let db = optional_on_database(cur)?;
         Ok(ClusterCommand::RebalancePartitions { db, options: rebalance_options(cur)? })
     } else if cur.eat_words(&["ALL", "DATABASES"]) {
         cur.set_context("REBALANCE ALL DATABASES");
@@ -232,7 +238,7 @@ fn explain(cur: &mut Cursor) -> Result<Option<ClusterCommand>, SqlError> {
         cur.advance();
         if cur.eat_word("PARTITIONS") {
             cur.set_context("EXPLAIN REBALANCE PARTITIONS");
-            let db = on_database(cur)?;
+            let db = optional_on_database(cur)?;
             ClusterCommand::ExplainRebalancePartitions { db, options: rebalance_options(cur)? }
         } else if cur.eat_words(&["ALL", "DATABASES"]) {
             ClusterCommand::ExplainRebalanceAllDatabases

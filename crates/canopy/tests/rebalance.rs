@@ -1,0 +1,362 @@
+//! REBALANCE PARTITIONS through real processes: a cluster grown by ADD LEAF is balanced online, the plan EXPLAIN
+//! shows is the one run, SHOW REBALANCE STATUS records every step, and bad requests get clear errors.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use mysql_async::Row;
+use mysql_async::prelude::Queryable;
+use support::{NodeProc, TestCluster, eventually, free_port, text};
+
+const ROWS: usize = 10_000;
+
+/// Four leaves, database `test` of 8 partitions (two per leaf), table `x` with ids 1..=ROWS padded so a partition
+/// copy takes a moment.
+async fn setup(name: &str) -> TestCluster {
+    let cluster = TestCluster::start(name, 4).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE DATABASE test PARTITIONS 8").await.unwrap();
+    conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY, pad TEXT)").await.unwrap();
+    for start in (1..=ROWS).step_by(1000) {
+        let values: Vec<String> =
+            (start..(start + 1000).min(ROWS + 1)).map(|i| format!("({i}, printf('%0200d', {i}))")).collect();
+        conn.query_drop(format!("INSERT INTO test.x VALUES {}", values.join(","))).await.unwrap();
+    }
+    cluster
+}
+
+/// Starts a new node and adds it as a leaf; it joins `cluster.leaves` (so it is killed with the cluster).
+async fn add_leaf(cluster: &mut TestCluster) -> u16 {
+    let n = cluster.leaves.len() + 1;
+    let node = NodeProc::start(&cluster.dir.join(format!("leaf-{n}")), free_port());
+    drop(node.connect().await);
+    let port = node.port;
+    cluster.leaves.push(node);
+    cluster.conn().await.query_drop(format!("ADD LEAF root@'127.0.0.1':{port}")).await.expect("add leaf");
+    port
+}
+
+/// `(Action, Ordinal, Target_Port)` of every row.
+fn steps(rows: &[Row]) -> Vec<(String, String, String)> {
+    rows.iter().map(|r| (text(r, "Action"), text(r, "Ordinal"), text(r, "Target_Port"))).collect()
+}
+
+/// Leaf port -> masters of `test` it holds.
+async fn masters_per_leaf(conn: &mut mysql_async::Conn) -> BTreeMap<String, usize> {
+    let partitions: Vec<Row> = conn.query("SHOW PARTITIONS ON test").await.unwrap();
+    let mut per_leaf = BTreeMap::new();
+    for row in partitions.iter().filter(|r| text(r, "Role") == "Master") {
+        *per_leaf.entry(text(row, "Port")).or_insert(0) += 1;
+    }
+    per_leaf
+}
+
+/// History: 4 leaves hold `test`'s 8 partitions; two leaves are added (they stay empty: ADD LEAF does not
+/// rebalance); EXPLAIN REBALANCE shows one move onto each new leaf; REBALANCE PARTITIONS runs while a writer inserts
+/// one row per statement and a reader counts rows. One new leaf is frozen (SIGSTOP) while the plan starts, so the
+/// plan is certainly still running when a second REBALANCE on the same database arrives, then thawed.
+/// Property: the second REBALANCE is refused at once; the first finishes; no client statement failed, the count
+/// never went down, every acknowledged row is present; the 8 partitions are spread 2,2,1,1,1,1 over the 6 leaves;
+/// EXPLAIN is empty afterwards and SHOW REBALANCE STATUS shows every step as success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalance_after_add_leaf_spreads_partitions_online() {
+    let mut cluster = setup("rebalance").await;
+    let new_leaves = [add_leaf(&mut cluster).await, add_leaf(&mut cluster).await];
+    let mut conn = cluster.conn().await;
+    assert_eq!(masters_per_leaf(&mut conn).await.len(), 4, "ADD LEAF moves nothing");
+
+    let explained: Vec<Row> = conn.query("EXPLAIN REBALANCE PARTITIONS ON test").await.unwrap();
+    let columns: Vec<String> = explained[0].columns_ref().iter().map(|c| c.name_str().into_owned()).collect();
+    assert_eq!(columns, ["Action", "Ordinal", "Target_Host", "Target_Port", "Phase", "Estimated_Time_Remaining_Ms"]);
+    let plan = steps(&explained);
+    let actions: Vec<&str> = plan.iter().map(|(a, _, _)| a.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["COPY PARTITION", "COPY PARTITION", "PROMOTE PARTITION WITH DROP", "PROMOTE PARTITION WITH DROP"]
+    );
+    let targets: BTreeSet<String> = plan.iter().map(|(_, _, port)| port.clone()).collect();
+    let expected: BTreeSet<String> = new_leaves.iter().map(|p| p.to_string()).collect();
+    assert_eq!(targets, expected, "one move onto each new leaf: {plan:?}");
+    let phases: Vec<String> = explained.iter().map(|r| text(r, "Phase")).collect();
+    assert_eq!(phases, ["1", "1", "2", "2"]);
+    let all: Vec<Row> = conn.query("EXPLAIN REBALANCE ALL DATABASES").await.unwrap();
+    assert_eq!(steps(&all), plan, "the only database's plan");
+    assert!(all.iter().all(|r| text(r, "Database") == "test"));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (opts, stop) = (cluster.master.opts(), stop.clone());
+        tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(opts).await.unwrap();
+            let (mut acked, mut failed) = (Vec::new(), Vec::new());
+            let mut id = 1_000_000i64;
+            while !stop.load(Ordering::Relaxed) {
+                match c.query_drop(format!("INSERT INTO test.x VALUES ({id}, 'w')")).await {
+                    Ok(()) => acked.push(id),
+                    Err(e) => failed.push((id, e.to_string())),
+                }
+                id += 1;
+            }
+            (acked, failed)
+        })
+    };
+    let reader = {
+        let (opts, stop) = (cluster.master.opts(), stop.clone());
+        tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(opts).await.unwrap();
+            let (mut counts, mut failed) = (Vec::new(), Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                match c.query_first::<i64, _>("SELECT COUNT(*) FROM test.x").await {
+                    Ok(Some(n)) => counts.push(n),
+                    Ok(None) => failed.push("no row".to_string()),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (counts, failed)
+        })
+    };
+
+    // Freeze the first new leaf, start the rebalance, and wait until its plan is recorded: its COPY onto the frozen
+    // leaf cannot finish, so the plan is running for as long as the leaf stays frozen.
+    let frozen = cluster.leaves.len() - 2;
+    cluster.leaves[frozen].signal(libc::SIGSTOP);
+    let first = {
+        let opts = cluster.master.opts();
+        tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(opts).await.unwrap();
+            c.query_drop("REBALANCE PARTITIONS ON test").await
+        })
+    };
+    eventually("the rebalance records its plan", || async {
+        let mut c = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
+        let rows: Vec<Row> = c.query("SHOW REBALANCE STATUS ON test").await.ok()?;
+        (steps(&rows) == plan).then_some(())
+    })
+    .await;
+    let second = conn.query_drop("REBALANCE PARTITIONS ON test").await;
+    let third = conn.query_drop("REBALANCE ALL DATABASES").await;
+    cluster.leaves[frozen].signal(libc::SIGCONT);
+    let second = second.expect_err("a second REBALANCE on the same database is refused");
+    assert!(second.to_string().contains("already running"), "{second}");
+    assert!(third.expect_err("so is REBALANCE ALL DATABASES").to_string().contains("already running"));
+
+    first.await.unwrap().expect("the rebalance completes");
+    stop.store(true, Ordering::Relaxed);
+    let (acked, write_failures) = writer.await.unwrap();
+    let (counts, read_failures) = reader.await.unwrap();
+    assert!(write_failures.is_empty(), "failed writes: {:?}", &write_failures[..write_failures.len().min(5)]);
+    assert!(read_failures.is_empty(), "failed reads: {:?}", &read_failures[..read_failures.len().min(5)]);
+    println!("during the rebalance: {} rows written, {} counts read", acked.len(), counts.len());
+    assert!(!acked.is_empty() && !counts.is_empty(), "the clients made progress");
+    assert!(counts.windows(2).all(|w| w[0] <= w[1]), "the count never goes down");
+    assert!(counts[0] >= ROWS as i64);
+
+    let ids: Vec<i64> = conn.query("SELECT id FROM test.x").await.unwrap();
+    let ids: BTreeSet<i64> = ids.into_iter().collect();
+    let missing: Vec<i64> = (1..=ROWS as i64).chain(acked.iter().copied()).filter(|id| !ids.contains(id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged rows are missing, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+
+    let per_leaf = masters_per_leaf(&mut conn).await;
+    let mut spread: Vec<usize> = per_leaf.values().copied().collect();
+    spread.sort_unstable();
+    assert_eq!(spread, [1, 1, 1, 1, 2, 2], "8 partitions over 6 leaves: {per_leaf:?}");
+    for port in &new_leaves {
+        assert_eq!(per_leaf.get(&port.to_string()), Some(&1), "{port} took one partition: {per_leaf:?}");
+    }
+    let explained: Vec<Row> = conn.query("EXPLAIN REBALANCE PARTITIONS ON test").await.unwrap();
+    assert!(explained.is_empty(), "balanced: {:?}", steps(&explained));
+    let status: Vec<Row> = conn.query("SHOW REBALANCE STATUS ON test").await.unwrap();
+    assert_eq!(steps(&status), plan, "the plan run is the plan explained");
+    for row in &status {
+        assert_eq!((text(row, "Status"), text(row, "Estimated_Time_Remaining_Ms")), ("success".into(), "0".into()));
+        assert_ne!(text(row, "Running_Time"), "NULL");
+    }
+    let all: Vec<Row> = conn.query("SHOW REBALANCE ALL DATABASES STATUS").await.unwrap();
+    assert_eq!(steps(&all), plan);
+    assert!(all.iter().all(|r| text(r, "Database") == "test" && text(r, "Status") == "success"));
+
+    // A rerun has nothing to do and keeps the last operation's record.
+    conn.query_drop("REBALANCE PARTITIONS ON test").await.unwrap();
+    let status: Vec<Row> = conn.query("SHOW REBALANCE STATUS ON test").await.unwrap();
+    assert_eq!(steps(&status), plan);
+}
+
+/// History: bad rebalance requests on a small cluster. Property: each gets a clear error and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_rebalance_requests_get_clear_errors() {
+    let cluster = TestCluster::start("rebalancebad", 2).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE DATABASE test PARTITIONS 4").await.unwrap();
+    let err = |r: Result<(), mysql_async::Error>| r.expect_err("refused").to_string();
+
+    let unknown = err(conn.query_drop("EXPLAIN REBALANCE PARTITIONS ON nope").await);
+    assert!(unknown.contains("Unknown database 'nope'"), "{unknown}");
+    let unknown = err(conn.query_drop("REBALANCE PARTITIONS ON nope").await);
+    assert!(unknown.contains("Unknown database 'nope'"), "{unknown}");
+    let none = err(conn.query_drop("REBALANCE PARTITIONS").await);
+    assert!(none.contains("No database selected"), "{none}");
+    let force = err(conn.query_drop("REBALANCE PARTITIONS ON test FORCE").await);
+    assert!(force.contains("FORCE"), "{force}");
+
+    // With no database named, the current one is meant; a balanced database has an empty plan.
+    conn.query_drop("USE test").await.unwrap();
+    let explained: Vec<Row> = conn.query("EXPLAIN REBALANCE PARTITIONS").await.unwrap();
+    assert!(explained.is_empty());
+    conn.query_drop("REBALANCE PARTITIONS FULL").await.unwrap();
+    let status: Vec<Row> = conn.query("SHOW REBALANCE STATUS").await.unwrap();
+    assert!(status.is_empty(), "nothing ran, nothing recorded");
+}
+
+/// Starts `REBALANCE PARTITIONS ON test` with the leaf `frozen` stopped (SIGSTOP), and returns once the plan is
+/// recorded: its COPY onto the frozen leaf cannot finish, so the plan is certainly mid-run.
+async fn start_frozen_rebalance(
+    cluster: &TestCluster,
+    frozen: usize,
+) -> tokio::task::JoinHandle<Result<(), mysql_async::Error>> {
+    cluster.leaves[frozen].signal(libc::SIGSTOP);
+    let opts = cluster.master.opts();
+    let first = tokio::spawn(async move {
+        let mut c = mysql_async::Conn::new(opts).await?;
+        c.query_drop("REBALANCE PARTITIONS ON test").await
+    });
+    eventually("the rebalance records its plan", || async {
+        let mut c = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
+        let rows: Vec<Row> = c.query("SHOW REBALANCE STATUS ON test").await.ok()?;
+        (rows.len() == 4).then_some(())
+    })
+    .await;
+    first
+}
+
+/// Every partition has exactly one instance, its master; all preloaded rows are readable.
+async fn assert_one_master_each_and_rows(conn: &mut mysql_async::Conn) {
+    let partitions: Vec<Row> = conn.query("SHOW PARTITIONS ON test").await.unwrap();
+    let roles: Vec<(String, String)> = partitions.iter().map(|r| (text(r, "Ordinal"), text(r, "Role"))).collect();
+    assert_eq!(roles.len(), 8, "one instance per partition: {roles:?}");
+    assert!(roles.iter().all(|(_, role)| role == "Master"), "{roles:?}");
+    let count: i64 = conn.query_first("SELECT COUNT(*) FROM test.x").await.unwrap().unwrap();
+    assert_eq!(count, ROWS as i64);
+}
+
+/// Once the plan is balanced over all six leaves: spread 2,2,1,1,1,1, EXPLAIN empty, every step of the last run
+/// a success.
+async fn assert_balanced_over_six(conn: &mut mysql_async::Conn) {
+    let mut spread: Vec<usize> = masters_per_leaf(conn).await.into_values().collect();
+    spread.sort_unstable();
+    assert_eq!(spread, [1, 1, 1, 1, 2, 2]);
+    let explained: Vec<Row> = conn.query("EXPLAIN REBALANCE PARTITIONS ON test").await.unwrap();
+    assert!(explained.is_empty(), "{:?}", steps(&explained));
+    let status: Vec<Row> = conn.query("SHOW REBALANCE STATUS ON test").await.unwrap();
+    assert!(!status.is_empty() && status.iter().all(|r| text(r, "Status") == "success"), "{:?}", steps(&status));
+}
+
+/// History: a rebalance onto two new leaves starts; the target of one COPY is killed (SIGKILL) mid-plan; once the
+/// master aggregator marks it offline the rebalance is run again; then the leaf restarts, is attached again, and the
+/// rebalance runs a third time.
+/// Property: the interrupted plan stops cleanly (its copy failed, the promotions cancelled, every partition keeps
+/// exactly its one master and every row); the rerun balances over the leaves that are online; the third run
+/// balances over all six.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_leaf_killed_mid_plan_stops_it_cleanly_and_a_rerun_finishes() {
+    let mut cluster = setup("rebalancekill").await;
+    let new_leaves = [add_leaf(&mut cluster).await, add_leaf(&mut cluster).await];
+    let mut conn = cluster.conn().await;
+    let victim = cluster.leaves.len() - 2;
+    let first = start_frozen_rebalance(&cluster, victim).await;
+    cluster.leaves[victim].kill();
+    let err = first.await.unwrap().expect_err("the plan fails with its target");
+    println!("interrupted plan: {err}");
+    let status: Vec<Row> = conn.query("SHOW REBALANCE STATUS ON test").await.unwrap();
+    let victim_port = new_leaves[0].to_string();
+    let rows: Vec<(String, String, String)> =
+        status.iter().map(|r| (text(r, "Action"), text(r, "Target_Port"), text(r, "Status"))).collect();
+    assert!(rows.contains(&("COPY PARTITION".into(), victim_port.clone(), "failed".into())), "{rows:?}");
+    for (action, _, state) in &rows {
+        if action.starts_with("PROMOTE") {
+            assert_eq!(state, "cancelled", "{rows:?}");
+        }
+    }
+    assert_one_master_each_and_rows(&mut conn).await;
+
+    eventually("the killed leaf is offline", || async {
+        (support::leaf_state(&cluster, victim).await.as_deref() == Some("offline")).then_some(())
+    })
+    .await;
+    conn.query_drop("REBALANCE PARTITIONS ON test").await.expect("the rerun balances over the online leaves");
+    let per_leaf = masters_per_leaf(&mut conn).await;
+    let mut spread: Vec<usize> = per_leaf.values().copied().collect();
+    spread.sort_unstable();
+    assert_eq!(spread, [1, 1, 2, 2, 2], "8 partitions over 5 online leaves: {per_leaf:?}");
+    assert!(!per_leaf.contains_key(&victim_port));
+    assert_one_master_each_and_rows(&mut conn).await;
+
+    cluster.leaves[victim].spawn();
+    eventually("the restarted leaf is attached again", || async {
+        (support::leaf_state(&cluster, victim).await.as_deref() == Some("online")).then_some(())
+    })
+    .await;
+    conn.query_drop("REBALANCE PARTITIONS ON test").await.expect("the third run balances over six leaves");
+    assert_balanced_over_six(&mut conn).await;
+    assert_one_master_each_and_rows(&mut conn).await;
+}
+
+/// History: a rebalance onto two new leaves starts with one target frozen; the COPY onto the other finishes (a
+/// registered copy waiting for its promotion); the master aggregator is killed (SIGKILL), the frozen leaf thawed,
+/// and the master aggregator restarted.
+/// Property: after the restart every partition still has its master and every row; a rerun of REBALANCE (retried
+/// while the thawed leaf may still finish its abandoned copy) completes, leaves no extra instance, and balances the
+/// database over the six leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_aggregator_killed_mid_plan_restarts_consistent_and_a_rerun_finishes() {
+    let mut cluster = setup("rebalancemakill").await;
+    let new_leaves = [add_leaf(&mut cluster).await, add_leaf(&mut cluster).await];
+    let frozen = cluster.leaves.len() - 2;
+    let first = start_frozen_rebalance(&cluster, frozen).await;
+    let other = new_leaves[1].to_string();
+    eventually("the COPY onto the other new leaf finishes", || async {
+        let mut c = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
+        let rows: Vec<Row> = c.query("SHOW REBALANCE STATUS ON test").await.ok()?;
+        rows.iter()
+            .any(|r| {
+                text(r, "Action") == "COPY PARTITION"
+                    && text(r, "Target_Port") == other
+                    && text(r, "Status") == "success"
+            })
+            .then_some(())
+    })
+    .await;
+    cluster.master.kill();
+    cluster.leaves[frozen].signal(libc::SIGCONT);
+    let _ = first.await.unwrap();
+    cluster.master.spawn();
+    let mut conn = cluster.conn().await;
+    let partitions: Vec<Row> = conn.query("SHOW PARTITIONS ON test").await.unwrap();
+    let masters = partitions.iter().filter(|r| text(r, "Role") == "Master").count();
+    assert_eq!(masters, 8, "every partition keeps its master across the restart");
+    let explained: Vec<Row> = conn.query("EXPLAIN REBALANCE PARTITIONS ON test").await.unwrap();
+    println!("after the restart: {} instances; plan {:?}", partitions.len(), steps(&explained));
+    let count: i64 = conn.query_first("SELECT COUNT(*) FROM test.x").await.unwrap().unwrap();
+    assert_eq!(count, ROWS as i64);
+
+    eventually("a rerun of the rebalance completes", || async {
+        let mut c = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
+        match c.query_drop("REBALANCE PARTITIONS ON test").await {
+            Ok(()) => Some(()),
+            Err(e) => {
+                println!("rerun: {e}");
+                None
+            }
+        }
+    })
+    .await;
+    assert_balanced_over_six(&mut conn).await;
+    assert_one_master_each_and_rows(&mut conn).await;
+}

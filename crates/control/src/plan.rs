@@ -1,0 +1,164 @@
+//! Rebalance plans as data: the low-level steps (COPY / PROMOTE / DROP / ATTACH PARTITION) a planner proposes, each
+//! with its partition, the leaf it acts on, its phase and an estimated time. A plan only proposes: EXPLAIN prints it,
+//! the executor runs it phase by phase, and the metadata changes only through `ClusterMeta::apply`.
+//!
+//! `apply_step` plays one step on a metadata value through the state machine itself, so a plan can be checked (the
+//! property tests), chained (`REBALANCE ALL DATABASES` plans each database against the previous ones' result) and
+//! compared with what the executor did, without touching a leaf.
+
+use canopy_meta::{ClusterMeta, Command, InstanceRole, MetaError, NodeId};
+use thiserror::Error;
+
+/// One low-level action, in the spec's spelling (section 5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Provision a replica of the partition on the target from its master (snapshot + log catch-up).
+    CopyPartition,
+    /// The same, to restore redundancy (a partition left with one instance).
+    CopyPartitionForce,
+    /// Make the target's replica the master in a new term; `with_drop`: the old master is dropped (redundancy 1
+    /// moves), otherwise it becomes a replica (redundancy 2).
+    PromotePartition { with_drop: bool },
+    /// Drop the target's instance (metadata and file).
+    DropPartition,
+    /// Adopt a copy the target already holds as the partition's master.
+    AttachPartition,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::CopyPartition => "COPY PARTITION",
+            Action::CopyPartitionForce => "COPY PARTITION FORCE",
+            Action::PromotePartition { with_drop: false } => "PROMOTE PARTITION",
+            Action::PromotePartition { with_drop: true } => "PROMOTE PARTITION WITH DROP",
+            Action::DropPartition => "DROP PARTITION",
+            Action::AttachPartition => "ATTACH PARTITION",
+        }
+    }
+
+    /// The action as the operation record (SHOW REBALANCE STATUS) stores it.
+    pub fn record(self) -> canopy_meta::Action {
+        match self {
+            Action::CopyPartition => canopy_meta::Action::CopyPartition,
+            Action::CopyPartitionForce => canopy_meta::Action::CopyPartitionForce,
+            Action::PromotePartition { with_drop: false } => canopy_meta::Action::PromotePartition,
+            Action::PromotePartition { with_drop: true } => canopy_meta::Action::PromotePartitionWithDrop,
+            Action::DropPartition => canopy_meta::Action::DropPartition,
+            Action::AttachPartition => canopy_meta::Action::AttachPartition,
+        }
+    }
+
+    /// Whether the step adds a copy of its partition (and so needs a source to copy from).
+    pub fn copies(self) -> bool {
+        matches!(self, Action::CopyPartition | Action::CopyPartitionForce)
+    }
+}
+
+/// One step of a plan: `action` on partition `db:ordinal` at leaf `target`, in `phase`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub action: Action,
+    pub db: String,
+    pub ordinal: u32,
+    /// The leaf the step acts on: the destination of a copy, the new master of a promotion, the leaf of a drop or
+    /// an attach.
+    pub target: NodeId,
+    /// Phases run in increasing order; the steps of one phase may run together.
+    pub phase: u32,
+    pub estimated_ms: u64,
+}
+
+/// The plan for one database: its steps in phase order (and, within a phase, in the order they were planned).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    pub db: String,
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// The indexes of the steps of each phase, phases in increasing order.
+    pub fn phases(&self) -> Vec<(u32, Vec<usize>)> {
+        let mut phases: Vec<(u32, Vec<usize>)> = Vec::new();
+        let mut order: Vec<usize> = (0..self.steps.len()).collect();
+        order.sort_by_key(|&i| (self.steps[i].phase, i));
+        for i in order {
+            let phase = self.steps[i].phase;
+            match phases.last_mut() {
+                Some((p, steps)) if *p == phase => steps.push(i),
+                _ => phases.push((phase, vec![i])),
+            }
+        }
+        phases
+    }
+
+    /// How many partition copies the plan makes (what a move costs: bytes over the network).
+    pub fn copies(&self) -> usize {
+        self.steps.iter().filter(|s| s.action.copies()).count()
+    }
+
+    /// The plan as the operation record of SHOW REBALANCE STATUS: every step scheduled.
+    pub fn record(&self) -> Vec<canopy_meta::Step> {
+        self.steps
+            .iter()
+            .map(|s| canopy_meta::Step::scheduled(s.action.record(), s.ordinal, s.target, s.phase, s.estimated_ms))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error("partition {db}:{ordinal} has no instance to copy from")]
+    NoSource { db: String, ordinal: u32 },
+    #[error("partition {db}:{ordinal} has no instance on leaf {leaf}")]
+    NoInstance { db: String, ordinal: u32, leaf: NodeId },
+    #[error("PROMOTE PARTITION without DROP needs redundancy 2")]
+    PromoteWithoutDrop,
+}
+
+/// Plays `step` on `meta` through the state machine, as the executor's metadata commits would.
+pub fn apply_step(meta: &mut ClusterMeta, step: &Step) -> Result<(), StepError> {
+    let db = step.db.clone();
+    let database = meta.databases.get(&db).ok_or_else(|| MetaError::UnknownDatabase(db.clone()))?;
+    let on_target = database.instances.iter().find(|i| i.ordinal == step.ordinal && i.node == step.target).cloned();
+    let command = match step.action {
+        Action::CopyPartition | Action::CopyPartitionForce => {
+            if !database.instances.iter().any(|i| i.ordinal == step.ordinal) {
+                return Err(StepError::NoSource { db, ordinal: step.ordinal });
+            }
+            Command::AddInstance { db, ordinal: step.ordinal, node: step.target, role: InstanceRole::Replica }
+        }
+        Action::PromotePartition { with_drop: true } => {
+            let instance =
+                on_target.ok_or(StepError::NoInstance { db: db.clone(), ordinal: step.ordinal, leaf: step.target })?;
+            Command::PromoteWithDrop { db, instance: instance.id }
+        }
+        Action::PromotePartition { with_drop: false } => return Err(StepError::PromoteWithoutDrop),
+        Action::DropPartition => {
+            let instance =
+                on_target.ok_or(StepError::NoInstance { db: db.clone(), ordinal: step.ordinal, leaf: step.target })?;
+            Command::RemoveInstance { db, instance: instance.id }
+        }
+        Action::AttachPartition => {
+            Command::AddInstance { db, ordinal: step.ordinal, node: step.target, role: InstanceRole::Master }
+        }
+    };
+    meta.apply(command)?;
+    Ok(())
+}
+
+/// Plays every step of `plan` on `meta`, phase by phase.
+pub fn apply_plan(meta: &mut ClusterMeta, plan: &Plan) -> Result<(), StepError> {
+    for (_, steps) in plan.phases() {
+        for i in steps {
+            apply_step(meta, &plan.steps[i])?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,365 @@
+//! REBALANCE PARTITIONS, REBALANCE ALL DATABASES and their EXPLAIN: the plan comes from `canopy-control`
+//! (`rebalance::plan`), this module prints it or runs it.
+//!
+//! Running a plan: under the operation lock the plan is computed again from the current metadata (what EXPLAIN
+//! showed is a prediction), recorded as the database's operation (SHOW REBALANCE STATUS), and run phase by phase;
+//! the steps of a phase run together, at most `STEPS_PER_LEAF_MAX` at a time on any one leaf (as source or target).
+//! A redundancy-1 move is the online move of `moves.rs` cut at its phases: every COPY first, then every PROMOTE
+//! PARTITION WITH DROP. Each step checks that the cluster is still as the plan expects (its leaves online, the
+//! partition's master where it was) and fails otherwise. When a step fails the rest of its phase finishes, every
+//! later step is marked `cancelled`, and the copies whose promotion will not run are forgotten and dropped, so the
+//! metadata is as before for every partition that did not move, and a rerun plans what is left.
+//!
+//! One rebalance per database at a time: a second one on the same database is refused at once rather than queued
+//! behind the operation lock (`Running`), which also keeps each running step's start for the live Running_Time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use canopy_control::plan::{Action, Plan, Step};
+use canopy_control::rebalance::{self, Options};
+use canopy_meta::{ClusterMeta, Command, InstanceId, InstanceRole, LeafState, NodeId, StepStatus};
+use canopy_sql::command::RebalanceOptions;
+use canopy_sql::{ResultSet, Value};
+use tokio::sync::Semaphore;
+
+use crate::answer::Answer;
+use crate::error::{Error, Result};
+use crate::master::cluster::Cluster;
+use crate::master::{attach, moves};
+
+/// Steps of one phase running at once on one leaf (counting the leaf as a copy's source or target): bounds the
+/// copies competing for one leaf's disk and network while the others proceed.
+pub const STEPS_PER_LEAF_MAX: usize = 2;
+
+/// The rebalances running on this master aggregator, by database, with the start of each running step.
+#[derive(Default)]
+pub struct Running(Mutex<BTreeMap<String, Vec<Option<Instant>>>>);
+
+/// A database's slot in `Running`, released when dropped.
+struct Slot<'r> {
+    running: &'r Running,
+    db: String,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.running.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.db);
+    }
+}
+
+impl Running {
+    /// Takes the slots of `dbs`, all or none; refused if a rebalance runs on any of them.
+    fn begin(&self, dbs: &[String]) -> Result<Vec<Slot<'_>>> {
+        let mut running = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(busy) = dbs.iter().find(|db| running.contains_key(*db)) {
+            return Err(Error::RebalanceRunning(busy.clone()));
+        }
+        for db in dbs {
+            running.insert(db.clone(), Vec::new());
+        }
+        Ok(dbs.iter().map(|db| Slot { running: self, db: db.clone() }).collect())
+    }
+
+    fn started(&self, db: &str, index: usize) {
+        let mut running = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(starts) = running.get_mut(db) {
+            if starts.len() <= index {
+                starts.resize(index + 1, None);
+            }
+            starts[index] = Some(Instant::now());
+        }
+    }
+
+    /// Milliseconds each step of `db`'s running plan has been running (None: not started, or no plan running).
+    pub fn elapsed_ms(&self, db: &str) -> Vec<Option<u64>> {
+        let running = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        running
+            .get(db)
+            .map_or_else(Vec::new, |starts| starts.iter().map(|s| s.map(|s| s.elapsed().as_millis() as u64)).collect())
+    }
+}
+
+fn options(given: RebalanceOptions) -> Options {
+    Options { full: given.full, ..Options::default() }
+}
+
+/// Refuses what this version cannot do, before anything changes.
+fn check_options(meta: &ClusterMeta, given: &RebalanceOptions) -> Result<()> {
+    if given.force {
+        return Err(Error::Unsupported(
+            "REBALANCE PARTITIONS ... FORCE (creating empty partitions) is not available yet".into(),
+        ));
+    }
+    if given.ensure_online_nodes
+        && let Some(leaf) = meta.leaves_in_order().find(|l| l.state != LeafState::Online)
+    {
+        return Err(Error::Unsupported(format!(
+            "ENSURE_ONLINE_NODES: leaf '{}':{} is {}",
+            leaf.addr.host,
+            leaf.addr.port,
+            leaf.state.as_str()
+        )));
+    }
+    Ok(())
+}
+
+/// The columns of a plan's row; EXPLAIN ... ALL DATABASES adds `Database` first.
+const EXPLAIN_COLUMNS: [&str; 6] =
+    ["Action", "Ordinal", "Target_Host", "Target_Port", "Phase", "Estimated_Time_Remaining_Ms"];
+
+fn plan_rows(meta: &ClusterMeta, plan: &Plan, with_database: bool) -> Vec<Vec<Value>> {
+    plan.steps
+        .iter()
+        .map(|step| {
+            let target = meta.leaves.get(&step.target);
+            let mut row = Vec::with_capacity(7);
+            if with_database {
+                row.push(Value::text(step.db.clone()));
+            }
+            row.extend([
+                Value::text(step.action.as_str()),
+                Value::int(step.ordinal),
+                target.map_or(Value::Null, |l| Value::text(l.addr.host.clone())),
+                target.map_or(Value::Null, |l| Value::int(l.addr.port)),
+                Value::int(step.phase),
+                Value::int(step.estimated_ms as i64),
+            ]);
+            row
+        })
+        .collect()
+}
+
+/// EXPLAIN REBALANCE PARTITIONS ON db: the plan REBALANCE would run now (empty when balanced).
+pub fn explain(cluster: &Cluster, db: &str, given: RebalanceOptions) -> Result<Answer> {
+    let meta = cluster.meta();
+    check_options(&meta, &given)?;
+    let plan = rebalance::plan(&meta, db, &options(given), &rebalance::Sizes::new())?;
+    Ok(Answer::Rows(ResultSet::named(&EXPLAIN_COLUMNS, plan_rows(&meta, &plan, false))))
+}
+
+/// EXPLAIN REBALANCE ALL DATABASES: every database's plan, in name order, each against the previous ones' result.
+pub fn explain_all(cluster: &Cluster) -> Result<Answer> {
+    let meta = cluster.meta();
+    let plans = rebalance::plan_all(&meta, &Options::default(), &BTreeMap::new())?;
+    let rows = plans.iter().flat_map(|p| plan_rows(&meta, p, true)).collect();
+    let mut columns = vec!["Database"];
+    columns.extend(EXPLAIN_COLUMNS);
+    Ok(Answer::Rows(ResultSet::named(&columns, rows)))
+}
+
+/// REBALANCE PARTITIONS ON db: plans again and runs the plan; answers the number of partitions moved.
+pub async fn rebalance_database(cluster: &Arc<Cluster>, db: &str, given: RebalanceOptions) -> Result<Answer> {
+    check_options(&cluster.meta(), &given)?;
+    if !cluster.meta().databases.contains_key(db) {
+        return Err(Error::UnknownDatabase(db.to_string()));
+    }
+    let _slot = cluster.rebalances.begin(&[db.to_string()])?;
+    let _op = cluster.operation_lock.lock().await;
+    let moved = run(cluster, db, &options(given)).await?;
+    Ok(Answer::affected(moved))
+}
+
+/// REBALANCE ALL DATABASES: `REBALANCE PARTITIONS ... FULL` on every database in name order, under one operation
+/// lock; stops at the first database whose plan fails.
+pub async fn rebalance_all(cluster: &Arc<Cluster>, given: RebalanceOptions) -> Result<Answer> {
+    check_options(&cluster.meta(), &given)?;
+    let dbs: Vec<String> = cluster.meta().databases.keys().cloned().collect();
+    let _slots = cluster.rebalances.begin(&dbs)?;
+    let _op = cluster.operation_lock.lock().await;
+    let options = Options { full: true, ..Options::default() };
+    let mut moved = 0;
+    for db in &dbs {
+        if cluster.meta().databases.contains_key(db) {
+            moved += run(cluster, db, &options).await?;
+        }
+    }
+    Ok(Answer::affected(moved))
+}
+
+/// Plans `db` from the current metadata and runs the plan (the caller holds the operation lock and the slot). An
+/// empty plan records nothing, so SHOW REBALANCE STATUS keeps the last operation.
+async fn run(cluster: &Arc<Cluster>, db: &str, options: &Options) -> Result<u64> {
+    let plan = rebalance::plan(&cluster.meta(), db, options, &rebalance::Sizes::new())?;
+    if plan.is_empty() {
+        return Ok(0);
+    }
+    cluster.apply(Command::RecordOperation { db: db.to_string(), steps: plan.record() }).await?;
+    let mut copies: Copies = HashMap::new();
+    let phases = plan.phases();
+    let mut moved = 0;
+    for (n, (_, indexes)) in phases.iter().enumerate() {
+        match run_phase(cluster, &plan, indexes, &mut copies).await {
+            Ok(promoted) => moved += promoted,
+            Err(e) => {
+                for &index in phases[n + 1..].iter().flat_map(|(_, later)| later) {
+                    mark(cluster, db, index, StepStatus::Cancelled, None).await;
+                }
+                for ((ordinal, target), copy) in copies {
+                    if let Some(leaf) = cluster.meta().leaves.get(&target) {
+                        moves::abandon_copy(cluster, db, ordinal, leaf, copy.replica).await;
+                    }
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(moved)
+}
+
+/// A finished COPY waiting for its promotion: the registered replica and the master it was copied from.
+#[derive(Clone, Copy)]
+struct Copy {
+    replica: InstanceId,
+    source: NodeId,
+}
+
+/// Finished copies by (ordinal, target).
+type Copies = HashMap<(u32, NodeId), Copy>;
+
+/// What a step left behind for the steps after it.
+enum Done {
+    Copied { ordinal: u32, target: NodeId, copy: Copy },
+    Promoted,
+    Dropped,
+}
+
+/// Runs the steps `indexes` of `plan` together, at most `STEPS_PER_LEAF_MAX` per leaf; returns the partitions
+/// promoted, or the first error once every step of the phase has finished.
+async fn run_phase(cluster: &Arc<Cluster>, plan: &Plan, indexes: &[usize], copies: &mut Copies) -> Result<u64> {
+    let mut limits: HashMap<NodeId, Arc<Semaphore>> = HashMap::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for &index in indexes {
+        let step = plan.steps[index].clone();
+        // A promotion takes its copy over: it either switches to it or forgets it, whatever happens.
+        let pending = match step.action {
+            Action::PromotePartition { .. } => copies.remove(&(step.ordinal, step.target)),
+            _ => None,
+        };
+        let mut leaves = vec![step.target];
+        leaves.extend(source_of(&cluster.meta(), &step, pending));
+        leaves.sort();
+        leaves.dedup();
+        let permits: Vec<Arc<Semaphore>> = leaves
+            .iter()
+            .map(|l| limits.entry(*l).or_insert_with(|| Arc::new(Semaphore::new(STEPS_PER_LEAF_MAX))).clone())
+            .collect();
+        let cluster = cluster.clone();
+        tasks.spawn(async move {
+            // Permits in leaf order, so two steps sharing two leaves never wait on each other.
+            let mut held = Vec::with_capacity(permits.len());
+            for permit in permits {
+                held.push(permit.acquire_owned().await.expect("the phase's semaphores are never closed"));
+            }
+            let done = run_step(&cluster, &step, index, pending).await;
+            if let Err(e) = &done {
+                // A step that failed before the move machinery recorded it is recorded here.
+                mark(&cluster, &step.db, index, StepStatus::Failed, Some(e.to_string())).await;
+            }
+            done
+        });
+    }
+    let mut first_error = None;
+    let mut promoted = 0;
+    while let Some(joined) = tasks.join_next().await {
+        match joined.map_err(|e| Error::Internal(format!("a rebalance step panicked: {e}"))) {
+            Ok(Ok(Done::Copied { ordinal, target, copy })) => {
+                copies.insert((ordinal, target), copy);
+            }
+            Ok(Ok(Done::Promoted)) => promoted += 1,
+            Ok(Ok(Done::Dropped)) => {}
+            Ok(Err(e)) | Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first_error.map_or(Ok(promoted), Err)
+}
+
+/// The leaf a step reads from: a copy's current master, a promotion's old master.
+fn source_of(meta: &ClusterMeta, step: &Step, pending: Option<Copy>) -> Option<NodeId> {
+    match step.action {
+        Action::CopyPartition | Action::CopyPartitionForce => {
+            meta.databases.get(&step.db).and_then(|d| d.master(step.ordinal)).map(|m| m.node)
+        }
+        Action::PromotePartition { .. } => pending.map(|c| c.source),
+        Action::DropPartition | Action::AttachPartition => None,
+    }
+}
+
+/// Runs one step after checking the cluster is still as the plan expects.
+async fn run_step(cluster: &Arc<Cluster>, step: &Step, index: usize, pending: Option<Copy>) -> Result<Done> {
+    let meta = cluster.meta();
+    let (db, ordinal) = (step.db.as_str(), step.ordinal);
+    let outdated = |reason: String| Error::PlanOutdated { db: db.to_string(), ordinal, reason };
+    let online = |id: NodeId| match meta.leaves.get(&id) {
+        Some(leaf) if leaf.state == LeafState::Online => Ok(leaf.clone()),
+        Some(leaf) => Err(outdated(format!("leaf '{}':{} is {}", leaf.addr.host, leaf.addr.port, leaf.state.as_str()))),
+        None => Err(outdated(format!("leaf {id} is no longer in the cluster"))),
+    };
+    let target = online(step.target)?;
+    let master = meta.databases.get(db).and_then(|d| d.master(ordinal)).map(|m| m.node);
+    match step.action {
+        Action::CopyPartition => {
+            let source = online(master.ok_or_else(|| outdated("the partition has no master".into()))?)?;
+            cluster.rebalances.started(db, index);
+            let replica = moves::copy_phase(cluster, db, ordinal, &source, &target, index as u32).await?;
+            Ok(Done::Copied { ordinal, target: target.id, copy: Copy { replica, source: source.id } })
+        }
+        Action::PromotePartition { with_drop: true } => {
+            let copy = pending.ok_or_else(|| outdated("its copy did not finish".into()))?;
+            if master != Some(copy.source) {
+                moves::abandon_copy(cluster, db, ordinal, &target, copy.replica).await;
+                return Err(outdated("its master moved since the copy".into()));
+            }
+            let source = match online(copy.source) {
+                Ok(source) => source,
+                Err(e) => {
+                    moves::abandon_copy(cluster, db, ordinal, &target, copy.replica).await;
+                    return Err(e);
+                }
+            };
+            cluster.rebalances.started(db, index);
+            moves::pre_catch_up(cluster, db, ordinal, &source, &target).await;
+            let promoted = moves::promote_with_drop(cluster, db, ordinal, &source, &target, copy.replica, index as u32);
+            promoted.await?;
+            Ok(Done::Promoted)
+        }
+        Action::DropPartition => {
+            // Only a replica (the leftover copy of an interrupted move) is ever dropped: never a master.
+            let instance = meta.databases.get(db).and_then(|d| {
+                d.instances.iter().find(|i| i.ordinal == ordinal && i.node == target.id).map(|i| (i.id, i.role))
+            });
+            if let Some((_, InstanceRole::Master)) = instance {
+                return Err(outdated("the instance to drop is the master".into()));
+            }
+            cluster.rebalances.started(db, index);
+            attach::run_step(cluster, db, index as u32, async {
+                // None: already gone (a copy step of this plan discarded it).
+                if let Some((replica, _)) = instance {
+                    moves::abandon_copy(cluster, db, ordinal, &target, replica).await;
+                }
+                Ok(())
+            })
+            .await?;
+            Ok(Done::Dropped)
+        }
+        other => Err(Error::Unsupported(format!("{} in a redundancy-1 plan", other.as_str()))),
+    }
+}
+
+/// Records a step's end when the move machinery did not (a check failed first, or it was cancelled). Best-effort:
+/// the record is for SHOW REBALANCE STATUS only.
+async fn mark(cluster: &Cluster, db: &str, index: usize, status: StepStatus, error: Option<String>) {
+    let meta = cluster.meta();
+    let recorded = meta.databases.get(db).and_then(|d| d.operation.get(index)).map(|s| s.status);
+    if matches!(recorded, Some(StepStatus::Failed | StepStatus::Success)) {
+        return;
+    }
+    let running_ms = cluster.rebalances.elapsed_ms(db).get(index).copied().flatten();
+    let update = Command::UpdateStep { db: db.to_string(), index: index as u32, status, running_ms, error };
+    if let Err(e) = cluster.apply(update).await {
+        tracing::warn!("recording step {index} of the rebalance of {db} failed: {e}");
+    }
+}
