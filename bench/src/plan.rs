@@ -47,11 +47,12 @@ fn cluster(args: &Args) -> ClusterMeta {
         add_leaf(&mut meta, i);
     }
     for d in 0..args.databases {
-        let command = Command::CreateDatabase {
-            name: format!("db{d:04}"),
-            partitions: args.partitions,
-            durability: canopy_meta::Durability::Sync,
-        };
+        let command = canopy_control::placement::create_database(
+            &meta,
+            &format!("db{d:04}"),
+            args.partitions,
+            canopy_meta::Durability::Sync,
+        );
         meta.apply(command).expect("a new database");
     }
     for i in first..args.leaves {

@@ -153,8 +153,7 @@ mod tests {
     }
 
     fn create(m: &mut ClusterMeta, partitions: u32) {
-        m.apply(Command::CreateDatabase { name: "test".into(), partitions, durability: canopy_meta::Durability::Sync })
-            .unwrap();
+        m.apply(crate::placement::create_database(m, "test", partitions, canopy_meta::Durability::Sync)).unwrap();
     }
 
     fn copy(db: &str, ordinal: Option<u32>, database_id: Option<u64>, tables: &[&str]) -> CopyFacts {

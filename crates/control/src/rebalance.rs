@@ -294,8 +294,7 @@ mod tests {
     }
 
     fn create(m: &mut ClusterMeta, db: &str, partitions: u32) {
-        m.apply(Command::CreateDatabase { name: db.into(), partitions, durability: canopy_meta::Durability::Sync })
-            .unwrap();
+        m.apply(crate::placement::create_database(m, db, partitions, canopy_meta::Durability::Sync)).unwrap();
     }
 
     fn add_leaves(m: &mut ClusterMeta, from: u16, to: u16) {

@@ -48,7 +48,7 @@ fn build(shape: &Shape) -> ClusterMeta {
     for (d, placement) in shape.databases.iter().enumerate() {
         let db = format!("db{d}");
         let partitions = placement.len() as u32;
-        m.apply(Command::CreateDatabase { name: db.clone(), partitions, durability: canopy_meta::Durability::Sync })
+        m.apply(canopy_control::placement::create_database(&m, &db, partitions, canopy_meta::Durability::Sync))
             .unwrap();
         for (ordinal, place) in placement.iter().enumerate() {
             let ordinal = ordinal as u32;

@@ -27,6 +27,9 @@ pub enum MetaError {
     TableExists { db: String, table: String },
     #[error("Node {host}:{port} is already part of the cluster")]
     NodeExists { host: String, port: u16 },
+    /// A CREATE DATABASE placement the state cannot take (its author is `canopy-control`: a bug if it happens).
+    #[error("invalid partition placement: {0}")]
+    BadPlacement(String),
     #[error("Availability group {0} does not exist at the current redundancy_level")]
     BadAvailabilityGroup(u8),
     #[error("The number of partitions must be between 1 and 4096, got {0}")]

@@ -22,10 +22,13 @@ pub enum Command {
         password: String,
         group: Option<u8>,
     },
+    /// A new database whose ordinal k's master goes to `placement[k]` (decided by `canopy-control`'s placement;
+    /// the state machine only checks it: one online leaf per ordinal).
     CreateDatabase {
         name: String,
         partitions: u32,
         durability: Durability,
+        placement: Vec<NodeId>,
     },
     DropDatabase {
         name: String,
@@ -168,8 +171,8 @@ impl ClusterMeta {
         let progress = command.is_progress();
         let outcome = match command {
             Command::AddLeaf { addr, user, password, group } => self.add_leaf(addr, user, password, group)?,
-            Command::CreateDatabase { name, partitions, durability } => {
-                self.create_database(name, partitions, durability)?
+            Command::CreateDatabase { name, partitions, durability, placement } => {
+                self.create_database(name, partitions, durability, placement)?
             }
             Command::DropDatabase { name } => {
                 let db = self.databases.remove(&name).ok_or(MetaError::UnknownDatabase(name))?;
@@ -362,21 +365,30 @@ impl ClusterMeta {
         Ok(Outcome::LeafAdded(id))
     }
 
-    fn create_database(&mut self, name: String, partitions: u32, durability: Durability) -> Result<Outcome, MetaError> {
+    fn create_database(
+        &mut self,
+        name: String,
+        partitions: u32,
+        durability: Durability,
+        placement: Vec<NodeId>,
+    ) -> Result<Outcome, MetaError> {
         if self.databases.contains_key(&name) {
             return Err(MetaError::DatabaseExists(name));
         }
         if partitions == 0 || partitions > PARTITIONS_MAX {
             return Err(MetaError::BadPartitionCount(partitions));
         }
-        let online: Vec<NodeId> = self.online_leaves().iter().map(|l| l.id).collect();
-        if online.is_empty() {
+        if self.online_leaves().is_empty() {
             return Err(MetaError::NoOnlineLeaves);
         }
-        // Ordinal k goes to the k-th online leaf modulo their count, in leaf order, as in SingleStore's example.
+        if placement.len() != partitions as usize {
+            return Err(MetaError::BadPlacement(format!("{} leaves for {partitions} partitions", placement.len())));
+        }
+        if let Some(node) = placement.iter().find(|n| self.leaves.get(n).is_none_or(|l| l.state != LeafState::Online)) {
+            return Err(MetaError::BadPlacement(format!("leaf {node} is not an online leaf")));
+        }
         let mut instances = Vec::with_capacity(partitions as usize);
-        for ordinal in 0..partitions {
-            let node = online[(ordinal as usize) % online.len()];
+        for (ordinal, node) in (0..partitions).zip(placement) {
             instances.push(Instance {
                 id: InstanceId(self.next_instance_id),
                 ordinal,
@@ -474,13 +486,35 @@ mod tests {
         m
     }
 
+    /// CREATE DATABASE `name` with ordinal k on the k-th online leaf modulo their count (`canopy-control`'s
+    /// placement, which this crate cannot call).
+    fn create(name: &str, m: &ClusterMeta, partitions: u32) -> Command {
+        let online: Vec<NodeId> = m.online_leaves().iter().map(|l| l.id).collect();
+        let placement = (0..partitions as usize).filter_map(|k| online.get(k % online.len().max(1)).copied()).collect();
+        Command::CreateDatabase { name: name.into(), partitions, durability: Durability::Sync, placement }
+    }
+
     #[test]
-    fn partitions_are_placed_round_robin_in_leaf_order() {
+    fn placements_the_state_cannot_take_are_refused() {
+        let mut m = cluster_with_leaves(2);
+        let leaf = m.online_leaves()[0].id;
+        let command = |placement| Command::CreateDatabase {
+            name: "d".into(),
+            partitions: 2,
+            durability: Durability::Sync,
+            placement,
+        };
+        assert!(matches!(m.apply(command(vec![leaf])), Err(MetaError::BadPlacement(_))), "too few");
+        assert!(matches!(m.apply(command(vec![leaf, NodeId(99)])), Err(MetaError::BadPlacement(_))), "unknown leaf");
+        m.apply(Command::SetLeafState { leaf, state: LeafState::Offline }).unwrap();
+        assert!(matches!(m.apply(command(vec![leaf, leaf])), Err(MetaError::BadPlacement(_))), "offline leaf");
+        assert!(m.databases.is_empty());
+    }
+
+    #[test]
+    fn instances_follow_the_placement() {
         let mut m = cluster_with_leaves(4);
-        let Outcome::DatabaseCreated(instances) = m
-            .apply(Command::CreateDatabase { name: "test".into(), partitions: 8, durability: Durability::Sync })
-            .unwrap()
-        else {
+        let Outcome::DatabaseCreated(instances) = m.apply(create("test", &m, 8)).unwrap() else {
             panic!("expected DatabaseCreated")
         };
         let hosts: Vec<String> = instances.iter().map(|i| m.leaves[&i.node].addr.host.clone()).collect();
@@ -495,31 +529,22 @@ mod tests {
         let dup =
             Command::AddLeaf { addr: addr("LEAF-1", 3306), user: "root".into(), password: String::new(), group: None };
         assert!(matches!(m.apply(dup), Err(MetaError::NodeExists { .. })));
-        m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2, durability: Durability::Sync }).unwrap();
-        assert!(matches!(
-            m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2, durability: Durability::Sync }),
-            Err(MetaError::DatabaseExists(_))
-        ));
+        m.apply(create("d", &m, 2)).unwrap();
+        assert!(matches!(m.apply(create("d", &m, 2)), Err(MetaError::DatabaseExists(_))));
     }
 
     #[test]
     fn creating_a_database_needs_an_online_leaf_and_a_sane_partition_count() {
         let mut m = cluster_with_leaves(0);
-        assert_eq!(
-            m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2, durability: Durability::Sync }),
-            Err(MetaError::NoOnlineLeaves)
-        );
+        assert_eq!(m.apply(create("d", &m, 2)), Err(MetaError::NoOnlineLeaves));
         let mut m = cluster_with_leaves(1);
-        assert_eq!(
-            m.apply(Command::CreateDatabase { name: "d".into(), partitions: 0, durability: Durability::Sync }),
-            Err(MetaError::BadPartitionCount(0))
-        );
+        assert_eq!(m.apply(create("d", &m, 0)), Err(MetaError::BadPartitionCount(0)));
     }
 
     #[test]
     fn auto_increment_reservations_do_not_overlap() {
         let mut m = cluster_with_leaves(1);
-        m.apply(Command::CreateDatabase { name: "d".into(), partitions: 1, durability: Durability::Sync }).unwrap();
+        m.apply(create("d", &m, 1)).unwrap();
         let def = TableDef {
             name: "T".into(),
             kind: canopy_sql::TableKind::Distributed,
@@ -562,7 +587,7 @@ mod tests {
     #[test]
     fn promote_with_drop_gives_a_new_term_and_keeps_one_master() {
         let mut m = cluster_with_leaves(2);
-        m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2, durability: Durability::Sync }).unwrap();
+        m.apply(create("d", &m, 2)).unwrap();
         let old = m.databases["d"].master(0).unwrap().clone();
         let Outcome::InstanceAdded(copy) = m
             .apply(Command::AddInstance { db: "d".into(), ordinal: 0, node: NodeId(3), role: InstanceRole::Replica })
@@ -583,7 +608,7 @@ mod tests {
     #[test]
     fn removing_a_leaf_needs_it_empty_or_force() {
         let mut m = cluster_with_leaves(2);
-        m.apply(Command::CreateDatabase { name: "d".into(), partitions: 2, durability: Durability::Sync }).unwrap();
+        m.apply(create("d", &m, 2)).unwrap();
         assert_eq!(
             m.apply(Command::RemoveLeaf { leaf: NodeId(3), force: false }),
             Err(MetaError::LeafNotEmpty(NodeId(3)))
@@ -597,13 +622,9 @@ mod tests {
     #[test]
     fn terms_and_instance_ids_only_grow() {
         let mut m = cluster_with_leaves(2);
-        m.apply(Command::CreateDatabase { name: "a".into(), partitions: 3, durability: Durability::Sync }).unwrap();
+        m.apply(create("a", &m, 3)).unwrap();
         m.apply(Command::DropDatabase { name: "a".into() }).unwrap();
-        let Outcome::DatabaseCreated(instances) =
-            m.apply(Command::CreateDatabase { name: "a".into(), partitions: 3, durability: Durability::Sync }).unwrap()
-        else {
-            panic!()
-        };
+        let Outcome::DatabaseCreated(instances) = m.apply(create("a", &m, 3)).unwrap() else { panic!() };
         assert!(instances.iter().all(|i| i.id.0 > 3 && i.term.0 > 3));
         m.check_invariants().unwrap();
     }

@@ -61,10 +61,13 @@ fn command() -> impl Strategy<Value = Command> {
             password: String::new(),
             group: None
         }),
-        3 => (db(), 1u32..6).prop_map(|(name, partitions)| Command::CreateDatabase {
+        // Placements of any leaf ids, known or not, online or not: the state machine must refuse those it
+        // cannot take and keep its invariants either way.
+        3 => (db(), prop::collection::vec(leaf(), 1..6)).prop_map(|(name, placement)| Command::CreateDatabase {
             name,
-            partitions,
-            durability: Durability::Sync
+            partitions: placement.len() as u32,
+            durability: Durability::Sync,
+            placement,
         }),
         1 => db().prop_map(|name| Command::DropDatabase { name }),
         1 => (db(), prop::sample::select(&["t", "u"][..])).prop_map(|(db, t)| Command::CreateTable { db, def: table(t) }),

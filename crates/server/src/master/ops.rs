@@ -142,7 +142,7 @@ pub async fn create_database(
     }
     let online = meta.online_leaves().len() as u32;
     let partitions = partitions.unwrap_or(online.max(1) * meta.variables.default_partitions_per_leaf);
-    let command = Command::CreateDatabase { name: name.clone(), partitions, durability };
+    let command = canopy_control::placement::create_database(&meta, &name, partitions, durability);
     let Outcome::DatabaseCreated(planned) = cluster.dry_run(command.clone())? else {
         return Err(Error::Internal("CreateDatabase did not create".into()));
     };

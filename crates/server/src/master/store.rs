@@ -200,10 +200,7 @@ mod tests {
         let dir = temp_dir("badload");
         let store = bootstrap(&dir);
         store.apply(add_leaf(10)).await.unwrap();
-        store
-            .apply(Command::CreateDatabase { name: "d".into(), partitions: 2, durability: Durability::Sync })
-            .await
-            .unwrap();
+        store.apply(canopy_control::placement::create_database(&store.meta(), "d", 2, Durability::Sync)).await.unwrap();
         assert!(load_meta(&dir).is_ok());
         let mut broken = (*store.meta()).clone();
         broken.leaves.clear();
@@ -222,10 +219,7 @@ mod tests {
         let dir = temp_dir("progress");
         let store = bootstrap(&dir);
         store.apply(add_leaf(10)).await.unwrap();
-        store
-            .apply(Command::CreateDatabase { name: "d".into(), partitions: 2, durability: Durability::Sync })
-            .await
-            .unwrap();
+        store.apply(canopy_control::placement::create_database(&store.meta(), "d", 2, Durability::Sync)).await.unwrap();
         let steps = (0..2).map(|o| Step::scheduled(Action::CopyPartition, o, NodeId(2), 1, 10)).collect();
         store.apply(Command::RecordOperation { db: "d".into(), steps }).await.unwrap();
         let version = store.meta().version;
