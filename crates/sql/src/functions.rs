@@ -32,6 +32,35 @@ pub trait Host: Send + Sync {
     fn sleep(&self, seconds: f64) -> bool;
 }
 
+/// A host for tests and the differential oracle: a fixed clock, random bits from a seeded sequence (splitmix64),
+/// and waits that return at once.
+#[derive(Debug)]
+pub struct SeededHost {
+    now_micros: i64,
+    state: std::sync::atomic::AtomicU64,
+}
+
+impl SeededHost {
+    pub fn shared(now_micros: i64, seed: u64) -> Arc<dyn Host> {
+        Arc::new(SeededHost { now_micros, state: std::sync::atomic::AtomicU64::new(seed) })
+    }
+}
+
+impl Host for SeededHost {
+    fn now_micros(&self) -> i64 {
+        self.now_micros
+    }
+    fn random(&self) -> u64 {
+        let mut z = self.state.fetch_add(0x9E37_79B9_7F4A_7C15, std::sync::atomic::Ordering::Relaxed);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn sleep(&self, _seconds: f64) -> bool {
+        false
+    }
+}
+
 /// Names of the scalar functions [`register`] installs (lower case): the planner treats them as per-row functions,
 /// never as aggregates, so queries using them still scatter.
 pub const SCALAR_FUNCTIONS: &[&str] = &[

@@ -278,7 +278,7 @@ pub(super) fn function_class(f: &Function) -> FunctionClass {
     match name.as_str() {
         "min" | "max" if args >= 2 => FunctionClass::Scalar,
         "count" | "sum" | "total" | "avg" | "min" | "max" => FunctionClass::Aggregate,
-        n if SCALAR_FUNCTIONS.contains(&n) => FunctionClass::Scalar,
+        n if SCALAR_FUNCTIONS.contains(&n) || crate::functions::SCALAR_FUNCTIONS.contains(&n) => FunctionClass::Scalar,
         _ => FunctionClass::Unknown,
     }
 }
