@@ -123,7 +123,7 @@ async fn functions_over_a_distributed_table() {
                 s("ann#1"),
                 s("ann/a,b"),
                 s("example.com"),
-                Some(1),
+                Some(2),
                 5,
                 s("ann"),
                 s("com"),
