@@ -90,7 +90,8 @@ async fn functions_over_a_distributed_table() {
             ),
         ]
     );
-    let parts: Vec<(i64, i64, i64, i64, i64, i64, i64, i64)> = rows(
+    type Parts = (i64, i64, i64, i64, i64, i64, i64, i64);
+    let parts: Vec<Parts> = rows(
         &mut conn,
         "SELECT id, YEAR(d), MONTH(d), DAY(d), HOUR(d), DAYOFWEEK(d), WEEKDAY(d), DAYOFYEAR(d) FROM ev ORDER BY id",
     )
@@ -289,8 +290,13 @@ async fn uuids_route_and_session_functions_answer() {
         one(&mut conn, "SELECT CONNECTION_ID(), DATABASE(), VERSION()").await;
     assert_eq!((id, db.as_str()), (conn.id(), "ss"));
     assert!(version.starts_with("5.7"), "{version}");
-    let inside: String = one(&mut conn, "SELECT CONCAT(DATABASE(), '!')").await;
-    assert_eq!(inside, "ss!");
+    let inside: (String, i64, String) =
+        one(&mut conn, "SELECT CONCAT(DATABASE(), '!'), CONNECTION_ID() + 0, VERSION() FROM u LIMIT 1").await;
+    assert_eq!(inside, ("ss!".to_string(), i64::from(conn.id()), version));
+    match conn.query_drop("SELECT NO_SUCH_FUNCTION(1)").await {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1305, "{e:?}"),
+        other => panic!("an unknown function is error 1305, got {other:?}"),
+    }
 
     conn.query_drop("CREATE TABLE a (id BIGINT AUTO_INCREMENT PRIMARY KEY, v INT)").await.unwrap();
     conn.query_drop("INSERT INTO a (v) VALUES (10), (20)").await.unwrap();

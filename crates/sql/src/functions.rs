@@ -449,7 +449,7 @@ fn str_to_date(c: &Context<'_>) -> rusqlite::Result<Value> {
 fn from_unixtime(c: &Context<'_>, pattern: Option<&str>) -> Value {
     let micros = match number(c, 0) {
         Some(Number::Integer(s)) if s >= 0 => s.checked_mul(datetime::MICROS_PER_SECOND),
-        Some(Number::Real(s)) if s >= 0.0 && s < 3.3e11 => Some((s * 1e6).round() as i64),
+        Some(Number::Real(s)) if (0.0..3.3e11).contains(&s) => Some((s * 1e6).round() as i64),
         _ => None,
     };
     let Some(at) = micros.and_then(|m| DateTime::from_epoch_micros(m, Kind::DateTime)) else { return Value::Null };
@@ -627,7 +627,7 @@ fn integer_divide(c: &Context<'_>) -> rusqlite::Result<Value> {
         }
         (Some(a), Some(b)) => {
             let q = (a.as_f64() / b.as_f64()).trunc();
-            if !(q >= -9.223_372_036_854_776e18 && q < 9.223_372_036_854_776e18) {
+            if !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&q) {
                 return Err(out_of_range());
             }
             Value::Integer(q as i64)

@@ -55,6 +55,10 @@ pub trait PlanContext: Catalog {
     /// When the statement runs, in microseconds since the epoch (UTC), read once per statement by the caller:
     /// `NOW()` and its kin become this value (`plan::mysql`), the same on every partition.
     fn statement_time_micros(&self) -> i64;
+    /// The client connection's CONNECTION_ID() and the server's VERSION(), when there is a connection.
+    fn connection(&self) -> (Option<u32>, Option<&str>) {
+        (None, None)
+    }
 }
 
 /// How to execute one statement.
@@ -95,7 +99,8 @@ pub fn plan(stmt: &Statement, current_db: Option<&str>, ctx: &mut dyn PlanContex
     }
     let mut stmt = stmt.clone();
     rewrite::normalize_literals(&mut stmt);
-    rewrite::bind_session_functions(&mut stmt, current_db);
+    let (connection_id, version) = ctx.connection();
+    rewrite::bind_session_functions(&mut stmt, rewrite::Session { db: current_db, connection_id, version });
     if rewrite::strip_select_hints(&mut stmt) {
         return Err(SqlError::Unsupported("SQL_CALC_FOUND_ROWS".to_string()));
     }
@@ -182,7 +187,7 @@ where
 {
     let mut stmt = stmt.clone();
     rewrite::normalize_literals(&mut stmt);
-    rewrite::bind_session_functions(&mut stmt, current_db);
+    rewrite::bind_session_functions(&mut stmt, rewrite::Session { db: current_db, ..rewrite::Session::default() });
     let _ = rewrite::strip_select_hints(&mut stmt);
     mysql::rewrite(&mut stmt, now_micros);
     render::sql(&stmt)

@@ -90,6 +90,8 @@ struct Context<'a> {
     params: &'a [Value],
     /// When the statement runs (microseconds since the epoch, UTC): its NOW().
     now_micros: i64,
+    /// CONNECTION_ID() and VERSION().
+    connection: (u32, &'a str),
 }
 
 impl Catalog for Context<'_> {
@@ -128,6 +130,10 @@ impl PlanContext for Context<'_> {
 
     fn statement_time_micros(&self) -> i64 {
         self.now_micros
+    }
+
+    fn connection(&self) -> (Option<u32>, Option<&str>) {
+        (Some(self.connection.0), Some(self.connection.1))
     }
 }
 
@@ -492,8 +498,16 @@ impl Session {
         let db = self.db.as_deref();
         // One time for the whole statement, however often it is planned: every partition sees one NOW().
         let now_micros = canopy_storage::engine::system_host().now_micros();
-        let mut context =
-            Context { meta, cluster, scratch: &scratch, spread: &mut self.spread, params: &params, now_micros };
+        let connection = (self.process.id(), self.limits.server_version.as_str());
+        let mut context = Context {
+            meta,
+            cluster,
+            scratch: &scratch,
+            spread: &mut self.spread,
+            params: &params,
+            now_micros,
+            connection,
+        };
         let plan = plan::plan(query, db, &mut context)?;
         if params.is_empty() || plan::runs_with_params(&plan) {
             return Ok((plan, params));
@@ -501,7 +515,7 @@ impl Session {
         let mut bound = query.clone();
         plan::bind_placeholders(&mut bound, &params);
         let mut context =
-            Context { meta, cluster, scratch: &scratch, spread: &mut self.spread, params: &[], now_micros };
+            Context { meta, cluster, scratch: &scratch, spread: &mut self.spread, params: &[], now_micros, connection };
         Ok((plan::plan(&bound, db, &mut context)?, Vec::new()))
     }
 

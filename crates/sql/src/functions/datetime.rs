@@ -138,7 +138,7 @@ impl DateTime {
     }
 
     /// MySQL's TO_DAYS: days since year 0.
-    pub(crate) fn to_days(&self) -> i64 {
+    pub(crate) fn to_days(self) -> i64 {
         self.days() + TO_DAYS_EPOCH
     }
 
@@ -493,7 +493,7 @@ pub(crate) fn calc_week(date: DateTime, behaviour: u32) -> (u32, i64) {
 pub(crate) fn format(date: DateTime, pattern: &str) -> String {
     let mut out = String::with_capacity(pattern.len() + 8);
     let mut chars = pattern.chars();
-    let hour12 = if date.hour % 12 == 0 { 12 } else { date.hour % 12 };
+    let hour12 = if date.hour.is_multiple_of(12) { 12 } else { date.hour % 12 };
     let am_pm = if date.hour < 12 { "AM" } else { "PM" };
     while let Some(c) = chars.next() {
         if c != '%' {
