@@ -35,7 +35,7 @@ fn uses_auto_increment(sql: &str) -> bool {
 
 /// The oracle: one SQLite database with every table under schema `test`, as the cluster's user sees them.
 fn oracle() -> rusqlite::Connection {
-    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    let conn = engine();
     conn.execute_batch("ATTACH ':memory:' AS test").unwrap();
     for ddl in querygen::schema() {
         let def = canopy_sql::ddl::create_table(&ddl).expect("querygen DDL translates").def;
@@ -52,10 +52,24 @@ fn oracle() -> rusqlite::Connection {
     conn
 }
 
-/// The statement as the oracle runs it: sqlparser's rendering, which is also what the cluster executes, so result
-/// column names (SQLite names expressions after their text) are comparable.
+/// An in-memory SQLite with MySQL's functions, as the cluster's engines have them.
+fn engine() -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    canopy_sql::functions::register(&conn, canopy_sql::functions::SeededHost::shared(now_micros(), 1)).unwrap();
+    conn
+}
+
+fn now_micros() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    since.as_micros() as i64
+}
+
+/// The statement as the oracle runs it: the planner's MySQL-to-SQLite translation without distribution (MySQL's
+/// `/`, `DIV`, INTERVAL arithmetic...), which is also what the cluster executes, so result column names (SQLite
+/// names expressions after their text) are comparable.
 fn rendered(sql: &str) -> String {
-    Parser::parse_sql(&MySqlDialect {}, sql).expect("generated SQL parses")[0].to_string()
+    let stmt = &Parser::parse_sql(&MySqlDialect {}, sql).expect("generated SQL parses")[0];
+    canopy_sql::plan::translate(stmt, Some("test"), now_micros())
 }
 
 #[derive(Debug, Clone)]
@@ -104,7 +118,8 @@ fn cell_matches(expected: &Sql, got: &Sql) -> bool {
         // A column mixing INTEGER and REAL values is declared DOUBLE (MySQL has one type per column, and MySQL
         // itself types COALESCE(double, int) as DOUBLE): the integer arrives as the same number in a double.
         (Sql::Integer(i), Sql::Real(r)) => *r == *i as f64,
-        (Sql::Integer(i), Sql::Text(t)) => t.parse::<i64>().is_ok_and(|v| v == *i),
+        // An integer in a mixed column arrives in its canonical text: `07` is a text value, not the number 7.
+        (Sql::Integer(i), Sql::Text(t)) => *t == i.to_string(),
         (Sql::Real(x), Sql::Text(t)) => t.parse::<f64>().is_ok_and(|v| reals_match(*x, v)),
         (Sql::Blob(b), Sql::Text(t)) => b == t.as_bytes(),
         (a, b) => a == b,
@@ -218,7 +233,7 @@ impl Dialect {
             .map(|ddl| canopy_sql::ddl::create_table(ddl).unwrap().def)
             .map(|def| (def.name.to_ascii_lowercase(), def))
             .collect();
-        Dialect { tables, scratch: rusqlite::Connection::open_in_memory().unwrap() }
+        Dialect { tables, scratch: engine() }
     }
 
     /// The SQLite statements (with their parameters) the oracle runs for one MySQL write.
@@ -253,6 +268,9 @@ impl canopy_sql::plan::PlanContext for Dialect {
     }
     fn spread_ordinal(&mut self, _: u32) -> u32 {
         0
+    }
+    fn statement_time_micros(&self) -> i64 {
+        now_micros()
     }
 }
 

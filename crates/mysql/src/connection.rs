@@ -130,6 +130,7 @@ where
         statements: Statements::default(),
         limits: context.limits,
         stats: context.stats,
+        outcome: LastOutcome::default(),
     };
     let ok = response::ok(0, 0, connection.status(false), "");
     if connection.framed.write(&ok).await.is_err() || connection.framed.flush().await.is_err() {
@@ -159,6 +160,39 @@ struct Connection<S, Sess> {
     statements: Statements,
     limits: Arc<Limits>,
     stats: Arc<Stats>,
+    /// What LAST_INSERT_ID(), ROW_COUNT() and FOUND_ROWS() answer.
+    outcome: LastOutcome,
+}
+
+/// What the previous statements left for MySQL's LAST_INSERT_ID(), ROW_COUNT() and FOUND_ROWS(), which the front
+/// end answers from the replies it sent.
+#[derive(Debug, Default)]
+struct LastOutcome {
+    /// The first AUTO_INCREMENT value of the latest statement that generated one (kept across other statements).
+    last_insert_id: u64,
+    /// Affected rows of the previous statement; -1 after one that returned rows or failed.
+    row_count: i64,
+    /// Rows the latest statement returning rows sent.
+    found_rows: u64,
+}
+
+impl LastOutcome {
+    fn record(&mut self, reply: &Reply) {
+        match reply {
+            Reply::Ok { affected_rows, last_insert_id, .. } => {
+                self.row_count = i64::try_from(*affected_rows).unwrap_or(i64::MAX);
+                if *last_insert_id != 0 {
+                    self.last_insert_id = *last_insert_id;
+                }
+            }
+            Reply::Rows(result) if result.columns.is_empty() => self.row_count = 0,
+            Reply::Rows(result) => {
+                self.row_count = -1;
+                self.found_rows = result.rows.len() as u64;
+            }
+            Reply::Error(_) => self.row_count = -1,
+        }
+    }
 }
 
 impl<S, Sess> Connection<S, Sess>
@@ -443,6 +477,9 @@ where
                 ItemSource::ConnectionId => Value::Integer(i64::from(self.connection_id)),
                 ItemSource::User => Value::Text(format!("{}@{}", self.user, self.host)),
                 ItemSource::Version => Value::Text(self.limits.server_version.clone()),
+                ItemSource::LastInsertId => Value::Integer(i64::try_from(self.outcome.last_insert_id).unwrap_or(0)),
+                ItemSource::RowCount => Value::Integer(self.outcome.row_count),
+                ItemSource::FoundRows => Value::Integer(i64::try_from(self.outcome.found_rows).unwrap_or(i64::MAX)),
             };
             row.push(value);
         }
@@ -586,6 +623,7 @@ where
 
     async fn send_reply(&mut self, reply: Reply, more: bool, format: RowFormat) -> std::io::Result<()> {
         let status = self.status(more);
+        self.outcome.record(&reply);
         match reply {
             Reply::Ok { affected_rows, last_insert_id, info } => {
                 self.framed.write(&response::ok(affected_rows, last_insert_id, status, &info)).await

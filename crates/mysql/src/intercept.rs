@@ -1,7 +1,7 @@
 //! Recognises the statements the front end answers itself, so that connectors and tools can connect and set up
 //! sessions without the backend ever seeing MySQL-specific chatter: `SET NAMES`, `SET CHARACTER SET`, session-scoped
 //! `SET` of ordinary variables, `SET [SESSION] TRANSACTION ...`, and `SELECT` lists made only of `@@variables`,
-//! `DATABASE()`, `CONNECTION_ID()`, `USER()` and `VERSION()`. This file only classifies (it is pure); the command loop
+//! `DATABASE()`, `CONNECTION_ID()`, `USER()`, `VERSION()`, `LAST_INSERT_ID()`, `ROW_COUNT()` and `FOUND_ROWS()`. This file only classifies (it is pure); the command loop
 //! evaluates the result against the connection's state. Anything not recognised exactly is forwarded unchanged.
 
 use canopy_sql::Value;
@@ -56,6 +56,9 @@ pub(crate) enum ItemSource {
     ConnectionId,
     User,
     Version,
+    LastInsertId,
+    RowCount,
+    FoundRows,
 }
 
 pub(crate) fn classify(sql: &str) -> Local {
@@ -238,6 +241,9 @@ fn select_source(toks: &[Token]) -> Option<(ItemSource, usize)> {
                 "CONNECTION_ID" => ItemSource::ConnectionId,
                 "USER" | "CURRENT_USER" | "SESSION_USER" | "SYSTEM_USER" => ItemSource::User,
                 "VERSION" => ItemSource::Version,
+                "LAST_INSERT_ID" => ItemSource::LastInsertId,
+                "ROW_COUNT" => ItemSource::RowCount,
+                "FOUND_ROWS" => ItemSource::FoundRows,
                 _ => return None,
             };
             Some((source, 3))
@@ -292,6 +298,17 @@ mod tests {
             classify("SELECT DATABASE(), connection_id() AS `id`"),
             Local::Select {
                 items: vec![item("DATABASE()", ItemSource::Database), item("id", ItemSource::ConnectionId)],
+                limit: None
+            }
+        );
+        assert_eq!(
+            classify("SELECT LAST_INSERT_ID(), row_count(), FOUND_ROWS()"),
+            Local::Select {
+                items: vec![
+                    item("LAST_INSERT_ID()", ItemSource::LastInsertId),
+                    item("row_count()", ItemSource::RowCount),
+                    item("FOUND_ROWS()", ItemSource::FoundRows)
+                ],
                 limit: None
             }
         );

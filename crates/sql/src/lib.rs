@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod command;
 pub mod ddl;
 pub mod error;
+pub mod functions;
 pub(crate) mod lexer;
 pub mod merge;
 pub mod plan;

@@ -3,9 +3,12 @@
 //! has exactly SQLite's semantics. Owns [`MergeSpec`]; does no IO (no files, no network) and never decides what to
 //! run on partitions (that is `plan`'s job).
 
+use std::sync::Arc;
+
 use rusqlite::Connection;
 
 use crate::error::SqlError;
+use crate::functions::Host;
 use crate::value::{Column, ResultSet, Value};
 
 /// A gathered query: load `sources` into a scratch SQLite (each table under a schema named after its database),
@@ -71,8 +74,9 @@ pub enum OutputName {
     FromPartial(usize),
 }
 
-/// Combines the partial results of a scatter. `partials` holds one result per partition, in any order.
-pub fn finish_scatter(spec: &MergeSpec, partials: Vec<ResultSet>) -> Result<ResultSet, SqlError> {
+/// Combines the partial results of a scatter. `partials` holds one result per partition, in any order; `host`
+/// serves the MySQL functions of the merge engine (`crate::functions`).
+pub fn finish_scatter(spec: &MergeSpec, partials: Vec<ResultSet>, host: &Arc<dyn Host>) -> Result<ResultSet, SqlError> {
     let columns = partials.first().map(|p| p.columns.clone()).unwrap_or_default();
     let rows: Vec<Vec<Value>> = partials.into_iter().flat_map(|p| p.rows).collect();
     match spec {
@@ -90,7 +94,7 @@ pub fn finish_scatter(spec: &MergeSpec, partials: Vec<ResultSet>) -> Result<Resu
                 });
                 return Ok(ResultSet { columns: out_columns, rows: rows.collect() });
             }
-            let conn = scratch()?;
+            let conn = scratch(host)?;
             load_partial(&conn, visible + hidden_columns, &rows)?;
             let select: Vec<String> = (0..visible).map(partial_column).collect();
             let mut sql =
@@ -125,7 +129,7 @@ pub fn finish_scatter(spec: &MergeSpec, partials: Vec<ResultSet>) -> Result<Resu
             Ok(result)
         }
         MergeSpec::Aggregate { sql, columns: outputs } => {
-            let conn = scratch()?;
+            let conn = scratch(host)?;
             load_partial(&conn, columns.len(), &rows)?;
             let mut result = query(&conn, sql)?;
             if result.columns.len() != outputs.len() {
@@ -154,7 +158,7 @@ pub fn partial_column(i: usize) -> String {
 
 /// Answers a gathered query: loads every source into a scratch SQLite under its schema, then runs `spec.sql`.
 /// `fetched` holds one result per source, in order; a distributed source's result concatenates all partitions.
-pub fn finish_gather(spec: &GatherSpec, fetched: Vec<ResultSet>) -> Result<ResultSet, SqlError> {
+pub fn finish_gather(spec: &GatherSpec, fetched: Vec<ResultSet>, host: &Arc<dyn Host>) -> Result<ResultSet, SqlError> {
     if fetched.len() != spec.sources.len() {
         return Err(SqlError::Engine(format!(
             "gather expected {} fetched results, got {}",
@@ -162,7 +166,7 @@ pub fn finish_gather(spec: &GatherSpec, fetched: Vec<ResultSet>) -> Result<Resul
             fetched.len()
         )));
     }
-    let conn = scratch()?;
+    let conn = scratch(host)?;
     let mut attached: Vec<String> = Vec::new();
     for (source, result) in spec.sources.iter().zip(fetched) {
         let (schema, table, create) = match source {
@@ -192,9 +196,11 @@ pub fn finish_gather(spec: &GatherSpec, fetched: Vec<ResultSet>) -> Result<Resul
     query(&conn, &spec.sql)
 }
 
-fn scratch() -> Result<Connection, SqlError> {
+/// The merge engine: an in-memory SQLite with MySQL's functions, interruptible by the statement's time limit.
+fn scratch(host: &Arc<dyn Host>) -> Result<Connection, SqlError> {
     let mut conn = Connection::open_in_memory()?;
     crate::value::interruptible(&mut conn);
+    crate::functions::register(&conn, host.clone())?;
     Ok(conn)
 }
 
@@ -311,7 +317,7 @@ mod tests {
         };
         let p1 = rs(&["a", "__h"], vec![vec![Value::Integer(1), Value::Integer(10)]]);
         let p2 = rs(&["a", "__h"], vec![vec![Value::Integer(2), Value::Integer(20)], vec![Value::Null, Value::Null]]);
-        let out = finish_scatter(&spec, vec![p1, p2]).unwrap();
+        let out = finish_scatter(&spec, vec![p1, p2], &crate::functions::SeededHost::shared(0, 0)).unwrap();
         assert_eq!(out.columns, vec![Column::new("a")]);
         assert_eq!(out.rows, vec![vec![Value::Integer(1)], vec![Value::Null]]);
     }

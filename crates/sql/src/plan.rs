@@ -19,6 +19,7 @@
 //! a distributed table inside UPDATE/DELETE, ORDER BY/LIMIT on an UPDATE/DELETE spanning partitions.
 
 mod aggregate;
+mod mysql;
 mod query;
 mod render;
 mod rewrite;
@@ -51,6 +52,13 @@ pub trait PlanContext: Catalog {
     /// `eval_constant` must bind them too.
     fn params(&self) -> &[Value] {
         &[]
+    }
+    /// When the statement runs, in microseconds since the epoch (UTC), read once per statement by the caller:
+    /// `NOW()` and its kin become this value (`plan::mysql`), the same on every partition.
+    fn statement_time_micros(&self) -> i64;
+    /// The client connection's CONNECTION_ID() and the server's VERSION(), when there is a connection.
+    fn connection(&self) -> (Option<u32>, Option<&str>) {
+        (None, None)
     }
 }
 
@@ -92,10 +100,12 @@ pub fn plan(stmt: &Statement, current_db: Option<&str>, ctx: &mut dyn PlanContex
     }
     let mut stmt = stmt.clone();
     rewrite::normalize_literals(&mut stmt);
-    rewrite::bind_session_functions(&mut stmt, current_db);
+    let (connection_id, version) = ctx.connection();
+    rewrite::bind_session_functions(&mut stmt, rewrite::Session { db: current_db, connection_id, version });
     if rewrite::strip_select_hints(&mut stmt) {
         return Err(SqlError::Unsupported("SQL_CALC_FOUND_ROWS".to_string()));
     }
+    mysql::rewrite(&mut stmt, ctx.statement_time_micros());
     match &stmt {
         Statement::Query(q) => query::plan_query(q, current_db, ctx),
         Statement::Insert(insert) => write::plan_insert(insert, current_db, ctx),
@@ -128,6 +138,10 @@ pub fn runs_with_params(plan: &Plan) -> bool {
 /// another, with the partition [`ParamRoute::ordinal`] gives, as long as the metadata is unchanged; it must check
 /// that the route agrees with the plan it made. None when the statement has another shape.
 pub fn reusable_route(stmt: &Statement, current_db: Option<&str>, ctx: &dyn Catalog) -> Option<ParamRoute> {
+    if mysql::mentions_statement_time(stmt) {
+        // The plan's SQL holds this execution's NOW() as a literal.
+        return None;
+    }
     let (name, selection, alias, select) = match stmt {
         Statement::Query(q) => {
             let sqlparser::ast::SetExpr::Select(select) = q.body.as_ref() else { return None };
@@ -163,6 +177,21 @@ pub fn reusable_route(stmt: &Statement, current_db: Option<&str>, ctx: &dyn Cata
         },
     };
     route::param_route(selection, &target, n)
+}
+
+/// The statement as one SQLite database holding every table would run it: the MySQL rewrites the planner applies
+/// (`DATABASE()`, hints, `plan::mysql` with `now_micros` as the statement's time), without distribution. What the
+/// differential tests' oracle runs, so that it means what the cluster means.
+pub fn translate<T>(stmt: &T, current_db: Option<&str>, now_micros: i64) -> String
+where
+    T: sqlparser::ast::VisitMut + std::fmt::Display + Clone,
+{
+    let mut stmt = stmt.clone();
+    rewrite::normalize_literals(&mut stmt);
+    rewrite::bind_session_functions(&mut stmt, rewrite::Session { db: current_db, ..rewrite::Session::default() });
+    let _ = rewrite::strip_select_hints(&mut stmt);
+    mysql::rewrite(&mut stmt, now_micros);
+    render::sql(&stmt)
 }
 
 fn statement_kind(stmt: &Statement) -> String {

@@ -36,11 +36,12 @@ fn rows_match(a: &[Vec<Value>], b: &[Vec<Value>]) -> bool {
         && a.iter().zip(b).all(|(x, y)| x.len() == y.len() && x.iter().zip(y).all(|(u, v)| values_match(u, v)))
 }
 
-/// The statement as the oracle runs it: sqlparser's rendering, which is also what partitions receive, so that
-/// result column names (SQLite names expressions after their text) are comparable.
+/// The statement as the oracle runs it: the planner's MySQL-to-SQLite translation without distribution (MySQL's
+/// `/`, `DIV`, INTERVAL arithmetic, ...; the oracle has the same functions), which is also what partitions receive,
+/// so that result column names (SQLite names expressions after their text) are comparable.
 fn oracle_sql(sql: &str) -> String {
     let stmts = Parser::parse_sql(&MySqlDialect {}, sql).expect("generated SQL parses");
-    stmts[0].to_string()
+    canopy_sql::plan::translate(&stmts[0], Some(cluster::DB), cluster::STATEMENT_TIME_MICROS)
 }
 
 struct Run {

@@ -6,9 +6,11 @@
 
 use std::cell::Cell;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use canopy_sql::functions::Host;
 use canopy_sql::{ResultSet, Value};
 use rusqlite::{Connection, OpenFlags};
 
@@ -63,6 +65,45 @@ fn deadline_passed() -> bool {
     DEADLINE.with(|d| d.get()).is_some_and(|deadline| Instant::now() >= deadline)
 }
 
+/// The process's clock and random numbers for MySQL's functions (`canopy_sql::functions`) on every SQLite
+/// connection of this node: partitions, reference copies, and the aggregator's merge and scratch engines.
+pub fn system_host() -> Arc<dyn Host> {
+    static HOST: std::sync::OnceLock<Arc<dyn Host>> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| Arc::new(SystemHost)).clone()
+}
+
+struct SystemHost;
+
+/// How often a SLEEP() looks at the statement's deadline.
+const SLEEP_SLICE: Duration = Duration::from_millis(10);
+
+impl Host for SystemHost {
+    fn now_micros(&self) -> i64 {
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        i64::try_from(since.as_micros()).unwrap_or(i64::MAX)
+    }
+
+    fn random(&self) -> u64 {
+        rand::random()
+    }
+
+    /// Sleeps in slices so that the statement time limit ([`with_deadline`]) still interrupts it: MySQL's SLEEP
+    /// answers 1 when it is interrupted, and so does this.
+    fn sleep(&self, seconds: f64) -> bool {
+        let end = Instant::now() + Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX / 2);
+        loop {
+            if deadline_passed() {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= end {
+                return false;
+            }
+            std::thread::sleep(SLEEP_SLICE.min(end - now));
+        }
+    }
+}
+
 /// How long a statement waits for another writer on the same file before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -76,6 +117,7 @@ pub fn open(path: &Path) -> Result<Connection, StorageError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(FILE_MODE))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     canopy_sql::value::interruptible(&mut conn);
+    canopy_sql::functions::register(&conn, system_host())?;
     // WAL lets readers on other connections (the attached reference copy) proceed during writes; FULL makes every
     // acknowledged commit durable even across power loss, not just across a process kill.
     conn.pragma_update(None, "journal_mode", "WAL")?;

@@ -89,6 +89,10 @@ struct Context<'a> {
     spread: &'a mut u32,
     /// Values of a prepared statement's placeholders (empty for plain text).
     params: &'a [Value],
+    /// When the statement runs (microseconds since the epoch, UTC): its NOW().
+    now_micros: i64,
+    /// CONNECTION_ID() and VERSION().
+    connection: (u32, &'a str),
 }
 
 impl Catalog for Context<'_> {
@@ -128,6 +132,14 @@ impl PlanContext for Context<'_> {
     fn params(&self) -> &[Value] {
         self.params
     }
+
+    fn statement_time_micros(&self) -> i64 {
+        self.now_micros
+    }
+
+    fn connection(&self) -> (Option<u32>, Option<&str>) {
+        (Some(self.connection.0), Some(self.connection.1))
+    }
 }
 
 fn rows(columns: &[&str], rows: Vec<Vec<Value>>) -> Answer {
@@ -143,6 +155,8 @@ impl Session {
     ) -> Session {
         let mut scratch = rusqlite::Connection::open_in_memory().expect("an in-memory SQLite always opens");
         canopy_sql::value::interruptible(&mut scratch);
+        canopy_sql::functions::register(&scratch, canopy_storage::engine::system_host())
+            .expect("registering functions on an in-memory SQLite cannot fail");
         let scratch = Arc::new(std::sync::Mutex::new(scratch));
         // Each connection starts its round-robin at a different partition so keyless tables fill evenly.
         let spread = node.next_connection_id().wrapping_mul(7919);
@@ -261,7 +275,10 @@ impl Session {
             Statement::ShowVariables { like, .. } => {
                 Ok(Answer::Rows(views::show_variables(None, &self.limits, like.as_deref())))
             }
-            Statement::Query(q) => self.scratch_only(plan::render(&*q)).await,
+            Statement::Query(q) => {
+                let now_micros = canopy_storage::engine::system_host().now_micros();
+                self.scratch_only(plan::translate(&*q, None, now_micros)).await
+            }
             _ => Err(Error::NotInCluster),
         }
     }
@@ -508,14 +525,26 @@ impl Session {
     ) -> Result<(plan::Plan, Vec<Value>)> {
         let scratch = self.scratch.lock().map_err(|_| Error::Internal("scratch lock poisoned".into()))?;
         let db = self.db.as_deref();
-        let mut context = Context { meta, cluster, scratch: &scratch, spread: &mut self.spread, params: &params };
+        // One time for the whole statement, however often it is planned: every partition sees one NOW().
+        let now_micros = canopy_storage::engine::system_host().now_micros();
+        let connection = (self.process.id(), self.limits.server_version.as_str());
+        let mut context = Context {
+            meta,
+            cluster,
+            scratch: &scratch,
+            spread: &mut self.spread,
+            params: &params,
+            now_micros,
+            connection,
+        };
         let plan = plan::plan(query, db, &mut context)?;
         if params.is_empty() || plan::runs_with_params(&plan) {
             return Ok((plan, params));
         }
         let mut bound = query.clone();
         plan::bind_placeholders(&mut bound, &params);
-        let mut context = Context { meta, cluster, scratch: &scratch, spread: &mut self.spread, params: &[] };
+        let mut context =
+            Context { meta, cluster, scratch: &scratch, spread: &mut self.spread, params: &[], now_micros, connection };
         Ok((plan::plan(&bound, db, &mut context)?, Vec::new()))
     }
 

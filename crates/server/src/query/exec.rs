@@ -192,7 +192,8 @@ pub async fn execute(
             let responses = on_partitions(cluster, &db, &ordinals, &partial_sql, params).await?;
             let partials = responses.into_iter().map(rows).collect::<Result<Vec<_>>>()?;
             check_gathered(&partials)?;
-            let rs = compute(move || merge::finish_scatter(&spec, partials)).await?;
+            let rs =
+                compute(move || merge::finish_scatter(&spec, partials, &canopy_storage::engine::system_host())).await?;
             Ok(Answer::Rows(rs))
         }
         Plan::Gather(spec) => {
@@ -201,7 +202,8 @@ pub async fn execute(
                 fetched.push(fetch_source(cluster, meta, source, virtual_tables).await?);
                 check_gathered(&fetched)?;
             }
-            let rs = compute(move || merge::finish_gather(&spec, fetched)).await?;
+            let rs =
+                compute(move || merge::finish_gather(&spec, fetched, &canopy_storage::engine::system_host())).await?;
             Ok(Answer::Rows(rs))
         }
         Plan::Reference { db: Some(db), sql } => {

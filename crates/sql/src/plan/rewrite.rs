@@ -26,28 +26,50 @@ pub(super) fn normalize_literals<T: VisitMut>(node: &mut T) {
     let _ = node.visit(&mut Normalize);
 }
 
-/// Replaces `DATABASE()` and `SCHEMA()` by the session's database as a string literal (NULL without one): the value
-/// is the aggregator's to give, since partitions and the gather scratch know no session. Plans are reused only for
-/// the database they were made in, so the literal stays right.
-pub(super) fn bind_session_functions<T: VisitMut>(node: &mut T, current_db: Option<&str>) {
-    struct Bind<'a>(Option<&'a str>);
+/// What the aggregator's session knows that partitions and the gather scratch do not: MySQL's session functions.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Session<'a> {
+    /// The session's database (`USE db`).
+    pub db: Option<&'a str>,
+    /// CONNECTION_ID().
+    pub connection_id: Option<u32>,
+    /// VERSION().
+    pub version: Option<&'a str>,
+}
+
+/// Replaces `DATABASE()` and `SCHEMA()` by the session's database as a string literal (NULL without one), and
+/// `CONNECTION_ID()` and `VERSION()` by the session's values where it has them: the values are the aggregator's to
+/// give, since partitions and the gather scratch know no session. Plans are reused only for the database they were
+/// made in (and per connection), so the literals stay right.
+pub(super) fn bind_session_functions<T: VisitMut>(node: &mut T, session: Session<'_>) {
+    struct Bind<'a>(Session<'a>);
     impl VisitorMut for Bind<'_> {
         type Break = ();
         fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
             if let Expr::Function(f) = expr
-                && matches!(function_name(f).as_deref(), Some("database" | "schema"))
                 && function_has_no_arguments(f)
             {
-                let value = match self.0 {
-                    Some(db) => AstValue::SingleQuotedString(db.to_string()),
-                    None => AstValue::Null,
+                let value = match function_name(f).as_deref() {
+                    Some("database" | "schema") => match self.0.db {
+                        Some(db) => AstValue::SingleQuotedString(db.to_string()),
+                        None => AstValue::Null,
+                    },
+                    Some("connection_id") => match self.0.connection_id {
+                        Some(id) => AstValue::Number(id.to_string(), false),
+                        None => return ControlFlow::Continue(()),
+                    },
+                    Some("version") => match self.0.version {
+                        Some(version) => AstValue::SingleQuotedString(version.to_string()),
+                        None => return ControlFlow::Continue(()),
+                    },
+                    _ => return ControlFlow::Continue(()),
                 };
                 *expr = Expr::value(value);
             }
             ControlFlow::Continue(())
         }
     }
-    let _ = node.visit(&mut Bind(current_db));
+    let _ = node.visit(&mut Bind(session));
 }
 
 fn function_has_no_arguments(f: &Function) -> bool {
@@ -278,7 +300,7 @@ pub(super) fn function_class(f: &Function) -> FunctionClass {
     match name.as_str() {
         "min" | "max" if args >= 2 => FunctionClass::Scalar,
         "count" | "sum" | "total" | "avg" | "min" | "max" => FunctionClass::Aggregate,
-        n if SCALAR_FUNCTIONS.contains(&n) => FunctionClass::Scalar,
+        n if SCALAR_FUNCTIONS.contains(&n) || crate::functions::SCALAR_FUNCTIONS.contains(&n) => FunctionClass::Scalar,
         _ => FunctionClass::Unknown,
     }
 }

@@ -93,7 +93,13 @@ impl PlanContext for TestContext {
     fn params(&self) -> &[Value] {
         &self.params
     }
+    fn statement_time_micros(&self) -> i64 {
+        STATEMENT_TIME_MICROS
+    }
 }
+
+/// 2024-03-05 14:07:09.123456 UTC, the time of every planned statement here.
+const STATEMENT_TIME_MICROS: i64 = 1_709_647_629_123_456;
 
 fn render(plan: &Result<Plan, SqlError>) -> String {
     match plan {
@@ -510,4 +516,64 @@ fn a_reusable_route_picks_the_partition_the_planner_picks() {
             other => assert_eq!(pair.ordinal(&params), None, "{v:?} planned {other:?}"),
         }
     }
+}
+
+/// MySQL's operators and functions reach every SQLite in SQLite's syntax, with the column names MySQL shows, and the
+/// statement's time is one literal wherever the statement runs (`plan::mysql`).
+#[test]
+fn mysql_semantics_are_rewritten_for_sqlite() {
+    let five = p(&[Value::Integer(5)]);
+    check(
+        "SELECT a / 2, a DIV 2, a % 2, a / 2 AS half FROM t WHERE id = 5",
+        &format!(
+            "single {five}: SELECT (CAST(a AS REAL) / 2) AS \"a / 2\", canopy_div(a, 2) AS \"a DIV 2\", \
+             mod(a, 2) AS \"a % 2\", (CAST(a AS REAL) / 2) AS half FROM t WHERE id = 5"
+        ),
+    );
+    check(
+        "SELECT s + INTERVAL 1 DAY, INTERVAL 2 HOUR + s, DATE_SUB(s, INTERVAL '1.5' SECOND), TIMESTAMPDIFF(MONTH, s, '2024-01-01'), \
+         EXTRACT(YEAR FROM s), POSITION('x' IN s), GREATEST(a, 2) FROM t WHERE id = 5",
+        &format!(
+            "single {five}: SELECT date_add(s, 1, 'DAY') AS \"s + INTERVAL 1 DAY\", date_add(s, 2, 'HOUR') AS \"INTERVAL 2 HOUR + s\", \
+             date_sub(s, '1.5', 'SECOND') AS \"DATE_SUB(s, INTERVAL '1.5' SECOND)\", \
+             timestampdiff('MONTH', s, '2024-01-01') AS \"TIMESTAMPDIFF(MONTH, s, '2024-01-01')\", \
+             extract('YEAR', s) AS \"EXTRACT(YEAR FROM s)\", locate('x', s) AS \"POSITION('x' IN s)\", \
+             max(a, 2) AS \"GREATEST(a, 2)\" FROM t WHERE id = 5"
+        ),
+    );
+    check(
+        "SELECT id FROM t WHERE s < NOW() - INTERVAL 1 DAY AND a = UNIX_TIMESTAMP() ORDER BY id",
+        "scatter [0, 1, 2, 3]: SELECT id FROM t WHERE s < date_sub('2024-03-05 14:07:09', 1, 'DAY') AND a = 1709647629 \
+         | rows hidden=0 distinct=false order=1 limit=None offset=0",
+    );
+    check(
+        "SELECT NOW(), NOW(6), CURRENT_TIMESTAMP, CURDATE(), CURTIME(3), UTC_TIMESTAMP(), SYSDATE(), RAND(), UUID()",
+        "reference None: SELECT '2024-03-05 14:07:09' AS \"NOW()\", '2024-03-05 14:07:09.123456' AS \"NOW(6)\", \
+         '2024-03-05 14:07:09' AS \"CURRENT_TIMESTAMP\", '2024-03-05' AS \"CURDATE()\", '14:07:09.123' AS \"CURTIME(3)\", \
+         '2024-03-05 14:07:09' AS \"UTC_TIMESTAMP()\", SYSDATE(), RAND(), UUID()",
+    );
+    // MySQL's functions are per-row functions: the aggregate still merges on the aggregator, and its merge SQL
+    // (AVG as TOTAL / COUNT) is the planner's own, untouched by the rewrite.
+    check(
+        "SELECT DATE_FORMAT(s, '%Y'), COUNT(*), AVG(a), SUM(a) / COUNT(*) FROM t GROUP BY DATE_FORMAT(s, '%Y')",
+        "scatter [0, 1, 2, 3]: SELECT DATE_FORMAT(s, '%Y'), COUNT(*), TOTAL(a), COUNT(a), SUM(a) FROM t GROUP BY DATE_FORMAT(s, '%Y') | \
+         SELECT __p0 AS __o0, (COALESCE(SUM(__p1), 0)) AS __o1, (CASE WHEN SUM(__p3) > 0 THEN TOTAL(__p2) / SUM(__p3) END) AS __o2, \
+         (CAST((SUM(__p4)) AS REAL) / (COALESCE(SUM(__p1), 0))) AS __o3 FROM _partial GROUP BY __p0",
+    );
+    check(
+        "UPDATE t SET s = NOW() WHERE id = 5",
+        &format!("write [{five}]: UPDATE t SET s = '2024-03-05 14:07:09' WHERE id = 5"),
+    );
+    // Every row of a multi-row INSERT gets the statement's one NOW(), wherever it is routed.
+    let (one, two) = (p(&[Value::Integer(1)]), p(&[Value::Integer(2)]));
+    let plan = plan_sql("INSERT INTO t (id, s) VALUES (1, NOW()), (2, NOW())", Some("test"));
+    assert_eq!(plan.matches("'2024-03-05 14:07:09'").count(), 2, "{plan}");
+    assert!(plan.contains(&format!("{one}: ")) && plan.contains(&format!("{two}: ")), "{plan}");
+}
+
+#[test]
+fn statements_reading_the_clock_are_not_reused() {
+    assert!(route_of("SELECT s FROM t WHERE id = ?1 AND s < NOW()").is_none());
+    assert!(route_of("UPDATE t SET s = CURRENT_TIMESTAMP WHERE id = ?1").is_none());
+    assert!(matches!(route_of("SELECT s FROM t WHERE id = ?1 AND s < SYSDATE()"), Some(ParamRoute::Keys { .. })));
 }

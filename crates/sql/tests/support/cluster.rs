@@ -36,9 +36,26 @@ impl Catalog for TestCatalog {
     }
 }
 
+/// The time of every statement in these tests (2024-03-05 14:07:09.123456 UTC): planner and oracle agree on NOW().
+pub const STATEMENT_TIME_MICROS: i64 = 1_709_647_629_123_456;
+
+/// An in-memory SQLite with MySQL's functions, as every Canopy engine has them.
+pub fn engine() -> Connection {
+    let conn = Connection::open_in_memory().unwrap();
+    canopy_sql::functions::register(&conn, host()).unwrap();
+    conn
+}
+
+pub fn host() -> std::sync::Arc<dyn canopy_sql::functions::Host> {
+    canopy_sql::functions::SeededHost::shared(STATEMENT_TIME_MICROS, 7)
+}
+
 impl PlanContext for TestCatalog {
+    fn statement_time_micros(&self) -> i64 {
+        STATEMENT_TIME_MICROS
+    }
     fn eval_constant(&mut self, expr_sql: &str) -> Result<Value, SqlError> {
-        let conn = Connection::open_in_memory()?;
+        let conn = engine();
         let v: rusqlite::types::Value = conn.query_row(&format!("SELECT {expr_sql}"), [], |r| r.get(0))?;
         Ok(Value::from(v))
     }
@@ -145,8 +162,8 @@ impl Cluster {
     pub fn new(partitions: u32, schema: &[String]) -> Cluster {
         let tables: BTreeMap<String, TableDef> =
             schema.iter().map(|ddl| table_def(ddl)).map(|d| (d.name.to_lowercase(), d)).collect();
-        let parts: Vec<Connection> = (0..partitions).map(|_| Connection::open_in_memory().unwrap()).collect();
-        let oracle = Connection::open_in_memory().unwrap();
+        let parts: Vec<Connection> = (0..partitions).map(|_| engine()).collect();
+        let oracle = engine();
         oracle.execute_batch(&format!("ATTACH DATABASE ':memory:' AS {DB}")).unwrap();
         for def in tables.values() {
             for p in &parts {
@@ -191,7 +208,7 @@ impl Cluster {
                     .iter()
                     .map(|o| query(&self.partitions[*o as usize], partial_sql))
                     .collect::<Result<Vec<_>, _>>()?;
-                Outcome::Rows(finish_scatter(merge, partials)?)
+                Outcome::Rows(finish_scatter(merge, partials, &host())?)
             }
             Plan::Gather(spec) => {
                 let mut fetched = Vec::new();
@@ -210,7 +227,7 @@ impl Cluster {
                         GatherSource::Virtual { .. } => panic!("no virtual tables in this test"),
                     });
                 }
-                Outcome::Rows(finish_gather(spec, fetched)?)
+                Outcome::Rows(finish_gather(spec, fetched, &host())?)
             }
             Plan::Reference { sql, .. } => Outcome::Rows(query(&self.partitions[0], sql)?),
             Plan::Insert { per_partition, rows, .. } => {

@@ -206,7 +206,24 @@ fn expr<R: Rng>(rng: &mut R, t: &Table, q: Option<&str>, depth: u32) -> String {
         let ty = *pick(rng, &[Ty::Int, Ty::Int, Ty::Real]);
         column(rng, t, q, Some(ty))
     };
-    match rng.random_range(0..12) {
+    match rng.random_range(0..20) {
+        12 => format!("{} DIV {}", num(rng), pick(rng, &["2", "3", "0", "-2", "0.5"])),
+        13 => format!("CONCAT({}, '-', {})", column(rng, t, q, None), column(rng, t, q, None)),
+        14 => format!("LPAD({}, 4, '*')", column(rng, t, q, None)),
+        15 => format!(
+            "{}({}, {})",
+            pick(rng, &["LEFT", "RIGHT"]),
+            column(rng, t, q, Some(Ty::Text)),
+            rng.random_range(-1..4)
+        ),
+        16 => format!("LOCATE('{}', {})", pick(rng, &["a", "b", " ", ""]), column(rng, t, q, Some(Ty::Text))),
+        17 => format!(
+            "DATE_ADD('2024-01-31', INTERVAL {} {})",
+            column(rng, t, q, Some(Ty::Int)),
+            pick(rng, &["DAY", "MONTH", "HOUR"])
+        ),
+        18 => format!("DATE_FORMAT('2024-03-05' + INTERVAL {} DAY, '%a %D %b %Y')", column(rng, t, q, Some(Ty::Int))),
+        19 => format!("CHAR_LENGTH(REVERSE({}))", column(rng, t, q, None)),
         0 => format!("{} + {}", num(rng), rng.random_range(-3..5)),
         1 => format!("{} * {}", num(rng), expr(rng, t, q, depth - 1)),
         2 => format!("{} / {}", num(rng), pick(rng, &["2", "3", "0", "-2", "2.0"])),
@@ -404,6 +421,15 @@ pub fn query<R: Rng>(rng: &mut R) -> GeneratedQuery {
                 "5 / 0",
                 "'a' || 'b'",
                 "UPPER('x')",
+                "7 DIV 2",
+                "7.5 % 2",
+                "NOW() > '2000-01-01'",
+                "DATE_FORMAT('2024-03-05', '%W %D %M')",
+                "LPAD('7', 3, '0')",
+                "TIMESTAMPDIFF(DAY, '2024-01-01', '2024-03-01')",
+                "'2024-01-31' + INTERVAL 1 MONTH",
+                "FORMAT(1234567.891, 2)",
+                "SUBSTRING_INDEX('www.mysql.com', '.', -2)",
             ];
             unordered(format!("SELECT {}, {}", pick(rng, &e), pick(rng, &e)))
         }
