@@ -131,3 +131,90 @@ async fn show_variables_lists_builtin_and_cluster_variables() {
         .unwrap();
     assert!(questions.parse::<i64>().unwrap() >= 6, "questions so far: {questions}");
 }
+
+/// The MySQL error code of a failed statement.
+fn error_code(result: Result<Vec<Row>, mysql_async::Error>) -> u16 {
+    match result {
+        Err(mysql_async::Error::Server(e)) => e.code,
+        other => panic!("expected a server error, got {other:?}"),
+    }
+}
+
+/// History: connection A runs a read that sleeps 20 s on one partition; B sees it in SHOW PROCESSLIST and sends
+/// KILL QUERY; then B reads that partition with a 10 s limit, A runs another statement, B kills idle connection C
+/// and an id nobody has, and A and a new connection D run the long read under `max_execution_time` (session,
+/// hint, global).
+/// Property: the killed read fails with 1317 and the leaf stops it too (the partition answers B at once, where a
+/// leaf still sleeping would hold it past B's limit); A stays usable; C is closed and leaves the list; an unknown
+/// id is 1094; every time limit ends the read with 3024, and a session starts with the global limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_and_max_execution_time_stop_reads_on_the_leaves_too() {
+    let cluster = TestCluster::start("mysql-kill", 1).await;
+    let mut a = cluster.conn().await;
+    a.query_drop("CREATE DATABASE k PARTITIONS 2").await.unwrap();
+    a.query_drop("CREATE TABLE k.t (id INT PRIMARY KEY)").await.unwrap();
+    a.query_drop("INSERT INTO k.t VALUES (1), (2), (3), (4)").await.unwrap();
+    let a_id: u32 = a.query_first("SELECT CONNECTION_ID()").await.unwrap().unwrap();
+    let mut b = cluster.conn().await;
+
+    let long = "SELECT SLEEP(20) FROM k.t WHERE id = 1";
+    let victim = tokio::spawn(async move {
+        let result = a.query::<Row, _>(long).await;
+        (a, result)
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let running: Option<String> = b
+            .query_first(format!("SELECT INFO FROM information_schema.PROCESSLIST WHERE ID = {a_id}"))
+            .await
+            .unwrap()
+            .flatten();
+        if running.as_deref() == Some(long) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "A's read never showed as running: {running:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    b.query_drop(format!("KILL QUERY {a_id}")).await.unwrap();
+    let (mut a, result) = victim.await.unwrap();
+    assert_eq!(error_code(result), 1317, "the killed read is interrupted");
+    let count: i64 = b
+        .query_first("SELECT /*+ MAX_EXECUTION_TIME(10000) */ COUNT(*) FROM k.t WHERE id = 1")
+        .await
+        .expect("the leaf stopped the killed read, so its partition answers")
+        .unwrap();
+    assert_eq!(count, 1);
+    let one: i64 = a.query_first("SELECT 1").await.unwrap().unwrap();
+    assert_eq!(one, 1, "KILL QUERY leaves the connection open");
+
+    let mut c = cluster.conn().await;
+    let c_id: u32 = c.query_first("SELECT CONNECTION_ID()").await.unwrap().unwrap();
+    b.query_drop(format!("KILL QUERY {c_id}")).await.unwrap();
+    let one: i64 = c.query_first("SELECT 1").await.unwrap().unwrap();
+    assert_eq!(one, 1, "a KILL QUERY of an idle connection stops nothing later");
+    b.query_drop(format!("KILL {c_id}")).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let ids: Vec<u32> = b.query("SELECT ID FROM information_schema.PROCESSLIST").await.unwrap();
+        if !ids.contains(&c_id) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "killed connection {c_id} still listed: {ids:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(c.query_drop("SELECT 1").await.is_err(), "a killed connection is closed");
+    assert_eq!(error_code(b.query("KILL 4000000").await), 1094);
+
+    a.query_drop("SET SESSION max_execution_time = 300").await.unwrap();
+    assert_eq!(error_code(a.query(long).await), 3024);
+    a.query_drop("SET max_execution_time = 0").await.unwrap();
+    let hinted = "SELECT /*+ MAX_EXECUTION_TIME(300) */ SLEEP(20) FROM k.t WHERE id = 2";
+    assert_eq!(error_code(a.query(hinted).await), 3024);
+    b.query_drop("SET GLOBAL max_execution_time = 300").await.unwrap();
+    let mut d = cluster.conn().await;
+    let limit: i64 = d.query_first("SELECT @@max_execution_time").await.unwrap().unwrap();
+    assert_eq!(limit, 300, "a new session starts with the global limit");
+    assert_eq!(error_code(d.query(long).await), 3024);
+    b.query_drop("SET GLOBAL max_execution_time = 0").await.unwrap();
+    d.query_drop("INSERT INTO k.t VALUES (5)").await.unwrap();
+}

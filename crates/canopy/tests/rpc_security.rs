@@ -111,6 +111,7 @@ async fn frames_without_the_cluster_secret_are_refused_and_the_leaf_keeps_servin
         ]),
         sql: "SELECT id, v FROM x".into(),
         params: vec![],
+        statement: 0,
     };
     let answered = send_raw(leaf, &select);
     assert!(

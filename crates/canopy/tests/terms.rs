@@ -50,7 +50,7 @@ fn leaf_client(cluster: &TestCluster, port: u16) -> Client {
 
 fn select(ordinal: u32, term: u64) -> Request {
     let target = Target::Partitions(vec![PartitionTerm { ordinal, term: Term(term) }]);
-    Request::Execute { db: "test".into(), target, sql: "SELECT count(*) FROM x".into(), params: vec![] }
+    Request::Execute { db: "test".into(), target, sql: "SELECT count(*) FROM x".into(), params: vec![], statement: 0 }
 }
 
 /// History: a database of 4 partitions on 2 leaves; a peer holding the cluster secret sends a statement to a

@@ -201,12 +201,21 @@ where
     Sess: Session,
 {
     async fn serve_commands(&mut self, mut stop: watch::Receiver<bool>) {
+        // A session that cannot be killed waits on a channel that never changes.
+        let (_never, unkillable) = watch::channel(false);
+        let mut closed = self.session.closed().unwrap_or(unkillable);
         loop {
             self.framed.reset_sequence();
+            if *closed.borrow() {
+                debug!(connection_id = self.connection_id, "connection killed");
+                self.framed.shutdown().await;
+                return;
+            }
             let read = tokio::select! {
                 read = self.framed.read() => Some(read),
                 // The guard `wait_for` returns is not Send: drop it at once.
                 _ = stop.wait_for(|stopped| *stopped) => None,
+                _ = closed.wait_for(|killed| *killed) => None,
             };
             let Some(read) = read else {
                 self.framed.shutdown().await;
@@ -455,10 +464,12 @@ where
             match &assignment.value {
                 AssignedValue::Literal(value) => {
                     self.variables.insert(assignment.name.clone(), value.clone());
+                    self.session.session_variable_set(&assignment.name, Some(value));
                 }
                 // An expression is not evaluated here; forgetting the old value is more honest than keeping it.
                 AssignedValue::Default | AssignedValue::Expression(_) => {
                     self.variables.remove(&assignment.name);
+                    self.session.session_variable_set(&assignment.name, None);
                 }
             }
         }

@@ -112,6 +112,17 @@ pub trait Session: Send + 'static {
     /// COM_RESET_CONNECTION: autocommit is on again and no transaction is open.
     fn reset_transaction(&mut self) {}
 
+    /// A session variable was set (`SET [SESSION] name = value`; `None` for DEFAULT or a value the front end does
+    /// not evaluate). The front end answers `@@name` itself; a backend listens for the ones it acts on
+    /// (`max_execution_time`).
+    fn session_variable_set(&mut self, _name: &str, _value: Option<&canopy_sql::Value>) {}
+
+    /// Becomes true when the connection must close (KILL CONNECTION): the command loop closes it when idle, and after
+    /// the command running now.
+    fn closed(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        None
+    }
+
     /// Whether a transaction is open, for the `SERVER_STATUS_IN_TRANS` flag of every OK and EOF packet.
     fn in_transaction(&self) -> bool {
         false

@@ -49,7 +49,12 @@ pub enum Request {
     Ddl { db: String, target: Target, statements: Vec<String> },
     /// Run one statement on one partition or on the reference copy; `params` bind its `?NNN` placeholders
     /// (`?1` is the first; a statement may use only some of them).
-    Execute { db: String, target: Target, sql: String, params: Vec<Value> },
+    /// `statement` names the client statement it belongs to (unique per aggregator process, 0 for none) so that
+    /// `Cancel` can stop it.
+    Execute { db: String, target: Target, sql: String, params: Vec<Value>, statement: u64 },
+    /// Stop the `Execute` requests of `statement` running on this leaf, and refuse those that arrive later (KILL
+    /// QUERY, an aggregator-side time limit). Answers `Done` whether or not one was running.
+    Cancel { statement: u64 },
     /// The leaf's local view of its databases (SHOW DATABASES EXTENDED).
     ListDatabases,
     /// ATTACH PARTITION: the master aggregator adopted these local instances as masters in the given terms; they
@@ -212,6 +217,8 @@ pub enum RemoteErrorKind {
     },
     /// The copy asked to run a statement is a replica receiving its master's log, not the master.
     NotMaster,
+    /// The statement was cancelled by its sender (`Request::Cancel`).
+    Cancelled,
     /// The change-log entries asked for were already truncated from the source's log.
     LogTruncated {
         first_available: u64,

@@ -51,6 +51,7 @@ fn execute() -> Request {
         target: Target::Partitions(vec![canopy_rpc::PartitionTerm { ordinal: 3, term: canopy_types::Term(1) }]),
         sql: "SELECT 1".into(),
         params: vec![],
+        statement: 0,
     }
 }
 

@@ -38,6 +38,12 @@ pub enum Error {
     CannotAddNode { host: String, port: u16, reason: String },
     #[error("Unknown database '{0}'")]
     UnknownDatabase(String),
+    /// KILL QUERY (or KILL CONNECTION) stopped the statement.
+    #[error("Query execution was interrupted")]
+    QueryInterrupted,
+    /// KILL named a connection this aggregator does not have.
+    #[error("Unknown thread id: {0}")]
+    UnknownThread(u64),
     #[error(
         "The leaf holds partitions of databases that conflict with the cluster ({databases}); use ATTACH LEAF ... FORCE to attach it and keep them as orphans"
     )]
@@ -110,11 +116,14 @@ impl Error {
                 RemoteErrorKind::NoSuchPartition | RemoteErrorKind::NotMaster => mysql(1777, "HY000", text),
                 RemoteErrorKind::ResultTooLarge => result_too_large(&r.message),
                 RemoteErrorKind::Timeout => query_timeout(),
+                RemoteErrorKind::Cancelled => mysql(1317, "70100", "Query execution was interrupted"),
                 _ => mysql(1105, "HY000", text),
             },
             Error::NoMasterInstance { .. } => mysql(1777, "HY000", text),
             Error::LeafUnreachable { .. } => mysql(2004, "HY000", text),
             Error::UnknownDatabase(_) => mysql(1049, "42000", text),
+            Error::QueryInterrupted => mysql(1317, "70100", text),
+            Error::UnknownThread(_) => mysql(1094, "HY000", text),
             Error::AttachConflict { .. } | Error::UnknownLeafAddress { .. } | Error::AttachRefused { .. } => {
                 mysql(1105, "HY000", text)
             }
@@ -125,6 +134,7 @@ impl Error {
             Error::LeafReadOnly => mysql(1290, "HY000", text),
             Error::Storage(StorageError::ResultTooLarge { .. }) => result_too_large(&text),
             Error::Storage(StorageError::QueryTimeout) => query_timeout(),
+            Error::Storage(StorageError::Cancelled) => mysql(1317, "70100", text),
             Error::Storage(e) => engine_error(e.sqlite_code(), &e.to_string()),
             Error::Internal(_) | Error::MoveAbandoned { .. } => mysql(1105, "HY000", text),
             Error::Rebalance(RebalanceError::UnknownDatabase(_)) => mysql(1049, "42000", text),

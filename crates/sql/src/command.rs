@@ -50,6 +50,12 @@ pub enum Statement {
     Use {
         db: String,
     },
+    /// `KILL [CONNECTION|QUERY] id`: stop connection `id`'s running statement (`QUERY`), or the statement and the
+    /// connection (`CONNECTION`, the default).
+    Kill {
+        id: u64,
+        query_only: bool,
+    },
     /// `SHOW DATABASES|SCHEMAS [EXTENDED] [LIKE 'pattern']`
     ShowDatabases {
         extended: bool,
@@ -342,6 +348,16 @@ fn parse_own(cur: &mut Cursor, sql: &str) -> Result<Option<Statement>, SqlError>
         Statement::DropDatabase { name, if_exists }
     } else if cur.peek_words(&["DROP", "TABLE"]) || cur.peek_words(&["DROP", "TABLES"]) {
         drop_table(cur)?
+    } else if cur.peek_words(&["KILL"]) {
+        cur.set_context("KILL");
+        cur.advance();
+        let query_only = cur.eat_word("QUERY");
+        if !query_only {
+            cur.eat_word("CONNECTION");
+        }
+        let id = cur.expect_integer("a connection id")?;
+        cur.expect_end()?;
+        Statement::Kill { id, query_only }
     } else if cur.peek_words(&["USE"]) {
         cur.set_context("USE");
         cur.advance();

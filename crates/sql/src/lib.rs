@@ -7,6 +7,7 @@ pub mod command;
 pub mod ddl;
 pub mod error;
 pub mod functions;
+pub mod hints;
 pub(crate) mod lexer;
 pub mod merge;
 pub mod plan;

@@ -276,6 +276,11 @@ mod command {
         check("DROP SCHEMA IF EXISTS db", S::DropDatabase { name: s("db"), if_exists: true });
         check("USE db", S::Use { db: s("db") });
         check("use `my db`;", S::Use { db: s("my db") });
+        check("KILL 12", S::Kill { id: 12, query_only: false });
+        check("KILL CONNECTION 12", S::Kill { id: 12, query_only: false });
+        check("kill query 7;", S::Kill { id: 7, query_only: true });
+        check_err("KILL QUERY", "KILL: expected a connection id at end of statement");
+        check_err("KILL 12 13", "KILL: expected end of statement near '13'");
         check("SHOW DATABASES", S::ShowDatabases { extended: false, like: None });
         check("SHOW DATABASES EXTENDED LIKE 'x%'", S::ShowDatabases { extended: true, like: Some(s("x%")) });
         check("SHOW SCHEMAS", S::ShowDatabases { extended: false, like: None });

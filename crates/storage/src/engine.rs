@@ -7,7 +7,7 @@
 use std::cell::Cell;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use canopy_sql::functions::Host;
@@ -41,6 +41,27 @@ static QUERY_TIME_MS: AtomicU64 = AtomicU64::new(QUERY_TIME_MS_MAX);
 thread_local! {
     /// When the statement running on this thread must stop, set by [`with_deadline`].
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// The cancellation flag of the statement running on this thread, set by [`with_cancel`].
+    static CANCEL: std::cell::RefCell<Option<Arc<AtomicBool>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` (SQLite work on this thread) so that setting `flag` interrupts it as the time limit does; the
+/// statement then fails with [`StorageError::Cancelled`] instead of a timeout.
+pub fn with_cancel<T>(flag: Arc<AtomicBool>, f: impl FnOnce() -> T) -> T {
+    let outer = CANCEL.with(|c| c.replace(Some(flag)));
+    let out = f();
+    CANCEL.with(|c| *c.borrow_mut() = outer);
+    out
+}
+
+/// Whether the statement running on this thread was cancelled (see [`with_cancel`]).
+pub fn cancelled() -> bool {
+    CANCEL.with(|c| c.borrow().as_ref().is_some_and(|flag| flag.load(Ordering::Relaxed)))
+}
+
+/// The error an interrupted statement ends with: cancelled by its sender, or out of time.
+fn interrupted() -> StorageError {
+    if cancelled() { StorageError::Cancelled } else { StorageError::QueryTimeout }
 }
 
 /// Sets this process's statement time limit (`canopy server --query-time-max-ms`).
@@ -62,7 +83,7 @@ pub fn with_deadline<T>(f: impl FnOnce() -> T) -> T {
 }
 
 fn deadline_passed() -> bool {
-    DEADLINE.with(|d| d.get()).is_some_and(|deadline| Instant::now() >= deadline)
+    DEADLINE.with(|d| d.get()).is_some_and(|deadline| Instant::now() >= deadline) || cancelled()
 }
 
 /// The process's clock and random numbers for MySQL's functions (`canopy_sql::functions`) on every SQLite
@@ -181,7 +202,7 @@ pub fn log_position(conn: &Connection) -> Result<(canopy_types::Term, u64, u64),
 pub fn execute(conn: &Connection, sql: &str, params: &[Value]) -> Result<Outcome, StorageError> {
     with_deadline(|| execute_now(conn, sql, params)).map_err(|e| match e {
         StorageError::Sqlite(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) => {
-            StorageError::QueryTimeout
+            interrupted()
         }
         other => other,
     })
@@ -332,6 +353,6 @@ fn read_rows(stmt: &mut rusqlite::CachedStatement<'_>) -> Result<ResultSet, Stor
         ReadError::TooLarge(limits) => {
             StorageError::ResultTooLarge { rows_max: limits.rows_max, bytes_max: limits.bytes_max }
         }
-        ReadError::Interrupted => StorageError::QueryTimeout,
+        ReadError::Interrupted => interrupted(),
     })
 }

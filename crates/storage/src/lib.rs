@@ -49,6 +49,9 @@ pub enum StorageError {
     ResultTooLarge { rows_max: usize, bytes_max: usize },
     #[error("Query execution was interrupted, maximum statement execution time exceeded")]
     QueryTimeout,
+    /// The statement was cancelled by its sender (KILL QUERY, or its own time limit on the aggregator).
+    #[error("Query execution was interrupted")]
+    Cancelled,
     #[error("partition {db}:{ordinal} is {} and does not serve queries", state.as_str())]
     NotOnline { db: String, ordinal: u32, state: PartitionState },
     #[error("partition {db}:{ordinal} is {} and does not take log entries (only a replica does)", state.as_str())]

@@ -1,6 +1,8 @@
 //! The connections of this node's MySQL front end and its status counters: what SHOW PROCESSLIST,
 //! INFORMATION_SCHEMA.PROCESSLIST and SHOW STATUS print. Each session registers itself when it opens and is
-//! removed when it closes (`Registration` drops); a running statement is recorded with its start time.
+//! removed when it closes (`Registration` drops); a running statement is recorded with its start time. KILL reaches
+//! a connection through its entry: a count of KILL QUERYs its running statement watches, and a flag its connection
+//! loop watches for KILL CONNECTION. The node-wide `max_execution_time` (SET GLOBAL) lives here too.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -18,6 +20,10 @@ struct Process {
     connected: Instant,
     /// The statement running now and when it started.
     running: Option<(String, Instant)>,
+    /// KILL QUERYs (and KILL CONNECTIONs) received; a running statement stops when this grows.
+    query_kills: tokio::sync::watch::Sender<u64>,
+    /// Set by KILL CONNECTION: the connection closes.
+    killed: tokio::sync::watch::Sender<bool>,
 }
 
 /// Statement kinds counted as `Com_<kind>`, by the statement's first keyword.
@@ -34,7 +40,13 @@ pub struct Processes {
     connections: AtomicU64,
     questions: AtomicU64,
     commands: [AtomicU64; COUNTED_COMMANDS.len()],
+    /// `SET GLOBAL max_execution_time` (milliseconds, 0 for none): where new sessions start.
+    max_execution_ms: AtomicU64,
 }
+
+/// KILL of a connection this node does not have (MySQL's ER_NO_SUCH_THREAD).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownThread(pub u64);
 
 impl Default for Processes {
     fn default() -> Self {
@@ -44,6 +56,7 @@ impl Default for Processes {
             connections: AtomicU64::new(0),
             questions: AtomicU64::new(0),
             commands: std::array::from_fn(|_| AtomicU64::new(0)),
+            max_execution_ms: AtomicU64::new(0),
         }
     }
 }
@@ -93,6 +106,20 @@ impl Registration {
         });
     }
 
+    /// KILL QUERYs received so far; the receiver sees every later one (a running statement waits for a change).
+    pub fn query_kills(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.processes
+            .with(|p| p.get(&self.id).map(|process| process.query_kills.subscribe()))
+            .unwrap_or_else(|| tokio::sync::watch::channel(0).1)
+    }
+
+    /// Becomes true when a KILL CONNECTION names this connection.
+    pub fn killed(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.processes
+            .with(|p| p.get(&self.id).map(|process| process.killed.subscribe()))
+            .unwrap_or_else(|| tokio::sync::watch::channel(true).1)
+    }
+
     /// The session's current database changed.
     pub fn set_db(&self, db: Option<&str>) {
         self.processes.with(|p| {
@@ -127,9 +154,34 @@ impl Processes {
             db: None,
             connected: Instant::now(),
             running: None,
+            query_kills: tokio::sync::watch::channel(0).0,
+            killed: tokio::sync::watch::channel(false).0,
         };
         self.with(|p| p.insert(id, process));
         Registration { processes: self.clone(), id }
+    }
+
+    /// KILL [QUERY|CONNECTION] `id`: the connection's running read stops (writes finish: each statement commits
+    /// as it runs, so there is nothing to roll back); without `query_only` the connection closes too.
+    pub fn kill(&self, id: u64, query_only: bool) -> Result<(), UnknownThread> {
+        let key = u32::try_from(id).map_err(|_| UnknownThread(id))?;
+        self.with(|p| {
+            let process = p.get(&key).ok_or(UnknownThread(id))?;
+            process.query_kills.send_modify(|kills| *kills += 1);
+            if !query_only {
+                process.killed.send_replace(true);
+            }
+            Ok(())
+        })
+    }
+
+    /// The node-wide `max_execution_time` in milliseconds (0: none).
+    pub fn max_execution_ms(&self) -> u64 {
+        self.max_execution_ms.load(Ordering::Relaxed)
+    }
+
+    pub fn set_max_execution_ms(&self, ms: u64) {
+        self.max_execution_ms.store(ms, Ordering::Relaxed);
     }
 
     /// The rows of SHOW [FULL] PROCESSLIST and INFORMATION_SCHEMA.PROCESSLIST (`full`: the whole statement text).

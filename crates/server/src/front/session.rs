@@ -48,6 +48,7 @@ impl canopy_mysql::Backend for Backend {
     async fn open_session(&self, info: canopy_mysql::ConnectionInfo) -> std::result::Result<Session, MysqlError> {
         let process = self.processes.register(info.connection_id, &info.user, info.peer);
         let mut session = Session::new(self.node.clone(), self.master.clone(), process, self.limits.clone());
+        session.max_execution_ms = self.processes.max_execution_ms();
         if let Some(db) = info.database.filter(|d| !d.is_empty()) {
             session.use_database(&db).map_err(|e| e.to_mysql())?;
         }
@@ -75,6 +76,10 @@ pub struct Session {
     spread: u32,
     /// Prepared statements by numbered text, parsed once.
     templates: HashMap<String, Template>,
+    /// `max_execution_time` of this session in milliseconds (0: none), from `SET GLOBAL` when it opened.
+    max_execution_ms: u64,
+    /// The `MAX_EXECUTION_TIME(n)` hint of the statement running now.
+    hint_ms: Option<u64>,
 }
 
 /// Parsed prepared statements kept per session; the cache starts over when full (clients prepare a fixed set).
@@ -172,6 +177,8 @@ impl Session {
             wrote_in_transaction: false,
             spread,
             templates: HashMap::new(),
+            max_execution_ms: 0,
+            hint_ms: None,
         }
     }
 
@@ -208,6 +215,7 @@ impl Session {
     }
 
     pub async fn run(&mut self, sql: &str) -> Result<Answer> {
+        self.hint_ms = canopy_sql::hints::max_execution_time(sql);
         let role = self.node.role();
         if role == NodeRole::Leaf {
             return self.run_on_leaf(sql).await;
@@ -225,6 +233,7 @@ impl Session {
         if self.node.role() != NodeRole::MasterAggregator {
             return self.run(&prepared.literal_text()).await;
         }
+        self.hint_ms = canopy_sql::hints::max_execution_time(prepared.numbered);
         let cluster = self.master()?;
         let meta = cluster.meta();
         let (statement, reused) = match self.templates.get(prepared.numbered) {
@@ -423,8 +432,17 @@ impl Session {
                     tables.into_iter().map(|(db, t)| Ok((self.database(db)?, t))).collect::<Result<Vec<_>>>()?;
                 ops::drop_tables(&cluster, tables, if_exists).await
             }
+            // MySQL's own global, kept per aggregator as MySQL keeps it per server.
+            Statement::SetGlobal { name, value } if name == "max_execution_time" => {
+                self.processes().set_max_execution_ms(execution_ms(&value)?);
+                Ok(Answer::done())
+            }
             Statement::SetGlobal { name, value } => {
                 cluster.apply(Command::SetVariable { name, value }).await?;
+                Ok(Answer::done())
+            }
+            Statement::Kill { id, query_only } => {
+                self.processes().kill(id, query_only).map_err(|unknown| Error::UnknownThread(unknown.0))?;
                 Ok(Answer::done())
             }
             Statement::SetSession { assignments } if assignments.iter().any(|(name, _)| name == "autocommit") => {
@@ -558,15 +576,36 @@ impl Session {
         let writes =
             matches!(plan, plan::Plan::Insert { .. } | plan::Plan::Write { .. } | plan::Plan::ReferenceWrite { .. });
         self.note_statement(writes);
-        exec::execute(
-            cluster,
-            meta,
-            plan,
-            &params,
-            &self.scratch,
-            &views::ClusterViews { cluster, meta, processes: self.processes(), limits: &self.limits },
-        )
-        .await
+        let views = views::ClusterViews { cluster, meta, processes: self.processes(), limits: &self.limits };
+        let work = exec::execute(cluster, meta, plan, &params, &self.scratch, &views);
+        if writes {
+            // A write is never cut short: each statement commits as it runs, so there is nothing to roll back, and
+            // a client told "interrupted" would be told something false. KILL takes effect when it ends.
+            return work.await;
+        }
+        // A read stops at KILL QUERY or at its time limit (the hint, else the session's max_execution_time), on
+        // this aggregator and on the leaves.
+        let statement = exec::StatementCtl::fresh();
+        let mut kills = self.process.query_kills();
+        kills.mark_unchanged();
+        let limit = self.hint_ms.unwrap_or(self.max_execution_ms);
+        let time_limit = async {
+            if limit == 0 {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(limit)).await;
+        };
+        tokio::select! {
+            answer = statement.clone().scope(work) => answer,
+            _ = kills.changed() => {
+                statement.cancel(cluster);
+                Err(Error::QueryInterrupted)
+            }
+            () = time_limit => {
+                statement.cancel(cluster);
+                Err(Error::Sql(SqlError::QueryTimeout))
+            }
+        }
     }
 
     /// Transaction bookkeeping before a planned statement runs. A write counts even if it then fails: a statement
@@ -679,6 +718,17 @@ fn answer_to_reply(result: Result<Answer>) -> Reply {
     }
 }
 
+/// A `max_execution_time` value: milliseconds, 0 for none.
+fn execution_ms(value: &Value) -> Result<u64> {
+    match value {
+        Value::Integer(ms) if *ms >= 0 => Ok(*ms as u64),
+        other => Err(Error::Meta(canopy_meta::MetaError::BadVariableValue {
+            name: "max_execution_time".into(),
+            value: other.to_mysql_literal(),
+        })),
+    }
+}
+
 impl canopy_mysql::Session for Session {
     async fn query(&mut self, sql: &str) -> Reply {
         self.process.statement_started(sql);
@@ -721,6 +771,18 @@ impl canopy_mysql::Session for Session {
         self.in_transaction
     }
 
+    fn session_variable_set(&mut self, name: &str, value: Option<&Value>) {
+        if name == "max_execution_time" {
+            // The front end keeps the value it shows for @@max_execution_time; a value that is not a number of
+            // milliseconds counts as none, as DEFAULT does.
+            self.max_execution_ms = value.map_or(Ok(0), execution_ms).unwrap_or(0);
+        }
+    }
+
+    fn closed(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        Some(self.process.killed())
+    }
+
     fn system_variable(&self, name: &str) -> Option<Value> {
         match name.to_ascii_lowercase().as_str() {
             "canopy_rpc_port" => Some(Value::Integer(i64::from(self.node.config.rpc_port))),
@@ -728,6 +790,7 @@ impl canopy_mysql::Session for Session {
             // Shown only to a logged-in user of an unconfigured node: ADD LEAF proves its login with it.
             "canopy_join_token" => Some(self.node.join_token().map(|t| Value::Text(t.into())).unwrap_or(Value::Null)),
             "canopy_role" => Some(Value::Text(format!("{:?}", self.node.role()))),
+            "max_execution_time" => Some(Value::Integer(i64::try_from(self.max_execution_ms).unwrap_or(i64::MAX))),
             _ => self.master.get().and_then(|c| c.meta().variables.get(name)),
         }
     }

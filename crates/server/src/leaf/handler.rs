@@ -17,6 +17,8 @@ use crate::persist::NodeRole;
 
 pub struct RpcHandler {
     pub node: Arc<Node>,
+    /// Client statements running here, for `Cancel`.
+    pub running: crate::leaf::running::Running,
 }
 
 fn remote(kind: RemoteErrorKind, message: impl Into<String>) -> Response {
@@ -38,6 +40,7 @@ fn storage_error(e: StorageError) -> Response {
         _ if e.is_constraint() => RemoteErrorKind::Constraint,
         StorageError::ResultTooLarge { .. } => RemoteErrorKind::ResultTooLarge,
         StorageError::QueryTimeout => RemoteErrorKind::Timeout,
+        StorageError::Cancelled => RemoteErrorKind::Cancelled,
         StorageError::Sqlite(_) | StorageError::BadName(_) => RemoteErrorKind::Sql,
         _ => RemoteErrorKind::Internal,
     };
@@ -127,17 +130,27 @@ impl canopy_rpc::Handler for RpcHandler {
                     local_socket: self.node.local_socket().map(|p| p.display().to_string()),
                 }))
             }
-            Request::Execute { db, target, sql, params } => {
+            Request::Cancel { statement } => {
+                self.running.cancel(statement);
+                Ok(Response::Done)
+            }
+            Request::Execute { db, target, sql, params, statement } => {
                 if self.node.role() != NodeRole::Leaf {
                     return Ok(remote(RemoteErrorKind::BadRequest, "this node is not a leaf"));
                 }
                 let store = &self.node.store;
-                let result = match target {
+                let run = self.running.start(statement);
+                let execute = || match target {
                     Target::Reference => store.execute_on_reference_with(&db, &sql, &params),
                     Target::Partitions(partitions) => match partitions.as_slice() {
                         [partition] => execute_in_term(store, &db, partition, &sql, &params),
                         partitions => execute_on_each(store, &db, partitions, &sql, &params),
                     },
+                };
+                let result = match &run {
+                    Some(run) if run.flag.load(std::sync::atomic::Ordering::Relaxed) => Err(StorageError::Cancelled),
+                    Some(run) => canopy_storage::engine::with_cancel(run.flag.clone(), execute),
+                    None => execute(),
                 };
                 Ok(result.map(outcome).unwrap_or_else(storage_error))
             }
@@ -314,7 +327,11 @@ impl canopy_rpc::Handler for RpcHandler {
                         .collect(),
                 )
             }),
-            Request::Ping | Request::Execute { .. } | Request::JoinCluster { .. } | Request::LeaveCluster => {
+            Request::Ping
+            | Request::Execute { .. }
+            | Request::Cancel { .. }
+            | Request::JoinCluster { .. }
+            | Request::LeaveCluster => {
                 // Ping and Execute are answered inline; the others above.
                 return remote(RemoteErrorKind::Internal, "answered elsewhere");
             }

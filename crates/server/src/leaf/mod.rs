@@ -5,6 +5,7 @@
 pub mod copy;
 pub mod handler;
 pub mod reference_copy;
+pub mod running;
 pub mod source;
 
 use std::sync::Arc;

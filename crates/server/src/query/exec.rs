@@ -15,6 +15,64 @@ use crate::error::{Error, Result};
 use crate::master::cluster::Cluster;
 use crate::master::reference;
 
+/// The client statement a task is running, so that KILL QUERY or a time limit can stop it: its requests carry
+/// `id` (the leaves stop them on `Request::Cancel`), and the aggregator's own merge work watches `cancel`.
+#[derive(Debug, Clone)]
+pub struct StatementCtl {
+    pub id: u64,
+    pub cancel: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StatementCtl {
+    /// A new statement, with an id unique to this process (random high bits, so ids of different aggregators
+    /// practically never meet on a leaf).
+    pub fn fresh() -> StatementCtl {
+        static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let prefix = *PREFIX.get_or_init(|| u64::from(rand::random::<u32>() | 1) << 32);
+        let id = prefix | (NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0xffff_ffff);
+        StatementCtl { id, cancel: Default::default() }
+    }
+
+    /// Runs `work` as this statement: every request it sends names it.
+    pub async fn scope<F: std::future::Future>(self, work: F) -> F::Output {
+        STATEMENT.scope(self, work).await
+    }
+
+    /// Stops the statement: its merge work on this aggregator, and its requests on every online leaf (best effort,
+    /// in the background; a leaf that misses the cancel stops at its own time limit).
+    pub fn cancel(&self, cluster: &Arc<Cluster>) {
+        self.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+        let leaves: Vec<(Leaf, Request)> = cluster
+            .meta()
+            .leaves
+            .values()
+            .filter(|l| l.state == LeafState::Online)
+            .map(|l| (l.clone(), Request::Cancel { statement: self.id }))
+            .collect();
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            if let Err(e) = cluster.call_all(leaves).await {
+                tracing::debug!("cancelling a statement on the leaves: {e}");
+            }
+        });
+    }
+}
+
+tokio::task_local! {
+    static STATEMENT: StatementCtl;
+}
+
+/// The id the current task's requests carry (0 outside a client statement).
+fn statement_id() -> u64 {
+    STATEMENT.try_with(|s| s.id).unwrap_or(0)
+}
+
+/// The cancellation flag of the current task's statement, if it runs one.
+fn statement_cancel() -> Option<Arc<std::sync::atomic::AtomicBool>> {
+    STATEMENT.try_with(|s| s.cancel.clone()).ok()
+}
+
 /// The leaf holding the master instance of `db:ordinal`, or error 1777 when the partition has none that can serve.
 pub fn master_leaf<'m>(meta: &'m ClusterMeta, db: &str, ordinal: u32) -> Result<&'m Leaf> {
     master_at(meta, db, ordinal).map(|(leaf, _)| leaf)
@@ -57,6 +115,7 @@ pub async fn on_partitions(
     ordinals.dedup();
     let _gates = enter_gates(cluster, db, &ordinals).await;
     let meta = cluster.meta();
+    let statement = statement_id();
     let mut by_leaf: BTreeMap<canopy_meta::NodeId, (Leaf, Vec<PartitionTerm>)> = BTreeMap::new();
     for ordinal in ordinals {
         let (leaf, partition) = master_at(&meta, db, ordinal)?;
@@ -66,8 +125,13 @@ pub async fn on_partitions(
         .into_values()
         .map(|(leaf, partitions)| {
             let target = Target::Partitions(partitions);
-            let request =
-                Request::Execute { db: db.to_string(), target, sql: sql.to_string(), params: params.to_vec() };
+            let request = Request::Execute {
+                db: db.to_string(),
+                target,
+                sql: sql.to_string(),
+                params: params.to_vec(),
+                statement,
+            };
             (leaf, request)
         })
         .collect();
@@ -100,7 +164,8 @@ pub async fn on_partitions_each(
     let mut requests = Vec::with_capacity(pieces.len());
     for (ordinal, sql, params) in pieces {
         let (leaf, partition) = master_at(&meta, db, ordinal)?;
-        let request = Request::Execute { db: db.to_string(), target: Target::Partitions(vec![partition]), sql, params };
+        let target = Target::Partitions(vec![partition]);
+        let request = Request::Execute { db: db.to_string(), target, sql, params, statement: statement_id() };
         requests.push((leaf.clone(), request));
     }
     cluster.call_all(requests).await
@@ -161,10 +226,17 @@ fn check_gathered(results: &[ResultSet]) -> Result<()> {
 async fn compute<T: Send + 'static>(
     f: impl FnOnce() -> std::result::Result<T, canopy_sql::SqlError> + Send + 'static,
 ) -> Result<T> {
-    tokio::task::spawn_blocking(move || canopy_storage::engine::with_deadline(f))
-        .await
-        .map_err(|e| Error::Internal(format!("merge task failed: {e}")))?
-        .map_err(Error::Sql)
+    let cancel = statement_cancel();
+    tokio::task::spawn_blocking(move || {
+        let bounded = || canopy_storage::engine::with_deadline(f);
+        match cancel {
+            Some(cancel) => canopy_storage::engine::with_cancel(cancel, bounded),
+            None => bounded(),
+        }
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("merge task failed: {e}")))?
+    .map_err(Error::Sql)
 }
 
 /// Where a gather finds the tables that show the cluster's own state (INFORMATION_SCHEMA, the SHOW tables): the
@@ -208,7 +280,9 @@ pub async fn execute(
         }
         Plan::Reference { db: Some(db), sql } => {
             let leaf = reference_leaf(meta, &db)?;
-            let request = Request::Execute { db: db.clone(), target: Target::Reference, sql, params: params.to_vec() };
+            let target = Target::Reference;
+            let request =
+                Request::Execute { db: db.clone(), target, sql, params: params.to_vec(), statement: statement_id() };
             Ok(single_answer(cluster.call(leaf, &request).await?))
         }
         Plan::Reference { db: None, sql } => {
@@ -232,8 +306,10 @@ pub async fn execute(
             Ok(Answer::affected(responses.iter().map(|r| affected(r).0).sum()))
         }
         Plan::ReferenceWrite { db, sql, first_auto_increment } => {
-            // One ordered write path: run on the reference primary, shipped to every other copy as row changes.
-            let request = Request::Execute { db: db.clone(), target: Target::Reference, sql, params: params.to_vec() };
+            // One ordered write path: run on the reference primary, shipped to every other copy as row changes. Never
+            // cancelled: a reference write must reach every copy once it ran on the primary.
+            let target = Target::Reference;
+            let request = Request::Execute { db: db.clone(), target, sql, params: params.to_vec(), statement: 0 };
             Ok(match reference::write(cluster, &db, request).await? {
                 // LAST_INSERT_ID is the first value the planner allocated (the leaf's last rowid is not it).
                 Response::Affected { rows, .. } => Answer::Done {
@@ -263,8 +339,8 @@ async fn fetch_source(
         }
         GatherSource::Reference { db, fetch_sql, .. } => {
             let leaf = reference_leaf(meta, db)?;
-            let request =
-                Request::Execute { db: db.clone(), target: Target::Reference, sql: fetch_sql.clone(), params: vec![] };
+            let (target, sql, statement) = (Target::Reference, fetch_sql.clone(), statement_id());
+            let request = Request::Execute { db: db.clone(), target, sql, params: vec![], statement };
             rows(cluster.call(leaf, &request).await?)
         }
         GatherSource::Virtual { schema, table } => virtual_tables.fetch(schema, table).await,
