@@ -203,8 +203,6 @@ async fn bad_rebalance_requests_get_clear_errors() {
     assert!(unknown.contains("Unknown database 'nope'"), "{unknown}");
     let none = err(conn.query_drop("REBALANCE PARTITIONS").await);
     assert!(none.contains("No database selected"), "{none}");
-    let force = err(conn.query_drop("REBALANCE PARTITIONS ON test FORCE").await);
-    assert!(force.contains("FORCE"), "{force}");
 
     // With no database named, the current one is meant; a balanced database has an empty plan.
     conn.query_drop("USE test").await.unwrap();
@@ -359,4 +357,60 @@ async fn a_master_aggregator_killed_mid_plan_restarts_consistent_and_a_rerun_fin
     .await;
     assert_balanced_over_six(&mut conn).await;
     assert_one_master_each_and_rows(&mut conn).await;
+}
+
+/// History: leaf 3 of 3 dies for good (SIGKILL) holding partitions 2 and 5 of `test`; their data is given up with
+/// REBALANCE PARTITIONS ... FORCE; then the leaf comes back anyway and the database is rebalanced onto it.
+/// Property: ENSURE_ONLINE_NODES refuses to run while the leaf is offline; without FORCE the plan is empty (nothing reachable to move) and the partitions stay unmapped; FORCE
+/// creates exactly the two missing partitions empty, says so, and the database serves reads and writes again; the
+/// returning leaf's old copies stay orphans (nothing resurrects), and a plain REBALANCE spreads 2,2,2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_creates_empty_partitions_for_a_lost_leaf() {
+    let mut cluster = TestCluster::start("rebalanceforce", 3).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE DATABASE test PARTITIONS 6").await.unwrap();
+    conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY, pad TEXT)").await.unwrap();
+    let values: Vec<String> = (1..=600).map(|i| format!("({i}, 'p')")).collect();
+    conn.query_drop(format!("INSERT INTO test.x VALUES {}", values.join(","))).await.unwrap();
+    cluster.leaves[2].kill();
+    eventually("leaf 3 is offline", || async {
+        (support::leaf_state(&cluster, 2).await.as_deref() == Some("offline")).then_some(())
+    })
+    .await;
+    let strict = conn.query_drop("REBALANCE PARTITIONS ON test FORCE ENSURE_ONLINE_NODES").await;
+    let strict = strict.expect_err("a leaf is offline").to_string();
+    assert!(strict.contains("ENSURE_ONLINE_NODES") && strict.contains("offline"), "{strict}");
+    let lost = conn.query_drop("SELECT COUNT(*) FROM test.x").await.expect_err("partitions 2 and 5 have no master");
+    assert!(lost.to_string().contains("has no master instance"), "{lost}");
+
+    let explained: Vec<Row> = conn.query("EXPLAIN REBALANCE PARTITIONS ON test").await.unwrap();
+    assert!(explained.is_empty(), "nothing reachable moves: {:?}", steps(&explained));
+    let forced: Vec<Row> = conn.query("EXPLAIN REBALANCE PARTITIONS ON test FORCE").await.unwrap();
+    let plan: Vec<(String, String)> = forced.iter().map(|r| (text(r, "Action"), text(r, "Ordinal"))).collect();
+    assert_eq!(plan, [("CREATE PARTITION".into(), "2".into()), ("CREATE PARTITION".into(), "5".into())]);
+    conn.query_drop("REBALANCE PARTITIONS ON test FORCE").await.unwrap();
+    assert_eq!(conn.affected_rows(), 2);
+    assert_eq!(conn.info().as_ref(), "0 partitions moved, 2 empty partitions created");
+
+    let left: i64 = conn.query_first("SELECT COUNT(*) FROM test.x").await.unwrap().unwrap();
+    assert!(left > 0 && left < 600, "the rows of partitions 2 and 5 are gone, the others stay: {left}");
+    let values: Vec<String> = (10_001..=10_100).map(|i| format!("({i}, 'n')")).collect();
+    conn.query_drop(format!("INSERT INTO test.x VALUES {}", values.join(","))).await.expect("every partition writes");
+    let mut spread: Vec<usize> = masters_per_leaf(&mut conn).await.into_values().collect();
+    spread.sort_unstable();
+    assert_eq!(spread, [3, 3]);
+
+    cluster.leaves[2].spawn();
+    eventually("leaf 3 is attached again", || async {
+        (support::leaf_state(&cluster, 2).await.as_deref() == Some("online")).then_some(())
+    })
+    .await;
+    let count: i64 = conn.query_first("SELECT COUNT(*) FROM test.x").await.unwrap().unwrap();
+    assert_eq!(count, left + 100, "the returning leaf's old copies are orphans, not masters");
+    conn.query_drop("REBALANCE PARTITIONS ON test").await.unwrap();
+    let mut spread: Vec<usize> = masters_per_leaf(&mut conn).await.into_values().collect();
+    spread.sort_unstable();
+    assert_eq!(spread, [2, 2, 2]);
+    let count: i64 = conn.query_first("SELECT COUNT(*) FROM test.x").await.unwrap().unwrap();
+    assert_eq!(count, left + 100);
 }

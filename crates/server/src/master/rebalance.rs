@@ -19,15 +19,16 @@ use std::time::Instant;
 
 use canopy_control::plan::{Action, Plan, Step};
 use canopy_control::rebalance::{self, Options};
-use canopy_meta::{ClusterMeta, Command, InstanceId, InstanceRole, LeafState, NodeId, StepStatus};
+use canopy_meta::{ClusterMeta, Command, Database, InstanceId, InstanceRole, Leaf, LeafState, NodeId, StepStatus};
+use canopy_rpc::{Request, Response};
 use canopy_sql::command::RebalanceOptions;
-use canopy_sql::{ResultSet, Value};
+use canopy_sql::{ResultSet, TableKind, Value};
 use tokio::sync::Semaphore;
 
 use crate::answer::Answer;
 use crate::error::{Error, Result};
 use crate::master::cluster::Cluster;
-use crate::master::{attach, moves};
+use crate::master::{attach, moves, reference};
 
 /// Steps of one phase running at once on one leaf (counting the leaf as a copy's source or target): bounds the
 /// copies competing for one leaf's disk and network while the others proceed.
@@ -82,16 +83,11 @@ impl Running {
 }
 
 fn options(given: RebalanceOptions) -> Options {
-    Options { full: given.full, ..Options::default() }
+    Options { full: given.full, force: given.force, ..Options::default() }
 }
 
-/// Refuses what this version cannot do, before anything changes.
+/// Refuses options that cannot hold (ENSURE_ONLINE_NODES with a leaf not online), before anything changes.
 fn check_options(meta: &ClusterMeta, given: &RebalanceOptions) -> Result<()> {
-    if given.force {
-        return Err(Error::Unsupported(
-            "REBALANCE PARTITIONS ... FORCE (creating empty partitions) is not available yet".into(),
-        ));
-    }
     if given.ensure_online_nodes
         && let Some(leaf) = meta.leaves_in_order().find(|l| l.state != LeafState::Online)
     {
@@ -149,7 +145,8 @@ pub fn explain_all(cluster: &Cluster) -> Result<Answer> {
     Ok(Answer::Rows(ResultSet::named(&columns, rows)))
 }
 
-/// REBALANCE PARTITIONS ON db: plans again and runs the plan; answers the number of partitions moved.
+/// REBALANCE PARTITIONS ON db: plans again and runs the plan; answers the partitions moved (and, with FORCE,
+/// created), saying which in the info text.
 pub async fn rebalance_database(cluster: &Arc<Cluster>, db: &str, given: RebalanceOptions) -> Result<Answer> {
     check_options(&cluster.meta(), &given)?;
     if !cluster.meta().databases.contains_key(db) {
@@ -157,8 +154,8 @@ pub async fn rebalance_database(cluster: &Arc<Cluster>, db: &str, given: Rebalan
     }
     let _slot = cluster.rebalances.begin(&[db.to_string()])?;
     let _op = cluster.operation_lock.lock().await;
-    let moved = run(cluster, db, &options(given)).await?;
-    Ok(Answer::affected(moved))
+    let done = run(cluster, db, &options(given)).await?;
+    Ok(answer(&done))
 }
 
 /// REBALANCE ALL DATABASES: `REBALANCE PARTITIONS ... FULL` on every database in name order, under one operation
@@ -168,30 +165,40 @@ pub async fn rebalance_all(cluster: &Arc<Cluster>, given: RebalanceOptions) -> R
     let dbs: Vec<String> = cluster.meta().databases.keys().cloned().collect();
     let _slots = cluster.rebalances.begin(&dbs)?;
     let _op = cluster.operation_lock.lock().await;
-    let options = Options { full: true, ..Options::default() };
-    let mut moved = 0;
+    let options = Options { full: true, ..options(given) };
+    let mut total = Phase { promoted: 0, created: 0 };
     for db in &dbs {
         if cluster.meta().databases.contains_key(db) {
-            moved += run(cluster, db, &options).await?;
+            let done = run(cluster, db, &options).await?;
+            total.promoted += done.promoted;
+            total.created += done.created;
         }
     }
-    Ok(Answer::affected(moved))
+    Ok(answer(&total))
+}
+
+fn answer(done: &Phase) -> Answer {
+    let info = format!("{} partitions moved, {} empty partitions created", done.promoted, done.created);
+    Answer::Done { affected_rows: done.promoted + done.created, last_insert_id: 0, info }
 }
 
 /// Plans `db` from the current metadata and runs the plan (the caller holds the operation lock and the slot). An
 /// empty plan records nothing, so SHOW REBALANCE STATUS keeps the last operation.
-async fn run(cluster: &Arc<Cluster>, db: &str, options: &Options) -> Result<u64> {
+async fn run(cluster: &Arc<Cluster>, db: &str, options: &Options) -> Result<Phase> {
     let plan = rebalance::plan(&cluster.meta(), db, options, &rebalance::Sizes::new())?;
     if plan.is_empty() {
-        return Ok(0);
+        return Ok(Phase { promoted: 0, created: 0 });
     }
     cluster.apply(Command::RecordOperation { db: db.to_string(), steps: plan.record() })?;
     let mut copies: Copies = HashMap::new();
     let phases = plan.phases();
-    let mut moved = 0;
+    let (mut moved, mut created) = (0, 0);
     for (n, (_, indexes)) in phases.iter().enumerate() {
         match run_phase(cluster, &plan, indexes, &mut copies).await {
-            Ok(promoted) => moved += promoted,
+            Ok(phase) => {
+                moved += phase.promoted;
+                created += phase.created;
+            }
             Err(e) => {
                 for &index in phases[n + 1..].iter().flat_map(|(_, later)| later) {
                     mark(cluster, db, index, StepStatus::Cancelled, None);
@@ -205,7 +212,7 @@ async fn run(cluster: &Arc<Cluster>, db: &str, options: &Options) -> Result<u64>
             }
         }
     }
-    Ok(moved)
+    Ok(Phase { promoted: moved, created })
 }
 
 /// A finished COPY waiting for its promotion: the registered replica and the master it was copied from.
@@ -223,11 +230,12 @@ enum Done {
     Copied { ordinal: u32, target: NodeId, copy: Copy },
     Promoted,
     Dropped,
+    Created,
 }
 
 /// Runs the steps `indexes` of `plan` together, at most `STEPS_PER_LEAF_MAX` per leaf; returns the partitions
 /// promoted, or the first error once every step of the phase has finished.
-async fn run_phase(cluster: &Arc<Cluster>, plan: &Plan, indexes: &[usize], copies: &mut Copies) -> Result<u64> {
+async fn run_phase(cluster: &Arc<Cluster>, plan: &Plan, indexes: &[usize], copies: &mut Copies) -> Result<Phase> {
     let mut limits: HashMap<NodeId, Arc<Semaphore>> = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
     for &index in indexes {
@@ -261,7 +269,7 @@ async fn run_phase(cluster: &Arc<Cluster>, plan: &Plan, indexes: &[usize], copie
         });
     }
     let mut first_error = None;
-    let mut promoted = 0;
+    let (mut promoted, mut created) = (0, 0);
     while let Some(joined) = tasks.join_next().await {
         match joined.map_err(|e| Error::Internal(format!("a rebalance step panicked: {e}"))) {
             Ok(Ok(Done::Copied { ordinal, target, copy })) => {
@@ -269,12 +277,67 @@ async fn run_phase(cluster: &Arc<Cluster>, plan: &Plan, indexes: &[usize], copie
             }
             Ok(Ok(Done::Promoted)) => promoted += 1,
             Ok(Ok(Done::Dropped)) => {}
+            Ok(Ok(Done::Created)) => created += 1,
             Ok(Err(e)) | Err(e) => {
                 first_error.get_or_insert(e);
             }
         }
     }
-    first_error.map_or(Ok(promoted), Err)
+    first_error.map_or(Ok(Phase { promoted, created }), Err)
+}
+
+/// What a phase did.
+struct Phase {
+    promoted: u64,
+    created: u64,
+}
+
+/// CREATE PARTITION: the target creates the partition empty (with the database's distributed tables) and gets a
+/// current reference copy; then, under the reference lock, the unreachable instances are forgotten (their copies
+/// become orphans) and the new one is registered as the master. Never over a copy the target already holds: that
+/// may be the partition's last rows (ATTACH PARTITION adopts it).
+async fn create_empty(cluster: &Cluster, database: &Database, ordinal: u32, target: &Leaf) -> Result<()> {
+    let db = database.name.as_str();
+    let local = match cluster.call(target, &Request::ListDatabases).await? {
+        Response::Databases(local) => local,
+        other => return Err(Error::Internal(format!("ListDatabases answered {other:?}"))),
+    };
+    if local.iter().any(|d| d.db == db && d.ordinal == Some(ordinal)) {
+        return Err(Error::PlanOutdated {
+            db: db.to_string(),
+            ordinal,
+            reason: format!(
+                "leaf '{}':{} holds a copy of it; ATTACH PARTITION {db}:{ordinal} ON '{}':{} adopts that copy",
+                target.addr.host, target.addr.port, target.addr.host, target.addr.port
+            ),
+        });
+    }
+    let mut schema = Vec::new();
+    for table in database.tables.values().filter(|t| t.kind == TableKind::Distributed) {
+        schema.push(table.create_sql.clone());
+        schema.extend(table.index_sql.iter().cloned());
+    }
+    let create = Request::CreatePartitions {
+        db: db.to_string(),
+        ordinals: vec![ordinal],
+        schema,
+        reference_schema: Vec::new(),
+        sync_durability: database.sync_durability,
+        database_id: database.id.0,
+    };
+    cluster.call(target, &create).await?;
+    let _reference = reference::lock(cluster, db).await;
+    reference::provide(cluster, db, target).await?;
+    let meta = cluster.meta();
+    let lost = meta.databases.get(db).map_or_else(Vec::new, |d| {
+        d.instances.iter().filter(|i| i.ordinal == ordinal).map(|i| i.id).collect::<Vec<_>>()
+    });
+    for instance in lost {
+        cluster.apply(Command::RemoveInstance { db: db.to_string(), instance })?;
+    }
+    let role = InstanceRole::Master;
+    cluster.apply(Command::AddInstance { db: db.to_string(), ordinal, node: target.id, role })?;
+    Ok(())
 }
 
 /// The leaf a step reads from: a copy's current master, a promotion's old master.
@@ -284,7 +347,7 @@ fn source_of(meta: &ClusterMeta, step: &Step, pending: Option<Copy>) -> Option<N
             meta.databases.get(&step.db).and_then(|d| d.master(step.ordinal)).map(|m| m.node)
         }
         Action::PromotePartition { .. } => pending.map(|c| c.source),
-        Action::DropPartition | Action::AttachPartition => None,
+        Action::DropPartition | Action::AttachPartition | Action::CreatePartition => None,
     }
 }
 
@@ -344,6 +407,15 @@ async fn run_step(cluster: &Arc<Cluster>, step: &Step, index: usize, pending: Op
             })
             .await?;
             Ok(Done::Dropped)
+        }
+        Action::CreatePartition => {
+            let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.to_string()))?;
+            if let Some(copy) = database.instances.iter().find(|i| i.ordinal == ordinal && online(i.node).is_ok()) {
+                return Err(outdated(format!("it has a copy on leaf {} now", copy.node)));
+            }
+            cluster.rebalances.started(db, index);
+            attach::run_step(cluster, db, index as u32, create_empty(cluster, database, ordinal, &target)).await?;
+            Ok(Done::Created)
         }
         other => Err(Error::Unsupported(format!("{} in a redundancy-1 plan", other.as_str()))),
     }
