@@ -547,12 +547,12 @@ impl Session {
                 Ok(Answer::Rows(views::rebalance_status_all(&meta, |db| cluster.rebalances.elapsed_ms(db))))
             }
             ClusterCommand::ExplainRebalancePartitions { db, options } => {
-                rebalance::explain(cluster, &self.database(db)?, options)
+                rebalance::explain(cluster, &self.database(db)?, options).await
             }
             ClusterCommand::RebalancePartitions { db, options } => {
                 rebalance::rebalance_database(cluster, &self.database(db)?, options).await
             }
-            ClusterCommand::ExplainRebalanceAllDatabases => rebalance::explain_all(cluster),
+            ClusterCommand::ExplainRebalanceAllDatabases => rebalance::explain_all(cluster).await,
             ClusterCommand::RebalanceAllDatabases { kill, ensure_online_nodes } => {
                 let options = RebalanceOptions { full: true, force: false, kill, ensure_online_nodes };
                 rebalance::rebalance_all(cluster, options).await

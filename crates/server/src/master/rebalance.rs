@@ -1,11 +1,13 @@
 //! REBALANCE PARTITIONS, REBALANCE ALL DATABASES and their EXPLAIN: the plan comes from `canopy-control`
-//! (`rebalance::plan`), this module prints it or runs it.
+//! (`rebalance::plan`, with the partitions' sizes asked of the leaves for the estimates), this module prints it or
+//! runs it.
 //!
 //! Running a plan: under the operation lock the plan is computed again from the current metadata (what EXPLAIN
 //! showed is a prediction), recorded as the database's operation (SHOW REBALANCE STATUS), and run phase by phase;
 //! the steps of a phase run together, at most `STEPS_PER_LEAF_MAX` at a time on any one leaf (as source or target).
 //! A redundancy-1 move is the online move of `moves.rs` cut at its phases: every COPY first, then every PROMOTE
-//! PARTITION WITH DROP. Each step checks that the cluster is still as the plan expects (its leaves online, the
+//! PARTITION WITH DROP; `CREATE PARTITION` (FORCE) creates an empty partition and registers it as the master, `DROP
+//! PARTITION` forgets and drops the leftover copy of an interrupted move. Each step checks that the cluster is still as the plan expects (its leaves online, the
 //! partition's master where it was) and fails otherwise. When a step fails the rest of its phase finishes, every
 //! later step is marked `cancelled`, and the copies whose promotion will not run are forgotten and dropped, so the
 //! metadata is as before for every partition that did not move, and a rerun plans what is left.
@@ -15,12 +17,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use canopy_control::plan::{Action, Plan, Step};
-use canopy_control::rebalance::{self, Options};
+use canopy_control::rebalance::{self, Options, Sizes};
 use canopy_meta::{ClusterMeta, Command, Database, InstanceId, InstanceRole, Leaf, LeafState, NodeId, StepStatus};
-use canopy_rpc::{Request, Response};
+use canopy_rpc::{Request, Response, Target};
 use canopy_sql::command::RebalanceOptions;
 use canopy_sql::{ResultSet, TableKind, Value};
 use tokio::sync::Semaphore;
@@ -127,18 +129,55 @@ fn plan_rows(meta: &ClusterMeta, plan: &Plan, with_database: bool) -> Vec<Vec<Va
         .collect()
 }
 
+/// How long asking the leaves for partition sizes may take; past it the estimates go without sizes.
+const SIZES_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The bytes of `db`'s partitions whose master is on an online leaf (`page_count × page_size` of each file), for
+/// the estimates. Best-effort and bounded: a partition that does not answer in time has no size.
+async fn sizes(cluster: &Arc<Cluster>, meta: &ClusterMeta, db: &str) -> Sizes {
+    let Some(database) = meta.databases.get(db) else { return Sizes::new() };
+    let sql = "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()";
+    let mut asked = Vec::new();
+    let mut requests = Vec::new();
+    for master in database.instances.iter().filter(|i| i.role == InstanceRole::Master) {
+        if let Some(leaf) = meta.leaves.get(&master.node).filter(|l| l.state == LeafState::Online) {
+            let target = Target::Partitions(vec![master.ordinal]);
+            let request = Request::Execute { db: db.to_string(), target, sql: sql.into(), params: Vec::new() };
+            asked.push(master.ordinal);
+            requests.push((leaf.clone(), request));
+        }
+    }
+    let answers = match tokio::time::timeout(SIZES_TIMEOUT, cluster.call_all(requests)).await {
+        Ok(Ok(answers)) => answers,
+        _ => return Sizes::new(),
+    };
+    let bytes = |answer: Response| match answer {
+        Response::Rows(rows) => match rows.rows.first().and_then(|r| r.first()) {
+            Some(Value::Integer(n)) => u64::try_from(*n).ok(),
+            _ => None,
+        },
+        _ => None,
+    };
+    asked.into_iter().zip(answers).filter_map(|(ordinal, answer)| bytes(answer).map(|b| (ordinal, b))).collect()
+}
+
 /// EXPLAIN REBALANCE PARTITIONS ON db: the plan REBALANCE would run now (empty when balanced).
-pub fn explain(cluster: &Cluster, db: &str, given: RebalanceOptions) -> Result<Answer> {
+pub async fn explain(cluster: &Arc<Cluster>, db: &str, given: RebalanceOptions) -> Result<Answer> {
     let meta = cluster.meta();
     check_options(&meta, &given)?;
-    let plan = rebalance::plan(&meta, db, &options(given), &rebalance::Sizes::new())?;
+    let sizes = sizes(cluster, &meta, db).await;
+    let plan = rebalance::plan(&meta, db, &options(given), &sizes)?;
     Ok(Answer::Rows(ResultSet::named(&EXPLAIN_COLUMNS, plan_rows(&meta, &plan, false))))
 }
 
 /// EXPLAIN REBALANCE ALL DATABASES: every database's plan, in name order, each against the previous ones' result.
-pub fn explain_all(cluster: &Cluster) -> Result<Answer> {
+pub async fn explain_all(cluster: &Arc<Cluster>) -> Result<Answer> {
     let meta = cluster.meta();
-    let plans = rebalance::plan_all(&meta, &Options::default(), &BTreeMap::new())?;
+    let mut all = BTreeMap::new();
+    for db in meta.databases.keys() {
+        all.insert(db.clone(), sizes(cluster, &meta, db).await);
+    }
+    let plans = rebalance::plan_all(&meta, &Options::default(), &all)?;
     let rows = plans.iter().flat_map(|p| plan_rows(&meta, p, true)).collect();
     let mut columns = vec!["Database"];
     columns.extend(EXPLAIN_COLUMNS);
@@ -185,7 +224,9 @@ fn answer(done: &Phase) -> Answer {
 /// Plans `db` from the current metadata and runs the plan (the caller holds the operation lock and the slot). An
 /// empty plan records nothing, so SHOW REBALANCE STATUS keeps the last operation.
 async fn run(cluster: &Arc<Cluster>, db: &str, options: &Options) -> Result<Phase> {
-    let plan = rebalance::plan(&cluster.meta(), db, options, &rebalance::Sizes::new())?;
+    let meta = cluster.meta();
+    let sizes = sizes(cluster, &meta, db).await;
+    let plan = rebalance::plan(&meta, db, options, &sizes)?;
     if plan.is_empty() {
         return Ok(Phase { promoted: 0, created: 0 });
     }
@@ -233,8 +274,8 @@ enum Done {
     Created,
 }
 
-/// Runs the steps `indexes` of `plan` together, at most `STEPS_PER_LEAF_MAX` per leaf; returns the partitions
-/// promoted, or the first error once every step of the phase has finished.
+/// Runs the steps `indexes` of `plan` together, at most `STEPS_PER_LEAF_MAX` per leaf; returns what they did, or
+/// the first error once every step of the phase has finished.
 async fn run_phase(cluster: &Arc<Cluster>, plan: &Plan, indexes: &[usize], copies: &mut Copies) -> Result<Phase> {
     let mut limits: HashMap<NodeId, Arc<Semaphore>> = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
