@@ -434,3 +434,56 @@ async fn force_creates_empty_partitions_for_a_lost_leaf() {
     let count: i64 = conn.query_first("SELECT COUNT(*) FROM test.x").await.unwrap().unwrap();
     assert_eq!(count, left + 100);
 }
+
+/// History: two leaves hold databases `a` (8 partitions) and `b` (4), each with a distributed table joined to a
+/// reference table; a third leaf is added and REBALANCE ALL DATABASES runs (several copies onto the one new leaf).
+/// Property: EXPLAIN REBALANCE ALL DATABASES names both databases; afterwards each database is balanced, the whole
+/// cluster too (partitions per leaf within one), EXPLAIN ALL is empty, every step of both is a success, joins with
+/// the reference tables give the same answers, and a reference write after the move reaches the new leaf's copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalance_all_databases_evens_the_cluster_with_reference_tables() {
+    let mut cluster = TestCluster::start("rebalanceall", 2).await;
+    let mut conn = cluster.conn().await;
+    for (db, partitions) in [("a", 8), ("b", 4)] {
+        conn.query_drop(format!("CREATE DATABASE {db} PARTITIONS {partitions}")).await.unwrap();
+        conn.query_drop(format!("CREATE TABLE {db}.x (id INT PRIMARY KEY, k INT)")).await.unwrap();
+        conn.query_drop(format!("CREATE REFERENCE TABLE {db}.r (k INT PRIMARY KEY, name TEXT)")).await.unwrap();
+        let rows: Vec<String> = (1..=400).map(|i| format!("({i}, {})", i % 10)).collect();
+        conn.query_drop(format!("INSERT INTO {db}.x VALUES {}", rows.join(","))).await.unwrap();
+        let names: Vec<String> = (0..5).map(|k| format!("({k}, 'n{k}')")).collect();
+        conn.query_drop(format!("INSERT INTO {db}.r VALUES {}", names.join(","))).await.unwrap();
+    }
+    let joined = "SELECT COUNT(*) FROM a.x JOIN a.r ON x.k = r.k";
+    let before: i64 = conn.query_first(joined).await.unwrap().unwrap();
+    assert_eq!(before, 200);
+    add_leaf(&mut cluster).await;
+
+    let explained: Vec<Row> = conn.query("EXPLAIN REBALANCE ALL DATABASES").await.unwrap();
+    let dbs: BTreeSet<String> = explained.iter().map(|r| text(r, "Database")).collect();
+    assert_eq!(dbs, BTreeSet::from(["a".to_string(), "b".to_string()]), "{:?}", steps(&explained));
+    conn.query_drop("REBALANCE ALL DATABASES").await.unwrap();
+
+    let mut per_leaf_total: BTreeMap<String, usize> = BTreeMap::new();
+    for db in ["a", "b"] {
+        let partitions: Vec<Row> = conn.query(format!("SHOW PARTITIONS ON {db}")).await.unwrap();
+        let mut per_leaf: BTreeMap<String, usize> = cluster.leaves.iter().map(|l| (l.port.to_string(), 0)).collect();
+        for row in partitions.iter().filter(|r| text(r, "Role") == "Master") {
+            *per_leaf.get_mut(&text(row, "Port")).unwrap() += 1;
+            *per_leaf_total.entry(text(row, "Port")).or_default() += 1;
+        }
+        let (min, max) = (per_leaf.values().min().unwrap(), per_leaf.values().max().unwrap());
+        assert!(max - min <= 1, "{db} is balanced: {per_leaf:?}");
+    }
+    let (min, max) = (per_leaf_total.values().min().unwrap(), per_leaf_total.values().max().unwrap());
+    assert!(per_leaf_total.len() == 3 && max - min <= 1, "the cluster is even: {per_leaf_total:?}");
+    let explained: Vec<Row> = conn.query("EXPLAIN REBALANCE ALL DATABASES").await.unwrap();
+    assert!(explained.is_empty(), "{:?}", steps(&explained));
+    let status: Vec<Row> = conn.query("SHOW REBALANCE ALL DATABASES STATUS").await.unwrap();
+    assert!(!status.is_empty() && status.iter().all(|r| text(r, "Status") == "success"));
+
+    let after: i64 = conn.query_first(joined).await.unwrap().unwrap();
+    assert_eq!(after, before, "joins with the reference table answer the same");
+    conn.query_drop("INSERT INTO a.r VALUES (5, 'n5'), (6, 'n6')").await.unwrap();
+    let grown: i64 = conn.query_first(joined).await.unwrap().unwrap();
+    assert_eq!(grown, 280, "the reference write reaches every holder, the new leaf's copy included");
+}

@@ -4,7 +4,8 @@
 //!
 //! Running a plan: under the operation lock the plan is computed again from the current metadata (what EXPLAIN
 //! showed is a prediction), recorded as the database's operation (SHOW REBALANCE STATUS), and run phase by phase;
-//! the steps of a phase run together, at most `STEPS_PER_LEAF_MAX` at a time on any one leaf (as source or target).
+//! the steps of a phase run together, at most `STEPS_PER_LEAF_MAX` at a time on any one leaf (as source or target)
+//! and `RECEIVING_PER_LEAF_MAX` copies onto it.
 //! A redundancy-1 move is the online move of `moves.rs` cut at its phases: every COPY first, then every PROMOTE
 //! PARTITION WITH DROP; `CREATE PARTITION` (FORCE) creates an empty partition and registers it as the master, `DROP
 //! PARTITION` forgets and drops the leftover copy of an interrupted move. Each step checks that the cluster is still as the plan expects (its leaves online, the
@@ -35,6 +36,9 @@ use crate::master::{attach, moves, reference};
 /// Steps of one phase running at once on one leaf (counting the leaf as a copy's source or target): bounds the
 /// copies competing for one leaf's disk and network while the others proceed.
 pub const STEPS_PER_LEAF_MAX: usize = 2;
+/// Copies (and creations) of one database a leaf receives at once: one, since each brings the leaf's reference
+/// copy of the database up to date first, and two of those on one copy must not overlap.
+pub const RECEIVING_PER_LEAF_MAX: usize = 1;
 
 /// The rebalances running on this master aggregator, by database, with the start of each running step.
 #[derive(Default)]
@@ -277,7 +281,8 @@ enum Done {
 /// Runs the steps `indexes` of `plan` together, at most `STEPS_PER_LEAF_MAX` per leaf; returns what they did, or
 /// the first error once every step of the phase has finished.
 async fn run_phase(cluster: &Arc<Cluster>, plan: &Plan, indexes: &[usize], copies: &mut Copies) -> Result<Phase> {
-    let mut limits: HashMap<NodeId, Arc<Semaphore>> = HashMap::new();
+    // Per leaf: the steps using it (as source or target), and the copies (or creations) it receives.
+    let mut limits: HashMap<(NodeId, bool), Arc<Semaphore>> = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
     for &index in indexes {
         let step = plan.steps[index].clone();
@@ -286,17 +291,25 @@ async fn run_phase(cluster: &Arc<Cluster>, plan: &Plan, indexes: &[usize], copie
             Action::PromotePartition { .. } => copies.remove(&(step.ordinal, step.target)),
             _ => None,
         };
-        let mut leaves = vec![step.target];
-        leaves.extend(source_of(&cluster.meta(), &step, pending));
-        leaves.sort();
-        leaves.dedup();
-        let permits: Vec<Arc<Semaphore>> = leaves
+        let receives =
+            matches!(step.action, Action::CopyPartition | Action::CopyPartitionForce | Action::CreatePartition);
+        let mut keys = vec![(step.target, false)];
+        keys.extend(source_of(&cluster.meta(), &step, pending).map(|source| (source, false)));
+        if receives {
+            keys.push((step.target, true));
+        }
+        keys.sort();
+        keys.dedup();
+        let permits: Vec<Arc<Semaphore>> = keys
             .iter()
-            .map(|l| limits.entry(*l).or_insert_with(|| Arc::new(Semaphore::new(STEPS_PER_LEAF_MAX))).clone())
+            .map(|&(leaf, receiving)| {
+                let permits = if receiving { RECEIVING_PER_LEAF_MAX } else { STEPS_PER_LEAF_MAX };
+                limits.entry((leaf, receiving)).or_insert_with(|| Arc::new(Semaphore::new(permits))).clone()
+            })
             .collect();
         let cluster = cluster.clone();
         tasks.spawn(async move {
-            // Permits in leaf order, so two steps sharing two leaves never wait on each other.
+            // Permits in one order (leaf, then kind), so two steps sharing leaves never wait on each other.
             let mut held = Vec::with_capacity(permits.len());
             for permit in permits {
                 held.push(permit.acquire_owned().await.expect("the phase's semaphores are never closed"));
