@@ -191,12 +191,12 @@ pub async fn explain_all(cluster: &Arc<Cluster>) -> Result<Answer> {
 /// REBALANCE PARTITIONS ON db: plans again and runs the plan; answers the partitions moved (and, with FORCE,
 /// created), saying which in the info text.
 pub async fn rebalance_database(cluster: &Arc<Cluster>, db: &str, given: RebalanceOptions) -> Result<Answer> {
-    check_options(&cluster.meta(), &given)?;
     if !cluster.meta().databases.contains_key(db) {
         return Err(Error::UnknownDatabase(db.to_string()));
     }
     let _slot = cluster.rebalances.begin(&[db.to_string()])?;
     let _op = cluster.operation_lock.lock().await;
+    check_options(&cluster.meta(), &given)?;
     let done = run(cluster, db, &options(given)).await?;
     Ok(answer(&done))
 }
@@ -204,10 +204,10 @@ pub async fn rebalance_database(cluster: &Arc<Cluster>, db: &str, given: Rebalan
 /// REBALANCE ALL DATABASES: `REBALANCE PARTITIONS ... FULL` on every database in name order, under one operation
 /// lock; stops at the first database whose plan fails.
 pub async fn rebalance_all(cluster: &Arc<Cluster>, given: RebalanceOptions) -> Result<Answer> {
-    check_options(&cluster.meta(), &given)?;
     let dbs: Vec<String> = cluster.meta().databases.keys().cloned().collect();
     let _slots = cluster.rebalances.begin(&dbs)?;
     let _op = cluster.operation_lock.lock().await;
+    check_options(&cluster.meta(), &given)?;
     let options = Options { full: true, ..options(given) };
     let mut total = Phase { promoted: 0, created: 0 };
     for db in &dbs {
