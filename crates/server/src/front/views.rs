@@ -508,3 +508,73 @@ mod tests {
         assert!(!like_match("a\\_b", "axb"));
     }
 }
+
+#[cfg(test)]
+mod rebalance_status_tests {
+    use super::*;
+    use canopy_meta::{Action, Command, NodeAddr, NodeId, Step, StepStatus};
+
+    /// A database whose operation has four steps of 1000 ms estimated, in the states given.
+    fn meta(states: &[(StepStatus, Option<u64>)]) -> ClusterMeta {
+        let mut m = ClusterMeta::bootstrap("c".into(), NodeAddr { host: "ma".into(), port: 1, rpc_port: 2 });
+        let addr = NodeAddr { host: "leaf-1".into(), port: 3307, rpc_port: 13307 };
+        m.apply(Command::AddLeaf { addr, user: "root".into(), password: String::new(), group: None }).unwrap();
+        m.apply(Command::CreateDatabase { name: "test".into(), partitions: 4, sync_durability: true }).unwrap();
+        let steps =
+            (0..states.len() as u32).map(|o| Step::scheduled(Action::CopyPartition, o, NodeId(2), 1, 1000)).collect();
+        m.apply(Command::RecordOperation { db: "test".into(), steps }).unwrap();
+        for (index, &(status, running_ms)) in states.iter().enumerate() {
+            let update =
+                Command::UpdateStep { db: "test".into(), index: index as u32, status, running_ms, error: None };
+            m.apply(update).unwrap();
+        }
+        m
+    }
+
+    /// `(Status, Running_Time, Estimated_Time_Remaining_Ms)` of every row.
+    fn check(meta: &ClusterMeta, live: &[Option<u64>], expect: &[(&str, Value, Value)]) {
+        let rows = rebalance_status(meta, "test", live).unwrap().rows;
+        let got: Vec<(String, Value, Value)> = rows
+            .into_iter()
+            .map(|r| {
+                let Value::Text(status) = &r[5] else { panic!("status is text") };
+                (status.clone(), r[6].clone(), r[7].clone())
+            })
+            .collect();
+        let expect: Vec<(String, Value, Value)> =
+            expect.iter().map(|(s, a, b)| (s.to_string(), a.clone(), b.clone())).collect();
+        assert_eq!(got, expect);
+    }
+
+    #[test]
+    fn running_steps_show_live_time_and_what_the_estimate_leaves() {
+        let m = meta(&[
+            (StepStatus::Success, Some(900)),
+            (StepStatus::Running, Some(0)),
+            (StepStatus::Running, Some(0)),
+            (StepStatus::Scheduled, None),
+        ]);
+        let live = [Some(900), Some(300), Some(1500), None];
+        check(
+            &m,
+            &live,
+            &[
+                ("success", Value::int(900), Value::int(0)),
+                ("running", Value::int(300), Value::int(700)),
+                ("running", Value::int(1500), Value::Null),
+                ("scheduled", Value::Null, Value::int(1000)),
+            ],
+        );
+        // Without a live plan (after a restart) a running step shows what was recorded.
+        check(
+            &m,
+            &[],
+            &[
+                ("success", Value::int(900), Value::int(0)),
+                ("running", Value::int(0), Value::int(1000)),
+                ("running", Value::int(0), Value::int(1000)),
+                ("scheduled", Value::Null, Value::int(1000)),
+            ],
+        );
+    }
+}

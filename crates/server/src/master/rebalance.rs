@@ -489,3 +489,24 @@ fn mark(cluster: &Cluster, db: &str, index: usize, status: StepStatus, error: Op
         tracing::warn!("recording step {index} of the rebalance of {db} failed: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_rebalance_per_database_all_or_nothing() {
+        let running = Running::default();
+        let a = running.begin(&["a".to_string()]).unwrap();
+        assert!(matches!(running.begin(&["a".to_string()]), Err(Error::RebalanceRunning(db)) if db == "a"));
+        // REBALANCE ALL DATABASES takes every database or none.
+        assert!(running.begin(&["a".to_string(), "b".to_string()]).is_err());
+        let b = running.begin(&["b".to_string()]).expect("b was not taken by the refused attempt");
+        running.started("a", 2);
+        assert_eq!(running.elapsed_ms("a").len(), 3);
+        assert_eq!(running.elapsed_ms("a")[..2], [None, None]);
+        drop((a, b));
+        assert!(running.elapsed_ms("a").is_empty(), "a finished plan shows its record only");
+        running.begin(&["a".to_string(), "b".to_string()]).expect("both free again");
+    }
+}
