@@ -487,3 +487,24 @@ async fn rebalance_all_databases_evens_the_cluster_with_reference_tables() {
     let grown: i64 = conn.query_first(joined).await.unwrap().unwrap();
     assert_eq!(grown, 280, "the reference write reaches every holder, the new leaf's copy included");
 }
+
+/// History: the only leaf of a cluster dies (SIGKILL) and is marked offline. Property: EXPLAIN and REBALANCE say
+/// there is no online leaf, and nothing is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_without_online_leaves_has_no_plan() {
+    let mut cluster = TestCluster::start("rebalancenoleaf", 1).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE DATABASE test PARTITIONS 2").await.unwrap();
+    cluster.leaves[0].kill();
+    eventually("the leaf is offline", || async {
+        (support::leaf_state(&cluster, 0).await.as_deref() == Some("offline")).then_some(())
+    })
+    .await;
+    for statement in ["EXPLAIN REBALANCE PARTITIONS ON test", "REBALANCE PARTITIONS ON test", "REBALANCE ALL DATABASES"]
+    {
+        let err = conn.query_drop(statement).await.expect_err(statement).to_string();
+        assert!(err.contains("no online leaves"), "{statement}: {err}");
+    }
+    let status: Vec<Row> = conn.query("SHOW REBALANCE STATUS ON test").await.unwrap();
+    assert!(status.is_empty());
+}
