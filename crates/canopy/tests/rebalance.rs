@@ -199,6 +199,8 @@ async fn rebalance_after_add_leaf_spreads_partitions_online() {
         assert_eq!((text(row, "Status"), text(row, "Estimated_Time_Remaining_Ms")), ("success".into(), "0".into()));
         assert_ne!(text(row, "Running_Time"), "NULL");
     }
+    let took: Vec<String> = status.iter().map(|r| text(r, "Running_Time")).collect();
+    println!("SHOW REBALANCE STATUS: Running_Time {took:?} ms");
     let all: Vec<Row> = conn.query("SHOW REBALANCE ALL DATABASES STATUS").await.unwrap();
     assert_eq!(steps(&all), steps(&status));
     assert!(all.iter().all(|r| text(r, "Database") == "test" && text(r, "Status") == "success"));
