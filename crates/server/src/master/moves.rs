@@ -1,5 +1,6 @@
 //! Online partition moves (redundancy 1): COPY PARTITION then PROMOTE PARTITION WITH DROP, used by DETACH LEAF and
-//! REMOVE LEAF to empty a leaf while clients keep reading and writing.
+//! REMOVE LEAF to empty a leaf while clients keep reading and writing, and by REBALANCE (`rebalance.rs`), which runs
+//! the two halves as separate plan phases (`copy_phase`, `promote_with_drop`).
 //!
 //! A move of `db:k` from leaf S to leaf T:
 //! 1. COPY: T pulls a consistent snapshot of the partition from S (SQLite online backup), installs it as a
@@ -98,7 +99,7 @@ pub async fn detach_leaf(cluster: &Arc<Cluster>, leaf: NodeId) -> Result<Answer>
     Ok(Answer::affected(moved))
 }
 
-pub(crate) fn leaf_of(cluster: &Cluster, id: NodeId) -> Result<Leaf> {
+fn leaf_of(cluster: &Cluster, id: NodeId) -> Result<Leaf> {
     cluster.meta().leaves.get(&id).cloned().ok_or(Error::Meta(canopy_meta::MetaError::UnknownLeaf(id)))
 }
 
