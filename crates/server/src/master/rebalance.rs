@@ -139,30 +139,39 @@ const SIZES_TIMEOUT: Duration = Duration::from_secs(2);
 /// The bytes of `db`'s partitions whose master is on an online leaf (`page_count × page_size` of each file), for
 /// the estimates. Best-effort and bounded: a partition that does not answer in time has no size.
 async fn sizes(cluster: &Arc<Cluster>, meta: &ClusterMeta, db: &str) -> Sizes {
-    let Some(database) = meta.databases.get(db) else { return Sizes::new() };
+    sizes_of(cluster, meta, &[db]).await.remove(db).unwrap_or_default()
+}
+
+/// `sizes` of several databases, asked together within one `SIZES_TIMEOUT`.
+async fn sizes_of(cluster: &Arc<Cluster>, meta: &ClusterMeta, dbs: &[&str]) -> BTreeMap<String, Sizes> {
     let sql = "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()";
     let mut asked = Vec::new();
     let mut requests = Vec::new();
-    for master in database.instances.iter().filter(|i| i.role == InstanceRole::Master) {
-        if let Some(leaf) = meta.leaves.get(&master.node).filter(|l| l.state == LeafState::Online) {
-            let target = Target::Partitions(vec![master.ordinal]);
-            let request = Request::Execute { db: db.to_string(), target, sql: sql.into(), params: Vec::new() };
-            asked.push(master.ordinal);
-            requests.push((leaf.clone(), request));
+    for database in dbs.iter().filter_map(|db| meta.databases.get(*db)) {
+        for master in database.instances.iter().filter(|i| i.role == InstanceRole::Master) {
+            if let Some(leaf) = meta.leaves.get(&master.node).filter(|l| l.state == LeafState::Online) {
+                let target = Target::Partitions(vec![master.ordinal]);
+                let db = database.name.clone();
+                let request = Request::Execute { db: db.clone(), target, sql: sql.into(), params: Vec::new() };
+                asked.push((db, master.ordinal));
+                requests.push((leaf.clone(), request));
+            }
         }
     }
+    let mut sizes: BTreeMap<String, Sizes> = BTreeMap::new();
     let answers = match tokio::time::timeout(SIZES_TIMEOUT, cluster.call_all(requests)).await {
         Ok(Ok(answers)) => answers,
-        _ => return Sizes::new(),
+        _ => return sizes,
     };
-    let bytes = |answer: Response| match answer {
-        Response::Rows(rows) => match rows.rows.first().and_then(|r| r.first()) {
-            Some(Value::Integer(n)) => u64::try_from(*n).ok(),
-            _ => None,
-        },
-        _ => None,
-    };
-    asked.into_iter().zip(answers).filter_map(|(ordinal, answer)| bytes(answer).map(|b| (ordinal, b))).collect()
+    for ((db, ordinal), answer) in asked.into_iter().zip(answers) {
+        if let Response::Rows(rows) = answer
+            && let Some(Value::Integer(bytes)) = rows.rows.first().and_then(|r| r.first())
+            && let Ok(bytes) = u64::try_from(*bytes)
+        {
+            sizes.entry(db).or_default().insert(ordinal, bytes);
+        }
+    }
+    sizes
 }
 
 /// EXPLAIN REBALANCE PARTITIONS ON db: the plan REBALANCE would run now (empty when balanced).
@@ -177,10 +186,8 @@ pub async fn explain(cluster: &Arc<Cluster>, db: &str, given: RebalanceOptions) 
 /// EXPLAIN REBALANCE ALL DATABASES: every database's plan, in name order, each against the previous ones' result.
 pub async fn explain_all(cluster: &Arc<Cluster>) -> Result<Answer> {
     let meta = cluster.meta();
-    let mut all = BTreeMap::new();
-    for db in meta.databases.keys() {
-        all.insert(db.clone(), sizes(cluster, &meta, db).await);
-    }
+    let dbs: Vec<&str> = meta.databases.keys().map(String::as_str).collect();
+    let all = sizes_of(cluster, &meta, &dbs).await;
     let plans = rebalance::plan_all(&meta, &Options::default(), &all)?;
     let rows = plans.iter().flat_map(|p| plan_rows(&meta, p, true)).collect();
     let mut columns = vec!["Database"];
