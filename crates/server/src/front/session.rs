@@ -541,10 +541,16 @@ impl Session {
             ClusterCommand::SnapshotDatabase { db } => ops::snapshot_database(cluster, db).await,
             ClusterCommand::ShowRebalanceStatus { db } => {
                 let db = self.database(db)?;
-                Ok(Answer::Rows(views::rebalance_status(&meta, &db, &cluster.rebalances.elapsed_ms(&db))?))
+                let live = rebalance::live(cluster, &meta, &db).await;
+                Ok(Answer::Rows(views::rebalance_status(&meta, &db, &live)?))
             }
             ClusterCommand::ShowRebalanceAllDatabasesStatus => {
-                Ok(Answer::Rows(views::rebalance_status_all(&meta, |db| cluster.rebalances.elapsed_ms(db))))
+                let mut live = HashMap::new();
+                for db in meta.databases.keys() {
+                    live.insert(db.clone(), rebalance::live(cluster, &meta, db).await);
+                }
+                let live_of = |db: &str| live.get(db).cloned().unwrap_or_default();
+                Ok(Answer::Rows(views::rebalance_status_all(&meta, live_of)))
             }
             ClusterCommand::ExplainRebalancePartitions { db, options } => {
                 rebalance::explain(cluster, &self.database(db)?, options).await

@@ -88,6 +88,53 @@ impl Running {
     }
 }
 
+/// What SHOW REBALANCE STATUS shows of a running step beyond its record: how long it has run, and what is left of
+/// it (None: no live estimate).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LiveStep {
+    pub running_ms: Option<u64>,
+    pub remaining_ms: Option<u64>,
+}
+
+/// How long a running COPY's target may take to say how far it is, per SHOW REBALANCE STATUS.
+const PROGRESS_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The live view of `db`'s running plan, by step (empty when none runs on this master aggregator). A running step's
+/// remaining time is its estimate minus the time so far, except for a COPY whose target reports the bytes of its
+/// snapshot received: the rest of the bytes at the rate so far (once every byte is in, the catch-up's remaining
+/// time is the estimate's).
+pub async fn live(cluster: &Cluster, meta: &ClusterMeta, db: &str) -> Vec<LiveStep> {
+    let elapsed = cluster.rebalances.elapsed_ms(db);
+    let Some(database) = meta.databases.get(db) else { return Vec::new() };
+    let mut live = Vec::with_capacity(elapsed.len());
+    for (index, started) in elapsed.into_iter().enumerate() {
+        let step = database.operation.get(index).filter(|s| s.status == StepStatus::Running);
+        let (Some(step), Some(ms)) = (step, started) else {
+            live.push(LiveStep::default());
+            continue;
+        };
+        let mut remaining_ms = step.estimated_ms.checked_sub(ms);
+        if step.action == canopy_meta::Action::CopyPartition
+            && let Some(target) = meta.leaves.get(&step.target)
+        {
+            let ask = Request::CopyProgress { db: db.to_string(), ordinal: step.ordinal };
+            if let Ok(Response::CopyProgress { copied_bytes, total_bytes }) =
+                cluster.call_with_timeout(target, &ask, PROGRESS_TIMEOUT).await
+            {
+                remaining_ms = copy_remaining_ms(copied_bytes, total_bytes, ms).or(remaining_ms);
+            }
+        }
+        live.push(LiveStep { running_ms: Some(ms), remaining_ms });
+    }
+    live
+}
+
+/// The time a copy that received `copied` of `total` snapshot bytes in `ms` needs for the rest at the same rate;
+/// None before the first byte and once every byte is in (the catch-up follows, which bytes do not measure).
+fn copy_remaining_ms(copied: u64, total: u64, ms: u64) -> Option<u64> {
+    (copied > 0 && copied < total).then(|| (total - copied).saturating_mul(ms) / copied)
+}
+
 fn options(given: RebalanceOptions) -> Options {
     Options { full: given.full, force: given.force, ..Options::default() }
 }
@@ -500,6 +547,13 @@ fn mark(cluster: &Cluster, db: &str, index: usize, status: StepStatus, error: Op
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copy_s_remaining_time_follows_its_rate_so_far() {
+        assert_eq!(copy_remaining_ms(0, 1000, 50), None, "nothing received yet");
+        assert_eq!(copy_remaining_ms(250, 1000, 100), Some(300));
+        assert_eq!(copy_remaining_ms(1000, 1000, 400), None, "catching up");
+    }
 
     #[test]
     fn one_rebalance_per_database_all_or_nothing() {
