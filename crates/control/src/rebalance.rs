@@ -7,11 +7,12 @@
 //!
 //! The plan moves the fewest partitions that reach balance: with `n` movable partitions over `L` online leaves each
 //! leaf's target is `n / L`, and the `n % L` leaves that may hold one more are those already holding the most (so the
-//! moves are exactly the lower bound, the sum of every leaf's excess over its target). Ties go to the earliest leaf
-//! in leaf order; with `FULL` (and in `REBALANCE ALL DATABASES`) they go first to the leaves holding the fewest
-//! partitions of the other databases, so the cluster as a whole evens out, which can cost moves a per-database plan
-//! would not make. A leaf gives away its smallest partitions (fewest bytes to copy) and each one goes to the leaf
-//! still missing the most, so copies spread over the receiving leaves.
+//! moves are exactly the lower bound, the sum of every leaf's excess over its target). Ties go to the leaves holding
+//! the fewest partitions of the other databases (free: the same moves), then to the earliest in leaf order. With
+//! `FULL` (and in `REBALANCE ALL DATABASES`) the other databases' load comes first, so the cluster as a whole evens
+//! out, which can cost moves a per-database plan would not make. A leaf gives away its smallest partitions (fewest
+//! bytes to copy) and each one goes to the leaf still missing the most (then the least loaded, then leaf order), so
+//! copies spread over the receiving leaves.
 //!
 //! With `FORCE`, every partition without any copy on an online leaf is created empty (`CREATE PARTITION`, phase 1)
 //! on a leaf chosen as for a move, and counts in the balance; its copies on unreachable leaves become orphans.
