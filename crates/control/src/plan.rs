@@ -6,7 +6,7 @@
 //! property tests), chained (`REBALANCE ALL DATABASES` plans each database against the previous ones' result) and
 //! compared with what the executor did, without touching a leaf.
 
-use canopy_meta::{ClusterMeta, Command, InstanceRole, MetaError, NodeId};
+use canopy_meta::{ClusterMeta, Command, InstanceRole, LeafState, MetaError, NodeId};
 use thiserror::Error;
 
 /// One low-level action, in the spec's spelling (section 5.2).
@@ -23,6 +23,9 @@ pub enum Action {
     DropPartition,
     /// Adopt a copy the target already holds as the partition's master.
     AttachPartition,
+    /// Create the partition empty on the target, as its master (`REBALANCE ... FORCE`, for a partition without any
+    /// reachable copy: whatever copy an unreachable leaf holds becomes an orphan, its rows are given up).
+    CreatePartition,
 }
 
 impl Action {
@@ -34,6 +37,7 @@ impl Action {
             Action::PromotePartition { with_drop: true } => "PROMOTE PARTITION WITH DROP",
             Action::DropPartition => "DROP PARTITION",
             Action::AttachPartition => "ATTACH PARTITION",
+            Action::CreatePartition => "CREATE PARTITION",
         }
     }
 
@@ -46,6 +50,7 @@ impl Action {
             Action::PromotePartition { with_drop: true } => canopy_meta::Action::PromotePartitionWithDrop,
             Action::DropPartition => canopy_meta::Action::DropPartition,
             Action::AttachPartition => canopy_meta::Action::AttachPartition,
+            Action::CreatePartition => canopy_meta::Action::CreatePartition,
         }
     }
 
@@ -120,6 +125,8 @@ pub enum StepError {
     NoInstance { db: String, ordinal: u32, leaf: NodeId },
     #[error("PROMOTE PARTITION without DROP needs redundancy 2")]
     PromoteWithoutDrop,
+    #[error("partition {db}:{ordinal} has a reachable copy on leaf {leaf}: it is not created empty")]
+    Reachable { db: String, ordinal: u32, leaf: NodeId },
 }
 
 /// Plays `step` on `meta` through the state machine, as the executor's metadata commits would.
@@ -146,6 +153,20 @@ pub fn apply_step(meta: &mut ClusterMeta, step: &Step) -> Result<(), StepError> 
             Command::RemoveInstance { db, instance: instance.id }
         }
         Action::AttachPartition => {
+            Command::AddInstance { db, ordinal: step.ordinal, node: step.target, role: InstanceRole::Master }
+        }
+        Action::CreatePartition => {
+            // Every instance the metadata lists for the partition is on a leaf that is not online: forget them (their
+            // copies become orphans), then register the empty one.
+            let listed: Vec<_> = database.instances.iter().filter(|i| i.ordinal == step.ordinal).cloned().collect();
+            if let Some(reachable) =
+                listed.iter().find(|i| meta.leaves.get(&i.node).is_some_and(|l| l.state == LeafState::Online))
+            {
+                return Err(StepError::Reachable { db, ordinal: step.ordinal, leaf: reachable.node });
+            }
+            for instance in listed {
+                meta.apply(Command::RemoveInstance { db: db.clone(), instance: instance.id })?;
+            }
             Command::AddInstance { db, ordinal: step.ordinal, node: step.target, role: InstanceRole::Master }
         }
     };

@@ -7,11 +7,15 @@
 //!
 //! The plan moves the fewest partitions that reach balance: with `n` movable partitions over `L` online leaves each
 //! leaf's target is `n / L`, and the `n % L` leaves that may hold one more are those already holding the most (so the
-//! moves are exactly the lower bound, the sum of every leaf's excess over its target). Ties go to the earliest leaf
-//! in leaf order; with `FULL` (and in `REBALANCE ALL DATABASES`) they go first to the leaves holding the fewest
-//! partitions of the other databases, so the cluster as a whole evens out, which can cost moves a per-database plan
-//! would not make. A leaf gives away its smallest partitions (fewest bytes to copy) and each one goes to the leaf
-//! still missing the most, so copies spread over the receiving leaves.
+//! moves are exactly the lower bound, the sum of every leaf's excess over its target). Ties go to the leaves holding
+//! the fewest partitions of the other databases (free: the same moves), then to the earliest in leaf order. With
+//! `FULL` (and in `REBALANCE ALL DATABASES`) the other databases' load comes first, so the cluster as a whole evens
+//! out, which can cost moves a per-database plan would not make. A leaf gives away its smallest partitions (fewest
+//! bytes to copy) and each one goes to the leaf still missing the most (then the least loaded, then leaf order), so
+//! copies spread over the receiving leaves.
+//!
+//! With `FORCE`, every partition without any copy on an online leaf is created empty (`CREATE PARTITION`, phase 1)
+//! on a leaf chosen as for a move, and counts in the balance; its copies on unreachable leaves become orphans.
 //!
 //! A redundancy-1 move is two steps: `COPY PARTITION` to the target (phase 1, all moves in parallel) and `PROMOTE
 //! PARTITION WITH DROP` on the target (phase 2), which switches the master and drops the old copy. At no point does a
@@ -30,7 +34,9 @@ pub const PHASE_COPY: u32 = 1;
 pub const PHASE_PROMOTE: u32 = 2;
 pub const PHASE_DROP: u32 = 3;
 
-/// What the estimates assume; the defaults are round figures for a loopback copy, not measurements of one machine.
+/// What the estimates assume. The defaults are round figures from `canopy-bench lifecycle` on a loopback cluster
+/// (release build: an 11 MB partition copied in about 200 ms, a promotion in under 20 ms), not a model of the
+/// machine the cluster runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Estimates {
     /// Time of a copy besides its bytes (snapshot, install, catch-up, registration).
@@ -44,7 +50,7 @@ pub struct Estimates {
 
 impl Default for Estimates {
     fn default() -> Self {
-        Estimates { copy_fixed_ms: 500, copy_bytes_per_ms: 20_000, promote_ms: 200, drop_ms: 100 }
+        Estimates { copy_fixed_ms: 100, copy_bytes_per_ms: 50_000, promote_ms: 50, drop_ms: 20 }
     }
 }
 
@@ -59,6 +65,8 @@ impl Estimates {
 pub struct Options {
     /// Place the uneven remainder by the whole cluster's load (`REBALANCE PARTITIONS ... FULL`).
     pub full: bool,
+    /// Create empty partitions for the partitions without any copy on an online leaf (`REBALANCE ... FORCE`).
+    pub force: bool,
     pub estimates: Estimates,
 }
 
@@ -121,8 +129,10 @@ fn plan_with_load(
         .iter()
         .map(|l| load.get(l).copied().unwrap_or(0).saturating_sub(own.get(l).copied().unwrap_or(0)))
         .collect();
-    let targets = targets(&online, &held, &elsewhere, options.full);
-    Ok(moves_plan(database, &online, &held, &targets, &elsewhere, options, sizes))
+    let created = if options.force { unreachable(meta, database) } else { Vec::new() };
+    let targets = targets(&online, &held, created.len(), &elsewhere, options.full);
+    let view = View { online, held, created, elsewhere };
+    Ok(moves_plan(database, &view, &targets, options, sizes))
 }
 
 /// The plans of `REBALANCE ALL DATABASES`: every database in alphabetical order, each planned with `FULL` against
@@ -187,10 +197,23 @@ fn masters_by_leaf(database: &Database, online: &[NodeId]) -> BTreeMap<NodeId, V
     held
 }
 
-/// How many partitions each online leaf should hold, in leaf order. `elsewhere`: partitions of the other databases
-/// on each online leaf.
-fn targets(online: &[NodeId], held: &BTreeMap<NodeId, Vec<u32>>, elsewhere: &[usize], full: bool) -> Vec<usize> {
-    let total: usize = held.values().map(Vec::len).sum();
+/// The ordinals of `database` without any instance on an online leaf (nothing to copy from).
+fn unreachable(meta: &ClusterMeta, database: &Database) -> Vec<u32> {
+    let online = |node: &NodeId| meta.leaves.get(node).is_some_and(|l| l.state == LeafState::Online);
+    let reachable: BTreeSet<u32> = database.instances.iter().filter(|i| online(&i.node)).map(|i| i.ordinal).collect();
+    (0..database.partitions).filter(|o| !reachable.contains(o)).collect()
+}
+
+/// How many partitions each online leaf should hold, in leaf order, once `created` new ones are placed too.
+/// `elsewhere`: partitions of the other databases on each online leaf.
+fn targets(
+    online: &[NodeId],
+    held: &BTreeMap<NodeId, Vec<u32>>,
+    created: usize,
+    elsewhere: &[usize],
+    full: bool,
+) -> Vec<usize> {
+    let total: usize = held.values().map(Vec::len).sum::<usize>() + created;
     let (base, extra) = (total / online.len(), total % online.len());
     let count = |i: usize| held.get(&online[i]).map_or(0, Vec::len);
     // Who keeps the remainder. Without FULL: the leaves holding the most of this database (no move), then the
@@ -208,16 +231,18 @@ fn targets(online: &[NodeId], held: &BTreeMap<NodeId, Vec<u32>>, elsewhere: &[us
     targets
 }
 
-/// The copy and promote steps that bring every online leaf to its target.
-fn moves_plan(
-    database: &Database,
-    online: &[NodeId],
-    held: &BTreeMap<NodeId, Vec<u32>>,
-    targets: &[usize],
-    elsewhere: &[usize],
-    options: &Options,
-    sizes: &Sizes,
-) -> Plan {
+/// What the planner sees of one database: the online leaves in leaf order, the masters each holds, the partitions
+/// to create empty, and each online leaf's partitions of the other databases.
+struct View {
+    online: Vec<NodeId>,
+    held: BTreeMap<NodeId, Vec<u32>>,
+    created: Vec<u32>,
+    elsewhere: Vec<usize>,
+}
+
+/// The steps that bring every online leaf to its target.
+fn moves_plan(database: &Database, view: &View, targets: &[usize], options: &Options, sizes: &Sizes) -> Plan {
+    let View { online, held, created, elsewhere } = view;
     let size = |ordinal: u32| sizes.get(&ordinal).copied();
     // The partitions leaving each leaf with excess: its smallest first (unknown sizes count as zero), then by ordinal.
     let mut leaving: Vec<u32> = Vec::new();
@@ -232,8 +257,10 @@ fn moves_plan(
         online.iter().zip(targets).map(|(leaf, &t)| t.saturating_sub(held.get(leaf).map_or(0, Vec::len))).collect();
     let mut receiving: Vec<usize> = (0..online.len()).filter(|&i| missing[i] > 0).collect();
     let copies: BTreeSet<(u32, NodeId)> = database.instances.iter().map(|i| (i.ordinal, i.node)).collect();
-    let mut moves: Vec<(u32, NodeId)> = Vec::with_capacity(leaving.len());
-    for ordinal in leaving {
+    // Partitions created empty need a leaf just as the ones leaving do; they go first.
+    let placing: Vec<u32> = created.iter().copied().chain(leaving).collect();
+    let mut moves: Vec<(u32, NodeId)> = Vec::with_capacity(placing.len());
+    for ordinal in placing {
         // The leaf missing the most, preferring one without a (leftover) copy of this partition, then the least
         // loaded by the other databases, then leaf order.
         let has_copy = |i: usize| copies.contains(&(ordinal, online[i]));
@@ -257,17 +284,21 @@ fn moves_plan(
         phase,
         estimated_ms,
     };
-    let mut steps = Vec::with_capacity(moves.len() * 2);
-    for &(ordinal, target) in &moves {
+    let (creates, moves) = moves.split_at(created.len());
+    let mut steps = Vec::with_capacity(creates.len() + moves.len() * 2);
+    for &(ordinal, target) in creates {
+        steps.push(step(Action::CreatePartition, ordinal, target, PHASE_COPY, estimates.copy_fixed_ms));
+    }
+    for &(ordinal, target) in moves {
         steps.push(step(Action::CopyPartition, ordinal, target, PHASE_COPY, estimates.copy_ms(size(ordinal))));
     }
-    for &(ordinal, target) in &moves {
+    for &(ordinal, target) in moves {
         let promote = Action::PromotePartition { with_drop: true };
         steps.push(step(promote, ordinal, target, PHASE_PROMOTE, estimates.promote_ms));
     }
     // A replica in redundancy 1 is the registered copy of a move cut off by a master aggregator restart: drop it
     // (its master holds everything). A partition that moves anyway needs no drop: its copy step discards it first.
-    let moved: BTreeSet<u32> = moves.iter().map(|&(ordinal, _)| ordinal).collect();
+    let moved: BTreeSet<u32> = moves.iter().chain(creates).map(|&(ordinal, _)| ordinal).collect();
     let leftovers = database
         .instances
         .iter()
@@ -391,6 +422,21 @@ mod tests {
         apply_plan(&mut m, &plan).unwrap();
         check(&m, "test", false, &[]);
         assert_eq!(m.databases["test"].instances.len(), 2);
+    }
+
+    #[test]
+    fn force_creates_the_partitions_without_a_reachable_copy() {
+        let mut m = cluster(3);
+        create(&mut m, "test", 6);
+        m.apply(Command::SetLeafState { leaf: NodeId(4), state: LeafState::Offline }).unwrap();
+        let force = |m: &ClusterMeta| plan(m, "test", &Options { force: true, ..Options::default() }, &Sizes::new());
+        let plan = force(&m).unwrap();
+        let got: Vec<(&str, u32, NodeId, u32)> =
+            plan.steps.iter().map(|s| (s.action.as_str(), s.ordinal, s.target, s.phase)).collect();
+        assert_eq!(got, [("CREATE PARTITION", 2, NodeId(2), 1), ("CREATE PARTITION", 5, NodeId(3), 1)]);
+        apply_plan(&mut m, &plan).unwrap();
+        assert!(m.databases["test"].instances.iter().all(|i| i.node != NodeId(4)), "the lost copies are forgotten");
+        assert!(force(&m).unwrap().is_empty());
     }
 
     #[test]

@@ -17,6 +17,7 @@ struct Shape {
     databases: Vec<Vec<Option<usize>>>,
     sizes: Vec<u64>,
     full: bool,
+    force: bool,
 }
 
 fn state() -> impl Strategy<Value = LeafState> {
@@ -31,8 +32,15 @@ fn shape() -> impl Strategy<Value = Shape> {
             prop::collection::vec(placement, 1..=2),
             prop::collection::vec(0u64..5_000_000, 40),
             any::<bool>(),
+            any::<bool>(),
         )
-            .prop_map(|(states, databases, sizes, full)| Shape { states, databases, sizes, full })
+            .prop_map(|(states, databases, sizes, full, force)| Shape {
+                states,
+                databases,
+                sizes,
+                full,
+                force,
+            })
     })
 }
 
@@ -126,14 +134,14 @@ fn served(m: &ClusterMeta, db: &str) -> Vec<u32> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
 
-    /// Every plan, played step by step, keeps at most one master and never fewer copies per partition than it had, reaches
-    /// balance with exactly the fewest moves (without FULL), keeps every served partition served, and planning the
-    /// result again gives an empty plan.
+    /// Every plan, played step by step, keeps at most one master and never fewer copies per partition than it had,
+    /// reaches balance with exactly the fewest moves (without FULL or FORCE), keeps every served partition served
+    /// (FORCE: serves every partition), and planning the result again gives an empty plan.
     #[test]
     fn every_plan_reaches_balance_safely_with_the_fewest_moves(shape in shape()) {
         let meta = build(&shape);
         let sizes: Sizes = shape.sizes.iter().enumerate().map(|(o, &b)| (o as u32, b)).collect();
-        let options = Options { full: shape.full, ..Options::default() };
+        let options = Options { full: shape.full, force: shape.force, ..Options::default() };
         for db in meta.databases.keys() {
             let planned = rebalance::plan(&meta, db, &options, &sizes);
             if online(&meta).is_empty() {
@@ -153,9 +161,19 @@ proptest! {
                 }
             }
             prop_assert!(rebalance::is_balanced(&after, db), "{:?} after {:?}", counts(&after, db), plan);
-            prop_assert_eq!(served(&after, db), served(&meta, db));
-            prop_assert_eq!(copies(&after, db), copies(&meta, db), "every move drops the copy it replaces");
-            if !shape.full {
+            let was_served = served(&meta, db);
+            if shape.force {
+                let every: Vec<u32> = (0..meta.databases[db].partitions).collect();
+                prop_assert_eq!(served(&after, db), every, "FORCE gives every partition a master");
+            } else {
+                prop_assert_eq!(served(&after, db), was_served.clone());
+            }
+            let (now, then) = (copies(&after, db), copies(&meta, db));
+            for &ordinal in &was_served {
+                let o = ordinal as usize;
+                prop_assert_eq!(now[o], then[o], "every move drops the copy it replaces");
+            }
+            if !shape.full && !shape.force {
                 prop_assert_eq!(plan.copies(), lower_bound(counts(&meta, db)));
                 prop_assert_eq!(plan.copies(), rebalance::moves_lower_bound(&meta, db));
             }

@@ -14,6 +14,7 @@ pub enum Action {
     DropPartition,
     CopyPartitionForce,
     PromotePartition,
+    CreatePartition,
 }
 
 impl Action {
@@ -25,6 +26,7 @@ impl Action {
             Action::DropPartition => "DROP PARTITION",
             Action::CopyPartitionForce => "COPY PARTITION FORCE",
             Action::PromotePartition => "PROMOTE PARTITION",
+            Action::CreatePartition => "CREATE PARTITION",
         }
     }
 }

@@ -66,6 +66,8 @@ pub enum Request {
     CopyPartition { db: String, source: PartitionTerm, source_host: String, source_rpc_port: u16 },
     /// Run on the target leaf of a move: apply the source's change log until nothing is left. Answers `Position`.
     CatchUp { db: String, source: PartitionTerm, source_host: String, source_rpc_port: u16 },
+    /// How far the target leaf's running COPY of `db:ordinal` is. Answers `CopyProgress` (all zero when none runs).
+    CopyProgress { db: String, ordinal: u32 },
     /// Stop serving `db:ordinal` (it is being switched to another leaf); its data and log stay readable for copies.
     /// Answers `Position`: the partition's final log position, which the new master must have reached.
     FencePartition { db: String, partition: PartitionTerm },
@@ -123,6 +125,11 @@ pub enum Response {
         log_index: u64,
     },
     Chunk(Vec<u8>),
+    /// A running copy's snapshot: bytes received so far and in all.
+    CopyProgress {
+        copied_bytes: u64,
+        total_bytes: u64,
+    },
     Log(Vec<LogRecord>),
     Error(RemoteError),
 }

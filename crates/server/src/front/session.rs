@@ -637,18 +637,24 @@ impl Session {
             ClusterCommand::SnapshotDatabase { db } => ops::snapshot_database(cluster, db).await,
             ClusterCommand::ShowRebalanceStatus { db } => {
                 let db = self.database(db)?;
-                Ok(Answer::Rows(views::rebalance_status(&meta, &db, &cluster.rebalances.elapsed_ms(&db))?))
+                let live = rebalance::live(cluster, &meta, &db).await;
+                Ok(Answer::Rows(views::rebalance_status(&meta, &db, &live)?))
             }
             ClusterCommand::ShowRebalanceAllDatabasesStatus => {
-                Ok(Answer::Rows(views::rebalance_status_all(&meta, |db| cluster.rebalances.elapsed_ms(db))))
+                let mut live = HashMap::new();
+                for db in meta.databases.keys() {
+                    live.insert(db.clone(), rebalance::live(cluster, &meta, db).await);
+                }
+                let live_of = |db: &str| live.get(db).cloned().unwrap_or_default();
+                Ok(Answer::Rows(views::rebalance_status_all(&meta, live_of)))
             }
             ClusterCommand::ExplainRebalancePartitions { db, options } => {
-                rebalance::explain(cluster, &self.database(db)?, options)
+                rebalance::explain(cluster, &self.database(db)?, options).await
             }
             ClusterCommand::RebalancePartitions { db, options } => {
                 rebalance::rebalance_database(cluster, &self.database(db)?, options).await
             }
-            ClusterCommand::ExplainRebalanceAllDatabases => rebalance::explain_all(cluster),
+            ClusterCommand::ExplainRebalanceAllDatabases => rebalance::explain_all(cluster).await,
             ClusterCommand::RebalanceAllDatabases { kill, ensure_online_nodes } => {
                 let options = RebalanceOptions { full: true, force: false, kill, ensure_online_nodes };
                 rebalance::rebalance_all(cluster, options).await

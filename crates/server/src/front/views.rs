@@ -11,6 +11,7 @@ use canopy_storage::LocalDb;
 
 use crate::error::{Error, Result};
 use crate::master::cluster::Cluster;
+use crate::master::rebalance::LiveStep;
 
 fn latency(ms: Option<f64>) -> Value {
     ms.map(|ms| Value::Real((ms * 1000.0).round() / 1000.0)).unwrap_or(Value::Null)
@@ -317,15 +318,15 @@ const REBALANCE_STATUS_COLUMNS: [&str; 8] = [
 ];
 
 /// SHOW REBALANCE STATUS ON db: the steps of the database's last HA operation. `live` holds, for a plan running now,
-/// how long each started step has run: a running step shows that time and what its estimate leaves (NULL once the
-/// estimate is exceeded, i.e. no live estimate); a finished step shows 0 remaining, a scheduled one its estimate.
-pub fn rebalance_status(meta: &ClusterMeta, db: &str, live: &[Option<u64>]) -> Result<ResultSet> {
+/// each running step's time so far and what is left of it (`master::rebalance::live`; NULL: no live estimate); a
+/// finished step shows 0 remaining, a scheduled one its estimate.
+pub fn rebalance_status(meta: &ClusterMeta, db: &str, live: &[LiveStep]) -> Result<ResultSet> {
     let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.to_string()))?;
     Ok(ResultSet::named(&REBALANCE_STATUS_COLUMNS, status_rows(meta, database, live, false)))
 }
 
 /// SHOW REBALANCE ALL DATABASES STATUS: every database's last operation, databases in name order.
-pub fn rebalance_status_all(meta: &ClusterMeta, live: impl Fn(&str) -> Vec<Option<u64>>) -> ResultSet {
+pub fn rebalance_status_all(meta: &ClusterMeta, live: impl Fn(&str) -> Vec<LiveStep>) -> ResultSet {
     let rows = meta.databases.values().flat_map(|d| status_rows(meta, d, &live(&d.name), true)).collect();
     let mut columns = vec!["Database"];
     columns.extend(REBALANCE_STATUS_COLUMNS);
@@ -335,7 +336,7 @@ pub fn rebalance_status_all(meta: &ClusterMeta, live: impl Fn(&str) -> Vec<Optio
 fn status_rows(
     meta: &ClusterMeta,
     database: &canopy_meta::Database,
-    live: &[Option<u64>],
+    live: &[LiveStep],
     with_database: bool,
 ) -> Vec<Vec<Value>> {
     use canopy_meta::StepStatus;
@@ -345,11 +346,14 @@ fn status_rows(
         .enumerate()
         .map(|(index, step)| {
             let target = meta.leaves.get(&step.target);
-            let elapsed = live.get(index).copied().flatten().filter(|_| step.status == StepStatus::Running);
-            let running_ms = elapsed.or(step.running_ms);
+            let now = live.get(index).filter(|l| step.status == StepStatus::Running && l.running_ms.is_some());
+            let running_ms = now.map_or(step.running_ms, |l| l.running_ms);
             let remaining = match step.status {
                 StepStatus::Scheduled => Some(step.estimated_ms),
-                StepStatus::Running => step.estimated_ms.checked_sub(running_ms.unwrap_or(0)),
+                StepStatus::Running => match now {
+                    Some(l) => l.remaining_ms,
+                    None => step.estimated_ms.checked_sub(running_ms.unwrap_or(0)),
+                },
                 StepStatus::Success | StepStatus::Failed | StepStatus::Cancelled => Some(0),
             };
             let mut row = Vec::with_capacity(9);
@@ -506,5 +510,76 @@ mod tests {
         assert!(!like_match("t_st", "tests"));
         assert!(like_match("a\\_b", "a_b"));
         assert!(!like_match("a\\_b", "axb"));
+    }
+}
+
+#[cfg(test)]
+mod rebalance_status_tests {
+    use super::*;
+    use canopy_meta::{Action, Command, NodeAddr, NodeId, Step, StepStatus};
+
+    /// A database whose operation has four steps of 1000 ms estimated, in the states given.
+    fn meta(states: &[(StepStatus, Option<u64>)]) -> ClusterMeta {
+        let mut m = ClusterMeta::bootstrap("c".into(), NodeAddr { host: "ma".into(), port: 1, rpc_port: 2 });
+        let addr = NodeAddr { host: "leaf-1".into(), port: 3307, rpc_port: 13307 };
+        m.apply(Command::AddLeaf { addr, user: "root".into(), password: String::new(), group: None }).unwrap();
+        m.apply(canopy_control::placement::create_database(&m, "test", 4, canopy_meta::Durability::Sync)).unwrap();
+        let steps =
+            (0..states.len() as u32).map(|o| Step::scheduled(Action::CopyPartition, o, NodeId(2), 1, 1000)).collect();
+        m.apply(Command::RecordOperation { db: "test".into(), steps }).unwrap();
+        for (index, &(status, running_ms)) in states.iter().enumerate() {
+            let update =
+                Command::UpdateStep { db: "test".into(), index: index as u32, status, running_ms, error: None };
+            m.apply(update).unwrap();
+        }
+        m
+    }
+
+    /// `(Status, Running_Time, Estimated_Time_Remaining_Ms)` of every row.
+    fn check(meta: &ClusterMeta, live: &[LiveStep], expect: &[(&str, Value, Value)]) {
+        let rows = rebalance_status(meta, "test", live).unwrap().rows;
+        let got: Vec<(String, Value, Value)> = rows
+            .into_iter()
+            .map(|r| {
+                let Value::Text(status) = &r[5] else { panic!("status is text") };
+                (status.clone(), r[6].clone(), r[7].clone())
+            })
+            .collect();
+        let expect: Vec<(String, Value, Value)> =
+            expect.iter().map(|(s, a, b)| (s.to_string(), a.clone(), b.clone())).collect();
+        assert_eq!(got, expect);
+    }
+
+    #[test]
+    fn running_steps_show_their_live_time_and_what_is_left() {
+        let m = meta(&[
+            (StepStatus::Success, Some(900)),
+            (StepStatus::Running, Some(0)),
+            (StepStatus::Running, Some(0)),
+            (StepStatus::Scheduled, None),
+        ]);
+        let at = |ms: u64, left: Option<u64>| LiveStep { running_ms: Some(ms), remaining_ms: left };
+        let live = [LiveStep::default(), at(300, Some(700)), at(1500, None), LiveStep::default()];
+        check(
+            &m,
+            &live,
+            &[
+                ("success", Value::int(900), Value::int(0)),
+                ("running", Value::int(300), Value::int(700)),
+                ("running", Value::int(1500), Value::Null),
+                ("scheduled", Value::Null, Value::int(1000)),
+            ],
+        );
+        // Without a live plan (after a restart) a running step shows what was recorded.
+        check(
+            &m,
+            &[],
+            &[
+                ("success", Value::int(900), Value::int(0)),
+                ("running", Value::int(0), Value::int(1000)),
+                ("running", Value::int(0), Value::int(1000)),
+                ("scheduled", Value::Null, Value::int(1000)),
+            ],
+        );
     }
 }

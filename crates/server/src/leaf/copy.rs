@@ -3,7 +3,8 @@
 //! memory at a time), then apply the source's change log until nothing is left. The source keeps serving
 //! throughout; only the final catch-up of a move runs after the source was fenced.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use canopy_rpc::{Client, Credentials, PartitionTerm, Request, Response};
 use canopy_storage::{LeafStore, StorageError};
@@ -20,6 +21,37 @@ const CATCH_UP_ROUNDS_ENV: &str = "CANOPY_TEST_CATCH_UP_ROUNDS_MAX";
 /// Test-only: overrides the payload bytes asked for per catch-up round (`CHUNK_BYTES`); `1` makes every round one
 /// entry. Read once, like `CATCH_UP_ROUNDS_ENV`.
 const CATCH_UP_BATCH_BYTES_ENV: &str = "CANOPY_TEST_CATCH_UP_BATCH_BYTES";
+
+/// Running copies on this leaf: snapshot bytes received so far and in all, by partition (`CopyProgress`, which the
+/// master aggregator turns into SHOW REBALANCE STATUS's live estimate).
+type Progress = HashMap<(String, u32), (u64, u64)>;
+
+fn progress_map() -> std::sync::MutexGuard<'static, Progress> {
+    static PROGRESS: OnceLock<Mutex<Progress>> = OnceLock::new();
+    PROGRESS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `(bytes received, bytes in all)` of the running copy of `db:ordinal`; zeros when none runs.
+pub fn progress(db: &str, ordinal: u32) -> (u64, u64) {
+    progress_map().get(&(db.to_string(), ordinal)).copied().unwrap_or((0, 0))
+}
+
+/// A copy's entry in the progress map, removed when the copy ends however it ends.
+struct Tracked((String, u32));
+
+impl Tracked {
+    fn start(db: &str, ordinal: u32, total: u64) -> Tracked {
+        let key = (db.to_string(), ordinal);
+        progress_map().insert(key.clone(), (0, total));
+        Tracked(key)
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        progress_map().remove(&self.0);
+    }
+}
 
 /// COPY PARTITION on the target leaf; returns the copy's log index. The snapshot streams into the installing file
 /// chunk by chunk (one chunk in memory at a time, whatever the partition's size), and every request to the source
@@ -39,11 +71,17 @@ pub async fn copy_partition(
     else {
         return Err("source leaf answered a snapshot request with something else".into());
     };
+    let tracked = Tracked::start(db, ordinal, bytes);
     // The install runs on the blocking pool and pulls each chunk when it is ready for it.
-    let (runtime, fetcher) = (tokio::runtime::Handle::current(), source.clone());
+    let (runtime, fetcher, key) = (tokio::runtime::Handle::current(), source.clone(), tracked.0.clone());
     let fetch =
         move |offset, len| match runtime.block_on(call(&fetcher, &Request::SnapshotChunk { id, offset, len }))? {
-            Response::Chunk(chunk) => Ok(chunk),
+            Response::Chunk(chunk) => {
+                if let Some(entry) = progress_map().get_mut(&key) {
+                    entry.0 = offset + chunk.len() as u64;
+                }
+                Ok(chunk)
+            }
             _ => Err("source leaf answered a chunk request with something else".to_string()),
         };
     let db_owned = db.to_string();
@@ -53,7 +91,9 @@ pub async fn copy_partition(
     .await;
     let _ = call(&source, &Request::ReleaseSnapshot { id }).await;
     installed.map_err(|e| format!("installing the copy failed: {e}"))?;
-    catch_up_with(store, &source, db, source_partition).await
+    let caught_up = catch_up_with(store, &source, db, source_partition).await;
+    drop(tracked);
+    caught_up
 }
 
 /// The chunks of a snapshot of `bytes` bytes, each fetched (`fetch(offset, len)`, at most `chunk_bytes`) only when
@@ -153,6 +193,16 @@ mod tests {
     use std::rc::Rc;
 
     const CHUNK: u32 = 64 << 10;
+
+    #[test]
+    fn a_copy_s_progress_is_listed_while_it_runs() {
+        let tracked = super::Tracked::start("progressdb", 7, 100);
+        assert_eq!(progress("progressdb", 7), (0, 100));
+        progress_map().get_mut(&("progressdb".to_string(), 7)).expect("listed").0 = 40;
+        assert_eq!(progress("progressdb", 7), (40, 100));
+        drop(tracked);
+        assert_eq!(progress("progressdb", 7), (0, 0), "gone once the copy ends");
+    }
 
     /// A received chunk that counts itself in `live` until it is dropped.
     struct Tracked {

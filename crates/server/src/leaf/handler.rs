@@ -277,6 +277,10 @@ impl canopy_rpc::Handler for RpcHandler {
                         |log_index| Response::Position { log_index },
                     );
             }
+            Request::CopyProgress { db, ordinal } => {
+                let (copied_bytes, total_bytes) = copy::progress(&db, ordinal);
+                return Response::CopyProgress { copied_bytes, total_bytes };
+            }
             Request::CatchUp { db, source, source_host, source_rpc_port } => {
                 return copy::catch_up(store, &db, source, &source_host, source_rpc_port, &self.node.credentials)
                     .await

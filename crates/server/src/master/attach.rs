@@ -224,7 +224,8 @@ pub async fn attach_partition(cluster: &Arc<Cluster>, db: String, ordinal: u32, 
         let _reference = reference::lock(cluster, &db).await;
         reference::provide(cluster, &db, &leaf).await?;
         // The copy serves in its master instance's term: the existing one's, or the one registering it will give
-        // (the operation lock keeps any other command from taking a term in between; checked below).
+        // (`term_lock` keeps any other command from taking a term in between; checked below).
+        let _terms = cluster.term_lock.lock().await;
         let add = Command::AddInstance { db: db.clone(), ordinal, node: leaf_id, role: InstanceRole::Master };
         let term = match database.master(ordinal) {
             Some(master) => master.term,

@@ -36,6 +36,10 @@ pub struct Cluster {
     credentials: Arc<Credentials>,
     /// Serialises multi-step cluster operations (DDL, ADD LEAF, CREATE/DROP DATABASE).
     pub operation_lock: tokio::sync::Mutex<()>,
+    /// Held by whoever tells a leaf the term a metadata command will give (found by a dry run) until that command
+    /// is applied, so no other term-taking command falls in between: the steps of one plan run in parallel under
+    /// one operation lock.
+    pub term_lock: tokio::sync::Mutex<()>,
     clients: Mutex<HashMap<NodeId, Arc<Client>>>,
     health: Mutex<HashMap<NodeId, LeafHealth>>,
     auto_increment: Mutex<HashMap<(String, String), (i64, i64)>>,
@@ -55,6 +59,7 @@ impl Cluster {
             store: Arc::new(MetaStore::new(data_dir, meta)),
             credentials,
             operation_lock: tokio::sync::Mutex::new(()),
+            term_lock: tokio::sync::Mutex::new(()),
             clients: Mutex::new(HashMap::new()),
             health: Mutex::new(HashMap::new()),
             auto_increment: Mutex::new(HashMap::new()),
@@ -77,6 +82,11 @@ impl Cluster {
     /// What `command` would do to the current metadata, without doing it.
     pub fn dry_run(&self, command: Command) -> Result<Outcome> {
         self.store.dry_run(command)
+    }
+
+    /// What `commands` would do in order, without doing them (`MetaStore::dry_run_all`).
+    pub fn dry_run_all(&self, commands: Vec<Command>) -> Result<Vec<Outcome>> {
+        self.store.dry_run_all(commands)
     }
 
     /// Applies `command` through the metadata store (`MetaStore::apply`).

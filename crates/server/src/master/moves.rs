@@ -1,5 +1,6 @@
 //! Online partition moves (redundancy 1): COPY PARTITION then PROMOTE PARTITION WITH DROP, used by DETACH LEAF and
-//! REMOVE LEAF to empty a leaf while clients keep reading and writing.
+//! REMOVE LEAF to empty a leaf while clients keep reading and writing, and by REBALANCE (`rebalance.rs`), which runs
+//! the two halves as separate plan phases (`copy_phase`, `promote_with_drop`).
 //!
 //! A move of `db:k` from leaf S to leaf T:
 //! 1. COPY: T pulls a consistent snapshot of the partition from S (SQLite online backup), installs it as a
@@ -98,7 +99,7 @@ pub async fn detach_leaf(cluster: &Arc<Cluster>, leaf: NodeId) -> Result<Answer>
     Ok(Answer::affected(moved))
 }
 
-pub(crate) fn leaf_of(cluster: &Cluster, id: NodeId) -> Result<Leaf> {
+fn leaf_of(cluster: &Cluster, id: NodeId) -> Result<Leaf> {
     cluster.meta().leaves.get(&id).cloned().ok_or(Error::Meta(canopy_meta::MetaError::UnknownLeaf(id)))
 }
 
@@ -281,6 +282,8 @@ async fn switch_phase(
         let _closed = tokio::time::timeout(SWITCH_TIMEOUT, gate.write())
             .await
             .map_err(|_| Error::Internal(format!("statements on {db}:{ordinal} did not finish in time")))?;
+        // From the target learning its term to the promotion that gives it.
+        let _terms = cluster.term_lock.lock().await;
         let deadline = Duration::from_millis(SWITCH_DEADLINE_MS);
         let prepared = match tokio::time::timeout(
             deadline,
@@ -296,7 +299,7 @@ async fn switch_phase(
             }),
         };
         // The commit point: once this metadata change is persisted the target is the master, in the term the
-        // target was attached with (the operation lock keeps any other command from taking a term in between).
+        // target was attached with (`term_lock` keeps any other command from taking a term in between).
         let finished = match prepared {
             Ok(term) => match cluster.apply(Command::PromoteWithDrop { db: db.to_string(), instance: replica }).await {
                 Ok(Outcome::Promoted { term: committed }) if committed == term => Ok(()),

@@ -143,6 +143,8 @@ pub async fn create_database(
     let online = meta.online_leaves().len() as u32;
     let partitions = partitions.unwrap_or(online.max(1) * meta.variables.default_partitions_per_leaf);
     let command = canopy_control::placement::create_database(&meta, &name, partitions, durability);
+    // From the leaves learning their partitions' terms to the commit that gives them.
+    let _terms = cluster.term_lock.lock().await;
     let Outcome::DatabaseCreated(planned) = cluster.dry_run(command.clone())? else {
         return Err(Error::Internal("CreateDatabase did not create".into()));
     };

@@ -1,11 +1,14 @@
 //! REBALANCE PARTITIONS, REBALANCE ALL DATABASES and their EXPLAIN: the plan comes from `canopy-control`
-//! (`rebalance::plan`), this module prints it or runs it.
+//! (`rebalance::plan`, with the partitions' sizes asked of the leaves for the estimates), this module prints it or
+//! runs it.
 //!
 //! Running a plan: under the operation lock the plan is computed again from the current metadata (what EXPLAIN
 //! showed is a prediction), recorded as the database's operation (SHOW REBALANCE STATUS), and run phase by phase;
-//! the steps of a phase run together, at most `STEPS_PER_LEAF_MAX` at a time on any one leaf (as source or target).
+//! the steps of a phase run together, at most `STEPS_PER_LEAF_MAX` at a time on any one leaf (as source or target)
+//! and `RECEIVING_PER_LEAF_MAX` copies onto it.
 //! A redundancy-1 move is the online move of `moves.rs` cut at its phases: every COPY first, then every PROMOTE
-//! PARTITION WITH DROP. Each step checks that the cluster is still as the plan expects (its leaves online, the
+//! PARTITION WITH DROP; `CREATE PARTITION` (FORCE) creates an empty partition and registers it as the master, `DROP
+//! PARTITION` forgets and drops the leftover copy of an interrupted move. Each step checks that the cluster is still as the plan expects (its leaves online, the
 //! partition's master where it was) and fails otherwise. When a step fails the rest of its phase finishes, every
 //! later step is marked `cancelled`, and the copies whose promotion will not run are forgotten and dropped, so the
 //! metadata is as before for every partition that did not move, and a rerun plans what is left.
@@ -15,23 +18,29 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use canopy_control::plan::{Action, Plan, Step};
-use canopy_control::rebalance::{self, Options};
-use canopy_meta::{ClusterMeta, Command, InstanceId, InstanceRole, LeafState, NodeId, StepStatus};
+use canopy_control::rebalance::{self, Options, Sizes};
+use canopy_meta::{
+    ClusterMeta, Command, Database, InstanceId, InstanceRole, Leaf, LeafState, NodeId, Outcome, StepStatus,
+};
+use canopy_rpc::{PartitionTerm, Request, Response, Target};
 use canopy_sql::command::RebalanceOptions;
-use canopy_sql::{ResultSet, Value};
+use canopy_sql::{ResultSet, TableKind, Value};
 use tokio::sync::Semaphore;
 
 use crate::answer::Answer;
 use crate::error::{Error, Result};
 use crate::master::cluster::Cluster;
-use crate::master::{attach, moves};
+use crate::master::{attach, moves, reference};
 
 /// Steps of one phase running at once on one leaf (counting the leaf as a copy's source or target): bounds the
 /// copies competing for one leaf's disk and network while the others proceed.
 pub const STEPS_PER_LEAF_MAX: usize = 2;
+/// Copies (and creations) of one database a leaf receives at once: one, since each brings the leaf's reference
+/// copy of the database up to date first, and two of those on one copy must not overlap.
+pub const RECEIVING_PER_LEAF_MAX: usize = 1;
 
 /// The rebalances running on this master aggregator, by database, with the start of each running step.
 #[derive(Default)]
@@ -81,17 +90,59 @@ impl Running {
     }
 }
 
-fn options(given: RebalanceOptions) -> Options {
-    Options { full: given.full, ..Options::default() }
+/// What SHOW REBALANCE STATUS shows of a running step beyond its record: how long it has run, and what is left of
+/// it (None: no live estimate).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LiveStep {
+    pub running_ms: Option<u64>,
+    pub remaining_ms: Option<u64>,
 }
 
-/// Refuses what this version cannot do, before anything changes.
-fn check_options(meta: &ClusterMeta, given: &RebalanceOptions) -> Result<()> {
-    if given.force {
-        return Err(Error::Unsupported(
-            "REBALANCE PARTITIONS ... FORCE (creating empty partitions) is not available yet".into(),
-        ));
+/// How long a running COPY's target may take to say how far it is, per SHOW REBALANCE STATUS.
+const PROGRESS_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The live view of `db`'s running plan, by step (empty when none runs on this master aggregator). A running step's
+/// remaining time is its estimate minus the time so far, except for a COPY whose target reports the bytes of its
+/// snapshot received: the rest of the bytes at the rate so far (once every byte is in, the catch-up's remaining
+/// time is the estimate's).
+pub async fn live(cluster: &Cluster, meta: &ClusterMeta, db: &str) -> Vec<LiveStep> {
+    let elapsed = cluster.rebalances.elapsed_ms(db);
+    let Some(database) = meta.databases.get(db) else { return Vec::new() };
+    let mut live = Vec::with_capacity(elapsed.len());
+    for (index, started) in elapsed.into_iter().enumerate() {
+        let step = database.operation.get(index).filter(|s| s.status == StepStatus::Running);
+        let (Some(step), Some(ms)) = (step, started) else {
+            live.push(LiveStep::default());
+            continue;
+        };
+        let mut remaining_ms = step.estimated_ms.checked_sub(ms);
+        if step.action == canopy_meta::Action::CopyPartition
+            && let Some(target) = meta.leaves.get(&step.target)
+        {
+            let ask = Request::CopyProgress { db: db.to_string(), ordinal: step.ordinal };
+            if let Ok(Response::CopyProgress { copied_bytes, total_bytes }) =
+                cluster.call_with_timeout(target, &ask, PROGRESS_TIMEOUT).await
+            {
+                remaining_ms = copy_remaining_ms(copied_bytes, total_bytes, ms).or(remaining_ms);
+            }
+        }
+        live.push(LiveStep { running_ms: Some(ms), remaining_ms });
     }
+    live
+}
+
+/// The time a copy that received `copied` of `total` snapshot bytes in `ms` needs for the rest at the same rate;
+/// None before the first byte and once every byte is in (the catch-up follows, which bytes do not measure).
+fn copy_remaining_ms(copied: u64, total: u64, ms: u64) -> Option<u64> {
+    (copied > 0 && copied < total).then(|| (total - copied).saturating_mul(ms) / copied)
+}
+
+fn options(given: RebalanceOptions) -> Options {
+    Options { full: given.full, force: given.force, ..Options::default() }
+}
+
+/// Refuses options that cannot hold (ENSURE_ONLINE_NODES with a leaf not online), before anything changes.
+fn check_options(meta: &ClusterMeta, given: &RebalanceOptions) -> Result<()> {
     if given.ensure_online_nodes
         && let Some(leaf) = meta.leaves_in_order().find(|l| l.state != LeafState::Online)
     {
@@ -131,67 +182,125 @@ fn plan_rows(meta: &ClusterMeta, plan: &Plan, with_database: bool) -> Vec<Vec<Va
         .collect()
 }
 
+/// How long asking the leaves for partition sizes may take; past it the estimates go without sizes.
+const SIZES_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The bytes of `db`'s partitions whose master is on an online leaf (`page_count × page_size` of each file), for
+/// the estimates. Best-effort and bounded: a partition that does not answer in time has no size.
+async fn sizes(cluster: &Arc<Cluster>, meta: &ClusterMeta, db: &str) -> Sizes {
+    sizes_of(cluster, meta, &[db]).await.remove(db).unwrap_or_default()
+}
+
+/// `sizes` of several databases, asked together within one `SIZES_TIMEOUT`.
+async fn sizes_of(cluster: &Arc<Cluster>, meta: &ClusterMeta, dbs: &[&str]) -> BTreeMap<String, Sizes> {
+    let sql = "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()";
+    let mut asked = Vec::new();
+    let mut requests = Vec::new();
+    for database in dbs.iter().filter_map(|db| meta.databases.get(*db)) {
+        for master in database.instances.iter().filter(|i| i.role == InstanceRole::Master) {
+            if let Some(leaf) = meta.leaves.get(&master.node).filter(|l| l.state == LeafState::Online) {
+                let target = Target::Partitions(vec![PartitionTerm { ordinal: master.ordinal, term: master.term }]);
+                let db = database.name.clone();
+                let request =
+                    Request::Execute { db: db.clone(), target, sql: sql.into(), params: Vec::new(), statement: 0 };
+                asked.push((db, master.ordinal));
+                requests.push((leaf.clone(), request));
+            }
+        }
+    }
+    let mut sizes: BTreeMap<String, Sizes> = BTreeMap::new();
+    let answers = match tokio::time::timeout(SIZES_TIMEOUT, cluster.call_all(requests)).await {
+        Ok(Ok(answers)) => answers,
+        _ => return sizes,
+    };
+    for ((db, ordinal), answer) in asked.into_iter().zip(answers) {
+        if let Response::Rows(rows) = answer
+            && let Some(Value::Integer(bytes)) = rows.rows.first().and_then(|r| r.first())
+            && let Ok(bytes) = u64::try_from(*bytes)
+        {
+            sizes.entry(db).or_default().insert(ordinal, bytes);
+        }
+    }
+    sizes
+}
+
 /// EXPLAIN REBALANCE PARTITIONS ON db: the plan REBALANCE would run now (empty when balanced).
-pub fn explain(cluster: &Cluster, db: &str, given: RebalanceOptions) -> Result<Answer> {
+pub async fn explain(cluster: &Arc<Cluster>, db: &str, given: RebalanceOptions) -> Result<Answer> {
     let meta = cluster.meta();
     check_options(&meta, &given)?;
-    let plan = rebalance::plan(&meta, db, &options(given), &rebalance::Sizes::new())?;
+    let sizes = sizes(cluster, &meta, db).await;
+    let plan = rebalance::plan(&meta, db, &options(given), &sizes)?;
     Ok(Answer::Rows(ResultSet::named(&EXPLAIN_COLUMNS, plan_rows(&meta, &plan, false))))
 }
 
 /// EXPLAIN REBALANCE ALL DATABASES: every database's plan, in name order, each against the previous ones' result.
-pub fn explain_all(cluster: &Cluster) -> Result<Answer> {
+pub async fn explain_all(cluster: &Arc<Cluster>) -> Result<Answer> {
     let meta = cluster.meta();
-    let plans = rebalance::plan_all(&meta, &Options::default(), &BTreeMap::new())?;
+    let dbs: Vec<&str> = meta.databases.keys().map(String::as_str).collect();
+    let all = sizes_of(cluster, &meta, &dbs).await;
+    let plans = rebalance::plan_all(&meta, &Options::default(), &all)?;
     let rows = plans.iter().flat_map(|p| plan_rows(&meta, p, true)).collect();
     let mut columns = vec!["Database"];
     columns.extend(EXPLAIN_COLUMNS);
     Ok(Answer::Rows(ResultSet::named(&columns, rows)))
 }
 
-/// REBALANCE PARTITIONS ON db: plans again and runs the plan; answers the number of partitions moved.
+/// REBALANCE PARTITIONS ON db: plans again and runs the plan; answers the partitions moved (and, with FORCE,
+/// created), saying which in the info text.
 pub async fn rebalance_database(cluster: &Arc<Cluster>, db: &str, given: RebalanceOptions) -> Result<Answer> {
-    check_options(&cluster.meta(), &given)?;
     if !cluster.meta().databases.contains_key(db) {
         return Err(Error::UnknownDatabase(db.to_string()));
     }
     let _slot = cluster.rebalances.begin(&[db.to_string()])?;
     let _op = cluster.operation_lock.lock().await;
-    let moved = run(cluster, db, &options(given)).await?;
-    Ok(Answer::affected(moved))
+    check_options(&cluster.meta(), &given)?;
+    let done = run(cluster, db, &options(given)).await?;
+    Ok(answer(&done))
 }
 
 /// REBALANCE ALL DATABASES: `REBALANCE PARTITIONS ... FULL` on every database in name order, under one operation
 /// lock; stops at the first database whose plan fails.
 pub async fn rebalance_all(cluster: &Arc<Cluster>, given: RebalanceOptions) -> Result<Answer> {
-    check_options(&cluster.meta(), &given)?;
     let dbs: Vec<String> = cluster.meta().databases.keys().cloned().collect();
     let _slots = cluster.rebalances.begin(&dbs)?;
     let _op = cluster.operation_lock.lock().await;
-    let options = Options { full: true, ..Options::default() };
-    let mut moved = 0;
+    check_options(&cluster.meta(), &given)?;
+    let options = Options { full: true, ..options(given) };
+    let mut total = Phase { promoted: 0, created: 0 };
     for db in &dbs {
         if cluster.meta().databases.contains_key(db) {
-            moved += run(cluster, db, &options).await?;
+            let done = run(cluster, db, &options).await?;
+            total.promoted += done.promoted;
+            total.created += done.created;
         }
     }
-    Ok(Answer::affected(moved))
+    Ok(answer(&total))
+}
+
+fn answer(done: &Phase) -> Answer {
+    let info = format!("{} partitions moved, {} empty partitions created", done.promoted, done.created);
+    Answer::Done { affected_rows: done.promoted + done.created, last_insert_id: 0, info }
 }
 
 /// Plans `db` from the current metadata and runs the plan (the caller holds the operation lock and the slot). An
 /// empty plan records nothing, so SHOW REBALANCE STATUS keeps the last operation.
-async fn run(cluster: &Arc<Cluster>, db: &str, options: &Options) -> Result<u64> {
-    let plan = rebalance::plan(&cluster.meta(), db, options, &rebalance::Sizes::new())?;
+async fn run(cluster: &Arc<Cluster>, db: &str, options: &Options) -> Result<Phase> {
+    let meta = cluster.meta();
+    let sizes = sizes(cluster, &meta, db).await;
+    let plan = rebalance::plan(&meta, db, options, &sizes)?;
     if plan.is_empty() {
-        return Ok(0);
+        return Ok(Phase { promoted: 0, created: 0 });
     }
     cluster.apply(Command::RecordOperation { db: db.to_string(), steps: plan.record() }).await?;
     let mut copies: Copies = HashMap::new();
     let phases = plan.phases();
-    let mut moved = 0;
+    let (mut moved, mut created) = (0, 0);
     for (n, (_, indexes)) in phases.iter().enumerate() {
         match run_phase(cluster, &plan, indexes, &mut copies).await {
-            Ok(promoted) => moved += promoted,
+            Ok(phase) => {
+                moved += phase.promoted;
+                created += phase.created;
+            }
             Err(e) => {
                 for &index in phases[n + 1..].iter().flat_map(|(_, later)| later) {
                     mark(cluster, db, index, StepStatus::Cancelled, None).await;
@@ -205,7 +314,7 @@ async fn run(cluster: &Arc<Cluster>, db: &str, options: &Options) -> Result<u64>
             }
         }
     }
-    Ok(moved)
+    Ok(Phase { promoted: moved, created })
 }
 
 /// A finished COPY waiting for its promotion: the registered replica and the master it was copied from.
@@ -223,12 +332,14 @@ enum Done {
     Copied { ordinal: u32, target: NodeId, copy: Copy },
     Promoted,
     Dropped,
+    Created,
 }
 
-/// Runs the steps `indexes` of `plan` together, at most `STEPS_PER_LEAF_MAX` per leaf; returns the partitions
-/// promoted, or the first error once every step of the phase has finished.
-async fn run_phase(cluster: &Arc<Cluster>, plan: &Plan, indexes: &[usize], copies: &mut Copies) -> Result<u64> {
-    let mut limits: HashMap<NodeId, Arc<Semaphore>> = HashMap::new();
+/// Runs the steps `indexes` of `plan` together, at most `STEPS_PER_LEAF_MAX` per leaf; returns what they did, or
+/// the first error once every step of the phase has finished.
+async fn run_phase(cluster: &Arc<Cluster>, plan: &Plan, indexes: &[usize], copies: &mut Copies) -> Result<Phase> {
+    // Per leaf: the steps using it (as source or target), and the copies (or creations) it receives.
+    let mut limits: HashMap<(NodeId, bool), Arc<Semaphore>> = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
     for &index in indexes {
         let step = plan.steps[index].clone();
@@ -237,17 +348,25 @@ async fn run_phase(cluster: &Arc<Cluster>, plan: &Plan, indexes: &[usize], copie
             Action::PromotePartition { .. } => copies.remove(&(step.ordinal, step.target)),
             _ => None,
         };
-        let mut leaves = vec![step.target];
-        leaves.extend(source_of(&cluster.meta(), &step, pending));
-        leaves.sort();
-        leaves.dedup();
-        let permits: Vec<Arc<Semaphore>> = leaves
+        let receives =
+            matches!(step.action, Action::CopyPartition | Action::CopyPartitionForce | Action::CreatePartition);
+        let mut keys = vec![(step.target, false)];
+        keys.extend(source_of(&cluster.meta(), &step, pending).map(|source| (source, false)));
+        if receives {
+            keys.push((step.target, true));
+        }
+        keys.sort();
+        keys.dedup();
+        let permits: Vec<Arc<Semaphore>> = keys
             .iter()
-            .map(|l| limits.entry(*l).or_insert_with(|| Arc::new(Semaphore::new(STEPS_PER_LEAF_MAX))).clone())
+            .map(|&(leaf, receiving)| {
+                let permits = if receiving { RECEIVING_PER_LEAF_MAX } else { STEPS_PER_LEAF_MAX };
+                limits.entry((leaf, receiving)).or_insert_with(|| Arc::new(Semaphore::new(permits))).clone()
+            })
             .collect();
         let cluster = cluster.clone();
         tasks.spawn(async move {
-            // Permits in leaf order, so two steps sharing two leaves never wait on each other.
+            // Permits in one order (leaf, then kind), so two steps sharing leaves never wait on each other.
             let mut held = Vec::with_capacity(permits.len());
             for permit in permits {
                 held.push(permit.acquire_owned().await.expect("the phase's semaphores are never closed"));
@@ -261,7 +380,7 @@ async fn run_phase(cluster: &Arc<Cluster>, plan: &Plan, indexes: &[usize], copie
         });
     }
     let mut first_error = None;
-    let mut promoted = 0;
+    let (mut promoted, mut created) = (0, 0);
     while let Some(joined) = tasks.join_next().await {
         match joined.map_err(|e| Error::Internal(format!("a rebalance step panicked: {e}"))) {
             Ok(Ok(Done::Copied { ordinal, target, copy })) => {
@@ -269,12 +388,79 @@ async fn run_phase(cluster: &Arc<Cluster>, plan: &Plan, indexes: &[usize], copie
             }
             Ok(Ok(Done::Promoted)) => promoted += 1,
             Ok(Ok(Done::Dropped)) => {}
+            Ok(Ok(Done::Created)) => created += 1,
             Ok(Err(e)) | Err(e) => {
                 first_error.get_or_insert(e);
             }
         }
     }
-    first_error.map_or(Ok(promoted), Err)
+    first_error.map_or(Ok(Phase { promoted, created }), Err)
+}
+
+/// What a phase did.
+struct Phase {
+    promoted: u64,
+    created: u64,
+}
+
+/// CREATE PARTITION: the target creates the partition empty (with the database's distributed tables) and gets a
+/// current reference copy; then, under the reference lock, the unreachable instances are forgotten (their copies
+/// become orphans) and the new one is registered as the master. Never over a copy the target already holds: that
+/// may be the partition's last rows (ATTACH PARTITION adopts it).
+async fn create_empty(cluster: &Cluster, database: &Database, ordinal: u32, target: &Leaf) -> Result<()> {
+    let db = database.name.as_str();
+    let local = match cluster.call(target, &Request::ListDatabases).await? {
+        Response::Databases(local) => local,
+        other => return Err(Error::Internal(format!("ListDatabases answered {other:?}"))),
+    };
+    if local.iter().any(|d| d.db == db && d.ordinal == Some(ordinal)) {
+        return Err(Error::PlanOutdated {
+            db: db.to_string(),
+            ordinal,
+            reason: format!(
+                "leaf '{}':{} holds a copy of it; ATTACH PARTITION {db}:{ordinal} ON '{}':{} adopts that copy",
+                target.addr.host, target.addr.port, target.addr.host, target.addr.port
+            ),
+        });
+    }
+    let mut schema = Vec::new();
+    for table in database.tables.values().filter(|t| t.kind == TableKind::Distributed) {
+        schema.push(table.create_sql.clone());
+        schema.extend(table.index_sql.iter().cloned());
+    }
+    // The lost instances are forgotten and the new one registered as master; the new copy is created in the term
+    // that registration gives it (`term_lock` keeps other term-taking commands out; checked below).
+    let _terms = cluster.term_lock.lock().await;
+    let lost: Vec<Command> = database
+        .instances
+        .iter()
+        .filter(|i| i.ordinal == ordinal)
+        .map(|i| Command::RemoveInstance { db: db.to_string(), instance: i.id })
+        .collect();
+    let add = Command::AddInstance { db: db.to_string(), ordinal, node: target.id, role: InstanceRole::Master };
+    let mut planned = lost.clone();
+    planned.push(add.clone());
+    let Some(Outcome::InstanceAdded(instance)) = cluster.dry_run_all(planned)?.pop() else {
+        return Err(Error::Internal("AddInstance would add no instance".into()));
+    };
+    let create = Request::CreatePartitions {
+        db: db.to_string(),
+        partitions: vec![PartitionTerm { ordinal, term: instance.term }],
+        schema,
+        reference_schema: Vec::new(),
+        durability: database.durability,
+        database_id: database.id,
+    };
+    cluster.call(target, &create).await?;
+    let _reference = reference::lock(cluster, db).await;
+    reference::provide(cluster, db, target).await?;
+    for command in lost {
+        cluster.apply(command).await?;
+    }
+    match cluster.apply(add).await? {
+        Outcome::InstanceAdded(added) if added.term == instance.term => Ok(()),
+        other => Err(Error::Internal(format!("CREATE PARTITION committed {other:?}, expected term {}", instance.term))),
+    }
 }
 
 /// The leaf a step reads from: a copy's current master, a promotion's old master.
@@ -284,7 +470,7 @@ fn source_of(meta: &ClusterMeta, step: &Step, pending: Option<Copy>) -> Option<N
             meta.databases.get(&step.db).and_then(|d| d.master(step.ordinal)).map(|m| m.node)
         }
         Action::PromotePartition { .. } => pending.map(|c| c.source),
-        Action::DropPartition | Action::AttachPartition => None,
+        Action::DropPartition | Action::AttachPartition | Action::CreatePartition => None,
     }
 }
 
@@ -345,6 +531,15 @@ async fn run_step(cluster: &Arc<Cluster>, step: &Step, index: usize, pending: Op
             .await?;
             Ok(Done::Dropped)
         }
+        Action::CreatePartition => {
+            let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.to_string()))?;
+            if let Some(copy) = database.instances.iter().find(|i| i.ordinal == ordinal && online(i.node).is_ok()) {
+                return Err(outdated(format!("it has a copy on leaf {} now", copy.node)));
+            }
+            cluster.rebalances.started(db, index);
+            attach::run_step(cluster, db, index as u32, create_empty(cluster, database, ordinal, &target)).await?;
+            Ok(Done::Created)
+        }
         other => Err(Error::Unsupported(format!("{} in a redundancy-1 plan", other.as_str()))),
     }
 }
@@ -361,5 +556,33 @@ async fn mark(cluster: &Cluster, db: &str, index: usize, status: StepStatus, err
     let update = Command::UpdateStep { db: db.to_string(), index: index as u32, status, running_ms, error };
     if let Err(e) = cluster.apply(update).await {
         tracing::warn!("recording step {index} of the rebalance of {db} failed: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_s_remaining_time_follows_its_rate_so_far() {
+        assert_eq!(copy_remaining_ms(0, 1000, 50), None, "nothing received yet");
+        assert_eq!(copy_remaining_ms(250, 1000, 100), Some(300));
+        assert_eq!(copy_remaining_ms(1000, 1000, 400), None, "catching up");
+    }
+
+    #[test]
+    fn one_rebalance_per_database_all_or_nothing() {
+        let running = Running::default();
+        let a = running.begin(&["a".to_string()]).unwrap();
+        assert!(matches!(running.begin(&["a".to_string()]), Err(Error::RebalanceRunning(db)) if db == "a"));
+        // REBALANCE ALL DATABASES takes every database or none.
+        assert!(running.begin(&["a".to_string(), "b".to_string()]).is_err());
+        let b = running.begin(&["b".to_string()]).expect("b was not taken by the refused attempt");
+        running.started("a", 2);
+        assert_eq!(running.elapsed_ms("a").len(), 3);
+        assert_eq!(running.elapsed_ms("a")[..2], [None, None]);
+        drop((a, b));
+        assert!(running.elapsed_ms("a").is_empty(), "a finished plan shows its record only");
+        running.begin(&["a".to_string(), "b".to_string()]).expect("both free again");
     }
 }

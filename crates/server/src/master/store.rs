@@ -68,8 +68,13 @@ impl MetaStore {
 
     /// What `command` would do to the current metadata, without doing it.
     pub fn dry_run(&self, command: Command) -> Result<Outcome> {
+        Ok(self.dry_run_all(vec![command])?.pop().expect("one outcome per command"))
+    }
+
+    /// What `commands`, applied in order, would do to the current metadata, without doing it: one outcome each.
+    pub fn dry_run_all(&self, commands: Vec<Command>) -> Result<Vec<Outcome>> {
         let mut copy = (*self.meta()).clone();
-        Ok(copy.apply(command)?)
+        commands.into_iter().map(|command| Ok(copy.apply(command)?)).collect()
     }
 
     /// Applies `command`, persists the new metadata, then publishes it. The metadata store is the one place that
