@@ -19,6 +19,7 @@
 //! a distributed table inside UPDATE/DELETE, ORDER BY/LIMIT on an UPDATE/DELETE spanning partitions.
 
 mod aggregate;
+mod explain;
 mod mysql;
 mod query;
 mod render;
@@ -26,6 +27,7 @@ mod rewrite;
 mod route;
 mod write;
 
+pub use explain::explain;
 pub use render::sql as render;
 pub use rewrite::bind_placeholders;
 pub use route::ParamRoute;

@@ -507,6 +507,15 @@ impl Session {
         params: Vec<Value>,
     ) -> Result<Answer> {
         let meta = cluster.meta();
+        if let sqlparser::ast::Statement::Explain { statement, analyze, .. } = query {
+            // EXPLAIN prints the distributed plan; it runs nothing.
+            if *analyze {
+                return Err(Error::Unsupported("EXPLAIN ANALYZE".into()));
+            }
+            let (plan, _) = self.plan_statement(cluster, &meta, statement, params).await?;
+            let lines = plan::explain(&plan).into_iter().map(|line| vec![Value::Text(line)]).collect();
+            return Ok(rows(&["EXPLAIN"], lines));
+        }
         let (plan, params) = self.plan_statement(cluster, &meta, query, params).await?;
         self.run_plan(cluster, &meta, plan, params).await
     }
