@@ -397,6 +397,30 @@ mod command {
         check_err("COMMIT NOW", "COMMIT: expected end of statement near 'NOW'");
     }
 
+    /// MySQL Workbench and DBeaver filter SHOW listings with WHERE on SHOW's own columns.
+    #[test]
+    fn show_where_wraps_the_show_and_renders_the_condition() {
+        let show_where = |show: S, condition: &str| S::ShowWhere { show: Box::new(show), condition: s(condition) };
+        check(
+            "SHOW FULL TABLES FROM `shop` WHERE `Tables_in_shop` = 'orders' AND Table_type != 'VIEW'",
+            show_where(
+                S::ShowTables { db: Some(s("shop")), like: None, full: true },
+                "`Tables_in_shop` = 'orders' AND Table_type <> 'VIEW'",
+            ),
+        );
+        check(
+            "show variables where Variable_name in ('version', 'it''s');",
+            show_where(S::ShowVariables { global: false, like: None }, "Variable_name IN ('version', 'it''s')"),
+        );
+        check(
+            "SHOW DATABASES WHERE `Database` LIKE 's%'",
+            show_where(S::ShowDatabases { extended: false, like: None }, "`Database` LIKE 's%'"),
+        );
+        check_err("SHOW TABLES WHERE", "SHOW ... WHERE: expected a condition after WHERE");
+        assert!(matches!(parse_statement("SHOW TABLES WHERE a = 1 b"), Err(SqlError::Parse(_))));
+        assert!(matches!(parse_statement("SHOW TABLES FROM `where`"), Ok(S::ShowTables { .. })));
+    }
+
     #[test]
     fn queries_go_to_sqlparser() {
         for sql in [

@@ -350,19 +350,28 @@ impl Session {
                     .collect();
                 Ok(rows(&["Database"], names))
             }
+            Statement::ShowWhere { show, condition } => match Box::pin(self.run_on_master(*show)).await? {
+                Answer::Rows(shown) => Ok(Answer::Rows(views::filter_shown(&self.scratch, shown, condition).await?)),
+                done => Ok(done),
+            },
             Statement::ShowTables { db, like, full } => {
                 let db = self.database(db)?;
                 let meta = cluster.meta();
-                let database = meta.databases.get(&db).ok_or_else(|| Error::UnknownDatabase(db.clone()))?;
+                // MySQL lists its INFORMATION_SCHEMA tables as system views; GUI clients browse them like a database.
+                let (names, kind): (Vec<String>, &str) = if db.eq_ignore_ascii_case("information_schema") {
+                    (views::INFORMATION_SCHEMA_TABLES.iter().map(|t| t.to_string()).collect(), "SYSTEM VIEW")
+                } else {
+                    let database = meta.databases.get(&db).ok_or_else(|| Error::UnknownDatabase(db.clone()))?;
+                    (database.tables.values().map(|t| t.name.clone()).collect(), "BASE TABLE")
+                };
                 let header = format!("Tables_in_{db}");
-                let list = database
-                    .tables
-                    .values()
-                    .filter(|t| like.as_deref().is_none_or(|p| views::like_match(p, &t.name)))
-                    .map(|t| {
-                        let mut row = vec![Value::Text(t.name.clone())];
+                let list = names
+                    .into_iter()
+                    .filter(|name| like.as_deref().is_none_or(|p| views::like_match(p, name)))
+                    .map(|name| {
+                        let mut row = vec![Value::Text(name)];
                         if full {
-                            row.push(Value::Text("BASE TABLE".into()));
+                            row.push(Value::text(kind));
                         }
                         row
                     })
