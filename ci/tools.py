@@ -48,21 +48,30 @@ def query(conn, sql):
 # 1. mariadb-slap
 
 def check_slap(port):
-    """mariadb-slap twice: its auto-generated mixed load (CREATE SCHEMA, CREATE TABLE with an AUTO_INCREMENT key,
-    inserts, then reads and writes from 4 clients), and our own --create/--query load of point reads, inserts and
-    updates on a distributed table. Both must exit 0 and leave the rows they wrote."""
-    base = ["mariadb-slap", "-h", "127.0.0.1", "-P", str(port), "-u", "root",
-            "--concurrency=4", "--iterations=2", "--number-of-queries=200"]
-    auto = run(base + ["--auto-generate-sql", "--auto-generate-sql-load-type=mixed",
-                       "--auto-generate-sql-add-autoincrement", "--auto-generate-sql-write-number=50",
-                       "--create-schema=slapauto", "--no-drop"])
-    assert auto.returncode == 0, ("auto-generated load", auto.stdout, auto.stderr)
-    assert "Average number of seconds to run all queries" in auto.stdout, auto.stdout
+    """mariadb-slap twice: its auto-generated mixed load (CREATE SCHEMA, CREATE TABLE, inserts, then full reads and
+    inserts from 4 clients on the keyless table it makes), and our own --create/--query load of point reads, upserts,
+    updates and aggregates on a distributed table with a key. Both must exit 0 and leave the rows they wrote.
+    (--auto-generate-sql-add-autoincrement declares `id serial`, which Canopy refuses: docs/sql.md.)"""
+    base = ["mariadb-slap", "-h", "127.0.0.1", "-P", str(port), "-u", "root", "--concurrency=4"]
+
+    def slap(*args, keep):
+        """Two iterations (each creates the schema, loads, runs and drops it), or one that keeps the schema."""
+        rounds = ["--iterations=1", "--no-drop"] if keep else ["--iterations=2"]
+        out = run(base + ["--number-of-queries=200", *rounds, *args])
+        assert out.returncode == 0, (args, out.stdout, out.stderr)
+        assert "Average number of seconds to run all queries" in out.stdout, out.stdout
+        assert f"Number of clients running queries: 4" in out.stdout, out.stdout
+
+    auto = ["--auto-generate-sql", "--auto-generate-sql-load-type=mixed", "--auto-generate-sql-write-number=50",
+            "--create-schema=slapauto"]
+    slap(*auto, keep=False)
+    slap(*auto, keep=True)
     conn = connect(port)
-    names, rows = query(conn, "SELECT COUNT(*), COUNT(DISTINCT id), MIN(id) > 0 FROM slapauto.t1")
-    count, distinct, positive = rows[0]
-    # 50 preloaded rows per iteration plus the inserts of the mixed load (half of each client's queries).
-    assert count >= 50 and count == distinct and positive == 1, rows
+    names, rows = query(conn, "SELECT COUNT(*), COUNT(intcol1), COUNT(charcol1) FROM slapauto.t1")
+    # 50 preloaded rows plus the inserts among the mixed load's 200 queries (slap mixes them at random), every
+    # column filled.
+    count, ints, chars = rows[0]
+    assert 50 < count <= 50 + 200 and count == ints == chars, rows
 
     create = ("CREATE TABLE items (id INT PRIMARY KEY, qty INT NOT NULL, label VARCHAR(32));"
               + "INSERT INTO items VALUES " + ",".join(f"({i}, {i % 10}, 'item {i}')" for i in range(1, 201)))
@@ -70,14 +79,15 @@ def check_slap(port):
             "INSERT INTO items (id, qty, label) VALUES (1000, 1, 'new') ON DUPLICATE KEY UPDATE qty = qty + 1;"
             "UPDATE items SET qty = qty + 1 WHERE id = 42;"
             "SELECT COUNT(*), SUM(qty) FROM items;")
-    own = run(base + ["--create-schema=slapown", "--delimiter=;", f"--create={create}", f"--query={load}",
-                      "--no-drop"])
-    assert own.returncode == 0, ("own load", own.stdout, own.stderr)
-    names, rows = query(conn, "SELECT COUNT(*) >= 200, (SELECT qty FROM slapown.items WHERE id = 42) FROM slapown.items")
-    assert rows[0][0] == 1, rows
-    # 200 queries per iteration cycle through the 4 statements: 50 updates of id 42 per iteration, and the table is
-    # created afresh for each iteration, so the last one leaves 2 + 50.
-    assert rows[0][1] == 2 + 50, rows
+    own = ["--create-schema=slapown", "--delimiter=;", f"--create={create}", f"--query={load}"]
+    slap(*own, keep=False)
+    slap(*own, keep=True)
+    names, rows = query(conn, "SELECT COUNT(*), (SELECT qty FROM slapown.items WHERE id = 42), "
+                              "(SELECT qty FROM slapown.items WHERE id = 1000) FROM slapown.items")
+    # Each of the 4 clients runs 50 of the 200 queries, cycling through the 4 statements from the first: 13
+    # upserts of id 1000 and 12 updates of id 42 each, so 1 insert + 51 updates of id 1000 and 48 updates of id 42
+    # (qty 2 before).
+    assert rows[0] == (201, 2 + 48, 1 + 51), rows
     conn.close()
 
 
@@ -127,9 +137,11 @@ def check_sqlalchemy(port):
 
             pk = inspector.get_pk_constraint("orders")
             assert pk["constrained_columns"] == ["id", "customer"], pk
-            indexes = sorted((i["name"], tuple(i["column_names"]), bool(i["unique"]))
-                             for i in inspector.get_indexes("orders"))
-            assert indexes == [("by_note", ("note",), False), ("by_ref", ("customer", "id"), True)], indexes
+            indexes = [(i["name"], i["column_names"], bool(i["unique"])) for i in inspector.get_indexes("orders")]
+            # Known gap (docs/sql.md): the MySQL dialect reads SHOW CREATE TABLE's `SHARD KEY (customer)` line as
+            # an unnamed plain index of an unknown kind; the real indexes are exactly the others.
+            assert indexes == [("by_note", ["note"], False), ("by_ref", ["customer", "id"], True),
+                               (None, ["customer"], False)], indexes
             uniques = inspector.get_unique_constraints("orders")
             assert [(u["name"], u["column_names"]) for u in uniques] == [("by_ref", ["customer", "id"])], uniques
             assert inspector.get_foreign_keys("orders") == []
@@ -142,10 +154,9 @@ def check_sqlalchemy(port):
             reflected = sa.MetaData()
             reflected.reflect(bind=engine)
             assert sorted(reflected.tables) == ["customers", "orders"], reflected.tables
-        # SHARD KEY is Canopy's own clause: the dialect says it does not know the line and goes on. Nothing else
-        # in the reflected schema may surprise it.
-        unknown = [str(w.message) for w in caught]
-        assert all("SHARD KEY" in m for m in unknown), unknown
+        # Nothing else in the reflected schema surprises the dialect than that SHARD KEY line (the gap above).
+        unknown = {str(w.message) for w in caught}
+        assert unknown <= {"Converting unknown KEY type SHARD to a plain KEY"}, unknown
 
         check_orm(engine)
     finally:
@@ -187,7 +198,9 @@ def check_orm(engine):
         assert session.scalar(sa.select(sa.func.count()).select_from(Order)) == 10
         o = session.get(Order, (ids[3], 2))
         assert o is not None and o.note == "o'4" and o.amount == decimal.Decimal("5.00"), o and vars(o)
-        assert o.placed == placed, o.placed
+        # Known gap (docs/sql.md, "Result column types"): a DATETIME column reaches the driver as a string, so
+        # SQLAlchemy's DateTime (which leaves the conversion to PyMySQL) gives the ISO text of the value written.
+        assert o.placed == placed.strftime("%Y-%m-%d %H:%M:%S"), o.placed
         rows = session.execute(
             sa.select(Customer.name, sa.func.count(Order.id))
             .join(Order, Order.customer == Customer.id)
@@ -493,8 +506,9 @@ class MariaDB:
                            "--auth-root-authentication-method=normal", "--skip-test-db"], timeout_s=120)
             assert install.returncode == 0, install.stderr
             self.log = open(os.path.join(self.root, "mariadb.log"), "w")
+            mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
             self.proc = subprocess.Popen(
-                ["mariadbd", "--no-defaults", f"--datadir={data}", "--user=root", "--bind-address=127.0.0.1",
+                [mariadbd, "--no-defaults", f"--datadir={data}", "--user=root", "--bind-address=127.0.0.1",
                  f"--port={self.port}", f"--socket={os.path.join(self.root, 'mariadb.sock')}",
                  f"--pid-file={os.path.join(self.root, 'mariadb.pid')}", "--skip-grant-tables",
                  "--innodb-buffer-pool-size=32M", "--skip-log-bin"],
@@ -528,7 +542,7 @@ CREATE TABLE products (
   notes TEXT,
   payload BLOB,
   PRIMARY KEY (id),
-  UNIQUE KEY sku (sku),
+  KEY sku (sku),
   KEY by_name (name)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;
 INSERT INTO products (sku, name, price, weight, stock, added, born, notes, payload) VALUES
@@ -537,8 +551,19 @@ INSERT INTO products (sku, name, price, weight, stock, added, born, notes, paylo
   ('C-3', NULL, 0.05, -1.5e10, 65535, '1999-12-31 23:59:59', '1970-01-01', '', x''),
   ('D-4', 'ünïcødé ✓', 99999999.99, 3.141592653589793, 7, '2038-01-19 03:14:07', '2000-02-29', NULL, x'0a0d09');
 """
-MARIADB_COMPARE = ("SELECT id, sku, name, price, weight, stock, added, born, notes, HEX(payload) "
-                   "FROM products ORDER BY id")
+MARIADB_COMPARE = "SELECT id, sku, name, price, weight, stock, added, born, notes, payload FROM products ORDER BY id"
+
+
+def as_canopy_sends(value):
+    """A MariaDB value as Canopy's result columns carry it (docs/sql.md, "Result column types"): DECIMAL as a DOUBLE,
+    DATE and DATETIME as their ISO-8601 text. Everything else is compared as it is."""
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, datetime.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    return value
 
 
 def check_mariadb_dump(port):
@@ -563,14 +588,20 @@ def check_mariadb_dump(port):
     _, got = query(conn, MARIADB_COMPARE)
     assert len(got) == len(expected) == 4, (got, expected)
     for g, e in zip(got, expected):
-        assert g == e, ("row differs", g, e)
+        assert g == tuple(as_canopy_sends(v) for v in e), ("row differs", g, e)
     _, keys = query(conn, "SELECT INDEX_NAME, COLUMN_NAME, NON_UNIQUE FROM information_schema.STATISTICS "
                           "WHERE TABLE_SCHEMA = 'fromdump' AND TABLE_NAME = 'products' ORDER BY INDEX_NAME")
-    assert keys == (("PRIMARY", "id", 0), ("by_name", "name", 1), ("sku", "sku", 0)), keys
-    with conn.cursor() as c:
-        c.execute("INSERT INTO products (sku) VALUES ('E-5')")
-        assert c.lastrowid > 4, c.lastrowid
+    assert keys == (("PRIMARY", "id", 0), ("by_name", "name", 1), ("sku", "sku", 1)), keys
     conn.close()
+    # A UNIQUE key without the shard key cannot be enforced per partition: the same table with `UNIQUE KEY sku`
+    # is refused with the error docs/sql.md names, not loaded without the constraint.
+    unique = dump.stdout.replace(b"  KEY `sku` (`sku`),", b"  UNIQUE KEY `sku` (`sku`),")
+    assert unique != dump.stdout
+    code, out, err = mariadb(port, "CREATE DATABASE fromdump2 PARTITIONS 2")
+    assert code == 0, err
+    load = subprocess.run(["mariadb", "-h", "127.0.0.1", "-P", str(port), "-u", "root", "fromdump2"],
+                          input=unique, capture_output=True, timeout=120)
+    assert load.returncode != 0 and b"must contain all columns of the shard key" in load.stderr, load.stderr
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -105,7 +105,7 @@ async function crud(conn) {
   console.log('delete: ok');
 
   // Errors come back as MySQL errors with their codes, and the connection stays usable.
-  await assert.rejects(conn.execute('INSERT INTO people (id, name) VALUES (?, ?)', [1, 'dup']), { errno: 1062 });
+  await assert.rejects(conn.execute('INSERT INTO people (id, name) VALUES (?, ?)', [3, 'dup']), { errno: 1062 });
   await assert.rejects(conn.query('SELECT * FROM nope'), { errno: 1146 });
   await assert.rejects(conn.query('SELEC 1'), { errno: 1064 });
   [rows] = await conn.execute('SELECT ? + 1 AS two', [1]);

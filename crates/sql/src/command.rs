@@ -165,6 +165,8 @@ pub enum ShowCatalog {
     Collation { like: Option<String> },
     /// `SHOW PLUGINS`
     Plugins,
+    /// `SHOW PRIVILEGES`: the privileges a grant can name.
+    Privileges,
     /// `SHOW GRANTS [FOR user[@host] | FOR CURRENT_USER[()]]`
     Grants { user: Option<String> },
     /// `SHOW {MASTER|SLAVE|REPLICA} STATUS`, `SHOW {BINARY|MASTER} LOGS`: Canopy has no MySQL replication.

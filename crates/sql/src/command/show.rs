@@ -1,5 +1,5 @@
 //! The grammar of MySQL's catalog SHOW statements that tools send (SHOW INDEX, SHOW TABLE STATUS, SHOW FULL COLUMNS,
-//! SHOW CREATE DATABASE, SHOW ENGINES, SHOW CHARACTER SET, SHOW COLLATION, SHOW PLUGINS, SHOW GRANTS, SHOW
+//! SHOW CREATE DATABASE, SHOW ENGINES, SHOW CHARACTER SET, SHOW COLLATION, SHOW PLUGINS, SHOW PRIVILEGES, SHOW GRANTS, SHOW
 //! MASTER|SLAVE|REPLICA STATUS, SHOW FUNCTION|PROCEDURE STATUS, SHOW TRIGGERS, SHOW EVENTS, SHOW PROCESSLIST,
 //! SHOW STATUS). It recognises them by their leading keywords; the server answers them from the
 //! metadata. SHOW DATABASES / TABLES / COLUMNS / CREATE TABLE / VARIABLES are `command.rs`'s own.
@@ -76,6 +76,12 @@ pub(super) fn parse(cur: &mut Cursor) -> Result<Option<ShowCatalog>, SqlError> {
         cur.advance();
         cur.expect_end()?;
         ShowCatalog::Plugins
+    } else if is(cur, &["PRIVILEGES"]) {
+        cur.set_context("SHOW PRIVILEGES");
+        cur.advance();
+        cur.advance();
+        cur.expect_end()?;
+        ShowCatalog::Privileges
     } else if is(cur, &["GRANTS"]) {
         cur.set_context("SHOW GRANTS");
         cur.advance();
@@ -212,6 +218,7 @@ mod tests {
         check("SHOW CHARACTER SET LIKE 'utf8%'", ShowCatalog::CharacterSet { like: some("utf8%") });
         check("SHOW COLLATION", ShowCatalog::Collation { like: None });
         check("SHOW PLUGINS", ShowCatalog::Plugins);
+        check("show privileges", ShowCatalog::Privileges);
         check("SHOW GRANTS", ShowCatalog::Grants { user: None });
         check("SHOW GRANTS FOR 'root'@'%'", ShowCatalog::Grants { user: some("root") });
         check("SHOW GRANTS FOR CURRENT_USER()", ShowCatalog::Grants { user: some("CURRENT_USER") });
