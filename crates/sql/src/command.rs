@@ -171,7 +171,7 @@ pub enum ShowCatalog {
     Grants { user: Option<String> },
     /// `SHOW {MASTER|SLAVE|REPLICA} STATUS`, `SHOW {BINARY|MASTER} LOGS`: Canopy has no MySQL replication.
     ReplicationStatus,
-    /// `SHOW {FUNCTION|PROCEDURE} STATUS`, `SHOW TRIGGERS`, `SHOW EVENTS` (with any LIKE or WHERE): Canopy has
+    /// `SHOW {FUNCTION|PROCEDURE} STATUS`, `SHOW TRIGGERS`, `SHOW EVENTS` (with any LIKE; a WHERE wraps them in `ShowWhere`): Canopy has
     /// none of these objects, so the list is empty.
     NoObjects(ObjectKind),
     /// `SHOW [FULL] PROCESSLIST`: this aggregator's connections (answered by the front end, not from metadata).

@@ -21,7 +21,6 @@ pub(super) fn parse(cur: &mut Cursor) -> Result<Option<ShowCatalog>, SqlError> {
         cur.eat_word("EXTENDED");
         cur.advance();
         let (db, table) = from_table(cur)?;
-        // `WHERE ...` filters are for a SELECT on information_schema.STATISTICS; say so rather than ignore it.
         cur.expect_end()?;
         ShowCatalog::Index { db, table }
     } else if ["COLUMNS", "FIELDS"].iter().any(|w| is(cur, &["FULL", w]) || is(cur, &["EXTENDED", "FULL", w])) {
@@ -145,16 +144,9 @@ fn from_table(cur: &mut Cursor) -> Result<(Option<String>, String), SqlError> {
     Ok((db, table))
 }
 
-/// `[LIKE 'p' | WHERE expr]` for a list that is always empty: the filter cannot change the answer, so the WHERE
-/// expression is not evaluated (it is skipped to the end).
+/// `[LIKE 'p']` for a list that is always empty: the pattern cannot change the answer. (A `WHERE` filter wraps the
+/// statement before this grammar sees it: `Statement::ShowWhere`.)
 fn skip_filter(cur: &mut Cursor) -> Result<(), SqlError> {
-    if cur.eat_word("WHERE") {
-        if cur.is_end() {
-            return Err(cur.error("a condition after WHERE"));
-        }
-        while cur.advance().is_some() {}
-        return Ok(());
-    }
     optional_like(cur).map(|_| ())
 }
 
@@ -225,7 +217,13 @@ mod tests {
         check("SHOW SLAVE STATUS", ShowCatalog::ReplicationStatus);
         check("SHOW MASTER STATUS", ShowCatalog::ReplicationStatus);
         check("SHOW BINARY LOGS", ShowCatalog::ReplicationStatus);
-        check("SHOW FUNCTION STATUS WHERE Db = 'app'", ShowCatalog::NoObjects(ObjectKind::Routines));
+        assert_eq!(
+            parse_statement("SHOW FUNCTION STATUS WHERE Db = 'app'"),
+            Ok(Statement::ShowWhere {
+                show: Box::new(Statement::ShowCatalog(ShowCatalog::NoObjects(ObjectKind::Routines))),
+                condition: "Db = 'app'".to_string()
+            })
+        );
         check("SHOW PROCEDURE STATUS LIKE 'x'", ShowCatalog::NoObjects(ObjectKind::Routines));
         check("SHOW TRIGGERS FROM app LIKE 't'", ShowCatalog::NoObjects(ObjectKind::Triggers));
         check("SHOW EVENTS", ShowCatalog::NoObjects(ObjectKind::Events));
