@@ -18,8 +18,9 @@
 //! keys, index prefix lengths, temporary tables, `CREATE TABLE ... LIKE` and `... AS SELECT`, defaults other than
 //! literals and the current date/time.
 //!
-//! Shard-key rules (SingleStore's): the shard key is the `SHARD KEY` columns, else the primary key, else empty (rows
-//! spread evenly). In a distributed table every PRIMARY KEY and UNIQUE key must contain all shard-key columns, and a
+//! Shard-key rules (SingleStore's): the shard key is the `SHARD KEY` columns, else the primary key, else the first
+//! UNIQUE key whose columns are all NOT NULL (the key InnoDB takes as the primary key of such a table), else empty
+//! (rows spread evenly). In a distributed table every PRIMARY KEY and UNIQUE key must contain all shard-key columns, and a
 //! table with an empty shard key can have no unique key at all, since uniqueness is only enforced inside a partition.
 //! Reference tables have no shard key and may not declare one.
 //!
@@ -225,7 +226,12 @@ pub fn create_table(sql: &str) -> Result<CreateTable, SqlError> {
         }
         (TableKind::Reference, None) => Vec::new(),
         (TableKind::Distributed, Some(cols)) => canonical(&cols)?,
-        (TableKind::Distributed, None) => primary_key.clone(),
+        (TableKind::Distributed, None) if !primary_key.is_empty() => primary_key.clone(),
+        (TableKind::Distributed, None) => {
+            let not_null = |c: &String| table_probe.columns.iter().any(|d| &d.name == c && !d.nullable);
+            let implicit = named.iter().find(|k| k.unique && k.columns.iter().all(not_null));
+            implicit.map(|k| k.columns.clone()).unwrap_or_default()
+        }
     };
     if !primary_key.is_empty() {
         check_unique_key(kind, &shard_key, "PRIMARY", &primary_key)?;
@@ -307,12 +313,17 @@ fn index_column_names(columns: &[ast::IndexColumn]) -> Result<Vec<String>, SqlEr
 /// One column and its inline keys as `(primary, unique)` flags.
 fn column_def(column: &ast::ColumnDef) -> Result<(ColumnDef, Vec<(bool, bool)>), SqlError> {
     let name = column.name.value.clone();
-    let mysql_type = lower_outside_quotes(&column.data_type.to_string());
+    let mut mysql_type = lower_outside_quotes(&column.data_type.to_string());
+    // MySQL's SERIAL is shorthand for BIGINT UNSIGNED NOT NULL AUTO_INCREMENT UNIQUE.
+    let serial = mysql_type == "serial";
+    if serial {
+        mysql_type = "bigint unsigned".to_string();
+    }
     let decl_type = sqlite_decl_type(&mysql_type)?.to_string();
     let affinity = Affinity::of_decl_type(&decl_type);
     let mut def =
-        ColumnDef { name, decl_type, mysql_type, affinity, nullable: true, auto_increment: false, default: None };
-    let mut keys = Vec::new();
+        ColumnDef { name, decl_type, mysql_type, affinity, nullable: !serial, auto_increment: serial, default: None };
+    let mut keys = if serial { vec![(false, true)] } else { Vec::new() };
     for option in &column.options {
         match &option.option {
             ColumnOption::Null => def.nullable = true,

@@ -652,6 +652,24 @@ mod ddl {
         assert_eq!(ct.def.create_sql, r#"CREATE TABLE "t" ("a" INTEGER NOT NULL, "b" INTEGER, "c" INTEGER)"#);
     }
 
+    /// Without a primary key, the first NOT NULL unique key is the shard key (InnoDB's implicit primary key), so
+    /// `SERIAL` (BIGINT UNSIGNED NOT NULL AUTO_INCREMENT UNIQUE), as mariadb-slap declares it, makes a table.
+    #[test]
+    fn a_not_null_unique_key_is_the_shard_key_of_a_table_without_primary_key() {
+        let def = table("CREATE TABLE t1 (id serial, intcol1 INT(32), charcol1 VARCHAR(128))").def;
+        assert_eq!(def.shard_key, [s("id")]);
+        assert!(def.primary_key.is_empty());
+        let id = &def.columns[0];
+        assert_eq!((id.mysql_type.as_str(), id.nullable, id.auto_increment), ("bigint unsigned", false, true));
+        assert_eq!(def.index_sql, [r#"CREATE UNIQUE INDEX "t1__id" ON "t1" ("id")"#]);
+        let def = table("CREATE TABLE t (a INT, b INT NOT NULL, UNIQUE KEY ua (a, b), UNIQUE KEY ub (b))").def;
+        assert_eq!(def.shard_key, [s("b")], "the first unique key whose columns are all NOT NULL");
+        let def = table("CREATE TABLE t (a INT NOT NULL, UNIQUE KEY u (a), SHARD KEY (a))").def;
+        assert_eq!(def.shard_key, [s("a")]);
+        let def = table("CREATE TABLE t (a INT NOT NULL, b INT, KEY (a))").def;
+        assert!(def.shard_key.is_empty(), "a plain key is no shard key");
+    }
+
     #[test]
     fn shard_key_rules() {
         let rule = |key: &str| SqlError::UniqueKeyWithoutShardKey { key: s(key) };
@@ -659,6 +677,7 @@ mod ddl {
         check_err("CREATE TABLE t (a INT PRIMARY KEY, b INT UNIQUE)", rule("b"));
         check_err("CREATE TABLE t (a INT, b INT, PRIMARY KEY (a, b), UNIQUE KEY u (b))", rule("u"));
         check_err("CREATE TABLE t (a INT, b INT, UNIQUE KEY u (a))", rule("u"));
+        check_err("CREATE TABLE t (a INT NOT NULL, b INT, UNIQUE KEY u (a), UNIQUE KEY v (b))", rule("v"));
         check_err("CREATE TABLE t (a INT PRIMARY KEY, SHARD KEY ())", rule("PRIMARY"));
         check_err(
             "CREATE TABLE t (a INT, SHARD KEY (nope))",
