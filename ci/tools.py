@@ -603,6 +603,10 @@ def check_mariadb_dump(port):
     _, keys = query(conn, "SELECT INDEX_NAME, COLUMN_NAME, NON_UNIQUE FROM information_schema.STATISTICS "
                           "WHERE TABLE_SCHEMA = 'fromdump' AND TABLE_NAME = 'products' ORDER BY INDEX_NAME")
     assert keys == (("PRIMARY", "id", 0), ("by_name", "name", 1), ("sku", "sku", 1)), keys
+    with conn.cursor() as c:
+        # The dump's AUTO_INCREMENT=5 goes on after the loaded ids.
+        c.execute("INSERT INTO products (sku) VALUES ('E-5')")
+        assert c.lastrowid == 5, c.lastrowid
     conn.close()
     # A UNIQUE key without the shard key cannot be enforced per partition: the same table with `UNIQUE KEY sku`
     # is refused with the error docs/sql.md names, not loaded without the constraint.

@@ -1,7 +1,7 @@
 //! What the tools MySQL users bring (ci/tools.py: mariadb-slap, MySQL Workbench, DBeaver, Node's mysql2) need from
 //! the front end beyond plain queries, through real processes: a statement ending in its C string's NUL byte,
 //! `SHOW ... WHERE`, SHOW TABLES FROM information_schema, SHOW VARIABLES values typed as strings, CURRENT_USER(),
-//! COM_CHANGE_USER, SHOW WARNINGS / SHOW ERRORS and SHOW PRIVILEGES.
+//! COM_CHANGE_USER, SHOW WARNINGS / SHOW ERRORS, SHOW PRIVILEGES, and a dump's `AUTO_INCREMENT=n`.
 
 mod support;
 
@@ -128,4 +128,31 @@ async fn show_warnings_lists_the_previous_error() {
     assert!(conn.exec_drop("SELECT * FROM nowhere.t WHERE a = ?", (1,)).await.is_err());
     let warnings: Vec<(String, u32, String)> = conn.query("SHOW WARNINGS").await.unwrap();
     assert_eq!(warnings.len(), 1, "a prepared statement's error is listed too: {warnings:?}");
+}
+
+/// History: a table created as a MySQL dump creates it (`AUTO_INCREMENT=5`, rows 1 to 4 inserted with their ids),
+/// then a row without an id; SHOW CREATE TABLE of it and of a fresh table.
+/// Property: the generated id is 5, never one of the loaded ones; SHOW CREATE TABLE prints the next value as MySQL
+/// does (so Canopy's own dump recreates it), and nothing for a table that has given no value yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dumped_auto_increment_continues_after_the_loaded_rows() {
+    let cluster = TestCluster::start("tools-auto-increment", 1).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE DATABASE shop PARTITIONS 2").await.unwrap();
+    conn.query_drop("USE shop").await.unwrap();
+    conn.query_drop(
+        "CREATE TABLE products (id INT NOT NULL AUTO_INCREMENT, sku VARCHAR(20), PRIMARY KEY (id)) \
+         ENGINE=InnoDB AUTO_INCREMENT=5 DEFAULT CHARSET=utf8mb4",
+    )
+    .await
+    .unwrap();
+    conn.query_drop("INSERT INTO products VALUES (1,'a'),(2,'b'),(3,'c'),(4,'d')").await.unwrap();
+    conn.query_drop("INSERT INTO products (sku) VALUES ('e')").await.unwrap();
+    assert_eq!(conn.last_insert_id(), Some(5));
+    let create: (String, String) = conn.query_first("SHOW CREATE TABLE products").await.unwrap().unwrap();
+    assert!(create.1.ends_with(") AUTO_INCREMENT=6"), "{}", create.1);
+
+    conn.query_drop("CREATE TABLE fresh (id INT AUTO_INCREMENT PRIMARY KEY)").await.unwrap();
+    let create: (String, String) = conn.query_first("SHOW CREATE TABLE fresh").await.unwrap().unwrap();
+    assert!(!create.1.contains("AUTO_INCREMENT="), "{}", create.1);
 }

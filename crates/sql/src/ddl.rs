@@ -11,8 +11,9 @@
 //! 2. sqlparser (`MySqlDialect`) parses the rest.
 //! 3. The definition is checked and the SQLite text generated.
 //!
-//! Accepted and dropped without effect, out of MySQL habit: every table option (`ENGINE=`, `[DEFAULT] CHARSET`,
-//! `CHARACTER SET`, `COLLATE`, `COMMENT`, `AUTO_INCREMENT=n`, `ROW_FORMAT`...), column `CHARACTER SET`/`COLLATE`/
+//! `AUTO_INCREMENT=n` is kept (`CreateTable::auto_increment`: the first value to generate, which a dump carries).
+//! Accepted and dropped without effect, out of MySQL habit: every other table option (`ENGINE=`, `[DEFAULT] CHARSET`,
+//! `CHARACTER SET`, `COLLATE`, `COMMENT`, `ROW_FORMAT`...), column `CHARACTER SET`/`COLLATE`/
 //! `COMMENT`, `ON UPDATE ...`, `UNSIGNED`/`ZEROFILL`, display widths, index `USING BTREE|HASH`, index column
 //! `ASC`/`DESC`. Rejected as `Unsupported`: `FOREIGN KEY`/`REFERENCES`, `CHECK`, generated columns, `FULLTEXT`/`SPATIAL`
 //! keys, index prefix lengths, temporary tables, `CREATE TABLE ... LIKE` and `... AS SELECT`, defaults other than
@@ -60,6 +61,9 @@ pub struct CreateTable {
     pub db: Option<String>,
     pub if_not_exists: bool,
     pub def: TableDef,
+    /// The table option `AUTO_INCREMENT=n` of a table with an AUTO_INCREMENT column: the first value to generate
+    /// (a dump's CREATE TABLE carries its source's next value, so loaded rows are never generated again).
+    pub auto_increment: Option<i64>,
 }
 
 /// A parsed `CREATE [UNIQUE] INDEX` or `ALTER TABLE ... ADD [UNIQUE] INDEX|KEY`.
@@ -250,7 +254,20 @@ pub fn create_table(sql: &str) -> Result<CreateTable, SqlError> {
     let create_sql = create_statement(&name, &columns, &primary_key);
     let index_sql = named.iter().map(|k| index_statement(&name, &k.name, k.unique, &k.columns)).collect();
     let def = TableDef { name, kind, columns, primary_key, shard_key, create_sql, index_sql };
-    Ok(CreateTable { db, if_not_exists: ct.if_not_exists, def })
+    let auto_increment = def.auto_increment_column().and(auto_increment_option(&ct.table_options));
+    Ok(CreateTable { db, if_not_exists: ct.if_not_exists, def, auto_increment })
+}
+
+/// The value of the table option `AUTO_INCREMENT [=] n`, when it is a positive integer.
+fn auto_increment_option(options: &ast::CreateTableOptions) -> Option<i64> {
+    use ast::CreateTableOptions as O;
+    let (O::Plain(list) | O::With(list) | O::Options(list) | O::TableProperties(list)) = options else { return None };
+    list.iter().find_map(|option| match option {
+        ast::SqlOption::KeyValue { key, value } if key.value.eq_ignore_ascii_case("AUTO_INCREMENT") => {
+            value.to_string().parse::<i64>().ok().filter(|n| *n > 0)
+        }
+        _ => None,
+    })
 }
 
 fn set_primary_key(slot: &mut Option<Vec<String>>, columns: Vec<String>) -> Result<(), SqlError> {

@@ -670,6 +670,16 @@ mod ddl {
         assert!(def.shard_key.is_empty(), "a plain key is no shard key");
     }
 
+    /// A dump's `AUTO_INCREMENT=n` is kept for a table with an AUTO_INCREMENT column and ignored otherwise.
+    #[test]
+    fn auto_increment_table_option() {
+        let first = |sql: &str| table(sql).auto_increment;
+        assert_eq!(first("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY) ENGINE=InnoDB AUTO_INCREMENT=5"), Some(5));
+        assert_eq!(first("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY) AUTO_INCREMENT 7 CHARSET=utf8"), Some(7));
+        assert_eq!(first("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY)"), None);
+        assert_eq!(first("CREATE TABLE t (id INT PRIMARY KEY) AUTO_INCREMENT=5"), None, "no AUTO_INCREMENT column");
+    }
+
     #[test]
     fn shard_key_rules() {
         let rule = |key: &str| SqlError::UniqueKeyWithoutShardKey { key: s(key) };

@@ -398,8 +398,15 @@ impl Session {
                 Ok(Answer::Rows(crate::front::schema_tables::show(&meta, self.db.as_deref(), &show, &next_id)?))
             }
             Statement::ShowCreateTable { db, table } => {
-                let def = self.table_def(&cluster, db, &table)?;
-                let text = canopy_sql::ddl::show_create_table(&def);
+                let db = self.database(db)?;
+                let def = self.table_def(&cluster, Some(db.clone()), &table)?;
+                let mut text = canopy_sql::ddl::show_create_table(&def);
+                // As MySQL, the next AUTO_INCREMENT value once one was given or reserved: a dump then recreates a
+                // table that does not generate its loaded ids again.
+                let next = cluster.next_auto_increment(&cluster.meta(), &db, &def.name);
+                if def.auto_increment_column().is_some() && next > 1 {
+                    text.push_str(&format!(" AUTO_INCREMENT={next}"));
+                }
                 Ok(rows(&["Table", "Create Table"], vec![vec![Value::Text(def.name), Value::Text(text)]]))
             }
             Statement::CreateTable(create) => {
