@@ -304,9 +304,10 @@ where
     }
 
     /// What COM_RESET_CONNECTION and COM_CHANGE_USER forget: prepared statements, `SET` and `@` variables,
-    /// autocommit and the multi-statement option.
+    /// autocommit, the multi-statement option and the previous statement's error.
     fn reset_state(&mut self) {
         self.statements.clear();
+        self.last_error = None;
         self.variables.clear();
         self.user_variables = UserVariables::default();
         self.autocommit = true;
@@ -337,7 +338,8 @@ where
         };
         match self.backend.open_session(info).await {
             Ok(session) => {
-                // The old session ends first (its connection leaves the process list), then the new one serves.
+                // The new session registered itself before the old one drops: the process list tells the two
+                // apart, so the connection stays listed throughout.
                 drop(std::mem::replace(&mut self.session, session));
                 self.user = change.user;
                 self.reset_state();
