@@ -5,51 +5,12 @@ forms the cluster, runs queries through both clients, checks the answers, and al
 
 Usage: clients.py PATH_TO_CANOPY_BINARY
 """
-import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 
 import pymysql
 
-
-def free_port():
-    while True:
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-        if port + 10000 > 65535:
-            continue
-        try:
-            with socket.socket() as b:
-                b.bind(("127.0.0.1", port + 10000))
-            return port
-        except OSError:
-            continue
-
-
-def connect(port, deadline_s=60, **kw):
-    deadline = time.time() + deadline_s
-    while True:
-        try:
-            kw.setdefault("autocommit", True)
-            return pymysql.connect(host="127.0.0.1", port=port, user="root", password="", **kw)
-        except pymysql.err.OperationalError:
-            if time.time() > deadline:
-                raise
-            time.sleep(0.05)
-
-
-def mariadb(port, sql):
-    out = subprocess.run(
-        ["mariadb", "-h", "127.0.0.1", "-P", str(port), "-u", "root", "--batch", "-e", sql],
-        capture_output=True, text=True, timeout=60,
-    )
-    return out.returncode, out.stdout, out.stderr
+from cluster import Cluster, connect, mariadb
 
 
 def check_default_transactions(port):
@@ -78,25 +39,10 @@ def check_default_transactions(port):
 
 
 def main():
-    binary = os.path.abspath(sys.argv[1])
-    root = tempfile.mkdtemp(prefix="canopy-clients-")
-    procs = []
-    try:
-        ports = [free_port() for _ in range(3)]
-        for i, port in enumerate(ports):
-            data = os.path.join(root, f"node{i}")
-            os.makedirs(data)
-            log = open(os.path.join(data, "node.log"), "w")
-            procs.append(subprocess.Popen(
-                [binary, "server", "--data-dir", data, "--host", "127.0.0.1", "--port", str(port)],
-                stdout=subprocess.DEVNULL, stderr=log))
-        master = connect(ports[0])
-        for p in ports[1:]:
-            connect(p).close()
+    with Cluster(sys.argv[1], "clients") as cluster:
+        port = cluster.port
+        master = connect(port)
         with master.cursor() as c:
-            c.execute("BOOTSTRAP AGGREGATOR '127.0.0.1'")
-            for p in ports[1:]:
-                c.execute(f"ADD LEAF root@'127.0.0.1':{p}")
             c.execute("CREATE DATABASE test PARTITIONS 4")
             c.execute("CREATE TABLE test.x (id INT PRIMARY KEY, name VARCHAR(20), score DOUBLE)")
             # PyMySQL escapes parameters client-side; quotes and NULLs must survive.
@@ -116,30 +62,21 @@ def main():
             except pymysql.err.ProgrammingError as e:
                 assert e.args[0] == 1146, e
         master.close()
-        check_default_transactions(ports[0])
+        check_default_transactions(port)
         print("PyMySQL: ok")
 
-        code, out, err = mariadb(ports[0], "SELECT COUNT(*) AS n FROM test.x; SHOW LEAVES;")
+        code, out, err = mariadb(port, "SELECT COUNT(*) AS n FROM test.x; SHOW LEAVES;")
         assert code == 0, err
         lines = out.strip().splitlines()
         assert lines[0] == "n" and lines[1] == "100", out
         assert sum(1 for line in lines if "\tonline\t" in line) == 2, out
-        code, out, err = mariadb(ports[0], "USE test; SELECT name FROM x WHERE id = 5;")
+        code, out, err = mariadb(port, "USE test; SELECT name FROM x WHERE id = 5;")
         assert code == 0 and out.strip().splitlines() == ["name", "it's #5"], (out, err)
-        code, out, err = mariadb(ports[0], "SELEC 1")
+        code, out, err = mariadb(port, "SELEC 1")
         assert code != 0 and "1064" in err, (code, err)
         print("mariadb CLI: ok")
-        dump_round_trip(ports[0])
+        dump_round_trip(port)
         print("mariadb-dump round trip: ok")
-    finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def dump_round_trip(port):

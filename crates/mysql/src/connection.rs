@@ -120,6 +120,9 @@ where
         framed,
         caps,
         session,
+        backend: context.backend,
+        salt,
+        peer,
         connection_id,
         user: response.user,
         host,
@@ -128,6 +131,7 @@ where
         variables: HashMap::new(),
         user_variables: UserVariables::default(),
         statements: Statements::default(),
+        last_error: None,
         limits: context.limits,
         stats: context.stats,
         outcome: LastOutcome::default(),
@@ -144,10 +148,15 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(framed: &mut Framed<S>, error
     framed.shutdown().await;
 }
 
-struct Connection<S, Sess> {
+struct Connection<S, B: Backend> {
     framed: Framed<S>,
     caps: CapabilityFlags,
-    session: Sess,
+    session: B::Session,
+    /// Kept for COM_CHANGE_USER, which authenticates again and opens a new session.
+    backend: Arc<B>,
+    /// The salt of the initial handshake: COM_CHANGE_USER's scramble is computed with it.
+    salt: [u8; handshake::SALT_LEN],
+    peer: SocketAddr,
     connection_id: u32,
     user: String,
     host: String,
@@ -158,6 +167,8 @@ struct Connection<S, Sess> {
     /// `@name` variables of this session (MySQL's user-defined variables).
     user_variables: UserVariables,
     statements: Statements,
+    /// The error the previous statement raised, for SHOW WARNINGS / SHOW ERRORS (Canopy raises no warnings).
+    last_error: Option<MysqlError>,
     limits: Arc<Limits>,
     stats: Arc<Stats>,
     /// What LAST_INSERT_ID(), ROW_COUNT() and FOUND_ROWS() answer.
@@ -195,17 +206,18 @@ impl LastOutcome {
     }
 }
 
-impl<S, Sess> Connection<S, Sess>
+impl<S, B> Connection<S, B>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
-    Sess: Session,
+    B: Backend,
 {
     async fn serve_commands(&mut self, mut stop: watch::Receiver<bool>) {
         // A session that cannot be killed waits on a channel that never changes.
         let (_never, unkillable) = watch::channel(false);
-        let mut closed = self.session.closed().unwrap_or(unkillable);
         loop {
             self.framed.reset_sequence();
+            // Asked each time: COM_CHANGE_USER replaces the session.
+            let mut closed = self.session.closed().unwrap_or_else(|| unkillable.clone());
             if *closed.borrow() {
                 debug!(connection_id = self.connection_id, "connection killed");
                 self.framed.shutdown().await;
@@ -269,6 +281,7 @@ where
         const STMT_RESET: u8 = Command::COM_STMT_RESET as u8;
         const SET_OPTION: u8 = Command::COM_SET_OPTION as u8;
         const RESET_CONNECTION: u8 = Command::COM_RESET_CONNECTION as u8;
+        const CHANGE_USER: u8 = Command::COM_CHANGE_USER as u8;
         match code {
             QUIT => return Ok(Flow::Close),
             QUERY => self.query(body).await?,
@@ -324,16 +337,64 @@ where
                 _ => self.send_error(&MysqlError::unknown_command()).await?,
             },
             RESET_CONNECTION => {
-                self.statements.clear();
-                self.variables.clear();
-                self.autocommit = true;
+                self.reset_state();
                 self.session.reset_transaction();
-                self.multi_statements = self.caps.contains(CapabilityFlags::CLIENT_MULTI_STATEMENTS);
                 self.send_ok().await?;
             }
+            CHANGE_USER => return self.change_user(body).await,
             _ => self.send_error(&MysqlError::unknown_command()).await?,
         }
         Ok(Flow::Continue)
+    }
+
+    /// What COM_RESET_CONNECTION and COM_CHANGE_USER forget: prepared statements, `SET` and `@` variables,
+    /// autocommit, the multi-statement option and the previous statement's error.
+    fn reset_state(&mut self) {
+        self.statements.clear();
+        self.last_error = None;
+        self.variables.clear();
+        self.user_variables = UserVariables::default();
+        self.autocommit = true;
+        self.multi_statements = self.caps.contains(CapabilityFlags::CLIENT_MULTI_STATEMENTS);
+    }
+
+    /// COM_CHANGE_USER: authenticate the named user again (with the connection's salt), then start over as a new
+    /// session of that user in the named database, as if it had just connected. A wrong password or an unknown
+    /// database ends the connection after the error, so it never goes on half-changed.
+    async fn change_user(&mut self, body: &[u8]) -> std::io::Result<Flow> {
+        let mut change = match handshake::parse_change_user(body, self.caps) {
+            Ok(change) => change,
+            Err(error) => {
+                debug!(connection_id = self.connection_id, %error, "malformed COM_CHANGE_USER");
+                return Ok(Flow::Close);
+            }
+        };
+        if !handshake::authenticate_change(&mut self.framed, &*self.backend, &self.salt, &mut change).await? {
+            let used_password = !change.auth_response.is_empty();
+            self.send_error(&MysqlError::access_denied(&change.user, &self.host, used_password)).await?;
+            return Ok(Flow::Close);
+        }
+        let info = ConnectionInfo {
+            connection_id: self.connection_id,
+            user: change.user.clone(),
+            database: change.database,
+            peer: self.peer,
+        };
+        match self.backend.open_session(info).await {
+            Ok(session) => {
+                // The new session registered itself before the old one drops: the process list tells the two
+                // apart, so the connection stays listed throughout.
+                drop(std::mem::replace(&mut self.session, session));
+                self.user = change.user;
+                self.reset_state();
+                self.send_ok().await?;
+                Ok(Flow::Continue)
+            }
+            Err(error) => {
+                self.send_error(&error).await?;
+                Ok(Flow::Close)
+            }
+        }
     }
 
     /// COM_QUERY: split, run each statement, stop at the first error.
@@ -365,11 +426,42 @@ where
     /// end's: a SET of one is evaluated here, and every other statement reads them as literals (`user_vars`).
     async fn run_statement(&mut self, sql: &str) -> Reply {
         self.stats.questions.fetch_add(1, Ordering::Relaxed);
-        if let Some(targets) = user_vars::set_targets(sql, &self.user_variables) {
-            return self.set_user_variables(targets).await;
+        let reply = if let Some(targets) = user_vars::set_targets(sql, &self.user_variables) {
+            self.set_user_variables(targets).await
+        } else {
+            let sql = self.user_variables.substitute(sql).into_owned();
+            self.run_classified(&sql).await
+        };
+        // Diagnostics statements show the conditions of the statement before them and leave them in place.
+        if !is_diagnostics(sql) {
+            self.note_outcome(&reply);
         }
-        let sql = self.user_variables.substitute(sql).into_owned();
-        self.run_classified(&sql).await
+        reply
+    }
+
+    fn note_outcome(&mut self, reply: &Reply) {
+        self.last_error = match reply {
+            Reply::Error(error) => Some(error.clone()),
+            _ => None,
+        };
+    }
+
+    /// SHOW WARNINGS / SHOW ERRORS (and their COUNT(*) forms): the previous statement's error as MySQL lists it.
+    fn answer_diagnostics(&self, errors_only: bool, count: bool) -> Reply {
+        let conditions: Vec<Vec<Value>> = self
+            .last_error
+            .iter()
+            .map(|e| {
+                vec![Value::Text("Error".into()), Value::Integer(i64::from(e.code)), Value::Text(e.message.clone())]
+            })
+            .collect();
+        if count {
+            let name = if errors_only { "@@session.error_count" } else { "@@session.warning_count" };
+            let n = Value::Integer(conditions.len() as i64);
+            return Reply::Rows(ResultSet { columns: vec![Column::new(name)], rows: vec![vec![n]] });
+        }
+        let columns = ["Level", "Code", "Message"].into_iter().map(Column::new).collect();
+        Reply::Rows(ResultSet { columns, rows: conditions })
     }
 
     /// `SET @a = expr, ..., other = ...`: every user value is evaluated first (so a failing SET changes nothing, as
@@ -423,6 +515,7 @@ where
             Local::Forward => self.session.query(sql).await,
             Local::Set(assignments) => self.apply_set(&assignments),
             Local::Select { items, limit } => self.answer_select(&items, limit),
+            Local::Diagnostics { errors_only, count } => self.answer_diagnostics(errors_only, count),
             Local::Use(db) => match self.session.init_db(&db).await {
                 Ok(()) => Reply::ok(),
                 Err(error) => Reply::Error(error),
@@ -487,6 +580,8 @@ where
                 ItemSource::Database => self.session.current_database().map_or(Value::Null, Value::Text),
                 ItemSource::ConnectionId => Value::Integer(i64::from(self.connection_id)),
                 ItemSource::User => Value::Text(format!("{}@{}", self.user, self.host)),
+                // Accounts are `user@%` (SHOW GRANTS): the server does not tell users apart by host.
+                ItemSource::CurrentUser => Value::Text(format!("{}@%", self.user)),
                 ItemSource::Version => Value::Text(self.limits.server_version.clone()),
                 ItemSource::LastInsertId => Value::Integer(i64::try_from(self.outcome.last_insert_id).unwrap_or(0)),
                 ItemSource::RowCount => Value::Integer(self.outcome.row_count),
@@ -504,6 +599,9 @@ where
     fn variable(&self, name: &str, global: bool) -> Option<Value> {
         if name == "autocommit" && !global {
             return Some(Value::Integer(i64::from(self.autocommit)));
+        }
+        if name == "warning_count" || name == "error_count" {
+            return Some(Value::Integer(i64::from(self.last_error.is_some())));
         }
         let local = if global { None } else { self.variables.get(name).cloned() };
         local.or_else(|| self.session.system_variable(name)).or_else(|| sysvars::builtin(name, &self.limits))
@@ -531,6 +629,12 @@ where
                 }
                 Reply::Error(error) => return self.send_error(&error).await,
                 Reply::Ok { .. } => vec![],
+            },
+            Local::Diagnostics { errors_only, count } => match self.answer_diagnostics(errors_only, count) {
+                Reply::Rows(result) => {
+                    result.columns.iter().map(|c| c.name.clone()).zip(resultset::column_specs(&result)).collect()
+                }
+                _ => vec![],
             },
             Local::Set(_) | Local::Use(_) => vec![],
             Local::Forward if returns_rows(&sql) => match self.session.describe(&described).await {
@@ -599,6 +703,7 @@ where
             self.stats.questions.fetch_add(1, Ordering::Relaxed);
             let prepared = Prepared { text: &statement.sql, numbered: &statement.numbered, params };
             let reply = self.session.execute(prepared).await;
+            self.note_outcome(&reply);
             return self.send_reply(reply, false, RowFormat::Binary).await;
         }
         let sql = match prepared::bind(statement, body) {
@@ -674,6 +779,13 @@ where
         }
         self.framed.write(&response::end_of_rows(self.caps, status)).await
     }
+}
+
+/// Whether `sql` is SHOW WARNINGS / SHOW ERRORS (checked by its first word before the tokenizer runs: every
+/// statement passes here).
+fn is_diagnostics(sql: &str) -> bool {
+    sql.trim_start().get(..4).is_some_and(|w| w.eq_ignore_ascii_case("SHOW"))
+        && matches!(classify(sql), Local::Diagnostics { .. })
 }
 
 /// Whether a statement can return rows, so COM_STMT_PREPARE asks the backend to describe it.

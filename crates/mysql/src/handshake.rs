@@ -132,6 +132,60 @@ pub(crate) fn parse_handshake_response(payload: &[u8]) -> Result<HandshakeRespon
     Ok(HandshakeResponse { capabilities, user, auth_response, database, auth_plugin })
 }
 
+/// What COM_CHANGE_USER carries: the new user, its scramble (for the connection's salt), the database, the plugin.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ChangeUser {
+    pub user: String,
+    pub auth_response: Vec<u8>,
+    pub database: Option<String>,
+    pub auth_plugin: Option<String>,
+}
+
+/// The body of COM_CHANGE_USER (after the command byte), read with the capabilities agreed at connect time.
+pub(crate) fn parse_change_user(body: &[u8], capabilities: CapabilityFlags) -> Result<ChangeUser, Malformed> {
+    let mut r = Reader::new(body);
+    let user = String::from_utf8_lossy(r.null_terminated()?).into_owned();
+    let auth_response = if capabilities.contains(CapabilityFlags::CLIENT_SECURE_CONNECTION) {
+        let len = usize::from(r.u8()?);
+        r.take(len)?
+    } else {
+        r.null_terminated()?
+    }
+    .to_vec();
+    let database = if r.is_empty() { None } else { Some(String::from_utf8_lossy(r.null_terminated()?).into_owned()) };
+    // The character set (2 bytes) comes next, then the plugin name; connection attributes follow, unused.
+    let mut auth_plugin = None;
+    if !r.is_empty() {
+        r.take(2)?;
+        if capabilities.contains(CapabilityFlags::CLIENT_PLUGIN_AUTH) && !r.is_empty() {
+            auth_plugin = Some(String::from_utf8_lossy(r.null_terminated()?).into_owned());
+        }
+    }
+    Ok(ChangeUser { user, auth_response, database: database.filter(|d| !d.is_empty()), auth_plugin })
+}
+
+/// Re-authentication for COM_CHANGE_USER against the connection's salt (clients scramble with the one from the
+/// initial handshake), switching a client that names another plugin over to `mysql_native_password` as at connect
+/// time. `Ok(false)` when the password does not match.
+pub(crate) async fn authenticate_change<S, B>(
+    framed: &mut Framed<S>,
+    backend: &B,
+    salt: &[u8; SALT_LEN],
+    change: &mut ChangeUser,
+) -> std::io::Result<bool>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    B: Backend,
+{
+    if change.auth_plugin.as_deref().is_some_and(|p| p != NATIVE_PASSWORD) {
+        framed.write(&auth_switch_request(salt)).await?;
+        framed.flush().await?;
+        change.auth_response = framed.read().await.map_err(|e| std::io::Error::other(e.to_string()))?;
+        change.auth_plugin = Some(NATIVE_PASSWORD.to_string());
+    }
+    Ok(backend.password(&change.user).is_some_and(|password| password_matches(&password, salt, &change.auth_response)))
+}
+
 /// Whether `auth_response` proves knowledge of `password` for this salt. An empty configured password accepts only
 /// an empty response, as MySQL does.
 pub(crate) fn password_matches(password: &str, salt: &[u8], auth_response: &[u8]) -> bool {

@@ -19,6 +19,9 @@ pub(crate) enum Local {
     Use(String),
     /// A `SELECT` the front end answers with one row (or none under `LIMIT 0`).
     Select { items: Vec<SelectItem>, limit: Option<u64> },
+    /// `SHOW WARNINGS|ERRORS [LIMIT ...]` (`count`: `SHOW COUNT(*) WARNINGS|ERRORS`): the conditions the previous
+    /// statement raised, which only the front end sees all of.
+    Diagnostics { errors_only: bool, count: bool },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -54,7 +57,10 @@ pub(crate) enum ItemSource {
     },
     Database,
     ConnectionId,
+    /// `USER()`, `SESSION_USER()`, `SYSTEM_USER()`: the user and the host the client connected from.
     User,
+    /// `CURRENT_USER()`: the account the server authenticated the client as (`root@%`, as SHOW GRANTS names it).
+    CurrentUser,
     Version,
     LastInsertId,
     RowCount,
@@ -66,10 +72,45 @@ pub(crate) fn classify(sql: &str) -> Local {
     match toks.first() {
         Some(t) if t.is_word("SET") => classify_set(sql, &toks[1..]),
         Some(t) if t.is_word("SELECT") => classify_select(sql, &toks[1..]),
+        Some(t) if t.is_word("SHOW") => classify_show(&toks[1..]),
         Some(t) if t.is_word("USE") => match &toks[1..] {
             [Token { kind: TokenKind::Word(db) | TokenKind::Quoted(db), .. }] => Local::Use(db.clone()),
             _ => Local::Forward,
         },
+        _ => Local::Forward,
+    }
+}
+
+fn classify_show(toks: &[Token]) -> Local {
+    let kind = |t: Option<&Token>| match t {
+        Some(t) if t.is_word("WARNINGS") => Some(false),
+        Some(t) if t.is_word("ERRORS") => Some(true),
+        _ => None,
+    };
+    if let Some(errors_only) = kind(toks.first()) {
+        // `LIMIT [offset,] n` only shortens a list of at most one condition; anything else is a syntax error.
+        let limit_ok = match &toks[1..] {
+            [] => true,
+            [l, rest @ ..] if l.is_word("LIMIT") => match rest {
+                [Token { kind: TokenKind::Word(n), .. }] => n.parse::<u64>().is_ok(),
+                [
+                    Token { kind: TokenKind::Word(o), .. },
+                    Token { kind: TokenKind::Punct(","), .. },
+                    Token { kind: TokenKind::Word(n), .. },
+                ] => o.parse::<u64>().is_ok() && n.parse::<u64>().is_ok(),
+                _ => false,
+            },
+            _ => false,
+        };
+        return if limit_ok { Local::Diagnostics { errors_only, count: false } } else { Local::Forward };
+    }
+    let count_star = toks.len() == 5
+        && toks[0].is_word("COUNT")
+        && matches!(toks[1].kind, TokenKind::Punct("("))
+        && matches!(toks[2].kind, TokenKind::Other('*'))
+        && matches!(toks[3].kind, TokenKind::Punct(")"));
+    match kind(toks.get(4)) {
+        Some(errors_only) if count_star => Local::Diagnostics { errors_only, count: true },
         _ => Local::Forward,
     }
 }
@@ -239,7 +280,8 @@ fn select_source(toks: &[Token]) -> Option<(ItemSource, usize)> {
             let source = match f.to_ascii_uppercase().as_str() {
                 "DATABASE" | "SCHEMA" => ItemSource::Database,
                 "CONNECTION_ID" => ItemSource::ConnectionId,
-                "USER" | "CURRENT_USER" | "SESSION_USER" | "SYSTEM_USER" => ItemSource::User,
+                "USER" | "SESSION_USER" | "SYSTEM_USER" => ItemSource::User,
+                "CURRENT_USER" => ItemSource::CurrentUser,
                 "VERSION" => ItemSource::Version,
                 "LAST_INSERT_ID" => ItemSource::LastInsertId,
                 "ROW_COUNT" => ItemSource::RowCount,
@@ -312,6 +354,13 @@ mod tests {
                 limit: None
             }
         );
+        assert_eq!(
+            classify("SELECT current_user(), USER()"),
+            Local::Select {
+                items: vec![item("current_user()", ItemSource::CurrentUser), item("USER()", ItemSource::User)],
+                limit: None
+            }
+        );
     }
 
     #[test]
@@ -354,6 +403,18 @@ mod tests {
                 set("autocommit", AssignedValue::Literal(Value::Text("ON".into()))),
             ])
         );
+    }
+
+    #[test]
+    fn diagnostics_are_answered_locally() {
+        let diagnostics = |errors_only, count| Local::Diagnostics { errors_only, count };
+        assert_eq!(classify("SHOW WARNINGS"), diagnostics(false, false));
+        assert_eq!(classify("show errors limit 5"), diagnostics(true, false));
+        assert_eq!(classify("SHOW WARNINGS LIMIT 0, 10"), diagnostics(false, false));
+        assert_eq!(classify("SHOW COUNT(*) WARNINGS"), diagnostics(false, true));
+        assert_eq!(classify("SHOW COUNT(*) ERRORS"), diagnostics(true, true));
+        assert_eq!(classify("SHOW WARNINGS LIMIT x"), Local::Forward);
+        assert_eq!(classify("SHOW TABLES"), Local::Forward);
     }
 
     #[test]

@@ -142,7 +142,11 @@ pub(crate) fn version_number(server_version: &str) -> u32 {
 /// unless `--hex-blob`), but the rest of Canopy works on UTF-8 text. A string literal whose bytes, once its escapes
 /// are read, are not UTF-8 becomes the hexadecimal literal `X'...'` of those bytes (a BLOB value, which is what such
 /// bytes are); everything else is kept as it is. `None` when bytes outside string literals are not UTF-8.
+///
+/// Trailing NUL bytes are not part of the statement: C clients such as `mariadb-slap` send their string's terminator
+/// with it, and MySQL's lexer ends the statement at that byte.
 pub(crate) fn text_of_statement_bytes(body: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    let body = &body[..body.iter().rposition(|&b| b != 0).map_or(0, |last| last + 1)];
     if let Ok(text) = std::str::from_utf8(body) {
         return Some(std::borrow::Cow::Borrowed(text));
     }
@@ -525,5 +529,14 @@ mod tests {
         assert_eq!(text(b"SELECT \"\xfe\\\"\"\"\"").as_deref(), Some("SELECT X'FE2222'"));
         assert_eq!(text(b"SELECT 'it''s \xc3' -- \xc3\xa9").as_deref(), Some("SELECT X'6974277320C3' -- \u{e9}"));
         assert_eq!(text(b"SELECT \xff"), None, "invalid bytes outside a string");
+    }
+
+    #[test]
+    fn trailing_nul_bytes_end_the_statement() {
+        let text = |bytes: &[u8]| text_of_statement_bytes(bytes).map(|t| t.into_owned());
+        assert_eq!(text(b"CREATE TABLE t1 (a INT)\0").as_deref(), Some("CREATE TABLE t1 (a INT)"));
+        assert_eq!(text(b"SELECT '\xff'\0\0").as_deref(), Some("SELECT X'FF'"));
+        assert_eq!(text(b"SELECT 'a\0b'").as_deref(), Some("SELECT 'a\0b'"), "a NUL inside a literal stays");
+        assert_eq!(text(b"\0").as_deref(), Some(""));
     }
 }

@@ -80,6 +80,12 @@ pub enum Statement {
     },
     /// MySQL's catalog SHOW statements answered from the metadata (see `command/show.rs`).
     ShowCatalog(ShowCatalog),
+    /// `SHOW ... WHERE condition`: any SHOW of this grammar, its rows kept where `condition` holds. The condition
+    /// names SHOW's own columns (`Tables_in_db`, `Table_type`, `Variable_name`...) and is rendered for SQLite.
+    ShowWhere {
+        show: Box<Statement>,
+        condition: String,
+    },
     /// What dump and admin tools send that Canopy accepts without effect (see `command/tools.rs`).
     NoEffect(NoEffect),
     /// `CREATE [ROWSTORE] [REFERENCE] TABLE ...`, see [`crate::ddl::create_table`].
@@ -165,11 +171,13 @@ pub enum ShowCatalog {
     Collation { like: Option<String> },
     /// `SHOW PLUGINS`
     Plugins,
+    /// `SHOW PRIVILEGES`: the privileges a grant can name.
+    Privileges,
     /// `SHOW GRANTS [FOR user[@host] | FOR CURRENT_USER[()]]`
     Grants { user: Option<String> },
     /// `SHOW {MASTER|SLAVE|REPLICA} STATUS`, `SHOW {BINARY|MASTER} LOGS`: Canopy has no MySQL replication.
     ReplicationStatus,
-    /// `SHOW {FUNCTION|PROCEDURE} STATUS`, `SHOW TRIGGERS`, `SHOW EVENTS` (with any LIKE or WHERE): Canopy has
+    /// `SHOW {FUNCTION|PROCEDURE} STATUS`, `SHOW TRIGGERS`, `SHOW EVENTS` (with any LIKE; a WHERE wraps them in `ShowWhere`): Canopy has
     /// none of these objects, so the list is empty.
     NoObjects(ObjectKind),
     /// `SHOW [FULL] PROCESSLIST`: this aggregator's connections (answered by the front end, not from metadata).
@@ -365,6 +373,9 @@ fn parse_own(cur: &mut Cursor, sql: &str) -> Result<Option<Statement>, SqlError>
         cur.expect_end()?;
         Statement::Use { db }
     } else if cur.peek_words(&["SHOW"]) {
+        if let Some(filtered) = show_where(cur, sql)? {
+            return Ok(Some(filtered));
+        }
         match show(cur)? {
             Some(statement) => statement,
             None => return Ok(None),
@@ -635,6 +646,28 @@ fn show(cur: &mut Cursor) -> Result<Option<Statement>, SqlError> {
         return Ok(None);
     };
     Ok(Some(statement))
+}
+
+/// `SHOW ... WHERE condition` (MySQL allows a WHERE on every listing SHOW): the SHOW before the first `WHERE` word
+/// parsed as usual, the condition parsed as an expression and rendered for SQLite. `Ok(None)` without a WHERE, or
+/// when the part before it is no SHOW of this grammar (the cursor is then untouched).
+fn show_where(cur: &Cursor, sql: &str) -> Result<Option<Statement>, SqlError> {
+    // An unquoted WHERE is always the keyword: a database or pattern named "where" is quoted or a string.
+    let Some(at) = (0..).map_while(|i| cur.peek_at(i)).find(|t| t.is_word("WHERE")).map(|t| (t.start, t.end)) else {
+        return Ok(None);
+    };
+    let mut before = Cursor::new(&sql[..at.0])?;
+    let Some(show) = show(&mut before)? else { return Ok(None) };
+    let text = sql[at.1..].trim().trim_end_matches(';');
+    if text.trim().is_empty() {
+        return Err(SqlError::Parse("SHOW ... WHERE: expected a condition after WHERE".to_string()));
+    }
+    let mut parser = Parser::new(&MySqlDialect {}).try_with_sql(text).map_err(|e| SqlError::from_sqlparser(&e))?;
+    let condition = parser.parse_expr().map_err(|e| SqlError::from_sqlparser(&e))?;
+    if parser.peek_token().token != sqlparser::tokenizer::Token::EOF {
+        return Err(SqlError::Parse(format!("SHOW ... WHERE: unexpected text after the condition: {text}")));
+    }
+    Ok(Some(Statement::ShowWhere { show: Box::new(show), condition: crate::plan::render(&condition) }))
 }
 
 /// `DESCRIBE|DESC|EXPLAIN [db.]t` and nothing else; anything longer (`EXPLAIN SELECT ...`) is sqlparser's.

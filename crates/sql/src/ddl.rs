@@ -11,15 +11,17 @@
 //! 2. sqlparser (`MySqlDialect`) parses the rest.
 //! 3. The definition is checked and the SQLite text generated.
 //!
-//! Accepted and dropped without effect, out of MySQL habit: every table option (`ENGINE=`, `[DEFAULT] CHARSET`,
-//! `CHARACTER SET`, `COLLATE`, `COMMENT`, `AUTO_INCREMENT=n`, `ROW_FORMAT`...), column `CHARACTER SET`/`COLLATE`/
+//! `AUTO_INCREMENT=n` is kept (`CreateTable::auto_increment`: the first value to generate, which a dump carries).
+//! Accepted and dropped without effect, out of MySQL habit: every other table option (`ENGINE=`, `[DEFAULT] CHARSET`,
+//! `CHARACTER SET`, `COLLATE`, `COMMENT`, `ROW_FORMAT`...), column `CHARACTER SET`/`COLLATE`/
 //! `COMMENT`, `ON UPDATE ...`, `UNSIGNED`/`ZEROFILL`, display widths, index `USING BTREE|HASH`, index column
 //! `ASC`/`DESC`. Rejected as `Unsupported`: `FOREIGN KEY`/`REFERENCES`, `CHECK`, generated columns, `FULLTEXT`/`SPATIAL`
 //! keys, index prefix lengths, temporary tables, `CREATE TABLE ... LIKE` and `... AS SELECT`, defaults other than
 //! literals and the current date/time.
 //!
-//! Shard-key rules (SingleStore's): the shard key is the `SHARD KEY` columns, else the primary key, else empty (rows
-//! spread evenly). In a distributed table every PRIMARY KEY and UNIQUE key must contain all shard-key columns, and a
+//! Shard-key rules (SingleStore's): the shard key is the `SHARD KEY` columns, else the primary key, else the first
+//! UNIQUE key whose columns are all NOT NULL (the key InnoDB takes as the primary key of such a table), else empty
+//! (rows spread evenly). In a distributed table every PRIMARY KEY and UNIQUE key must contain all shard-key columns, and a
 //! table with an empty shard key can have no unique key at all, since uniqueness is only enforced inside a partition.
 //! Reference tables have no shard key and may not declare one.
 //!
@@ -59,6 +61,9 @@ pub struct CreateTable {
     pub db: Option<String>,
     pub if_not_exists: bool,
     pub def: TableDef,
+    /// The table option `AUTO_INCREMENT=n` of a table with an AUTO_INCREMENT column: the first value to generate
+    /// (a dump's CREATE TABLE carries its source's next value, so loaded rows are never generated again).
+    pub auto_increment: Option<i64>,
 }
 
 /// A parsed `CREATE [UNIQUE] INDEX` or `ALTER TABLE ... ADD [UNIQUE] INDEX|KEY`.
@@ -225,7 +230,12 @@ pub fn create_table(sql: &str) -> Result<CreateTable, SqlError> {
         }
         (TableKind::Reference, None) => Vec::new(),
         (TableKind::Distributed, Some(cols)) => canonical(&cols)?,
-        (TableKind::Distributed, None) => primary_key.clone(),
+        (TableKind::Distributed, None) if !primary_key.is_empty() => primary_key.clone(),
+        (TableKind::Distributed, None) => {
+            let not_null = |c: &String| table_probe.columns.iter().any(|d| &d.name == c && !d.nullable);
+            let implicit = named.iter().find(|k| k.unique && k.columns.iter().all(not_null));
+            implicit.map(|k| k.columns.clone()).unwrap_or_default()
+        }
     };
     if !primary_key.is_empty() {
         check_unique_key(kind, &shard_key, "PRIMARY", &primary_key)?;
@@ -244,7 +254,20 @@ pub fn create_table(sql: &str) -> Result<CreateTable, SqlError> {
     let create_sql = create_statement(&name, &columns, &primary_key);
     let index_sql = named.iter().map(|k| index_statement(&name, &k.name, k.unique, &k.columns)).collect();
     let def = TableDef { name, kind, columns, primary_key, shard_key, create_sql, index_sql };
-    Ok(CreateTable { db, if_not_exists: ct.if_not_exists, def })
+    let auto_increment = def.auto_increment_column().and(auto_increment_option(&ct.table_options));
+    Ok(CreateTable { db, if_not_exists: ct.if_not_exists, def, auto_increment })
+}
+
+/// The value of the table option `AUTO_INCREMENT [=] n`, when it is a positive integer.
+fn auto_increment_option(options: &ast::CreateTableOptions) -> Option<i64> {
+    use ast::CreateTableOptions as O;
+    let (O::Plain(list) | O::With(list) | O::Options(list) | O::TableProperties(list)) = options else { return None };
+    list.iter().find_map(|option| match option {
+        ast::SqlOption::KeyValue { key, value } if key.value.eq_ignore_ascii_case("AUTO_INCREMENT") => {
+            value.to_string().parse::<i64>().ok().filter(|n| *n > 0)
+        }
+        _ => None,
+    })
 }
 
 fn set_primary_key(slot: &mut Option<Vec<String>>, columns: Vec<String>) -> Result<(), SqlError> {
@@ -307,12 +330,17 @@ fn index_column_names(columns: &[ast::IndexColumn]) -> Result<Vec<String>, SqlEr
 /// One column and its inline keys as `(primary, unique)` flags.
 fn column_def(column: &ast::ColumnDef) -> Result<(ColumnDef, Vec<(bool, bool)>), SqlError> {
     let name = column.name.value.clone();
-    let mysql_type = lower_outside_quotes(&column.data_type.to_string());
+    let mut mysql_type = lower_outside_quotes(&column.data_type.to_string());
+    // MySQL's SERIAL is shorthand for BIGINT UNSIGNED NOT NULL AUTO_INCREMENT UNIQUE.
+    let serial = mysql_type == "serial";
+    if serial {
+        mysql_type = "bigint unsigned".to_string();
+    }
     let decl_type = sqlite_decl_type(&mysql_type)?.to_string();
     let affinity = Affinity::of_decl_type(&decl_type);
     let mut def =
-        ColumnDef { name, decl_type, mysql_type, affinity, nullable: true, auto_increment: false, default: None };
-    let mut keys = Vec::new();
+        ColumnDef { name, decl_type, mysql_type, affinity, nullable: !serial, auto_increment: serial, default: None };
+    let mut keys = if serial { vec![(false, true)] } else { Vec::new() };
     for option in &column.options {
         match &option.option {
             ColumnOption::Null => def.nullable = true,

@@ -402,6 +402,30 @@ mod command {
         check_err("COMMIT NOW", "COMMIT: expected end of statement near 'NOW'");
     }
 
+    /// MySQL Workbench and DBeaver filter SHOW listings with WHERE on SHOW's own columns.
+    #[test]
+    fn show_where_wraps_the_show_and_renders_the_condition() {
+        let show_where = |show: S, condition: &str| S::ShowWhere { show: Box::new(show), condition: s(condition) };
+        check(
+            "SHOW FULL TABLES FROM `shop` WHERE `Tables_in_shop` = 'orders' AND Table_type != 'VIEW'",
+            show_where(
+                S::ShowTables { db: Some(s("shop")), like: None, full: true },
+                "`Tables_in_shop` = 'orders' AND Table_type <> 'VIEW'",
+            ),
+        );
+        check(
+            "show variables where Variable_name in ('version', 'it''s');",
+            show_where(S::ShowVariables { global: false, like: None }, "Variable_name IN ('version', 'it''s')"),
+        );
+        check(
+            "SHOW DATABASES WHERE `Database` LIKE 's%'",
+            show_where(S::ShowDatabases { extended: false, like: None }, "`Database` LIKE 's%'"),
+        );
+        check_err("SHOW TABLES WHERE", "SHOW ... WHERE: expected a condition after WHERE");
+        assert!(matches!(parse_statement("SHOW TABLES WHERE a = 1 b"), Err(SqlError::Parse(_))));
+        assert!(matches!(parse_statement("SHOW TABLES FROM `where`"), Ok(S::ShowTables { .. })));
+    }
+
     #[test]
     fn queries_go_to_sqlparser() {
         for sql in [
@@ -633,6 +657,34 @@ mod ddl {
         assert_eq!(ct.def.create_sql, r#"CREATE TABLE "t" ("a" INTEGER NOT NULL, "b" INTEGER, "c" INTEGER)"#);
     }
 
+    /// Without a primary key, the first NOT NULL unique key is the shard key (InnoDB's implicit primary key), so
+    /// `SERIAL` (BIGINT UNSIGNED NOT NULL AUTO_INCREMENT UNIQUE), as mariadb-slap declares it, makes a table.
+    #[test]
+    fn a_not_null_unique_key_is_the_shard_key_of_a_table_without_primary_key() {
+        let def = table("CREATE TABLE t1 (id serial, intcol1 INT(32), charcol1 VARCHAR(128))").def;
+        assert_eq!(def.shard_key, [s("id")]);
+        assert!(def.primary_key.is_empty());
+        let id = &def.columns[0];
+        assert_eq!((id.mysql_type.as_str(), id.nullable, id.auto_increment), ("bigint unsigned", false, true));
+        assert_eq!(def.index_sql, [r#"CREATE UNIQUE INDEX "t1__id" ON "t1" ("id")"#]);
+        let def = table("CREATE TABLE t (a INT, b INT NOT NULL, UNIQUE KEY ua (a, b), UNIQUE KEY ub (b))").def;
+        assert_eq!(def.shard_key, [s("b")], "the first unique key whose columns are all NOT NULL");
+        let def = table("CREATE TABLE t (a INT NOT NULL, UNIQUE KEY u (a), SHARD KEY (a))").def;
+        assert_eq!(def.shard_key, [s("a")]);
+        let def = table("CREATE TABLE t (a INT NOT NULL, b INT, KEY (a))").def;
+        assert!(def.shard_key.is_empty(), "a plain key is no shard key");
+    }
+
+    /// A dump's `AUTO_INCREMENT=n` is kept for a table with an AUTO_INCREMENT column and ignored otherwise.
+    #[test]
+    fn auto_increment_table_option() {
+        let first = |sql: &str| table(sql).auto_increment;
+        assert_eq!(first("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY) ENGINE=InnoDB AUTO_INCREMENT=5"), Some(5));
+        assert_eq!(first("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY) AUTO_INCREMENT 7 CHARSET=utf8"), Some(7));
+        assert_eq!(first("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY)"), None);
+        assert_eq!(first("CREATE TABLE t (id INT PRIMARY KEY) AUTO_INCREMENT=5"), None, "no AUTO_INCREMENT column");
+    }
+
     #[test]
     fn shard_key_rules() {
         let rule = |key: &str| SqlError::UniqueKeyWithoutShardKey { key: s(key) };
@@ -640,6 +692,7 @@ mod ddl {
         check_err("CREATE TABLE t (a INT PRIMARY KEY, b INT UNIQUE)", rule("b"));
         check_err("CREATE TABLE t (a INT, b INT, PRIMARY KEY (a, b), UNIQUE KEY u (b))", rule("u"));
         check_err("CREATE TABLE t (a INT, b INT, UNIQUE KEY u (a))", rule("u"));
+        check_err("CREATE TABLE t (a INT NOT NULL, b INT, UNIQUE KEY u (a), UNIQUE KEY v (b))", rule("v"));
         check_err("CREATE TABLE t (a INT PRIMARY KEY, SHARD KEY ())", rule("PRIMARY"));
         check_err(
             "CREATE TABLE t (a INT, SHARD KEY (nope))",

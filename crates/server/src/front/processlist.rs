@@ -14,6 +14,9 @@ use canopy_sql::{ResultSet, Value};
 /// One connection as SHOW PROCESSLIST shows it.
 #[derive(Debug, Clone)]
 struct Process {
+    /// Which registration made this entry: a connection that changes user (COM_CHANGE_USER) registers its new session
+    /// before the old one drops, under the same id, and the old one must not remove the new entry.
+    registration: u64,
     user: String,
     host: String,
     db: Option<String>,
@@ -65,12 +68,15 @@ impl Default for Processes {
 pub struct Registration {
     processes: std::sync::Arc<Processes>,
     id: u32,
+    registration: u64,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
         self.processes.with(|p| {
-            p.remove(&self.id);
+            if p.get(&self.id).is_some_and(|process| process.registration == self.registration) {
+                p.remove(&self.id);
+            }
         });
     }
 }
@@ -147,8 +153,9 @@ impl Processes {
 
     /// Adds connection `id` (as the MySQL handshake numbered it).
     pub fn register(self: &std::sync::Arc<Self>, id: u32, user: &str, peer: std::net::SocketAddr) -> Registration {
-        self.connections.fetch_add(1, Ordering::Relaxed);
+        let registration = self.connections.fetch_add(1, Ordering::Relaxed);
         let process = Process {
+            registration,
             user: user.to_string(),
             host: peer.to_string(),
             db: None,
@@ -158,7 +165,7 @@ impl Processes {
             killed: tokio::sync::watch::channel(false).0,
         };
         self.with(|p| p.insert(id, process));
-        Registration { processes: self.clone(), id }
+        Registration { processes: self.clone(), id, registration }
     }
 
     /// KILL [QUERY|CONNECTION] `id`: the connection's running read stops (writes finish: each statement commits

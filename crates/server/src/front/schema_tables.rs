@@ -126,6 +126,10 @@ pub fn show(
             rows
         }
         ShowCatalog::Plugins => ResultSet::named(&["Name", "Status", "Type", "Library", "License"], Vec::new()),
+        ShowCatalog::Privileges => {
+            let rows = PRIVILEGES.iter().map(|row| row.iter().map(|c| Value::text(*c)).collect()).collect();
+            ResultSet::named(&["Privilege", "Context", "Comment"], rows)
+        }
         ShowCatalog::Grants { user } => {
             let user = user.as_deref().filter(|u| *u != "CURRENT_USER").unwrap_or("root");
             if user != "root" {
@@ -159,6 +163,25 @@ fn project(all: &ResultSet, shown: &[(&str, usize)]) -> ResultSet {
     let rows = all.rows.iter().map(|r| shown.iter().map(|(_, i)| r[*i].clone()).collect()).collect();
     ResultSet { columns: shown.iter().map(|(name, _)| Column::new(*name)).collect(), rows }
 }
+
+/// SHOW PRIVILEGES: MySQL's privileges for the objects Canopy has (root holds them all: SHOW GRANTS).
+const PRIVILEGES: &[[&str; 3]] = &[
+    ["Alter", "Tables", "To alter the table"],
+    ["Create", "Databases,Tables,Indexes", "To create new databases and tables"],
+    ["Delete", "Tables", "To delete existing rows"],
+    ["Drop", "Databases,Tables", "To drop databases, tables, and views"],
+    ["Grant option", "Databases,Tables,Functions,Procedures", "To give to other users those privileges you possess"],
+    ["Index", "Tables", "To create or drop indexes"],
+    ["Insert", "Tables", "To insert data into tables"],
+    ["Lock tables", "Databases", "To use LOCK TABLES (together with SELECT privilege)"],
+    ["Process", "Server Admin", "To view the plain text of currently executing queries"],
+    ["Reload", "Server Admin", "To reload or refresh tables, logs and privileges"],
+    ["Select", "Tables", "To retrieve rows from table"],
+    ["Show databases", "Server Admin", "To see all databases with SHOW DATABASES"],
+    ["Super", "Server Admin", "To use KILL thread, SET GLOBAL, CHANGE MASTER, etc."],
+    ["Update", "Tables", "To update existing rows"],
+    ["Usage", "Server Admin", "No privileges - allow connect only"],
+];
 
 const SHOW_ROUTINES: &[&str] = &[
     "Db",

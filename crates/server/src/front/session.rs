@@ -376,19 +376,28 @@ impl Session {
                     .collect();
                 Ok(rows(&["Database"], names))
             }
+            Statement::ShowWhere { show, condition } => match Box::pin(self.run_on_master(*show)).await? {
+                Answer::Rows(shown) => Ok(Answer::Rows(views::filter_shown(&self.scratch, shown, condition).await?)),
+                done => Ok(done),
+            },
             Statement::ShowTables { db, like, full } => {
                 let db = self.database(db)?;
                 let meta = cluster.meta();
-                let database = meta.databases.get(&db).ok_or_else(|| Error::UnknownDatabase(db.clone()))?;
+                // MySQL lists its INFORMATION_SCHEMA tables as system views; GUI clients browse them like a database.
+                let (names, kind): (Vec<String>, &str) = if db.eq_ignore_ascii_case("information_schema") {
+                    (views::INFORMATION_SCHEMA_TABLES.iter().map(|t| t.to_string()).collect(), "SYSTEM VIEW")
+                } else {
+                    let database = meta.databases.get(&db).ok_or_else(|| Error::UnknownDatabase(db.clone()))?;
+                    (database.tables.values().map(|t| t.name.clone()).collect(), "BASE TABLE")
+                };
                 let header = format!("Tables_in_{db}");
-                let list = database
-                    .tables
-                    .values()
-                    .filter(|t| like.as_deref().is_none_or(|p| views::like_match(p, &t.name)))
-                    .map(|t| {
-                        let mut row = vec![Value::Text(t.name.clone())];
+                let list = names
+                    .into_iter()
+                    .filter(|name| like.as_deref().is_none_or(|p| views::like_match(p, name)))
+                    .map(|name| {
+                        let mut row = vec![Value::Text(name)];
                         if full {
-                            row.push(Value::Text("BASE TABLE".into()));
+                            row.push(Value::text(kind));
                         }
                         row
                     })
@@ -415,8 +424,15 @@ impl Session {
                 Ok(Answer::Rows(crate::front::schema_tables::show(&meta, self.db.as_deref(), &show, &next_id)?))
             }
             Statement::ShowCreateTable { db, table } => {
-                let def = self.table_def(&cluster, db, &table)?;
-                let text = canopy_sql::ddl::show_create_table(&def);
+                let db = self.database(db)?;
+                let def = self.table_def(&cluster, Some(db.clone()), &table)?;
+                let mut text = canopy_sql::ddl::show_create_table(&def);
+                // As MySQL, the next AUTO_INCREMENT value once one was given or reserved: a dump then recreates a
+                // table that does not generate its loaded ids again.
+                let next = cluster.next_auto_increment(&cluster.meta(), &db, &def.name);
+                if def.auto_increment_column().is_some() && next > 1 {
+                    text.push_str(&format!(" AUTO_INCREMENT={next}"));
+                }
                 Ok(rows(&["Table", "Create Table"], vec![vec![Value::Text(def.name), Value::Text(text)]]))
             }
             Statement::CreateTable(create) => {

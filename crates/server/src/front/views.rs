@@ -210,6 +210,71 @@ pub async fn virtual_table(cluster: &Arc<Cluster>, meta: &ClusterMeta, schema: &
     }
 }
 
+/// Every INFORMATION_SCHEMA table a query can read (MySQL's that Canopy provides and the cluster's own), in name
+/// order: what SHOW TABLES FROM information_schema lists.
+pub const INFORMATION_SCHEMA_TABLES: &[&str] = &[
+    "AGGREGATORS",
+    "CHARACTER_SETS",
+    "COLLATIONS",
+    "COLUMNS",
+    "DISTRIBUTED_DATABASES",
+    "DISTRIBUTED_PARTITIONS",
+    "ENGINES",
+    "EVENTS",
+    "FILES",
+    "GLOBAL_STATUS",
+    "GLOBAL_VARIABLES",
+    "KEY_COLUMN_USAGE",
+    "LEAVES",
+    "MV_CLUSTER_STATUS",
+    "PARTITIONS",
+    "PROCESSLIST",
+    "REFERENTIAL_CONSTRAINTS",
+    "ROUTINES",
+    "SCHEMATA",
+    "SESSION_STATUS",
+    "SESSION_VARIABLES",
+    "STATISTICS",
+    "TABLES",
+    "TABLE_CONSTRAINTS",
+    "TRIGGERS",
+    "VIEWS",
+];
+
+/// The rows of a SHOW answer for which `condition` (SQLite text naming SHOW's columns, from `SHOW ... WHERE`)
+/// holds, evaluated by the session's scratch engine over a temporary copy of the rows. The copy's columns compare
+/// text without regard to letter case, as MySQL's SHOW columns do (`WHERE Variable_name = 'VERSION'` matches).
+pub async fn filter_shown(
+    scratch: &Arc<std::sync::Mutex<rusqlite::Connection>>,
+    shown: ResultSet,
+    condition: String,
+) -> Result<ResultSet> {
+    let scratch = scratch.clone();
+    tokio::task::spawn_blocking(move || {
+        let conn = scratch.lock().map_err(|_| Error::Internal("scratch lock poisoned".into()))?;
+        let table = "temp._canopy_shown";
+        let columns: Vec<String> =
+            shown.columns.iter().map(|c| format!("{} COLLATE NOCASE", canopy_sql::quote::ident(&c.name))).collect();
+        let engine = |e: rusqlite::Error| Error::Sql(SqlError::Engine(e.to_string()));
+        conn.execute_batch(&format!("DROP TABLE IF EXISTS {table}; CREATE TABLE {table} ({});", columns.join(", ")))
+            .map_err(engine)?;
+        let filtered = (|| {
+            let marks = vec!["?"; shown.columns.len()].join(", ");
+            let mut insert = conn.prepare(&format!("INSERT INTO {table} VALUES ({marks})")).map_err(engine)?;
+            for row in &shown.rows {
+                insert.execute(rusqlite::params_from_iter(row.iter())).map_err(engine)?;
+            }
+            crate::query::exec::scratch_query_with(&conn, &format!("SELECT * FROM {table} WHERE {condition}"), &[])
+        })();
+        conn.execute_batch(&format!("DROP TABLE IF EXISTS {table}")).map_err(engine)?;
+        let mut filtered = filtered?;
+        filtered.columns = shown.columns;
+        Ok(filtered)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("scratch task failed: {e}")))?
+}
+
 /// The virtual tables of one statement, as of its metadata snapshot, for query execution's gathers.
 pub struct ClusterViews<'a> {
     pub cluster: &'a Arc<Cluster>,
@@ -429,9 +494,20 @@ pub fn show_variables(meta: Option<&ClusterMeta>, limits: &canopy_mysql::Limits,
     let rows = variables(meta, limits)
         .into_iter()
         .filter(|(n, _)| like.is_none_or(|p| like_match(p, n)))
-        .map(|(n, v)| vec![Value::Text(n), v])
+        .map(|(n, v)| vec![Value::Text(n), shown_value(v)])
         .collect();
     ResultSet::named(&["Variable_name", "Value"], rows)
+}
+
+/// A variable's value as SHOW VARIABLES and INFORMATION_SCHEMA show it: MySQL's `Value` column is a NOT NULL string
+/// (`'0'`, never the number; an unset variable is `''`), and clients read it as one.
+fn shown_value(value: Value) -> Value {
+    match value {
+        Value::Integer(i) => Value::Text(i.to_string()),
+        Value::Real(r) => Value::Text(r.to_string()),
+        Value::Null => Value::Text(String::new()),
+        other => other,
+    }
 }
 
 /// Every system variable in name order: MySQL's built-in ones as this node reports them, then the cluster's own
@@ -450,14 +526,7 @@ fn variables(meta: Option<&ClusterMeta>, limits: &canopy_mysql::Limits) -> Vec<(
 fn information_schema_variables(meta: &ClusterMeta, limits: &canopy_mysql::Limits) -> ResultSet {
     let rows = variables(Some(meta), limits)
         .into_iter()
-        .map(|(n, v)| {
-            let value = match v {
-                Value::Integer(i) => Value::Text(i.to_string()),
-                Value::Real(r) => Value::Text(r.to_string()),
-                other => other,
-            };
-            vec![Value::Text(n.to_ascii_uppercase()), value]
-        })
+        .map(|(n, v)| vec![Value::Text(n.to_ascii_uppercase()), shown_value(v)])
         .collect();
     ResultSet::named(&["VARIABLE_NAME", "VARIABLE_VALUE"], rows)
 }

@@ -247,7 +247,7 @@ pub async fn create_table(cluster: &Arc<Cluster>, db: String, create: CreateTabl
             Err(canopy_meta::MetaError::TableExists { db, table: create.def.name }.into())
         };
     }
-    let def = create.def;
+    let (def, first_id) = (create.def, create.auto_increment);
     let mut statements = vec![def.create_sql.clone()];
     statements.extend(def.index_sql.iter().cloned());
     if let Err(e) = ddl_everywhere(cluster, &meta, &db, def.kind, statements).await {
@@ -255,7 +255,13 @@ pub async fn create_table(cluster: &Arc<Cluster>, db: String, create: CreateTabl
         let _ = ddl_everywhere(cluster, &meta, &db, def.kind, undo).await;
         return Err(e);
     }
-    cluster.apply(Command::CreateTable { db, def }).await?;
+    let table = def.name.clone();
+    cluster.apply(Command::CreateTable { db: db.clone(), def }).await?;
+    if let Some(first) = first_id.filter(|n| *n > 1) {
+        // `AUTO_INCREMENT=n`: the values below n are reserved for no aggregator, so n is the next one given.
+        let count = u64::try_from(first - 1).expect("first > 1");
+        cluster.apply(Command::ReserveAutoIncrement { db, table, count }).await?;
+    }
     Ok(Answer::done())
 }
 

@@ -1,5 +1,5 @@
 //! The grammar of MySQL's catalog SHOW statements that tools send (SHOW INDEX, SHOW TABLE STATUS, SHOW FULL COLUMNS,
-//! SHOW CREATE DATABASE, SHOW ENGINES, SHOW CHARACTER SET, SHOW COLLATION, SHOW PLUGINS, SHOW GRANTS, SHOW
+//! SHOW CREATE DATABASE, SHOW ENGINES, SHOW CHARACTER SET, SHOW COLLATION, SHOW PLUGINS, SHOW PRIVILEGES, SHOW GRANTS, SHOW
 //! MASTER|SLAVE|REPLICA STATUS, SHOW FUNCTION|PROCEDURE STATUS, SHOW TRIGGERS, SHOW EVENTS, SHOW PROCESSLIST,
 //! SHOW STATUS). It recognises them by their leading keywords; the server answers them from the
 //! metadata. SHOW DATABASES / TABLES / COLUMNS / CREATE TABLE / VARIABLES are `command.rs`'s own.
@@ -21,7 +21,6 @@ pub(super) fn parse(cur: &mut Cursor) -> Result<Option<ShowCatalog>, SqlError> {
         cur.eat_word("EXTENDED");
         cur.advance();
         let (db, table) = from_table(cur)?;
-        // `WHERE ...` filters are for a SELECT on information_schema.STATISTICS; say so rather than ignore it.
         cur.expect_end()?;
         ShowCatalog::Index { db, table }
     } else if ["COLUMNS", "FIELDS"].iter().any(|w| is(cur, &["FULL", w]) || is(cur, &["EXTENDED", "FULL", w])) {
@@ -76,6 +75,12 @@ pub(super) fn parse(cur: &mut Cursor) -> Result<Option<ShowCatalog>, SqlError> {
         cur.advance();
         cur.expect_end()?;
         ShowCatalog::Plugins
+    } else if is(cur, &["PRIVILEGES"]) {
+        cur.set_context("SHOW PRIVILEGES");
+        cur.advance();
+        cur.advance();
+        cur.expect_end()?;
+        ShowCatalog::Privileges
     } else if is(cur, &["GRANTS"]) {
         cur.set_context("SHOW GRANTS");
         cur.advance();
@@ -139,16 +144,9 @@ fn from_table(cur: &mut Cursor) -> Result<(Option<String>, String), SqlError> {
     Ok((db, table))
 }
 
-/// `[LIKE 'p' | WHERE expr]` for a list that is always empty: the filter cannot change the answer, so the WHERE
-/// expression is not evaluated (it is skipped to the end).
+/// `[LIKE 'p']` for a list that is always empty: the pattern cannot change the answer. (A `WHERE` filter wraps the
+/// statement before this grammar sees it: `Statement::ShowWhere`.)
 fn skip_filter(cur: &mut Cursor) -> Result<(), SqlError> {
-    if cur.eat_word("WHERE") {
-        if cur.is_end() {
-            return Err(cur.error("a condition after WHERE"));
-        }
-        while cur.advance().is_some() {}
-        return Ok(());
-    }
     optional_like(cur).map(|_| ())
 }
 
@@ -212,13 +210,20 @@ mod tests {
         check("SHOW CHARACTER SET LIKE 'utf8%'", ShowCatalog::CharacterSet { like: some("utf8%") });
         check("SHOW COLLATION", ShowCatalog::Collation { like: None });
         check("SHOW PLUGINS", ShowCatalog::Plugins);
+        check("show privileges", ShowCatalog::Privileges);
         check("SHOW GRANTS", ShowCatalog::Grants { user: None });
         check("SHOW GRANTS FOR 'root'@'%'", ShowCatalog::Grants { user: some("root") });
         check("SHOW GRANTS FOR CURRENT_USER()", ShowCatalog::Grants { user: some("CURRENT_USER") });
         check("SHOW SLAVE STATUS", ShowCatalog::ReplicationStatus);
         check("SHOW MASTER STATUS", ShowCatalog::ReplicationStatus);
         check("SHOW BINARY LOGS", ShowCatalog::ReplicationStatus);
-        check("SHOW FUNCTION STATUS WHERE Db = 'app'", ShowCatalog::NoObjects(ObjectKind::Routines));
+        assert_eq!(
+            parse_statement("SHOW FUNCTION STATUS WHERE Db = 'app'"),
+            Ok(Statement::ShowWhere {
+                show: Box::new(Statement::ShowCatalog(ShowCatalog::NoObjects(ObjectKind::Routines))),
+                condition: "Db = 'app'".to_string()
+            })
+        );
         check("SHOW PROCEDURE STATUS LIKE 'x'", ShowCatalog::NoObjects(ObjectKind::Routines));
         check("SHOW TRIGGERS FROM app LIKE 't'", ShowCatalog::NoObjects(ObjectKind::Triggers));
         check("SHOW EVENTS", ShowCatalog::NoObjects(ObjectKind::Events));
