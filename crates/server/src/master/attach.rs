@@ -172,7 +172,7 @@ pub async fn run_step(
     };
     // That a step runs is progress (published, not written); how it ended is written, so the summary survives a
     // restart.
-    cluster.record_progress(update(StepStatus::Running, None))?;
+    cluster.record_progress(update(StepStatus::Running, None)).await?;
     match work.await {
         Ok(()) => {
             if let Err(e) = cluster.apply(update(StepStatus::Success, None)).await {

@@ -94,9 +94,18 @@ impl Cluster {
         self.store.apply(command).await
     }
 
-    /// Publishes an operation's progress through the metadata store (`MetaStore::record_progress`).
-    pub fn record_progress(&self, command: Command) -> Result<Outcome> {
-        self.store.record_progress(command)
+    /// Publishes an operation's progress through the metadata store (`MetaStore::record_progress`), off the async
+    /// workers: it waits for a metadata write in progress to finish.
+    pub async fn record_progress(&self, command: Command) -> Result<Outcome> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.record_progress(command))
+            .await
+            .map_err(|e| Error::Internal(format!("progress task failed: {e}")))?
+    }
+
+    /// At start-up: steps of operations a restart cut short read as interrupted (`Command::InterruptOperations`).
+    pub fn interrupt_operations(&self) -> Result<()> {
+        self.store.record_progress(Command::InterruptOperations).map(|_| ())
     }
 
     pub fn client(&self, leaf: &Leaf) -> Result<Arc<Client>> {

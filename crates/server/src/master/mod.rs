@@ -34,7 +34,7 @@ impl MasterSlot {
                 let meta = store::load_meta(&node.config.data_dir)?;
                 let cluster = Cluster::new(node.config.data_dir.clone(), meta, node.credentials.clone());
                 // No operation survives a restart: say so in SHOW REBALANCE STATUS rather than show it running.
-                cluster.record_progress(canopy_meta::Command::InterruptOperations)?;
+                cluster.interrupt_operations()?;
                 Some(cluster)
             }
             _ => None,
