@@ -125,3 +125,24 @@ async fn oversized_query_is_refused() {
     let one: i64 = other.query_first("SELECT 1").await.unwrap().unwrap();
     assert_eq!(one, 1);
 }
+
+/// History: a cluster without databases goes to redundancy_level 2 and tries CREATE DATABASE; it goes back to 1,
+/// creates one, and tries redundancy 2 again.
+/// Property: no database is created under redundancy 2 (it has no replicas yet: the database would have one copy
+/// per partition while the cluster claims two), and the level cannot change under an existing database; both get a
+/// clear error and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redundancy_two_is_refused_until_replicas_exist() {
+    let cluster = TestCluster::start("bad-redundancy", 1).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("SET GLOBAL redundancy_level = 2").await.unwrap();
+    assert_eq!(error_code(&mut conn, "CREATE DATABASE r2").await, 1706);
+    let databases: Vec<String> = conn.query("SHOW DATABASES").await.unwrap();
+    assert!(!databases.contains(&"r2".to_string()), "{databases:?}");
+    conn.query_drop("SET GLOBAL redundancy_level = 1").await.unwrap();
+    conn.query_drop("CREATE DATABASE r1").await.unwrap();
+    let refused = conn.query_drop("SET GLOBAL redundancy_level = 2").await.unwrap_err();
+    assert!(refused.to_string().contains("no database exists"), "{refused}");
+    let level: i64 = conn.query_first("SELECT @@redundancy_level").await.unwrap().unwrap();
+    assert_eq!(level, 1);
+}

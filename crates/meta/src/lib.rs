@@ -54,4 +54,14 @@ pub enum MetaError {
     LeafNotEmpty(NodeId),
     #[error("No such step {index} in the operation on '{db}'")]
     UnknownStep { db: String, index: u32 },
+    /// `redundancy_level` changes only while no database exists: existing partitions would keep the copies of the
+    /// old level.
+    #[error("redundancy_level can change only while no database exists ({databases} exist)")]
+    RedundancyWithDatabases { databases: usize },
+    /// Redundancy 2 has no replication yet: a database created under it would have one copy per partition while
+    /// the cluster claims two.
+    #[error(
+        "Feature not supported: databases in redundancy_level 2 (replica partitions are not built yet); set redundancy_level = 1"
+    )]
+    RedundancyTwoUnavailable,
 }

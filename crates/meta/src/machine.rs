@@ -204,7 +204,12 @@ impl ClusterMeta {
                 Outcome::Done
             }
             Command::SetVariable { name, value } => {
-                self.variables.set(&name, &value)?;
+                let mut variables = self.variables.clone();
+                variables.set(&name, &value)?;
+                if variables.redundancy_level != self.variables.redundancy_level && !self.databases.is_empty() {
+                    return Err(MetaError::RedundancyWithDatabases { databases: self.databases.len() });
+                }
+                self.variables = variables;
                 Outcome::Done
             }
             Command::ReserveAutoIncrement { db, table, count } => {
@@ -375,6 +380,9 @@ impl ClusterMeta {
         if self.databases.contains_key(&name) {
             return Err(MetaError::DatabaseExists(name));
         }
+        if self.variables.redundancy_level != 1 {
+            return Err(MetaError::RedundancyTwoUnavailable);
+        }
         if partitions == 0 || partitions > PARTITIONS_MAX {
             return Err(MetaError::BadPartitionCount(partitions));
         }
@@ -492,6 +500,22 @@ mod tests {
         let online: Vec<NodeId> = m.online_leaves().iter().map(|l| l.id).collect();
         let placement = (0..partitions as usize).filter_map(|k| online.get(k % online.len().max(1)).copied()).collect();
         Command::CreateDatabase { name: name.into(), partitions, durability: Durability::Sync, placement }
+    }
+
+    /// Redundancy 2 has no replicas yet. Property: no database is ever created under it (it would have one copy per
+    /// partition), and the level never changes under existing databases.
+    #[test]
+    fn redundancy_changes_only_without_databases_and_level_two_creates_none() {
+        let mut m = cluster_with_leaves(2);
+        let level =
+            |n: i64| Command::SetVariable { name: "redundancy_level".into(), value: canopy_sql::Value::Integer(n) };
+        m.apply(level(2)).unwrap();
+        assert_eq!(m.apply(create("d", &m, 2)), Err(MetaError::RedundancyTwoUnavailable));
+        m.apply(level(1)).unwrap();
+        m.apply(create("d", &m, 2)).unwrap();
+        assert_eq!(m.apply(level(2)), Err(MetaError::RedundancyWithDatabases { databases: 1 }));
+        assert_eq!(m.variables.redundancy_level, 1, "a refused change changes nothing");
+        m.apply(Command::SetVariable { name: "auto_attach".into(), value: canopy_sql::Value::Integer(0) }).unwrap();
     }
 
     #[test]
