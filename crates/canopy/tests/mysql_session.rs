@@ -102,6 +102,9 @@ async fn show_variables_lists_builtin_and_cluster_variables() {
     assert_eq!(value("version"), version);
     let packet: i64 = conn.query_first("SELECT @@max_allowed_packet").await.unwrap().unwrap();
     assert_eq!(value("max_allowed_packet"), packet.to_string());
+    let port: u16 = conn.query_first("SELECT @@port").await.unwrap().unwrap();
+    assert_eq!(port, cluster.master.port, "@@port is the port the node serves");
+    assert_eq!(value("port"), port.to_string());
 
     let like: Vec<(String, String)> = conn.query("SHOW GLOBAL VARIABLES LIKE 'collation%'").await.unwrap();
     assert_eq!(like.len(), 3, "{like:?}");

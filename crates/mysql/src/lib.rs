@@ -162,6 +162,8 @@ pub struct Limits {
     pub max_connections: u32,
     /// Announced in the handshake and as `@@version`.
     pub server_version: String,
+    /// The MySQL port the listener serves, announced as `@@port`.
+    pub port: u16,
 }
 
 impl Default for Limits {
@@ -170,6 +172,7 @@ impl Default for Limits {
             max_packet_bytes: 64 * 1024 * 1024,
             max_connections: 1000,
             server_version: "5.7.32-Canopy-0.1.0".to_string(),
+            port: 3306,
         }
     }
 }

@@ -126,7 +126,7 @@ pub fn builtins(limits: &Limits) -> Vec<(&'static str, Value)> {
         (&["max_execution_time"], Value::Integer(0)),
         (&["div_precision_increment"], Value::Integer(4)),
         (&["explicit_defaults_for_timestamp"], Value::Integer(1)),
-        (&["port"], Value::Integer(3306)),
+        (&["port"], Value::Integer(i64::from(limits.port))),
         (&["hostname"], text("canopy")),
         (&["protocol_version"], Value::Integer(10)),
         (&["warning_count", "error_count"], Value::Integer(0)),

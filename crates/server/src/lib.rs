@@ -53,7 +53,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     if let Some(cluster) = master.get() {
         tokio::spawn(master::reference::reconcile(cluster));
     }
-    let limits = canopy_mysql::Limits::default();
+    let limits = canopy_mysql::Limits { port: node.config.port, ..Default::default() };
     let backend = front::session::Backend {
         node: node.clone(),
         master,
