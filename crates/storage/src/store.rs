@@ -360,6 +360,32 @@ impl LeafStore {
         engine::execute(&*lock_conn(&conn)?, sql, params)
     }
 
+    /// Runs a statement on an `Online` partition addressed in `term` (`check_term`), looking the partition up once.
+    pub fn execute_on_partition_in_term(
+        &self,
+        db: &str,
+        ordinal: u32,
+        term: Term,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Outcome, StorageError> {
+        let conn = {
+            let open = self.lock()?;
+            let instance = open
+                .partitions
+                .get(&(db.to_string(), ordinal))
+                .ok_or_else(|| StorageError::NoSuchPartition { db: db.to_string(), ordinal })?;
+            if instance.term != term {
+                return Err(StorageError::StaleTerm { current: instance.term, requested: term });
+            }
+            if instance.state != PartitionState::Online {
+                return Err(StorageError::NotOnline { db: db.to_string(), ordinal, state: instance.state });
+            }
+            instance.conn.clone()
+        };
+        engine::execute(&*lock_conn(&conn)?, sql, params)
+    }
+
     /// Runs a statement without parameters on the reference copy of `db`.
     pub fn execute_on_reference(&self, db: &str, sql: &str) -> Result<Outcome, StorageError> {
         self.execute_on_reference_with(db, sql, &[])

@@ -69,6 +69,10 @@ pub struct Registration {
     processes: std::sync::Arc<Processes>,
     id: u32,
     registration: u64,
+    /// This entry's kill signals, subscribed once when it registered (a statement or a command reads them without
+    /// taking the list's lock).
+    query_kills: tokio::sync::watch::Receiver<u64>,
+    killed: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Drop for Registration {
@@ -114,16 +118,12 @@ impl Registration {
 
     /// KILL QUERYs received so far; the receiver sees every later one (a running statement waits for a change).
     pub fn query_kills(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.processes
-            .with(|p| p.get(&self.id).map(|process| process.query_kills.subscribe()))
-            .unwrap_or_else(|| tokio::sync::watch::channel(0).1)
+        self.query_kills.clone()
     }
 
     /// Becomes true when a KILL CONNECTION names this connection.
     pub fn killed(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.processes
-            .with(|p| p.get(&self.id).map(|process| process.killed.subscribe()))
-            .unwrap_or_else(|| tokio::sync::watch::channel(true).1)
+        self.killed.clone()
     }
 
     /// The session's current database changed.
@@ -164,8 +164,9 @@ impl Processes {
             query_kills: tokio::sync::watch::channel(0).0,
             killed: tokio::sync::watch::channel(false).0,
         };
+        let (query_kills, killed) = (process.query_kills.subscribe(), process.killed.subscribe());
         self.with(|p| p.insert(id, process));
-        Registration { processes: self.clone(), id, registration }
+        Registration { processes: self.clone(), id, registration, query_kills, killed }
     }
 
     /// KILL [QUERY|CONNECTION] `id`: the connection's running read stops (writes finish: each statement commits
@@ -227,6 +228,23 @@ impl Processes {
             column.name = column.name.to_ascii_uppercase();
         }
         rs
+    }
+
+    /// INFORMATION_SCHEMA.GLOBAL_STATUS / SESSION_STATUS: the rows of SHOW STATUS under MySQL's column names, names
+    /// upper case.
+    pub fn information_schema_status(&self) -> ResultSet {
+        let rows = self
+            .status(None)
+            .rows
+            .into_iter()
+            .map(|mut row| {
+                if let Value::Text(name) = &mut row[0] {
+                    name.make_ascii_uppercase();
+                }
+                row
+            })
+            .collect();
+        ResultSet::named(&["VARIABLE_NAME", "VARIABLE_VALUE"], rows)
     }
 
     /// The rows of SHOW [GLOBAL|SESSION] STATUS: real counters of this node since it started.

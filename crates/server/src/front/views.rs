@@ -290,16 +290,7 @@ impl crate::query::exec::VirtualTables for ClusterViews<'_> {
             "GLOBAL_VARIABLES" | "SESSION_VARIABLES" => {
                 return Ok(information_schema_variables(self.meta, self.limits));
             }
-            "GLOBAL_STATUS" | "SESSION_STATUS" => {
-                let mut status = self.processes.status(None);
-                status.columns = ResultSet::named(&["VARIABLE_NAME", "VARIABLE_VALUE"], Vec::new()).columns;
-                for row in &mut status.rows {
-                    if let Value::Text(name) = &mut row[0] {
-                        name.make_ascii_uppercase();
-                    }
-                }
-                return Ok(status);
-            }
+            "GLOBAL_STATUS" | "SESSION_STATUS" => return Ok(self.processes.information_schema_status()),
             _ => {}
         }
         virtual_table(self.cluster, self.meta, schema, table).await

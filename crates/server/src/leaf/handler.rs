@@ -47,18 +47,6 @@ fn storage_error(e: StorageError) -> Response {
     Response::Error(RemoteError { kind, message: e.to_string(), sqlite_code: e.sqlite_code() })
 }
 
-/// Runs one statement on a partition whose copy holds the term the sender addresses.
-fn execute_in_term(
-    store: &LeafStore,
-    db: &str,
-    partition: &PartitionTerm,
-    sql: &str,
-    params: &[canopy_sql::Value],
-) -> Result<Outcome, StorageError> {
-    store.check_term(db, partition.ordinal, partition.term)?;
-    store.execute_on_partition_with(db, partition.ordinal, sql, params)
-}
-
 /// Runs one statement on several partitions of this leaf, one after the other (the aggregator sends a scatter's
 /// partitions on a leaf in one request): rows concatenated, affected rows summed. Stops at the first error.
 fn execute_on_each(
@@ -71,7 +59,7 @@ fn execute_on_each(
     let mut combined: Option<Outcome> = None;
     let mut bytes = 0usize;
     for partition in partitions {
-        let next = execute_in_term(store, db, partition, sql, params)?;
+        let next = store.execute_on_partition_in_term(db, partition.ordinal, partition.term, sql, params)?;
         if let Outcome::Rows(rs) = &next {
             // Each partition's share is bounded; so is what one response to the aggregator holds.
             bytes = bytes.saturating_add(rs.size_bytes());
@@ -143,7 +131,9 @@ impl canopy_rpc::Handler for RpcHandler {
                 let execute = || match target {
                     Target::Reference => store.execute_on_reference_with(&db, &sql, &params),
                     Target::Partitions(partitions) => match partitions.as_slice() {
-                        [partition] => execute_in_term(store, &db, partition, &sql, &params),
+                        [partition] => {
+                            store.execute_on_partition_in_term(&db, partition.ordinal, partition.term, &sql, &params)
+                        }
                         partitions => execute_on_each(store, &db, partitions, &sql, &params),
                     },
                 };

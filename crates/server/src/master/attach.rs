@@ -223,28 +223,20 @@ pub async fn attach_partition(cluster: &Arc<Cluster>, db: String, ordinal: u32, 
         // The partition joins against the leaf's reference copy, and the leaf becomes a holder if it was not one.
         let _reference = reference::lock(cluster, &db).await;
         reference::provide(cluster, &db, &leaf).await?;
-        // The copy serves in its master instance's term: the existing one's, or the one registering it will give
-        // (`term_lock` keeps any other command from taking a term in between; checked below).
-        let _terms = cluster.term_lock.lock().await;
-        let add = Command::AddInstance { db: db.clone(), ordinal, node: leaf_id, role: InstanceRole::Master };
-        let term = match database.master(ordinal) {
-            Some(master) => master.term,
-            None => match cluster.dry_run(add.clone())? {
-                Outcome::InstanceAdded(instance) => instance.term,
-                other => return Err(Error::Internal(format!("AddInstance would give {other:?}"))),
-            },
+        // The copy serves in its master instance's term: the existing one's, or the one registering it will give.
+        let registration = match database.master(ordinal) {
+            Some(_) => Vec::new(),
+            None => vec![Command::AddInstance { db: db.clone(), ordinal, node: leaf_id, role: InstanceRole::Master }],
+        };
+        let prediction = cluster.predict(registration).await?;
+        let term = match (database.master(ordinal), prediction.outcomes().first()) {
+            (Some(master), _) => master.term,
+            (None, Some(Outcome::InstanceAdded(instance))) => instance.term,
+            (None, other) => return Err(Error::Internal(format!("AddInstance would give {other:?}"))),
         };
         let partitions = vec![PartitionTerm { ordinal, term }];
         cluster.call(&leaf, &Request::AttachPartitions { db: db.clone(), partitions }).await?;
-        if database.master(ordinal).is_none() {
-            match cluster.apply(add).await? {
-                Outcome::InstanceAdded(instance) if instance.term == term => {}
-                other => {
-                    return Err(Error::Internal(format!("ATTACH PARTITION committed {other:?}, expected term {term}")));
-                }
-            }
-        }
-        Ok(())
+        prediction.commit().await.map(|_| ())
     })
     .await?;
     Ok(Answer::affected(1))

@@ -36,10 +36,9 @@ pub struct Cluster {
     credentials: Arc<Credentials>,
     /// Serialises multi-step cluster operations (DDL, ADD LEAF, CREATE/DROP DATABASE).
     pub operation_lock: tokio::sync::Mutex<()>,
-    /// Held by whoever tells a leaf the term a metadata command will give (found by a dry run) until that command
-    /// is applied, so no other term-taking command falls in between: the steps of one plan run in parallel under
-    /// one operation lock.
-    pub term_lock: tokio::sync::Mutex<()>,
+    /// Held by a `Prediction` from its dry run to its commit, so no other term-taking command falls in between (the
+    /// steps of one plan run in parallel under one operation lock).
+    term_lock: tokio::sync::Mutex<()>,
     clients: Mutex<HashMap<NodeId, Arc<Client>>>,
     health: Mutex<HashMap<NodeId, LeafHealth>>,
     auto_increment: Mutex<HashMap<(String, String), (i64, i64)>>,
@@ -84,9 +83,12 @@ impl Cluster {
         self.store.dry_run(command)
     }
 
-    /// What `commands` would do in order, without doing them (`MetaStore::dry_run_all`).
-    pub fn dry_run_all(&self, commands: Vec<Command>) -> Result<Vec<Outcome>> {
-        self.store.dry_run_all(commands)
+    /// What `commands` will do, for telling leaves before the metadata commits them (the terms of new or promoted
+    /// instances): the outcomes of a dry run, held true until `Prediction::commit` applies the commands.
+    pub async fn predict(&self, commands: Vec<Command>) -> Result<Prediction<'_>> {
+        let guard = self.term_lock.lock().await;
+        let outcomes = self.store.dry_run_all(commands.clone())?;
+        Ok(Prediction { cluster: self, _guard: guard, commands, outcomes })
     }
 
     /// Applies `command` through the metadata store (`MetaStore::apply`).
@@ -254,5 +256,35 @@ impl Cluster {
         if let Ok(mut ranges) = self.auto_increment.lock() {
             ranges.retain(|(d, t), _| !(d == db && table.is_none_or(|table| t.eq_ignore_ascii_case(table))));
         }
+    }
+}
+
+/// Metadata commands whose outcomes (from a dry run) were told to leaves before they are applied
+/// (`Cluster::predict`); no other term-taking command can apply until it is committed or dropped.
+pub struct Prediction<'a> {
+    cluster: &'a Cluster,
+    _guard: tokio::sync::MutexGuard<'a, ()>,
+    commands: Vec<Command>,
+    outcomes: Vec<Outcome>,
+}
+
+impl Prediction<'_> {
+    /// What each command will do, in order.
+    pub fn outcomes(&self) -> &[Outcome] {
+        &self.outcomes
+    }
+
+    /// Applies the commands in order. An outcome other than predicted is a bug (the lock keeps the state still) and
+    /// an error, after the commands that did apply stay applied.
+    pub async fn commit(self) -> Result<Vec<Outcome>> {
+        let mut applied = Vec::with_capacity(self.commands.len());
+        for (command, predicted) in self.commands.into_iter().zip(&self.outcomes) {
+            let outcome = self.cluster.apply(command).await?;
+            if outcome != *predicted {
+                return Err(Error::Internal(format!("committed {outcome:?}, predicted {predicted:?}")));
+            }
+            applied.push(outcome);
+        }
+        Ok(applied)
     }
 }

@@ -282,38 +282,26 @@ async fn switch_phase(
         let _closed = tokio::time::timeout(SWITCH_TIMEOUT, gate.write())
             .await
             .map_err(|_| Error::Internal(format!("statements on {db}:{ordinal} did not finish in time")))?;
-        // From the target learning its term to the promotion that gives it.
-        let _terms = cluster.term_lock.lock().await;
-        let deadline = Duration::from_millis(SWITCH_DEADLINE_MS);
-        let prepared = match tokio::time::timeout(
-            deadline,
-            switch_under_gate(cluster, db, ordinal, replica, source, target),
-        )
-        .await
-        {
-            Ok(prepared) => prepared,
-            Err(_) => Err(Error::MoveAbandoned {
-                db: db.to_string(),
-                ordinal,
-                reason: MoveAbort::SwitchDeadline { deadline_ms: SWITCH_DEADLINE_MS },
-            }),
+        // The target learns the term the promotion will give it before the promotion commits.
+        let prediction =
+            cluster.predict(vec![Command::PromoteWithDrop { db: db.to_string(), instance: replica }]).await?;
+        let Some(Outcome::Promoted { term }) = prediction.outcomes().first().cloned() else {
+            return Err(Error::Internal("PromoteWithDrop would not promote".into()));
         };
+        let deadline = Duration::from_millis(SWITCH_DEADLINE_MS);
+        let prepared =
+            match tokio::time::timeout(deadline, switch_under_gate(cluster, db, ordinal, term, source, target)).await {
+                Ok(prepared) => prepared,
+                Err(_) => Err(Error::MoveAbandoned {
+                    db: db.to_string(),
+                    ordinal,
+                    reason: MoveAbort::SwitchDeadline { deadline_ms: SWITCH_DEADLINE_MS },
+                }),
+            };
         // The commit point: once this metadata change is persisted the target is the master, in the term the
-        // target was attached with (`term_lock` keeps any other command from taking a term in between).
+        // target was attached with.
         let finished = match prepared {
-            Ok(term) => match cluster.apply(Command::PromoteWithDrop { db: db.to_string(), instance: replica }).await {
-                Ok(Outcome::Promoted { term: committed }) if committed == term => Ok(()),
-                Ok(other) => {
-                    // Committed, but not as the target was told: it refuses statements until attached again.
-                    tracing::error!("{db}:{ordinal}: promotion committed {other:?}, the target was attached in {term}");
-                    let attach = Request::AttachPartitions {
-                        db: db.to_string(),
-                        partitions: vec![PartitionTerm { ordinal, term: promoted_term(cluster, db, ordinal)? }],
-                    };
-                    cluster.call(target, &attach).await.map(|_| ())
-                }
-                Err(e) => Err(e),
-            },
+            Ok(()) => prediction.commit().await.map(|_| ()),
             Err(e) => Err(e),
         };
         if finished.is_err() && !promoted(cluster, db, replica) {
@@ -348,13 +336,6 @@ fn source_partition(cluster: &Cluster, db: &str, ordinal: u32, source: &Leaf) ->
     Ok(PartitionTerm { ordinal, term: master.term })
 }
 
-/// The term of the current master of `db:ordinal` in the metadata.
-fn promoted_term(cluster: &Cluster, db: &str, ordinal: u32) -> Result<canopy_meta::Term> {
-    let meta = cluster.meta();
-    let master = meta.databases.get(db).and_then(|d| d.master(ordinal));
-    master.map(|m| m.term).ok_or_else(|| Error::NoMasterInstance { db: db.to_string(), ordinal })
-}
-
 /// Whether `instance` is its partition's master in the metadata (the switch committed).
 fn promoted(cluster: &Cluster, db: &str, instance: InstanceId) -> bool {
     let meta = cluster.meta();
@@ -364,16 +345,16 @@ fn promoted(cluster: &Cluster, db: &str, instance: InstanceId) -> bool {
 }
 
 /// The leaf work of the switch, run while no statement can reach either copy: fence the source, bring the target
-/// to the source's final position, and make it serve in the term the promotion will give it (returned). The
-/// commit follows.
+/// to the source's final position, and make it serve in `term`, the one the promotion will give it. The commit
+/// follows.
 async fn switch_under_gate(
     cluster: &Arc<Cluster>,
     db: &str,
     ordinal: u32,
-    replica: InstanceId,
+    term: canopy_meta::Term,
     source: &Leaf,
     target: &Leaf,
-) -> Result<canopy_meta::Term> {
+) -> Result<()> {
     let source_partition = source_partition(cluster, db, ordinal, source)?;
     let catch_up = Request::CatchUp {
         db: db.to_string(),
@@ -393,14 +374,8 @@ async fn switch_under_gate(
             reason: MoveAbort::NotCaughtUp { source_index, target_index },
         });
     }
-    let Outcome::Promoted { term } =
-        cluster.dry_run(Command::PromoteWithDrop { db: db.to_string(), instance: replica })?
-    else {
-        return Err(Error::Internal("PromoteWithDrop did not promote".into()));
-    };
     let attach = Request::AttachPartitions { db: db.to_string(), partitions: vec![PartitionTerm { ordinal, term }] };
-    cluster.call(target, &attach).await?;
-    Ok(term)
+    cluster.call(target, &attach).await.map(|_| ())
 }
 
 /// Undoes a copy that never became the master: forgets its replica instance (if registered) and drops its file.

@@ -143,9 +143,9 @@ pub async fn create_database(
     let online = meta.online_leaves().len() as u32;
     let partitions = partitions.unwrap_or(online.max(1) * meta.variables.default_partitions_per_leaf);
     let command = canopy_control::placement::create_database(&meta, &name, partitions, durability);
-    // From the leaves learning their partitions' terms to the commit that gives them.
-    let _terms = cluster.term_lock.lock().await;
-    let Outcome::DatabaseCreated(planned) = cluster.dry_run(command.clone())? else {
+    // The leaves learn their partitions' terms before the commit that gives them.
+    let prediction = cluster.predict(vec![command]).await?;
+    let Some(Outcome::DatabaseCreated(planned)) = prediction.outcomes().first().cloned() else {
         return Err(Error::Internal("CreateDatabase did not create".into()));
     };
     // The id the new database will get: metadata changes that could take ids are serialised by the operation lock.
@@ -175,14 +175,11 @@ pub async fn create_database(
         drop_on_leaves(cluster, &name, &leaves).await;
         return Err(e);
     }
-    match cluster.apply(command).await? {
-        Outcome::DatabaseCreated(instances)
-            if instances == planned && cluster.meta().databases.get(&name).is_some_and(|d| d.id == database_id) =>
-        {
-            Ok(Answer::affected(1))
-        }
-        other => Err(Error::Internal(format!("CREATE DATABASE committed {other:?}, expected {planned:?}"))),
+    prediction.commit().await?;
+    if cluster.meta().databases.get(&name).is_none_or(|d| d.id != database_id) {
+        return Err(Error::Internal(format!("CREATE DATABASE {name} committed under another id than {database_id}")));
     }
+    Ok(Answer::affected(1))
 }
 
 /// Best effort: a leaf that cannot be reached keeps its files, which show as orphans later.

@@ -429,18 +429,16 @@ async fn create_empty(cluster: &Cluster, database: &Database, ordinal: u32, targ
         schema.extend(table.index_sql.iter().cloned());
     }
     // The lost instances are forgotten and the new one registered as master; the new copy is created in the term
-    // that registration gives it (`term_lock` keeps other term-taking commands out; checked below).
-    let _terms = cluster.term_lock.lock().await;
-    let lost: Vec<Command> = database
+    // that registration gives it.
+    let mut commands: Vec<Command> = database
         .instances
         .iter()
         .filter(|i| i.ordinal == ordinal)
         .map(|i| Command::RemoveInstance { db: db.to_string(), instance: i.id })
         .collect();
-    let add = Command::AddInstance { db: db.to_string(), ordinal, node: target.id, role: InstanceRole::Master };
-    let mut planned = lost.clone();
-    planned.push(add.clone());
-    let Some(Outcome::InstanceAdded(instance)) = cluster.dry_run_all(planned)?.pop() else {
+    commands.push(Command::AddInstance { db: db.to_string(), ordinal, node: target.id, role: InstanceRole::Master });
+    let prediction = cluster.predict(commands).await?;
+    let Some(Outcome::InstanceAdded(instance)) = prediction.outcomes().last().cloned() else {
         return Err(Error::Internal("AddInstance would add no instance".into()));
     };
     let create = Request::CreatePartitions {
@@ -454,13 +452,7 @@ async fn create_empty(cluster: &Cluster, database: &Database, ordinal: u32, targ
     cluster.call(target, &create).await?;
     let _reference = reference::lock(cluster, db).await;
     reference::provide(cluster, db, target).await?;
-    for command in lost {
-        cluster.apply(command).await?;
-    }
-    match cluster.apply(add).await? {
-        Outcome::InstanceAdded(added) if added.term == instance.term => Ok(()),
-        other => Err(Error::Internal(format!("CREATE PARTITION committed {other:?}, expected term {}", instance.term))),
-    }
+    prediction.commit().await.map(|_| ())
 }
 
 /// The leaf a step reads from: a copy's current master, a promotion's old master.
