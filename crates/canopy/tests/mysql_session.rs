@@ -219,5 +219,6 @@ async fn kill_and_max_execution_time_stop_reads_on_the_leaves_too() {
     assert_eq!(limit, 300, "a new session starts with the global limit");
     assert_eq!(error_code(d.query(long).await), 3024);
     b.query_drop("SET GLOBAL max_execution_time = 0").await.unwrap();
+    assert_eq!(error_code(b.query("SET GLOBAL max_execution_time = -5").await), 1231, "a negative limit is refused");
     d.query_drop("INSERT INTO k.t VALUES (5)").await.unwrap();
 }
