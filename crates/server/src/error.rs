@@ -108,7 +108,7 @@ impl Error {
                 MetaError::TableExists { .. } => mysql(1050, "42S01", text),
                 MetaError::UnknownVariable(_) => mysql(1193, "HY000", text),
                 MetaError::BadVariableValue { .. } => mysql(1231, "42000", text),
-                MetaError::RedundancyTwoUnavailable => mysql(1706, "HY000", text),
+                MetaError::RedundancyWithDatabases { .. } | MetaError::NoOnlinePairs => mysql(1706, "HY000", text),
                 _ => mysql(1105, "HY000", text),
             },
             Error::Remote(r) => match r.kind {
