@@ -78,6 +78,35 @@ pub fn repairs(meta: &ClusterMeta) -> Vec<Repair> {
     repairs
 }
 
+/// A replica to create: partition `ordinal` of `db` gets a copy on `target` (its master's pair).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingReplica {
+    pub db: String,
+    pub ordinal: u32,
+    pub target: NodeId,
+}
+
+/// The replicas redundancy 2 lacks (RESTORE REDUNDANCY, and healing after a leaf was removed and a new one paired):
+/// every partition whose master is on an online leaf with an online pair, when the pair holds no copy of it and no
+/// replica of it is in sync anywhere. `db` restricts the answer to one database.
+pub fn missing_replicas(meta: &ClusterMeta, db: Option<&str>) -> Vec<MissingReplica> {
+    let mut missing = Vec::new();
+    if meta.variables.redundancy_level < 2 {
+        return missing;
+    }
+    for database in meta.databases.values().filter(|d| db.is_none_or(|name| d.name == name)) {
+        for ordinal in 0..database.partitions {
+            let Some(master) = database.master(ordinal).filter(|m| online(meta, m.node)) else { continue };
+            let Some(pair) = meta.leaves[&master.node].pair.filter(|p| online(meta, *p)) else { continue };
+            let on_pair = database.instances.iter().any(|i| i.ordinal == ordinal && i.node == pair);
+            if !on_pair && !database.replicas(ordinal).any(|r| r.sync) {
+                missing.push(MissingReplica { db: database.name.clone(), ordinal, target: pair });
+            }
+        }
+    }
+    missing
+}
+
 /// The in-sync replicas on `leaf` to promote so that, for each database, the masters of the partitions `leaf` and
 /// its pair share are split evenly between them (the leaf with fewer masters gets the difference halved).
 pub fn pair_balance(meta: &ClusterMeta, leaf: NodeId) -> Vec<(String, InstanceId)> {
@@ -195,6 +224,27 @@ mod tests {
             actions(&async_replica).promote.iter().all(|(_, i)| *i != replica),
             "an async replica is never promoted"
         );
+    }
+
+    /// A leaf removed for good leaves its pair unpaired; a new leaf added into the removed leaf's group pairs with
+    /// it, and every partition mastered there lacks a replica on the new pair until one is made.
+    #[test]
+    fn a_new_pair_lacks_the_replicas_of_its_partner() {
+        let mut m = cluster(2, 4);
+        assert!(missing_replicas(&m, None).is_empty());
+        state(&mut m, 2, LeafState::Offline);
+        let a = actions(&m);
+        apply(&mut m, &a);
+        m.apply(Command::RemoveLeaf { leaf: NodeId(2), force: true }).unwrap();
+        assert!(missing_replicas(&m, None).is_empty(), "no pair to put them on");
+        let addr = NodeAddr { host: "leaf-new".into(), port: 3306, rpc_port: 13306 };
+        m.apply(Command::AddLeaf { addr, user: "root".into(), password: String::new(), group: None }).unwrap();
+        let new = m.leaves.values().find(|l| l.addr.host == "leaf-new").unwrap();
+        assert_eq!((new.availability_group, new.pair), (1, Some(NodeId(3))), "joins the smaller group, pairs");
+        let missing = missing_replicas(&m, Some("d"));
+        assert_eq!(missing.len(), 4);
+        assert!(missing.iter().all(|r| r.target == new.id));
+        assert!(missing_replicas(&m, Some("other")).is_empty());
     }
 
     /// Redundancy 1 has no replicas to act on.

@@ -167,8 +167,9 @@ pub enum Response {
     Log(Vec<LogRecord>),
     /// One result per `ReplicateBatch`: the replica's log index after it, or why it was refused.
     Replicated(Vec<Result<u64, RemoteError>>),
+    /// The copy's last entry (position and payload digest) and its log position.
     LogEnd {
-        last: Option<LogPosition>,
+        last: Option<(LogPosition, u64)>,
         position: LogPosition,
     },
     Error(RemoteError),

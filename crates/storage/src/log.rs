@@ -122,6 +122,16 @@ pub fn term_at(conn: &Connection, index: u64) -> Result<Option<Term>, StorageErr
     Ok(term.map(|t| Term(t as u64)))
 }
 
+/// A digest of an entry's payload (FNV-1a 64): what a returning copy's last entry is compared by, beside its term,
+/// so a copy whose last entry has the right position but other contents is not taken for a prefix.
+pub fn digest(entry: &LogEntry) -> u64 {
+    let bytes: &[u8] = match &entry.payload {
+        LogPayload::Changeset(bytes) => bytes,
+        LogPayload::Ddl(text) => text.as_bytes(),
+    };
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
 /// The entry at `index`, if the log still holds it.
 pub fn entry_at(conn: &Connection, index: u64) -> Result<Option<LogEntry>, StorageError> {
     let mut stmt =

@@ -831,23 +831,30 @@ impl LeafStore {
     }
 
     /// Where a copy's log ends, for the prefix test of a returning copy: the last entry it holds (None for none)
-    /// and its position.
-    pub fn log_end(&self, db: &str, ordinal: u32) -> Result<(Option<LogPosition>, LogPosition), StorageError> {
+    /// with the digest of its payload (`log::digest`), and its position.
+    pub fn log_end(&self, db: &str, ordinal: u32) -> Result<(Option<(LogPosition, u64)>, LogPosition), StorageError> {
         let (conn, _) = self.partition(db, ordinal)?;
         let conn = lock_conn(&conn)?;
-        Ok((log::last_entry(&conn)?, log::position(&conn)?.0))
+        let last = match log::last_entry(&conn)? {
+            Some(last) => log::entry_at(&conn, last.index)?.map(|e| (last, log::digest(&e))),
+            None => None,
+        };
+        Ok((last, log::position(&conn)?.0))
     }
 
-    /// Whether this copy's log can continue a copy whose last entry is `last`: it holds an entry at that index in
-    /// the same term (or `last` is None and it holds the whole log from the start), and it is not behind it.
-    pub fn continues(&self, db: &str, ordinal: u32, last: Option<LogPosition>) -> Result<bool, StorageError> {
+    /// Whether this copy's log can continue a copy whose last entry is `last` (position and payload digest): it
+    /// holds the same entry at that index, same term and same digest (or `last` is None and it holds the whole log
+    /// from the start), and it is not behind it.
+    pub fn continues(&self, db: &str, ordinal: u32, last: Option<(LogPosition, u64)>) -> Result<bool, StorageError> {
         let (conn, _) = self.partition(db, ordinal)?;
         let conn = lock_conn(&conn)?;
         let here = log::position(&conn)?.0;
         Ok(match last {
             None => log::first_index(&conn)?.is_none_or(|first| first <= 1),
-            Some(last) if last.index > here.index => false,
-            Some(last) => log::term_at(&conn, last.index)? == Some(last.term),
+            Some((last, _)) if last.index > here.index => false,
+            Some((last, digest)) => {
+                log::entry_at(&conn, last.index)?.is_some_and(|e| e.term == last.term && log::digest(&e) == digest)
+            }
         })
     }
 

@@ -26,6 +26,7 @@ use crate::master::cluster::Cluster;
 use crate::master::moves;
 use crate::master::ops;
 use crate::master::rebalance;
+use crate::master::replication;
 use crate::node::Node;
 use crate::persist::NodeRole;
 use crate::query::exec;
@@ -706,6 +707,9 @@ impl Session {
             }
             ClusterCommand::DetachLeaf { host, port, .. } => {
                 let leaf = leaf_id(&meta, &host, port)?;
+                if meta.variables.redundancy_level == 2 {
+                    return attach::detach_leaf_paired(cluster, leaf).await;
+                }
                 if holds_instances(&meta, leaf) {
                     return moves::detach_leaf(cluster, leaf).await;
                 }
@@ -713,6 +717,9 @@ impl Session {
             }
             ClusterCommand::RemoveLeaf { host, port, force, .. } => {
                 let leaf = leaf_id(&meta, &host, port)?;
+                if meta.variables.redundancy_level == 2 {
+                    return attach::remove_leaf_paired(cluster, leaf, force).await;
+                }
                 if holds_instances(&meta, leaf) && !force {
                     moves::move_partitions_off(cluster, leaf).await?;
                 }
@@ -727,6 +734,10 @@ impl Session {
             }) => {
                 let leaf = leaf_id(&meta, &host, port)?;
                 attach::attach_partition(cluster, db, ordinal, leaf).await
+            }
+            ClusterCommand::RestoreRedundancy { db } => replication::restore_redundancy(cluster, &db).await,
+            ClusterCommand::ExplainRestoreRedundancy { db } => {
+                Ok(Answer::Rows(views::explain_restore_redundancy(&meta, &db)?))
             }
             other => Err(Error::Unsupported(format!("{other:?} is not available yet"))),
         }

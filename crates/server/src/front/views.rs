@@ -211,6 +211,32 @@ pub fn distributed_databases(meta: &ClusterMeta) -> ResultSet {
     ResultSet::named(&["DATABASE_ID", "DATABASE_NAME", "NUM_PARTITIONS", "IS_SYNC", "IS_SYNC_DURABILITY"], rows)
 }
 
+/// EXPLAIN RESTORE REDUNDANCY ON db: a `COPY PARTITION FORCE` per partition that lacks a replica on its master's
+/// online pair (redundancy 2; empty in redundancy 1), with EXPLAIN REBALANCE's columns.
+pub fn explain_restore_redundancy(meta: &ClusterMeta, db: &str) -> Result<ResultSet> {
+    if !meta.databases.contains_key(db) {
+        return Err(Error::UnknownDatabase(db.to_string()));
+    }
+    let rows = canopy_control::failover::missing_replicas(meta, Some(db))
+        .into_iter()
+        .map(|m| {
+            let leaf = &meta.leaves[&m.target];
+            vec![
+                Value::text(canopy_meta::Action::CopyPartitionForce.as_str()),
+                Value::int(m.ordinal),
+                Value::text(leaf.addr.host.clone()),
+                Value::int(leaf.addr.port),
+                Value::int(1),
+                Value::int(1000),
+            ]
+        })
+        .collect();
+    Ok(ResultSet::named(
+        &["Action", "Ordinal", "Target_Host", "Target_Port", "Phase", "Estimated_Time_Remaining_Ms"],
+        rows,
+    ))
+}
+
 /// Rows of INFORMATION_SCHEMA tables that the planner asks for by name.
 pub async fn virtual_table(cluster: &Arc<Cluster>, meta: &ClusterMeta, schema: &str, name: &str) -> Result<ResultSet> {
     match name.to_ascii_uppercase().as_str() {

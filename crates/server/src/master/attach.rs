@@ -339,6 +339,27 @@ pub async fn remove_leaf(cluster: &Arc<Cluster>, leaf_id: NodeId, force: bool) -
     Ok(Answer::affected(1))
 }
 
+/// DETACH LEAF in redundancy 2: the leaf's masters move to their replicas on the pair and its replicas leave the
+/// commit path (`replication::evacuate`), then it is `detached`; its copies stay on it as replicas, brought back in
+/// sync by ATTACH LEAF.
+pub async fn detach_leaf_paired(cluster: &Arc<Cluster>, leaf_id: NodeId) -> Result<Answer> {
+    let _op = cluster.operation_lock.lock().await;
+    let moved = replication::evacuate(cluster, leaf_id).await?;
+    cluster.apply(Command::SetLeafState { leaf: leaf_id, state: LeafState::Detached }).await?;
+    Ok(Answer::affected(moved))
+}
+
+/// REMOVE LEAF in redundancy 2: as DETACH LEAF (unless FORCE), then the leaf and its instances are forgotten; its
+/// pair is left unpaired, serving its partitions alone until a leaf is added into the removed leaf's group (a
+/// replica is then made on the new pair by healing).
+pub async fn remove_leaf_paired(cluster: &Arc<Cluster>, leaf_id: NodeId, force: bool) -> Result<Answer> {
+    if !force {
+        let _op = cluster.operation_lock.lock().await;
+        replication::evacuate(cluster, leaf_id).await?;
+    }
+    remove_leaf(cluster, leaf_id, true).await
+}
+
 /// DETACH LEAF of a leaf that holds no partition instances: it stays listed, `detached`.
 pub async fn detach_empty_leaf(cluster: &Arc<Cluster>, leaf_id: NodeId) -> Result<Answer> {
     let _op = cluster.operation_lock.lock().await;

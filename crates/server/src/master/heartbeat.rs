@@ -143,7 +143,9 @@ impl Redundancy {
                 busy.store(false, Ordering::Release);
             });
         }
-        if !canopy_control::failover::repairs(&meta).is_empty() && !self.healing.swap(true, Ordering::AcqRel) {
+        let needs_healing = !canopy_control::failover::repairs(&meta).is_empty()
+            || !canopy_control::failover::missing_replicas(&meta, None).is_empty();
+        if needs_healing && !self.healing.swap(true, Ordering::AcqRel) {
             let (cluster, busy) = (cluster.clone(), self.healing.clone());
             tokio::spawn(async move {
                 // Behind any running operation (an attach heals its own leaf's replicas).

@@ -52,7 +52,10 @@ pub async fn start_replica(
 
 /// Whether an error says the replica's copy cannot continue its master's log (it must be copied afresh).
 fn needs_new_copy(e: &Error) -> bool {
-    matches!(e, Error::Remote(r) if matches!(r.kind, RemoteErrorKind::Diverged | RemoteErrorKind::LogTruncated { .. }))
+    matches!(e, Error::Remote(r) if matches!(
+        r.kind,
+        RemoteErrorKind::Diverged | RemoteErrorKind::LogTruncated { .. } | RemoteErrorKind::NoSuchPartition
+    ))
 }
 
 /// Brings replica `replica` of `db` back in sync with its master and records it so: caught up when its log is a
@@ -188,8 +191,9 @@ pub async fn fail_over(cluster: &Arc<Cluster>, leaf: NodeId) -> usize {
     promoted
 }
 
-/// One pass of healing: every replica that is not in sync while it and its master are on online leaves is brought
-/// back in sync (caught up, or copied afresh). Returns how many were healed.
+/// One pass of healing, under the operation lock: every replica that is not in sync while it and its master are on
+/// online leaves is brought back in sync (caught up, or copied afresh), and every partition that lacks a replica on
+/// its master's online pair gets one. Returns how many were healed.
 pub async fn heal(cluster: &Arc<Cluster>) -> usize {
     let meta = cluster.meta();
     let mut healed = 0;
@@ -197,6 +201,12 @@ pub async fn heal(cluster: &Arc<Cluster>) -> usize {
         match resync(cluster, &db, replica).await {
             Ok(()) => healed += 1,
             Err(e) => tracing::warn!("healing {db} replica {replica} failed: {e}"),
+        }
+    }
+    for failover::MissingReplica { db, ordinal, target } in failover::missing_replicas(&cluster.meta(), None) {
+        match restore_replica(cluster, &db, ordinal, target).await {
+            Ok(()) => healed += 1,
+            Err(e) => tracing::warn!("restoring a replica of {db}:{ordinal} on leaf {target} failed: {e}"),
         }
     }
     healed
@@ -277,4 +287,117 @@ pub async fn balance_pair(cluster: &Arc<Cluster>, leaf: NodeId) -> usize {
         }
     }
     moved
+}
+
+/// DETACH LEAF / REMOVE LEAF in redundancy 2, under the operation lock: every partition `leaf` masters moves to its
+/// in-sync replica on the pair by a planned promotion (no statement fails), then every replica it holds leaves its
+/// master's commit path. Refused before anything changes when a partition it masters has no in-sync replica on
+/// an online leaf (taking the leaf out would take the partition offline). Returns how many masters moved.
+pub async fn evacuate(cluster: &Arc<Cluster>, leaf: NodeId) -> Result<u64> {
+    let meta = cluster.meta();
+    let online = |node: NodeId| meta.leaves.get(&node).is_some_and(|l| l.state == LeafState::Online);
+    let mut promotions = Vec::new();
+    for database in meta.databases.values() {
+        for master in
+            database.instances.iter().filter(|i| i.node == leaf && i.role == canopy_meta::InstanceRole::Master)
+        {
+            let candidate = database.replicas(master.ordinal).find(|r| r.sync && r.node != leaf && online(r.node));
+            let Some(candidate) = candidate else {
+                return Err(Error::Unsupported(format!(
+                    "partition {}:{} has no in-sync replica on an online leaf; taking the leaf out would take it offline \
+                     (wait until SHOW PARTITIONS / DISTRIBUTED_PARTITIONS show its replica in sync, or use REMOVE LEAF ... FORCE)",
+                    database.name, master.ordinal
+                )));
+            };
+            promotions.push((database.name.clone(), candidate.id));
+        }
+    }
+    let mut moved = 0;
+    for (db, instance) in promotions {
+        promote_planned(cluster, &db, instance).await?;
+        moved += 1;
+    }
+    let meta = cluster.meta();
+    for database in meta.databases.values() {
+        for replica in database
+            .instances
+            .iter()
+            .filter(|i| i.node == leaf && i.role == canopy_meta::InstanceRole::Replica && i.sync)
+        {
+            demote(cluster, &database.name, replica.id).await?;
+        }
+    }
+    Ok(moved)
+}
+
+/// Gives partition `ordinal` of `db` a new replica on `target` (its master's pair), under the operation lock: the
+/// target gets a current reference copy, copies the master's partition (snapshot, then catch-up), is registered as
+/// a replica (under the reference lock, so no reference write falls in between), enters the commit path, and is
+/// recorded in sync.
+pub async fn restore_replica(cluster: &Arc<Cluster>, db: &str, ordinal: u32, target_id: NodeId) -> Result<()> {
+    let meta = cluster.meta();
+    let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.to_string()))?;
+    let master = database.master(ordinal).cloned().ok_or(Error::NoMasterInstance { db: db.to_string(), ordinal })?;
+    let target = leaf_of(&meta, target_id)?;
+    crate::master::reference::provide(cluster, db, &target).await?;
+    reprovision_onto(cluster, &meta, db, &master, &target).await?;
+    let added = {
+        let _reference = crate::master::reference::lock(cluster, db).await;
+        crate::master::reference::provide(cluster, db, &target).await?;
+        let command = Command::AddInstance {
+            db: db.to_string(),
+            ordinal,
+            node: target_id,
+            role: canopy_meta::InstanceRole::Replica,
+        };
+        cluster.apply(command).await?
+    };
+    let Outcome::InstanceAdded(replica) = added else {
+        return Err(Error::Internal("AddInstance added no instance".into()));
+    };
+    resync(cluster, db, replica.id).await
+}
+
+/// Drops whatever copy `target` has of the master's partition and copies the master's afresh.
+async fn reprovision_onto(
+    cluster: &Arc<Cluster>,
+    meta: &ClusterMeta,
+    db: &str,
+    master: &Instance,
+    target: &Leaf,
+) -> Result<()> {
+    let master_leaf = leaf_of(meta, master.node)?;
+    cluster.call(target, &Request::DropPartition { db: db.to_string(), ordinal: master.ordinal }).await?;
+    let request = Request::CopyPartition {
+        db: db.to_string(),
+        source: PartitionTerm { ordinal: master.ordinal, term: master.term },
+        source_host: master_leaf.addr.host.clone(),
+        source_rpc_port: master_leaf.addr.rpc_port,
+    };
+    cluster.call(target, &request).await?;
+    Ok(())
+}
+
+/// RESTORE REDUNDANCY ON db: a replica on its master's pair for every partition that lacks one (no balancing
+/// moves), recorded as `COPY PARTITION FORCE` steps so SHOW REBALANCE STATUS shows them. Answers how many were
+/// made.
+pub async fn restore_redundancy(cluster: &Arc<Cluster>, db: &str) -> Result<crate::answer::Answer> {
+    use canopy_meta::{Action, Step};
+    let _op = cluster.operation_lock.lock().await;
+    let meta = cluster.meta();
+    if !meta.databases.contains_key(db) {
+        return Err(Error::UnknownDatabase(db.to_string()));
+    }
+    let missing = failover::missing_replicas(&meta, Some(db));
+    if missing.is_empty() {
+        return Ok(crate::answer::Answer::affected(0));
+    }
+    let steps =
+        missing.iter().map(|m| Step::scheduled(Action::CopyPartitionForce, m.ordinal, m.target, 1, 1000)).collect();
+    cluster.apply(Command::RecordOperation { db: db.to_string(), steps }).await?;
+    for (index, m) in missing.iter().enumerate() {
+        crate::master::attach::run_step(cluster, db, index as u32, restore_replica(cluster, db, m.ordinal, m.target))
+            .await?;
+    }
+    Ok(crate::answer::Answer::affected(missing.len() as u64))
 }
