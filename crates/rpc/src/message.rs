@@ -273,6 +273,9 @@ pub enum RemoteErrorKind {
     },
     /// A replica's log is not a prefix of its master's: it must be copied afresh.
     Diverged,
+    /// The copy asked to apply replicated entries is not a replica (yet): e.g. it restarted and waits, pending, for
+    /// the master aggregator.
+    NotReplica,
     /// A commit could not be replicated (its master was deposed, or its replica refused it); it was not committed.
     Replication,
 }

@@ -352,7 +352,13 @@ impl Session {
         let cluster = self.master()?;
         match statement {
             Statement::Cluster(command) => self.cluster_command(&cluster, command).await,
-            Statement::CreateDatabase { name, if_not_exists, partitions, durability, .. } => {
+            Statement::CreateDatabase { name, if_not_exists, partitions, durability, replication } => {
+                if replication == Some(canopy_sql::command::SyncMode::Async) {
+                    // Accepting it would promise a mode Canopy does not run: replicas are always synchronous.
+                    return Err(Error::Unsupported(
+                        "WITH ASYNC REPLICATION: Canopy replicates synchronously only (WITH SYNC REPLICATION)".into(),
+                    ));
+                }
                 let durability = match durability {
                     Some(canopy_sql::command::SyncMode::Async) => canopy_meta::Durability::Async,
                     _ => canopy_meta::Durability::Sync,

@@ -25,6 +25,7 @@ pub fn remote_error(e: &StorageError) -> RemoteError {
         }
         StorageError::Diverged { .. } => RemoteErrorKind::Diverged,
         StorageError::Replication(_) => RemoteErrorKind::Replication,
+        StorageError::NotReplica { .. } => RemoteErrorKind::NotReplica,
         StorageError::NotOnline { state: PartitionState::Replica, .. } => RemoteErrorKind::NotMaster,
         StorageError::NoSuchPartition { .. } | StorageError::NoSuchReference(_) | StorageError::NotOnline { .. } => {
             RemoteErrorKind::NoSuchPartition

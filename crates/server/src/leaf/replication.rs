@@ -318,6 +318,18 @@ impl canopy_storage::Replicator for Replication {
                             "Partition {db}:{ordinal} has a new master (term {expected}); this write was not committed"
                         )));
                     }
+                    // The replica's copy is not ready to take entries (it restarted and waits to be attached, or
+                    // it has not been told this term yet): it still counts as in sync until the master aggregator
+                    // says otherwise, so wait for it like for a replica that does not answer.
+                    RemoteErrorKind::NotReplica
+                    | RemoteErrorKind::NoSuchPartition
+                    | RemoteErrorKind::StaleTerm { .. } => {
+                        if !logged {
+                            tracing::warn!("{db}:{ordinal}: the replica cannot take entries yet ({e}); waiting");
+                            logged = true;
+                        }
+                        std::thread::sleep(RETRY_PAUSE);
+                    }
                     _ => {
                         // The replica did not apply the entry (each batch is its own transaction), so rolling back
                         // leaves both copies equal.

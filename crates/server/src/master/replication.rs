@@ -266,7 +266,9 @@ pub async fn promote_planned(cluster: &Arc<Cluster>, db: &str, instance: Instanc
             return Err(e);
         }
     };
-    // The old master is now a replica of the promoted copy; it holds the same log, so it is in sync at once.
+    // Statements go to the new master from here on; the old master is made its replica (it holds the same log, so
+    // it is in sync at once) with the gate open again.
+    drop(_closed);
     if let Err(e) = resync(cluster, db, old.id).await {
         tracing::warn!("{db}:{}: the demoted master is not in sync yet ({e}); healing will retry", old.ordinal);
     }
