@@ -154,10 +154,7 @@ impl Replication {
             return Ok(());
         };
         let client = self.client(&target).map_err(|e| RemoteError::new(RemoteErrorKind::Internal, e))?;
-        let end = client
-            .call(&Request::LogEnd { db: db.to_string(), ordinal }, LINK_TIMEOUT)
-            .await
-            .map_err(|e| RemoteError::new(RemoteErrorKind::Internal, format!("replica leaf unreachable: {e}")))?;
+        let end = call_fresh(&client, &Request::LogEnd { db: db.to_string(), ordinal }).await?;
         let (last, position) = match end {
             Response::LogEnd { last, position } => (last, position),
             Response::Error(e) => return Err(e),
@@ -222,17 +219,31 @@ impl Replication {
     }
 }
 
+/// One request to a replica leaf; a broken pooled connection (the leaf restarted since) is dropped and the request
+/// sent once more on a fresh one (every request here is idempotent).
+async fn call_fresh(client: &Client, request: &Request) -> Result<Response, RemoteError> {
+    let mut attempt = 0;
+    loop {
+        match client.call(request, LINK_TIMEOUT).await {
+            Ok(response) => return Ok(response),
+            Err(e) => {
+                client.flush();
+                attempt += 1;
+                if attempt >= 2 {
+                    return Err(RemoteError::new(RemoteErrorKind::Internal, format!("replica leaf unreachable: {e}")));
+                }
+            }
+        }
+    }
+}
+
 /// Sends `entries` of one partition to the replica as one batch and waits for it to apply them.
 async fn push(client: &Client, db: &str, partition: PartitionTerm, entries: Vec<LogEntry>) -> Result<(), RemoteError> {
     let batch = ReplicateBatch { db: db.to_string(), partition, entries: entries.into_iter().map(to_record).collect() };
-    match client.call(&Request::Replicate { batches: vec![batch] }, LINK_TIMEOUT).await {
-        Ok(Response::Replicated(mut results)) if results.len() == 1 => results.pop().expect("one result").map(|_| ()),
-        Ok(Response::Error(e)) => Err(e),
-        Ok(other) => Err(RemoteError::new(RemoteErrorKind::Internal, format!("unexpected answer {other:?}"))),
-        Err(e) => {
-            client.flush();
-            Err(RemoteError::new(RemoteErrorKind::Internal, format!("replica leaf unreachable: {e}")))
-        }
+    match call_fresh(client, &Request::Replicate { batches: vec![batch] }).await? {
+        Response::Replicated(mut results) if results.len() == 1 => results.pop().expect("one result").map(|_| ()),
+        Response::Error(e) => Err(e),
+        other => Err(RemoteError::new(RemoteErrorKind::Internal, format!("unexpected answer {other:?}"))),
     }
 }
 
