@@ -403,3 +403,26 @@ pub async fn restore_redundancy(cluster: &Arc<Cluster>, db: &str) -> Result<crat
     }
     Ok(crate::answer::Answer::affected(missing.len() as u64))
 }
+
+/// When the master aggregator starts on existing metadata: it may have stopped between recording a replica out of
+/// sync and telling the replica's master, whose commits would then wait for that replica forever. Every master
+/// whose partition has a replica recorded out of sync on a leaf that is not online is told once more to commit
+/// without it (idempotent; a master leaf that does not answer is told when it is attached).
+pub async fn reassert_async_replicas(cluster: Arc<Cluster>) {
+    let meta = cluster.meta();
+    let online = |node: NodeId| meta.leaves.get(&node).is_some_and(|l| l.state == LeafState::Online);
+    for database in meta.databases.values() {
+        for replica in database.instances.iter().filter(|i| i.role == canopy_meta::InstanceRole::Replica && !i.sync) {
+            let Some(master) = database.master(replica.ordinal).filter(|m| online(m.node)) else { continue };
+            if online(replica.node) {
+                continue;
+            }
+            let Ok(leaf) = leaf_of(&meta, master.node) else { continue };
+            let partition = PartitionTerm { ordinal: master.ordinal, term: master.term };
+            let request = Request::SetReplica { db: database.name.clone(), partition, replica: None };
+            if let Err(e) = cluster.call(&leaf, &request).await {
+                tracing::info!("{}:{}: telling the master to commit without its replica failed: {e}", database.name, master.ordinal);
+            }
+        }
+    }
+}
