@@ -143,6 +143,16 @@ async fn spec_walkthrough_failover_and_return() {
     .await;
     let masters_back = back.iter().filter(|i| i.role == "Master" && i.port == old.port).count();
     assert_eq!(masters_back, 2, "half of the pair's 4 masters are on the returned leaf: {back:#?}");
+    let mut direct = cluster.leaves[dead].connect().await;
+    let local: Vec<Row> = direct.query("SHOW DATABASES EXTENDED").await.unwrap();
+    let roles: Vec<(String, String)> = local
+        .iter()
+        .filter(|r| text(r, "Database").starts_with("test_"))
+        .map(|r| (text(r, "Role"), text(r, "State")))
+        .collect();
+    let replicas = roles.iter().filter(|(role, state)| role == "sync replica" && state == "replicating").count();
+    let masters = roles.iter().filter(|(role, state)| role == "master" && state == "online").count();
+    assert_eq!((masters, replicas), (2, 2), "the leaf's own view: {roles:?}");
     assert_eq!(count(&mut conn, "test.x").await, 200);
     let sum: i64 = conn.query_first("SELECT SUM(id) FROM test.x").await.unwrap().unwrap();
     assert_eq!(sum, 200 * 201 / 2);

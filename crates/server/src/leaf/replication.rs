@@ -184,7 +184,7 @@ impl Replication {
                     .map_err(|e| remote_error(&e))?;
             let Some(last) = entries.last().map(|e| e.index) else { break };
             let close = entries.len() < CATCH_UP_CLOSE_ENTRIES;
-            push(&client, db, partition, entries).await?;
+            push(&client, db, partition, entries, false).await?;
             after = last;
             if close {
                 break;
@@ -198,16 +198,17 @@ impl Replication {
                 if term != partition.term {
                     return Err(StorageError::StaleTerm { current: term, requested: partition.term });
                 }
+                // The last batch (empty when nothing was left) marks the replica as in the commit path.
                 loop {
-                    let entries = match log::since(conn, after, u64::from(CHUNK_BYTES)) {
-                        Ok(entries) => entries,
-                        Err(e) => return Err(e),
-                    };
-                    let Some(last) = entries.last().map(|e| e.index) else { break };
+                    let entries = log::since(conn, after, u64::from(CHUNK_BYTES))?;
+                    let last = entries.last().map(|e| e.index);
                     this.runtime
-                        .block_on(push(&client, &db_owned, partition, entries))
+                        .block_on(push(&client, &db_owned, partition, entries, true))
                         .map_err(|e| StorageError::Replication(e.message))?;
-                    after = last;
+                    match last {
+                        Some(last) => after = last,
+                        None => break,
+                    }
                 }
                 this.targets.lock().unwrap_or_else(|p| p.into_inner()).insert((db_owned.clone(), ordinal), target);
                 Ok(())
@@ -238,8 +239,15 @@ async fn call_fresh(client: &Client, request: &Request) -> Result<Response, Remo
 }
 
 /// Sends `entries` of one partition to the replica as one batch and waits for it to apply them.
-async fn push(client: &Client, db: &str, partition: PartitionTerm, entries: Vec<LogEntry>) -> Result<(), RemoteError> {
-    let batch = ReplicateBatch { db: db.to_string(), partition, entries: entries.into_iter().map(to_record).collect() };
+async fn push(
+    client: &Client,
+    db: &str,
+    partition: PartitionTerm,
+    entries: Vec<LogEntry>,
+    sync: bool,
+) -> Result<(), RemoteError> {
+    let entries = entries.into_iter().map(to_record).collect();
+    let batch = ReplicateBatch { db: db.to_string(), partition, entries, sync };
     match call_fresh(client, &Request::Replicate { batches: vec![batch] }).await? {
         Response::Replicated(mut results) if results.len() == 1 => results.pop().expect("one result").map(|_| ()),
         Response::Error(e) => Err(e),
@@ -308,6 +316,7 @@ impl canopy_storage::Replicator for Replication {
                 db: db.to_string(),
                 partition: PartitionTerm { ordinal, term },
                 entries: vec![record.clone()],
+                sync: true,
             };
             if link.queue.send(Item { batch, reply }).is_err() {
                 std::thread::sleep(RETRY_PAUSE);

@@ -421,7 +421,11 @@ pub async fn reassert_async_replicas(cluster: Arc<Cluster>) {
             let partition = PartitionTerm { ordinal: master.ordinal, term: master.term };
             let request = Request::SetReplica { db: database.name.clone(), partition, replica: None };
             if let Err(e) = cluster.call(&leaf, &request).await {
-                tracing::info!("{}:{}: telling the master to commit without its replica failed: {e}", database.name, master.ordinal);
+                tracing::info!(
+                    "{}:{}: telling the master to commit without its replica failed: {e}",
+                    database.name,
+                    master.ordinal
+                );
             }
         }
     }
