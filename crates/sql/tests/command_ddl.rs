@@ -675,6 +675,55 @@ mod ddl {
         assert!(def.shard_key.is_empty(), "a plain key is no shard key");
     }
 
+    /// What CREATE TABLE drops is listed (the clauses Canopy's tokenizer cuts, then table options, columns, keys) so the server can warn about each; what Canopy does
+    /// anyway (UTF-8, the binary collation, B-tree keys, `ENGINE=Canopy`, AUTO_INCREMENT=n) is not.
+    #[test]
+    fn ignored_clauses_are_listed() {
+        use canopy_sql::ddl::Ignored;
+        let ignored = |sql: &str| table(sql).ignored;
+        let clause = |c: &str| Ignored::Clause(s(c));
+        assert_eq!(ignored(SBTEST), [Ignored::Engine(s("InnoDB"))]);
+        assert_eq!(
+            ignored(&SBTEST.replace(
+                "ENGINE=InnoDB",
+                "ENGINE=InnoDB AUTO_INCREMENT=5 DEFAULT CHARSET=latin1 COLLATE=latin1_bin ROW_FORMAT=DYNAMIC COMMENT='x'"
+            )),
+            [
+                Ignored::Engine(s("InnoDB")),
+                clause("DEFAULT CHARSET=latin1"),
+                clause("COLLATE=latin1_bin"),
+                clause("ROW_FORMAT=DYNAMIC"),
+                clause("COMMENT"),
+            ]
+        );
+        for honoured in [
+            "CREATE TABLE t (id INT PRIMARY KEY) ENGINE=Canopy DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+            "CREATE TABLE t (id INT PRIMARY KEY, n VARCHAR(9) CHARACTER SET utf8 COLLATE utf8_bin, KEY k (n) USING BTREE)",
+            "CREATE TABLE t (id INT UNSIGNED PRIMARY KEY, n INT(11)) AUTO_INCREMENT=3",
+            "CREATE ROWSTORE TABLE t (id INT, KEY (id ASC))",
+        ] {
+            assert_eq!(ignored(honoured), [], "{honoured}");
+        }
+        assert_eq!(
+            ignored(
+                "CREATE TABLE t (id INT PRIMARY KEY COMMENT 'key', n VARCHAR(9) CHARACTER SET latin1 COLLATE \
+                 utf8mb4_general_ci, u TIMESTAMP DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP, \
+                 z INT(4) ZEROFILL, KEY (n) USING HASH, KEY kd (u DESC) COMMENT 'c', SORT KEY (u))"
+            ),
+            [
+                clause("ZEROFILL on column 'z'"),
+                clause("SORT KEY"),
+                clause("COMMENT on column 'id'"),
+                clause("CHARACTER SET latin1 on column 'n'"),
+                clause("COLLATE utf8mb4_general_ci on column 'n'"),
+                clause("ON UPDATE CURRENT_TIMESTAMP on column 'u'"),
+                clause("USING HASH on key 'n'"),
+                clause("COMMENT on key 'kd'"),
+                clause("DESC on key 'kd'"),
+            ]
+        );
+    }
+
     /// A dump's `AUTO_INCREMENT=n` is kept for a table with an AUTO_INCREMENT column and ignored otherwise.
     #[test]
     fn auto_increment_table_option() {

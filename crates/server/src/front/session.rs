@@ -341,6 +341,7 @@ impl Session {
                         affected_rows: rows,
                         last_insert_id: last_insert_id.max(0) as u64,
                         info: String::new(),
+                        notices: Vec::new(),
                     },
                 })
             }
@@ -743,8 +744,11 @@ fn holds_instances(meta: &ClusterMeta, leaf: canopy_meta::NodeId) -> bool {
 
 fn answer_to_reply(result: Result<Answer>) -> Reply {
     match result {
-        Ok(Answer::Rows(rs)) => Reply::Rows(rs),
-        Ok(Answer::Done { affected_rows, last_insert_id, info }) => Reply::Ok { affected_rows, last_insert_id, info },
+        Ok(Answer::Rows(rs)) => Reply::rows(rs),
+        Ok(Answer::Done { affected_rows, last_insert_id, info, notices }) => {
+            let warnings = notices.iter().map(|n| n.to_mysql()).collect();
+            Reply::Ok { affected_rows, last_insert_id, info, warnings }
+        }
         Err(e) => Reply::Error(e.to_mysql()),
     }
 }

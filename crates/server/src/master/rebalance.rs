@@ -279,7 +279,7 @@ pub async fn rebalance_all(cluster: &Arc<Cluster>, given: RebalanceOptions) -> R
 
 fn answer(done: &Phase) -> Answer {
     let info = format!("{} partitions moved, {} empty partitions created", done.promoted, done.created);
-    Answer::Done { affected_rows: done.promoted + done.created, last_insert_id: 0, info }
+    Answer::Done { affected_rows: done.promoted + done.created, last_insert_id: 0, info, notices: Vec::new() }
 }
 
 /// Plans `db` from the current metadata and runs the plan (the caller holds the operation lock and the slot). An
