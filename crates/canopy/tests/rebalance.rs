@@ -510,3 +510,130 @@ async fn a_cluster_without_online_leaves_has_no_plan() {
     let status: Vec<Row> = conn.query("SHOW REBALANCE STATUS ON test").await.unwrap();
     assert!(status.is_empty());
 }
+
+/// The statuses of `test`'s last operation as (Action, Ordinal, Target_Port, Status), in plan order.
+async fn statuses(conn: &mut mysql_async::Conn) -> Vec<(String, String, String, String)> {
+    let rows: Vec<Row> = conn.query("SHOW REBALANCE STATUS ON test").await.unwrap();
+    rows.iter().map(|r| (text(r, "Action"), text(r, "Ordinal"), text(r, "Target_Port"), text(r, "Status"))).collect()
+}
+
+/// Starts `REBALANCE PARTITIONS ON test` on its own connection and returns once a COPY runs while another is still
+/// scheduled (the plan is mid-run), with the connection's id and the running COPY's (Ordinal, Target_Port).
+async fn start_rebalance_mid_plan(
+    cluster: &TestCluster,
+) -> (u32, (String, String), tokio::task::JoinHandle<Result<(), mysql_async::Error>>) {
+    let mut c = mysql_async::Conn::new(cluster.master.opts()).await.unwrap();
+    let id = c.id();
+    let running = tokio::spawn(async move { c.query_drop("REBALANCE PARTITIONS ON test").await });
+    let copying = eventually("a COPY runs while another waits", || async {
+        let mut c = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
+        let shown = statuses(&mut c).await;
+        let copy = |status: &str| shown.iter().find(|(a, _, _, s)| a == "COPY PARTITION" && s == status);
+        let (Some(running), Some(_)) = (copy("running"), copy("scheduled")) else { return None };
+        Some((running.1.clone(), running.2.clone()))
+    })
+    .await;
+    (id, copying, running)
+}
+
+/// History: 4 leaves hold `test`'s 16 partitions (four each) and 10,000 rows; four leaves are added and
+/// `max_concurrent_moves` set to 1, so the plan copies two partitions onto each new leaf, one step at a time per
+/// leaf, then promotes the eight copies; a writer inserts throughout. A first REBALANCE is stopped mid-plan (a COPY
+/// running, another scheduled) with `REBALANCE PARTITIONS ON test CANCEL`; a second one the same way with KILL
+/// QUERY of its connection; a third runs to its end.
+/// Property: CANCEL answers at once (with nothing running, a clear error); each stopped REBALANCE answers 1317 once
+/// its running steps finished: the COPY seen running is `success`, every promotion (and any copy not started) is
+/// `cancelled`, nothing is left scheduled or running or failed; after each stop every partition has exactly one
+/// instance, its master (the finished copies were dropped), on the old leaves; the third run plans afresh, puts 2
+/// partitions on each of the 8 leaves and leaves EXPLAIN empty; no client statement failed and every preloaded and
+/// acknowledged row is there once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_or_killed_rebalance_stops_between_steps_and_a_rerun_finishes() {
+    let mut cluster = TestCluster::start("rebalancecancel", 4).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE DATABASE test PARTITIONS 16").await.unwrap();
+    conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY, pad TEXT)").await.unwrap();
+    for start in (1..=ROWS).step_by(1000) {
+        let values: Vec<String> =
+            (start..(start + 1000).min(ROWS + 1)).map(|i| format!("({i}, printf('%01000d', {i}))")).collect();
+        conn.query_drop(format!("INSERT INTO test.x VALUES {}", values.join(","))).await.unwrap();
+    }
+    for _ in 0..4 {
+        add_leaf(&mut cluster).await;
+    }
+    let mut conn = cluster.conn().await;
+    conn.query_drop("SET GLOBAL max_concurrent_moves = 1").await.unwrap();
+    let limit: Option<i64> = conn.query_first("SELECT @@max_concurrent_moves").await.unwrap();
+    assert_eq!(limit, Some(1));
+    let refused = conn.query_drop("SET GLOBAL max_concurrent_moves = 0").await.unwrap_err();
+    assert!(matches!(&refused, mysql_async::Error::Server(e) if e.code == 1231), "{refused}");
+    let none = conn.query_drop("REBALANCE PARTITIONS ON test CANCEL").await.unwrap_err();
+    assert!(
+        matches!(&none, mysql_async::Error::Server(e) if e.code == 1105 && e.message.contains("No rebalance is running")),
+        "{none}"
+    );
+    let old_leaves = masters_per_leaf(&mut conn).await;
+    assert_eq!(old_leaves.len(), 4);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (opts, stop) = (cluster.master.opts(), stop.clone());
+        tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(opts).await.unwrap();
+            let (mut acked, mut failed) = (Vec::new(), Vec::new());
+            let mut id = 1_000_000i64;
+            while !stop.load(Ordering::Relaxed) {
+                match c.query_drop(format!("INSERT INTO test.x VALUES ({id}, 'w')")).await {
+                    Ok(()) => acked.push(id),
+                    Err(e) => failed.push((id, e.to_string())),
+                }
+                id += 1;
+            }
+            (acked, failed)
+        })
+    };
+
+    for stopper in ["CANCEL", "KILL QUERY"] {
+        let (id, copying, running) = start_rebalance_mid_plan(&cluster).await;
+        let statement = match stopper {
+            "CANCEL" => "REBALANCE PARTITIONS ON test CANCEL".to_string(),
+            _ => format!("KILL QUERY {id}"),
+        };
+        conn.query_drop(&statement).await.unwrap();
+        let stopped = running.await.unwrap().unwrap_err();
+        assert!(
+            matches!(&stopped, mysql_async::Error::Server(e) if e.code == 1317 && e.message.contains("cancelled")),
+            "{stopper}: {stopped}"
+        );
+        let shown = statuses(&mut conn).await;
+        println!("after {stopper}: {shown:?}");
+        assert!(shown.iter().all(|(.., s)| s == "success" || s == "cancelled"), "{stopper}: {shown:?}");
+        let seen_running =
+            shown.iter().find(|(a, o, p, _)| a == "COPY PARTITION" && (o, p) == (&copying.0, &copying.1));
+        assert_eq!(seen_running.map(|r| r.3.as_str()), Some("success"), "{stopper}: the running COPY finished");
+        assert!(
+            shown.iter().filter(|(a, ..)| a.starts_with("PROMOTE")).all(|(.., s)| s == "cancelled"),
+            "{stopper}: no promotion ran: {shown:?}"
+        );
+        let partitions: Vec<Row> = conn.query("SHOW PARTITIONS ON test").await.unwrap();
+        let roles: Vec<String> = partitions.iter().map(|r| text(r, "Role")).collect();
+        assert_eq!(roles.len(), 16, "{stopper}: the finished copies were dropped: {roles:?}");
+        assert!(roles.iter().all(|r| r == "Master"), "{stopper}: {roles:?}");
+        assert_eq!(masters_per_leaf(&mut conn).await, old_leaves, "{stopper}: nothing moved");
+    }
+
+    conn.query_drop("REBALANCE PARTITIONS ON test").await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let (acked, failed) = writer.await.unwrap();
+    assert!(failed.is_empty(), "statements failed during the rebalances: {failed:?}");
+    let spread: Vec<usize> = masters_per_leaf(&mut conn).await.into_values().collect();
+    assert_eq!(spread, [2; 8], "two partitions on each of the eight leaves");
+    let explained: Vec<Row> = conn.query("EXPLAIN REBALANCE PARTITIONS ON test").await.unwrap();
+    assert!(explained.is_empty(), "{:?}", steps(&explained));
+    let shown = statuses(&mut conn).await;
+    assert!(shown.iter().all(|(.., s)| s == "success"), "{shown:?}");
+    let count: i64 = conn.query_first("SELECT COUNT(*) FROM test.x").await.unwrap().unwrap();
+    assert_eq!(count, (ROWS + acked.len()) as i64, "every preloaded and acknowledged row, once");
+    let distinct: i64 = conn.query_first("SELECT COUNT(DISTINCT id) FROM test.x").await.unwrap().unwrap();
+    assert_eq!(distinct, count);
+}

@@ -69,6 +69,14 @@ pub enum Error {
     Rebalance(#[from] RebalanceError),
     #[error("A rebalance is already running on database '{0}'; wait for it (SHOW REBALANCE STATUS ON {0})")]
     RebalanceRunning(String),
+    /// REBALANCE ... CANCEL or KILL QUERY stopped the plan of the database between steps.
+    #[error(
+        "Query execution was interrupted: the rebalance of '{0}' was cancelled; its running steps finished, the others did not run (SHOW REBALANCE STATUS ON {0}); rerun it to plan afresh"
+    )]
+    RebalanceCancelled(String),
+    /// REBALANCE ... CANCEL found no plan running (of the database, or at all).
+    #[error("No rebalance is running{}", .0.as_ref().map(|db| format!(" on database '{db}'")).unwrap_or_default())]
+    NoRebalanceRunning(Option<String>),
     /// A step of a running plan found the cluster no longer as the plan expects (a leaf failed mid-plan).
     #[error("The cluster changed under the rebalance plan of '{db}' at partition {db}:{ordinal}: {reason}")]
     PlanOutdated { db: String, ordinal: u32, reason: String },
@@ -142,6 +150,9 @@ impl Error {
             Error::Internal(_) | Error::MoveAbandoned { .. } => mysql(1105, "HY000", text),
             Error::Rebalance(RebalanceError::UnknownDatabase(_)) => mysql(1049, "42000", text),
             Error::Rebalance(_) | Error::RebalanceRunning(_) | Error::PlanOutdated { .. } => mysql(1105, "HY000", text),
+            // ER_QUERY_INTERRUPTED, as for KILL QUERY of any other statement.
+            Error::RebalanceCancelled(_) => mysql(1317, "70100", text),
+            Error::NoRebalanceRunning(_) => mysql(1105, "HY000", text),
         }
     }
 }

@@ -234,8 +234,12 @@ pub enum ClusterCommand {
     ExplainRebalancePartitions { db: Option<String>, options: RebalanceOptions },
     /// `SHOW REBALANCE STATUS [ON db]`
     ShowRebalanceStatus { db: Option<String> },
+    /// `REBALANCE PARTITIONS [ON db] CANCEL`: stop the running plan of the database between steps.
+    CancelRebalancePartitions { db: Option<String> },
     /// `REBALANCE ALL DATABASES [KILL] [ENSURE_ONLINE_NODES]`
     RebalanceAllDatabases { kill: bool, ensure_online_nodes: bool },
+    /// `REBALANCE ALL DATABASES CANCEL`: stop every running plan between steps.
+    CancelRebalanceAllDatabases,
     /// `EXPLAIN REBALANCE ALL DATABASES`
     ExplainRebalanceAllDatabases,
     /// `SHOW REBALANCE ALL DATABASES STATUS`

@@ -163,6 +163,9 @@ mod command {
             "REBALANCE ALL DATABASES KILL ENSURE_ONLINE_NODES",
             C::RebalanceAllDatabases { kill: true, ensure_online_nodes: true },
         );
+        cluster("REBALANCE PARTITIONS ON db CANCEL", C::CancelRebalancePartitions { db: Some(s("db")) });
+        cluster("rebalance partitions cancel", C::CancelRebalancePartitions { db: None });
+        cluster("REBALANCE ALL DATABASES CANCEL", C::CancelRebalanceAllDatabases);
         cluster("EXPLAIN REBALANCE ALL DATABASES", C::ExplainRebalanceAllDatabases);
         cluster("SHOW REBALANCE ALL DATABASES STATUS", C::ShowRebalanceAllDatabasesStatus);
         cluster("RESTORE REDUNDANCY ON db", C::RestoreRedundancy { db: s("db") });
@@ -216,6 +219,18 @@ mod command {
         check_err("REBALANCE PARTITIONS db", "REBALANCE PARTITIONS: expected ON near 'db'");
         check_err("REBALANCE PARTITIONS ON", "REBALANCE PARTITIONS: expected a database name at end of statement");
         check_err("REBALANCE", "REBALANCE: expected PARTITIONS or ALL DATABASES at end of statement");
+        check_err(
+            "REBALANCE PARTITIONS ON db CANCEL FULL",
+            "REBALANCE PARTITIONS: expected end of statement near 'FULL'",
+        );
+        check_err(
+            "REBALANCE PARTITIONS ON db FULL CANCEL",
+            "REBALANCE PARTITIONS: expected end of statement near 'CANCEL'",
+        );
+        check_err(
+            "REBALANCE ALL DATABASES CANCEL KILL",
+            "REBALANCE ALL DATABASES: expected end of statement near 'KILL'",
+        );
         check_err("SHOW CLUSTER", "SHOW CLUSTER STATUS: expected STATUS at end of statement");
         check_err(
             "BOOTSTRAP AGGREGATOR agg1",

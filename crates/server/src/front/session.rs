@@ -634,6 +634,18 @@ impl Session {
         }
     }
 
+    /// Resolves at the first KILL QUERY (or KILL CONNECTION) of this connection from now on.
+    fn query_killed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut kills = self.process.query_kills();
+        kills.mark_unchanged();
+        async move {
+            if kills.changed().await.is_err() {
+                // The process list dropped the connection's entry: nothing can kill it any more.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     /// Transaction bookkeeping before a planned statement runs. A write counts even if it then fails: a statement
     /// spanning partitions may have committed on some of them.
     fn note_statement(&mut self, writes: bool) {
@@ -678,13 +690,15 @@ impl Session {
                 rebalance::explain(cluster, &self.database(db)?, options).await
             }
             ClusterCommand::RebalancePartitions { db, options } => {
-                rebalance::rebalance_database(cluster, &self.database(db)?, options).await
+                rebalance::rebalance_database(cluster, &self.database(db)?, options, self.query_killed()).await
             }
             ClusterCommand::ExplainRebalanceAllDatabases => rebalance::explain_all(cluster).await,
             ClusterCommand::RebalanceAllDatabases { kill, ensure_online_nodes } => {
                 let options = RebalanceOptions { full: true, force: false, kill, ensure_online_nodes };
-                rebalance::rebalance_all(cluster, options).await
+                rebalance::rebalance_all(cluster, options, self.query_killed()).await
             }
+            ClusterCommand::CancelRebalancePartitions { db } => rebalance::cancel(cluster, Some(&self.database(db)?)),
+            ClusterCommand::CancelRebalanceAllDatabases => rebalance::cancel(cluster, None),
             ClusterCommand::AttachLeaf { target: LeafTarget::One { host, port }, force, .. } => {
                 let leaf = leaf_id(&meta, &host, port)?;
                 if meta.leaves[&leaf].state == canopy_meta::LeafState::Online {
