@@ -13,8 +13,8 @@ fn condition(level: &str, code: u32, message: &str) -> Condition {
     (level.to_string(), code, message.to_string())
 }
 
-/// History: on a one-leaf cluster, CREATE TABLE with `ENGINE=InnoDB` and options Canopy drops, then with what
-/// Canopy does anyway; CREATE ... IF NOT EXISTS of an existing database and table; DROP ... IF EXISTS of missing
+/// History: on a one-leaf cluster, CREATE TABLE with `ENGINE=InnoDB` and options Canopy drops, a CREATE INDEX
+/// with clauses it drops, then DDL with what Canopy does anyway; CREATE ... IF NOT EXISTS of an existing database and table; DROP ... IF EXISTS of missing
 /// ones (a table of a missing database too); SHOW WARNINGS twice, SHOW COUNT(*) WARNINGS, @@warning_count, then a
 /// plain statement; a failing statement; a dump's `SET sql_notes = 0`.
 /// Property: each statement's warning count is what SHOW WARNINGS then lists, with MySQL's levels, codes and
@@ -55,6 +55,17 @@ async fn ddl_raises_mysql_notes_and_warnings() {
 
     conn.query_drop("INSERT INTO orders VALUES (1, 'a')").await.unwrap();
     assert_eq!(conn.get_warnings(), 0, "the table was created all the same");
+    conn.query_drop("CREATE INDEX by_note USING HASH ON orders (note DESC)").await.unwrap();
+    let shown: Vec<Condition> = conn.query("SHOW WARNINGS").await.unwrap();
+    assert_eq!(
+        shown,
+        [
+            condition("Warning", 1478, "Canopy: ignoring USING HASH on key 'by_note'"),
+            condition("Warning", 1478, "Canopy: ignoring DESC on key 'by_note'"),
+        ]
+    );
+    conn.query_drop("ALTER TABLE orders ADD KEY (id)").await.unwrap();
+    assert_eq!(conn.get_warnings(), 0);
 
     // What Canopy does anyway raises nothing.
     conn.query_drop(

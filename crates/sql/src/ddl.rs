@@ -97,6 +97,8 @@ pub struct CreateIndex {
     pub name: String,
     pub unique: bool,
     pub columns: Vec<String>,
+    /// The clauses Canopy accepted and dropped (`USING HASH`, `COMMENT`, `DESC`), as for CREATE TABLE.
+    pub ignored: Vec<Ignored>,
 }
 
 impl CreateIndex {

@@ -339,10 +339,22 @@ mod command {
                 name: s(name),
                 unique,
                 columns: columns.iter().map(|c| s(c)).collect(),
+                ignored: vec![],
             })
         };
         check("CREATE INDEX k ON t (a)", index(None, "t", "k", false, &["a"]));
-        check("CREATE UNIQUE INDEX k ON db.t (a DESC, b) USING BTREE", index(Some("db"), "t", "k", true, &["a", "b"]));
+        check("CREATE UNIQUE INDEX k ON db.t (a ASC, b) USING BTREE", index(Some("db"), "t", "k", true, &["a", "b"]));
+        // What the index drops is listed for the server's warnings, under the name MySQL gives the key.
+        let ignored = |sql: &str| match parse_statement(sql) {
+            Ok(S::CreateIndex(index)) => index.ignored,
+            other => panic!("{sql}: {other:?}"),
+        };
+        let clause = |c: &str| canopy_sql::ddl::Ignored::Clause(s(c));
+        assert_eq!(
+            ignored("CREATE INDEX k USING HASH ON t (a DESC, b) COMMENT 'c'"),
+            [clause("USING HASH on key 'k'"), clause("DESC on key 'k'"), clause("COMMENT on key 'k'")]
+        );
+        assert_eq!(ignored("ALTER TABLE t ADD KEY (b DESC)"), [clause("DESC on key 'b'")]);
         check("ALTER TABLE t ADD INDEX k (a)", index(None, "t", "k", false, &["a"]));
         check("ALTER TABLE db.t ADD UNIQUE KEY `k` (a, b)", index(Some("db"), "t", "k", true, &["a", "b"]));
         check("ALTER TABLE t ADD KEY (b, a)", index(None, "t", "b", false, &["b", "a"]));

@@ -321,7 +321,10 @@ pub async fn create_index(cluster: &Arc<Cluster>, db: String, index: CreateIndex
         let _ = ddl_everywhere(cluster, &meta, &db, def.kind, undo).await;
         return Err(e);
     }
-    Ok(Answer::done())
+    let table = def.name.clone();
+    Ok(Answer::noted(
+        resolved.ignored.into_iter().map(|clause| Notice::Ignored { table: table.clone(), clause }).collect(),
+    ))
 }
 
 /// SNAPSHOT DATABASE db: every partition checkpoints its WAL into the main file and truncates its change log up to
