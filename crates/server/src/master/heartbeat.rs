@@ -100,8 +100,16 @@ pub async fn run(master: Arc<MasterSlot>) {
             if result.probe == Probe::Answered {
                 // Only copies the metadata places on this leaf are attached; pending orphans (copies of dropped
                 // databases, of partitions served elsewhere) stay pending until CLEAR ORPHAN DATABASES.
-                let pending = result.pending.iter().map(|p| (p.db.as_str(), p.ordinal, p.database_id));
-                let attachable_pending = canopy_control::attach::any_attachable(&meta, result.leaf, pending);
+                // A copy a move's switch fenced is pending until the switch commits or unfences it, and the switch
+                // holds the partition's gate closed until then: such a copy is no restart's. The metadata is read
+                // after the gates, so a switch that opened its gate again has committed in it.
+                let pending: Vec<_> = result
+                    .pending
+                    .iter()
+                    .filter(|p| cluster.gate(&p.db, p.ordinal).try_read().is_ok())
+                    .map(|p| (p.db.as_str(), p.ordinal, p.database_id))
+                    .collect();
+                let attachable_pending = canopy_control::attach::any_attachable(&cluster.meta(), result.leaf, pending);
                 answers.insert(result.leaf, leaves::Answer { attachable_pending });
             }
         }
