@@ -516,3 +516,54 @@ async fn detach_attach_remove_and_restore_redundancy() {
     assert_eq!(count(&mut conn, "test.x").await, 100 + acknowledged);
     drop(new);
 }
+
+/// History: 2 pairs; PROMOTE PARTITION of test:0's replica; then the refusals: PROMOTE ... WITH DROP, DROP and
+/// DETACH of the master, COPY to a leaf that is not the master's pair, COPY onto a leaf holding a copy; with
+/// healing off, DROP PARTITION of the replica, then COPY PARTITION back onto the pair.
+/// Property: the promotion swaps the roles in a larger term with no row lost; every refusal is a clear error that
+/// changes nothing; the dropped replica is gone from the metadata and the copy makes an in-sync replica again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_commands_keep_two_copies_and_one_master() {
+    let cluster = TestCluster::start_paired("r2-partition-commands", 2, &[]).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE DATABASE test PARTITIONS 2").await.unwrap();
+    conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY, v VARCHAR(20))").await.unwrap();
+    insert_range(&mut conn, "test.x", 1..=50).await;
+    let before = instances(&mut conn, "test").await;
+    let (old, rep) = (master(&before, 0).unwrap().clone(), replica(&before, 0).unwrap().clone());
+    conn.query_drop(format!("PROMOTE PARTITION test:0 ON '127.0.0.1':{}", rep.port)).await.unwrap();
+    let after = instances(&mut conn, "test").await;
+    let promoted = master(&after, 0).unwrap();
+    assert_eq!(promoted.port, rep.port);
+    assert!(promoted.term > old.term);
+    let all = healthy(&cluster, "test", 2).await;
+    assert_eq!(replica(&all, 0).unwrap().port, old.port, "the old master is the replica now");
+    assert_eq!(count(&mut conn, "test.x").await, 50);
+
+    let other_pair = cluster.leaves.iter().map(|l| l.port).find(|p| *p != old.port && *p != rep.port).unwrap();
+    let refused = [
+        format!("PROMOTE PARTITION test:0 ON '127.0.0.1':{} WITH DROP", old.port),
+        format!("DROP PARTITION test:0 ON '127.0.0.1':{}", rep.port),
+        format!("DETACH PARTITION test:0 ON '127.0.0.1':{}", rep.port),
+        format!("COPY PARTITION test:0 TO '127.0.0.1':{other_pair}"),
+        format!("COPY PARTITION test:0 TO '127.0.0.1':{}", old.port),
+        format!("DROP PARTITION test:0 ON '127.0.0.1':{other_pair}"),
+    ];
+    for sql in &refused {
+        let e = conn.query_drop(sql).await.expect_err(sql);
+        assert!(e.to_string().contains("test:0"), "{sql}: {e}");
+    }
+    assert_eq!(instances(&mut conn, "test").await, all, "the refusals changed nothing");
+
+    conn.query_drop("SET GLOBAL leaf_failure_detection = OFF").await.unwrap();
+    conn.query_drop(format!("DROP PARTITION test:0 ON '127.0.0.1':{}", old.port)).await.unwrap();
+    let dropped = instances(&mut conn, "test").await;
+    assert_eq!(dropped.len(), 3);
+    assert!(replica(&dropped, 0).is_none());
+    insert_range(&mut conn, "test.x", 51..=60).await;
+    conn.query_drop(format!("COPY PARTITION test:0 TO '127.0.0.1':{}", old.port)).await.unwrap();
+    let copied = instances(&mut conn, "test").await;
+    assert_eq!(replica(&copied, 0).map(|r| (r.port, r.state.as_str())), Some((old.port, "sync")));
+    conn.query_drop("SET GLOBAL leaf_failure_detection = ON").await.unwrap();
+    assert_eq!(count(&mut conn, "test.x").await, 60);
+}

@@ -756,6 +756,12 @@ impl Session {
                 let leaf = leaf_id(&meta, &host, port)?;
                 attach::attach_partition(cluster, db, ordinal, leaf).await
             }
+            ClusterCommand::Partition(PartitionCommand { action, db, ordinal, host, port })
+                if meta.variables.redundancy_level == 2 && action != PartitionAction::Create =>
+            {
+                let leaf = leaf_id(&meta, &host, port)?;
+                replication::partition_command(cluster, action, &db, ordinal, leaf).await
+            }
             ClusterCommand::RestoreRedundancy { db } => replication::restore_redundancy(cluster, &db).await,
             ClusterCommand::ExplainRestoreRedundancy { db } => {
                 Ok(Answer::Rows(views::explain_restore_redundancy(&meta, &db)?))

@@ -430,3 +430,79 @@ pub async fn reassert_async_replicas(cluster: Arc<Cluster>) {
         }
     }
 }
+
+/// The low-level partition commands in redundancy 2 (`COPY / PROMOTE / DROP / DETACH PARTITION db:k ON 'h':p`),
+/// under the operation lock. Each refuses, changing nothing, what would lose the last copy, leave a partition
+/// without a master, make two masters or put a copy off the master's pair. Answers the instances changed.
+pub async fn partition_command(
+    cluster: &Arc<Cluster>,
+    action: canopy_sql::command::PartitionAction,
+    db: &str,
+    ordinal: u32,
+    leaf: NodeId,
+) -> Result<crate::answer::Answer> {
+    use canopy_sql::command::PartitionAction;
+    let refuse = |why: String| Err(Error::Unsupported(format!("{db}:{ordinal}: {why}")));
+    let _op = cluster.operation_lock.lock().await;
+    let meta = cluster.meta();
+    let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.to_string()))?;
+    if ordinal >= database.partitions {
+        return refuse(format!("the database has {} partitions", database.partitions));
+    }
+    let here = database.instances.iter().find(|i| i.ordinal == ordinal && i.node == leaf).cloned();
+    let master = database.master(ordinal).cloned();
+    match action {
+        PartitionAction::Copy { .. } => {
+            let Some(master) = master else { return refuse("it has no master to copy from".into()) };
+            if here.is_some() {
+                return refuse("the leaf already holds a copy".into());
+            }
+            if meta.leaves.get(&master.node).and_then(|l| l.pair) != Some(leaf) {
+                return refuse("in redundancy 2 (paired) a replica goes on the master's pair".into());
+            }
+            if meta.leaves.get(&leaf).is_none_or(|l| l.state != LeafState::Online) {
+                return refuse("the target leaf is not online".into());
+            }
+            restore_replica(cluster, db, ordinal, leaf).await?;
+        }
+        PartitionAction::Promote { with_drop: true, .. } => {
+            return refuse(
+                "PROMOTE PARTITION ... WITH DROP would leave the partition without a replica in \
+                redundancy 2; PROMOTE PARTITION without WITH DROP keeps the old master as the replica"
+                    .into(),
+            );
+        }
+        PartitionAction::Promote { .. } => {
+            let Some(here) = here.filter(|i| i.role == canopy_meta::InstanceRole::Replica) else {
+                return refuse("the leaf holds no replica of it".into());
+            };
+            if !here.sync {
+                return refuse("its replica is not in sync (it would lose acknowledged writes)".into());
+            }
+            promote_planned(cluster, db, here.id).await?;
+        }
+        PartitionAction::Drop | PartitionAction::Detach => {
+            let Some(here) = here else { return refuse("the leaf holds no instance of it".into()) };
+            if here.role == canopy_meta::InstanceRole::Master {
+                return refuse("the instance is the master; promote its replica first".into());
+            }
+            if master.is_none() {
+                return refuse("the partition has no master: this may be its last copy".into());
+            }
+            if here.sync {
+                demote(cluster, db, here.id).await?;
+            }
+            cluster.apply(Command::RemoveInstance { db: db.to_string(), instance: here.id }).await?;
+            if action == PartitionAction::Drop {
+                let target = leaf_of(&meta, leaf)?;
+                if let Err(e) = cluster.call(&target, &Request::DropPartition { db: db.to_string(), ordinal }).await {
+                    tracing::warn!("{db}:{ordinal}: the dropped copy stays on its leaf as an orphan: {e}");
+                }
+            }
+        }
+        PartitionAction::Create | PartitionAction::Attach => {
+            return refuse("not a redundancy-2 partition command here".into());
+        }
+    }
+    Ok(crate::answer::Answer::affected(1))
+}
