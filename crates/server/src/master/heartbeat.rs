@@ -132,7 +132,14 @@ pub async fn run(master: Arc<MasterSlot>) {
 struct Redundancy {
     failing_over: Arc<std::sync::atomic::AtomicBool>,
     healing: Arc<std::sync::atomic::AtomicBool>,
+    /// When masters were last told again to commit without their out-of-sync replicas (a master that missed the
+    /// first word, being slow then, would wait for its replica forever).
+    reasserted: std::sync::Mutex<Option<Instant>>,
 }
+
+/// How often the heartbeat repeats `replication::reassert_async_replicas` while some replica is out of sync on a
+/// leaf that is not online.
+const REASSERT_INTERVAL: Duration = Duration::from_secs(5);
 
 impl Redundancy {
     fn tend(&self, cluster: &Arc<Cluster>) {
@@ -151,6 +158,17 @@ impl Redundancy {
                 busy.store(false, Ordering::Release);
             });
         }
+        let away = meta.databases.values().any(|d| {
+            d.instances.iter().any(|i| {
+                i.role == canopy_meta::InstanceRole::Replica && !i.sync && canopy_control::failover::away(&meta, i.node)
+            })
+        });
+        let mut reasserted = self.reasserted.lock().unwrap_or_else(|p| p.into_inner());
+        if away && reasserted.is_none_or(|at| at.elapsed() >= REASSERT_INTERVAL) {
+            *reasserted = Some(Instant::now());
+            tokio::spawn(replication::reassert_async_replicas(cluster.clone()));
+        }
+        drop(reasserted);
         let needs_healing = !canopy_control::failover::repairs(&meta).is_empty()
             || !canopy_control::failover::missing_replicas(&meta, None).is_empty();
         if needs_healing && !self.healing.swap(true, Ordering::AcqRel) {

@@ -21,6 +21,10 @@ use canopy_rpc::{PartitionTerm, RemoteErrorKind, ReplicaTarget, Request, Respons
 use crate::error::{Error, Result};
 use crate::master::cluster::Cluster;
 
+/// How long a promotion, a demotion or a role change may wait for its leaf: a frozen leaf must not hold the term
+/// lock (and the failover pass) for the general request timeout.
+const ROLE_CHANGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Where a master ships to, for the replica on `leaf`.
 pub fn target(leaf: &Leaf) -> ReplicaTarget {
     ReplicaTarget { node: leaf.id, host: leaf.addr.host.clone(), rpc_port: leaf.addr.rpc_port }
@@ -44,7 +48,8 @@ pub async fn start_replica(
     let master_leaf = leaf_of(meta, master.node)?;
     let replica_leaf = leaf_of(meta, replica.node)?;
     let partition = PartitionTerm { ordinal: master.ordinal, term: master.term };
-    cluster.call(&replica_leaf, &Request::BecomeReplica { db: db.to_string(), partition }).await?;
+    let become_replica = Request::BecomeReplica { db: db.to_string(), partition };
+    cluster.call_with_timeout(&replica_leaf, &become_replica, ROLE_CHANGE_TIMEOUT).await?;
     let request = Request::SetReplica { db: db.to_string(), partition, replica: Some(target(&replica_leaf)) };
     cluster.call(&master_leaf, &request).await?;
     Ok(())
@@ -126,7 +131,8 @@ pub async fn promote(cluster: &Arc<Cluster>, db: &str, instance: InstanceId) -> 
         return Err(Error::Internal("Promote did not promote".into()));
     };
     let partition = PartitionTerm { ordinal: replica.ordinal, term };
-    cluster.call(&leaf, &Request::PromotePartition { db: db.to_string(), partition }).await?;
+    let request = Request::PromotePartition { db: db.to_string(), partition };
+    cluster.call_with_timeout(&leaf, &request, ROLE_CHANGE_TIMEOUT).await?;
     prediction.commit().await?;
     Ok(term)
 }
@@ -141,7 +147,8 @@ pub async fn demote(cluster: &Arc<Cluster>, db: &str, instance: InstanceId) -> R
     let Some(master) = database.master(replica.ordinal) else { return Ok(()) };
     let leaf = leaf_of(&meta, master.node)?;
     let partition = PartitionTerm { ordinal: master.ordinal, term: master.term };
-    if let Err(e) = cluster.call(&leaf, &Request::SetReplica { db: db.to_string(), partition, replica: None }).await {
+    let request = Request::SetReplica { db: db.to_string(), partition, replica: None };
+    if let Err(e) = cluster.call_with_timeout(&leaf, &request, ROLE_CHANGE_TIMEOUT).await {
         tracing::warn!("{db}:{}: telling the master to commit without its replica failed: {e}", master.ordinal);
     }
     Ok(())
@@ -409,18 +416,21 @@ pub async fn restore_redundancy(cluster: &Arc<Cluster>, db: &str) -> Result<crat
 /// whose partition has a replica recorded out of sync on a leaf that is not online is told once more to commit
 /// without it (idempotent; a master leaf that does not answer is told when it is attached).
 pub async fn reassert_async_replicas(cluster: Arc<Cluster>) {
+    // Under the operation lock: an attach (which holds it) registers a returning replica with its master before it
+    // records it in sync, and this must not undo that registration in between.
+    let _op = cluster.operation_lock.lock().await;
     let meta = cluster.meta();
     let online = |node: NodeId| meta.leaves.get(&node).is_some_and(|l| l.state == LeafState::Online);
     for database in meta.databases.values() {
         for replica in database.instances.iter().filter(|i| i.role == canopy_meta::InstanceRole::Replica && !i.sync) {
             let Some(master) = database.master(replica.ordinal).filter(|m| online(m.node)) else { continue };
-            if online(replica.node) {
+            if !failover::away(&meta, replica.node) {
                 continue;
             }
             let Ok(leaf) = leaf_of(&meta, master.node) else { continue };
             let partition = PartitionTerm { ordinal: master.ordinal, term: master.term };
             let request = Request::SetReplica { db: database.name.clone(), partition, replica: None };
-            if let Err(e) = cluster.call(&leaf, &request).await {
+            if let Err(e) = cluster.call_with_timeout(&leaf, &request, ROLE_CHANGE_TIMEOUT).await {
                 tracing::info!(
                     "{}:{}: telling the master to commit without its replica failed: {e}",
                     database.name,
