@@ -195,6 +195,9 @@ impl canopy_rpc::Handler for RpcHandler {
         let store = &self.node.store;
         let result = match request {
             Request::CreatePartitions { db, partitions, schema, reference_schema, durability, database_id } => {
+                for p in &partitions {
+                    self.replication.serve_alone(&db, p.ordinal);
+                }
                 blocking(store, move |s| {
                     let ordinals: Vec<u32> = partitions.iter().map(|p| p.ordinal).collect();
                     s.create_partitions(&db, &ordinals, &schema, &reference_schema, durability, database_id)?;
@@ -208,13 +211,13 @@ impl canopy_rpc::Handler for RpcHandler {
                 blocking(store, move |s| s.drop_database(&db)).await.map(|()| Response::Done)
             }
             Request::BecomeReplica { db, partition } => {
-                self.replication.forget(&db, partition.ordinal);
+                self.replication.fence(&db, partition.ordinal);
                 blocking(store, move |s| s.make_replica(&db, partition.ordinal, partition.term))
                     .await
                     .map(|()| Response::Done)
             }
             Request::PromotePartition { db, partition } => {
-                self.replication.forget(&db, partition.ordinal);
+                self.replication.serve_alone(&db, partition.ordinal);
                 blocking(store, move |s| s.promote(&db, partition.ordinal, partition.term))
                     .await
                     .map(|()| Response::Done)
@@ -237,18 +240,23 @@ impl canopy_rpc::Handler for RpcHandler {
             })
             .await
             .map(|()| Response::Done),
-            Request::AttachPartitions { db, partitions } => blocking(store, move |s| {
-                partitions.iter().try_for_each(|p| {
-                    s.set_term(&db, p.ordinal, p.term)?;
-                    s.set_partition_state(&db, p.ordinal, PartitionState::Online)
+            Request::AttachPartitions { db, partitions } => {
+                for p in &partitions {
+                    self.replication.serve_alone(&db, p.ordinal);
+                }
+                blocking(store, move |s| {
+                    partitions.iter().try_for_each(|p| {
+                        s.set_term(&db, p.ordinal, p.term)?;
+                        s.set_partition_state(&db, p.ordinal, PartitionState::Online)
+                    })
                 })
-            })
-            .await
-            .map(|()| Response::Done),
+                .await
+                .map(|()| Response::Done)
+            }
             // The position is read after the fence, through the partition's connection (so after any statement
             // still holding it): nothing can be appended after it, so it is the end a copy must reach.
             Request::FencePartition { db, partition } => {
-                self.replication.forget(&db, partition.ordinal);
+                self.replication.fence(&db, partition.ordinal);
                 blocking(store, move |s| {
                     s.check_term(&db, partition.ordinal, partition.term)?;
                     s.set_partition_state(&db, partition.ordinal, PartitionState::Pending)?;
@@ -258,7 +266,7 @@ impl canopy_rpc::Handler for RpcHandler {
                 .map(|position| Response::Position { log_index: position.index })
             }
             Request::DropPartition { db, ordinal } => {
-                self.replication.forget(&db, ordinal);
+                self.replication.fence(&db, ordinal);
                 blocking(store, move |s| s.drop_partition(&db, ordinal)).await.map(|()| Response::Done)
             }
             Request::Checkpoint { db, partitions } => blocking(store, move |s| {

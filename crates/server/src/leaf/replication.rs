@@ -69,6 +69,11 @@ struct Link {
 pub struct Replication {
     /// The sync replica of each partition this leaf masters, as the master aggregator set it.
     targets: Mutex<HashMap<Key, ReplicaTarget>>,
+    /// Partitions whose role changed (made a replica, fenced for a switch, dropped) since they last served: a
+    /// commit on one fails instead of committing without its replica. Only the master aggregator's word that the
+    /// copy serves alone (`SetReplica { replica: None }`, an attach, a promotion) or a new replica clears it. A commit
+    /// that was waiting for its replica when the role changed must never take the missing target for that word.
+    fenced: Mutex<std::collections::HashSet<Key>>,
     links: Mutex<HashMap<(String, u16), Arc<Link>>>,
     clients: Mutex<HashMap<(String, u16), Arc<Client>>>,
     credentials: Arc<Credentials>,
@@ -85,6 +90,7 @@ impl Replication {
     pub fn new(store: &Arc<LeafStore>, credentials: Arc<Credentials>) -> Arc<Replication> {
         Arc::new(Replication {
             targets: Mutex::new(HashMap::new()),
+            fenced: Mutex::new(std::collections::HashSet::new()),
             links: Mutex::new(HashMap::new()),
             clients: Mutex::new(HashMap::new()),
             credentials,
@@ -97,14 +103,40 @@ impl Replication {
         self.targets.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
     }
 
-    /// The partition no longer ships to anyone (it became a replica, was promoted, fenced or dropped).
-    pub fn forget(&self, db: &str, ordinal: u32) {
-        self.targets.lock().unwrap_or_else(|p| p.into_inner()).remove(&(db.to_string(), ordinal));
+    /// The partition's role changed (it became a replica, was fenced for a switch, or dropped): it ships to no one,
+    /// and a commit on it, also one waiting for its replica right now, fails.
+    pub fn fence(&self, db: &str, ordinal: u32) {
+        let key = (db.to_string(), ordinal);
+        self.fenced.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone());
+        self.targets.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+    }
+
+    /// The master aggregator says the partition serves without a replica (`SetReplica { replica: None }`, an
+    /// attach as master, a promotion): commits go ahead alone.
+    pub fn serve_alone(&self, db: &str, ordinal: u32) {
+        let key = (db.to_string(), ordinal);
+        self.targets.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        self.fenced.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
     }
 
     /// Every partition of `db` stops shipping (the database was dropped here).
     pub fn forget_database(&self, db: &str) {
         self.targets.lock().unwrap_or_else(|p| p.into_inner()).retain(|(d, _), _| d != db);
+        self.fenced.lock().unwrap_or_else(|p| p.into_inner()).retain(|(d, _)| d != db);
+    }
+
+    /// Where a commit on `key` goes: to its replica, alone (Ok(None)), or nowhere (its role changed).
+    fn route(&self, key: &Key) -> Result<Option<ReplicaTarget>, StorageError> {
+        if let Some(target) = self.target(key) {
+            return Ok(Some(target));
+        }
+        if self.fenced.lock().unwrap_or_else(|p| p.into_inner()).contains(key) {
+            return Err(StorageError::Replication(format!(
+                "Partition {}:{} changed role (a new master was chosen, or it is being moved); this write was not committed",
+                key.0, key.1
+            )));
+        }
+        Ok(None)
     }
 
     /// Whether `db:ordinal` ships to a replica, and to which leaf.
@@ -150,7 +182,7 @@ impl Replication {
         let ordinal = partition.ordinal;
         store.check_term(db, ordinal, partition.term).map_err(|e| remote_error(&e))?;
         let Some(target) = replica else {
-            self.forget(db, ordinal);
+            self.serve_alone(db, ordinal);
             return Ok(());
         };
         let client = self.client(&target).map_err(|e| RemoteError::new(RemoteErrorKind::Internal, e))?;
@@ -210,7 +242,9 @@ impl Replication {
                         None => break,
                     }
                 }
-                this.targets.lock().unwrap_or_else(|p| p.into_inner()).insert((db_owned.clone(), ordinal), target);
+                let key = (db_owned.clone(), ordinal);
+                this.targets.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), target);
+                this.fenced.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
                 Ok(())
             })
         })
@@ -301,15 +335,16 @@ async fn run_link(client: Arc<Client>, mut queue: mpsc::UnboundedReceiver<Item>)
 impl canopy_storage::Replicator for Replication {
     fn ship(&self, db: &str, ordinal: u32, entry: &LogEntry) -> Result<(), StorageError> {
         let key = (db.to_string(), ordinal);
-        if self.target(&key).is_none() {
+        if self.route(&key)?.is_none() {
             return Ok(());
         }
         let term: Term = entry.term;
         let record = to_record(entry.clone());
         let mut logged = false;
         loop {
-            // Looked up on every attempt: the master aggregator may have taken the replica out meanwhile.
-            let Some(target) = self.target(&key) else { return Ok(()) };
+            // Looked up on every attempt: the master aggregator may have taken the replica out meanwhile (then the
+            // commit goes ahead alone), or the partition's role changed (then it fails: `route`).
+            let Some(target) = self.route(&key)? else { return Ok(()) };
             let link = self.link(&target).map_err(StorageError::Replication)?;
             let (reply, answer) = oneshot::channel();
             let batch = ReplicateBatch {
@@ -330,7 +365,7 @@ impl canopy_storage::Replicator for Replication {
                         tracing::warn!(
                             "{db}:{ordinal}: the replica is in term {expected}, this master in {term}: deposed"
                         );
-                        self.forget(db, ordinal);
+                        self.fence(db, ordinal);
                         if let Some(store) = self.store.upgrade() {
                             let _ = store.depose(db, ordinal, term);
                         }
