@@ -29,9 +29,7 @@ pub fn print(facts: &Facts, setup: &Setup, sqlite: &Figures, canopy: &Figures) {
     println!();
     println!("## canopy-bench, {}", facts.date_utc);
     println!();
-    println!("- machine: {} cores (available_parallelism), {}, {} RAM", facts.cores, facts.cpu, facts.memory);
-    println!("- data files: {}", facts.scratch);
-    println!("- command: `{}`", facts.command);
+    println!("{}", facts.markdown());
     println!(
         "- Canopy: 1 master aggregator + {} leaves on this machine ({}), database with {} partitions",
         setup.leaves, setup.cluster, setup.partitions

@@ -29,7 +29,12 @@ impl ScratchDir {
 }
 
 impl Drop for ScratchDir {
+    /// `CANOPY_BENCH_KEEP=1` keeps the directory (node logs and data) for a look afterwards.
     fn drop(&mut self) {
+        if std::env::var_os("CANOPY_BENCH_KEEP").is_some_and(|v| v == "1") {
+            eprintln!("CANOPY_BENCH_KEEP=1: keeping {}", self.path.display());
+            return;
+        }
         if let Err(e) = std::fs::remove_dir_all(&self.path) {
             eprintln!("warning: cannot remove {}: {e}", self.path.display());
         }

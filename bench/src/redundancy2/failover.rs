@@ -128,11 +128,26 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         Series { name: "stop-low", fault: Fault::Stop, failure_timeout_ms: args.low_timeout_ms },
     ];
     let mut results: Vec<(&Series, Vec<Trial>)> = Vec::new();
-    for series in all.iter().filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s.name)) {
+    // A trial that cannot finish (the cluster did not recover) ends the run; the figures so far are still printed.
+    let mut stopped: Option<String> = None;
+    'series: for series in all.iter().filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s.name)) {
         conn.query_drop(format!("SET GLOBAL leaf_failure_timeout_ms = {}", series.failure_timeout_ms)).await?;
         let mut trials = Vec::new();
         for number in 0..args.trials {
-            let trial = trial(&mut cluster, args, series, number, partitions, &keys).await?;
+            let trial = match trial(&mut cluster, args, series, number, partitions, &keys).await {
+                Ok(trial) => trial,
+                Err(e) => {
+                    eprintln!("canopy-failover: {e:#}");
+                    stopped = Some(format!(
+                        "{} trial {}: {}",
+                        series.name,
+                        number + 1,
+                        format!("{e:#}").lines().next().unwrap_or("")
+                    ));
+                    results.push((series, trials));
+                    break 'series;
+                }
+            };
             eprintln!(
                 "canopy-failover: {} trial {}: first write after {}, offline after {}, healthy {} after the return",
                 series.name,
@@ -179,6 +194,10 @@ async fn run(args: &Args) -> anyhow::Result<()> {
             median(&offline),
             median(&recovered)
         );
+    }
+    if let Some(why) = stopped {
+        println!();
+        println!("RUN STOPPED EARLY: {why}");
     }
     Ok(())
 }
@@ -247,7 +266,20 @@ async fn trial(
         Fault::Kill => cluster.restart(victim).await?,
         Fault::Stop => cluster.thaw(victim)?,
     }
-    health::wait_healthy(&opts, DB, partitions, WAIT_LIMIT, POLL).await?;
+    if let Err(e) = health::wait_healthy(&opts, DB, partitions, WAIT_LIMIT, POLL).await {
+        let excerpt = canopy_chaos::excerpt(&cluster.master_log()).join("\n  ");
+        let victim_log = cluster.leaf_log(victim);
+        let tail: Vec<&str> = victim_log.lines().rev().take(30).collect();
+        let tail: Vec<String> = tail.into_iter().rev().map(canopy_chaos::plain).collect();
+        anyhow::bail!(
+            "{} trial {}: leaf-{} did not come back: {e:#}\nmaster aggregator log:\n  {excerpt}\nleaf-{} log:\n  {}",
+            series.name,
+            number + 1,
+            victim + 1,
+            victim + 1,
+            tail.join("\n  ")
+        );
+    }
     out.recovered = Some(back.elapsed());
     Ok(out)
 }
