@@ -429,9 +429,7 @@ pub fn print(facts: &Facts, settings: &Settings, cluster: &str, r: &Results) {
     println!();
     println!("## canopy-bench lifecycle, {}", facts.date_utc);
     println!();
-    println!("- machine: {} cores (available_parallelism), {}, {} RAM", facts.cores, facts.cpu, facts.memory);
-    println!("- data files: {}", facts.scratch);
-    println!("- command: `{}`", facts.command);
+    println!("{}", facts.markdown());
     println!("- Canopy: 1 master aggregator + leaves on this machine ({cluster}), database `bench` with {PARTITIONS}");
     println!(
         "  partitions, {} rows loaded in {:.1} s; SHOW LEAVES polled every {} ms through the master aggregator",

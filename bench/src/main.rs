@@ -11,20 +11,23 @@
 
 mod cluster;
 mod data;
+mod facts;
 mod lifecycle;
 mod report;
+mod scratch;
 mod sqlite_baseline;
 mod workloads;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 
 use crate::cluster::Cluster;
 use crate::report::{Facts, Figures, Setup};
+use crate::scratch::ScratchDir;
 
 #[derive(Parser, Debug)]
 #[command(name = "canopy-bench", about = "Canopy against one SQLite file: bulk insert, point select, full scan")]
@@ -227,34 +230,4 @@ async fn run_canopy(args: &Args, opts: &mysql_async::Opts) -> anyhow::Result<Fig
 /// Progress goes to stderr so that stdout holds only the report.
 fn progress(what: impl std::fmt::Display) {
     eprintln!("canopy-bench: {what}");
-}
-
-/// A fresh directory for this run's files, removed (with everything in it) when dropped.
-struct ScratchDir {
-    path: PathBuf,
-}
-
-impl ScratchDir {
-    fn create(parent: Option<&Path>) -> anyhow::Result<ScratchDir> {
-        let parent = match parent {
-            Some(p) => std::path::absolute(p).with_context(|| format!("cannot resolve {}", p.display()))?,
-            None => std::env::temp_dir(),
-        };
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-        let path = parent.join(format!("canopy-bench-{}-{nanos:09}", std::process::id()));
-        std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(ScratchDir { path })
-    }
-
-    fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.path) {
-            eprintln!("warning: cannot remove {}: {e}", self.path.display());
-        }
-    }
 }

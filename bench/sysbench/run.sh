@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
-# Run stock sysbench OLTP workloads against a throw-away MariaDB and a throw-away Canopy cluster
-# (master aggregator + 4 leaves) on this machine, with the same options, and print one table.
-# How to read it and what differs between the two: docs/sysbench.md.
+# Run stock sysbench OLTP workloads against throw-away systems on this machine, with the same options, and print one
+# table. The systems (SYSTEMS, default "mariadb canopy"): mariadb (one server), mariadb-semisync (a primary with a
+# semi-synchronous replica), canopy (master aggregator + LEAVES leaves, redundancy 1), canopy-r2 (master aggregator
+# + LEAVES leaves in two availability groups, redundancy 2: every partition has a synchronous replica on the pair).
+# How to read it and what differs between them: docs/sysbench.md.
 #
-# Knobs (environment): TIME (20) THREADS (8) TABLES (4) TABLE_SIZE (100000) LEAVES (4)
+# Knobs (environment): SYSTEMS ("mariadb canopy") TIME (20) THREADS (8) TABLES (4) TABLE_SIZE (100000) LEAVES (4)
 #   WORKLOADS ("oltp_point_select oltp_read_only oltp_insert oltp_update_index oltp_update_non_index oltp_delete")
 #   RESULTS (results dir, default /tmp/canopy-sysbench-<UTC time>), KEEP=1 (keep data dirs),
 #   CANOPY_BIN (use this binary, skip cargo build), MARIADB_BUFFER_POOL (256M),
 #   STEP_TIMEOUT (seconds allowed for one prepare or cleanup, 1200),
 #   DURABILITY (sync | async, default sync): sync = Canopy WITH SYNC DURABILITY (fsync per commit) beside
-#   innodb_flush_log_at_trx_commit=1; async = Canopy WITH ASYNC DURABILITY (commit reaches the OS, survives a process
-#   kill) beside innodb_flush_log_at_trx_commit=2 (the same guarantee).
-# Exit code: 0 when every workload ran on both systems with no Canopy errors; 1 otherwise; 2 on a setup failure.
+#   innodb_flush_log_at_trx_commit=1 (and sync_binlog=1 where a binary log is on); async = Canopy WITH ASYNC
+#   DURABILITY (commit reaches the OS, survives a process kill) beside innodb_flush_log_at_trx_commit=2 and
+#   sync_binlog=0 (the same guarantee).
+# Exit code: 0 when every workload ran on every system with no Canopy errors; 1 otherwise; 2 on a setup failure.
 set -euo pipefail
 
+SYSTEMS=${SYSTEMS:-"mariadb canopy"}
 TIME=${TIME:-20}
 THREADS=${THREADS:-8}
 TABLES=${TABLES:-4}
@@ -60,9 +64,11 @@ stop_all() {
         # Server logs are worth keeping with the sysbench logs.
         if [[ -d $RESULTS ]]; then
             mkdir -p "$RESULTS/server-logs"
-            cp "$TMP"/mariadb/error.log "$RESULTS/server-logs/mariadb.log" 2>/dev/null || true
-            for f in "$TMP"/canopy/*/node.out; do
-                [[ -e $f ]] && cp "$f" "$RESULTS/server-logs/canopy-$(basename "$(dirname "$f")").log"
+            for f in "$TMP"/mariadb*/error.log "$TMP"/mariadb*/*/error.log; do
+                [[ -e $f ]] && cp "$f" "$RESULTS/server-logs/$(dirname "${f#"$TMP"/}" | tr / -).log"
+            done
+            for f in "$TMP"/canopy*/*/node.out; do
+                [[ -e $f ]] && cp "$f" "$RESULTS/server-logs/$(dirname "${f#"$TMP"/}" | tr / -).log"
             done
         fi
         if [[ $KEEP == 1 ]]; then
@@ -172,7 +178,7 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/canopy-sysbench.XXXXXX")
 # ---------------------------------------------------------------- machine facts
 
 {
-    echo "# sysbench: MariaDB vs Canopy"
+    echo "# sysbench: $SYSTEMS"
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "- machine: nproc=$(nproc), $(awk '/MemTotal/ {printf "%.1f GiB RAM", $2/1048576}' /proc/meminfo)," \
@@ -181,74 +187,149 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/canopy-sysbench.XXXXXX")
     echo "- canopy: $CANOPY (repo at $(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$REPO" && git diff --quiet HEAD 2>/dev/null || echo ', uncommitted changes'))"
     echo "- $(sysbench --version), $(mariadbd --version | sed 's/ *for .*//; s/  */ /g')"
     echo "- options: --time=$TIME --threads=$THREADS --tables=$TABLES --table-size=$TABLE_SIZE; Canopy: $LEAVES leaves"
+    echo "- systems: $SYSTEMS"
     echo "- results: $RESULTS"
     echo
 } | tee "$RESULTS/report.md"
 
-# ---------------------------------------------------------------- 2. MariaDB
+# ---------------------------------------------------------------- 2. the systems
 
-free_port MDB_PORT
-mkdir -p "$TMP/mariadb"
-log "initialising MariaDB datadir"
-mariadb-install-db --no-defaults --user="$(id -un)" --datadir="$TMP/mariadb/data" \
-    --auth-root-authentication-method=normal --skip-test-db >"$TMP/mariadb/install.log" 2>&1 ||
-    { cat "$TMP/mariadb/install.log" >&2; die "mariadb-install-db failed"; }
+for sys in $SYSTEMS; do
+    case $sys in
+    mariadb | mariadb-semisync | canopy | canopy-r2) ;;
+    *) die "unknown system '$sys' in SYSTEMS (mariadb, mariadb-semisync, canopy, canopy-r2)" ;;
+    esac
+done
+has_system() { [[ " $SYSTEMS " == *" $1 "* ]]; }
+
 DURABILITY=${DURABILITY:-sync}
 case $DURABILITY in
-sync) MDB_FLUSH=1 CANOPY_DB_OPTIONS='' ;;
-async) MDB_FLUSH=2 CANOPY_DB_OPTIONS=' WITH ASYNC DURABILITY' ;;
+sync) MDB_FLUSH=1 MDB_SYNC_BINLOG=1 CANOPY_DB_OPTIONS='' ;;
+async) MDB_FLUSH=2 MDB_SYNC_BINLOG=0 CANOPY_DB_OPTIONS=' WITH ASYNC DURABILITY' ;;
 *) die "DURABILITY must be sync or async, not '$DURABILITY'" ;;
 esac
-# Durability matched: sync = every commit fsynced on both (InnoDB redo log flushed at every commit, no binlog);
-# async = every commit handed to the OS on both (survives a process kill, not a power loss).
-MDB_ARGS=(
-    --no-defaults --user="$(id -un)" --datadir="$TMP/mariadb/data"
-    --port="$MDB_PORT" --bind-address=127.0.0.1 --socket="$TMP/mariadb/mysqld.sock"
-    --pid-file="$TMP/mariadb/mysqld.pid" --log-error="$TMP/mariadb/error.log" --tmpdir="$TMP/mariadb"
-    --skip-grant-tables --skip-name-resolve --skip-log-bin --sync-binlog=0
-    --innodb-flush-log-at-trx-commit="$MDB_FLUSH" --innodb-buffer-pool-size="$MARIADB_BUFFER_POOL"
-    --max-connections=500
-)
-log "starting MariaDB on 127.0.0.1:$MDB_PORT"
-start_bg mariadb "$TMP/mariadb/stdout.log" mariadbd "${MDB_ARGS[@]}"
-wait_sql MariaDB "$MDB_PORT" "${PIDS[-1]}"
-sql "$MDB_PORT" 'CREATE DATABASE sbtest' || die "MariaDB: CREATE DATABASE sbtest failed"
-{
-    echo "- MariaDB: ${MDB_ARGS[*]}" | sed "s|$TMP|\$TMP|g"
-    echo "- MariaDB reports innodb_flush_log_at_trx_commit, log_bin, sync_binlog, innodb_buffer_pool_size =" \
-        "$(sql "$MDB_PORT" 'SELECT @@innodb_flush_log_at_trx_commit, @@log_bin, @@sync_binlog, @@innodb_buffer_pool_size' |
-            tr '\t' ' ')"
-} | tee -a "$RESULTS/report.md"
+echo "- durability: $DURABILITY" | tee -a "$RESULTS/report.md"
+declare -A PORT
 
-# ---------------------------------------------------------------- 2. Canopy
-
-free_port MA_PORT
-LEAF_PORTS=()
-for ((i = 1; i <= LEAVES; i++)); do free_port lp; LEAF_PORTS+=("$lp"); done
-start_canopy() { # name port
-    mkdir -p "$TMP/canopy/$1"
-    start_bg "canopy $1" "$TMP/canopy/$1/node.out" \
-        "$CANOPY" server --data-dir "$TMP/canopy/$1" --host 127.0.0.1 --port "$2"
-    wait_sql "canopy $1" "$2" "${PIDS[-1]}"
+mariadb_init() { # dir
+    mkdir -p "$1"
+    mariadb-install-db --no-defaults --user="$(id -un)" --datadir="$1/data" \
+        --auth-root-authentication-method=normal --skip-test-db >"$1/install.log" 2>&1 ||
+        { cat "$1/install.log" >&2; die "mariadb-install-db failed"; }
 }
-log "starting Canopy: master aggregator on $MA_PORT, leaves on ${LEAF_PORTS[*]}"
-start_canopy ma "$MA_PORT"
-for ((i = 0; i < LEAVES; i++)); do start_canopy "leaf$((i + 1))" "${LEAF_PORTS[$i]}"; done
-sql "$MA_PORT" "BOOTSTRAP AGGREGATOR '127.0.0.1'" || die "Canopy: BOOTSTRAP AGGREGATOR failed"
-for p in "${LEAF_PORTS[@]}"; do
-    sql "$MA_PORT" "ADD LEAF root@'127.0.0.1':$p" || die "Canopy: ADD LEAF $p failed"
-done
-sql "$MA_PORT" "CREATE DATABASE sbtest$CANOPY_DB_OPTIONS" || die "Canopy: CREATE DATABASE sbtest failed"
-echo "- durability: $DURABILITY (Canopy: CREATE DATABASE sbtest$CANOPY_DB_OPTIONS)" | tee -a "$RESULTS/report.md"
-echo "- Canopy: $(sql "$MA_PORT" 'SHOW PARTITIONS ON sbtest' | wc -l) partition instances on $LEAVES leaves" |
-    tee -a "$RESULTS/report.md"
+# The options every MariaDB server here gets (durability matched to Canopy's, see docs/sysbench.md).
+mariadb_args() { # dir port
+    printf '%s\n' --no-defaults --user="$(id -un)" --datadir="$1/data" \
+        --port="$2" --bind-address=127.0.0.1 --socket="$1/mysqld.sock" \
+        --pid-file="$1/mysqld.pid" --log-error="$1/error.log" --tmpdir="$1" \
+        --skip-grant-tables --skip-name-resolve \
+        --innodb-flush-log-at-trx-commit="$MDB_FLUSH" --innodb-buffer-pool-size="$MARIADB_BUFFER_POOL" \
+        --max-connections=500
+}
+
+if has_system mariadb; then
+    free_port MDB_PORT
+    PORT[mariadb]=$MDB_PORT
+    log "initialising MariaDB datadir"
+    mariadb_init "$TMP/mariadb"
+    # Durability matched: sync = every commit fsynced (InnoDB redo log flushed at every commit, no binlog);
+    # async = every commit handed to the OS (survives a process kill, not a power loss).
+    mapfile -t MDB_ARGS < <(mariadb_args "$TMP/mariadb" "$MDB_PORT")
+    MDB_ARGS+=(--skip-log-bin --sync-binlog=0)
+    log "starting MariaDB on 127.0.0.1:$MDB_PORT"
+    start_bg mariadb "$TMP/mariadb/stdout.log" mariadbd "${MDB_ARGS[@]}"
+    wait_sql MariaDB "$MDB_PORT" "${PIDS[-1]}"
+    sql "$MDB_PORT" 'CREATE DATABASE sbtest' || die "MariaDB: CREATE DATABASE sbtest failed"
+    {
+        echo "- mariadb: ${MDB_ARGS[*]}" | sed "s|$TMP|\$TMP|g"
+        echo "- mariadb reports innodb_flush_log_at_trx_commit, log_bin, sync_binlog, innodb_buffer_pool_size =" \
+            "$(sql "$MDB_PORT" 'SELECT @@innodb_flush_log_at_trx_commit, @@log_bin, @@sync_binlog, @@innodb_buffer_pool_size' |
+                tr '\t' ' ')"
+    } | tee -a "$RESULTS/report.md"
+fi
+
+# A primary whose commits wait until the replica has received their binary log events (semi-synchronous, the
+# lossless AFTER_SYNC wait point: the primary's readers see a commit only after the replica acknowledged it), so an
+# acknowledged write survives the loss of the primary: the guarantee Canopy's redundancy 2 gives. The timeout is an
+# hour so the primary never falls back to asynchronous replication during a run (the report shows Rpl_semi_sync
+# counters to prove it).
+if has_system mariadb-semisync; then
+    free_port MDBP_PORT
+    free_port MDBR_PORT
+    PORT[mariadb-semisync]=$MDBP_PORT
+    log "initialising the MariaDB semi-sync primary and replica datadirs"
+    mariadb_init "$TMP/mariadb-semisync/primary"
+    mariadb_init "$TMP/mariadb-semisync/replica"
+    mapfile -t MDBP_ARGS < <(mariadb_args "$TMP/mariadb-semisync/primary" "$MDBP_PORT")
+    MDBP_ARGS+=(--server-id=1 --log-bin="$TMP/mariadb-semisync/primary/binlog" --binlog-format=ROW
+        --sync-binlog="$MDB_SYNC_BINLOG" --rpl-semi-sync-master-enabled=ON
+        --rpl-semi-sync-master-wait-point=AFTER_SYNC --rpl-semi-sync-master-timeout=3600000)
+    mapfile -t MDBR_ARGS < <(mariadb_args "$TMP/mariadb-semisync/replica" "$MDBR_PORT")
+    MDBR_ARGS+=(--server-id=2 --skip-log-bin --relay-log="$TMP/mariadb-semisync/replica/relay"
+        --rpl-semi-sync-slave-enabled=ON)
+    log "starting the MariaDB semi-sync primary on 127.0.0.1:$MDBP_PORT and its replica on 127.0.0.1:$MDBR_PORT"
+    start_bg mariadb-primary "$TMP/mariadb-semisync/primary/stdout.log" mariadbd "${MDBP_ARGS[@]}"
+    wait_sql "MariaDB primary" "$MDBP_PORT" "${PIDS[-1]}"
+    start_bg mariadb-replica "$TMP/mariadb-semisync/replica/stdout.log" mariadbd "${MDBR_ARGS[@]}"
+    wait_sql "MariaDB replica" "$MDBR_PORT" "${PIDS[-1]}"
+    sql "$MDBR_PORT" "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$MDBP_PORT, MASTER_USER='root',
+        MASTER_PASSWORD='', MASTER_USE_GTID=slave_pos; START SLAVE" || die "MariaDB replica: START SLAVE failed"
+    deadline=$((SECONDS + 60))
+    until [[ $(sql "$MDBP_PORT" "SHOW STATUS LIKE 'Rpl_semi_sync_master_clients'" | cut -f2) == 1 ]]; do
+        ((SECONDS < deadline)) || die "the MariaDB replica did not connect as a semi-sync replica within 60 s"
+        sleep 0.3
+    done
+    sql "$MDBP_PORT" 'CREATE DATABASE sbtest' || die "MariaDB primary: CREATE DATABASE sbtest failed"
+    {
+        echo "- mariadb-semisync primary: ${MDBP_ARGS[*]}" | sed "s|$TMP|\$TMP|g"
+        echo "- mariadb-semisync replica: ${MDBR_ARGS[*]}" | sed "s|$TMP|\$TMP|g"
+        echo "- mariadb-semisync primary reports rpl_semi_sync_master_enabled, wait_point, log_bin, sync_binlog," \
+            "innodb_flush_log_at_trx_commit = $(sql "$MDBP_PORT" 'SELECT @@rpl_semi_sync_master_enabled,
+                @@rpl_semi_sync_master_wait_point, @@log_bin, @@sync_binlog, @@innodb_flush_log_at_trx_commit' |
+                tr '\t' ' '); replica: rpl_semi_sync_slave_enabled = $(sql "$MDBR_PORT" 'SELECT @@rpl_semi_sync_slave_enabled')"
+    } | tee -a "$RESULTS/report.md"
+fi
+
+start_canopy() { # dir name port
+    mkdir -p "$TMP/$1/$2"
+    start_bg "$1 $2" "$TMP/$1/$2/node.out" \
+        "$CANOPY" server --data-dir "$TMP/$1/$2" --host 127.0.0.1 --port "$3"
+    wait_sql "$1 $2" "$3" "${PIDS[-1]}"
+}
+# A Canopy cluster: master aggregator + LEAVES leaves; redundancy 2 puts the first half of the leaves in
+# availability group 1 and the rest in group 2 (leaf k paired with leaf k + LEAVES/2).
+start_cluster() { # system redundancy
+    local sys=$1 redundancy=$2 ma i group leaf_ports=()
+    free_port ma
+    PORT[$sys]=$ma
+    for ((i = 1; i <= LEAVES; i++)); do free_port lp; leaf_ports+=("$lp"); done
+    log "starting $sys: master aggregator on $ma, leaves on ${leaf_ports[*]}"
+    start_canopy "$sys" ma "$ma"
+    for ((i = 0; i < LEAVES; i++)); do start_canopy "$sys" "leaf$((i + 1))" "${leaf_ports[$i]}"; done
+    sql "$ma" "BOOTSTRAP AGGREGATOR '127.0.0.1'" || die "$sys: BOOTSTRAP AGGREGATOR failed"
+    if ((redundancy == 2)); then
+        ((LEAVES % 2 == 0)) || die "canopy-r2 needs an even LEAVES (pairs), not $LEAVES"
+        sql "$ma" "SET GLOBAL redundancy_level = 2" || die "$sys: SET GLOBAL redundancy_level = 2 failed"
+    fi
+    for ((i = 0; i < LEAVES; i++)); do
+        group=""
+        ((redundancy == 2)) && group=" INTO GROUP $((i < LEAVES / 2 ? 1 : 2))"
+        sql "$ma" "ADD LEAF root@'127.0.0.1':${leaf_ports[$i]}$group" || die "$sys: ADD LEAF ${leaf_ports[$i]} failed"
+    done
+    sql "$ma" "CREATE DATABASE sbtest$CANOPY_DB_OPTIONS" || die "$sys: CREATE DATABASE sbtest failed"
+    echo "- $sys: redundancy $redundancy, CREATE DATABASE sbtest$CANOPY_DB_OPTIONS," \
+        "$(sql "$ma" 'SHOW PARTITIONS ON sbtest' | wc -l) partition instances on $LEAVES leaves" |
+        tee -a "$RESULTS/report.md"
+}
+has_system canopy && start_cluster canopy 1
+has_system canopy-r2 && start_cluster canopy-r2 2
 
 # ---------------------------------------------------------------- 3. workloads
 
 SB_COMMON=(--time="$TIME" --threads="$THREADS" --tables="$TABLES" --table-size="$TABLE_SIZE" --report-interval=0
     --db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=root --mysql-db=sbtest)
 
-declare -A TPS P95 ERRS STATUS DETAIL
+declare -A TPS P95 ERRS STATUS DETAIL SEMISYNC
 ANY_BAD=0
 
 log_of() { # system workload step: the log file of one step (a workload may be given as a path to a .lua file)
@@ -327,8 +408,13 @@ run_workload() { # system port workload
         # Start the next workload from an empty database whatever cleanup left.
         sql "$port" 'DROP DATABASE IF EXISTS sbtest' >>"$(log_of "$sys" "$wl" cleanup)" 2>&1 || true
         local options=''
-        [[ $sys == canopy ]] && options=$CANOPY_DB_OPTIONS
+        [[ $sys == canopy* ]] && options=$CANOPY_DB_OPTIONS
         sql "$port" "CREATE DATABASE IF NOT EXISTS sbtest$options" >>"$(log_of "$sys" "$wl" cleanup)" 2>&1 || true
+    fi
+    if [[ $sys == mariadb-semisync ]]; then
+        # Whether every commit of the run waited for the replica (no_tx counts commits that did not).
+        SEMISYNC[$key]=$(sql "$port" "SHOW STATUS WHERE Variable_name IN ('Rpl_semi_sync_master_yes_tx',
+            'Rpl_semi_sync_master_no_tx', 'Rpl_semi_sync_master_status')" | tr '\t\n' '= ' | sed 's/ $//')
     fi
     local dead
     dead=$(all_alive)
@@ -341,53 +427,90 @@ run_workload() { # system port workload
 
 for wl in $WORKLOADS; do
     [[ -f /usr/share/sysbench/$wl.lua || -f $wl ]] || log "warning: no $wl.lua found; sysbench may not know it"
-    run_workload mariadb "$MDB_PORT" "$wl"
-    run_workload canopy "$MA_PORT" "$wl"
+    for sys in $SYSTEMS; do run_workload "$sys" "${PORT[$sys]}" "$wl"; done
 done
 
 # ---------------------------------------------------------------- report
 
 fmt_num() { [[ -n ${1:-} ]] && printf "%'.2f" "$1" 2>/dev/null || printf '%s' "${1:-}"; }
+# The ratios worth reading, each shown when both of its systems ran: numerator/denominator.
+RATIOS=""
+for r in canopy/mariadb canopy-r2/canopy canopy-r2/mariadb-semisync mariadb-semisync/mariadb; do
+    has_system "${r%/*}" && has_system "${r#*/}" && RATIOS+="$r "
+done
+ratio_of() { # workload numerator denominator
+    local a="$2/$1" b="$3/$1"
+    if [[ ${STATUS[$a]} == ok && ${STATUS[$b]} == ok ]]; then
+        awk -v a="${TPS[$a]}" -v b="${TPS[$b]}" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }'
+    else
+        printf -- '-'
+    fi
+}
 {
     echo
-    echo "| workload | MariaDB tps | Canopy tps | ratio (Canopy/MariaDB) | MariaDB p95 ms | Canopy p95 ms | Canopy errors |"
-    echo "|---|---|---|---|---|---|---|"
+    header="| workload |"
+    rule="|---|"
+    for sys in $SYSTEMS; do header+=" $sys tps |"; rule+="---|"; done
+    for r in $RATIOS; do header+=" $r |"; rule+="---|"; done
+    for sys in $SYSTEMS; do header+=" $sys p95 ms |"; rule+="---|"; done
+    for sys in $SYSTEMS; do [[ $sys == canopy* ]] && header+=" $sys errors |" && rule+="---|"; done
+    echo "$header"
+    echo "$rule"
     for wl in $WORKLOADS; do
-        m="mariadb/$wl" c="canopy/$wl"
         unit=""
         [[ $wl == oltp_point_select ]] && unit=" (queries/s)"
-        if [[ ${STATUS[$m]} == ok ]]; then mt=$(fmt_num "${TPS[$m]}") mp=${P95[$m]}; else mt=FAILED mp=-; fi
-        if [[ ${STATUS[$c]} == ok ]]; then ct=$(fmt_num "${TPS[$c]}") cp=${P95[$c]} ce=${ERRS[$c]}; else ct=FAILED cp=- ce=-; fi
-        if [[ ${STATUS[$m]} == ok && ${STATUS[$c]} == ok ]]; then
-            ratio=$(awk -v a="${TPS[$c]}" -v b="${TPS[$m]}" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }')
-        else
-            ratio=-
-        fi
-        echo "| $wl$unit | $mt | $ct | $ratio | $mp | $cp | $ce |"
-        if [[ ${STATUS[$m]} != ok || ${STATUS[$c]} != ok || ${ERRS[$c]:-0} != 0 ]]; then ANY_BAD=1; fi
+        line="| $wl$unit |"
+        for sys in $SYSTEMS; do
+            k="$sys/$wl"
+            if [[ ${STATUS[$k]} == ok ]]; then line+=" $(fmt_num "${TPS[$k]}") |"; else line+=" FAILED |"; fi
+        done
+        for r in $RATIOS; do line+=" $(ratio_of "$wl" "${r%/*}" "${r#*/}") |"; done
+        for sys in $SYSTEMS; do
+            k="$sys/$wl"
+            if [[ ${STATUS[$k]} == ok ]]; then line+=" ${P95[$k]} |"; else line+=" - |"; fi
+        done
+        for sys in $SYSTEMS; do
+            k="$sys/$wl"
+            [[ $sys == canopy* ]] || continue
+            if [[ ${STATUS[$k]} == ok ]]; then line+=" ${ERRS[$k]} |"; else line+=" - |"; fi
+        done
+        echo "$line"
     done
     echo
     notes=""
     for wl in $WORKLOADS; do
-        for sys in canopy mariadb; do
+        for sys in $SYSTEMS; do
             k="$sys/$wl"
+            [[ -n ${SEMISYNC[$k]:-} ]] && notes+="- **$sys $wl** primary after the run (cumulative): ${SEMISYNC[$k]}"$'\n'
             [[ -n ${DETAIL[$k]} ]] || continue
             notes+="- **$sys $wl** ${STATUS[$k]}: $(printf '%s' "${DETAIL[$k]}" | tr '\n' ' ' | sed 's/  */ /g')"$'\n'
         done
     done
     if [[ -n $notes ]]; then
-        echo "Failures and errors (full logs in $RESULTS):"
+        echo "Notes, failures and errors (full logs in $RESULTS):"
         echo
         printf '%s' "$notes"
         echo
     fi
-    if ((ANY_BAD)); then echo "Result: NOT CLEAN (a workload failed or had errors)"; else echo "Result: clean"; fi
+    bad=0
+    for wl in $WORKLOADS; do
+        for sys in $SYSTEMS; do
+            k="$sys/$wl"
+            [[ ${STATUS[$k]} == ok ]] || bad=1
+            [[ $sys == canopy* && ${STATUS[$k]} == ok && ${ERRS[$k]:-0} != 0 ]] && bad=1
+        done
+    done
+    if ((bad)); then echo "Result: NOT CLEAN (a workload failed or had errors)"; else echo "Result: clean"; fi
 } | tee -a "$RESULTS/report.md"
 
 log "report: $RESULTS/report.md; logs: $RESULTS"
-# ANY_BAD was set in a pipeline subshell; recompute it here.
+# The verdict was computed in a pipeline subshell; compute it again here.
 bad=0
 for wl in $WORKLOADS; do
-    [[ ${STATUS[mariadb/$wl]} == ok && ${STATUS[canopy/$wl]} == ok && ${ERRS[canopy/$wl]:-0} == 0 ]] || bad=1
+    for sys in $SYSTEMS; do
+        k="$sys/$wl"
+        [[ ${STATUS[$k]} == ok ]] || bad=1
+        [[ $sys == canopy* && ${STATUS[$k]} == ok && ${ERRS[$k]:-0} != 0 ]] && bad=1
+    done
 done
 exit "$bad"

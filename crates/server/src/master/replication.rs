@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use canopy_control::failover::{self, Repair};
-use canopy_meta::{ClusterMeta, Command, Instance, InstanceId, Leaf, LeafState, NodeId, Outcome};
+use canopy_meta::{ClusterMeta, Command, Instance, InstanceId, InstanceRole, Leaf, LeafState, NodeId, Outcome};
 use canopy_rpc::{PartitionTerm, RemoteErrorKind, ReplicaTarget, Request, Response};
 
 use crate::error::{Error, Result};
@@ -90,6 +90,10 @@ pub async fn resync(cluster: &Arc<Cluster>, db: &str, replica: InstanceId) -> Re
     match start_replica(cluster, &meta, db, &master, &replica).await {
         Ok(()) => {}
         Err(e) if needs_new_copy(&e) => {
+            // The calls above can take as long as a frozen leaf stays frozen, and a failover may have promoted this
+            // replica meanwhile: copying it afresh now would drop the new master's copy (and its acknowledged
+            // writes) and replace it with the deposed master's. Only the roles this decision was made on allow it.
+            roles_unchanged(cluster, db, &master, &replica)?;
             tracing::warn!(
                 "{db}:{}: the replica cannot continue its master's log ({e}); copying it afresh",
                 replica.ordinal
@@ -109,7 +113,25 @@ pub async fn resync(cluster: &Arc<Cluster>, db: &str, replica: InstanceId) -> Re
     Ok(())
 }
 
+/// Whether `master` is still the master of its partition in the same term and `replica` still one of its
+/// replicas, in the current metadata; an error (the caller retries with fresh metadata) otherwise.
+fn roles_unchanged(cluster: &Arc<Cluster>, db: &str, master: &Instance, replica: &Instance) -> Result<()> {
+    let meta = cluster.meta();
+    let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.to_string()))?;
+    let same_master = database.master(replica.ordinal).is_some_and(|m| m.id == master.id && m.term == master.term);
+    let still_replica = database.instance(replica.id).is_some_and(|r| r.role == InstanceRole::Replica);
+    if same_master && still_replica {
+        return Ok(());
+    }
+    Err(Error::Internal(format!(
+        "{db}:{}: the partition's roles changed while its replica was being brought back; retrying",
+        replica.ordinal
+    )))
+}
+
 /// Replaces the replica's copy with a fresh copy of the master's (the move machinery: snapshot, then catch-up).
+/// The replica's leaf is told the master's term first: it refuses if its copy holds a newer term (it was
+/// promoted since the decision), so a master's copy is never dropped here.
 async fn reprovision(
     cluster: &Arc<Cluster>,
     meta: &ClusterMeta,
@@ -119,6 +141,9 @@ async fn reprovision(
 ) -> Result<()> {
     let master_leaf = leaf_of(meta, master.node)?;
     let replica_leaf = leaf_of(meta, replica.node)?;
+    let partition = PartitionTerm { ordinal: master.ordinal, term: master.term };
+    cluster.call(&replica_leaf, &Request::BecomeReplica { db: db.to_string(), partition }).await?;
+    roles_unchanged(cluster, db, master, replica)?;
     cluster.call(&replica_leaf, &Request::DropPartition { db: db.to_string(), ordinal: replica.ordinal }).await?;
     let request = Request::CopyPartition {
         db: db.to_string(),
