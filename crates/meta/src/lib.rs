@@ -4,6 +4,7 @@
 pub mod machine;
 pub mod model;
 pub mod operation;
+pub mod users;
 pub mod variables;
 
 pub use canopy_types::{DatabaseId, Durability, InstanceId, NodeId, Ordinal, Term};
@@ -64,4 +65,6 @@ pub enum MetaError {
         "Feature not supported: databases in redundancy_level 2 (replica partitions are not built yet); set redundancy_level = 1"
     )]
     RedundancyTwoUnavailable,
+    #[error(transparent)]
+    User(#[from] users::UserError),
 }
