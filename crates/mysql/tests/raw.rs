@@ -108,21 +108,46 @@ async fn result_sets_without_deprecate_eof_use_eof_packets() {
     assert_eq!(modern.read().await.unwrap().1, vec![0xFE, 0, 0, 0x02, 0, 0, 0]);
 }
 
+/// History: a client answers the greeting with caching_sha2_password's scramble for an account that has the
+/// SHA-256 digest. Property: fast authentication: "fast auth success" (0x01 0x03), then OK, in sequence.
 #[tokio::test]
-async fn another_plugin_is_switched_to_native_password() {
+async fn caching_sha2_password_fast_authentication() {
     let harness = Harness::start_default().await;
     let mut raw = Raw::connect(harness.port).await;
-    raw.write(1, &handshake_response(RAW_CAPS, "alice", &[1; 32], None, "caching_sha2_password")).await;
-    let (seq, switch) = raw.read().await.expect("auth switch");
-    assert_eq!(seq, 2);
-    assert_eq!(&switch[..23], b"\xFEmysql_native_password\0");
-    let salt = &switch[23..43];
-    assert_eq!(salt, &raw.salt[..], "the switch carries the connection's salt");
-    let scramble = mysql_common::scramble::scramble_native(salt, b"secret").unwrap();
-    raw.write(3, &scramble).await;
+    let scramble = mysql_common::scramble::scramble_sha256(&raw.salt, b"secret").unwrap();
+    raw.write(1, &handshake_response(RAW_CAPS, "alice", &scramble, None, "caching_sha2_password")).await;
+    assert_eq!(raw.read().await.expect("fast auth result"), (2, vec![0x01, 0x03]));
     let (seq, ok) = raw.read().await.expect("ok");
-    assert_eq!((seq, ok[0]), (4, 0x00));
+    assert_eq!((seq, ok[0]), (3, 0x00));
     assert_eq!(raw.command(&[COM_PING]).await[0], 0x00);
+
+    let mut wrong = Raw::connect(harness.port).await;
+    let scramble = mysql_common::scramble::scramble_sha256(&wrong.salt, b"guess").unwrap();
+    wrong.write(1, &handshake_response(RAW_CAPS, "alice", &scramble, None, "caching_sha2_password")).await;
+    let (seq, err) = wrong.read().await.expect("error");
+    assert_eq!((seq, parse_err(&err).0), (2, 1045), "a wrong password is refused, never sent to full authentication");
+}
+
+/// History: a client answers with a plugin the account cannot use: caching_sha2_password for an account identified
+/// WITH mysql_native_password, or a plugin Canopy does not serve. Property: an AuthSwitchRequest to
+/// mysql_native_password with the connection's salt; the native scramble then logs in.
+#[tokio::test]
+async fn other_plugins_are_switched_to_native_password() {
+    let harness = Harness::start_default().await;
+    for (user, plugin) in [("nat", "caching_sha2_password"), ("alice", "sha256_password")] {
+        let mut raw = Raw::connect(harness.port).await;
+        raw.write(1, &handshake_response(RAW_CAPS, user, &[1; 32], None, plugin)).await;
+        let (seq, switch) = raw.read().await.expect("auth switch");
+        assert_eq!(seq, 2);
+        assert_eq!(&switch[..23], b"\xFEmysql_native_password\0");
+        let salt = &switch[23..43];
+        assert_eq!(salt, &raw.salt[..], "the switch carries the connection's salt");
+        let scramble = mysql_common::scramble::scramble_native(salt, b"secret").unwrap();
+        raw.write(3, &scramble).await;
+        let (seq, ok) = raw.read().await.expect("ok");
+        assert_eq!((seq, ok[0]), (4, 0x00), "{user} with {plugin}");
+        assert_eq!(raw.command(&[COM_PING]).await[0], 0x00);
+    }
 }
 
 #[tokio::test]
