@@ -195,15 +195,12 @@ impl Users {
                     return failed("CREATE USER", refused);
                 }
                 for (name, authentication) in accounts {
-                    if !self.accounts.contains_key(&name) {
-                        let account = Account {
-                            name: name.clone(),
-                            authentication,
-                            global: BTreeSet::new(),
-                            databases: BTreeMap::new(),
-                        };
-                        self.accounts.insert(name, account);
-                    }
+                    self.accounts.entry(name.clone()).or_insert_with(|| Account {
+                        name,
+                        authentication,
+                        global: BTreeSet::new(),
+                        databases: BTreeMap::new(),
+                    });
                 }
             }
             UserCommand::Drop { names, if_exists } => {
