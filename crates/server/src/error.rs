@@ -2,9 +2,11 @@
 //! see passes through `Error::to_mysql`, so codes stay stable and match SingleStore's where it has one.
 
 use canopy_meta::MetaError;
+use canopy_meta::users::UserError;
 use canopy_mysql::MysqlError;
 use canopy_rpc::{RemoteError, RemoteErrorKind, RpcError};
 use canopy_sql::SqlError;
+use canopy_sql::command::access::Need;
 use canopy_storage::StorageError;
 use thiserror::Error;
 
@@ -41,6 +43,12 @@ pub enum Error {
     /// KILL QUERY (or KILL CONNECTION) stopped the statement.
     #[error("Query execution was interrupted")]
     QueryInterrupted,
+    /// The session's account lacks a privilege the statement needs.
+    #[error(transparent)]
+    Denied(canopy_meta::users::Denied),
+    /// KILL of another account's connection without CLUSTER.
+    #[error("You are not owner of thread {0}")]
+    NotThreadOwner(u64),
     /// KILL named a connection this aggregator does not have.
     #[error("Unknown thread id: {0}")]
     UnknownThread(u64),
@@ -109,6 +117,12 @@ impl Error {
                 MetaError::UnknownVariable(_) => mysql(1193, "HY000", text),
                 MetaError::BadVariableValue { .. } => mysql(1231, "42000", text),
                 MetaError::RedundancyTwoUnavailable => mysql(1706, "HY000", text),
+                MetaError::User(e) => match e {
+                    UserError::OperationFailed { .. } => mysql(1396, "HY000", text),
+                    UserError::GrantToUnknown(_) => mysql(1410, "42000", text),
+                    UserError::NoSuchGrant(_) => mysql(1141, "42000", text),
+                    UserError::GlobalPrivilegeOnDatabase => mysql(1221, "HY000", text),
+                },
                 _ => mysql(1105, "HY000", text),
             },
             Error::Remote(r) => match r.kind {
@@ -125,6 +139,13 @@ impl Error {
             Error::UnknownDatabase(_) => mysql(1049, "42000", text),
             Error::QueryInterrupted => mysql(1317, "70100", text),
             Error::UnknownThread(_) => mysql(1094, "HY000", text),
+            Error::NotThreadOwner(_) => mysql(1095, "HY000", text),
+            Error::Denied(denied) => match &denied.need {
+                // ER_TABLEACCESS_DENIED_ERROR, ER_DBACCESS_DENIED_ERROR, ER_SPECIFIC_ACCESS_DENIED_ERROR.
+                Need::On { table: Some(_), .. } | Need::Any { table: Some(_), .. } => mysql(1142, "42000", text),
+                Need::On { table: None, .. } | Need::Any { table: None, .. } => mysql(1044, "42000", text),
+                Need::Global(_) => mysql(1227, "42000", text),
+            },
             Error::AttachConflict { .. } | Error::UnknownLeafAddress { .. } | Error::AttachRefused { .. } => {
                 mysql(1105, "HY000", text)
             }

@@ -65,7 +65,7 @@ pub fn required(statement: &Statement, db: Option<&str>, user: &str) -> Vec<Need
         Statement::DropTable { tables, .. } => {
             tables.iter().filter_map(|(named, table)| on(Privilege::Drop, named, Some(table))).collect()
         }
-        Statement::Query(query) => query_needs(query, db),
+        Statement::Query(query) => self::query(query, db),
         Statement::Account(account) => account_needs(account, db, user),
         Statement::ShowDatabases { .. }
         | Statement::Kill { .. }
@@ -80,13 +80,7 @@ pub fn required(statement: &Statement, db: Option<&str>, user: &str) -> Vec<Need
         | Statement::Other(_) => vec![],
     };
     // INFORMATION_SCHEMA is readable by every account, as in MySQL.
-    let needs: BTreeSet<Need> = needs
-        .into_iter()
-        .filter(|n| match n {
-            Need::On { db, .. } | Need::Any { db, .. } => !db.eq_ignore_ascii_case("information_schema"),
-            Need::Global(_) => true,
-        })
-        .collect();
+    let needs: BTreeSet<Need> = needs.into_iter().filter(|n| !is_information_schema(n)).collect();
     needs.into_iter().collect()
 }
 
@@ -117,13 +111,15 @@ fn account_needs(statement: &AccountStatement, db: Option<&str>, user: &str) -> 
         AccountStatement::SetPassword { .. } => vec![Need::Global(Privilege::CreateUser)],
         AccountStatement::Grant { privileges, on, .. } => granting(privileges, on),
         AccountStatement::Revoke { on: None, .. } => vec![Need::Global(Privilege::CreateUser)],
+        AccountStatement::FlushPrivileges => vec![],
         AccountStatement::Revoke { privileges, on: Some(on), .. } => granting(privileges, on),
     }
 }
 
-/// A query or DML statement: the written table's database needs the write's privilege (REPLACE: INSERT and
-/// DELETE), every other table read needs SELECT. CTE names are not tables.
-fn query_needs(statement: &ast::Statement, db: Option<&str>) -> Vec<Need> {
+/// The needs of a query or DML statement (also a prepared one, parsed once): the written table's database needs
+/// the write's privilege (REPLACE: INSERT and DELETE), every other table read needs SELECT. CTE names are not
+/// tables; INFORMATION_SCHEMA needs nothing.
+pub fn query(statement: &ast::Statement, db: Option<&str>) -> Vec<Need> {
     let statement = match statement {
         ast::Statement::Explain { statement, .. } => statement.as_ref(),
         other => other,
@@ -157,7 +153,7 @@ fn query_needs(statement: &ast::Statement, db: Option<&str>) -> Vec<Need> {
     let mut tables = Tables::default();
     let _ = statement.visit(&mut tables);
     let mut read = tables.relations;
-    let mut needs = Vec::new();
+    let mut needs = BTreeSet::new();
     for name in &written {
         if let Some(at) = read.iter().position(|r| r == *name) {
             read.remove(at);
@@ -172,10 +168,17 @@ fn query_needs(statement: &ast::Statement, db: Option<&str>) -> Vec<Need> {
             continue;
         }
         if let Some((d, t)) = qualify(name, db) {
-            needs.push(Need::On { privilege: Privilege::Select, db: d, table: Some(t) });
+            needs.insert(Need::On { privilege: Privilege::Select, db: d, table: Some(t) });
         }
     }
-    needs
+    needs.into_iter().filter(|n| !is_information_schema(n)).collect()
+}
+
+fn is_information_schema(need: &Need) -> bool {
+    match need {
+        Need::On { db, .. } | Need::Any { db, .. } => db.eq_ignore_ascii_case("information_schema"),
+        Need::Global(_) => false,
+    }
 }
 
 fn relation_name(relation: &ast::TableFactor) -> Option<&ast::ObjectName> {

@@ -149,6 +149,8 @@ pub enum AccountStatement {
     /// `REVOKE [GRANT OPTION,] privileges ON level FROM 'u'@'h' [, ...]`; `on: None` is
     /// `REVOKE ALL [PRIVILEGES], GRANT OPTION FROM ...` (every privilege at every level).
     Revoke { privileges: PrivilegeList, grant_option: bool, on: Option<GrantOn>, users: Vec<String> },
+    /// `FLUSH PRIVILEGES`: accounts take effect when they change, so there is nothing to reload.
+    FlushPrivileges,
 }
 
 /// `Ok(None)` when the statement is not an account statement (the cursor is then untouched).
@@ -230,6 +232,11 @@ pub(super) fn parse(cur: &mut Cursor) -> Result<Option<AccountStatement>, SqlErr
         cur.expect_word("FROM")?;
         let users = list(cur, account)?;
         AccountStatement::Revoke { privileges, grant_option, on: Some(on), users }
+    } else if cur.peek_words(&["FLUSH", "PRIVILEGES"]) {
+        cur.set_context("FLUSH PRIVILEGES");
+        cur.advance();
+        cur.advance();
+        AccountStatement::FlushPrivileges
     } else {
         return Ok(None);
     };
@@ -416,6 +423,7 @@ mod tests {
         check("ALTER USER 'a' IDENTIFIED BY 'n'", AlterUser { if_exists: false, users: vec![("a".into(), by("n"))] });
         check("SET PASSWORD = 'p'", SetPassword { user: None, password: "p".into() });
         check("SET PASSWORD FOR 'a'@'%' = 'p'", SetPassword { user: Some("a".into()), password: "p".into() });
+        check("flush privileges", FlushPrivileges);
     }
 
     #[test]

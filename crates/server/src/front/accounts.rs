@@ -1,0 +1,194 @@
+//! Account statements on the master aggregator (CREATE/DROP/ALTER USER, SET PASSWORD, GRANT, REVOKE) and SHOW
+//! GRANTS. Passwords are hashed here, as the MySQL plugins verify them (`canopy_mysql::auth`), before the metadata
+//! command is built: no clear password reaches the metadata, its file or a log. What may change is decided by
+//! `canopy_meta::users` (through `Cluster::apply`); who may run the statement was checked by the session before.
+
+use std::collections::BTreeSet;
+
+use canopy_meta::users::{Account, Authentication, ROOT, UserCommand};
+use canopy_meta::{ClusterMeta, Command, MetaError};
+use canopy_mysql::auth::{native_authentication_string, sha2_digest};
+use canopy_sql::command::users::{AccountStatement, AuthPlugin, GrantLevel, Identified, Privilege, PrivilegeList};
+use canopy_sql::{ResultSet, SqlError, Value};
+
+use crate::answer::Answer;
+use crate::error::{Error, Result};
+use crate::master::cluster::Cluster;
+
+/// Runs `statement` for the session of `user` whose database is `db`.
+pub async fn run(cluster: &Cluster, user: &str, db: Option<&str>, statement: AccountStatement) -> Result<Answer> {
+    let meta = cluster.meta();
+    let command = match statement {
+        AccountStatement::FlushPrivileges => return Ok(Answer::done()),
+        AccountStatement::CreateUser { if_not_exists, users } => {
+            let accounts = users
+                .into_iter()
+                .map(|(name, identified)| {
+                    let identified = identified.unwrap_or(Identified { plugin: None, password: String::new() });
+                    (name, authentication(&identified, AuthPlugin::default()))
+                })
+                .collect();
+            UserCommand::Create { accounts, if_not_exists }
+        }
+        AccountStatement::DropUser { if_exists, users } => UserCommand::Drop { names: users, if_exists },
+        AccountStatement::AlterUser { if_exists, users } => {
+            let accounts = users
+                .into_iter()
+                .map(|(name, identified)| {
+                    let current = current_plugin(&meta, &name);
+                    (name, authentication(&identified, current))
+                })
+                .collect();
+            UserCommand::SetAuthentication { accounts, if_exists }
+        }
+        AccountStatement::SetPassword { user: target, password } => {
+            let name = target.unwrap_or_else(|| user.to_string());
+            let identified = Identified { plugin: None, password };
+            let current = current_plugin(&meta, &name);
+            UserCommand::SetAuthentication {
+                accounts: vec![(name.clone(), authentication(&identified, current))],
+                if_exists: false,
+            }
+        }
+        AccountStatement::Grant { privileges, on, users, grant_option } => {
+            let level = on.resolve(db).ok_or(Error::Sql(SqlError::NoDatabaseSelected))?;
+            let mut named = named_privileges(&privileges, &level);
+            if grant_option {
+                named.insert(Privilege::GrantOption);
+            }
+            UserCommand::Grant { names: users, level, privileges: named }
+        }
+        AccountStatement::Revoke { privileges, grant_option, on: None, users } => {
+            debug_assert!(privileges == PrivilegeList::All && grant_option);
+            UserCommand::Revoke { names: users, level: None, privileges: Privilege::EVERY.into_iter().collect() }
+        }
+        AccountStatement::Revoke { privileges, grant_option, on: Some(on), users } => {
+            let level = on.resolve(db).ok_or(Error::Sql(SqlError::NoDatabaseSelected))?;
+            let mut named = named_privileges(&privileges, &level);
+            if grant_option {
+                named.insert(Privilege::GrantOption);
+            }
+            UserCommand::Revoke { names: users, level: Some(level), privileges: named }
+        }
+    };
+    cluster.apply(Command::User(command)).await?;
+    Ok(Answer::done())
+}
+
+/// The hashes an account keeps for `identified`: both plugins' for caching_sha2_password accounts (so clients
+/// that only speak mysql_native_password still log in), only the native one for accounts identified WITH
+/// mysql_native_password, as MySQL does.
+fn authentication(identified: &Identified, default: AuthPlugin) -> Authentication {
+    let plugin = identified.plugin.unwrap_or(default);
+    let password = &identified.password;
+    let sha2 = match plugin {
+        AuthPlugin::CachingSha2Password => Some(sha2_digest(password)),
+        AuthPlugin::MysqlNativePassword => None,
+    };
+    Authentication { plugin, native: native_authentication_string(password), sha2 }
+}
+
+/// ALTER USER and SET PASSWORD keep an account's plugin unless they name another (MySQL's rule).
+fn current_plugin(meta: &ClusterMeta, name: &str) -> AuthPlugin {
+    meta.users.get(name).map(|a| a.authentication.plugin).unwrap_or_default()
+}
+
+fn named_privileges(privileges: &PrivilegeList, level: &GrantLevel) -> BTreeSet<Privilege> {
+    match privileges {
+        PrivilegeList::All => Privilege::all_at(level).into_iter().collect(),
+        PrivilegeList::Some(list) => list.iter().copied().collect(),
+    }
+}
+
+/// SHOW GRANTS [FOR name]: the session's account without a name (or with CURRENT_USER).
+pub fn show_grants(meta: &ClusterMeta, session_user: &str, named: Option<&str>) -> Result<ResultSet> {
+    let user = named.filter(|u| *u != "CURRENT_USER").unwrap_or(session_user);
+    let lines = if user == ROOT {
+        vec![format!("GRANT ALL PRIVILEGES ON *.* TO '{ROOT}'@'%' WITH GRANT OPTION")]
+    } else {
+        let account = meta.users.get(user).ok_or_else(|| {
+            Error::Meta(MetaError::User(canopy_meta::users::UserError::NoSuchGrant(user.to_string())))
+        })?;
+        grant_statements(account)
+    };
+    let rows = lines.into_iter().map(|l| vec![Value::Text(l)]).collect();
+    Ok(ResultSet::named(&[&format!("Grants for {user}@%")], rows))
+}
+
+/// The GRANT statements that recreate an account's privileges, as MySQL's SHOW GRANTS prints them: the global
+/// level first (USAGE when it holds nothing), then each database.
+fn grant_statements(account: &Account) -> Vec<String> {
+    let line = |held: &BTreeSet<Privilege>, level: &GrantLevel| {
+        let shown: Vec<Privilege> = held.iter().copied().filter(|p| *p != Privilege::GrantOption).collect();
+        let list = if shown.is_empty() {
+            "USAGE".to_string()
+        } else if shown == Privilege::all_at(level) {
+            "ALL PRIVILEGES".to_string()
+        } else {
+            shown.iter().map(|p| p.name()).collect::<Vec<_>>().join(", ")
+        };
+        let on = match level {
+            GrantLevel::Global => "*.*".to_string(),
+            GrantLevel::Database(db) => format!("`{}`.*", db.replace('`', "``")),
+        };
+        let option = if held.contains(&Privilege::GrantOption) { " WITH GRANT OPTION" } else { "" };
+        format!("GRANT {list} ON {on} TO '{}'@'%'{option}", account.name.replace('\'', "''"))
+    };
+    let mut lines = vec![line(&account.global, &GrantLevel::Global)];
+    for (db, held) in &account.databases {
+        lines.push(line(held, &GrantLevel::Database(db.clone())));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Privilege::*;
+
+    fn account(global: &[Privilege], databases: &[(&str, &[Privilege])]) -> Account {
+        Account {
+            name: "app".into(),
+            authentication: authentication(&Identified { plugin: None, password: "p".into() }, AuthPlugin::default()),
+            global: global.iter().copied().collect(),
+            databases: databases.iter().map(|(d, p)| (d.to_string(), p.iter().copied().collect())).collect(),
+        }
+    }
+
+    #[test]
+    fn grants_print_as_mysql_prints_them() {
+        assert_eq!(grant_statements(&account(&[], &[])), ["GRANT USAGE ON *.* TO 'app'@'%'"]);
+        assert_eq!(
+            grant_statements(&account(&[Cluster], &[("shop", &[Select, Insert]), ("x", &[GrantOption])])),
+            [
+                "GRANT CLUSTER ON *.* TO 'app'@'%'",
+                "GRANT SELECT, INSERT ON `shop`.* TO 'app'@'%'",
+                "GRANT USAGE ON `x`.* TO 'app'@'%' WITH GRANT OPTION",
+            ]
+        );
+        let all_global = Privilege::all_at(&GrantLevel::Global);
+        let all_db = Privilege::all_at(&GrantLevel::Database("d".into()));
+        assert_eq!(
+            grant_statements(&account(&[all_global.as_slice(), &[GrantOption]].concat(), &[("d", &all_db)])),
+            [
+                "GRANT ALL PRIVILEGES ON *.* TO 'app'@'%' WITH GRANT OPTION",
+                "GRANT ALL PRIVILEGES ON `d`.* TO 'app'@'%'"
+            ]
+        );
+    }
+
+    #[test]
+    fn accounts_keep_hashes_never_the_password() {
+        let sha2 = authentication(&Identified { plugin: None, password: "s3cret".into() }, AuthPlugin::default());
+        assert_eq!(sha2.plugin, AuthPlugin::CachingSha2Password);
+        assert!(sha2.native.starts_with('*') && sha2.sha2.as_ref().is_some_and(|d| d.len() == 64));
+        assert!(!format!("{sha2:?}").contains("s3cret"));
+        let native = authentication(
+            &Identified { plugin: Some(AuthPlugin::MysqlNativePassword), password: "s3cret".into() },
+            AuthPlugin::default(),
+        );
+        assert_eq!((native.plugin, native.sha2), (AuthPlugin::MysqlNativePassword, None));
+        let kept = authentication(&Identified { plugin: None, password: "n".into() }, AuthPlugin::MysqlNativePassword);
+        assert_eq!(kept.plugin, AuthPlugin::MysqlNativePassword, "ALTER USER keeps the account's plugin");
+    }
+}
