@@ -114,7 +114,9 @@ pub enum PrivilegeList {
 pub enum AuthPlugin {
     /// MySQL 8's default: fast authentication with a SHA-256 scramble.
     #[default]
+    #[serde(rename = "caching_sha2_password")]
     CachingSha2Password,
+    #[serde(rename = "mysql_native_password")]
     MysqlNativePassword,
 }
 
