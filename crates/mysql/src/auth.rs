@@ -25,30 +25,39 @@ pub struct Credentials {
     native: Option<[u8; 20]>,
     /// `SHA256(SHA256(password))`, when the account may use `caching_sha2_password`.
     sha2: Option<[u8; 32]>,
+    /// The account's own plugin: what a client is switched to when its response cannot be checked.
+    plugin: Plugin,
 }
 
 impl Credentials {
     /// A password known in clear text (the node's root account, from its configuration): both plugins.
     pub fn from_password(password: &str) -> Credentials {
         if password.is_empty() {
-            return Credentials { empty: true, native: None, sha2: None };
+            return Credentials { empty: true, native: None, sha2: None, plugin: Plugin::CachingSha2 };
         }
         let native = Sha1::digest(Sha1::digest(password.as_bytes())).into();
-        Credentials { empty: false, native: Some(native), sha2: Some(sha2_stage2(password)) }
+        Credentials {
+            empty: false,
+            native: Some(native),
+            sha2: Some(sha2_stage2(password)),
+            plugin: Plugin::CachingSha2,
+        }
     }
 
-    /// Credentials from what an account stores (`native_authentication_string`, `sha2_digest`); `None` when a
-    /// stored value is malformed, which the caller treats as an account nobody can log in to.
+    /// Credentials from what an account stores (`native_authentication_string`, and `sha2_digest` for a
+    /// caching_sha2_password account, `None` for a mysql_native_password one); `None` when a stored value is
+    /// malformed, which the caller treats as an account nobody can log in to.
     pub fn from_stored(native: &str, sha2: Option<&str>) -> Option<Credentials> {
+        let plugin = if sha2.is_some() { Plugin::CachingSha2 } else { Plugin::Native };
         if native.is_empty() {
-            return Some(Credentials { empty: true, native: None, sha2: None });
+            return Some(Credentials { empty: true, native: None, sha2: None, plugin });
         }
         let native = native.strip_prefix('*').and_then(unhex::<20>)?;
         let sha2 = match sha2 {
             Some(hex) => Some(unhex::<32>(hex)?),
             None => None,
         };
-        Some(Credentials { empty: false, native: Some(native), sha2 })
+        Some(Credentials { empty: false, native: Some(native), sha2, plugin })
     }
 }
 
@@ -119,10 +128,11 @@ pub(crate) enum Verdict {
 /// Checks `response`, made with the plugin the client named (`None`: a client without plugin support, which
 /// answers as `mysql_native_password`) and `salt`, against an account's credentials (`None`: no such user).
 pub(crate) fn verify(credentials: Option<&Credentials>, plugin: Option<&str>, salt: &[u8], response: &[u8]) -> Verdict {
+    let own = credentials.map_or(Plugin::Native, |c| c.plugin);
     let plugin = match plugin {
         None | Some(NATIVE_PASSWORD) => Plugin::Native,
         Some(CACHING_SHA2_PASSWORD) => Plugin::CachingSha2,
-        Some(_) => return Verdict::Switch(Plugin::Native),
+        Some(_) => return Verdict::Switch(own),
     };
     let Some(credentials) = credentials else { return Verdict::Rejected };
     // libmysql's caching_sha2_password sends one zero byte for an empty password; MySQL reads both as empty.
@@ -131,7 +141,9 @@ pub(crate) fn verify(credentials: Option<&Credentials>, plugin: Option<&str>, sa
         return if empty_response { Verdict::Accepted { fast_auth: false } } else { Verdict::Rejected };
     }
     if empty_response {
-        return Verdict::Rejected;
+        // A client whose configured plugin is not the one the greeting offered sends nothing and waits to be
+        // switched (libmariadb does); one answering with the account's own plugin simply gave no password.
+        return if plugin == credentials.plugin { Verdict::Rejected } else { Verdict::Switch(credentials.plugin) };
     }
     match plugin {
         Plugin::Native => match &credentials.native {
@@ -209,8 +221,9 @@ mod tests {
             assert_eq!(check(NATIVE_PASSWORD, &scramble_native(SALT, b"wrong").unwrap()), Verdict::Rejected);
             assert_eq!(check(CACHING_SHA2_PASSWORD, &scramble_sha256(SALT, b"wrong").unwrap()), Verdict::Rejected);
             assert_eq!(check(CACHING_SHA2_PASSWORD, &native), Verdict::Rejected, "wrong length");
-            assert_eq!(check(NATIVE_PASSWORD, &[]), Verdict::Rejected);
-            assert_eq!(check("sha256_password", &sha2), Verdict::Switch(Plugin::Native));
+            assert_eq!(check(CACHING_SHA2_PASSWORD, &[]), Verdict::Rejected, "no password given");
+            assert_eq!(check(NATIVE_PASSWORD, &[]), Verdict::Switch(Plugin::CachingSha2), "waits to be switched");
+            assert_eq!(check("sha256_password", &sha2), Verdict::Switch(Plugin::CachingSha2));
             let other_salt = scramble_sha256(b"ZZZZZZZZZZ0123456789", b"s3cret").unwrap();
             assert_eq!(check(CACHING_SHA2_PASSWORD, &other_salt), Verdict::Rejected);
         }
@@ -224,12 +237,15 @@ mod tests {
             verify(Some(&native_only), Some(CACHING_SHA2_PASSWORD), SALT, &sha2),
             Verdict::Switch(Plugin::Native)
         );
+        assert_eq!(verify(Some(&native_only), Some(NATIVE_PASSWORD), SALT, &[]), Verdict::Rejected);
+        assert_eq!(verify(None, Some("dialog"), SALT, &[]), Verdict::Switch(Plugin::Native), "unknown user");
     }
 
     #[test]
     fn empty_passwords_accept_only_empty_responses() {
         let empty = Credentials::from_password("");
         assert_eq!(stored(""), empty);
+        assert_eq!(Credentials::from_stored("", None).map(|c| c.empty), Some(true));
         for plugin in [NATIVE_PASSWORD, CACHING_SHA2_PASSWORD] {
             assert_eq!(verify(Some(&empty), Some(plugin), SALT, &[]), Verdict::Accepted { fast_auth: false });
             assert_eq!(verify(Some(&empty), Some(plugin), SALT, &[0]), Verdict::Accepted { fast_auth: false });
