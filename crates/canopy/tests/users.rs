@@ -77,6 +77,9 @@ async fn accounts_log_in_and_are_held_to_their_grants() {
     assert_eq!(code(app.query_drop("SHOW GRANTS FOR old").await), 1227);
     let root_id: u32 = root.query_first("SELECT CONNECTION_ID()").await.unwrap().unwrap();
     assert_eq!(code(app.query_drop(format!("KILL {root_id}")).await), 1095);
+    let processes: Vec<mysql_async::Row> = app.query("SHOW PROCESSLIST").await.unwrap();
+    let users: Vec<String> = processes.iter().map(|r| r.get::<String, _>(1).unwrap()).collect();
+    assert_eq!(users, ["app"], "without CLUSTER an account sees only its own connections");
     let one: i64 = app.query_first("SELECT 1").await.unwrap().unwrap();
     assert_eq!(one, 1, "statements without tables need nothing");
 
