@@ -75,6 +75,24 @@ pub async fn run(cluster: &Cluster, user: &str, db: Option<&str>, statement: Acc
     Ok(Answer::done())
 }
 
+/// A statement's text as SHOW PROCESSLIST may show it: the statements that carry a password show only their
+/// leading words, as MySQL rewrites them, so no other session reads the password while the statement runs.
+pub fn shown_text(sql: &str) -> std::borrow::Cow<'_, str> {
+    let words: Vec<String> = sql.split_whitespace().take(2).map(|w| w.to_ascii_uppercase()).collect();
+    let secret = match words.as_slice() {
+        [first, second] => {
+            ((first == "CREATE" || first == "ALTER") && second == "USER")
+                || (first == "SET" && second.starts_with("PASSWORD"))
+        }
+        _ => false,
+    };
+    if !secret {
+        return sql.into();
+    }
+    let object = if words[0] == "SET" { "PASSWORD" } else { "USER" };
+    format!("{} {object} <secret>", words[0]).into()
+}
+
 /// The hashes an account keeps for `identified`: both plugins' for caching_sha2_password accounts (so clients
 /// that only speak mysql_native_password still log in), only the native one for accounts identified WITH
 /// mysql_native_password, as MySQL does.
@@ -175,6 +193,14 @@ mod tests {
                 "GRANT ALL PRIVILEGES ON `d`.* TO 'app'@'%'"
             ]
         );
+    }
+
+    #[test]
+    fn statements_with_passwords_are_shown_without_them() {
+        assert_eq!(shown_text("create user a identified by 'pw'"), "CREATE USER <secret>");
+        assert_eq!(shown_text("SET PASSWORD = 'pw'"), "SET PASSWORD <secret>");
+        assert_eq!(shown_text("set password='pw'"), "SET PASSWORD <secret>");
+        assert_eq!(shown_text("SELECT 'pw'"), "SELECT 'pw'");
     }
 
     #[test]

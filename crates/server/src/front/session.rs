@@ -217,8 +217,11 @@ impl Session {
         let known = match self.node.role() {
             NodeRole::MasterAggregator => {
                 let meta = self.master()?.meta();
-                self.authorize(&meta, &[Need::Any { db: db.to_string(), table: None }])?;
-                db.eq_ignore_ascii_case("information_schema") || meta.databases.contains_key(db)
+                let information_schema = db.eq_ignore_ascii_case("information_schema");
+                if !information_schema {
+                    self.authorize(&meta, &[Need::Any { db: db.to_string(), table: None }])?;
+                }
+                information_schema || meta.databases.contains_key(db)
             }
             NodeRole::Leaf => self.node.store.list()?.iter().any(|d| d.name() == db),
             NodeRole::Unconfigured => false,
@@ -813,7 +816,7 @@ fn execution_ms(value: &Value) -> Result<u64> {
 
 impl canopy_mysql::Session for Session {
     async fn query(&mut self, sql: &str) -> Reply {
-        self.process.statement_started(sql);
+        self.process.statement_started(&accounts::shown_text(sql));
         let answer = self.run(sql).await;
         self.process.statement_finished();
         answer_to_reply(answer)
