@@ -59,6 +59,8 @@ async fn accounts_log_in_and_are_held_to_their_grants() {
     let current: String = old.query_first("SELECT CURRENT_USER()").await.unwrap().unwrap();
     assert_eq!(current, "old@%");
     assert_eq!(code(login(&cluster.master, "app", "wrong").await), 1045);
+    assert_eq!(code(login(&cluster.master, "app", "").await), 1045, "no password, even after the plugin switch");
+    assert_eq!(code(login(&cluster.master, "old", "").await), 1045);
     assert_eq!(code(login(&cluster.master, "nobody", "s3cret").await), 1045);
     assert_eq!(code(login(&cluster.master, "old", "s3cret").await), 1045);
     let mut app = login(&cluster.master, "app", "s3cret").await.expect("caching_sha2_password account logs in");

@@ -141,9 +141,10 @@ pub(crate) fn verify(credentials: Option<&Credentials>, plugin: Option<&str>, sa
         return if empty_response { Verdict::Accepted { fast_auth: false } } else { Verdict::Rejected };
     }
     if empty_response {
-        // A client whose configured plugin is not the one the greeting offered sends nothing and waits to be
-        // switched (libmariadb does); one answering with the account's own plugin simply gave no password.
-        return if plugin == credentials.plugin { Verdict::Rejected } else { Verdict::Switch(credentials.plugin) };
+        // A client whose configured plugin is not the one the greeting offered discards the greeting's salt, sends
+        // nothing and waits for an AuthSwitchRequest carrying one (libmariadb does, as MySQL's server expects);
+        // after that switch an empty response is refused (`handshake` allows one switch): no password was given.
+        return Verdict::Switch(credentials.plugin);
     }
     match plugin {
         Plugin::Native => match &credentials.native {
@@ -221,8 +222,8 @@ mod tests {
             assert_eq!(check(NATIVE_PASSWORD, &scramble_native(SALT, b"wrong").unwrap()), Verdict::Rejected);
             assert_eq!(check(CACHING_SHA2_PASSWORD, &scramble_sha256(SALT, b"wrong").unwrap()), Verdict::Rejected);
             assert_eq!(check(CACHING_SHA2_PASSWORD, &native), Verdict::Rejected, "wrong length");
-            assert_eq!(check(CACHING_SHA2_PASSWORD, &[]), Verdict::Rejected, "no password given");
-            assert_eq!(check(NATIVE_PASSWORD, &[]), Verdict::Switch(Plugin::CachingSha2), "waits to be switched");
+            assert_eq!(check(CACHING_SHA2_PASSWORD, &[]), Verdict::Switch(Plugin::CachingSha2), "waits for a salt");
+            assert_eq!(check(NATIVE_PASSWORD, &[]), Verdict::Switch(Plugin::CachingSha2), "waits for a salt");
             assert_eq!(check("sha256_password", &sha2), Verdict::Switch(Plugin::CachingSha2));
             let other_salt = scramble_sha256(b"ZZZZZZZZZZ0123456789", b"s3cret").unwrap();
             assert_eq!(check(CACHING_SHA2_PASSWORD, &other_salt), Verdict::Rejected);
@@ -237,7 +238,7 @@ mod tests {
             verify(Some(&native_only), Some(CACHING_SHA2_PASSWORD), SALT, &sha2),
             Verdict::Switch(Plugin::Native)
         );
-        assert_eq!(verify(Some(&native_only), Some(NATIVE_PASSWORD), SALT, &[]), Verdict::Rejected);
+        assert_eq!(verify(Some(&native_only), Some(NATIVE_PASSWORD), SALT, &[]), Verdict::Switch(Plugin::Native));
         assert_eq!(verify(None, Some("dialog"), SALT, &[]), Verdict::Switch(Plugin::Native), "unknown user");
     }
 
