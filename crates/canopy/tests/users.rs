@@ -86,7 +86,12 @@ async fn accounts_log_in_and_are_held_to_their_grants() {
     let one: i64 = app.query_first("SELECT 1").await.unwrap().unwrap();
     assert_eq!(one, 1, "statements without tables need nothing");
 
+    let listed = "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'shop'";
+    let tables: Vec<String> = app.query(listed).await.unwrap();
+    assert!(tables.is_empty(), "INFORMATION_SCHEMA hides databases the account holds nothing on: {tables:?}");
     root.query_drop("GRANT SELECT ON shop.* TO 'app'@'%'").await.unwrap();
+    let tables: Vec<String> = app.query(listed).await.unwrap();
+    assert_eq!(tables, ["t"]);
     app.query_drop("USE shop").await.expect("a grant takes effect on open connections");
     let sum: i64 = app.query_first("SELECT SUM(v) FROM t").await.unwrap().unwrap();
     assert_eq!(sum, 30);

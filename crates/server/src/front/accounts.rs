@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use canopy_meta::users::{Account, Authentication, ROOT, UserCommand};
+use canopy_meta::users::{Account, Authentication, ROOT, UserCommand, Users};
 use canopy_meta::{ClusterMeta, Command, MetaError};
 use canopy_mysql::auth::{native_authentication_string, sha2_digest};
 use canopy_sql::command::users::{AccountStatement, AuthPlugin, GrantLevel, Identified, Privilege, PrivilegeList};
@@ -118,6 +118,38 @@ fn named_privileges(privileges: &PrivilegeList, level: &GrantLevel) -> BTreeSet<
     }
 }
 
+/// The rows of INFORMATION_SCHEMA table `table` that `user` may see, as MySQL filters them: rows of databases the
+/// account holds no privilege on are left out, PROCESSLIST shows only its own connections and the cluster's tables
+/// (LEAVES, AGGREGATORS, MV_CLUSTER_STATUS) nothing, unless it holds CLUSTER.
+pub fn visible_rows(users: &Users, user: &str, table: &str, mut rows: ResultSet) -> ResultSet {
+    if users.holds_global(user, Privilege::Cluster) {
+        return rows;
+    }
+    let table = table.to_ascii_uppercase();
+    if matches!(table.as_str(), "LEAVES" | "AGGREGATORS" | "MV_CLUSTER_STATUS") {
+        rows.rows.clear();
+        return rows;
+    }
+    let column =
+        |names: &[&str]| rows.columns.iter().position(|c| names.iter().any(|n| c.name.eq_ignore_ascii_case(n)));
+    if table == "PROCESSLIST" {
+        if let Some(at) = column(&["USER"]) {
+            let own = Value::Text(user.to_string());
+            rows.rows.retain(|row| row.get(at) == Some(&own));
+        }
+        return rows;
+    }
+    const SCHEMA_COLUMNS: [&str; 6] =
+        ["TABLE_SCHEMA", "SCHEMA_NAME", "CONSTRAINT_SCHEMA", "ROUTINE_SCHEMA", "TRIGGER_SCHEMA", "DATABASE_NAME"];
+    if let Some(at) = column(&SCHEMA_COLUMNS) {
+        rows.rows.retain(|row| match row.get(at) {
+            Some(Value::Text(db)) => db.eq_ignore_ascii_case("information_schema") || users.sees(user, db),
+            _ => true,
+        });
+    }
+    rows
+}
+
 /// SHOW GRANTS [FOR name]: the session's account without a name (or with CURRENT_USER).
 pub fn show_grants(meta: &ClusterMeta, session_user: &str, named: Option<&str>) -> Result<ResultSet> {
     let user = named.filter(|u| *u != "CURRENT_USER").unwrap_or(session_user);
@@ -193,6 +225,36 @@ mod tests {
                 "GRANT ALL PRIVILEGES ON `d`.* TO 'app'@'%'"
             ]
         );
+    }
+
+    /// History: an account granted SELECT on `shop` reads INFORMATION_SCHEMA tables listing `shop` and `other`, the
+    /// process list and the leaves. Property: it sees `shop`'s rows and its own connection only, no leaves; root
+    /// sees everything.
+    #[test]
+    fn information_schema_shows_an_account_what_it_may_see() {
+        let mut users = Users::default();
+        let app = account(&[], &[("shop", &[Select])]);
+        let auth = app.authentication.clone();
+        users.apply(UserCommand::Create { accounts: vec![("app".into(), auth)], if_not_exists: false }).unwrap();
+        let level = GrantLevel::Database("shop".into());
+        let privileges = [Select].into_iter().collect();
+        users.apply(UserCommand::Grant { names: vec!["app".into()], level, privileges }).unwrap();
+        let text = |v: &str| Value::Text(v.into());
+        let tables = ResultSet::named(
+            &["TABLE_CATALOG", "TABLE_SCHEMA", "TABLE_NAME"],
+            ["shop", "other", "information_schema"].iter().map(|d| vec![text("def"), text(d), text("t")]).collect(),
+        );
+        let seen =
+            |user, table, rows: &ResultSet| -> Vec<Vec<Value>> { visible_rows(&users, user, table, rows.clone()).rows };
+        assert_eq!(seen("app", "TABLES", &tables), [tables.rows[0].clone(), tables.rows[2].clone()]);
+        assert_eq!(seen(ROOT, "TABLES", &tables), tables.rows);
+        let processes = ResultSet::named(
+            &["ID", "USER"],
+            vec![vec![Value::Integer(1), text("root")], vec![Value::Integer(2), text("app")]],
+        );
+        assert_eq!(seen("app", "PROCESSLIST", &processes), [processes.rows[1].clone()]);
+        let leaves = ResultSet::named(&["HOST"], vec![vec![text("h")]]);
+        assert!(seen("app", "LEAVES", &leaves).is_empty());
     }
 
     #[test]

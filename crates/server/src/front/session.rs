@@ -655,7 +655,8 @@ impl Session {
         let writes =
             matches!(plan, plan::Plan::Insert { .. } | plan::Plan::Write { .. } | plan::Plan::ReferenceWrite { .. });
         self.note_statement(writes);
-        let views = views::ClusterViews { cluster, meta, processes: self.processes(), limits: &self.limits };
+        let views =
+            views::ClusterViews { cluster, meta, processes: self.processes(), limits: &self.limits, user: &self.user };
         let work = exec::execute(cluster, meta, plan, &params, &self.scratch, &views);
         if writes {
             // A write is never cut short: each statement commits as it runs, so there is nothing to roll back, and

@@ -281,19 +281,19 @@ pub struct ClusterViews<'a> {
     pub meta: &'a ClusterMeta,
     pub processes: &'a crate::front::processlist::Processes,
     pub limits: &'a canopy_mysql::Limits,
+    /// The session's account: each table shows the rows it may see (`accounts::visible_rows`).
+    pub user: &'a str,
 }
 
 impl crate::query::exec::VirtualTables for ClusterViews<'_> {
     async fn fetch(&self, schema: &str, table: &str) -> Result<ResultSet> {
-        match table.to_ascii_uppercase().as_str() {
-            "PROCESSLIST" => return Ok(self.processes.information_schema()),
-            "GLOBAL_VARIABLES" | "SESSION_VARIABLES" => {
-                return Ok(information_schema_variables(self.meta, self.limits));
-            }
-            "GLOBAL_STATUS" | "SESSION_STATUS" => return Ok(self.processes.information_schema_status()),
-            _ => {}
-        }
-        virtual_table(self.cluster, self.meta, schema, table).await
+        let rows = match table.to_ascii_uppercase().as_str() {
+            "PROCESSLIST" => self.processes.information_schema(),
+            "GLOBAL_VARIABLES" | "SESSION_VARIABLES" => information_schema_variables(self.meta, self.limits),
+            "GLOBAL_STATUS" | "SESSION_STATUS" => self.processes.information_schema_status(),
+            _ => virtual_table(self.cluster, self.meta, schema, table).await?,
+        };
+        Ok(crate::front::accounts::visible_rows(&self.meta.users, self.user, table, rows))
     }
 }
 

@@ -192,12 +192,13 @@ fn name_part(name: &ast::ObjectName, i: usize) -> Option<String> {
     name.0.get(i).and_then(|p| p.as_ident()).map(|id| id.value.clone())
 }
 
-/// (database, table) of a table name: `db.t`, or `t` in the session's database.
+/// (database, table) of a table name: `db.t`, or `t` in the session's database (a longer name counts by its last
+/// two parts, so no spelling of a table escapes its database's check).
 fn qualify(name: &ast::ObjectName, db: Option<&str>) -> Option<(String, String)> {
     match name.0.len() {
+        0 => None,
         1 => Some((db?.to_string(), name_part(name, 0)?)),
-        2 => Some((name_part(name, 0)?, name_part(name, 1)?)),
-        _ => None,
+        n => Some((name_part(name, n - 2)?, name_part(name, n - 1)?)),
     }
 }
 
