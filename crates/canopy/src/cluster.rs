@@ -95,6 +95,14 @@ struct ClusterSection {
     host: String,
     #[serde(default)]
     root_password: String,
+    /// 1 (one copy of each partition) or 2 (a master and a replica on a pair of leaves, one per availability
+    /// group); set when the cluster is bootstrapped.
+    #[serde(default = "default_redundancy")]
+    redundancy_level: u8,
+}
+
+fn default_redundancy() -> u8 {
+    1
 }
 
 fn default_host() -> String {
@@ -108,6 +116,8 @@ struct NodeEntry {
     role: Role,
     port: toml::Spanned<u16>,
     rpc_port: Option<toml::Spanned<u16>>,
+    /// A leaf's availability group (1 or 2) in redundancy 2; without it the leaf joins the smaller group.
+    group: Option<toml::Spanned<u8>>,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +144,7 @@ pub struct Cluster {
     /// The `canopy` binary that runs the nodes: this one.
     binary: PathBuf,
     host: String,
+    redundancy_level: u8,
     nodes: Vec<Node>,
 }
 
@@ -142,6 +153,7 @@ pub struct Node {
     id: String,
     role: Role,
     spec: NodeSpec,
+    group: Option<u8>,
 }
 
 impl Node {
@@ -199,6 +211,10 @@ fn parse(text: &str, base: &Path, binary: PathBuf) -> Result<Cluster, String> {
     if file.node.is_empty() {
         return Err("no [[node]] entries".to_string());
     }
+    let redundancy_level = file.cluster.redundancy_level;
+    if !(1..=2).contains(&redundancy_level) {
+        return Err(format!("[cluster] redundancy_level must be 1 or 2, not {redundancy_level}"));
+    }
 
     let mut ids: HashMap<&str, usize> = HashMap::new();
     // Every port a node binds (MySQL and RPC), and who binds it.
@@ -240,9 +256,26 @@ fn parse(text: &str, base: &Path, binary: PathBuf) -> Result<Cluster, String> {
         }
         ports.insert(port, (id.clone(), port_line));
         ports.insert(rpc_port, (id.clone(), port_line));
+        let group = match &entry.group {
+            None => None,
+            Some(g) => {
+                let group_line = line(g.span());
+                let g = *g.get_ref();
+                if entry.role != Role::Leaf {
+                    return Err(format!("line {group_line}: node `{id}` is not a leaf; only leaves have a group"));
+                }
+                if redundancy_level != 2 || !(1..=2).contains(&g) {
+                    return Err(format!(
+                        "line {group_line}: group {g} of node `{id}`: groups are 1 and 2, with redundancy_level = 2"
+                    ));
+                }
+                Some(g)
+            }
+        };
         nodes.push(Node {
             id: id.clone(),
             role: entry.role,
+            group,
             spec: NodeSpec {
                 data_dir: data_dir.join(id),
                 host: file.cluster.host.clone(),
@@ -259,7 +292,7 @@ fn parse(text: &str, base: &Path, binary: PathBuf) -> Result<Cluster, String> {
         1 => {}
         n => return Err(format!("{n} nodes have role = \"master\"; exactly one must")),
     }
-    Ok(Cluster { binary, host: file.cluster.host, nodes })
+    Ok(Cluster { binary, host: file.cluster.host, redundancy_level, nodes })
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -350,6 +383,11 @@ async fn form(cluster: &Cluster) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("BOOTSTRAP AGGREGATOR on {} failed", master.spec.addr()))?;
             println!("{}: bootstrapped as master aggregator", master.describe());
+            if cluster.redundancy_level != 1 {
+                conn.query_drop(format!("SET GLOBAL redundancy_level = {}", cluster.redundancy_level))
+                    .await
+                    .context("SET GLOBAL redundancy_level failed")?;
+            }
             BTreeSet::new()
         }
         Some(_) => {
@@ -367,7 +405,8 @@ async fn form(cluster: &Cluster) -> anyhow::Result<()> {
             "" => "root".to_string(),
             pw => format!("root:{}", quote(pw)),
         };
-        conn.query_drop(format!("ADD LEAF {user}@{}:{}", quote(&leaf.spec.host), leaf.spec.port))
+        let group = leaf.group.map(|g| format!(" INTO GROUP {g}")).unwrap_or_default();
+        conn.query_drop(format!("ADD LEAF {user}@{}:{}{group}", quote(&leaf.spec.host), leaf.spec.port))
             .await
             .with_context(|| format!("ADD LEAF {} failed", leaf.spec.addr()))?;
         println!("{}: added to the cluster", leaf.describe());
@@ -498,6 +537,32 @@ mod tests {
         check(&format!("{MA}[[node]]\nid = \"x\"\nrole = \"leaf\"\nport = 70000\n"), Err("line 10"));
         check(&format!("{MA}[[node]]\nid = \"x\"\nrole = \"leaf\"\nprot = 3307\n"), Err("unknown field `prot`"));
         check(&format!("{MA}[[node]\n"), Err("line 7"));
+    }
+
+    /// Redundancy 2 takes leaf groups; a group without redundancy 2, on a non-leaf, or other than 1 and 2 is an
+    /// error naming its line, as is a redundancy level other than 1 and 2.
+    #[test]
+    fn groups_need_redundancy_two_and_leaves() {
+        let leaf = |g: u8| format!("[[node]]\nid = \"l{g}\"\nrole = \"leaf\"\nport = 330{g}\ngroup = {g}\n");
+        let two = "[cluster]\ndata_dir = \"/tmp/c\"\nredundancy_level = 2\n";
+        let cluster = parse(&format!("{two}{MA}{}{}", leaf(1), leaf(2)), Path::new("/"), PathBuf::from("c")).unwrap();
+        assert_eq!(cluster.redundancy_level, 2);
+        let groups: Vec<Option<u8>> = cluster.nodes.iter().map(|n| n.group).collect();
+        assert_eq!(groups, [None, Some(1), Some(2)]);
+        check(
+            &format!("{MA}{}", leaf(1)),
+            Err("line 11: group 1 of node `l1`: groups are 1 and 2, with redundancy_level = 2"),
+        );
+        let three = format!("{two}{MA}{}", leaf(3));
+        assert!(parse(&three, Path::new("/"), PathBuf::from("c")).unwrap_err().contains("group 3"));
+        let on_master = format!("{two}{}group = 1\n", MA);
+        assert!(
+            parse(&on_master, Path::new("/"), PathBuf::from("c")).unwrap_err().contains("only leaves have a group")
+        );
+        let bad = "[cluster]\ndata_dir = \"/tmp/c\"\nredundancy_level = 3\n".to_string() + MA;
+        assert!(
+            parse(&bad, Path::new("/"), PathBuf::from("c")).unwrap_err().contains("redundancy_level must be 1 or 2")
+        );
     }
 
     #[test]

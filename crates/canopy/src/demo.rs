@@ -37,6 +37,10 @@ pub struct DemoArgs {
     /// Rows in `demo.orders`.
     #[arg(long, default_value_t = 5000)]
     rows: u32,
+    /// 2: every partition has a replica on a second leaf (the leaves are split into two availability groups and
+    /// paired) and a dead leaf fails over; 1: one copy of each partition [default: 2, or 1 with a single leaf].
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=2))]
+    redundancy: Option<u8>,
     /// Where the nodes keep their data [default: a fresh directory under the system temp dir, removed on exit].
     /// Must be empty or absent.
     #[arg(long)]
@@ -53,7 +57,17 @@ struct DemoNode {
     child: Child,
 }
 
-pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+/// How long the demo waits before starting a leaf that died again (so a failover can be watched, then the return).
+const RESTART_AFTER: Duration = Duration::from_secs(5);
+
+pub fn run(mut args: DemoArgs) -> anyhow::Result<()> {
+    match args.redundancy {
+        Some(2) if args.leaves < 2 => {
+            anyhow::bail!("--redundancy 2 needs at least 2 leaves (a pair); use --leaves 2 or more, or --redundancy 1")
+        }
+        Some(_) => {}
+        None => args.redundancy = Some(if args.leaves < 2 { 1 } else { 2 }),
+    }
     let (data_dir, temporary) = prepare_data_dir(args.data_dir.as_deref())?;
     let binary = std::env::current_exe().context("cannot find the canopy binary")?;
     // Current-thread: every node is spawned from this thread, which lives as long as the demo. PR_SET_PDEATHSIG
@@ -73,7 +87,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             }
         };
         started?;
-        watch(&mut nodes, &mut shutdown).await;
+        watch(&mut nodes, &binary, &mut shutdown).await;
         println!();
         println!("Stopping the cluster: master aggregator first, then the leaves.");
         anyhow::Ok(())
@@ -116,23 +130,49 @@ impl Shutdown {
 }
 
 /// Waits for a shutdown signal; meanwhile reports (once) any node that exits on its own, so that a user whose
-/// queries start failing knows why and where the log is.
-async fn watch(nodes: &mut [DemoNode], shutdown: &mut Shutdown) {
-    let mut reported = vec![false; nodes.len()];
+/// queries start failing knows why and where the log is, and starts a leaf that died again after `RESTART_AFTER`
+/// (the master aggregator attaches it: watch SHOW LEAVES).
+async fn watch(nodes: &mut [DemoNode], binary: &std::path::Path, shutdown: &mut Shutdown) {
+    let mut died: Vec<Option<std::time::Instant>> = vec![None; nodes.len()];
     loop {
         tokio::select! {
             _ = shutdown.recv() => return,
             _ = tokio::time::sleep(WATCH_INTERVAL) => {}
         }
-        for (node, reported) in nodes.iter_mut().zip(&mut reported) {
-            if !*reported && let Some(how) = launch::child_exited(&mut node.child) {
-                eprintln!(
-                    "warning: {} ({}) {how}; see {}",
-                    node.name,
-                    node.spec.addr(),
-                    node.spec.log_path().display()
-                );
-                *reported = true;
+        for (index, (node, died)) in nodes.iter_mut().zip(&mut died).enumerate() {
+            match died {
+                None => {
+                    if let Some(how) = launch::child_exited(&mut node.child) {
+                        eprintln!(
+                            "warning: {} ({}) {how}; see {}",
+                            node.name,
+                            node.spec.addr(),
+                            node.spec.log_path().display()
+                        );
+                        if index > 0 {
+                            println!("  {} starts again in {} s.", node.name, RESTART_AFTER.as_secs());
+                        }
+                        *died = Some(std::time::Instant::now());
+                    }
+                }
+                Some(when) if index > 0 && when.elapsed() >= RESTART_AFTER => {
+                    match launch::spawn(binary, &node.spec, Lifetime::TiedToParent) {
+                        Ok(child) => {
+                            node.child = child;
+                            *died = None;
+                            println!(
+                                "  started {} again (pid {}); SHOW LEAVES shows it attaching, then online.",
+                                node.name,
+                                node.child.id()
+                            );
+                        }
+                        Err(e) => {
+                            eprintln!("warning: cannot start {} again: {e}", node.name);
+                            *died = Some(std::time::Instant::now());
+                        }
+                    }
+                }
+                Some(_) => {}
             }
         }
     }
@@ -183,8 +223,20 @@ async fn start(
     let master = &nodes[0].spec;
     let mut conn = mysql_async::Conn::new(master.client_opts()).await.context("cannot connect to the master")?;
     conn.query_drop(format!("BOOTSTRAP AGGREGATOR '{HOST}'")).await.context("BOOTSTRAP AGGREGATOR failed")?;
-    for leaf in &nodes[1..] {
-        conn.query_drop(format!("ADD LEAF root@'{HOST}':{}", leaf.spec.port))
+    let redundancy = args.redundancy.unwrap_or(1);
+    if redundancy == 2 {
+        conn.query_drop("SET GLOBAL redundancy_level = 2").await.context("SET GLOBAL redundancy_level failed")?;
+    }
+    // Redundancy 2: the first half of the leaves in group 1, the rest in group 2, so leaf k pairs with leaf
+    // k + leaves/2 (an odd last leaf stays unpaired and holds nothing).
+    let first_group = usize::from(args.leaves).div_ceil(2);
+    for (i, leaf) in nodes[1..].iter().enumerate() {
+        let group = match redundancy {
+            2 if i < first_group => " INTO GROUP 1",
+            2 => " INTO GROUP 2",
+            _ => "",
+        };
+        conn.query_drop(format!("ADD LEAF root@'{HOST}':{}{group}", leaf.spec.port))
             .await
             .with_context(|| format!("ADD LEAF {} failed", leaf.spec.addr()))?;
     }
@@ -192,7 +244,7 @@ async fn start(
     load_sample(&mut conn, partitions, args.rows).await?;
     let _ = conn.disconnect().await;
 
-    print_welcome(nodes, data_dir, temporary && !args.keep, partitions, args.rows);
+    print_welcome(nodes, data_dir, temporary && !args.keep, partitions, args.rows, redundancy);
     Ok(())
 }
 
@@ -265,11 +317,20 @@ async fn insert(conn: &mut mysql_async::Conn, target: &str, rows: &[String]) -> 
     Ok(())
 }
 
-fn print_welcome(nodes: &[DemoNode], data_dir: &std::path::Path, removed: bool, partitions: u32, rows: u32) {
+fn print_welcome(
+    nodes: &[DemoNode],
+    data_dir: &std::path::Path,
+    removed: bool,
+    partitions: u32,
+    rows: u32,
+    redundancy: u8,
+) {
     let port = nodes[0].spec.port;
     let leaf_port = nodes.get(1).map_or(port, |n| n.spec.port);
     println!();
-    println!("Canopy demo cluster is running ({} leaves).", nodes.len() - 1);
+    let copies =
+        if redundancy == 2 { "redundancy 2: a master and a replica of every partition" } else { "redundancy 1" };
+    println!("Canopy demo cluster is running ({} leaves, {copies}).", nodes.len() - 1);
     println!();
     println!("  {:<18} {:<16} {:<8} log", "node", "address", "pid");
     for node in nodes {
@@ -305,6 +366,18 @@ fn print_welcome(nodes: &[DemoNode], data_dir: &std::path::Path, removed: bool, 
         "  SELECT * FROM information_schema.DISTRIBUTED_PARTITIONS WHERE DATABASE_NAME = 'demo' AND PORT = {leaf_port};"
     );
     println!();
+    if redundancy == 2 && nodes.len() > 2 {
+        let victim = &nodes[1];
+        println!(
+            "Watch a failover: kill -9 {} ({}), then SHOW PARTITIONS ON demo: its partitions are served by its pair \
+             within about a second; the demo starts it again after {} s and it returns as replicas, then half of them \
+             are masters again.",
+            victim.child.id(),
+            victim.name,
+            RESTART_AFTER.as_secs()
+        );
+        println!();
+    }
     println!("Press Ctrl-C to stop the cluster.");
 }
 

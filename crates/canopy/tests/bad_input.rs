@@ -126,19 +126,24 @@ async fn oversized_query_is_refused() {
     assert_eq!(one, 1);
 }
 
-/// History: a cluster without databases goes to redundancy_level 2 and tries CREATE DATABASE; it goes back to 1,
-/// creates one, and tries redundancy 2 again.
-/// Property: no database is created under redundancy 2 (it has no replicas yet: the database would have one copy
-/// per partition while the cluster claims two), and the level cannot change under an existing database; both get a
-/// clear error and change nothing.
+/// History: a one-leaf cluster goes to redundancy_level 2 and tries CREATE DATABASE (its only leaf has no pair);
+/// a leaf is added into a group that does not exist, and redundancy 3 is asked for; it goes back to 1, creates a
+/// database, and tries redundancy 2 again.
+/// Property: no database is created without a pair to hold its two copies, a bad group or level is refused, and the
+/// level cannot change under an existing database; each gets a clear error and changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redundancy_two_is_refused_until_replicas_exist() {
+async fn redundancy_two_needs_pairs_and_changes_only_without_databases() {
     let cluster = TestCluster::start("bad-redundancy", 1).await;
     let mut conn = cluster.conn().await;
     conn.query_drop("SET GLOBAL redundancy_level = 2").await.unwrap();
-    assert_eq!(error_code(&mut conn, "CREATE DATABASE r2").await, 1706);
+    let refused = conn.query_drop("CREATE DATABASE r2").await.unwrap_err();
+    assert!(refused.to_string().contains("no pair of online leaves"), "{refused}");
     let databases: Vec<String> = conn.query("SHOW DATABASES").await.unwrap();
     assert!(!databases.contains(&"r2".to_string()), "{databases:?}");
+    let group = conn.query_drop("ADD LEAF root@'127.0.0.1':1 INTO GROUP 3").await.unwrap_err();
+    assert!(group.to_string().contains("availability group"), "{group}");
+    assert_eq!(error_code(&mut conn, "SET GLOBAL redundancy_level = 3").await, 1231);
+    assert_eq!(error_code(&mut conn, "CREATE DATABASE a WITH ASYNC REPLICATION").await, 1706, "not a mode Canopy runs");
     conn.query_drop("SET GLOBAL redundancy_level = 1").await.unwrap();
     conn.query_drop("CREATE DATABASE r1").await.unwrap();
     let refused = conn.query_drop("SET GLOBAL redundancy_level = 2").await.unwrap_err();

@@ -441,6 +441,36 @@ fn demo_serves_sample_data_and_cleans_up_on_sigterm() {
         }
     });
 
+    // The demo runs redundancy 2 and says how to watch a failover: do it.
+    let hint = demo.seen.iter().find_map(|l| l.strip_prefix("Watch a failover: kill -9 ")).expect("failover hint");
+    let pid: i32 = hint.split(' ').next().and_then(|p| p.parse().ok()).expect("pid in the hint");
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    block_on(async {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Ok(count) = query::<i64>(port, "SELECT COUNT(*) FROM demo.orders").await
+                && count == [1234]
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the orders never became readable again after the leaf died");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    demo.read_until(|l| l.contains("again (pid"));
+    block_on(async {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let states: Vec<String> =
+                query(port, "SELECT STATE FROM information_schema.LEAVES").await.unwrap_or_default();
+            if states.len() == 2 && states.iter().all(|s| s == "online") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the restarted leaf never came back online: {states:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+
     unsafe { libc::kill(demo.child.id() as i32, libc::SIGTERM) };
     let status = demo.wait_exit();
     demo.read_until(|l| l.starts_with("Removed "));

@@ -3,6 +3,7 @@
 //! without sleeping. The runtime (`canopy-server`'s master part) only executes what these functions return.
 
 pub mod attach;
+pub mod failover;
 pub mod failure;
 pub mod leaves;
 pub mod placement;

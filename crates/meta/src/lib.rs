@@ -8,7 +8,7 @@ pub mod users;
 pub mod variables;
 
 pub use canopy_types::{DatabaseId, Durability, InstanceId, NodeId, Ordinal, Term};
-pub use machine::{Command, Outcome};
+pub use machine::{Command, Outcome, Placed};
 pub use model::{Aggregator, ClusterMeta, Database, Instance, InstanceRole, Leaf, LeafState, NodeAddr};
 pub use operation::{Action, Step, StepStatus};
 pub use variables::Variables;
@@ -37,6 +37,11 @@ pub enum MetaError {
     BadPartitionCount(u32),
     #[error("There are no online leaves in the cluster")]
     NoOnlineLeaves,
+    /// Redundancy 2 places each partition on a pair of online leaves (one per availability group).
+    #[error(
+        "redundancy_level is 2 and no pair of online leaves exists (add a leaf INTO GROUP 2 for each leaf of group 1)"
+    )]
+    NoOnlinePairs,
     #[error("Unknown system variable '{0}'")]
     UnknownVariable(String),
     #[error("Variable '{name}' can't be set to the value of '{value}'")]
@@ -59,12 +64,8 @@ pub enum MetaError {
     /// old level.
     #[error("redundancy_level can change only while no database exists ({databases} exist)")]
     RedundancyWithDatabases { databases: usize },
-    /// Redundancy 2 has no replication yet: a database created under it would have one copy per partition while
-    /// the cluster claims two.
-    #[error(
-        "Feature not supported: databases in redundancy_level 2 (replica partitions are not built yet); set redundancy_level = 1"
-    )]
-    RedundancyTwoUnavailable,
+    #[error("Partition {db}:{ordinal}: instance {instance} is not a replica")]
+    NotAReplica { db: String, ordinal: u32, instance: InstanceId },
     #[error(transparent)]
     User(#[from] users::UserError),
 }

@@ -22,13 +22,13 @@ pub enum Command {
         password: String,
         group: Option<u8>,
     },
-    /// A new database whose ordinal k's master goes to `placement[k]` (decided by `canopy-control`'s placement;
-    /// the state machine only checks it: one online leaf per ordinal).
+    /// A new database whose ordinal k goes where `placement[k]` says (decided by `canopy-control`'s placement; the
+    /// state machine only checks it: an online master leaf per ordinal and, in redundancy 2, a replica on its pair).
     CreateDatabase {
         name: String,
         partitions: u32,
         durability: Durability,
-        placement: Vec<NodeId>,
+        placement: Vec<Placed>,
     },
     DropDatabase {
         name: String,
@@ -85,6 +85,18 @@ pub enum Command {
         db: String,
         instance: InstanceId,
     },
+    /// Make the replica `instance` the master of its partition in a new term; the old master, if any, stays as a
+    /// replica that is not in sync (FAILOVER of a dead leaf's masters, PROMOTE PARTITION, the pair rebalance).
+    Promote {
+        db: String,
+        instance: InstanceId,
+    },
+    /// Record whether replica `instance` is in its master's commit path (`Instance::sync`).
+    SetReplicaSync {
+        db: String,
+        instance: InstanceId,
+        sync: bool,
+    },
     /// Start the record of a new HA operation on `db`, replacing the previous one.
     RecordOperation {
         db: String,
@@ -114,11 +126,19 @@ impl Command {
     }
 }
 
+/// Where one partition of a new database goes: its master's leaf and, in redundancy 2, its replica's (the
+/// master's pair).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placed {
+    pub master: NodeId,
+    pub replica: Option<NodeId>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Done,
     LeafAdded(NodeId),
-    /// The new database's instances, one master per ordinal, in ordinal order.
+    /// The new database's instances in ordinal order (each ordinal's master, then its replica).
     DatabaseCreated(Vec<Instance>),
     /// The dropped database, so the caller can remove its instances from the leaves.
     DatabaseDropped(Database),
@@ -246,7 +266,11 @@ impl ClusterMeta {
                 for db in self.databases.values_mut() {
                     db.instances.retain(|i| i.node != leaf);
                 }
-                self.leaves.remove(&leaf);
+                if let Some(pair) = self.leaves.remove(&leaf).and_then(|l| l.pair)
+                    && let Some(pair) = self.leaves.get_mut(&pair)
+                {
+                    pair.pair = None;
+                }
                 Outcome::Done
             }
             Command::AddInstance { db, ordinal, node, role } => {
@@ -267,7 +291,7 @@ impl ClusterMeta {
                 // Everything is checked: only now take a term, so a refused command changes nothing.
                 let term = if role == InstanceRole::Master { self.take_term() } else { Term(0) };
                 let database = self.database_mut(&db)?;
-                let instance = Instance { id, ordinal, node, role, term, locked: false };
+                let instance = Instance { id, ordinal, node, role, term, locked: false, sync: false };
                 database.instances.push(instance.clone());
                 self.next_instance_id += 1;
                 Outcome::InstanceAdded(instance)
@@ -296,9 +320,48 @@ impl ClusterMeta {
                 for i in database.instances.iter_mut().filter(|i| i.id == instance) {
                     i.role = InstanceRole::Master;
                     i.term = term;
+                    i.sync = false;
                 }
                 self.next_term += 1;
                 Outcome::Promoted { term }
+            }
+            Command::Promote { db, instance } => {
+                let database = self.databases.get(&db).ok_or_else(|| MetaError::UnknownDatabase(db.clone()))?;
+                let promoted = database.instance(instance).ok_or_else(|| MetaError::UnknownInstance {
+                    db: db.clone(),
+                    ordinal: 0,
+                    instance,
+                })?;
+                if promoted.role != InstanceRole::Replica {
+                    return Err(MetaError::NotAReplica { db, ordinal: promoted.ordinal, instance });
+                }
+                let ordinal = promoted.ordinal;
+                let term = self.take_term();
+                let database = self.database_mut(&db)?;
+                for i in database.instances.iter_mut().filter(|i| i.ordinal == ordinal) {
+                    if i.id == instance {
+                        i.role = InstanceRole::Master;
+                        i.term = term;
+                    } else if i.role == InstanceRole::Master {
+                        i.role = InstanceRole::Replica;
+                        i.term = Term(0);
+                    }
+                    i.sync = false;
+                }
+                Outcome::Promoted { term }
+            }
+            Command::SetReplicaSync { db, instance, sync } => {
+                let database = self.database_mut(&db)?;
+                let replica = database
+                    .instances
+                    .iter_mut()
+                    .find(|i| i.id == instance)
+                    .ok_or_else(|| MetaError::UnknownInstance { db: db.clone(), ordinal: 0, instance })?;
+                if replica.role != InstanceRole::Replica {
+                    return Err(MetaError::NotAReplica { db, ordinal: replica.ordinal, instance });
+                }
+                replica.sync = sync;
+                Outcome::Done
             }
             Command::RecordOperation { db, steps } => {
                 self.database_mut(&db)?.operation = steps;
@@ -364,17 +427,35 @@ impl ClusterMeta {
         {
             return Err(MetaError::NodeExists { host: addr.host, port: addr.port });
         }
-        let group = group.unwrap_or(1);
+        let group = match group {
+            Some(group) => group,
+            None => self.smaller_group(),
+        };
         if group == 0 || group > self.variables.redundancy_level {
             return Err(MetaError::BadAvailabilityGroup(group));
         }
         let id = NodeId(self.next_node_id);
         self.next_node_id += 1;
-        self.leaves.insert(
-            id,
-            Leaf { id, addr, availability_group: group, pair: None, state: LeafState::Online, user, password },
-        );
+        // Paired fan-out: the new leaf pairs with the earliest unpaired leaf of the other group, if there is one.
+        let pair = (self.variables.redundancy_level == 2)
+            .then(|| self.leaves.values().find(|l| l.availability_group != group && l.pair.is_none()).map(|l| l.id))
+            .flatten();
+        if let Some(pair) = pair.and_then(|p| self.leaves.get_mut(&p)) {
+            pair.pair = Some(id);
+        }
+        self.leaves
+            .insert(id, Leaf { id, addr, availability_group: group, pair, state: LeafState::Online, user, password });
         Ok(Outcome::LeafAdded(id))
+    }
+
+    /// The availability group a leaf added without `INTO GROUP` joins: the one with fewer leaves (group 1 on a
+    /// tie, and always in redundancy 1).
+    fn smaller_group(&self) -> u8 {
+        if self.variables.redundancy_level < 2 {
+            return 1;
+        }
+        let in_group = |g: u8| self.leaves.values().filter(|l| l.availability_group == g).count();
+        if in_group(2) < in_group(1) { 2 } else { 1 }
     }
 
     fn create_database(
@@ -382,13 +463,10 @@ impl ClusterMeta {
         name: String,
         partitions: u32,
         durability: Durability,
-        placement: Vec<NodeId>,
+        placement: Vec<Placed>,
     ) -> Result<Outcome, MetaError> {
         if self.databases.contains_key(&name) {
             return Err(MetaError::DatabaseExists(name));
-        }
-        if self.variables.redundancy_level != 1 {
-            return Err(MetaError::RedundancyTwoUnavailable);
         }
         if partitions == 0 || partitions > PARTITIONS_MAX {
             return Err(MetaError::BadPartitionCount(partitions));
@@ -396,24 +474,59 @@ impl ClusterMeta {
         if self.online_leaves().is_empty() {
             return Err(MetaError::NoOnlineLeaves);
         }
+        if placement.is_empty() && self.variables.redundancy_level == 2 {
+            return Err(MetaError::NoOnlinePairs);
+        }
         if placement.len() != partitions as usize {
             return Err(MetaError::BadPlacement(format!("{} leaves for {partitions} partitions", placement.len())));
         }
-        if let Some(node) = placement.iter().find(|n| self.leaves.get(n).is_none_or(|l| l.state != LeafState::Online)) {
-            return Err(MetaError::BadPlacement(format!("leaf {node} is not an online leaf")));
+        let online = |n: &NodeId| self.leaves.get(n).is_some_and(|l| l.state == LeafState::Online);
+        let two = self.variables.redundancy_level == 2;
+        for placed in &placement {
+            if !online(&placed.master) {
+                return Err(MetaError::BadPlacement(format!("leaf {} is not an online leaf", placed.master)));
+            }
+            match placed.replica {
+                None if two => {
+                    return Err(MetaError::BadPlacement("redundancy 2 needs a replica per partition".into()));
+                }
+                Some(_) if !two => return Err(MetaError::BadPlacement("redundancy 1 has no replicas".into())),
+                Some(replica) if self.leaves[&placed.master].pair != Some(replica) || !online(&replica) => {
+                    return Err(MetaError::BadPlacement(format!(
+                        "leaf {replica} is not the online pair of leaf {}",
+                        placed.master
+                    )));
+                }
+                _ => {}
+            }
         }
-        let mut instances = Vec::with_capacity(partitions as usize);
-        for (ordinal, node) in (0..partitions).zip(placement) {
+        let mut instances = Vec::with_capacity(placement.len() * 2);
+        for (ordinal, placed) in (0..partitions).zip(placement) {
             instances.push(Instance {
                 id: InstanceId(self.next_instance_id),
                 ordinal,
-                node,
+                node: placed.master,
                 role: InstanceRole::Master,
                 term: Term(self.next_term),
                 locked: false,
+                sync: false,
             });
             self.next_instance_id += 1;
             self.next_term += 1;
+            if let Some(replica) = placed.replica {
+                // Created empty beside an empty master: in sync from the start (the master leaf is told it before
+                // this command commits).
+                instances.push(Instance {
+                    id: InstanceId(self.next_instance_id),
+                    ordinal,
+                    node: replica,
+                    role: InstanceRole::Replica,
+                    term: Term(0),
+                    locked: false,
+                    sync: true,
+                });
+                self.next_instance_id += 1;
+            }
         }
         let id = DatabaseId(self.next_database_id);
         self.next_database_id += 1;
@@ -443,6 +556,9 @@ impl ClusterMeta {
                 }
             }
             for inst in &db.instances {
+                if db.instances.iter().any(|o| o.id != inst.id && o.ordinal == inst.ordinal && o.node == inst.node) {
+                    return Err(format!("{}:{} has two instances on node {}", db.name, inst.ordinal, inst.node));
+                }
                 if inst.ordinal >= db.partitions {
                     return Err(format!("{} instance {} has ordinal {} out of range", db.name, inst.id, inst.ordinal));
                 }
@@ -502,38 +618,133 @@ mod tests {
     }
 
     /// CREATE DATABASE `name` with ordinal k on the k-th online leaf modulo their count (`canopy-control`'s
-    /// placement, which this crate cannot call).
+    /// placement, which this crate cannot call); in redundancy 2 over the online pairs, replicas on the pair.
     fn create(name: &str, m: &ClusterMeta, partitions: u32) -> Command {
-        let online: Vec<NodeId> = m.online_leaves().iter().map(|l| l.id).collect();
-        let placement = (0..partitions as usize).filter_map(|k| online.get(k % online.len().max(1)).copied()).collect();
+        let online: Vec<&Leaf> =
+            m.online_leaves().into_iter().filter(|l| m.variables.redundancy_level == 1 || l.pair.is_some()).collect();
+        let placement = (0..partitions as usize)
+            .filter_map(|k| online.get(k % online.len().max(1)))
+            .map(|l| Placed { master: l.id, replica: l.pair.filter(|_| m.variables.redundancy_level == 2) })
+            .collect();
         Command::CreateDatabase { name: name.into(), partitions, durability: Durability::Sync, placement }
     }
 
-    /// Redundancy 2 has no replicas yet. Property: no database is ever created under it (it would have one copy per
-    /// partition), and the level never changes under existing databases.
+    fn level(n: i64) -> Command {
+        Command::SetVariable { name: "redundancy_level".into(), value: canopy_sql::Value::Integer(n) }
+    }
+
+    /// Property: the level never changes under existing databases.
     #[test]
-    fn redundancy_changes_only_without_databases_and_level_two_creates_none() {
+    fn redundancy_changes_only_without_databases() {
         let mut m = cluster_with_leaves(2);
-        let level =
-            |n: i64| Command::SetVariable { name: "redundancy_level".into(), value: canopy_sql::Value::Integer(n) };
-        m.apply(level(2)).unwrap();
-        assert_eq!(m.apply(create("d", &m, 2)), Err(MetaError::RedundancyTwoUnavailable));
-        m.apply(level(1)).unwrap();
         m.apply(create("d", &m, 2)).unwrap();
         assert_eq!(m.apply(level(2)), Err(MetaError::RedundancyWithDatabases { databases: 1 }));
         assert_eq!(m.variables.redundancy_level, 1, "a refused change changes nothing");
+        m.apply(Command::DropDatabase { name: "d".into() }).unwrap();
+        m.apply(level(2)).unwrap();
         m.apply(Command::SetVariable { name: "auto_attach".into(), value: canopy_sql::Value::Integer(0) }).unwrap();
+    }
+
+    /// Redundancy 2: leaves without a group go to the smaller group, each pairs with the earliest unpaired leaf of
+    /// the other group, and a database places a replica on the master's pair; removing a leaf unpairs its pair.
+    #[test]
+    fn redundancy_two_pairs_leaves_and_places_replicas_on_the_pair() {
+        let mut m = ClusterMeta::bootstrap("c1".into(), addr("ma", 3306));
+        m.apply(level(2)).unwrap();
+        for i in 1..=4 {
+            let add = Command::AddLeaf {
+                addr: addr(&format!("leaf-{i}"), 3306),
+                user: "root".into(),
+                password: String::new(),
+                group: None,
+            };
+            m.apply(add).unwrap();
+        }
+        let groups: Vec<u8> = m.leaves.values().map(|l| l.availability_group).collect();
+        assert_eq!(groups, [1, 2, 1, 2]);
+        let pairs: Vec<Option<u32>> = m.leaves.values().map(|l| l.pair.map(|p| p.0)).collect();
+        assert_eq!(pairs, [Some(3), Some(2), Some(5), Some(4)]);
+        let bad = Command::AddLeaf {
+            addr: addr("leaf-9", 3306),
+            user: "root".into(),
+            password: String::new(),
+            group: Some(3),
+        };
+        assert_eq!(m.apply(bad), Err(MetaError::BadAvailabilityGroup(3)));
+        let Outcome::DatabaseCreated(instances) = m.apply(create("d", &m, 4)).unwrap() else { panic!() };
+        assert_eq!(instances.len(), 8);
+        for k in 0..4 {
+            let master = m.databases["d"].master(k).unwrap();
+            let replicas: Vec<&Instance> = m.databases["d"].replicas(k).collect();
+            assert_eq!(replicas.len(), 1);
+            assert_eq!(m.leaves[&master.node].pair, Some(replicas[0].node));
+            assert!(replicas[0].sync && replicas[0].term == Term(0));
+        }
+        let unpaired_replica = Command::CreateDatabase {
+            name: "e".into(),
+            partitions: 1,
+            durability: Durability::Sync,
+            placement: vec![Placed { master: NodeId(2), replica: Some(NodeId(4)) }],
+        };
+        assert!(matches!(m.apply(unpaired_replica), Err(MetaError::BadPlacement(_))), "replica not on the pair");
+        let no_replica = Command::CreateDatabase {
+            name: "e".into(),
+            partitions: 1,
+            durability: Durability::Sync,
+            placement: vec![Placed { master: NodeId(2), replica: None }],
+        };
+        assert!(matches!(m.apply(no_replica), Err(MetaError::BadPlacement(_))), "redundancy 2 needs replicas");
+        m.check_invariants().unwrap();
+        m.apply(Command::RemoveLeaf { leaf: NodeId(2), force: true }).unwrap();
+        assert_eq!(m.leaves[&NodeId(3)].pair, None);
+    }
+
+    /// A promotion makes a replica the master in a new, larger term and leaves the old master as a replica that is
+    /// not in sync; only replicas can be promoted.
+    #[test]
+    fn promote_swaps_roles_in_a_new_term() {
+        let mut m = ClusterMeta::bootstrap("c1".into(), addr("ma", 3306));
+        m.apply(level(2)).unwrap();
+        for i in 1..=2 {
+            let add = Command::AddLeaf {
+                addr: addr(&format!("leaf-{i}"), 3306),
+                user: "root".into(),
+                password: String::new(),
+                group: None,
+            };
+            m.apply(add).unwrap();
+        }
+        m.apply(create("d", &m, 1)).unwrap();
+        let old = m.databases["d"].master(0).unwrap().clone();
+        let replica = m.databases["d"].replicas(0).next().unwrap().clone();
+        assert_eq!(
+            m.apply(Command::Promote { db: "d".into(), instance: old.id }),
+            Err(MetaError::NotAReplica { db: "d".into(), ordinal: 0, instance: old.id })
+        );
+        let Outcome::Promoted { term } = m.apply(Command::Promote { db: "d".into(), instance: replica.id }).unwrap()
+        else {
+            panic!()
+        };
+        assert!(term > old.term);
+        let db = &m.databases["d"];
+        assert_eq!(db.master(0).unwrap().id, replica.id);
+        assert_eq!(db.master(0).unwrap().term, term);
+        let demoted = db.instance(old.id).unwrap();
+        assert_eq!((demoted.role, demoted.term, demoted.sync), (InstanceRole::Replica, Term(0), false));
+        m.apply(Command::SetReplicaSync { db: "d".into(), instance: old.id, sync: true }).unwrap();
+        assert!(m.databases["d"].instance(old.id).unwrap().sync);
+        m.check_invariants().unwrap();
     }
 
     #[test]
     fn placements_the_state_cannot_take_are_refused() {
         let mut m = cluster_with_leaves(2);
         let leaf = m.online_leaves()[0].id;
-        let command = |placement| Command::CreateDatabase {
+        let command = |leaves: Vec<NodeId>| Command::CreateDatabase {
             name: "d".into(),
             partitions: 2,
             durability: Durability::Sync,
-            placement,
+            placement: leaves.into_iter().map(|master| Placed { master, replica: None }).collect(),
         };
         assert!(matches!(m.apply(command(vec![leaf])), Err(MetaError::BadPlacement(_))), "too few");
         assert!(matches!(m.apply(command(vec![leaf, NodeId(99)])), Err(MetaError::BadPlacement(_))), "unknown leaf");

@@ -89,6 +89,12 @@ pub struct Instance {
     /// The term in which this instance became master (replicas keep 0 as SingleStore shows them).
     pub term: Term,
     pub locked: bool,
+    /// For a replica: it is in its master's commit path (every commit waits for it), so it holds every acknowledged
+    /// write and may be promoted by a failover. Set only after the master leaf reported the replica caught up and
+    /// registered; cleared (recorded here first, then told to the master leaf) when the replica stops answering.
+    /// Always false for a master.
+    #[serde(default)]
+    pub sync: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,6 +125,15 @@ impl Database {
     /// The master instance of `ordinal`, if it has one.
     pub fn master(&self, ordinal: u32) -> Option<&Instance> {
         self.instances.iter().find(|i| i.ordinal == ordinal && i.role == InstanceRole::Master)
+    }
+
+    /// The replica instances of `ordinal`.
+    pub fn replicas(&self, ordinal: u32) -> impl Iterator<Item = &Instance> {
+        self.instances.iter().filter(move |i| i.ordinal == ordinal && i.role == InstanceRole::Replica)
+    }
+
+    pub fn instance(&self, id: InstanceId) -> Option<&Instance> {
+        self.instances.iter().find(|i| i.id == id)
     }
 }
 

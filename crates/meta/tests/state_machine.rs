@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use canopy_meta::{ClusterMeta, Command, Durability, InstanceId, InstanceRole, LeafState, NodeAddr, NodeId};
+use canopy_meta::{ClusterMeta, Command, Durability, InstanceId, InstanceRole, LeafState, NodeAddr, NodeId, Placed};
 use canopy_sql::{TableDef, TableKind};
 use proptest::prelude::*;
 
@@ -63,11 +63,13 @@ fn command() -> impl Strategy<Value = Command> {
         }),
         // Placements of any leaf ids, known or not, online or not: the state machine must refuse those it
         // cannot take and keep its invariants either way.
-        3 => (db(), prop::collection::vec(leaf(), 1..6)).prop_map(|(name, placement)| Command::CreateDatabase {
-            name,
-            partitions: placement.len() as u32,
-            durability: Durability::Sync,
-            placement,
+        3 => (db(), prop::collection::vec((leaf(), prop::option::of(leaf())), 1..6)).prop_map(|(name, placement)| {
+            Command::CreateDatabase {
+                name,
+                partitions: placement.len() as u32,
+                durability: Durability::Sync,
+                placement: placement.into_iter().map(|(master, replica)| Placed { master, replica }).collect(),
+            }
         }),
         1 => db().prop_map(|name| Command::DropDatabase { name }),
         1 => (db(), prop::sample::select(&["t", "u"][..])).prop_map(|(db, t)| Command::CreateTable { db, def: table(t) }),
@@ -81,6 +83,9 @@ fn command() -> impl Strategy<Value = Command> {
         }),
         2 => (db(), instance()).prop_map(|(db, instance)| Command::RemoveInstance { db, instance }),
         3 => (db(), instance()).prop_map(|(db, instance)| Command::PromoteWithDrop { db, instance }),
+        3 => (db(), instance()).prop_map(|(db, instance)| Command::Promote { db, instance }),
+        2 => (db(), instance(), any::<bool>()).prop_map(|(db, instance, sync)| Command::SetReplicaSync { db, instance, sync }),
+        1 => (1i64..=2).prop_map(|n| Command::SetVariable { name: "redundancy_level".into(), value: canopy_sql::Value::Integer(n) }),
     ]
 }
 
@@ -118,6 +123,17 @@ fn check(before: &ClusterMeta, after: &ClusterMeta) -> Result<(), TestCaseError>
         for instance in &database.instances {
             let leaf = &after.leaves[&instance.node];
             prop_assert_eq!(leaf.id, instance.node);
+            prop_assert!(!(instance.sync && instance.role == InstanceRole::Master), "a master is never a sync replica");
+        }
+    }
+    for leaf in after.leaves.values() {
+        if let Some(pair) = leaf.pair {
+            let other = after.leaves.get(&pair);
+            prop_assert!(
+                other.is_some_and(|o| o.pair == Some(leaf.id) && o.availability_group != leaf.availability_group),
+                "pairs are mutual and span both groups: {:?}",
+                leaf
+            );
         }
     }
     Ok(())

@@ -13,7 +13,7 @@ pub use auth::{ClusterSecret, Credentials};
 pub use client::Client;
 pub use message::{
     LocalDatabase, LogRecord, NodeStatus, PartitionRef, PartitionTerm, PendingPartition, RemoteError, RemoteErrorKind,
-    Request, Response, Target,
+    ReplicaTarget, ReplicateBatch, Request, Response, Target,
 };
 pub use server::{Handler, serve, serve_local};
 

@@ -2,7 +2,7 @@
 //! encoding is `frame.rs`'s business.
 
 use canopy_sql::{ResultSet, Value};
-use canopy_types::{CopyRole, DatabaseId, Durability, NodeId, PartitionState, Term};
+use canopy_types::{CopyRole, DatabaseId, Durability, LogPosition, NodeId, PartitionState, Term};
 use serde::{Deserialize, Serialize};
 
 /// A partition as the sender addresses it: its ordinal and the term the metadata gives the instance there. A leaf
@@ -11,6 +11,22 @@ use serde::{Deserialize, Serialize};
 pub struct PartitionTerm {
     pub ordinal: u32,
     pub term: Term,
+}
+
+/// The leaf a master ships its partition's log to (its sync replica's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaTarget {
+    pub node: NodeId,
+    pub host: String,
+    pub rpc_port: u16,
+}
+
+/// Log entries of one partition shipped by its master in `partition.term`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicateBatch {
+    pub db: String,
+    pub partition: PartitionTerm,
+    pub entries: Vec<LogRecord>,
 }
 
 /// Identifies one partition instance on a leaf by database name and ordinal.
@@ -94,6 +110,24 @@ pub enum Request {
     /// catch up from the source's log when the local copy is a prefix of it, otherwise (missing, another incarnation
     /// than `database_id`, diverged, ahead) replace it with a snapshot first. Answers `Position`.
     SyncReference { db: String, database_id: DatabaseId, source_host: String, source_rpc_port: u16 },
+    /// Master leaf to replica leaf: apply these entries of the listed partitions, each batch in its own
+    /// transaction and refused unless the copy is a replica in the batch's term (a deposed master gets `StaleTerm`).
+    /// One request may carry the commits of many partitions (group commit). Answers `Replicated`, one result per
+    /// batch in order.
+    Replicate { batches: Vec<ReplicateBatch> },
+    /// Master aggregator to a replica's leaf: this copy is a replica of the master in `partition.term`; it stops
+    /// serving and takes `Replicate` batches in that term only.
+    BecomeReplica { db: String, partition: PartitionTerm },
+    /// Master aggregator to a replica's leaf: this copy is the partition's master from `partition.term` on (a
+    /// failover or a planned promotion); it serves and commits without a replica until told one.
+    PromotePartition { db: String, partition: PartitionTerm },
+    /// Master aggregator to a master's leaf: ship every commit of the partition to `replica` before committing
+    /// (None: commit without a replica). Setting a replica first brings it up to date (the replica's log must be
+    /// a prefix of this copy's, `Diverged` or `LogTruncated` otherwise) and registers it while holding the
+    /// partition, so no commit is missed. Answers `Done` once the replica is in the commit path.
+    SetReplica { db: String, partition: PartitionTerm, replica: Option<ReplicaTarget> },
+    /// Where a copy's log ends: its last entry and its position. Answers `LogEnd`.
+    LogEnd { db: String, ordinal: u32 },
     /// The leaf no longer holds an instance of `db`: remove its reference copy (kept while a partition file of `db`
     /// is still open on the leaf).
     DropReference { db: String },
@@ -131,6 +165,13 @@ pub enum Response {
         total_bytes: u64,
     },
     Log(Vec<LogRecord>),
+    /// One result per `ReplicateBatch`: the replica's log index after it, or why it was refused.
+    Replicated(Vec<Result<u64, RemoteError>>),
+    /// The copy's last entry (position and payload digest) and its log position.
+    LogEnd {
+        last: Option<(LogPosition, u64)>,
+        position: LogPosition,
+    },
     Error(RemoteError),
 }
 
@@ -230,6 +271,13 @@ pub enum RemoteErrorKind {
     LogTruncated {
         first_available: u64,
     },
+    /// A replica's log is not a prefix of its master's: it must be copied afresh.
+    Diverged,
+    /// The copy asked to apply replicated entries is not a replica (yet): e.g. it restarted and waits, pending, for
+    /// the master aggregator.
+    NotReplica,
+    /// A commit could not be replicated (its master was deposed, or its replica refused it); it was not committed.
+    Replication,
 }
 
 impl std::fmt::Display for RemoteError {

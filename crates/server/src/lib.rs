@@ -37,7 +37,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let handler = Arc::new(leaf::handler::RpcHandler { node: node.clone(), running: Default::default() });
+    let replication = leaf::replication::Replication::new(&node.store, node.credentials.clone());
+    node.store.set_replicator(replication.clone());
+    let handler = Arc::new(leaf::handler::RpcHandler { node: node.clone(), running: Default::default(), replication });
     let credentials = node.credentials.clone();
     let rpc =
         tokio::spawn(canopy_rpc::serve(rpc_listener, handler.clone(), credentials.clone(), stopped(stop_rx.clone())));

@@ -16,7 +16,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::StorageError;
 use crate::ffi::Session;
-use crate::log::{self, Change};
+use crate::log::{self, Change, LogEntry};
 
 /// What one statement did.
 #[derive(Debug, Clone, PartialEq)]
@@ -175,8 +175,18 @@ pub fn deny_escapes(conn: &mut Connection) -> Result<(), StorageError> {
 /// The change-log hook, called inside the write transaction of every committed write: appends what the
 /// transaction changed to `_canopy_log` and advances the position (see [`crate::log`]). Being in the same SQLite
 /// transaction as the data is what makes log and data agree after a crash.
-pub fn record_commit(conn: &Connection, change: Change<'_>) -> Result<(), StorageError> {
+pub fn record_commit(conn: &Connection, change: Change<'_>) -> Result<Option<LogEntry>, StorageError> {
     log::append(conn, change)
+}
+
+/// What a partition commit does with its log entry before COMMIT (`LeafStore` hands the replicator's ship here):
+/// returning an error rolls the transaction back. Ship first, then commit: no reader on this copy can see a write
+/// its replica does not hold.
+pub type Ship<'a> = &'a dyn Fn(&LogEntry) -> Result<(), StorageError>;
+
+/// A `Ship` for copies without replicas (reference copies, redundancy 1).
+pub fn no_ship(_: &LogEntry) -> Result<(), StorageError> {
+    Ok(())
 }
 
 /// The user tables of the `main` database (Canopy's `_canopy_*` and SQLite's own left out), lower-cased and sorted.
@@ -200,7 +210,17 @@ pub fn log_position(conn: &Connection) -> Result<(canopy_types::Term, u64, u64),
 /// parameterized statement is compiled once per connection. A statement that writes runs in its own transaction,
 /// recorded by a session whose changeset goes to the change log in that same transaction.
 pub fn execute(conn: &Connection, sql: &str, params: &[Value]) -> Result<Outcome, StorageError> {
-    with_deadline(|| execute_now(conn, sql, params)).map_err(|e| match e {
+    execute_shipped(conn, sql, params, &no_ship)
+}
+
+/// `execute` whose commit's log entry goes through `ship` before COMMIT.
+pub fn execute_shipped(
+    conn: &Connection,
+    sql: &str,
+    params: &[Value],
+    ship: Ship<'_>,
+) -> Result<Outcome, StorageError> {
+    with_deadline(|| execute_now(conn, sql, params, ship)).map_err(|e| match e {
         StorageError::Sqlite(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) => {
             interrupted()
         }
@@ -208,7 +228,7 @@ pub fn execute(conn: &Connection, sql: &str, params: &[Value]) -> Result<Outcome
     })
 }
 
-fn execute_now(conn: &Connection, sql: &str, params: &[Value]) -> Result<Outcome, StorageError> {
+fn execute_now(conn: &Connection, sql: &str, params: &[Value], ship: Ship<'_>) -> Result<Outcome, StorageError> {
     let mut stmt = conn.prepare_cached(sql)?;
     let wanted = stmt.parameter_count();
     if wanted > params.len() {
@@ -229,7 +249,9 @@ fn execute_now(conn: &Connection, sql: &str, params: &[Value]) -> Result<Outcome
         };
         let changeset = session.changeset()?;
         drop(session);
-        record_commit(conn, Change::Rows(&changeset))?;
+        if let Some(entry) = record_commit(conn, Change::Rows(&changeset))? {
+            ship(&entry)?;
+        }
         Ok(outcome)
     })
 }
@@ -246,7 +268,17 @@ pub fn query(conn: &Connection, sql: &str) -> Result<Outcome, StorageError> {
 
 /// Runs DDL statements in one transaction (SQLite DDL is transactional), logged as their text.
 pub fn execute_ddl(conn: &Connection, statements: &[String]) -> Result<(), StorageError> {
-    log::in_transaction(conn, || run_ddl(conn, statements))
+    execute_ddl_shipped(conn, statements, &no_ship)
+}
+
+/// `execute_ddl` whose log entry goes through `ship` before COMMIT.
+pub fn execute_ddl_shipped(conn: &Connection, statements: &[String], ship: Ship<'_>) -> Result<(), StorageError> {
+    log::in_transaction(conn, || {
+        if let Some(entry) = run_ddl(conn, statements)? {
+            ship(&entry)?;
+        }
+        Ok(())
+    })
 }
 
 /// Creates a new partition's identity row and its schema in one transaction, so a file with an identity always has
@@ -335,11 +367,11 @@ pub fn create_partition(conn: &Connection, db: &str, ordinal: u32, schema: &[Str
     log::in_transaction(conn, || {
         conn.execute_batch("CREATE TABLE _canopy_partition (db TEXT NOT NULL, ordinal INTEGER NOT NULL)")?;
         conn.execute("INSERT INTO _canopy_partition VALUES (?1, ?2)", rusqlite::params![db, ordinal])?;
-        run_ddl(conn, schema)
+        run_ddl(conn, schema).map(|_| ())
     })
 }
 
-fn run_ddl(conn: &Connection, statements: &[String]) -> Result<(), StorageError> {
+fn run_ddl(conn: &Connection, statements: &[String]) -> Result<Option<LogEntry>, StorageError> {
     for s in statements {
         conn.execute_batch(s)?;
     }

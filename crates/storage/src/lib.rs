@@ -26,7 +26,7 @@ mod store;
 pub use engine::{Durability, Outcome};
 pub use log::{LogEntry, LogPayload, LogPosition};
 pub use snapshot::{PartitionSnapshot, SNAPSHOT_CHUNK_BYTES_MAX};
-pub use store::{LeafStore, LocalDb, PartitionState, PendingPartition, SNAPSHOTS_MAX, check_name};
+pub use store::{LeafStore, LocalDb, PartitionState, PendingPartition, Replicator, SNAPSHOTS_MAX, check_name};
 
 use thiserror::Error;
 
@@ -62,6 +62,12 @@ pub enum StorageError {
     LogGap { expected: u64, found: u64 },
     #[error("log entries after {after_index} are no longer kept (first kept: {first_available}); take a new snapshot")]
     LogTruncated { after_index: u64, first_available: u64 },
+    /// A copy holds another term than its source at the same log index: the two logs forked.
+    #[error("the copy diverged from its master at log entry {index} (term {local} here, {remote} on the master)")]
+    Diverged { index: u64, local: canopy_types::Term, remote: canopy_types::Term },
+    /// A replicated commit could not reach its sync replica and the master lost its term meanwhile.
+    #[error("{0}")]
+    Replication(String),
     #[error("changeset conflict on a copy: {0}")]
     ApplyConflict(String),
     /// The copy's schema cannot take a change (SQLite would skip it silently): the copy diverged.

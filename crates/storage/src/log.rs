@@ -87,29 +87,77 @@ pub fn position(conn: &Connection) -> Result<(LogPosition, u64), StorageError> {
     Ok((LogPosition { term: Term(term as u64), index: index as u64 }, commits as u64))
 }
 
-/// Appends `change` as the next entry (if it changed anything) and counts the commit. Must run inside the write
-/// transaction that made the change, which is what keeps log and data in agreement.
-pub fn append(conn: &Connection, change: Change<'_>) -> Result<(), StorageError> {
+/// Appends `change` as the next entry (if it changed anything) and counts the commit; returns the entry (None for
+/// a change of nothing). Must run inside the write transaction that made the change, which is what keeps log and
+/// data in agreement.
+pub fn append(conn: &Connection, change: Change<'_>) -> Result<Option<LogEntry>, StorageError> {
     // Statements here are cached: this runs once per write, on the leaf's hot path.
-    let ddl;
-    let (kind, payload): (i64, &[u8]) = match change {
+    let payload = match change {
         // A write that changed nothing leaves the file untouched: no log entry, no counted commit, and so no page
         // to write or sync (a DELETE matching no row costs no fsync, as in other databases).
-        Change::Rows([]) | Change::Ddl([]) => return Ok(()),
-        Change::Rows(changeset) => (KIND_CHANGESET, changeset),
-        Change::Ddl(statements) => {
-            ddl = ddl_text(statements);
-            (KIND_DDL, ddl.as_bytes())
-        }
+        Change::Rows([]) | Change::Ddl([]) => return Ok(None),
+        Change::Rows(changeset) => LogPayload::Changeset(changeset.to_vec()),
+        Change::Ddl(statements) => LogPayload::Ddl(ddl_text(statements)),
     };
-    conn.prepare_cached(
-        "INSERT INTO _canopy_log (term, log_index, kind, payload)
-         SELECT term, log_index + 1, ?1, ?2 FROM _canopy_log_position",
-    )?
-    .execute(rusqlite::params![kind, payload])?;
+    let (kind, bytes): (i64, &[u8]) = match &payload {
+        LogPayload::Changeset(changeset) => (KIND_CHANGESET, changeset),
+        LogPayload::Ddl(text) => (KIND_DDL, text.as_bytes()),
+    };
+    let (position, _) = position(conn)?;
+    let entry = LogEntry { term: position.term, index: position.index + 1, payload: LogPayload::Ddl(String::new()) };
+    conn.prepare_cached("INSERT INTO _canopy_log (term, log_index, kind, payload) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(rusqlite::params![entry.term.0 as i64, entry.index as i64, kind, bytes])?;
     conn.prepare_cached("UPDATE _canopy_log_position SET log_index = log_index + 1, commits = commits + 1")?
         .execute([])?;
-    Ok(())
+    Ok(Some(LogEntry { payload, ..entry }))
+}
+
+/// The term of the entry at `index`, if the log still holds it.
+pub fn term_at(conn: &Connection, index: u64) -> Result<Option<Term>, StorageError> {
+    use rusqlite::OptionalExtension;
+    let term = conn
+        .prepare_cached("SELECT term FROM _canopy_log WHERE log_index = ?1")?
+        .query_row([index as i64], |r| r.get::<_, i64>(0))
+        .optional()?;
+    Ok(term.map(|t| Term(t as u64)))
+}
+
+/// A digest of an entry's payload (FNV-1a 64): what a returning copy's last entry is compared by, beside its term,
+/// so a copy whose last entry has the right position but other contents is not taken for a prefix.
+pub fn digest(entry: &LogEntry) -> u64 {
+    let bytes: &[u8] = match &entry.payload {
+        LogPayload::Changeset(bytes) => bytes,
+        LogPayload::Ddl(text) => text.as_bytes(),
+    };
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+/// The entry at `index`, if the log still holds it.
+pub fn entry_at(conn: &Connection, index: u64) -> Result<Option<LogEntry>, StorageError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT term, log_index, kind, payload FROM _canopy_log WHERE log_index = ?1")?;
+    let mut rows = stmt.query([index as i64])?;
+    match rows.next()? {
+        Some(row) => entry_from_row(row).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The position of the last entry the log holds (`truncate` always keeps it), or None for a log that never had one.
+pub fn last_entry(conn: &Connection) -> Result<Option<LogPosition>, StorageError> {
+    use rusqlite::OptionalExtension;
+    let last = conn
+        .prepare_cached("SELECT term, log_index FROM _canopy_log ORDER BY log_index DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+        .optional()?;
+    Ok(last.map(|(term, index)| LogPosition { term: Term(term as u64), index: index as u64 }))
+}
+
+/// The index of the oldest entry the log holds (None when empty).
+pub fn first_index(conn: &Connection) -> Result<Option<u64>, StorageError> {
+    let first: Option<i64> =
+        conn.prepare_cached("SELECT min(log_index) FROM _canopy_log")?.query_row([], |r| r.get(0))?;
+    Ok(first.map(|i| i as u64))
 }
 
 /// Entries after `after_index`, oldest first, at most `max_bytes` of payload (but always at least one entry when one
@@ -164,13 +212,21 @@ fn entry_from_row(row: &rusqlite::Row<'_>) -> Result<LogEntry, StorageError> {
 }
 
 /// Applies `entries` in order in one transaction: entries at or below the current position are skipped (so a
-/// retried batch is harmless), a gap is refused, and each applied entry is recorded in the local log under its own
-/// position, so this copy can later serve as a source. Returns the new position.
+/// retried batch is harmless) once their term is checked against the local entry at that index (another term
+/// means the copies diverged: `Diverged`), a gap is refused, and each applied entry is recorded in the local log
+/// under its own position, so this copy can later serve as a source. Returns the new position.
 pub fn apply(conn: &Connection, entries: &[LogEntry]) -> Result<LogPosition, StorageError> {
     in_transaction(conn, || {
         let (mut current, _) = position(conn)?;
         for entry in entries {
             if entry.index <= current.index {
+                // Held already (a retried batch): the same entry, or the logs forked. Payloads are compared too, so
+                // a fork within one term (which fencing should make impossible) is still caught.
+                if let Some(local) =
+                    entry_at(conn, entry.index)?.filter(|l| l.term != entry.term || l.payload != entry.payload)
+                {
+                    return Err(StorageError::Diverged { index: entry.index, local: local.term, remote: entry.term });
+                }
                 continue;
             }
             if entry.index != current.index + 1 {
@@ -200,9 +256,13 @@ pub fn apply(conn: &Connection, entries: &[LogEntry]) -> Result<LogPosition, Sto
     })
 }
 
-/// Deletes the entries with index ≤ `keep_after_index`. The position is unchanged.
+/// Deletes the entries with index ≤ `keep_after_index`, except the last entry, which is always kept: its
+/// `(term, index)` is what a returning copy is compared by. The position is unchanged.
 pub fn truncate(conn: &Connection, keep_after_index: u64) -> Result<(), StorageError> {
-    conn.execute("DELETE FROM _canopy_log WHERE log_index <= ?1", [keep_after_index as i64])?;
+    conn.execute(
+        "DELETE FROM _canopy_log WHERE log_index <= ?1 AND log_index < (SELECT max(log_index) FROM _canopy_log)",
+        [keep_after_index as i64],
+    )?;
     Ok(())
 }
 

@@ -106,9 +106,17 @@ struct Open {
     next_snapshot_id: u64,
 }
 
+/// Where a partition commit's log entry goes before COMMIT: the server's replication (to the partition's sync
+/// replica, if it has one). Called on the committing thread, inside the write transaction, with the partition's
+/// connection held; an error rolls the commit back.
+pub trait Replicator: Send + Sync {
+    fn ship(&self, db: &str, ordinal: u32, entry: &LogEntry) -> Result<(), StorageError>;
+}
+
 pub struct LeafStore {
     root: PathBuf,
     open: Mutex<Open>,
+    replicator: std::sync::RwLock<Option<Arc<dyn Replicator>>>,
     /// The cluster this leaf serves (None outside any cluster): new files record it, and files recording another
     /// cluster are stale for `create_partitions`.
     cluster_id: std::sync::RwLock<Option<String>>,
@@ -137,6 +145,7 @@ impl LeafStore {
         let store = LeafStore {
             root: root.to_path_buf(),
             open: Mutex::new(Open::default()),
+            replicator: std::sync::RwLock::new(None),
             cluster_id: std::sync::RwLock::new(None),
         };
         let mut open = Open::default();
@@ -180,6 +189,15 @@ impl LeafStore {
         }
         *store.lock()? = open;
         Ok(store)
+    }
+
+    /// Sets where partition commits ship their log entries (once, at start-up).
+    pub fn set_replicator(&self, replicator: Arc<dyn Replicator>) {
+        *self.replicator.write().unwrap_or_else(|p| p.into_inner()) = Some(replicator);
+    }
+
+    fn replicator(&self) -> Option<Arc<dyn Replicator>> {
+        self.replicator.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Sets the cluster this leaf serves (it joined or left one).
@@ -383,7 +401,11 @@ impl LeafStore {
             }
             instance.conn.clone()
         };
-        engine::execute(&*lock_conn(&conn)?, sql, params)
+        let conn = lock_conn(&conn)?;
+        match self.replicator() {
+            Some(r) => engine::execute_shipped(&conn, sql, params, &|entry| r.ship(db, ordinal, entry)),
+            None => engine::execute(&conn, sql, params),
+        }
     }
 
     /// Runs a statement without parameters on the reference copy of `db`.
@@ -413,7 +435,11 @@ impl LeafStore {
     /// Runs DDL on an `Online` partition; copies receive it through the log.
     pub fn ddl_on_partition(&self, db: &str, ordinal: u32, statements: &[String]) -> Result<(), StorageError> {
         let conn = self.online_partition(db, ordinal)?;
-        engine::execute_ddl(&*lock_conn(&conn)?, statements)
+        let conn = lock_conn(&conn)?;
+        match self.replicator() {
+            Some(r) => engine::execute_ddl_shipped(&conn, statements, &|entry| r.ship(db, ordinal, entry)),
+            None => engine::execute_ddl(&conn, statements),
+        }
     }
 
     pub fn ddl_on_reference(&self, db: &str, statements: &[String]) -> Result<(), StorageError> {
@@ -720,6 +746,139 @@ impl LeafStore {
             (conn, PartitionState::Replica) => log::apply(&*lock_conn(&conn)?, entries),
             (_, state) => Err(StorageError::NotReplica { db: db.to_string(), ordinal, state }),
         }
+    }
+
+    /// Makes a partition a replica receiving its master's log in `term` (the master's): it serves nothing, takes
+    /// `Replicate` batches only in that term, and commits them without fsync (an acknowledged write is fsynced on
+    /// the master and in this process's hands here, which a process kill does not lose).
+    pub fn make_replica(&self, db: &str, ordinal: u32, term: Term) -> Result<(), StorageError> {
+        let (conn, _) = self.partition(db, ordinal)?;
+        {
+            let conn = lock_conn(&conn)?;
+            log::set_term(&conn, term)?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+        }
+        let mut open = self.lock()?;
+        if let Some(instance) = open.partitions.get_mut(&(db.to_string(), ordinal)) {
+            instance.term = instance.term.max(term);
+            instance.state = PartitionState::Replica;
+        }
+        Ok(())
+    }
+
+    /// Makes a partition its partition's master in `term`: its log continues in that term, commits are as durable as
+    /// its database asks, and it serves.
+    pub fn promote(&self, db: &str, ordinal: u32, term: Term) -> Result<(), StorageError> {
+        let (conn, _) = self.partition(db, ordinal)?;
+        {
+            let conn = lock_conn(&conn)?;
+            log::set_term(&conn, term)?;
+            engine::apply_stored_durability(&conn)?;
+        }
+        let mut open = self.lock()?;
+        if let Some(instance) = open.partitions.get_mut(&(db.to_string(), ordinal)) {
+            instance.term = instance.term.max(term);
+            instance.state = PartitionState::Online;
+        }
+        Ok(())
+    }
+
+    /// A deposed master (its replica answered with a newer term): it stops serving and waits, `pending`, for the
+    /// master aggregator to make it a replica. Only if it is still in `term`.
+    pub fn depose(&self, db: &str, ordinal: u32, term: Term) -> Result<(), StorageError> {
+        let mut open = self.lock()?;
+        if let Some(instance) = open.partitions.get_mut(&(db.to_string(), ordinal))
+            && instance.term == term
+            && instance.state == PartitionState::Online
+        {
+            instance.state = PartitionState::Pending;
+        }
+        Ok(())
+    }
+
+    /// The replica side of replication: applies `entries` shipped by the master in `term`, in one transaction.
+    /// Refused unless this copy is a replica in exactly that term (`StaleTerm`: a deposed master's, or a master
+    /// this copy was not told of); entries it already holds are checked by term and skipped, a gap is refused.
+    pub fn apply_replicated(
+        &self,
+        db: &str,
+        ordinal: u32,
+        term: Term,
+        entries: &[LogEntry],
+    ) -> Result<LogPosition, StorageError> {
+        let conn = {
+            let open = self.lock()?;
+            let instance = open
+                .partitions
+                .get(&(db.to_string(), ordinal))
+                .ok_or_else(|| StorageError::NoSuchPartition { db: db.to_string(), ordinal })?;
+            if instance.term != term {
+                return Err(StorageError::StaleTerm { current: instance.term, requested: term });
+            }
+            if instance.state != PartitionState::Replica {
+                return Err(StorageError::NotReplica { db: db.to_string(), ordinal, state: instance.state });
+            }
+            instance.conn.clone()
+        };
+        let conn = lock_conn(&conn)?;
+        if entries.iter().any(|e| e.term > term) {
+            return Err(StorageError::StaleTerm {
+                current: term,
+                requested: entries.iter().map(|e| e.term).max().unwrap_or(term),
+            });
+        }
+        log::apply(&conn, entries)
+    }
+
+    /// Where a copy's log ends, for the prefix test of a returning copy: the last entry it holds (None for none)
+    /// with the digest of its payload (`log::digest`), and its position.
+    pub fn log_end(&self, db: &str, ordinal: u32) -> Result<(Option<(LogPosition, u64)>, LogPosition), StorageError> {
+        let (conn, _) = self.partition(db, ordinal)?;
+        let conn = lock_conn(&conn)?;
+        let last = match log::last_entry(&conn)? {
+            Some(last) => log::entry_at(&conn, last.index)?.map(|e| (last, log::digest(&e))),
+            None => None,
+        };
+        Ok((last, log::position(&conn)?.0))
+    }
+
+    /// Whether this copy's log can continue a copy whose last entry is `last` (position and payload digest): it
+    /// holds the same entry at that index, same term and same digest (or `last` is None and it holds the whole log
+    /// from the start), and it is not behind it.
+    pub fn continues(&self, db: &str, ordinal: u32, last: Option<(LogPosition, u64)>) -> Result<bool, StorageError> {
+        let (conn, _) = self.partition(db, ordinal)?;
+        let conn = lock_conn(&conn)?;
+        let here = log::position(&conn)?.0;
+        Ok(match last {
+            None => log::first_index(&conn)?.is_none_or(|first| first <= 1),
+            Some((last, _)) if last.index > here.index => false,
+            Some((last, digest)) => {
+                log::entry_at(&conn, last.index)?.is_some_and(|e| e.term == last.term && log::digest(&e) == digest)
+            }
+        })
+    }
+
+    /// Runs `f` while holding the partition's connection: no commit on the partition starts or ends meanwhile (the
+    /// final step of making a replica sync: the last entries shipped and the replica registered under the lock).
+    pub fn with_partition_locked<T>(
+        &self,
+        db: &str,
+        ordinal: u32,
+        f: impl FnOnce(&Connection) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let (conn, _) = self.partition(db, ordinal)?;
+        let conn = lock_conn(&conn)?;
+        f(&conn)
+    }
+
+    /// The term of a partition as the state map holds it, and its state.
+    pub fn partition_term(&self, db: &str, ordinal: u32) -> Result<(Term, PartitionState), StorageError> {
+        let open = self.lock()?;
+        let instance = open
+            .partitions
+            .get(&(db.to_string(), ordinal))
+            .ok_or_else(|| StorageError::NoSuchPartition { db: db.to_string(), ordinal })?;
+        Ok((instance.term, instance.state))
     }
 
     /// The database incarnation and log position of the reference copy of `db`, or None when this leaf has none.

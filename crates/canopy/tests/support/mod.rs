@@ -193,8 +193,35 @@ impl TestCluster {
         cluster
     }
 
+    /// A redundancy-2 cluster of `2 * pairs` leaves: leaves `1..=pairs` in availability group 1, then the same
+    /// number in group 2, so leaf k is paired with leaf k + pairs (the spec's example layout).
+    pub async fn start_paired(name: &str, pairs: usize, env: &[(&str, &str)]) -> TestCluster {
+        let dir = temp_dir(name);
+        let master = NodeProc::start_with(&dir.join("ma"), free_port(), env, &[]);
+        let leaves: Vec<NodeProc> = (1..=2 * pairs)
+            .map(|i| NodeProc::start_with(&dir.join(format!("leaf-{i}")), free_port(), env, &[]))
+            .collect();
+        let cluster = TestCluster { dir, master, leaves };
+        let mut conn = cluster.master.connect().await;
+        conn.query_drop("BOOTSTRAP AGGREGATOR '127.0.0.1'").await.expect("bootstrap");
+        conn.query_drop("SET GLOBAL redundancy_level = 2").await.expect("redundancy 2");
+        for (i, leaf) in cluster.leaves.iter().enumerate() {
+            drop(leaf.connect().await);
+            let group = if i < pairs { 1 } else { 2 };
+            conn.query_drop(format!("ADD LEAF root@'127.0.0.1':{} INTO GROUP {group}", leaf.port))
+                .await
+                .expect("add leaf");
+        }
+        cluster
+    }
+
     pub async fn conn(&self) -> mysql_async::Conn {
         self.master.connect().await
+    }
+
+    /// The index in `leaves` of the leaf listening on `port`.
+    pub fn leaf_index(&self, port: u16) -> usize {
+        self.leaves.iter().position(|l| l.port == port).unwrap_or_else(|| panic!("no leaf on port {port}"))
     }
 }
 

@@ -31,6 +31,7 @@ use crate::master::cluster::Cluster;
 use crate::master::moves;
 use crate::master::ops;
 use crate::master::rebalance;
+use crate::master::replication;
 use crate::node::Node;
 use crate::persist::NodeRole;
 use crate::query::exec;
@@ -392,7 +393,13 @@ impl Session {
                 Ok(Answer::Rows(accounts::show_grants(&meta, &self.user, user.as_deref())?))
             }
             Statement::Cluster(command) => self.cluster_command(&cluster, command).await,
-            Statement::CreateDatabase { name, if_not_exists, partitions, durability, .. } => {
+            Statement::CreateDatabase { name, if_not_exists, partitions, durability, replication } => {
+                if replication == Some(canopy_sql::command::SyncMode::Async) {
+                    // Accepting it would promise a mode Canopy does not run: replicas are always synchronous.
+                    return Err(Error::Unsupported(
+                        "WITH ASYNC REPLICATION: Canopy replicates synchronously only (WITH SYNC REPLICATION)".into(),
+                    ));
+                }
                 let durability = match durability {
                     Some(canopy_sql::command::SyncMode::Async) => canopy_meta::Durability::Async,
                     _ => canopy_meta::Durability::Sync,
@@ -761,6 +768,9 @@ impl Session {
             }
             ClusterCommand::DetachLeaf { host, port, .. } => {
                 let leaf = leaf_id(&meta, &host, port)?;
+                if meta.variables.redundancy_level == 2 {
+                    return attach::detach_leaf_paired(cluster, leaf).await;
+                }
                 if holds_instances(&meta, leaf) {
                     return moves::detach_leaf(cluster, leaf).await;
                 }
@@ -768,6 +778,9 @@ impl Session {
             }
             ClusterCommand::RemoveLeaf { host, port, force, .. } => {
                 let leaf = leaf_id(&meta, &host, port)?;
+                if meta.variables.redundancy_level == 2 {
+                    return attach::remove_leaf_paired(cluster, leaf, force).await;
+                }
                 if holds_instances(&meta, leaf) && !force {
                     moves::move_partitions_off(cluster, leaf).await?;
                 }
@@ -782,6 +795,10 @@ impl Session {
             }) => {
                 let leaf = leaf_id(&meta, &host, port)?;
                 attach::attach_partition(cluster, db, ordinal, leaf).await
+            }
+            ClusterCommand::RestoreRedundancy { db } => replication::restore_redundancy(cluster, &db).await,
+            ClusterCommand::ExplainRestoreRedundancy { db } => {
+                Ok(Answer::Rows(views::explain_restore_redundancy(&meta, &db)?))
             }
             other => Err(Error::Unsupported(format!("{other:?} is not available yet"))),
         }

@@ -137,6 +137,8 @@ pub fn show_partitions(meta: &ClusterMeta, db: &str) -> Result<ResultSet> {
 
 /// INFORMATION_SCHEMA.DISTRIBUTED_PARTITIONS, in the column order of the spec's example (DATABASE_ID last).
 pub fn distributed_partitions(meta: &ClusterMeta) -> ResultSet {
+    // Redundancy 2 replicates synchronously (SYNC_DESIRED); redundancy 1 has nothing to replicate to.
+    let two = meta.variables.redundancy_level == 2;
     let mut rows = Vec::new();
     for database in meta.databases.values() {
         let mut instances: Vec<_> = database.instances.iter().collect();
@@ -152,8 +154,8 @@ pub fn distributed_partitions(meta: &ClusterMeta) -> ResultSet {
                 Value::int(i64::from(inst.locked)),
                 Value::int(leaf.id.0),
                 Value::int(i64::from(leaf.state == LeafState::Offline)),
-                Value::int(0),
-                Value::text("async"),
+                Value::int(i64::from(two)),
+                Value::text(replication_state(inst, two)),
                 Value::int(inst.term.0 as i64),
                 Value::int(inst.id.0 as i64),
                 Value::int(database.id.0 as i64),
@@ -180,6 +182,18 @@ pub fn distributed_partitions(meta: &ClusterMeta) -> ResultSet {
     )
 }
 
+/// The STATE column of DISTRIBUTED_PARTITIONS: empty for a master in redundancy 2 (as the spec's column reference
+/// says), `sync` for a replica in its master's commit path, `async` for one that is not (being brought back, or its
+/// leaf away); redundancy 1 shows `async` as the seed does.
+fn replication_state(inst: &canopy_meta::Instance, two: bool) -> &'static str {
+    match inst.role {
+        canopy_meta::InstanceRole::Master if two => "",
+        canopy_meta::InstanceRole::Master => "async",
+        canopy_meta::InstanceRole::Replica if inst.sync => "sync",
+        canopy_meta::InstanceRole::Replica => "async",
+    }
+}
+
 pub fn distributed_databases(meta: &ClusterMeta) -> ResultSet {
     let rows = meta
         .databases
@@ -195,6 +209,32 @@ pub fn distributed_databases(meta: &ClusterMeta) -> ResultSet {
         })
         .collect();
     ResultSet::named(&["DATABASE_ID", "DATABASE_NAME", "NUM_PARTITIONS", "IS_SYNC", "IS_SYNC_DURABILITY"], rows)
+}
+
+/// EXPLAIN RESTORE REDUNDANCY ON db: a `COPY PARTITION FORCE` per partition that lacks a replica on its master's
+/// online pair (redundancy 2; empty in redundancy 1), with EXPLAIN REBALANCE's columns.
+pub fn explain_restore_redundancy(meta: &ClusterMeta, db: &str) -> Result<ResultSet> {
+    if !meta.databases.contains_key(db) {
+        return Err(Error::UnknownDatabase(db.to_string()));
+    }
+    let rows = canopy_control::failover::missing_replicas(meta, Some(db))
+        .into_iter()
+        .map(|m| {
+            let leaf = &meta.leaves[&m.target];
+            vec![
+                Value::text(canopy_meta::Action::CopyPartitionForce.as_str()),
+                Value::int(m.ordinal),
+                Value::text(leaf.addr.host.clone()),
+                Value::int(leaf.addr.port),
+                Value::int(1),
+                Value::int(1000),
+            ]
+        })
+        .collect();
+    Ok(ResultSet::named(
+        &["Action", "Ordinal", "Target_Host", "Target_Port", "Phase", "Estimated_Time_Remaining_Ms"],
+        rows,
+    ))
 }
 
 /// Rows of INFORMATION_SCHEMA tables that the planner asks for by name.
@@ -440,7 +480,11 @@ pub fn databases_extended(local: &[LocalDb]) -> ResultSet {
             vec![
                 Value::text(d.name()),
                 Value::int(d.commits as i64),
-                Value::text(if d.ordinal.is_some() { "master" } else { "reference" }),
+                Value::text(match (d.ordinal, d.state) {
+                    (None, _) => "reference",
+                    (Some(_), canopy_storage::PartitionState::Replica) => "replica",
+                    (Some(_), _) => "master",
+                }),
                 Value::text(d.state.as_str()),
                 position.clone(),
                 Value::text(""),

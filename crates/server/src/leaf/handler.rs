@@ -10,7 +10,7 @@ use canopy_storage::{LeafStore, Outcome, PartitionState, StorageError};
 use canopy_types::CopyRole;
 
 use crate::leaf::reference_copy;
-use crate::leaf::{CHUNK_BYTES, blocking, copy, to_record};
+use crate::leaf::{CHUNK_BYTES, blocking, copy, remote_error, to_record};
 
 use crate::node::Node;
 use crate::persist::NodeRole;
@@ -19,6 +19,28 @@ pub struct RpcHandler {
     pub node: Arc<Node>,
     /// Client statements running here, for `Cancel`.
     pub running: crate::leaf::running::Running,
+    /// Where commits of the partitions this leaf masters are shipped (their sync replicas).
+    pub replication: Arc<crate::leaf::replication::Replication>,
+}
+
+/// The replica side of `Replicate`: each batch applied in its own transaction, in the batch's term only.
+fn replicate(store: &LeafStore, batches: Vec<canopy_rpc::ReplicateBatch>) -> Response {
+    let results = batches
+        .into_iter()
+        .map(|batch| {
+            let entries = batch
+                .entries
+                .into_iter()
+                .map(crate::leaf::from_record)
+                .collect::<Result<Vec<_>, String>>()
+                .map_err(|e| RemoteError::new(RemoteErrorKind::BadRequest, e))?;
+            store
+                .apply_replicated(&batch.db, batch.partition.ordinal, batch.partition.term, &entries)
+                .map(|position| position.index)
+                .map_err(|e| remote_error(&e))
+        })
+        .collect();
+    Response::Replicated(results)
 }
 
 fn remote(kind: RemoteErrorKind, message: impl Into<String>) -> Response {
@@ -26,25 +48,7 @@ fn remote(kind: RemoteErrorKind, message: impl Into<String>) -> Response {
 }
 
 fn storage_error(e: StorageError) -> Response {
-    let kind = match &e {
-        StorageError::StaleTerm { current, requested } => {
-            RemoteErrorKind::StaleTerm { expected: *current, got: *requested }
-        }
-        StorageError::LogTruncated { first_available, .. } => {
-            RemoteErrorKind::LogTruncated { first_available: *first_available }
-        }
-        StorageError::NotOnline { state: PartitionState::Replica, .. } => RemoteErrorKind::NotMaster,
-        StorageError::NoSuchPartition { .. } | StorageError::NoSuchReference(_) | StorageError::NotOnline { .. } => {
-            RemoteErrorKind::NoSuchPartition
-        }
-        _ if e.is_constraint() => RemoteErrorKind::Constraint,
-        StorageError::ResultTooLarge { .. } => RemoteErrorKind::ResultTooLarge,
-        StorageError::QueryTimeout => RemoteErrorKind::Timeout,
-        StorageError::Cancelled => RemoteErrorKind::Cancelled,
-        StorageError::Sqlite(_) | StorageError::BadName(_) => RemoteErrorKind::Sql,
-        _ => RemoteErrorKind::Internal,
-    };
-    Response::Error(RemoteError { kind, message: e.to_string(), sqlite_code: e.sqlite_code() })
+    Response::Error(remote_error(&e))
 }
 
 /// Runs one statement on several partitions of this leaf, one after the other (the aggregator sends a scatter's
@@ -122,6 +126,12 @@ impl canopy_rpc::Handler for RpcHandler {
                 self.running.cancel(statement);
                 Ok(Response::Done)
             }
+            Request::Replicate { batches } => {
+                if self.node.role() != NodeRole::Leaf {
+                    return Ok(remote(RemoteErrorKind::BadRequest, "this node is not a leaf"));
+                }
+                Ok(replicate(&self.node.store, batches))
+            }
             Request::Execute { db, target, sql, params, statement } => {
                 if self.node.role() != NodeRole::Leaf {
                     return Ok(remote(RemoteErrorKind::BadRequest, "this node is not a leaf"));
@@ -194,8 +204,30 @@ impl canopy_rpc::Handler for RpcHandler {
                 .map(|()| Response::Done)
             }
             Request::DropDatabase { db } => {
+                self.replication.forget_database(&db);
                 blocking(store, move |s| s.drop_database(&db)).await.map(|()| Response::Done)
             }
+            Request::BecomeReplica { db, partition } => {
+                self.replication.forget(&db, partition.ordinal);
+                blocking(store, move |s| s.make_replica(&db, partition.ordinal, partition.term))
+                    .await
+                    .map(|()| Response::Done)
+            }
+            Request::PromotePartition { db, partition } => {
+                self.replication.forget(&db, partition.ordinal);
+                blocking(store, move |s| s.promote(&db, partition.ordinal, partition.term))
+                    .await
+                    .map(|()| Response::Done)
+            }
+            Request::SetReplica { db, partition, replica } => {
+                return match self.replication.set_replica(&db, partition, replica).await {
+                    Ok(()) => Response::Done,
+                    Err(e) => Response::Error(e),
+                };
+            }
+            Request::LogEnd { db, ordinal } => blocking(store, move |s| s.log_end(&db, ordinal))
+                .await
+                .map(|(last, position)| Response::LogEnd { last, position }),
             Request::Ddl { db, target, statements } => blocking(store, move |s| match target {
                 Target::Reference => s.ddl_on_reference(&db, &statements),
                 Target::Partitions(partitions) => partitions.iter().try_for_each(|p| {
@@ -215,14 +247,18 @@ impl canopy_rpc::Handler for RpcHandler {
             .map(|()| Response::Done),
             // The position is read after the fence, through the partition's connection (so after any statement
             // still holding it): nothing can be appended after it, so it is the end a copy must reach.
-            Request::FencePartition { db, partition } => blocking(store, move |s| {
-                s.check_term(&db, partition.ordinal, partition.term)?;
-                s.set_partition_state(&db, partition.ordinal, PartitionState::Pending)?;
-                s.log_position(&db, partition.ordinal)
-            })
-            .await
-            .map(|position| Response::Position { log_index: position.index }),
+            Request::FencePartition { db, partition } => {
+                self.replication.forget(&db, partition.ordinal);
+                blocking(store, move |s| {
+                    s.check_term(&db, partition.ordinal, partition.term)?;
+                    s.set_partition_state(&db, partition.ordinal, PartitionState::Pending)?;
+                    s.log_position(&db, partition.ordinal)
+                })
+                .await
+                .map(|position| Response::Position { log_index: position.index })
+            }
             Request::DropPartition { db, ordinal } => {
+                self.replication.forget(&db, ordinal);
                 blocking(store, move |s| s.drop_partition(&db, ordinal)).await.map(|()| Response::Done)
             }
             Request::Checkpoint { db, partitions } => blocking(store, move |s| {
@@ -307,7 +343,11 @@ impl canopy_rpc::Handler for RpcHandler {
                     dbs.into_iter()
                         .map(|d| LocalDatabase {
                             name: d.name(),
-                            role: if d.ordinal.is_some() { CopyRole::Master } else { CopyRole::Reference },
+                            role: match (d.ordinal, d.state) {
+                                (None, _) => CopyRole::Reference,
+                                (Some(_), PartitionState::Replica) => CopyRole::Replica,
+                                (Some(_), _) => CopyRole::Master,
+                            },
                             state: d.state,
                             db: d.db,
                             ordinal: d.ordinal,
@@ -323,6 +363,7 @@ impl canopy_rpc::Handler for RpcHandler {
             }),
             Request::Ping
             | Request::Execute { .. }
+            | Request::Replicate { .. }
             | Request::Cancel { .. }
             | Request::JoinCluster { .. }
             | Request::LeaveCluster => {

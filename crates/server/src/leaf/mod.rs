@@ -5,13 +5,40 @@
 pub mod copy;
 pub mod handler;
 pub mod reference_copy;
+pub mod replication;
 pub mod running;
 pub mod source;
 
 use std::sync::Arc;
 
-use canopy_rpc::LogRecord;
-use canopy_storage::{LeafStore, LogEntry, LogPayload, StorageError};
+use canopy_rpc::{LogRecord, RemoteError, RemoteErrorKind};
+use canopy_storage::{LeafStore, LogEntry, LogPayload, PartitionState, StorageError};
+
+/// A storage error as it crosses RPC: a kind the caller acts on, the message, SQLite's code.
+pub fn remote_error(e: &StorageError) -> RemoteError {
+    let kind = match e {
+        StorageError::StaleTerm { current, requested } => {
+            RemoteErrorKind::StaleTerm { expected: *current, got: *requested }
+        }
+        StorageError::LogTruncated { first_available, .. } => {
+            RemoteErrorKind::LogTruncated { first_available: *first_available }
+        }
+        StorageError::Diverged { .. } => RemoteErrorKind::Diverged,
+        StorageError::Replication(_) => RemoteErrorKind::Replication,
+        StorageError::NotReplica { .. } => RemoteErrorKind::NotReplica,
+        StorageError::NotOnline { state: PartitionState::Replica, .. } => RemoteErrorKind::NotMaster,
+        StorageError::NoSuchPartition { .. } | StorageError::NoSuchReference(_) | StorageError::NotOnline { .. } => {
+            RemoteErrorKind::NoSuchPartition
+        }
+        _ if e.is_constraint() => RemoteErrorKind::Constraint,
+        StorageError::ResultTooLarge { .. } => RemoteErrorKind::ResultTooLarge,
+        StorageError::QueryTimeout => RemoteErrorKind::Timeout,
+        StorageError::Cancelled => RemoteErrorKind::Cancelled,
+        StorageError::Sqlite(_) | StorageError::BadName(_) => RemoteErrorKind::Sql,
+        _ => RemoteErrorKind::Internal,
+    };
+    RemoteError { kind, message: e.to_string(), sqlite_code: e.sqlite_code() }
+}
 
 /// Runs blocking storage work off the async threads.
 pub async fn blocking<T: Send + 'static>(

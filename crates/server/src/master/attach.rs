@@ -18,7 +18,7 @@ use canopy_rpc::{LocalDatabase, PartitionTerm, Request, Response};
 use crate::answer::Answer;
 use crate::error::{AttachRefusal, Error, Result};
 use crate::master::cluster::Cluster;
-use crate::master::reference;
+use crate::master::{reference, replication};
 
 /// The facts the pure attach decisions need about a copy a leaf reports.
 pub fn facts(local: &LocalDatabase) -> CopyFacts {
@@ -136,21 +136,58 @@ async fn attach_partitions_of(cluster: &Arc<Cluster>, leaf: &canopy_meta::Leaf, 
             ordinals.iter().map(|&o| Step::scheduled(Action::AttachPartition, o, leaf.id, 1, 10)).collect();
         cluster.apply(Command::RecordOperation { db: db.clone(), steps }).await?;
         for (index, &ordinal) in ordinals.iter().enumerate() {
-            run_step(cluster, &db, index as u32, async {
-                // The copy serves in the term the metadata gives its master instance on this leaf.
-                let term = meta.databases.get(&db).and_then(|d| d.master(ordinal)).filter(|m| m.node == leaf.id);
-                let term = term.map(|m| m.term).ok_or_else(|| {
-                    Error::Internal(format!("{db}:{ordinal} has no master on leaf {} to attach", leaf.id))
-                })?;
-                let partitions = vec![PartitionTerm { ordinal, term }];
-                let request = Request::AttachPartitions { db: db.clone(), partitions };
-                cluster.call(leaf, &request).await.map(|_| ())
-            })
-            .await?;
+            run_step(cluster, &db, index as u32, attach_copy(cluster, &db, ordinal, leaf)).await?;
             attached += 1;
         }
     }
+    if cluster.meta().variables.redundancy_level == 2 {
+        // Masters split evenly within the pair again (spec 2.7: half of the replicas on the returning leaf are
+        // promoted back).
+        let moved = replication::balance_pair(cluster, leaf.id).await;
+        if moved > 0 {
+            tracing::info!("attach of leaf {}:{}: {moved} masters moved back", leaf.addr.host, leaf.addr.port);
+        }
+    }
     Ok(Answer::affected(attached))
+}
+
+/// Attaches one copy the metadata places on `leaf`. A master copy whose partition has an in-sync replica on an
+/// online leaf is not served again: that replica is promoted (it holds every acknowledged write, possibly more than
+/// the returning copy) and the copy becomes its replica. A master copy without one serves again in its term after
+/// its replicas are recorded out of sync (it commits alone until healing brings them back). A replica copy is
+/// brought back in sync with its master (caught up, or copied afresh).
+async fn attach_copy(cluster: &Arc<Cluster>, db: &str, ordinal: u32, leaf: &canopy_meta::Leaf) -> Result<()> {
+    let meta = cluster.meta();
+    let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.to_string()))?;
+    let here = database
+        .instances
+        .iter()
+        .find(|i| i.ordinal == ordinal && i.node == leaf.id)
+        .cloned()
+        .ok_or_else(|| Error::Internal(format!("{db}:{ordinal} has no instance on leaf {} to attach", leaf.id)))?;
+    let online = |node| meta.leaves.get(&node).is_some_and(|l| l.state == LeafState::Online);
+    if here.role == InstanceRole::Master {
+        let candidate = database.replicas(ordinal).find(|r| r.sync && r.node != leaf.id && online(r.node)).cloned();
+        if let Some(candidate) = candidate {
+            let term = replication::promote(cluster, db, candidate.id).await?;
+            tracing::info!("{db}:{ordinal}: the returning master's in-sync replica was promoted (term {term})");
+            return replication::resync(cluster, db, here.id).await;
+        }
+        for replica in database.replicas(ordinal).filter(|r| r.sync) {
+            cluster.apply(Command::SetReplicaSync { db: db.to_string(), instance: replica.id, sync: false }).await?;
+        }
+        // The copy serves in the term the metadata gives its master instance on this leaf.
+        let partitions = vec![PartitionTerm { ordinal, term: here.term }];
+        let request = Request::AttachPartitions { db: db.to_string(), partitions };
+        return cluster.call(leaf, &request).await.map(|_| ());
+    }
+    if database.master(ordinal).is_some_and(|m| online(m.node)) {
+        return replication::resync(cluster, db, here.id).await;
+    }
+    // Its master is away: the copy waits as a replica of it (promoted by the failover pass if it is in sync).
+    let Some(master) = database.master(ordinal) else { return Ok(()) };
+    let partition = PartitionTerm { ordinal, term: master.term };
+    cluster.call(leaf, &Request::BecomeReplica { db: db.to_string(), partition }).await.map(|_| ())
 }
 
 /// Runs one recorded step: marks it running, runs `work`, records success or failure with its running time. Once
@@ -300,6 +337,27 @@ pub async fn remove_leaf(cluster: &Arc<Cluster>, leaf_id: NodeId, force: bool) -
         tracing::info!("removed leaf {}:{} was not told: {e}", leaf.addr.host, leaf.addr.port);
     }
     Ok(Answer::affected(1))
+}
+
+/// DETACH LEAF in redundancy 2: the leaf's masters move to their replicas on the pair and its replicas leave the
+/// commit path (`replication::evacuate`), then it is `detached`; its copies stay on it as replicas, brought back in
+/// sync by ATTACH LEAF.
+pub async fn detach_leaf_paired(cluster: &Arc<Cluster>, leaf_id: NodeId) -> Result<Answer> {
+    let _op = cluster.operation_lock.lock().await;
+    let moved = replication::evacuate(cluster, leaf_id).await?;
+    cluster.apply(Command::SetLeafState { leaf: leaf_id, state: LeafState::Detached }).await?;
+    Ok(Answer::affected(moved))
+}
+
+/// REMOVE LEAF in redundancy 2: as DETACH LEAF (unless FORCE), then the leaf and its instances are forgotten; its
+/// pair is left unpaired, serving its partitions alone until a leaf is added into the removed leaf's group (a
+/// replica is then made on the new pair by healing).
+pub async fn remove_leaf_paired(cluster: &Arc<Cluster>, leaf_id: NodeId, force: bool) -> Result<Answer> {
+    if !force {
+        let _op = cluster.operation_lock.lock().await;
+        replication::evacuate(cluster, leaf_id).await?;
+    }
+    remove_leaf(cluster, leaf_id, true).await
 }
 
 /// DETACH LEAF of a leaf that holds no partition instances: it stays listed, `detached`.

@@ -21,8 +21,8 @@ use tokio::sync::mpsc;
 
 use crate::error::Error;
 use crate::master::MasterSlot;
-use crate::master::attach;
 use crate::master::cluster::Cluster;
+use crate::master::{attach, replication};
 use canopy_control::failure::Probe;
 use canopy_control::leaves::{self, LeafAction, Monitor};
 
@@ -78,6 +78,7 @@ pub async fn run(master: Arc<MasterSlot>) {
     let mut busy: HashSet<NodeId> = HashSet::new();
     let (results_tx, mut results_rx) = mpsc::channel::<PingResult>(1024);
     let (attached_tx, mut attached_rx) = mpsc::channel::<NodeId>(64);
+    let redundancy = Redundancy::default();
     loop {
         let interval = master
             .get()
@@ -108,10 +109,50 @@ pub async fn run(master: Arc<MasterSlot>) {
             let Some(leaf) = meta.leaves.get(&leaf) else { continue };
             execute(&cluster, leaf, action, monitor.silent_ms(leaf.id, now_ms()), &attached_tx).await;
         }
+        redundancy.tend(&cluster);
         for leaf in meta.leaves_in_order() {
             if in_flight.insert(leaf.id) {
                 spawn_ping(cluster.clone(), leaf.clone(), meta.cluster_id.clone(), results_tx.clone());
             }
+        }
+    }
+}
+
+/// Redundancy 2's background work, at most one pass of each kind at a time: failovers the metadata still calls for
+/// (one that failed, a replica whose leaf returned before its master's), and healing replicas that are not in sync.
+#[derive(Default)]
+struct Redundancy {
+    failing_over: Arc<std::sync::atomic::AtomicBool>,
+    healing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Redundancy {
+    fn tend(&self, cluster: &Arc<Cluster>) {
+        use std::sync::atomic::Ordering;
+        let meta = cluster.meta();
+        if meta.variables.redundancy_level < 2 || !meta.variables.leaf_failure_detection {
+            return;
+        }
+        let actions = canopy_control::failover::actions(&meta);
+        if (!actions.promote.is_empty() || !actions.demote.is_empty())
+            && !self.failing_over.swap(true, Ordering::AcqRel)
+        {
+            let (cluster, busy) = (cluster.clone(), self.failing_over.clone());
+            tokio::spawn(async move {
+                replication::fail_over(&cluster, NodeId(0)).await;
+                busy.store(false, Ordering::Release);
+            });
+        }
+        let needs_healing = !canopy_control::failover::repairs(&meta).is_empty()
+            || !canopy_control::failover::missing_replicas(&meta, None).is_empty();
+        if needs_healing && !self.healing.swap(true, Ordering::AcqRel) {
+            let (cluster, busy) = (cluster.clone(), self.healing.clone());
+            tokio::spawn(async move {
+                // Behind any running operation (an attach heals its own leaf's replicas).
+                let _op = cluster.operation_lock.lock().await;
+                replication::heal(&cluster).await;
+                busy.store(false, Ordering::Release);
+            });
         }
     }
 }
@@ -131,6 +172,8 @@ async fn execute(cluster: &Arc<Cluster>, leaf: &Leaf, action: LeafAction, silent
             if let Ok(client) = cluster.client(leaf) {
                 client.flush();
             }
+            // Redundancy 2: its masters fail over to their pairs, its replicas leave the commit path.
+            replication::fail_over(cluster, leaf.id).await;
         }
         LeafAction::Attach { seen } => spawn_attach(cluster.clone(), leaf.id, seen, true, done.clone()),
         LeafAction::Detach => spawn_attach(cluster.clone(), leaf.id, LeafState::Offline, false, done.clone()),

@@ -10,6 +10,7 @@ pub mod moves;
 pub mod ops;
 pub mod rebalance;
 pub mod reference;
+pub mod replication;
 pub mod store;
 
 use std::sync::{Arc, RwLock};

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use canopy_meta::{ClusterMeta, Command, Leaf, NodeAddr, NodeId, Outcome};
+use canopy_meta::{ClusterMeta, Command, InstanceRole, Leaf, NodeAddr, NodeId, Outcome};
 use canopy_rpc::{PartitionTerm, Request, Target};
 use canopy_sql::ddl::{CreateIndex, CreateTable};
 use canopy_sql::{SqlError, TableKind};
@@ -15,7 +15,7 @@ use mysql_async::prelude::Queryable;
 use crate::answer::Answer;
 use crate::error::{Error, Result};
 use crate::master::cluster::Cluster;
-use crate::master::reference;
+use crate::master::{reference, replication};
 
 const ADD_LEAF_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -152,9 +152,13 @@ pub async fn create_database(
     let database_id = canopy_meta::DatabaseId(meta.next_database_id);
     // Each partition is created in the term its master instance will have (the instances are the planned ones,
     // checked against the committed ones below).
+    // A replica is created in its master's term and then made a replica (redundancy 2).
+    let master_term =
+        |ordinal: u32| planned.iter().find(|i| i.ordinal == ordinal && i.role == InstanceRole::Master).map(|i| i.term);
     let mut by_leaf: BTreeMap<NodeId, Vec<PartitionTerm>> = BTreeMap::new();
     for inst in &planned {
-        by_leaf.entry(inst.node).or_default().push(PartitionTerm { ordinal: inst.ordinal, term: inst.term });
+        let term = master_term(inst.ordinal).unwrap_or(inst.term);
+        by_leaf.entry(inst.node).or_default().push(PartitionTerm { ordinal: inst.ordinal, term });
     }
     let requests: Vec<(Leaf, Request)> = by_leaf
         .iter()
@@ -174,6 +178,15 @@ pub async fn create_database(
     if let Err(e) = cluster.call_all(requests).await {
         drop_on_leaves(cluster, &name, &leaves).await;
         return Err(e);
+    }
+    // Every replica starts in its master's commit path, before the metadata says it is in sync.
+    for replica in planned.iter().filter(|i| i.role == InstanceRole::Replica) {
+        let master = planned.iter().find(|i| i.ordinal == replica.ordinal && i.role == InstanceRole::Master);
+        let Some(master) = master else { continue };
+        if let Err(e) = replication::start_replica(cluster, &meta, &name, master, replica).await {
+            drop_on_leaves(cluster, &name, &leaves).await;
+            return Err(e);
+        }
     }
     prediction.commit().await?;
     if cluster.meta().databases.get(&name).is_none_or(|d| d.id != database_id) {

@@ -1,0 +1,362 @@
+//! The master's side of replication on a leaf: every commit on a partition that has a sync replica is shipped to the
+//! replica's leaf, inside the write transaction and before COMMIT, and the commit waits for the replica's answer
+//! ("ship, then commit": no reader on this copy can see a write its replica does not hold). Also bringing a replica
+//! up to date and into the commit path (`set_replica`), which the master aggregator asks for.
+//!
+//! What a commit does when the replica does not answer: it waits, retrying the same entry (the replica skips what
+//! it holds, checking it is the same entry), until one of three things happens:
+//! - the replica answers: the commit goes ahead;
+//! - the master aggregator takes the replica out of the commit path (it recorded it async in the metadata first):
+//!   the commit goes ahead without it;
+//! - the replica answers with a newer term: it was promoted, this copy is deposed; the commit is rolled back, the
+//!   statement fails, and the copy stops serving (`LeafStore::depose`) until the master aggregator makes it a
+//!   replica.
+//!
+//! A commit is never rolled back while its entry may have reached the replica unless the replica's term proves the
+//! entry cannot count (a deposed master's), so the two copies never fork. A replica that definitely refused an
+//! entry (it did not apply it) fails the statement; nothing was committed anywhere.
+//!
+//! Group commit: entries for one replica leaf go through one link, which sends everything queued while its previous
+//! request was in flight as one `Replicate` request, so many commits across the leaf's partitions share one round
+//! trip and one transaction per partition on the replica.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use canopy_rpc::client::{CONNECT_TIMEOUT, resolve};
+use canopy_rpc::{
+    Client, Credentials, PartitionTerm, RemoteError, RemoteErrorKind, ReplicaTarget, ReplicateBatch, Request, Response,
+};
+use canopy_storage::{LeafStore, LogEntry, StorageError, log};
+use canopy_types::Term;
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::leaf::{CHUNK_BYTES, remote_error, to_record};
+
+/// How long a commit waits for one answer before it asks again (and looks whether its replica changed).
+const ATTEMPT: Duration = Duration::from_millis(500);
+/// Pause between attempts after a failed exchange.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+/// How long one `Replicate` request may take before the link gives up on it and reconnects.
+const LINK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Entries one `Replicate` request carries at most.
+const BATCH_ENTRIES_MAX: usize = 512;
+/// Catch-up rounds pushed before the final round under the partition lock; a round that finds fewer entries than
+/// this is close enough to the end to finish under the lock.
+const CATCH_UP_ROUNDS_MAX: usize = 64;
+const CATCH_UP_CLOSE_ENTRIES: usize = 64;
+
+type Key = (String, u32);
+
+#[derive(Debug)]
+enum ShipError {
+    Remote(RemoteError),
+    Transport(String),
+}
+
+struct Item {
+    batch: ReplicateBatch,
+    reply: oneshot::Sender<Result<u64, ShipError>>,
+}
+
+/// One replica leaf's queue; its task sends what is queued as one request at a time.
+struct Link {
+    queue: mpsc::UnboundedSender<Item>,
+}
+
+pub struct Replication {
+    /// The sync replica of each partition this leaf masters, as the master aggregator set it.
+    targets: Mutex<HashMap<Key, ReplicaTarget>>,
+    links: Mutex<HashMap<(String, u16), Arc<Link>>>,
+    clients: Mutex<HashMap<(String, u16), Arc<Client>>>,
+    credentials: Arc<Credentials>,
+    runtime: Handle,
+    store: Weak<LeafStore>,
+}
+
+fn remote_of(e: &StorageError) -> RemoteError {
+    RemoteError::new(RemoteErrorKind::Internal, e.to_string())
+}
+
+impl Replication {
+    /// Created inside the node's runtime (its handle runs the links).
+    pub fn new(store: &Arc<LeafStore>, credentials: Arc<Credentials>) -> Arc<Replication> {
+        Arc::new(Replication {
+            targets: Mutex::new(HashMap::new()),
+            links: Mutex::new(HashMap::new()),
+            clients: Mutex::new(HashMap::new()),
+            credentials,
+            runtime: Handle::current(),
+            store: Arc::downgrade(store),
+        })
+    }
+
+    fn target(&self, key: &Key) -> Option<ReplicaTarget> {
+        self.targets.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
+    }
+
+    /// The partition no longer ships to anyone (it became a replica, was promoted, fenced or dropped).
+    pub fn forget(&self, db: &str, ordinal: u32) {
+        self.targets.lock().unwrap_or_else(|p| p.into_inner()).remove(&(db.to_string(), ordinal));
+    }
+
+    /// Every partition of `db` stops shipping (the database was dropped here).
+    pub fn forget_database(&self, db: &str) {
+        self.targets.lock().unwrap_or_else(|p| p.into_inner()).retain(|(d, _), _| d != db);
+    }
+
+    /// Whether `db:ordinal` ships to a replica, and to which leaf.
+    pub fn replica_of(&self, db: &str, ordinal: u32) -> Option<ReplicaTarget> {
+        self.target(&(db.to_string(), ordinal))
+    }
+
+    fn client(&self, target: &ReplicaTarget) -> Result<Arc<Client>, String> {
+        let key = (target.host.clone(), target.rpc_port);
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let addr = resolve(&target.host, target.rpc_port).map_err(|e| format!("cannot resolve replica leaf: {e}"))?;
+        let client = Arc::new(Client::new(addr, CONNECT_TIMEOUT, self.credentials.clone()));
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
+    fn link(&self, target: &ReplicaTarget) -> Result<Arc<Link>, String> {
+        let key = (target.host.clone(), target.rpc_port);
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(link) = links.get(&key).filter(|l| !l.queue.is_closed()) {
+            return Ok(link.clone());
+        }
+        let client = self.client(target)?;
+        let (queue, rx) = mpsc::unbounded_channel();
+        self.runtime.spawn(run_link(client, rx));
+        let link = Arc::new(Link { queue });
+        links.insert(key, link.clone());
+        Ok(link)
+    }
+
+    /// Brings `target` up to date with this leaf's copy of `db:partition` and puts it in the partition's commit
+    /// path (`Request::SetReplica`); `None` takes the current replica out of it.
+    pub async fn set_replica(
+        self: &Arc<Self>,
+        db: &str,
+        partition: PartitionTerm,
+        replica: Option<ReplicaTarget>,
+    ) -> Result<(), RemoteError> {
+        let store = self.store.upgrade().ok_or_else(|| RemoteError::new(RemoteErrorKind::Internal, "no store"))?;
+        let ordinal = partition.ordinal;
+        store.check_term(db, ordinal, partition.term).map_err(|e| remote_error(&e))?;
+        let Some(target) = replica else {
+            self.forget(db, ordinal);
+            return Ok(());
+        };
+        let client = self.client(&target).map_err(|e| RemoteError::new(RemoteErrorKind::Internal, e))?;
+        let end = client
+            .call(&Request::LogEnd { db: db.to_string(), ordinal }, LINK_TIMEOUT)
+            .await
+            .map_err(|e| RemoteError::new(RemoteErrorKind::Internal, format!("replica leaf unreachable: {e}")))?;
+        let (last, position) = match end {
+            Response::LogEnd { last, position } => (last, position),
+            Response::Error(e) => return Err(e),
+            other => return Err(RemoteError::new(RemoteErrorKind::Internal, format!("unexpected answer {other:?}"))),
+        };
+        let (db_owned, s) = (db.to_string(), store.clone());
+        let continues = tokio::task::spawn_blocking(move || s.continues(&db_owned, ordinal, last))
+            .await
+            .map_err(|e| RemoteError::new(RemoteErrorKind::Internal, e.to_string()))?
+            .map_err(|e| remote_of(&e))?;
+        if !continues {
+            return Err(RemoteError::new(
+                RemoteErrorKind::Diverged,
+                format!(
+                    "the replica's log (last entry {last:?}) is not a prefix of the master's copy of {db}:{ordinal}"
+                ),
+            ));
+        }
+        // Push while commits go on, then finish under the partition lock.
+        let mut after = position.index;
+        for _ in 0..CATCH_UP_ROUNDS_MAX {
+            let (db_owned, s) = (db.to_string(), store.clone());
+            let entries =
+                tokio::task::spawn_blocking(move || s.log_since(&db_owned, ordinal, after, u64::from(CHUNK_BYTES)))
+                    .await
+                    .map_err(|e| RemoteError::new(RemoteErrorKind::Internal, e.to_string()))?
+                    .map_err(|e| remote_error(&e))?;
+            let Some(last) = entries.last().map(|e| e.index) else { break };
+            let close = entries.len() < CATCH_UP_CLOSE_ENTRIES;
+            push(&client, db, partition, entries).await?;
+            after = last;
+            if close {
+                break;
+            }
+        }
+        let this = self.clone();
+        let db_owned = db.to_string();
+        tokio::task::spawn_blocking(move || {
+            store.with_partition_locked(&db_owned, ordinal, |conn| {
+                let (term, _) = store.partition_term(&db_owned, ordinal)?;
+                if term != partition.term {
+                    return Err(StorageError::StaleTerm { current: term, requested: partition.term });
+                }
+                loop {
+                    let entries = match log::since(conn, after, u64::from(CHUNK_BYTES)) {
+                        Ok(entries) => entries,
+                        Err(e) => return Err(e),
+                    };
+                    let Some(last) = entries.last().map(|e| e.index) else { break };
+                    this.runtime
+                        .block_on(push(&client, &db_owned, partition, entries))
+                        .map_err(|e| StorageError::Replication(e.message))?;
+                    after = last;
+                }
+                this.targets.lock().unwrap_or_else(|p| p.into_inner()).insert((db_owned.clone(), ordinal), target);
+                Ok(())
+            })
+        })
+        .await
+        .map_err(|e| RemoteError::new(RemoteErrorKind::Internal, e.to_string()))?
+        .map_err(|e| remote_error(&e))
+    }
+}
+
+/// Sends `entries` of one partition to the replica as one batch and waits for it to apply them.
+async fn push(client: &Client, db: &str, partition: PartitionTerm, entries: Vec<LogEntry>) -> Result<(), RemoteError> {
+    let batch = ReplicateBatch { db: db.to_string(), partition, entries: entries.into_iter().map(to_record).collect() };
+    match client.call(&Request::Replicate { batches: vec![batch] }, LINK_TIMEOUT).await {
+        Ok(Response::Replicated(mut results)) if results.len() == 1 => results.pop().expect("one result").map(|_| ()),
+        Ok(Response::Error(e)) => Err(e),
+        Ok(other) => Err(RemoteError::new(RemoteErrorKind::Internal, format!("unexpected answer {other:?}"))),
+        Err(e) => {
+            client.flush();
+            Err(RemoteError::new(RemoteErrorKind::Internal, format!("replica leaf unreachable: {e}")))
+        }
+    }
+}
+
+/// A link's task: sends everything queued as one request, answers each commit, and goes on with what queued
+/// meanwhile. Commits that stopped waiting (their receiver is gone) are left out.
+async fn run_link(client: Arc<Client>, mut queue: mpsc::UnboundedReceiver<Item>) {
+    while let Some(first) = queue.recv().await {
+        let mut items = vec![first];
+        while items.len() < BATCH_ENTRIES_MAX {
+            match queue.try_recv() {
+                Ok(item) => items.push(item),
+                Err(_) => break,
+            }
+        }
+        items.retain(|i| !i.reply.is_closed());
+        if items.is_empty() {
+            continue;
+        }
+        let (batches, replies): (Vec<ReplicateBatch>, Vec<_>) = items.into_iter().map(|i| (i.batch, i.reply)).unzip();
+        let count = batches.len();
+        match client.call(&Request::Replicate { batches }, LINK_TIMEOUT).await {
+            Ok(Response::Replicated(results)) if results.len() == count => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result.map_err(ShipError::Remote));
+                }
+            }
+            Ok(Response::Error(e)) => {
+                for reply in replies {
+                    let _ = reply.send(Err(ShipError::Remote(e.clone())));
+                }
+            }
+            Ok(other) => {
+                for reply in replies {
+                    let _ = reply.send(Err(ShipError::Transport(format!("unexpected answer {other:?}"))));
+                }
+            }
+            Err(e) => {
+                client.flush();
+                for reply in replies {
+                    let _ = reply.send(Err(ShipError::Transport(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+impl canopy_storage::Replicator for Replication {
+    fn ship(&self, db: &str, ordinal: u32, entry: &LogEntry) -> Result<(), StorageError> {
+        let key = (db.to_string(), ordinal);
+        if self.target(&key).is_none() {
+            return Ok(());
+        }
+        let term: Term = entry.term;
+        let record = to_record(entry.clone());
+        let mut logged = false;
+        loop {
+            // Looked up on every attempt: the master aggregator may have taken the replica out meanwhile.
+            let Some(target) = self.target(&key) else { return Ok(()) };
+            let link = self.link(&target).map_err(StorageError::Replication)?;
+            let (reply, answer) = oneshot::channel();
+            let batch = ReplicateBatch {
+                db: db.to_string(),
+                partition: PartitionTerm { ordinal, term },
+                entries: vec![record.clone()],
+            };
+            if link.queue.send(Item { batch, reply }).is_err() {
+                std::thread::sleep(RETRY_PAUSE);
+                continue;
+            }
+            let outcome = self.runtime.block_on(async { tokio::time::timeout(ATTEMPT, answer).await });
+            match outcome {
+                Ok(Ok(Ok(_))) => return Ok(()),
+                Ok(Ok(Err(ShipError::Remote(e)))) => match e.kind {
+                    RemoteErrorKind::StaleTerm { expected, .. } if expected > term => {
+                        tracing::warn!(
+                            "{db}:{ordinal}: the replica is in term {expected}, this master in {term}: deposed"
+                        );
+                        self.forget(db, ordinal);
+                        if let Some(store) = self.store.upgrade() {
+                            let _ = store.depose(db, ordinal, term);
+                        }
+                        return Err(StorageError::Replication(format!(
+                            "Partition {db}:{ordinal} has a new master (term {expected}); this write was not committed"
+                        )));
+                    }
+                    // The replica's copy is not ready to take entries (it restarted and waits to be attached, or
+                    // it has not been told this term yet): it still counts as in sync until the master aggregator
+                    // says otherwise, so wait for it like for a replica that does not answer.
+                    RemoteErrorKind::NotReplica
+                    | RemoteErrorKind::NoSuchPartition
+                    | RemoteErrorKind::StaleTerm { .. } => {
+                        if !logged {
+                            tracing::warn!("{db}:{ordinal}: the replica cannot take entries yet ({e}); waiting");
+                            logged = true;
+                        }
+                        std::thread::sleep(RETRY_PAUSE);
+                    }
+                    _ => {
+                        // The replica did not apply the entry (each batch is its own transaction), so rolling back
+                        // leaves both copies equal.
+                        tracing::error!("{db}:{ordinal}: the replica refused log entry {}: {e}", record.index);
+                        return Err(StorageError::Replication(format!(
+                            "Partition {db}:{ordinal}: the replica refused the write ({e}); it was not committed"
+                        )));
+                    }
+                },
+                other => {
+                    // No answer or a broken exchange: the entry may or may not be there. Ask again (never roll back
+                    // now), until the replica answers or the master aggregator takes it out of the commit path.
+                    if !logged {
+                        let why = match other {
+                            Ok(Ok(Err(ShipError::Transport(e)))) => e,
+                            _ => "no answer".to_string(),
+                        };
+                        tracing::warn!(
+                            "{db}:{ordinal}: waiting for replica leaf {}:{} ({why})",
+                            target.host,
+                            target.rpc_port
+                        );
+                        logged = true;
+                    }
+                    std::thread::sleep(RETRY_PAUSE);
+                }
+            }
+        }
+    }
+}

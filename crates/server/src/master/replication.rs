@@ -1,0 +1,405 @@
+//! Redundancy 2 on the master aggregator: putting replicas in their masters' commit path, failover, taking a silent
+//! replica out of the commit path, healing replicas that are not in sync, and the pair rebalance after a leaf
+//! returns. What to do is decided in `canopy_control::failover` (pure); this module does it.
+//!
+//! The order of every step is what keeps acknowledged writes:
+//! - a replica enters the commit path on its master's leaf first (`SetReplica`, which brings it up to date under
+//!   the partition's lock), and only then does the metadata call it in sync, a failover candidate;
+//! - a replica leaves the commit path in the metadata first (`SetReplicaSync false`), and only then is its master's
+//!   leaf told to commit without it: until that record, commits wait for it, so a replica the metadata calls in sync
+//!   holds every acknowledged write;
+//! - a failover tells the replica its new term before the metadata commits it (`Cluster::predict`); from then on the
+//!   replica refuses the old master's entries, so a deposed master that wakes up cannot acknowledge anything.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use canopy_control::failover::{self, Repair};
+use canopy_meta::{ClusterMeta, Command, Instance, InstanceId, Leaf, LeafState, NodeId, Outcome};
+use canopy_rpc::{PartitionTerm, RemoteErrorKind, ReplicaTarget, Request, Response};
+
+use crate::error::{Error, Result};
+use crate::master::cluster::Cluster;
+
+/// Where a master ships to, for the replica on `leaf`.
+pub fn target(leaf: &Leaf) -> ReplicaTarget {
+    ReplicaTarget { node: leaf.id, host: leaf.addr.host.clone(), rpc_port: leaf.addr.rpc_port }
+}
+
+fn leaf_of(meta: &ClusterMeta, node: NodeId) -> Result<Leaf> {
+    meta.leaves.get(&node).cloned().ok_or(Error::Meta(canopy_meta::MetaError::UnknownLeaf(node)))
+}
+
+/// Puts `replica` into `master`'s commit path: the replica's leaf becomes a replica in the master's term, then the
+/// master's leaf brings it up to date and registers it. The metadata is not changed here (the caller records the
+/// replica in sync once this succeeded). A replica whose log is not a prefix of the master's answers
+/// `RemoteErrorKind::Diverged` (or `LogTruncated` when the master no longer has what it misses).
+pub async fn start_replica(
+    cluster: &Arc<Cluster>,
+    meta: &ClusterMeta,
+    db: &str,
+    master: &Instance,
+    replica: &Instance,
+) -> Result<()> {
+    let master_leaf = leaf_of(meta, master.node)?;
+    let replica_leaf = leaf_of(meta, replica.node)?;
+    let partition = PartitionTerm { ordinal: master.ordinal, term: master.term };
+    cluster.call(&replica_leaf, &Request::BecomeReplica { db: db.to_string(), partition }).await?;
+    let request = Request::SetReplica { db: db.to_string(), partition, replica: Some(target(&replica_leaf)) };
+    cluster.call(&master_leaf, &request).await?;
+    Ok(())
+}
+
+/// Whether an error says the replica's copy cannot continue its master's log (it must be copied afresh).
+fn needs_new_copy(e: &Error) -> bool {
+    matches!(e, Error::Remote(r) if matches!(
+        r.kind,
+        RemoteErrorKind::Diverged | RemoteErrorKind::LogTruncated { .. } | RemoteErrorKind::NoSuchPartition
+    ))
+}
+
+/// Brings replica `replica` of `db` back in sync with its master and records it so: caught up when its log is a
+/// prefix of the master's, otherwise dropped and copied afresh (snapshot and catch-up) first.
+pub async fn resync(cluster: &Arc<Cluster>, db: &str, replica: InstanceId) -> Result<()> {
+    let meta = cluster.meta();
+    let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.to_string()))?;
+    let replica =
+        database.instance(replica).cloned().ok_or_else(|| Error::Internal(format!("{db}: no instance {replica}")))?;
+    let master = database
+        .master(replica.ordinal)
+        .cloned()
+        .ok_or(Error::NoMasterInstance { db: db.to_string(), ordinal: replica.ordinal })?;
+    let started = Instant::now();
+    match start_replica(cluster, &meta, db, &master, &replica).await {
+        Ok(()) => {}
+        Err(e) if needs_new_copy(&e) => {
+            tracing::warn!(
+                "{db}:{}: the replica cannot continue its master's log ({e}); copying it afresh",
+                replica.ordinal
+            );
+            reprovision(cluster, &meta, db, &master, &replica).await?;
+            start_replica(cluster, &meta, db, &master, &replica).await?;
+        }
+        Err(e) => return Err(e),
+    }
+    cluster.apply(Command::SetReplicaSync { db: db.to_string(), instance: replica.id, sync: true }).await?;
+    tracing::info!(
+        "{db}:{}: replica on leaf {} in sync ({} ms)",
+        replica.ordinal,
+        replica.node,
+        started.elapsed().as_millis()
+    );
+    Ok(())
+}
+
+/// Replaces the replica's copy with a fresh copy of the master's (the move machinery: snapshot, then catch-up).
+async fn reprovision(
+    cluster: &Arc<Cluster>,
+    meta: &ClusterMeta,
+    db: &str,
+    master: &Instance,
+    replica: &Instance,
+) -> Result<()> {
+    let master_leaf = leaf_of(meta, master.node)?;
+    let replica_leaf = leaf_of(meta, replica.node)?;
+    cluster.call(&replica_leaf, &Request::DropPartition { db: db.to_string(), ordinal: replica.ordinal }).await?;
+    let request = Request::CopyPartition {
+        db: db.to_string(),
+        source: PartitionTerm { ordinal: master.ordinal, term: master.term },
+        source_host: master_leaf.addr.host.clone(),
+        source_rpc_port: master_leaf.addr.rpc_port,
+    };
+    cluster.call(&replica_leaf, &request).await?;
+    Ok(())
+}
+
+/// Promotes replica `instance` of `db` to master in a new term: its leaf is told the term first, then the
+/// metadata commits it. Returns the new term.
+pub async fn promote(cluster: &Arc<Cluster>, db: &str, instance: InstanceId) -> Result<canopy_meta::Term> {
+    let meta = cluster.meta();
+    let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.to_string()))?;
+    let replica =
+        database.instance(instance).cloned().ok_or_else(|| Error::Internal(format!("{db}: no instance {instance}")))?;
+    let leaf = leaf_of(&meta, replica.node)?;
+    let prediction = cluster.predict(vec![Command::Promote { db: db.to_string(), instance }]).await?;
+    let Some(Outcome::Promoted { term }) = prediction.outcomes().first().cloned() else {
+        return Err(Error::Internal("Promote did not promote".into()));
+    };
+    let partition = PartitionTerm { ordinal: replica.ordinal, term };
+    cluster.call(&leaf, &Request::PromotePartition { db: db.to_string(), partition }).await?;
+    prediction.commit().await?;
+    Ok(term)
+}
+
+/// Takes replica `instance` out of its master's commit path: recorded first, then told to the master's leaf (an
+/// unreachable master leaf is fine: it is then offline or will be told when it is attached).
+pub async fn demote(cluster: &Arc<Cluster>, db: &str, instance: InstanceId) -> Result<()> {
+    cluster.apply(Command::SetReplicaSync { db: db.to_string(), instance, sync: false }).await?;
+    let meta = cluster.meta();
+    let Some(database) = meta.databases.get(db) else { return Ok(()) };
+    let Some(replica) = database.instance(instance) else { return Ok(()) };
+    let Some(master) = database.master(replica.ordinal) else { return Ok(()) };
+    let leaf = leaf_of(&meta, master.node)?;
+    let partition = PartitionTerm { ordinal: master.ordinal, term: master.term };
+    if let Err(e) = cluster.call(&leaf, &Request::SetReplica { db: db.to_string(), partition, replica: None }).await {
+        tracing::warn!("{db}:{}: telling the master to commit without its replica failed: {e}", master.ordinal);
+    }
+    Ok(())
+}
+
+/// Leaf `leaf` was declared offline: each partition it mastered fails over to its in-sync replica on an online
+/// leaf, and each in-sync replica it held leaves its (online) master's commit path. Returns how many partitions
+/// failed over.
+pub async fn fail_over(cluster: &Arc<Cluster>, leaf: NodeId) -> usize {
+    let started = Instant::now();
+    let meta = cluster.meta();
+    let actions = failover::on_leaf_offline(&meta, leaf);
+    // Promotions in parallel: each partition's writes wait for its own.
+    let mut promotions = tokio::task::JoinSet::new();
+    for (db, instance) in actions.promote.iter().cloned() {
+        let cluster = cluster.clone();
+        promotions.spawn(async move {
+            match promote(&cluster, &db, instance).await {
+                Ok(term) => {
+                    tracing::info!("failover: {db} instance {instance} promoted in term {term}");
+                    true
+                }
+                Err(e) => {
+                    tracing::error!("failover: promoting {db} instance {instance} failed: {e}");
+                    false
+                }
+            }
+        });
+    }
+    let mut promoted = 0;
+    while let Some(ok) = promotions.join_next().await {
+        promoted += usize::from(ok.unwrap_or(false));
+    }
+    for (db, instance) in &actions.demote {
+        if let Err(e) = demote(cluster, db, *instance).await {
+            tracing::error!("failover: taking {db} replica {instance} out of the commit path failed: {e}");
+        }
+    }
+    if !actions.promote.is_empty() || !actions.demote.is_empty() {
+        tracing::info!(
+            "failover of leaf {leaf}: {promoted} of {} partitions promoted, {} replicas made async, {} ms",
+            actions.promote.len(),
+            actions.demote.len(),
+            started.elapsed().as_millis()
+        );
+    }
+    promoted
+}
+
+/// One pass of healing, under the operation lock: every replica that is not in sync while it and its master are on
+/// online leaves is brought back in sync (caught up, or copied afresh), and every partition that lacks a replica on
+/// its master's online pair gets one. Returns how many were healed.
+pub async fn heal(cluster: &Arc<Cluster>) -> usize {
+    let meta = cluster.meta();
+    let mut healed = 0;
+    for Repair { db, replica } in failover::repairs(&meta) {
+        match resync(cluster, &db, replica).await {
+            Ok(()) => healed += 1,
+            Err(e) => tracing::warn!("healing {db} replica {replica} failed: {e}"),
+        }
+    }
+    for failover::MissingReplica { db, ordinal, target } in failover::missing_replicas(&cluster.meta(), None) {
+        match restore_replica(cluster, &db, ordinal, target).await {
+            Ok(()) => healed += 1,
+            Err(e) => tracing::warn!("restoring a replica of {db}:{ordinal} on leaf {target} failed: {e}"),
+        }
+    }
+    healed
+}
+
+/// The leaves of `leaf`'s pair, if it has an online pair.
+pub fn online_pair(meta: &ClusterMeta, leaf: NodeId) -> Option<NodeId> {
+    meta.leaves
+        .get(&leaf)
+        .and_then(|l| l.pair)
+        .filter(|p| meta.leaves.get(p).is_some_and(|l| l.state == LeafState::Online))
+}
+
+/// Sends a request and checks the answer is `Done`.
+pub async fn call_done(cluster: &Arc<Cluster>, leaf: &Leaf, request: &Request) -> Result<()> {
+    match cluster.call(leaf, request).await? {
+        Response::Done => Ok(()),
+        other => Err(Error::Internal(format!("{request:?} answered {other:?}"))),
+    }
+}
+
+/// How long a planned promotion waits for statements on the partition to finish before it gives up.
+const PLANNED_GATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A planned promotion of the in-sync replica `instance` (the pair rebalance): under the partition's closed gate
+/// (new statements wait, running ones finish, so no statement fails), the master is fenced, the replica, which
+/// holds everything the master committed, is promoted, and the old master becomes its replica in sync. On an error
+/// before the promotion commits, the replica is recorded out of sync first and then the old master serves again
+/// (healing brings the replica back).
+pub async fn promote_planned(cluster: &Arc<Cluster>, db: &str, instance: InstanceId) -> Result<canopy_meta::Term> {
+    let meta = cluster.meta();
+    let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.to_string()))?;
+    let replica =
+        database.instance(instance).cloned().ok_or_else(|| Error::Internal(format!("{db}: no instance {instance}")))?;
+    let old = database
+        .master(replica.ordinal)
+        .cloned()
+        .ok_or(Error::NoMasterInstance { db: db.to_string(), ordinal: replica.ordinal })?;
+    if !replica.sync {
+        return Err(Error::Internal(format!("{db}:{}: the replica is not in sync", replica.ordinal)));
+    }
+    let old_leaf = leaf_of(&meta, old.node)?;
+    let gate = cluster.gate(db, replica.ordinal);
+    let _closed = tokio::time::timeout(PLANNED_GATE_TIMEOUT, gate.write())
+        .await
+        .map_err(|_| Error::Internal(format!("statements on {db}:{} did not finish in time", replica.ordinal)))?;
+    let old_partition = PartitionTerm { ordinal: old.ordinal, term: old.term };
+    cluster.call(&old_leaf, &Request::FencePartition { db: db.to_string(), partition: old_partition }).await?;
+    let term = match promote(cluster, db, instance).await {
+        Ok(term) => term,
+        Err(e) => {
+            let _ = cluster.apply(Command::SetReplicaSync { db: db.to_string(), instance, sync: false }).await;
+            let attach = Request::AttachPartitions { db: db.to_string(), partitions: vec![old_partition] };
+            if let Err(e) = cluster.call(&old_leaf, &attach).await {
+                tracing::warn!("{db}:{}: the old master did not resume serving: {e}", old.ordinal);
+            }
+            return Err(e);
+        }
+    };
+    // Statements go to the new master from here on; the old master is made its replica (it holds the same log, so
+    // it is in sync at once) with the gate open again.
+    drop(_closed);
+    if let Err(e) = resync(cluster, db, old.id).await {
+        tracing::warn!("{db}:{}: the demoted master is not in sync yet ({e}); healing will retry", old.ordinal);
+    }
+    Ok(term)
+}
+
+/// The pair rebalance after `leaf` returned: masters split evenly within its pair again, each by a planned
+/// promotion. Returns how many partitions moved their master.
+pub async fn balance_pair(cluster: &Arc<Cluster>, leaf: NodeId) -> usize {
+    let mut moved = 0;
+    for (db, instance) in failover::pair_balance(&cluster.meta(), leaf) {
+        match promote_planned(cluster, &db, instance).await {
+            Ok(term) => {
+                tracing::info!("pair rebalance: {db} instance {instance} is master again in term {term}");
+                moved += 1;
+            }
+            Err(e) => tracing::warn!("pair rebalance: promoting {db} instance {instance} failed: {e}"),
+        }
+    }
+    moved
+}
+
+/// DETACH LEAF / REMOVE LEAF in redundancy 2, under the operation lock: every partition `leaf` masters moves to its
+/// in-sync replica on the pair by a planned promotion (no statement fails), then every replica it holds leaves its
+/// master's commit path. Refused before anything changes when a partition it masters has no in-sync replica on
+/// an online leaf (taking the leaf out would take the partition offline). Returns how many masters moved.
+pub async fn evacuate(cluster: &Arc<Cluster>, leaf: NodeId) -> Result<u64> {
+    let meta = cluster.meta();
+    let online = |node: NodeId| meta.leaves.get(&node).is_some_and(|l| l.state == LeafState::Online);
+    let mut promotions = Vec::new();
+    for database in meta.databases.values() {
+        for master in
+            database.instances.iter().filter(|i| i.node == leaf && i.role == canopy_meta::InstanceRole::Master)
+        {
+            let candidate = database.replicas(master.ordinal).find(|r| r.sync && r.node != leaf && online(r.node));
+            let Some(candidate) = candidate else {
+                return Err(Error::Unsupported(format!(
+                    "partition {}:{} has no in-sync replica on an online leaf; taking the leaf out would take it offline \
+                     (wait until SHOW PARTITIONS / DISTRIBUTED_PARTITIONS show its replica in sync, or use REMOVE LEAF ... FORCE)",
+                    database.name, master.ordinal
+                )));
+            };
+            promotions.push((database.name.clone(), candidate.id));
+        }
+    }
+    let mut moved = 0;
+    for (db, instance) in promotions {
+        promote_planned(cluster, &db, instance).await?;
+        moved += 1;
+    }
+    let meta = cluster.meta();
+    for database in meta.databases.values() {
+        for replica in database
+            .instances
+            .iter()
+            .filter(|i| i.node == leaf && i.role == canopy_meta::InstanceRole::Replica && i.sync)
+        {
+            demote(cluster, &database.name, replica.id).await?;
+        }
+    }
+    Ok(moved)
+}
+
+/// Gives partition `ordinal` of `db` a new replica on `target` (its master's pair), under the operation lock: the
+/// target gets a current reference copy, copies the master's partition (snapshot, then catch-up), is registered as
+/// a replica (under the reference lock, so no reference write falls in between), enters the commit path, and is
+/// recorded in sync.
+pub async fn restore_replica(cluster: &Arc<Cluster>, db: &str, ordinal: u32, target_id: NodeId) -> Result<()> {
+    let meta = cluster.meta();
+    let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.to_string()))?;
+    let master = database.master(ordinal).cloned().ok_or(Error::NoMasterInstance { db: db.to_string(), ordinal })?;
+    let target = leaf_of(&meta, target_id)?;
+    crate::master::reference::provide(cluster, db, &target).await?;
+    reprovision_onto(cluster, &meta, db, &master, &target).await?;
+    let added = {
+        let _reference = crate::master::reference::lock(cluster, db).await;
+        crate::master::reference::provide(cluster, db, &target).await?;
+        let command = Command::AddInstance {
+            db: db.to_string(),
+            ordinal,
+            node: target_id,
+            role: canopy_meta::InstanceRole::Replica,
+        };
+        cluster.apply(command).await?
+    };
+    let Outcome::InstanceAdded(replica) = added else {
+        return Err(Error::Internal("AddInstance added no instance".into()));
+    };
+    resync(cluster, db, replica.id).await
+}
+
+/// Drops whatever copy `target` has of the master's partition and copies the master's afresh.
+async fn reprovision_onto(
+    cluster: &Arc<Cluster>,
+    meta: &ClusterMeta,
+    db: &str,
+    master: &Instance,
+    target: &Leaf,
+) -> Result<()> {
+    let master_leaf = leaf_of(meta, master.node)?;
+    cluster.call(target, &Request::DropPartition { db: db.to_string(), ordinal: master.ordinal }).await?;
+    let request = Request::CopyPartition {
+        db: db.to_string(),
+        source: PartitionTerm { ordinal: master.ordinal, term: master.term },
+        source_host: master_leaf.addr.host.clone(),
+        source_rpc_port: master_leaf.addr.rpc_port,
+    };
+    cluster.call(target, &request).await?;
+    Ok(())
+}
+
+/// RESTORE REDUNDANCY ON db: a replica on its master's pair for every partition that lacks one (no balancing
+/// moves), recorded as `COPY PARTITION FORCE` steps so SHOW REBALANCE STATUS shows them. Answers how many were
+/// made.
+pub async fn restore_redundancy(cluster: &Arc<Cluster>, db: &str) -> Result<crate::answer::Answer> {
+    use canopy_meta::{Action, Step};
+    let _op = cluster.operation_lock.lock().await;
+    let meta = cluster.meta();
+    if !meta.databases.contains_key(db) {
+        return Err(Error::UnknownDatabase(db.to_string()));
+    }
+    let missing = failover::missing_replicas(&meta, Some(db));
+    if missing.is_empty() {
+        return Ok(crate::answer::Answer::affected(0));
+    }
+    let steps =
+        missing.iter().map(|m| Step::scheduled(Action::CopyPartitionForce, m.ordinal, m.target, 1, 1000)).collect();
+    cluster.apply(Command::RecordOperation { db: db.to_string(), steps }).await?;
+    for (index, m) in missing.iter().enumerate() {
+        crate::master::attach::run_step(cluster, db, index as u32, restore_replica(cluster, db, m.ordinal, m.target))
+            .await?;
+    }
+    Ok(crate::answer::Answer::affected(missing.len() as u64))
+}
