@@ -416,7 +416,6 @@ impl Session {
             }
             Statement::Use { db } => self.use_database(&db).map(|()| Answer::done()),
             Statement::ShowDatabases { like, .. } => {
-                let meta = cluster.meta();
                 // As MySQL, an account sees the databases it holds some privilege on.
                 let names = std::iter::once("information_schema".to_string())
                     .chain(meta.databases.keys().filter(|d| meta.users.sees(&self.user, d)).cloned())
