@@ -112,6 +112,20 @@ async fn accounts_log_in_and_are_held_to_their_grants() {
         ["GRANT INSERT, CLUSTER ON *.* TO 'app'@'%'", "GRANT SELECT ON `shop`.* TO 'app'@'%'"]
     );
 
+    // COM_CHANGE_USER authenticates again (caching_sha2_password, the plugin of the connection), and the new
+    // session holds the new account's privileges, not root's.
+    let mut changed = cluster.conn().await;
+    let to_app = mysql_async::ChangeUserOpts::default().with_user(Some("app".into())).with_pass(Some("s3cret".into()));
+    changed.change_user(to_app.with_db_name(Some("shop".into()))).await.expect("change to app");
+    let current: String = changed.query_first("SELECT CURRENT_USER()").await.unwrap().unwrap();
+    assert_eq!(current, "app@%");
+    assert_eq!(code(changed.query_drop("DROP TABLE t").await), 1142);
+    let to_old = mysql_async::ChangeUserOpts::default().with_user(Some("old".into())).with_pass(Some("n4tive".into()));
+    changed.change_user(to_old.with_db_name(None)).await.expect("change to the native-password account");
+    assert_eq!(code(changed.query_drop("SELECT * FROM shop.t").await), 1142);
+    // A leaf accepts only root, the account ADD LEAF names.
+    assert_eq!(code(login(&cluster.leaves[0], "app", "s3cret").await), 1045);
+
     root.query_drop("REVOKE SELECT ON shop.* FROM app").await.unwrap();
     assert_eq!(code(app.query_drop("SELECT * FROM t").await), 1142, "REVOKE takes effect on open connections");
     assert_eq!(code(app.exec_first::<i64, _, _>("SELECT v FROM t WHERE id = ?", (2,)).await), 1142);
