@@ -1,8 +1,9 @@
 //! Accounts and privileges through real processes and a real MySQL client: CREATE USER, logging in with
 //! caching_sha2_password (mysql_async's choice when the server offers it) and with mysql_native_password (an
 //! account identified WITH it: the server switches the client), GRANT / REVOKE / SHOW GRANTS, the error codes of
-//! what an account may not do, SET PASSWORD / ALTER USER, KILL of another account's connection, accounts surviving
-//! a restart of the master aggregator, and DROP USER.
+//! what an account may not do, INFORMATION_SCHEMA and SHOW PROCESSLIST filtered per account, COM_CHANGE_USER, SET
+//! PASSWORD / ALTER USER, KILL of another account's connection, accounts surviving a restart of the master
+//! aggregator, and DROP USER.
 
 mod support;
 
@@ -41,7 +42,8 @@ async fn grants(conn: &mut mysql_async::Conn, sql: &str) -> Vec<String> {
 /// account `old` identified WITH mysql_native_password. Both log in. `app` is refused everything until root grants
 /// it SELECT on the database; then it reads, through text and prepared statements, but cannot write; REVOKE takes
 /// the read away again, on the open connection. Cluster commands need CLUSTER, account statements CREATE USER, and
-/// KILL of root's connection is refused. Property: each refusal carries MySQL's error code (1142, 1044, 1227, 1095,
+/// KILL of root's connection is refused. A root connection changes user (COM_CHANGE_USER) to each account and holds
+/// that account's privileges; a leaf refuses the accounts (it knows only root). Property: each refusal carries MySQL's error code (1142, 1044, 1227, 1095,
 /// 1141, 1045), and SHOW GRANTS lists exactly what was granted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_log_in_and_are_held_to_their_grants() {
