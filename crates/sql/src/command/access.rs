@@ -55,7 +55,17 @@ pub fn required(statement: &Statement, db: Option<&str>, user: &str) -> Vec<Need
             ShowCatalog::Grants { user: Some(other) } if other != "CURRENT_USER" && other != user => {
                 vec![Need::Global(Privilege::Select)]
             }
-            _ => vec![],
+            // The session filters PROCESSLIST to the account's own connections (without CLUSTER).
+            ShowCatalog::Grants { .. }
+            | ShowCatalog::Engines
+            | ShowCatalog::CharacterSet { .. }
+            | ShowCatalog::Collation { .. }
+            | ShowCatalog::Plugins
+            | ShowCatalog::Privileges
+            | ShowCatalog::ReplicationStatus
+            | ShowCatalog::NoObjects(_)
+            | ShowCatalog::Processlist { .. }
+            | ShowCatalog::Status { .. } => vec![],
         },
         Statement::ShowWhere { show, .. } => required(show, db, user),
         Statement::CreateTable(create) => {
