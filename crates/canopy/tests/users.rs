@@ -94,6 +94,11 @@ async fn accounts_log_in_and_are_held_to_their_grants() {
     root.query_drop("GRANT SELECT ON shop.* TO 'app'@'%'").await.unwrap();
     let tables: Vec<String> = app.query(listed).await.unwrap();
     assert_eq!(tables, ["t"]);
+    let privileges: Vec<(String, String, String)> = app
+        .query("SELECT GRANTEE, TABLE_SCHEMA, PRIVILEGE_TYPE FROM information_schema.SCHEMA_PRIVILEGES")
+        .await
+        .unwrap();
+    assert_eq!(privileges, [("'app'@'%'".to_string(), "shop".to_string(), "SELECT".to_string())]);
     app.query_drop("USE shop").await.expect("a grant takes effect on open connections");
     let sum: i64 = app.query_first("SELECT SUM(v) FROM t").await.unwrap().unwrap();
     assert_eq!(sum, 30);

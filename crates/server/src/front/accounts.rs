@@ -120,12 +120,20 @@ fn named_privileges(privileges: &PrivilegeList, level: &GrantLevel) -> BTreeSet<
 
 /// The rows of INFORMATION_SCHEMA table `table` that `user` may see, as MySQL filters them: rows of databases the
 /// account holds no privilege on are left out, PROCESSLIST shows only its own connections and the cluster's tables
-/// (LEAVES, AGGREGATORS, MV_CLUSTER_STATUS) nothing, unless it holds CLUSTER.
+/// (LEAVES, AGGREGATORS, MV_CLUSTER_STATUS) nothing, unless it holds CLUSTER; the privilege tables show only the
+/// account's own grants unless it holds global SELECT.
 pub fn visible_rows(users: &Users, user: &str, table: &str, mut rows: ResultSet) -> ResultSet {
+    let table = table.to_ascii_uppercase();
+    // Other accounts' grants are the `mysql` schema's rows in MySQL: global SELECT reads them.
+    if matches!(table.as_str(), "USER_PRIVILEGES" | "SCHEMA_PRIVILEGES") && !users.holds_global(user, Privilege::Select)
+    {
+        let own = Value::Text(grantee(user));
+        rows.rows.retain(|row| row.first() == Some(&own));
+        return rows;
+    }
     if users.holds_global(user, Privilege::Cluster) {
         return rows;
     }
-    let table = table.to_ascii_uppercase();
     if matches!(table.as_str(), "LEAVES" | "AGGREGATORS" | "MV_CLUSTER_STATUS") {
         rows.rows.clear();
         return rows;
@@ -148,6 +156,58 @@ pub fn visible_rows(users: &Users, user: &str, table: &str, mut rows: ResultSet)
         });
     }
     rows
+}
+
+/// INFORMATION_SCHEMA.USER_PRIVILEGES (global grants) and SCHEMA_PRIVILEGES (database grants), one row per account
+/// and privilege as MySQL lists them (`GRANTEE` is `'name'@'%'`; GRANT OPTION shows as `IS_GRANTABLE`). Root's
+/// privileges come first. `None` for any other table name.
+pub fn privilege_table(users: &Users, table: &str) -> Option<ResultSet> {
+    let text = |s: &str| Value::Text(s.to_string());
+    let grantable =
+        |held: &BTreeSet<Privilege>| text(if held.contains(&Privilege::GrantOption) { "YES" } else { "NO" });
+    let named =
+        |held: &BTreeSet<Privilege>| held.iter().filter(|p| **p != Privilege::GrantOption).copied().collect::<Vec<_>>();
+    let root: BTreeSet<Privilege> = Privilege::EVERY.into_iter().collect();
+    match table.to_ascii_uppercase().as_str() {
+        "USER_PRIVILEGES" => {
+            let accounts =
+                std::iter::once((ROOT, &root)).chain(users.accounts.values().map(|a| (a.name.as_str(), &a.global)));
+            let mut rows = Vec::new();
+            for (name, held) in accounts {
+                let privileges = named(held);
+                let shown: Vec<&str> =
+                    if privileges.is_empty() { vec!["USAGE"] } else { privileges.iter().map(|p| p.name()).collect() };
+                for privilege in shown {
+                    rows.push(vec![text(&grantee(name)), text("def"), text(privilege), grantable(held)]);
+                }
+            }
+            Some(ResultSet::named(&["GRANTEE", "TABLE_CATALOG", "PRIVILEGE_TYPE", "IS_GRANTABLE"], rows))
+        }
+        "SCHEMA_PRIVILEGES" => {
+            let mut rows = Vec::new();
+            for account in users.accounts.values() {
+                for (db, held) in &account.databases {
+                    for privilege in named(held) {
+                        let row = vec![
+                            text(&grantee(&account.name)),
+                            text("def"),
+                            text(db),
+                            text(privilege.name()),
+                            grantable(held),
+                        ];
+                        rows.push(row);
+                    }
+                }
+            }
+            let columns = ["GRANTEE", "TABLE_CATALOG", "TABLE_SCHEMA", "PRIVILEGE_TYPE", "IS_GRANTABLE"];
+            Some(ResultSet::named(&columns, rows))
+        }
+        _ => None,
+    }
+}
+
+fn grantee(name: &str) -> String {
+    format!("'{}'@'%'", name.replace('\'', "''"))
 }
 
 /// SHOW GRANTS [FOR name]: the session's account without a name (or with CURRENT_USER).
@@ -255,6 +315,14 @@ mod tests {
         assert_eq!(seen("app", "PROCESSLIST", &processes), [processes.rows[1].clone()]);
         let leaves = ResultSet::named(&["HOST"], vec![vec![text("h")]]);
         assert!(seen("app", "LEAVES", &leaves).is_empty());
+        let schema = privilege_table(&users, "SCHEMA_PRIVILEGES").unwrap();
+        assert_eq!(schema.rows, [vec![text("'app'@'%'"), text("def"), text("shop"), text("SELECT"), text("NO")]]);
+        let global = privilege_table(&users, "USER_PRIVILEGES").unwrap();
+        assert_eq!(global.rows.len(), 9, "root's eight privileges and app's USAGE: {:?}", global.rows);
+        assert_eq!(
+            seen("app", "USER_PRIVILEGES", &global),
+            [vec![text("'app'@'%'"), text("def"), text("USAGE"), text("NO")]]
+        );
     }
 
     #[test]

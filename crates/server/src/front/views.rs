@@ -245,6 +245,9 @@ pub async fn virtual_table(cluster: &Arc<Cluster>, meta: &ClusterMeta, schema: &
         "AGGREGATORS" => Ok(show_aggregators(meta, true)),
         "DISTRIBUTED_DATABASES" => Ok(distributed_databases(meta)),
         "MV_CLUSTER_STATUS" => cluster_status(cluster, meta).await,
+        upper @ ("USER_PRIVILEGES" | "SCHEMA_PRIVILEGES") => {
+            Ok(crate::front::accounts::privilege_table(&meta.users, upper).expect("a privilege table"))
+        }
         upper => crate::front::schema_tables::table(meta, upper, &|db, t| cluster.next_auto_increment(meta, db, t))
             .ok_or_else(|| Error::Sql(SqlError::UnknownTable { db: schema.to_string(), table: name.to_string() })),
     }
@@ -272,12 +275,14 @@ pub const INFORMATION_SCHEMA_TABLES: &[&str] = &[
     "REFERENTIAL_CONSTRAINTS",
     "ROUTINES",
     "SCHEMATA",
+    "SCHEMA_PRIVILEGES",
     "SESSION_STATUS",
     "SESSION_VARIABLES",
     "STATISTICS",
     "TABLES",
     "TABLE_CONSTRAINTS",
     "TRIGGERS",
+    "USER_PRIVILEGES",
     "VIEWS",
 ];
 
