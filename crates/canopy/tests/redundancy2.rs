@@ -143,6 +143,16 @@ async fn spec_walkthrough_failover_and_return() {
     .await;
     let masters_back = back.iter().filter(|i| i.role == "Master" && i.port == old.port).count();
     assert_eq!(masters_back, 2, "half of the pair's 4 masters are on the returned leaf: {back:#?}");
+    let mut direct = cluster.leaves[dead].connect().await;
+    let local: Vec<Row> = direct.query("SHOW DATABASES EXTENDED").await.unwrap();
+    let roles: Vec<(String, String)> = local
+        .iter()
+        .filter(|r| text(r, "Database").starts_with("test_"))
+        .map(|r| (text(r, "Role"), text(r, "State")))
+        .collect();
+    let replicas = roles.iter().filter(|(role, state)| role == "sync replica" && state == "replicating").count();
+    let masters = roles.iter().filter(|(role, state)| role == "master" && state == "online").count();
+    assert_eq!((masters, replicas), (2, 2), "the leaf's own view: {roles:?}");
     assert_eq!(count(&mut conn, "test.x").await, 200);
     let sum: i64 = conn.query_first("SELECT SUM(id) FROM test.x").await.unwrap().unwrap();
     assert_eq!(sum, 200 * 201 / 2);
@@ -380,12 +390,180 @@ async fn a_diverged_copy_is_reprovisioned() {
     let log = cluster.master.log();
     assert!(log.contains("copying it afresh"), "the fork was detected and the copy replaced:\n{log}");
     cluster.leaves[master_leaf].kill();
-    eventually("test:0 fails over to the reprovisioned copy", || async {
+    eventually("test:0 fails over to the reprovisioned copy, and every other partition of the dead leaf", || async {
         let mut conn = cluster.conn().await;
         let all = instances(&mut conn, "test").await;
-        master(&all, 0).filter(|m| cluster.leaf_index(m.port) == victim).map(|_| ())
+        let dead = cluster.leaves[master_leaf].port;
+        let moved = master(&all, 0).is_some_and(|m| cluster.leaf_index(m.port) == victim);
+        (moved && (0..4).all(|k| master(&all, k).is_some_and(|m| m.port != dead))).then_some(())
     })
     .await;
     assert!(!has_row(&mut conn, "test.x", -1).await, "the forked row is gone");
     assert_eq!(count(&mut conn, "test.x").await, 80);
+}
+
+/// What a writer did: the ids acknowledged, and the ids that failed with their errors.
+type Written = (Vec<i64>, Vec<(i64, String)>);
+
+/// Runs `insert` writers into test.x from `first` on until `stop`, returning (acknowledged, failed) ids.
+fn spawn_writer(
+    conn: mysql_async::Conn,
+    first: i64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<Written> {
+    let mut conn = conn;
+    tokio::spawn(async move {
+        let (mut ok, mut failed) = (Vec::new(), Vec::new());
+        let mut id = first;
+        // Bounded: a writer that keeps failing (a dead master aggregator) stops instead of growing without end.
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) && failed.len() < 100 {
+            match conn.query_drop(format!("INSERT INTO test.x VALUES ({id}, 'w')")).await {
+                Ok(()) => ok.push(id),
+                Err(e) => failed.push((id, e.to_string())),
+            }
+            id += 1;
+        }
+        (ok, failed)
+    })
+}
+
+fn masters_on(all: &[Instance], port: u16) -> usize {
+    all.iter().filter(|i| i.role == "Master" && i.port == port).count()
+}
+
+/// History: 2 pairs, a writer running throughout: DETACH LEAF of leaf 1, ATTACH LEAF; with auto_attach OFF leaf 2
+/// is killed and restarted, then attached by hand; with failure detection OFF (no healing in the background) leaf 2
+/// is removed, a new leaf added into its group, EXPLAIN RESTORE REDUNDANCY and RESTORE REDUNDANCY.
+/// Property: DETACH moves every master off the leaf by planned promotions and no statement fails; ATTACH brings it
+/// back as in-sync replicas and splits the masters again; a returning leaf waits `detached` with auto_attach OFF;
+/// after REMOVE LEAF the new leaf pairs with the survivor, EXPLAIN shows a COPY PARTITION FORCE for each partition
+/// without a replica and RESTORE REDUNDANCY makes them; every acknowledged row is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detach_attach_remove_and_restore_redundancy() {
+    let mut cluster = TestCluster::start_paired("r2-detach", 2, &[]).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE DATABASE test PARTITIONS 4").await.unwrap();
+    conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY, v VARCHAR(20))").await.unwrap();
+    insert_range(&mut conn, "test.x", 1..=100).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = spawn_writer(cluster.conn().await, 1000, stop.clone());
+    let (p1, p2) = (cluster.leaves[0].port, cluster.leaves[1].port);
+
+    conn.query_drop(format!("DETACH LEAF '127.0.0.1':{p1}")).await.unwrap();
+    let all = instances(&mut conn, "test").await;
+    assert_eq!(masters_on(&all, p1), 0, "every master moved to the pair: {all:#?}");
+    assert_eq!(support::leaf_state(&cluster, 0).await.as_deref(), Some("detached"));
+    conn.query_drop(format!("ATTACH LEAF '127.0.0.1':{p1}")).await.unwrap();
+    let all = healthy(&cluster, "test", 4).await;
+    assert_eq!(masters_on(&all, p1), 1, "the pair's two masters are split again: {all:#?}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = writer.await.unwrap();
+    assert!(failed.is_empty(), "no statement fails during DETACH or ATTACH: {failed:?}");
+    let mut acknowledged = ok.len() as i64;
+
+    // A kill fails the statements running on the dead leaf: no writer here.
+    conn.query_drop("SET GLOBAL auto_attach = OFF").await.unwrap();
+    cluster.leaves[1].kill();
+    eventually("leaf 2 is offline", || async {
+        (support::leaf_state(&cluster, 1).await.as_deref() == Some("offline")).then_some(())
+    })
+    .await;
+    cluster.leaves[1].spawn();
+    eventually("leaf 2 returns detached", || async {
+        (support::leaf_state(&cluster, 1).await.as_deref() == Some("detached")).then_some(())
+    })
+    .await;
+    conn.query_drop(format!("ATTACH LEAF '127.0.0.1':{p2}")).await.unwrap();
+    healthy(&cluster, "test", 4).await;
+    conn.query_drop("SET GLOBAL auto_attach = ON").await.unwrap();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = spawn_writer(cluster.conn().await, 100_000, stop.clone());
+    conn.query_drop("SET GLOBAL leaf_failure_detection = OFF").await.unwrap();
+    conn.query_drop(format!("REMOVE LEAF '127.0.0.1':{p2}")).await.unwrap();
+    let all = instances(&mut conn, "test").await;
+    assert_eq!(all.len(), 6, "leaf 2's two copies are forgotten: {all:#?}");
+    let new = support::NodeProc::start(&cluster.dir.join("leaf-new"), support::free_port());
+    drop(new.connect().await);
+    conn.query_drop(format!("ADD LEAF root@'127.0.0.1':{}", new.port)).await.unwrap();
+    let leaves: Vec<Row> = conn.query("SHOW LEAVES").await.unwrap();
+    let added = leaves.iter().find(|r| text(r, "Port") == new.port.to_string()).unwrap();
+    assert_eq!(text(added, "Availability_Group"), "1", "it joins the smaller group");
+    assert_eq!(text(added, "Pair_Port"), cluster.leaves[3].port.to_string(), "and pairs with the survivor");
+    let plan: Vec<Row> = conn.query("EXPLAIN RESTORE REDUNDANCY ON test").await.unwrap();
+    assert_eq!(plan.len(), 2, "a replica for each of the survivor's partitions");
+    assert!(
+        plan.iter()
+            .all(|r| text(r, "Action") == "COPY PARTITION FORCE" && text(r, "Target_Port") == new.port.to_string())
+    );
+    let made: Vec<Row> = conn.query("RESTORE REDUNDANCY ON test").await.unwrap();
+    drop(made);
+    let plan: Vec<Row> = conn.query("EXPLAIN RESTORE REDUNDANCY ON test").await.unwrap();
+    assert!(plan.is_empty(), "nothing left to restore");
+    conn.query_drop("SET GLOBAL leaf_failure_detection = ON").await.unwrap();
+    let all = eventually("every partition has an in-sync replica", || async {
+        let mut conn = cluster.conn().await;
+        let all = instances(&mut conn, "test").await;
+        (0..4).all(|k| replica(&all, k).is_some_and(|r| r.state == "sync")).then_some(all)
+    })
+    .await;
+    assert_eq!(all.len(), 8);
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = writer.await.unwrap();
+    assert!(failed.is_empty(), "no statement fails during REMOVE or RESTORE: {failed:?}");
+    acknowledged += ok.len() as i64;
+    assert_eq!(count(&mut conn, "test.x").await, 100 + acknowledged);
+    drop(new);
+}
+
+/// History: 2 pairs; PROMOTE PARTITION of test:0's replica; then the refusals: PROMOTE ... WITH DROP, DROP and
+/// DETACH of the master, COPY to a leaf that is not the master's pair, COPY onto a leaf holding a copy; with
+/// healing off, DROP PARTITION of the replica, then COPY PARTITION back onto the pair.
+/// Property: the promotion swaps the roles in a larger term with no row lost; every refusal is a clear error that
+/// changes nothing; the dropped replica is gone from the metadata and the copy makes an in-sync replica again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_commands_keep_two_copies_and_one_master() {
+    let cluster = TestCluster::start_paired("r2-partition-commands", 2, &[]).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE DATABASE test PARTITIONS 2").await.unwrap();
+    conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY, v VARCHAR(20))").await.unwrap();
+    insert_range(&mut conn, "test.x", 1..=50).await;
+    let before = instances(&mut conn, "test").await;
+    let (old, rep) = (master(&before, 0).unwrap().clone(), replica(&before, 0).unwrap().clone());
+    conn.query_drop(format!("PROMOTE PARTITION test:0 ON '127.0.0.1':{}", rep.port)).await.unwrap();
+    let after = instances(&mut conn, "test").await;
+    let promoted = master(&after, 0).unwrap();
+    assert_eq!(promoted.port, rep.port);
+    assert!(promoted.term > old.term);
+    let all = healthy(&cluster, "test", 2).await;
+    assert_eq!(replica(&all, 0).unwrap().port, old.port, "the old master is the replica now");
+    assert_eq!(count(&mut conn, "test.x").await, 50);
+
+    let other_pair = cluster.leaves.iter().map(|l| l.port).find(|p| *p != old.port && *p != rep.port).unwrap();
+    let refused = [
+        format!("PROMOTE PARTITION test:0 ON '127.0.0.1':{} WITH DROP", old.port),
+        format!("DROP PARTITION test:0 ON '127.0.0.1':{}", rep.port),
+        format!("DETACH PARTITION test:0 ON '127.0.0.1':{}", rep.port),
+        format!("COPY PARTITION test:0 TO '127.0.0.1':{other_pair}"),
+        format!("COPY PARTITION test:0 TO '127.0.0.1':{}", old.port),
+        format!("DROP PARTITION test:0 ON '127.0.0.1':{other_pair}"),
+    ];
+    for sql in &refused {
+        let e = conn.query_drop(sql).await.expect_err(sql);
+        assert!(e.to_string().contains("test:0"), "{sql}: {e}");
+    }
+    assert_eq!(instances(&mut conn, "test").await, all, "the refusals changed nothing");
+
+    conn.query_drop("SET GLOBAL leaf_failure_detection = OFF").await.unwrap();
+    conn.query_drop(format!("DROP PARTITION test:0 ON '127.0.0.1':{}", old.port)).await.unwrap();
+    let dropped = instances(&mut conn, "test").await;
+    assert_eq!(dropped.len(), 3);
+    assert!(replica(&dropped, 0).is_none());
+    insert_range(&mut conn, "test.x", 51..=60).await;
+    conn.query_drop(format!("COPY PARTITION test:0 TO '127.0.0.1':{}", old.port)).await.unwrap();
+    let copied = instances(&mut conn, "test").await;
+    assert_eq!(replica(&copied, 0).map(|r| (r.port, r.state.as_str())), Some((old.port, "sync")));
+    conn.query_drop("SET GLOBAL leaf_failure_detection = ON").await.unwrap();
+    assert_eq!(count(&mut conn, "test.x").await, 60);
 }

@@ -4,8 +4,8 @@
 //! - **Promote**: a partition whose master is on a leaf that is not online (offline, attaching after a restart,
 //!   detached) gets its in-sync replica promoted, if that replica's leaf is online. Only an in-sync replica holds
 //!   every acknowledged write; a partition without one stays without a master (ERROR 1777) until a copy returns.
-//! - **Demote**: an in-sync replica on a leaf that is not online, whose master is on an online leaf, leaves the
-//!   commit path (recorded async), so the master's commits stop waiting for it. While the master is not online
+//! - **Demote**: an in-sync replica on a leaf that is away (not online, not being attached), whose master is on an
+//!   online leaf, leaves the commit path (recorded async), so the master's commits stop waiting for it. While the master is not online
 //!   either, the replica stays in sync: it is then that partition's failover candidate.
 //! - **Repair**: a replica that is not in sync, on an online leaf, whose master is on an online leaf, is brought back
 //!   in sync (caught up or copied afresh).
@@ -34,6 +34,12 @@ fn online(meta: &ClusterMeta, node: NodeId) -> bool {
     meta.leaves.get(&node).is_some_and(|l| l.state == LeafState::Online)
 }
 
+/// A leaf that is away: not online and not being attached (an attach brings its own replicas back in sync, and a
+/// demotion racing with it could undo the attach's registration after the attach recorded it).
+pub fn away(meta: &ClusterMeta, node: NodeId) -> bool {
+    meta.leaves.get(&node).is_none_or(|l| !matches!(l.state, LeafState::Online | LeafState::Attaching))
+}
+
 /// The promotions and demotions the current metadata calls for (see the module's rules).
 pub fn actions(meta: &ClusterMeta) -> Actions {
     let mut actions = Actions::default();
@@ -50,7 +56,7 @@ pub fn actions(meta: &ClusterMeta) -> Actions {
                     actions.promote.push((database.name.clone(), replica.id));
                     break;
                 }
-                if master_online && !replica_online {
+                if master_online && away(meta, replica.node) {
                     actions.demote.push((database.name.clone(), replica.id));
                 }
             }

@@ -23,6 +23,8 @@ pub struct Variables {
     pub leaf_failure_timeout_ms: u64,
     /// A leaf whose connections were refused this many heartbeats in a row is declared offline (a dead process).
     pub leaf_failure_refused_count: u32,
+    /// Steps of a rebalance phase (copies, promotions) running at once on one leaf, as a copy's source or target.
+    pub max_concurrent_moves: u32,
 }
 
 impl Default for Variables {
@@ -35,6 +37,7 @@ impl Default for Variables {
             heartbeat_interval_ms: 200,
             leaf_failure_timeout_ms: 5000,
             leaf_failure_refused_count: 3,
+            max_concurrent_moves: 2,
         }
     }
 }
@@ -47,6 +50,7 @@ pub const NAMES: &[&str] = &[
     "leaf_failure_detection",
     "leaf_failure_refused_count",
     "leaf_failure_timeout_ms",
+    "max_concurrent_moves",
     "redundancy_level",
 ];
 
@@ -62,6 +66,7 @@ impl Variables {
             "heartbeat_interval_ms" => Value::Integer(self.heartbeat_interval_ms as i64),
             "leaf_failure_timeout_ms" => Value::Integer(self.leaf_failure_timeout_ms as i64),
             "leaf_failure_refused_count" => Value::Integer(i64::from(self.leaf_failure_refused_count)),
+            "max_concurrent_moves" => Value::Integer(i64::from(self.max_concurrent_moves)),
             _ => return None,
         })
     }
@@ -92,11 +97,18 @@ impl Variables {
                 let n = as_integer(value).filter(|n| (1..=1000).contains(n)).ok_or_else(bad)?;
                 self.leaf_failure_refused_count = n as u32;
             }
+            "max_concurrent_moves" => {
+                let n = as_integer(value).filter(|n| (1..=MAX_CONCURRENT_MOVES_MAX).contains(n)).ok_or_else(bad)?;
+                self.max_concurrent_moves = n as u32;
+            }
             _ => return Err(MetaError::UnknownVariable(name.to_string())),
         }
         Ok(())
     }
 }
+
+/// The largest `max_concurrent_moves`: more copies at once on one leaf only share its disk and network thinner.
+pub const MAX_CONCURRENT_MOVES_MAX: i64 = 64;
 
 fn as_integer(v: &Value) -> Option<i64> {
     match v {
@@ -130,6 +142,9 @@ mod tests {
         assert_eq!(v.get("auto_attach"), Some(Value::Text("OFF".into())));
         v.set("default_partitions_per_leaf", &Value::Integer(4)).unwrap();
         assert_eq!(v.get("default_partitions_per_leaf"), Some(Value::Integer(4)));
+        assert_eq!(v.get("max_concurrent_moves"), Some(Value::Integer(2)), "the executor's limit before the variable");
+        v.set("max_concurrent_moves", &Value::Text("1".into())).unwrap();
+        assert_eq!(v.max_concurrent_moves, 1);
     }
 
     #[test]
@@ -138,6 +153,8 @@ mod tests {
         assert!(v.set("redundancy_level", &Value::Integer(3)).is_err());
         assert!(v.set("auto_attach", &Value::Text("maybe".into())).is_err());
         assert!(v.set("default_partitions_per_leaf", &Value::Integer(0)).is_err());
+        assert!(v.set("max_concurrent_moves", &Value::Integer(0)).is_err());
+        assert!(v.set("max_concurrent_moves", &Value::Integer(65)).is_err());
         assert!(matches!(v.set("no_such", &Value::Integer(1)), Err(MetaError::UnknownVariable(_))));
     }
 }

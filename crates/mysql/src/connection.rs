@@ -19,8 +19,9 @@ use tokio::sync::watch;
 use tracing::debug;
 
 use crate::Prepared;
+use crate::diagnostics::{Diagnostics, Shown};
 use crate::handshake::{self, HandshakeFailure};
-use crate::intercept::{AssignedValue, Assignment, ItemSource, Local, SelectItem, classify};
+use crate::intercept::{AssignedValue, Assignment, DiagnosticsForm, ItemSource, Local, SelectItem, classify};
 use crate::packet::{Framed, ReadError};
 use crate::prepared::{self, Statements};
 use crate::resultset::{self, ColumnSpec};
@@ -131,12 +132,12 @@ where
         variables: HashMap::new(),
         user_variables: UserVariables::default(),
         statements: Statements::default(),
-        last_error: None,
+        diagnostics: Diagnostics::default(),
         limits: context.limits,
         stats: context.stats,
         outcome: LastOutcome::default(),
     };
-    let ok = response::ok(0, 0, connection.status(false), "");
+    let ok = response::ok(0, 0, connection.status(false), 0, "");
     if connection.framed.write(&ok).await.is_err() || connection.framed.flush().await.is_err() {
         return;
     }
@@ -167,8 +168,8 @@ struct Connection<S, B: Backend> {
     /// `@name` variables of this session (MySQL's user-defined variables).
     user_variables: UserVariables,
     statements: Statements,
-    /// The error the previous statement raised, for SHOW WARNINGS / SHOW ERRORS (Canopy raises no warnings).
-    last_error: Option<MysqlError>,
+    /// The conditions the previous statement raised, for SHOW WARNINGS / SHOW ERRORS and `@@warning_count`.
+    diagnostics: Diagnostics,
     limits: Arc<Limits>,
     stats: Arc<Stats>,
     /// What LAST_INSERT_ID(), ROW_COUNT() and FOUND_ROWS() answer.
@@ -196,8 +197,8 @@ impl LastOutcome {
                     self.last_insert_id = *last_insert_id;
                 }
             }
-            Reply::Rows(result) if result.columns.is_empty() => self.row_count = 0,
-            Reply::Rows(result) => {
+            Reply::Rows { result, .. } if result.columns.is_empty() => self.row_count = 0,
+            Reply::Rows { result, .. } => {
                 self.row_count = -1;
                 self.found_rows = result.rows.len() as u64;
             }
@@ -295,7 +296,7 @@ where
             PING => self.send_ok().await?,
             FIELD_LIST => {
                 // No table metadata at this layer: an empty column list.
-                let end = response::end_of_rows(self.caps, self.status(false));
+                let end = response::end_of_rows(self.caps, self.status(false), 0);
                 self.framed.write(&end).await?;
             }
             STATISTICS => {
@@ -331,7 +332,7 @@ where
             SET_OPTION => match body {
                 [0, 0] | [1, 0] => {
                     self.multi_statements = body[0] == 0;
-                    let end = response::end_of_rows(self.caps, self.status(false));
+                    let end = response::end_of_rows(self.caps, self.status(false), 0);
                     self.framed.write(&end).await?;
                 }
                 _ => self.send_error(&MysqlError::unknown_command()).await?,
@@ -348,10 +349,10 @@ where
     }
 
     /// What COM_RESET_CONNECTION and COM_CHANGE_USER forget: prepared statements, `SET` and `@` variables,
-    /// autocommit, the multi-statement option and the previous statement's error.
+    /// autocommit, the multi-statement option and the previous statement's conditions.
     fn reset_state(&mut self) {
         self.statements.clear();
-        self.last_error = None;
+        self.diagnostics = Diagnostics::default();
         self.variables.clear();
         self.user_variables = UserVariables::default();
         self.autocommit = true;
@@ -433,35 +434,34 @@ where
             self.run_classified(&sql).await
         };
         // Diagnostics statements show the conditions of the statement before them and leave them in place.
-        if !is_diagnostics(sql) {
-            self.note_outcome(&reply);
+        if is_diagnostics(sql) {
+            return reply;
         }
+        self.note_outcome(&reply);
         reply
     }
 
+    /// The conditions of the statement just run replace the previous ones (also when it raised none).
     fn note_outcome(&mut self, reply: &Reply) {
-        self.last_error = match reply {
-            Reply::Error(error) => Some(error.clone()),
-            _ => None,
-        };
+        self.diagnostics = Diagnostics::of(reply.conditions(), self.notes_enabled());
     }
 
-    /// SHOW WARNINGS / SHOW ERRORS (and their COUNT(*) forms): the previous statement's error as MySQL lists it.
-    fn answer_diagnostics(&self, errors_only: bool, count: bool) -> Reply {
-        let conditions: Vec<Vec<Value>> = self
-            .last_error
-            .iter()
-            .map(|e| {
-                vec![Value::Text("Error".into()), Value::Integer(i64::from(e.code)), Value::Text(e.message.clone())]
-            })
-            .collect();
-        if count {
-            let name = if errors_only { "@@session.error_count" } else { "@@session.warning_count" };
-            let n = Value::Integer(conditions.len() as i64);
-            return Reply::Rows(ResultSet { columns: vec![Column::new(name)], rows: vec![vec![n]] });
+    /// `sql_notes`: whether notes are recorded (dumps switch them off while they load).
+    fn notes_enabled(&self) -> bool {
+        match self.variables.get("sql_notes") {
+            Some(Value::Integer(0)) => false,
+            Some(Value::Text(t)) => !(t.eq_ignore_ascii_case("OFF") || t == "0" || t.eq_ignore_ascii_case("FALSE")),
+            _ => true,
         }
-        let columns = ["Level", "Code", "Message"].into_iter().map(Column::new).collect();
-        Reply::Rows(ResultSet { columns, rows: conditions })
+    }
+
+    /// SHOW WARNINGS / SHOW ERRORS (and their COUNT(*) forms): the previous statement's conditions as MySQL lists
+    /// them.
+    fn answer_diagnostics(&self, shown: Shown, form: DiagnosticsForm) -> Reply {
+        Reply::rows(match form {
+            DiagnosticsForm::List(limit) => self.diagnostics.show(shown, limit),
+            DiagnosticsForm::Count => self.diagnostics.show_count(shown),
+        })
     }
 
     /// `SET @a = expr, ..., other = ...`: every user value is evaluated first (so a failing SET changes nothing, as
@@ -500,7 +500,7 @@ where
             _ => self.session.query(&select).await,
         };
         match reply {
-            Reply::Rows(mut rs) if rs.columns.len() == 1 && rs.rows.len() == 1 => {
+            Reply::Rows { result: mut rs, .. } if rs.columns.len() == 1 && rs.rows.len() == 1 => {
                 Ok(rs.rows.pop().and_then(|mut row| row.pop()).unwrap_or(Value::Null))
             }
             Reply::Error(error) => Err(error),
@@ -515,7 +515,7 @@ where
             Local::Forward => self.session.query(sql).await,
             Local::Set(assignments) => self.apply_set(&assignments),
             Local::Select { items, limit } => self.answer_select(&items, limit),
-            Local::Diagnostics { errors_only, count } => self.answer_diagnostics(errors_only, count),
+            Local::Diagnostics { shown, form } => self.answer_diagnostics(shown, form),
             Local::Use(db) => match self.session.init_db(&db).await {
                 Ok(()) => Reply::ok(),
                 Err(error) => Reply::Error(error),
@@ -591,7 +591,7 @@ where
         }
         let columns = items.iter().map(|i| Column::new(i.column.clone())).collect();
         let rows = if limit == Some(0) { vec![] } else { vec![row] };
-        Reply::Rows(ResultSet { columns, rows })
+        Reply::rows(ResultSet { columns, rows })
     }
 
     /// A system variable's value: this session's `SET` first (session scope only), then the backend, then the
@@ -600,8 +600,12 @@ where
         if name == "autocommit" && !global {
             return Some(Value::Integer(i64::from(self.autocommit)));
         }
-        if name == "warning_count" || name == "error_count" {
-            return Some(Value::Integer(i64::from(self.last_error.is_some())));
+        let count = |shown| Some(Value::Integer(i64::try_from(self.diagnostics.count(shown)).unwrap_or(i64::MAX)));
+        match name {
+            "warning_count" => return count(Shown::All),
+            "error_count" => return count(Shown::Errors),
+            "max_error_count" => return Some(Value::Integer(crate::diagnostics::CONDITIONS_MAX as i64)),
+            _ => {}
         }
         let local = if global { None } else { self.variables.get(name).cloned() };
         local.or_else(|| self.session.system_variable(name)).or_else(|| sysvars::builtin(name, &self.limits))
@@ -624,14 +628,14 @@ where
         let forward = matches!(local, Local::Forward);
         let columns: Vec<(String, ColumnSpec)> = match local {
             Local::Select { items, limit } => match self.answer_select(&items, limit) {
-                Reply::Rows(result) => {
+                Reply::Rows { result, .. } => {
                     result.columns.iter().map(|c| c.name.clone()).zip(resultset::column_specs(&result)).collect()
                 }
                 Reply::Error(error) => return self.send_error(&error).await,
                 Reply::Ok { .. } => vec![],
             },
-            Local::Diagnostics { errors_only, count } => match self.answer_diagnostics(errors_only, count) {
-                Reply::Rows(result) => {
+            Local::Diagnostics { shown, form } => match self.answer_diagnostics(shown, form) {
+                Reply::Rows { result, .. } => {
                     result.columns.iter().map(|c| c.name.clone()).zip(resultset::column_specs(&result)).collect()
                 }
                 _ => vec![],
@@ -671,7 +675,7 @@ where
                 self.framed.write(&resultset::column_definition("?", &param_spec)).await?;
             }
             if !deprecate_eof {
-                self.framed.write(&response::eof(self.status(false))).await?;
+                self.framed.write(&response::eof(self.status(false), 0)).await?;
             }
         }
         if !columns.is_empty() {
@@ -679,7 +683,7 @@ where
                 self.framed.write(&resultset::column_definition(name, spec)).await?;
             }
             if !deprecate_eof {
-                self.framed.write(&response::eof(self.status(false))).await?;
+                self.framed.write(&response::eof(self.status(false), 0)).await?;
             }
         }
         Ok(())
@@ -729,7 +733,7 @@ where
     }
 
     async fn send_ok(&mut self) -> std::io::Result<()> {
-        let ok = response::ok(0, 0, self.status(false), "");
+        let ok = response::ok(0, 0, self.status(false), 0, "");
         self.framed.write(&ok).await
     }
 
@@ -737,29 +741,38 @@ where
         self.framed.write(&response::err(error)).await
     }
 
+    /// Sends one statement's reply; its warning count goes in the OK packet or the packets that end its rows.
     async fn send_reply(&mut self, reply: Reply, more: bool, format: RowFormat) -> std::io::Result<()> {
         let status = self.status(more);
         self.outcome.record(&reply);
+        // Counted as SHOW WARNINGS will list them (without notes under `sql_notes = 0`).
+        let warnings = Diagnostics::of(reply.conditions(), self.notes_enabled()).packet_count();
         match reply {
-            Reply::Ok { affected_rows, last_insert_id, info } => {
-                self.framed.write(&response::ok(affected_rows, last_insert_id, status, &info)).await
+            Reply::Ok { affected_rows, last_insert_id, info, .. } => {
+                self.framed.write(&response::ok(affected_rows, last_insert_id, status, warnings, &info)).await
             }
             Reply::Error(error) => self.send_error(&error).await,
-            Reply::Rows(result) if result.columns.is_empty() => {
-                self.framed.write(&response::ok(0, 0, status, "")).await
+            Reply::Rows { result, .. } if result.columns.is_empty() => {
+                self.framed.write(&response::ok(0, 0, status, warnings, "")).await
             }
-            Reply::Rows(result) if !resultset::is_well_formed(&result) => {
+            Reply::Rows { result, .. } if !resultset::is_well_formed(&result) => {
                 tracing::error!(
                     connection_id = self.connection_id,
                     "backend returned rows that do not match their columns"
                 );
                 self.send_error(&MysqlError::new(1105, "HY000", "internal error: malformed result set")).await
             }
-            Reply::Rows(result) => self.send_rows(&result, status, format).await,
+            Reply::Rows { result, .. } => self.send_rows(&result, status, warnings, format).await,
         }
     }
 
-    async fn send_rows(&mut self, result: &ResultSet, status: StatusFlags, format: RowFormat) -> std::io::Result<()> {
+    async fn send_rows(
+        &mut self,
+        result: &ResultSet,
+        status: StatusFlags,
+        warnings: u16,
+        format: RowFormat,
+    ) -> std::io::Result<()> {
         let specs = resultset::column_specs(result);
         let mut count = Vec::new();
         put_lenenc_int(&mut count, result.columns.len() as u64);
@@ -768,7 +781,7 @@ where
             self.framed.write(&resultset::column_definition(&column.name, spec)).await?;
         }
         if !self.caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF) {
-            self.framed.write(&response::eof(status)).await?;
+            self.framed.write(&response::eof(status, warnings)).await?;
         }
         for row in &result.rows {
             let encoded = match format {
@@ -777,7 +790,7 @@ where
             };
             self.framed.write(&encoded).await?;
         }
-        self.framed.write(&response::end_of_rows(self.caps, status)).await
+        self.framed.write(&response::end_of_rows(self.caps, status, warnings)).await
     }
 }
 

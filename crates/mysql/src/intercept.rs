@@ -6,6 +6,7 @@
 
 use canopy_sql::Value;
 
+use crate::diagnostics::{Limit, Shown};
 use crate::split::{Token, TokenKind, tokens};
 use crate::sysvars::is_session_variable;
 
@@ -19,9 +20,17 @@ pub(crate) enum Local {
     Use(String),
     /// A `SELECT` the front end answers with one row (or none under `LIMIT 0`).
     Select { items: Vec<SelectItem>, limit: Option<u64> },
-    /// `SHOW WARNINGS|ERRORS [LIMIT ...]` (`count`: `SHOW COUNT(*) WARNINGS|ERRORS`): the conditions the previous
+    /// `SHOW WARNINGS|ERRORS [LIMIT ...]` and `SHOW COUNT(*) WARNINGS|ERRORS`: the conditions the previous
     /// statement raised, which only the front end sees all of.
-    Diagnostics { errors_only: bool, count: bool },
+    Diagnostics { shown: Shown, form: DiagnosticsForm },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DiagnosticsForm {
+    /// The `Level`, `Code`, `Message` rows, optionally `LIMIT [offset,] count`.
+    List(Option<Limit>),
+    /// `SHOW COUNT(*) ...`: how many.
+    Count,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -83,26 +92,32 @@ pub(crate) fn classify(sql: &str) -> Local {
 
 fn classify_show(toks: &[Token]) -> Local {
     let kind = |t: Option<&Token>| match t {
-        Some(t) if t.is_word("WARNINGS") => Some(false),
-        Some(t) if t.is_word("ERRORS") => Some(true),
+        Some(t) if t.is_word("WARNINGS") => Some(Shown::All),
+        Some(t) if t.is_word("ERRORS") => Some(Shown::Errors),
         _ => None,
     };
-    if let Some(errors_only) = kind(toks.first()) {
-        // `LIMIT [offset,] n` only shortens a list of at most one condition; anything else is a syntax error.
-        let limit_ok = match &toks[1..] {
-            [] => true,
-            [l, rest @ ..] if l.is_word("LIMIT") => match rest {
-                [Token { kind: TokenKind::Word(n), .. }] => n.parse::<u64>().is_ok(),
-                [
-                    Token { kind: TokenKind::Word(o), .. },
-                    Token { kind: TokenKind::Punct(","), .. },
-                    Token { kind: TokenKind::Word(n), .. },
-                ] => o.parse::<u64>().is_ok() && n.parse::<u64>().is_ok(),
-                _ => false,
-            },
-            _ => false,
+    if let Some(shown) = kind(toks.first()) {
+        let number = |t: &Token| match &t.kind {
+            TokenKind::Word(n) => n.parse::<u64>().ok(),
+            _ => None,
         };
-        return if limit_ok { Local::Diagnostics { errors_only, count: false } } else { Local::Forward };
+        // `LIMIT [offset,] count`; anything else after the keyword is not ours.
+        let limit = match &toks[1..] {
+            [] => Ok(None),
+            [l, rest @ ..] if l.is_word("LIMIT") => match rest {
+                [n] => number(n).map(|count| Some(Limit { offset: 0, count })).ok_or(()),
+                [o, Token { kind: TokenKind::Punct(","), .. }, n] => match (number(o), number(n)) {
+                    (Some(offset), Some(count)) => Ok(Some(Limit { offset, count })),
+                    _ => Err(()),
+                },
+                _ => Err(()),
+            },
+            _ => Err(()),
+        };
+        return match limit {
+            Ok(limit) => Local::Diagnostics { shown, form: DiagnosticsForm::List(limit) },
+            Err(()) => Local::Forward,
+        };
     }
     let count_star = toks.len() == 5
         && toks[0].is_word("COUNT")
@@ -110,7 +125,7 @@ fn classify_show(toks: &[Token]) -> Local {
         && matches!(toks[2].kind, TokenKind::Other('*'))
         && matches!(toks[3].kind, TokenKind::Punct(")"));
     match kind(toks.get(4)) {
-        Some(errors_only) if count_star => Local::Diagnostics { errors_only, count: true },
+        Some(shown) if count_star => Local::Diagnostics { shown, form: DiagnosticsForm::Count },
         _ => Local::Forward,
     }
 }
@@ -407,13 +422,15 @@ mod tests {
 
     #[test]
     fn diagnostics_are_answered_locally() {
-        let diagnostics = |errors_only, count| Local::Diagnostics { errors_only, count };
-        assert_eq!(classify("SHOW WARNINGS"), diagnostics(false, false));
-        assert_eq!(classify("show errors limit 5"), diagnostics(true, false));
-        assert_eq!(classify("SHOW WARNINGS LIMIT 0, 10"), diagnostics(false, false));
-        assert_eq!(classify("SHOW COUNT(*) WARNINGS"), diagnostics(false, true));
-        assert_eq!(classify("SHOW COUNT(*) ERRORS"), diagnostics(true, true));
+        let list = |shown, limit| Local::Diagnostics { shown, form: DiagnosticsForm::List(limit) };
+        let count = |shown| Local::Diagnostics { shown, form: DiagnosticsForm::Count };
+        assert_eq!(classify("SHOW WARNINGS"), list(Shown::All, None));
+        assert_eq!(classify("show errors limit 5"), list(Shown::Errors, Some(Limit { offset: 0, count: 5 })));
+        assert_eq!(classify("SHOW WARNINGS LIMIT 2, 10"), list(Shown::All, Some(Limit { offset: 2, count: 10 })));
+        assert_eq!(classify("SHOW COUNT(*) WARNINGS"), count(Shown::All));
+        assert_eq!(classify("SHOW COUNT(*) ERRORS"), count(Shown::Errors));
         assert_eq!(classify("SHOW WARNINGS LIMIT x"), Local::Forward);
+        assert_eq!(classify("SHOW WARNINGS LIMIT 1, x"), Local::Forward);
         assert_eq!(classify("SHOW TABLES"), Local::Forward);
     }
 

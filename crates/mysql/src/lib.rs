@@ -1,10 +1,10 @@
 //! The MySQL wire-protocol front end: accepts client connections on tokio, runs the handshake and
 //! `caching_sha2_password` / `mysql_native_password` authentication, serves commands, and encodes results. It owns every MySQL byte and the
 //! MySQL-specific session chatter (`SET NAMES`, `SELECT @@version_comment`, prepared statements); the backend only ever
-//! sees SQL text and returns `Reply` values built from `canopy_sql` types. No TLS, no compression.
+//! sees SQL text and returns `Reply` values built from `canopy_sql` types, with the warnings each statement raised. No TLS, no compression.
 //!
 //! Code map: `server` accepts and limits connections; `connection` is the per-connection command loop; `handshake`
-//! the connection phase; `auth` the password hashes and the plugins' checks; `packet` framing; `wire` primitive encodings; `response` OK/EOF/ERR; `resultset` column types
+//! the connection phase; `auth` the password hashes and the plugins' checks; `packet` framing; `wire` primitive encodings; `response` OK/EOF/ERR; `diagnostics` the previous statement's conditions (SHOW WARNINGS); `resultset` column types
 //! and rows; `prepared` prepared statements; `split` statement text scanning; `intercept` and `sysvars` the statements
 //! and variables the front end answers itself; `error` the error table.
 
@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 
 pub mod auth;
 mod connection;
+mod diagnostics;
 mod error;
 mod handshake;
 mod intercept;
@@ -31,24 +32,71 @@ pub use resultset::mysql_column_type;
 pub use server::serve;
 pub use sysvars::builtins as builtin_variables;
 
-/// What the backend answers to one statement.
+/// What the backend answers to one statement, with the conditions (notes, warnings) it raised. The front end
+/// sends their count in the OK or end-of-rows packet and lists them for the next `SHOW WARNINGS`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
     /// A statement without a result set; `info` is the optional human-readable message (e.g. "Rows matched: 1").
-    Ok {
-        affected_rows: u64,
-        last_insert_id: u64,
-        info: String,
-    },
+    Ok { affected_rows: u64, last_insert_id: u64, info: String, warnings: Vec<Warning> },
     /// A result set. A result set with no columns is sent as a plain OK.
-    Rows(canopy_sql::ResultSet),
+    Rows { result: canopy_sql::ResultSet, warnings: Vec<Warning> },
+    /// The statement failed: the error is its only condition.
     Error(MysqlError),
 }
 
 impl Reply {
-    /// An OK without affected rows or message.
+    /// An OK without affected rows, message or warnings.
     pub fn ok() -> Self {
-        Reply::Ok { affected_rows: 0, last_insert_id: 0, info: String::new() }
+        Reply::Ok { affected_rows: 0, last_insert_id: 0, info: String::new(), warnings: Vec::new() }
+    }
+
+    /// A result set without warnings.
+    pub fn rows(result: canopy_sql::ResultSet) -> Self {
+        Reply::Rows { result, warnings: Vec::new() }
+    }
+
+    /// The conditions the statement raised, as `SHOW WARNINGS` lists them: the error of a failed statement,
+    /// else its notes and warnings.
+    pub fn conditions(&self) -> Vec<Warning> {
+        match self {
+            Reply::Ok { warnings, .. } | Reply::Rows { warnings, .. } => warnings.clone(),
+            Reply::Error(error) => vec![Warning::new(Level::Error, error.code, error.message.clone())],
+        }
+    }
+}
+
+/// How serious a condition is, as `SHOW WARNINGS` prints it in its `Level` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Something worth knowing that changed nothing the user asked for (`DROP TABLE IF EXISTS` of a missing table).
+    Note,
+    /// The statement did something other than what was written (an ignored `ENGINE=` clause).
+    Warning,
+    Error,
+}
+
+impl Level {
+    /// The word MySQL prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Note => "Note",
+            Level::Warning => "Warning",
+            Level::Error => "Error",
+        }
+    }
+}
+
+/// One condition a statement raised: MySQL's `Level`, `Code`, `Message` row of `SHOW WARNINGS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub level: Level,
+    pub code: u16,
+    pub message: String,
+}
+
+impl Warning {
+    pub fn new(level: Level, code: u16, message: impl Into<String>) -> Self {
+        Warning { level, code, message: message.into() }
     }
 }
 

@@ -219,3 +219,62 @@ async fn shutdown_closes_idle_connections_and_serve_returns() {
     harness.stop().await.unwrap();
     assert!(conn.ping().await.is_err());
 }
+
+/// History: a statement raises a note and a warning; the OK packet counts them, SHOW WARNINGS lists them (twice: it
+/// does not clear them), SHOW ERRORS lists none, SHOW COUNT(*) WARNINGS and @@warning_count count them (the select
+/// then clears them, raising none), a result set carries its warning count in the packet that ends it, and a
+/// failed statement leaves only its error. `SET sql_notes = 0` keeps notes out.
+#[tokio::test]
+async fn warnings_are_counted_listed_and_cleared() {
+    let harness = Harness::start_default().await;
+    let mut conn = harness.connect().await;
+    type Condition = (String, u32, String);
+    let note = ("Note".to_string(), 1051, "Unknown table 'shop.gone'".to_string());
+    let warning = ("Warning".to_string(), 1266, "Using storage engine Canopy for table 'engine'".to_string());
+
+    conn.query_drop("DROP TABLE IF EXISTS gone, engine").await.unwrap();
+    assert_eq!(conn.get_warnings(), 2);
+    for _ in 0..2 {
+        let shown: Vec<Condition> = conn.query("SHOW WARNINGS").await.unwrap();
+        assert_eq!(shown, [note.clone(), warning.clone()]);
+    }
+    let limited: Vec<Condition> = conn.query("SHOW WARNINGS LIMIT 1, 1").await.unwrap();
+    assert_eq!(limited, std::slice::from_ref(&warning));
+    let errors: Vec<Condition> = conn.query("SHOW ERRORS").await.unwrap();
+    assert!(errors.is_empty());
+    let count: Option<u64> = conn.query_first("SHOW COUNT(*) WARNINGS").await.unwrap();
+    assert_eq!(count, Some(2));
+    let counts: Option<(u64, u64)> = conn.query_first("SELECT @@warning_count, @@error_count").await.unwrap();
+    assert_eq!(counts, Some((2, 0)));
+    let cleared: Vec<Condition> = conn.query("SHOW WARNINGS").await.unwrap();
+    assert!(cleared.is_empty(), "the SELECT raised nothing, so it cleared them: {cleared:?}");
+
+    // Rows: the end-of-rows packet carries the count (text and binary protocol alike).
+    let mut result = conn.query_iter("SELECT warned").await.unwrap();
+    let rows: Vec<Row> = result.collect().await.unwrap();
+    assert_eq!((rows.len(), result.warnings()), (1, 1));
+    drop(result);
+    let shown: Vec<Condition> = conn.query("SHOW WARNINGS").await.unwrap();
+    assert_eq!(shown, [("Warning".to_string(), 1365, "Division by 0".to_string())]);
+    let _: Vec<Row> = conn.exec("SELECT warned", ()).await.unwrap();
+    assert_eq!(conn.get_warnings(), 1);
+
+    // An error replaces them; a statement without conditions clears them.
+    conn.query_drop("DROP TABLE IF EXISTS gone, engine").await.unwrap();
+    server_error(conn.query_drop("SELECT * FROM missing").await.unwrap_err());
+    let shown: Vec<Condition> = conn.query("SHOW WARNINGS").await.unwrap();
+    assert_eq!(shown, [("Error".to_string(), 1146, "Table 'shop.missing' doesn't exist".to_string())]);
+    let count: Option<u64> = conn.query_first("SHOW COUNT(*) ERRORS").await.unwrap();
+    assert_eq!(count, Some(1));
+    conn.query_drop("SELECT 1").await.unwrap();
+    assert_eq!(conn.get_warnings(), 0);
+    let shown: Vec<Condition> = conn.query("SHOW WARNINGS").await.unwrap();
+    assert!(shown.is_empty());
+
+    // sql_notes = 0 (what a dump sets while it loads): the note is not recorded, the warning is.
+    conn.query_drop("SET sql_notes = 0").await.unwrap();
+    conn.query_drop("DROP TABLE IF EXISTS gone, engine").await.unwrap();
+    assert_eq!(conn.get_warnings(), 1);
+    let shown: Vec<Condition> = conn.query("SHOW WARNINGS").await.unwrap();
+    assert_eq!(shown, [warning]);
+}

@@ -27,6 +27,9 @@ pub struct ReplicateBatch {
     pub db: String,
     pub partition: PartitionTerm,
     pub entries: Vec<LogRecord>,
+    /// Sent by a commit of a master that has the replica in its commit path (or the batch that registers it there),
+    /// not by a catch-up: what the replica shows as `sync replica` in SHOW DATABASES EXTENDED.
+    pub sync: bool,
 }
 
 /// Identifies one partition instance on a leaf by database name and ordinal.

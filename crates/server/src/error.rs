@@ -1,12 +1,14 @@
 //! Errors of a node and the one table that maps them to MySQL error codes and SQLSTATEs. Every error a client can
-//! see passes through `Error::to_mysql`, so codes stay stable and match SingleStore's where it has one.
+//! see passes through `Error::to_mysql`, so codes stay stable and match SingleStore's where it has one. The
+//! conditions a statement raises without failing (`Notice`: MySQL's notes and warnings) are mapped here too.
 
 use canopy_meta::MetaError;
 use canopy_meta::users::UserError;
-use canopy_mysql::MysqlError;
+use canopy_mysql::{Level, MysqlError, Warning};
 use canopy_rpc::{RemoteError, RemoteErrorKind, RpcError};
 use canopy_sql::SqlError;
 use canopy_sql::command::access::Need;
+use canopy_sql::ddl::Ignored;
 use canopy_storage::StorageError;
 use thiserror::Error;
 
@@ -75,6 +77,14 @@ pub enum Error {
     Rebalance(#[from] RebalanceError),
     #[error("A rebalance is already running on database '{0}'; wait for it (SHOW REBALANCE STATUS ON {0})")]
     RebalanceRunning(String),
+    /// REBALANCE ... CANCEL or KILL QUERY stopped the plan of the database between steps.
+    #[error(
+        "Query execution was interrupted: the rebalance of '{0}' was cancelled; its running steps finished, the others did not run (SHOW REBALANCE STATUS ON {0}); rerun it to plan afresh"
+    )]
+    RebalanceCancelled(String),
+    /// REBALANCE ... CANCEL found no plan running (of the database, or at all).
+    #[error("No rebalance is running{}", .0.as_ref().map(|db| format!(" on database '{db}'")).unwrap_or_default())]
+    NoRebalanceRunning(Option<String>),
     /// A step of a running plan found the cluster no longer as the plan expects (a leaf failed mid-plan).
     #[error("The cluster changed under the rebalance plan of '{db}' at partition {db}:{ordinal}: {reason}")]
     PlanOutdated { db: String, ordinal: u32, reason: String },
@@ -161,6 +171,53 @@ impl Error {
             Error::Internal(_) | Error::MoveAbandoned { .. } => mysql(1105, "HY000", text),
             Error::Rebalance(RebalanceError::UnknownDatabase(_)) => mysql(1049, "42000", text),
             Error::Rebalance(_) | Error::RebalanceRunning(_) | Error::PlanOutdated { .. } => mysql(1105, "HY000", text),
+            // ER_QUERY_INTERRUPTED, as for KILL QUERY of any other statement.
+            Error::RebalanceCancelled(_) => mysql(1317, "70100", text),
+            Error::NoRebalanceRunning(_) => mysql(1105, "HY000", text),
+        }
+    }
+}
+
+/// A condition a statement raised and still succeeded: MySQL's notes (nothing was done because nothing needed
+/// doing) and warnings (Canopy did something other than what was written).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// CREATE TABLE wrote a clause Canopy accepted and dropped (`ENGINE=InnoDB`, `ROW_FORMAT=...`).
+    Ignored { table: String, clause: Ignored },
+    /// CREATE TABLE IF NOT EXISTS of a table that exists.
+    TableExists { table: String },
+    /// DROP TABLE IF EXISTS of a table (or database) that does not exist.
+    UnknownTable { db: String, table: String },
+    /// CREATE DATABASE IF NOT EXISTS of a database that exists.
+    DatabaseExists(String),
+    /// DROP DATABASE IF EXISTS of a database that does not exist.
+    UnknownDatabase(String),
+}
+
+impl Notice {
+    /// The one mapping from notices to what SHOW WARNINGS lists: MySQL's level, code and wording.
+    pub fn to_mysql(&self) -> Warning {
+        match self {
+            // ER_WARN_USING_OTHER_HANDLER, what MySQL says when it substitutes an engine.
+            Notice::Ignored { table, clause: Ignored::Engine(_) } => Warning::new(
+                Level::Warning,
+                1266,
+                format!("Using storage engine {} for table '{table}'", canopy_sql::ddl::ENGINE),
+            ),
+            // ER_ILLEGAL_HA_CREATE_OPTION, as InnoDB raises it for an option it ignores ("InnoDB: ignoring ...").
+            Notice::Ignored { clause: Ignored::Clause(clause), .. } => {
+                Warning::new(Level::Warning, 1478, format!("{}: ignoring {clause}", canopy_sql::ddl::ENGINE))
+            }
+            Notice::TableExists { table } => Warning::new(Level::Note, 1050, format!("Table '{table}' already exists")),
+            Notice::UnknownTable { db, table } => {
+                Warning::new(Level::Note, 1051, format!("Unknown table '{db}.{table}'"))
+            }
+            Notice::DatabaseExists(db) => {
+                Warning::new(Level::Note, 1007, format!("Can't create database '{db}'; database exists"))
+            }
+            Notice::UnknownDatabase(db) => {
+                Warning::new(Level::Note, 1008, format!("Can't drop database '{db}'; database doesn't exist"))
+            }
         }
     }
 }

@@ -53,7 +53,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
     };
     let heartbeat = tokio::spawn(master::heartbeat::run(master.clone()));
     if let Some(cluster) = master.get() {
-        tokio::spawn(master::reference::reconcile(cluster));
+        tokio::spawn(master::reference::reconcile(cluster.clone()));
+        tokio::spawn(master::replication::reassert_async_replicas(cluster));
     }
     let limits = canopy_mysql::Limits { port: node.config.port, ..Default::default() };
     let backend = front::session::Backend {

@@ -238,8 +238,12 @@ pub enum ClusterCommand {
     ExplainRebalancePartitions { db: Option<String>, options: RebalanceOptions },
     /// `SHOW REBALANCE STATUS [ON db]`
     ShowRebalanceStatus { db: Option<String> },
+    /// `REBALANCE PARTITIONS [ON db] CANCEL`: stop the running plan of the database between steps.
+    CancelRebalancePartitions { db: Option<String> },
     /// `REBALANCE ALL DATABASES [KILL] [ENSURE_ONLINE_NODES]`
     RebalanceAllDatabases { kill: bool, ensure_online_nodes: bool },
+    /// `REBALANCE ALL DATABASES CANCEL`: stop every running plan between steps.
+    CancelRebalanceAllDatabases,
     /// `EXPLAIN REBALANCE ALL DATABASES`
     ExplainRebalanceAllDatabases,
     /// `SHOW REBALANCE ALL DATABASES STATUS`
@@ -475,33 +479,42 @@ fn create_database(cur: &mut Cursor) -> Result<Statement, SqlError> {
     Ok(Statement::CreateDatabase { name, if_not_exists, partitions, durability, replication })
 }
 
-/// `(col [ASC|DESC] [, ...])`; sort order is not kept (SQLite uses an index in either direction).
-fn index_columns(cur: &mut Cursor) -> Result<Vec<String>, SqlError> {
+/// `(col [ASC|DESC] [, ...])`; sort order is not kept (SQLite uses an index in either direction), so a `DESC` is
+/// listed in `ignored`, as CREATE TABLE lists it (`ddl::Ignored`).
+fn index_columns(cur: &mut Cursor, key: &str, ignored: &mut Vec<ddl::Ignored>) -> Result<Vec<String>, SqlError> {
     cur.expect_punct('(')?;
     let mut columns = Vec::new();
+    let mut descending = false;
     loop {
         columns.push(cur.expect_ident("a column name")?);
         if cur.peek().is_some_and(|t| t.is_punct('(')) {
             return Err(SqlError::Unsupported("index prefix lengths such as col(10)".to_string()));
         }
-        let _ = cur.eat_word("ASC") || cur.eat_word("DESC");
+        descending |= !cur.eat_word("ASC") && cur.eat_word("DESC");
         if !cur.eat_punct(',') {
             break;
         }
     }
     cur.expect_punct(')')?;
+    if descending {
+        ignored.push(ddl::Ignored::Clause(format!("DESC on key '{key}'")));
+    }
     Ok(columns)
 }
 
-/// `USING {BTREE|HASH}` and `COMMENT 'x'`, accepted and ignored.
-fn skip_index_options(cur: &mut Cursor) -> Result<(), SqlError> {
+/// `USING {BTREE|HASH}` and `COMMENT 'x'`, accepted; `USING HASH` (every index is a B-tree) and the comment are
+/// listed in `ignored`.
+fn skip_index_options(cur: &mut Cursor, key: &str, ignored: &mut Vec<ddl::Ignored>) -> Result<(), SqlError> {
     loop {
         if cur.eat_word("USING") {
-            if !(cur.eat_word("BTREE") || cur.eat_word("HASH")) {
+            if cur.eat_word("HASH") {
+                ignored.push(ddl::Ignored::Clause(format!("USING HASH on key '{key}'")));
+            } else if !cur.eat_word("BTREE") {
                 return Err(cur.error("BTREE or HASH after USING"));
             }
         } else if cur.eat_word("COMMENT") {
             cur.expect_string("a quoted comment")?;
+            ignored.push(ddl::Ignored::Clause(format!("COMMENT on key '{key}'")));
         } else {
             return Ok(());
         }
@@ -517,14 +530,15 @@ fn create_index(cur: &mut Cursor) -> Result<CreateIndex, SqlError> {
         return Err(cur.error("an index name"));
     }
     let name = cur.expect_ident("an index name")?;
-    skip_index_options(cur)?;
+    let mut ignored = Vec::new();
+    skip_index_options(cur, &name, &mut ignored)?;
     cur.expect_word("ON")?;
     let (db, table) = cur.expect_qualified_name("a table name")?;
     ddl::check_table_name(&table)?;
-    let columns = index_columns(cur)?;
-    skip_index_options(cur)?;
+    let columns = index_columns(cur, &name, &mut ignored)?;
+    skip_index_options(cur, &name, &mut ignored)?;
     cur.expect_end()?;
-    Ok(CreateIndex { db, table, name, unique, columns })
+    Ok(CreateIndex { db, table, name, unique, columns, ignored })
 }
 
 fn is_alter_table_add_index(cur: &Cursor) -> bool {
@@ -558,16 +572,27 @@ fn alter_table_add_index(cur: &mut Cursor) -> Result<CreateIndex, SqlError> {
         Some(TokenKind::QuotedIdent(_)) => Some(cur.expect_ident("an index name")?),
         _ => None,
     };
-    skip_index_options(cur)?;
-    let columns = index_columns(cur)?;
-    skip_index_options(cur)?;
+    // The key's name in warnings: the name given, else MySQL's (its first column, known only once read).
+    let shown = name.clone().unwrap_or_default();
+    let mut ignored = Vec::new();
+    skip_index_options(cur, &shown, &mut ignored)?;
+    let columns = index_columns(cur, &shown, &mut ignored)?;
+    skip_index_options(cur, &shown, &mut ignored)?;
     if cur.peek().is_some_and(|t| t.is_punct(',')) {
         return Err(SqlError::Unsupported("more than one change in one ALTER TABLE ... ADD INDEX".to_string()));
     }
     cur.expect_end()?;
     // MySQL names an unnamed index after its first column.
     let name = name.unwrap_or_else(|| columns[0].clone());
-    Ok(CreateIndex { db, table, name, unique, columns })
+    if shown.is_empty() {
+        let unnamed = "on key ''".to_string();
+        for clause in &mut ignored {
+            if let ddl::Ignored::Clause(text) = clause {
+                *text = text.replace(&unnamed, &format!("on key '{name}'"));
+            }
+        }
+    }
+    Ok(CreateIndex { db, table, name, unique, columns, ignored })
 }
 
 fn drop_table(cur: &mut Cursor) -> Result<Statement, SqlError> {

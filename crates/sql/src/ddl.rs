@@ -15,7 +15,12 @@
 //! Accepted and dropped without effect, out of MySQL habit: every other table option (`ENGINE=`, `[DEFAULT] CHARSET`,
 //! `CHARACTER SET`, `COLLATE`, `COMMENT`, `ROW_FORMAT`...), column `CHARACTER SET`/`COLLATE`/
 //! `COMMENT`, `ON UPDATE ...`, `UNSIGNED`/`ZEROFILL`, display widths, index `USING BTREE|HASH`, index column
-//! `ASC`/`DESC`. Rejected as `Unsupported`: `FOREIGN KEY`/`REFERENCES`, `CHECK`, generated columns, `FULLTEXT`/`SPATIAL`
+//! `ASC`/`DESC`, index `COMMENT`, SingleStore's `SORT KEY` and columnstore keys. Each of them that changes what the
+//! table does or shows is listed in `CreateTable::ignored` (the server raises a warning for each): an engine other
+//! than Canopy's, a character set other than UTF-8, a collation other than the binary one text compares with, a
+//! comment, `ON UPDATE`, `ZEROFILL`, `USING HASH`, `DESC` key parts, and every other table option. What Canopy does
+//! anyway is not listed: `CHARSET=utf8mb4`, `COLLATE utf8mb4_bin`, `USING BTREE`, `ROWSTORE`, `UNSIGNED` (kept in
+//! the type as written; its range is not enforced, as docs/sql.md says) and display widths. Rejected as `Unsupported`: `FOREIGN KEY`/`REFERENCES`, `CHECK`, generated columns, `FULLTEXT`/`SPATIAL`
 //! keys, index prefix lengths, temporary tables, `CREATE TABLE ... LIKE` and `... AS SELECT`, defaults other than
 //! literals and the current date/time.
 //!
@@ -64,7 +69,23 @@ pub struct CreateTable {
     /// The table option `AUTO_INCREMENT=n` of a table with an AUTO_INCREMENT column: the first value to generate
     /// (a dump's CREATE TABLE carries its source's next value, so loaded rows are never generated again).
     pub auto_increment: Option<i64>,
+    /// What the statement wrote that Canopy accepts and does not act on: the SingleStore clauses and type
+    /// modifiers cut before parsing, then table options, then column and key clauses.
+    pub ignored: Vec<Ignored>,
 }
+
+/// One clause of a CREATE TABLE that Canopy accepted and dropped. The server turns each into a MySQL warning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ignored {
+    /// `ENGINE=name` naming another engine than Canopy's: every table is SQLite partitions.
+    Engine(String),
+    /// Any other clause, as it reads in the warning: `ROW_FORMAT=COMPRESSED`, `COLLATE utf8mb4_general_ci on
+    /// column 'name'`, `SORT KEY`...
+    Clause(String),
+}
+
+/// The engine name Canopy's tables have (SHOW ENGINES, INFORMATION_SCHEMA.TABLES); `ENGINE=Canopy` is no warning.
+pub const ENGINE: &str = "Canopy";
 
 /// A parsed `CREATE [UNIQUE] INDEX` or `ALTER TABLE ... ADD [UNIQUE] INDEX|KEY`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +97,8 @@ pub struct CreateIndex {
     pub name: String,
     pub unique: bool,
     pub columns: Vec<String>,
+    /// The clauses Canopy accepted and dropped (`USING HASH`, `COMMENT`, `DESC`), as for CREATE TABLE.
+    pub ignored: Vec<Ignored>,
 }
 
 impl CreateIndex {
@@ -122,6 +145,8 @@ struct Stripped {
     reference: bool,
     /// `Some(vec![])` for `SHARD KEY ()`.
     shard_key: Option<Vec<String>>,
+    /// The SingleStore-only clauses cut out that Canopy does not act on.
+    ignored: Vec<Ignored>,
 }
 
 /// Parses `CREATE [ROWSTORE] [REFERENCE] TABLE [IF NOT EXISTS] [db.]t (...) [options]`.
@@ -150,12 +175,14 @@ pub fn create_table(sql: &str) -> Result<CreateTable, SqlError> {
     let (db, name) = split_name(&ct.name)?;
     check_table_name(&name)?;
     let kind = if stripped.reference { TableKind::Reference } else { TableKind::Distributed };
+    let mut ignored = stripped.ignored;
+    ignored.extend(ignored_table_options(&ct.table_options));
 
     let mut columns: Vec<ColumnDef> = Vec::with_capacity(ct.columns.len());
     let mut primary_key: Option<Vec<String>> = None;
     let mut keys: Vec<(Option<String>, Key)> = Vec::new();
     for column in &ct.columns {
-        let (def, column_keys) = column_def(column)?;
+        let (def, column_keys) = column_def(column, &mut ignored)?;
         if columns.iter().any(|c| c.name.eq_ignore_ascii_case(&def.name)) {
             return Err(SqlError::Parse(format!("Duplicate column name '{}'", def.name)));
         }
@@ -171,11 +198,14 @@ pub fn create_table(sql: &str) -> Result<CreateTable, SqlError> {
     for constraint in &ct.constraints {
         match constraint {
             TableConstraint::PrimaryKey(pk) => {
+                note_index_clauses("PRIMARY", pk.index_type.as_ref(), &pk.index_options, &pk.columns, &mut ignored);
                 let cols = index_column_names(&pk.columns)?;
                 set_primary_key(&mut primary_key, cols)?;
             }
             TableConstraint::Unique(u) => {
                 let explicit = u.index_name.as_ref().or(u.name.as_ref()).map(|i| i.value.clone());
+                let shown = explicit.clone().unwrap_or_else(|| first_column_name(&u.columns));
+                note_index_clauses(&shown, u.index_type.as_ref(), &u.index_options, &u.columns, &mut ignored);
                 keys.push((
                     explicit,
                     Key { name: String::new(), unique: true, columns: index_column_names(&u.columns)? },
@@ -183,6 +213,8 @@ pub fn create_table(sql: &str) -> Result<CreateTable, SqlError> {
             }
             TableConstraint::Index(i) => {
                 let explicit = i.name.as_ref().map(|i| i.value.clone());
+                let shown = explicit.clone().unwrap_or_else(|| first_column_name(&i.columns));
+                note_index_clauses(&shown, i.index_type.as_ref(), &i.index_options, &i.columns, &mut ignored);
                 keys.push((
                     explicit,
                     Key { name: String::new(), unique: false, columns: index_column_names(&i.columns)? },
@@ -255,7 +287,105 @@ pub fn create_table(sql: &str) -> Result<CreateTable, SqlError> {
     let index_sql = named.iter().map(|k| index_statement(&name, &k.name, k.unique, &k.columns)).collect();
     let def = TableDef { name, kind, columns, primary_key, shard_key, create_sql, index_sql };
     let auto_increment = def.auto_increment_column().and(auto_increment_option(&ct.table_options));
-    Ok(CreateTable { db, if_not_exists: ct.if_not_exists, def, auto_increment })
+    Ok(CreateTable { db, if_not_exists: ct.if_not_exists, def, auto_increment, ignored })
+}
+
+/// The table options Canopy does not act on: everything but `AUTO_INCREMENT`, `ENGINE=Canopy` and UTF-8 with the
+/// binary collation.
+fn ignored_table_options(options: &ast::CreateTableOptions) -> Vec<Ignored> {
+    use ast::CreateTableOptions as O;
+    let (O::Plain(list) | O::With(list) | O::Options(list) | O::TableProperties(list)) = options else {
+        return Vec::new();
+    };
+    let mut ignored = Vec::new();
+    for option in list {
+        match option {
+            ast::SqlOption::NamedParenthesizedList(engine) if engine.key.value.eq_ignore_ascii_case("ENGINE") => {
+                let name = engine.name.as_ref().map(|n| n.value.clone()).unwrap_or_default();
+                if !name.eq_ignore_ascii_case(ENGINE) {
+                    ignored.push(Ignored::Engine(name));
+                }
+            }
+            ast::SqlOption::KeyValue { key, value } => {
+                let key = key.value.to_ascii_uppercase();
+                let value = option_value(value);
+                let honoured = match key.as_str() {
+                    "AUTO_INCREMENT" => true,
+                    "CHARSET" | "DEFAULT CHARSET" | "CHARACTER SET" | "DEFAULT CHARACTER SET" => is_utf8(&value),
+                    "COLLATE" | "DEFAULT COLLATE" => is_binary_collation(&value),
+                    _ => false,
+                };
+                if !honoured {
+                    ignored.push(Ignored::Clause(format!("{key}={value}")));
+                }
+            }
+            ast::SqlOption::Comment(_) => ignored.push(Ignored::Clause("COMMENT".to_string())),
+            other => ignored.push(Ignored::Clause(other.to_string())),
+        }
+    }
+    ignored
+}
+
+/// An option's value as written, without the quotes of a string.
+fn option_value(value: &Expr) -> String {
+    match value {
+        Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => s.clone(),
+            other => other.to_string(),
+        },
+        Expr::Identifier(i) => i.value.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A character set or collation name as written (unquoted).
+fn object_name(name: &ast::ObjectName) -> String {
+    name.0.iter().map(|p| p.as_ident().map_or_else(|| p.to_string(), |i| i.value.clone())).collect::<Vec<_>>().join(".")
+}
+
+/// Text is stored as UTF-8, so these character sets are what Canopy does.
+fn is_utf8(charset: &str) -> bool {
+    ["utf8mb4", "utf8", "utf8mb3"].iter().any(|c| charset.eq_ignore_ascii_case(c))
+}
+
+/// Text compares bytewise (docs/sql.md, "Collation"): these collations are what Canopy does.
+fn is_binary_collation(collation: &str) -> bool {
+    ["utf8mb4_bin", "utf8_bin", "utf8mb3_bin", "binary"].iter().any(|c| collation.eq_ignore_ascii_case(c))
+}
+
+/// The clauses of a key that Canopy drops: `USING HASH` (every index is a B-tree), `COMMENT`, `DESC` key parts
+/// (keys are stored ascending).
+fn note_index_clauses(
+    key: &str,
+    index_type: Option<&ast::IndexType>,
+    options: &[ast::IndexOption],
+    columns: &[ast::IndexColumn],
+    ignored: &mut Vec<Ignored>,
+) {
+    let types = index_type.into_iter().chain(options.iter().filter_map(|o| match o {
+        ast::IndexOption::Using(t) => Some(t),
+        ast::IndexOption::Comment(_) => None,
+    }));
+    for t in types {
+        if !matches!(t, ast::IndexType::BTree) {
+            ignored.push(Ignored::Clause(format!("USING {t} on key '{key}'")));
+        }
+    }
+    if options.iter().any(|o| matches!(o, ast::IndexOption::Comment(_))) {
+        ignored.push(Ignored::Clause(format!("COMMENT on key '{key}'")));
+    }
+    if columns.iter().any(|c| matches!(c.column.options.sort, Some(ast::OrderBySort::Desc))) {
+        ignored.push(Ignored::Clause(format!("DESC on key '{key}'")));
+    }
+}
+
+/// The first column of a key as written (MySQL names an unnamed key after it).
+fn first_column_name(columns: &[ast::IndexColumn]) -> String {
+    match columns.first().map(|c| &c.column.expr) {
+        Some(Expr::Identifier(ident)) => ident.value.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
 }
 
 /// The value of the table option `AUTO_INCREMENT [=] n`, when it is a positive integer.
@@ -327,8 +457,8 @@ fn index_column_names(columns: &[ast::IndexColumn]) -> Result<Vec<String>, SqlEr
         .collect()
 }
 
-/// One column and its inline keys as `(primary, unique)` flags.
-fn column_def(column: &ast::ColumnDef) -> Result<(ColumnDef, Vec<(bool, bool)>), SqlError> {
+/// One column and its inline keys as `(primary, unique)` flags; the column options Canopy drops go to `ignored`.
+fn column_def(column: &ast::ColumnDef, ignored: &mut Vec<Ignored>) -> Result<(ColumnDef, Vec<(bool, bool)>), SqlError> {
     let name = column.name.value.clone();
     let mut mysql_type = lower_outside_quotes(&column.data_type.to_string());
     // MySQL's SERIAL is shorthand for BIGINT UNSIGNED NOT NULL AUTO_INCREMENT UNIQUE.
@@ -353,10 +483,16 @@ fn column_def(column: &ast::ColumnDef) -> Result<(ColumnDef, Vec<(bool, bool)>),
             {
                 def.auto_increment = true;
             }
-            ColumnOption::CharacterSet(_)
-            | ColumnOption::Collation(_)
-            | ColumnOption::Comment(_)
-            | ColumnOption::OnUpdate(_) => {}
+            ColumnOption::CharacterSet(charset) if !is_utf8(&object_name(charset)) => ignored
+                .push(Ignored::Clause(format!("CHARACTER SET {} on column '{}'", object_name(charset), def.name))),
+            ColumnOption::Collation(collation) if !is_binary_collation(&object_name(collation)) => {
+                ignored.push(Ignored::Clause(format!("COLLATE {} on column '{}'", object_name(collation), def.name)))
+            }
+            ColumnOption::CharacterSet(_) | ColumnOption::Collation(_) => {}
+            ColumnOption::Comment(_) => ignored.push(Ignored::Clause(format!("COMMENT on column '{}'", def.name))),
+            ColumnOption::OnUpdate(expr) => {
+                ignored.push(Ignored::Clause(format!("ON UPDATE {expr} on column '{}'", def.name)))
+            }
             ColumnOption::ForeignKey(_) => {
                 return Err(SqlError::Unsupported("FOREIGN KEY constraints (REFERENCES)".to_string()));
             }
@@ -604,9 +740,10 @@ fn strip_singlestore_clauses(sql: &str) -> Result<Stripped, SqlError> {
         return Err(SqlError::Parse("expected TABLE after CREATE [ROWSTORE] [REFERENCE]".to_string()));
     }
     let mut shard_key = None;
+    let mut ignored = Vec::new();
     // The column list starts at the first '(' after the table name.
     let Some(open) = tokens.iter().skip(i).position(|t| t.is_punct('(')).map(|p| p + i) else {
-        return Ok(Stripped { sql: sql.to_string(), reference, shard_key });
+        return Ok(Stripped { sql: sql.to_string(), reference, shard_key, ignored });
     };
     let elements = split_elements(&tokens, open);
     let mut removed = vec![false; elements.len()];
@@ -620,15 +757,21 @@ fn strip_singlestore_clauses(sql: &str) -> Result<Stripped, SqlError> {
             }
             shard_key = Some(parse_shard_key(text)?);
             removed[index] = true;
-        } else if (first.is_word("SORT") && second.is_some_and(|t| t.is_word("KEY")))
-            || is_columnstore_key(&tokens[element.start..element.end])
-        {
+        } else if first.is_word("SORT") && second.is_some_and(|t| t.is_word("KEY")) {
+            ignored.push(Ignored::Clause("SORT KEY".to_string()));
+            removed[index] = true;
+        } else if is_columnstore_key(&tokens[element.start..element.end]) {
+            ignored.push(Ignored::Clause("KEY ... USING CLUSTERED COLUMNSTORE".to_string()));
             removed[index] = true;
         } else {
             // Type modifiers sqlparser does not know; never the first token (that is the column name).
             for t in &tokens[element.start + 1..element.end] {
                 if t.is_word("ZEROFILL") || t.is_word("SIGNED") {
                     cut.push((t.start, t.end));
+                }
+                if t.is_word("ZEROFILL") {
+                    let column = sql[first.start..first.end].trim_matches('`');
+                    ignored.push(Ignored::Clause(format!("ZEROFILL on column '{column}'")));
                 }
             }
         }
@@ -648,7 +791,7 @@ fn strip_singlestore_clauses(sql: &str) -> Result<Stripped, SqlError> {
         at = end;
     }
     out.push_str(&sql[at..]);
-    Ok(Stripped { sql: out, reference, shard_key })
+    Ok(Stripped { sql: out, reference, shard_key, ignored })
 }
 
 /// A table element: token indexes `start..end`, and the index of the comma before it (if any) and after it.

@@ -163,6 +163,9 @@ mod command {
             "REBALANCE ALL DATABASES KILL ENSURE_ONLINE_NODES",
             C::RebalanceAllDatabases { kill: true, ensure_online_nodes: true },
         );
+        cluster("REBALANCE PARTITIONS ON db CANCEL", C::CancelRebalancePartitions { db: Some(s("db")) });
+        cluster("rebalance partitions cancel", C::CancelRebalancePartitions { db: None });
+        cluster("REBALANCE ALL DATABASES CANCEL", C::CancelRebalanceAllDatabases);
         cluster("EXPLAIN REBALANCE ALL DATABASES", C::ExplainRebalanceAllDatabases);
         cluster("SHOW REBALANCE ALL DATABASES STATUS", C::ShowRebalanceAllDatabasesStatus);
         cluster("RESTORE REDUNDANCY ON db", C::RestoreRedundancy { db: s("db") });
@@ -216,6 +219,18 @@ mod command {
         check_err("REBALANCE PARTITIONS db", "REBALANCE PARTITIONS: expected ON near 'db'");
         check_err("REBALANCE PARTITIONS ON", "REBALANCE PARTITIONS: expected a database name at end of statement");
         check_err("REBALANCE", "REBALANCE: expected PARTITIONS or ALL DATABASES at end of statement");
+        check_err(
+            "REBALANCE PARTITIONS ON db CANCEL FULL",
+            "REBALANCE PARTITIONS: expected end of statement near 'FULL'",
+        );
+        check_err(
+            "REBALANCE PARTITIONS ON db FULL CANCEL",
+            "REBALANCE PARTITIONS: expected end of statement near 'CANCEL'",
+        );
+        check_err(
+            "REBALANCE ALL DATABASES CANCEL KILL",
+            "REBALANCE ALL DATABASES: expected end of statement near 'KILL'",
+        );
         check_err("SHOW CLUSTER", "SHOW CLUSTER STATUS: expected STATUS at end of statement");
         check_err(
             "BOOTSTRAP AGGREGATOR agg1",
@@ -324,10 +339,22 @@ mod command {
                 name: s(name),
                 unique,
                 columns: columns.iter().map(|c| s(c)).collect(),
+                ignored: vec![],
             })
         };
         check("CREATE INDEX k ON t (a)", index(None, "t", "k", false, &["a"]));
-        check("CREATE UNIQUE INDEX k ON db.t (a DESC, b) USING BTREE", index(Some("db"), "t", "k", true, &["a", "b"]));
+        check("CREATE UNIQUE INDEX k ON db.t (a ASC, b) USING BTREE", index(Some("db"), "t", "k", true, &["a", "b"]));
+        // What the index drops is listed for the server's warnings, under the name MySQL gives the key.
+        let ignored = |sql: &str| match parse_statement(sql) {
+            Ok(S::CreateIndex(index)) => index.ignored,
+            other => panic!("{sql}: {other:?}"),
+        };
+        let clause = |c: &str| canopy_sql::ddl::Ignored::Clause(s(c));
+        assert_eq!(
+            ignored("CREATE INDEX k USING HASH ON t (a DESC, b) COMMENT 'c'"),
+            [clause("USING HASH on key 'k'"), clause("DESC on key 'k'"), clause("COMMENT on key 'k'")]
+        );
+        assert_eq!(ignored("ALTER TABLE t ADD KEY (b DESC)"), [clause("DESC on key 'b'")]);
         check("ALTER TABLE t ADD INDEX k (a)", index(None, "t", "k", false, &["a"]));
         check("ALTER TABLE db.t ADD UNIQUE KEY `k` (a, b)", index(Some("db"), "t", "k", true, &["a", "b"]));
         check("ALTER TABLE t ADD KEY (b, a)", index(None, "t", "b", false, &["b", "a"]));
@@ -673,6 +700,55 @@ mod ddl {
         assert_eq!(def.shard_key, [s("a")]);
         let def = table("CREATE TABLE t (a INT NOT NULL, b INT, KEY (a))").def;
         assert!(def.shard_key.is_empty(), "a plain key is no shard key");
+    }
+
+    /// What CREATE TABLE drops is listed (the clauses Canopy's tokenizer cuts, then table options, columns, keys) so the server can warn about each; what Canopy does
+    /// anyway (UTF-8, the binary collation, B-tree keys, `ENGINE=Canopy`, AUTO_INCREMENT=n) is not.
+    #[test]
+    fn ignored_clauses_are_listed() {
+        use canopy_sql::ddl::Ignored;
+        let ignored = |sql: &str| table(sql).ignored;
+        let clause = |c: &str| Ignored::Clause(s(c));
+        assert_eq!(ignored(SBTEST), [Ignored::Engine(s("InnoDB"))]);
+        assert_eq!(
+            ignored(&SBTEST.replace(
+                "ENGINE=InnoDB",
+                "ENGINE=InnoDB AUTO_INCREMENT=5 DEFAULT CHARSET=latin1 COLLATE=latin1_bin ROW_FORMAT=DYNAMIC COMMENT='x'"
+            )),
+            [
+                Ignored::Engine(s("InnoDB")),
+                clause("DEFAULT CHARSET=latin1"),
+                clause("COLLATE=latin1_bin"),
+                clause("ROW_FORMAT=DYNAMIC"),
+                clause("COMMENT"),
+            ]
+        );
+        for honoured in [
+            "CREATE TABLE t (id INT PRIMARY KEY) ENGINE=Canopy DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+            "CREATE TABLE t (id INT PRIMARY KEY, n VARCHAR(9) CHARACTER SET utf8 COLLATE utf8_bin, KEY k (n) USING BTREE)",
+            "CREATE TABLE t (id INT UNSIGNED PRIMARY KEY, n INT(11)) AUTO_INCREMENT=3",
+            "CREATE ROWSTORE TABLE t (id INT, KEY (id ASC))",
+        ] {
+            assert_eq!(ignored(honoured), [], "{honoured}");
+        }
+        assert_eq!(
+            ignored(
+                "CREATE TABLE t (id INT PRIMARY KEY COMMENT 'key', n VARCHAR(9) CHARACTER SET latin1 COLLATE \
+                 utf8mb4_general_ci, u TIMESTAMP DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP, \
+                 z INT(4) ZEROFILL, KEY (n) USING HASH, KEY kd (u DESC) COMMENT 'c', SORT KEY (u))"
+            ),
+            [
+                clause("ZEROFILL on column 'z'"),
+                clause("SORT KEY"),
+                clause("COMMENT on column 'id'"),
+                clause("CHARACTER SET latin1 on column 'n'"),
+                clause("COLLATE utf8mb4_general_ci on column 'n'"),
+                clause("ON UPDATE CURRENT_TIMESTAMP on column 'u'"),
+                clause("USING HASH on key 'n'"),
+                clause("COMMENT on key 'kd'"),
+                clause("DESC on key 'kd'"),
+            ]
+        );
     }
 
     /// A dump's `AUTO_INCREMENT=n` is kept for a table with an AUTO_INCREMENT column and ignored otherwise.

@@ -50,6 +50,8 @@ pub struct LocalDb {
     pub tables: Vec<String>,
     /// The cluster this copy was created in (None for files that predate it).
     pub cluster_id: Option<String>,
+    /// A replica copy in its master's commit path, as far as this leaf saw (`sync replica`).
+    pub replica_sync: bool,
 }
 
 impl LocalDb {
@@ -71,6 +73,8 @@ struct Instance {
     /// The term of the copy's log (`_canopy_log_position`), kept here as well so every request's term is checked
     /// without locking the connection; changed only by `set_term`, together with the file.
     term: Term,
+    /// A replica copy whose last batch came from its master's commit path (SHOW DATABASES EXTENDED's `sync replica`).
+    replica_sync: bool,
 }
 
 /// A partition instance recovered from disk and not yet attached, as the state map knows it.
@@ -183,8 +187,13 @@ impl LeafStore {
             store.attach_reference(&mut conn, &db)?;
             let database_id = engine::database_id(&conn)?;
             let term = log::position(&conn)?.0.term;
-            let instance =
-                Instance { conn: Arc::new(Mutex::new(conn)), state: PartitionState::Pending, database_id, term };
+            let instance = Instance {
+                conn: Arc::new(Mutex::new(conn)),
+                state: PartitionState::Pending,
+                database_id,
+                term,
+                replica_sync: false,
+            };
             open.partitions.insert((db, ordinal), instance);
         }
         *store.lock()? = open;
@@ -309,6 +318,7 @@ impl LeafStore {
                 state: PartitionState::Online,
                 database_id: Some(database_id),
                 term: Term(0),
+                replica_sync: false,
             };
             open.partitions.insert(key, instance);
         }
@@ -451,21 +461,36 @@ impl LeafStore {
     /// name.
     pub fn list(&self) -> Result<Vec<LocalDb>, StorageError> {
         // Copy the handles out so no connection is locked while the store lock is held.
-        let databases: Vec<(String, Option<u32>, Shared, PartitionState)> = {
+        type Listed = (String, Option<u32>, Shared, PartitionState, bool);
+        let databases: Vec<Listed> = {
             let open = self.lock()?;
             let references =
-                open.references.iter().map(|(db, c)| (db.clone(), None, c.clone(), PartitionState::Online));
-            let partitions = open.partitions.iter().map(|((db, k), i)| (db.clone(), Some(*k), i.conn.clone(), i.state));
+                open.references.iter().map(|(db, c)| (db.clone(), None, c.clone(), PartitionState::Online, false));
+            let partitions = open
+                .partitions
+                .iter()
+                .map(|((db, k), i)| (db.clone(), Some(*k), i.conn.clone(), i.state, i.replica_sync));
             references.chain(partitions).collect()
         };
         let mut out = Vec::with_capacity(databases.len());
-        for (db, ordinal, conn, state) in databases {
+        for (db, ordinal, conn, state, replica_sync) in databases {
             let conn = lock_conn(&conn)?;
             let (term, log_index, commits) = engine::log_position(&conn)?;
             let database_id = engine::database_id(&conn)?;
             let tables = engine::user_tables(&conn)?;
             let cluster_id = engine::cluster_id(&conn)?;
-            out.push(LocalDb { db, ordinal, term, log_index, commits, state, database_id, tables, cluster_id });
+            out.push(LocalDb {
+                db,
+                ordinal,
+                term,
+                log_index,
+                commits,
+                state,
+                database_id,
+                tables,
+                cluster_id,
+                replica_sync,
+            });
         }
         Ok(out)
     }
@@ -693,6 +718,7 @@ impl LeafStore {
             state: PartitionState::Replica,
             database_id,
             term: position.term,
+            replica_sync: false,
         };
         open.partitions.insert(key, instance);
         Ok(position)
@@ -762,6 +788,7 @@ impl LeafStore {
         if let Some(instance) = open.partitions.get_mut(&(db.to_string(), ordinal)) {
             instance.term = instance.term.max(term);
             instance.state = PartitionState::Replica;
+            instance.replica_sync = false;
         }
         Ok(())
     }
@@ -805,6 +832,7 @@ impl LeafStore {
         ordinal: u32,
         term: Term,
         entries: &[LogEntry],
+        sync: bool,
     ) -> Result<LogPosition, StorageError> {
         let conn = {
             let open = self.lock()?;
@@ -827,7 +855,12 @@ impl LeafStore {
                 requested: entries.iter().map(|e| e.term).max().unwrap_or(term),
             });
         }
-        log::apply(&conn, entries)
+        let position = log::apply(&conn, entries)?;
+        drop(conn);
+        if let Some(instance) = self.lock()?.partitions.get_mut(&(db.to_string(), ordinal)) {
+            instance.replica_sync = sync;
+        }
+        Ok(position)
     }
 
     /// Where a copy's log ends, for the prefix test of a returning copy: the last entry it holds (None for none)

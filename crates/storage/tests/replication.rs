@@ -31,7 +31,7 @@ struct Direct {
 
 impl Replicator for Direct {
     fn ship(&self, db: &str, ordinal: u32, entry: &LogEntry) -> Result<(), StorageError> {
-        self.replica.apply_replicated(db, ordinal, entry.term, std::slice::from_ref(entry))?;
+        self.replica.apply_replicated(db, ordinal, entry.term, std::slice::from_ref(entry), true)?;
         self.shipped.lock().unwrap().push(entry.clone());
         Ok(())
     }
@@ -84,11 +84,11 @@ fn ship_then_commit_fences_a_deposed_master_and_refuses_forks() {
 
     // A retried entry is skipped; the same index with other contents is a fork.
     let shipped = direct.shipped.lock().unwrap().clone();
-    replica.apply_replicated(DB, 0, Term(5), &shipped).unwrap();
+    replica.apply_replicated(DB, 0, Term(5), &shipped, false).unwrap();
     let mut fork = shipped[2].clone();
     fork.payload = canopy_storage::LogPayload::Ddl("-- another entry".into());
     let index = fork.index;
-    let forked = replica.apply_replicated(DB, 0, Term(5), &[fork]);
+    let forked = replica.apply_replicated(DB, 0, Term(5), &[fork], false);
     assert!(matches!(forked, Err(StorageError::Diverged { index: i, .. }) if i == index), "{forked:?}");
 
     // Promotion: the replica takes term 6; the old master's next commit is refused and rolled back.
@@ -98,7 +98,7 @@ fn ship_then_commit_fences_a_deposed_master_and_refuses_forks() {
     assert_eq!(rows(&master), 3, "the refused write was rolled back on the old master");
     assert_eq!(rows(&replica), 3, "and never reached the new master");
     assert!(
-        matches!(replica.apply_replicated(DB, 0, Term(5), &shipped), Err(StorageError::StaleTerm { .. })),
+        matches!(replica.apply_replicated(DB, 0, Term(5), &shipped, false), Err(StorageError::StaleTerm { .. })),
         "the new master takes no entries of the old term"
     );
     master.depose(DB, 0, Term(5)).unwrap();

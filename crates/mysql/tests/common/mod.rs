@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use canopy_mysql::{Backend, ConnectionInfo, Limits, MysqlError, Reply, Session, serve};
+use canopy_mysql::{Backend, ConnectionInfo, Level, Limits, MysqlError, Reply, Session, Warning, serve};
 use canopy_sql::{Column, ResultSet, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -72,17 +72,31 @@ impl Session for TestSession {
     async fn query(&mut self, sql: &str) -> Reply {
         self.seen.lock().unwrap().push(sql.to_string());
         match sql {
-            "SELECT kinds" => Reply::Rows(kinds()),
-            "SELECT big" => Reply::Rows(big()),
+            "SELECT kinds" => Reply::rows(kinds()),
+            "SELECT big" => Reply::rows(big()),
+            // Two conditions on an OK, one on a result set: what SHOW WARNINGS and the packets report.
+            "DROP TABLE IF EXISTS gone, engine" => Reply::Ok {
+                affected_rows: 0,
+                last_insert_id: 0,
+                info: String::new(),
+                warnings: vec![
+                    Warning::new(Level::Note, 1051, "Unknown table 'shop.gone'"),
+                    Warning::new(Level::Warning, 1266, "Using storage engine Canopy for table 'engine'"),
+                ],
+            },
+            "SELECT warned" => Reply::Rows {
+                result: ResultSet { columns: vec![Column::new("n")], rows: vec![vec![Value::Null]] },
+                warnings: vec![Warning::new(Level::Warning, 1365, "Division by 0")],
+            },
             "SELECT * FROM missing" => {
                 Reply::Error(MysqlError::new(1146, "42S02", "Table 'shop.missing' doesn't exist"))
             }
             _ if sql.starts_with("INSERT") => {
-                Reply::Ok { affected_rows: 3, last_insert_id: 42, info: "Records: 3".into() }
+                Reply::Ok { affected_rows: 3, last_insert_id: 42, info: "Records: 3".into(), warnings: vec![] }
             }
             _ if sql.starts_with("SET GLOBAL") => Reply::ok(),
             _ => match sql.strip_prefix("SELECT ").and_then(parse_literals) {
-                Some(values) => Reply::Rows(ResultSet {
+                Some(values) => Reply::rows(ResultSet {
                     columns: (0..values.len()).map(|i| Column::new(format!("c{i}"))).collect(),
                     rows: vec![values],
                 }),

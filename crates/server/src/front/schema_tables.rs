@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 /// What `TABLE_CATALOG` and friends always say in MySQL.
 const CATALOG: &str = "def";
 /// The engine name Canopy reports for its tables (SHOW ENGINES lists it).
-pub const ENGINE: &str = "Canopy";
+pub const ENGINE: &str = canopy_sql::ddl::ENGINE;
 pub const CHARSET: &str = "utf8mb4";
 /// Canopy compares text as its leaves' engine does: bytewise (docs/sql.md); `utf8mb4_bin` says so.
 pub const COLLATION: &str = "utf8mb4_bin";

@@ -386,6 +386,7 @@ impl Session {
                         affected_rows: rows,
                         last_insert_id: last_insert_id.max(0) as u64,
                         info: String::new(),
+                        notices: Vec::new(),
                     },
                 })
             }
@@ -703,6 +704,18 @@ impl Session {
         }
     }
 
+    /// Resolves at the first KILL QUERY (or KILL CONNECTION) of this connection from now on.
+    fn query_killed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut kills = self.process.query_kills();
+        kills.mark_unchanged();
+        async move {
+            if kills.changed().await.is_err() {
+                // The process list dropped the connection's entry: nothing can kill it any more.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     /// Transaction bookkeeping before a planned statement runs. A write counts even if it then fails: a statement
     /// spanning partitions may have committed on some of them.
     fn note_statement(&mut self, writes: bool) {
@@ -747,13 +760,15 @@ impl Session {
                 rebalance::explain(cluster, &self.database(db)?, options).await
             }
             ClusterCommand::RebalancePartitions { db, options } => {
-                rebalance::rebalance_database(cluster, &self.database(db)?, options).await
+                rebalance::rebalance_database(cluster, &self.database(db)?, options, self.query_killed()).await
             }
             ClusterCommand::ExplainRebalanceAllDatabases => rebalance::explain_all(cluster).await,
             ClusterCommand::RebalanceAllDatabases { kill, ensure_online_nodes } => {
                 let options = RebalanceOptions { full: true, force: false, kill, ensure_online_nodes };
-                rebalance::rebalance_all(cluster, options).await
+                rebalance::rebalance_all(cluster, options, self.query_killed()).await
             }
+            ClusterCommand::CancelRebalancePartitions { db } => rebalance::cancel(cluster, Some(&self.database(db)?)),
+            ClusterCommand::CancelRebalanceAllDatabases => rebalance::cancel(cluster, None),
             ClusterCommand::AttachLeaf { target: LeafTarget::One { host, port }, force, .. } => {
                 let leaf = leaf_id(&meta, &host, port)?;
                 if meta.leaves[&leaf].state == canopy_meta::LeafState::Online {
@@ -804,6 +819,12 @@ impl Session {
                 let leaf = leaf_id(&meta, &host, port)?;
                 attach::attach_partition(cluster, db, ordinal, leaf).await
             }
+            ClusterCommand::Partition(PartitionCommand { action, db, ordinal, host, port })
+                if meta.variables.redundancy_level == 2 && action != PartitionAction::Create =>
+            {
+                let leaf = leaf_id(&meta, &host, port)?;
+                replication::partition_command(cluster, action, &db, ordinal, leaf).await
+            }
             ClusterCommand::RestoreRedundancy { db } => replication::restore_redundancy(cluster, &db).await,
             ClusterCommand::ExplainRestoreRedundancy { db } => {
                 Ok(Answer::Rows(views::explain_restore_redundancy(&meta, &db)?))
@@ -823,8 +844,11 @@ fn holds_instances(meta: &ClusterMeta, leaf: canopy_meta::NodeId) -> bool {
 
 fn answer_to_reply(result: Result<Answer>) -> Reply {
     match result {
-        Ok(Answer::Rows(rs)) => Reply::Rows(rs),
-        Ok(Answer::Done { affected_rows, last_insert_id, info }) => Reply::Ok { affected_rows, last_insert_id, info },
+        Ok(Answer::Rows(rs)) => Reply::rows(rs),
+        Ok(Answer::Done { affected_rows, last_insert_id, info, notices }) => {
+            let warnings = notices.iter().map(|n| n.to_mysql()).collect();
+            Reply::Ok { affected_rows, last_insert_id, info, warnings }
+        }
         Err(e) => Reply::Error(e.to_mysql()),
     }
 }

@@ -487,7 +487,8 @@ pub fn databases_extended(local: &[LocalDb]) -> ResultSet {
                 Value::int(d.commits as i64),
                 Value::text(match (d.ordinal, d.state) {
                     (None, _) => "reference",
-                    (Some(_), canopy_storage::PartitionState::Replica) => "replica",
+                    (Some(_), canopy_storage::PartitionState::Replica) if d.replica_sync => "sync replica",
+                    (Some(_), canopy_storage::PartitionState::Replica) => "async replica",
                     (Some(_), _) => "master",
                 }),
                 Value::text(d.state.as_str()),

@@ -35,7 +35,7 @@ fn replicate(store: &LeafStore, batches: Vec<canopy_rpc::ReplicateBatch>) -> Res
                 .collect::<Result<Vec<_>, String>>()
                 .map_err(|e| RemoteError::new(RemoteErrorKind::BadRequest, e))?;
             store
-                .apply_replicated(&batch.db, batch.partition.ordinal, batch.partition.term, &entries)
+                .apply_replicated(&batch.db, batch.partition.ordinal, batch.partition.term, &entries, batch.sync)
                 .map(|position| position.index)
                 .map_err(|e| remote_error(&e))
         })

@@ -154,10 +154,7 @@ impl Replication {
             return Ok(());
         };
         let client = self.client(&target).map_err(|e| RemoteError::new(RemoteErrorKind::Internal, e))?;
-        let end = client
-            .call(&Request::LogEnd { db: db.to_string(), ordinal }, LINK_TIMEOUT)
-            .await
-            .map_err(|e| RemoteError::new(RemoteErrorKind::Internal, format!("replica leaf unreachable: {e}")))?;
+        let end = call_fresh(&client, &Request::LogEnd { db: db.to_string(), ordinal }).await?;
         let (last, position) = match end {
             Response::LogEnd { last, position } => (last, position),
             Response::Error(e) => return Err(e),
@@ -187,7 +184,7 @@ impl Replication {
                     .map_err(|e| remote_error(&e))?;
             let Some(last) = entries.last().map(|e| e.index) else { break };
             let close = entries.len() < CATCH_UP_CLOSE_ENTRIES;
-            push(&client, db, partition, entries).await?;
+            push(&client, db, partition, entries, false).await?;
             after = last;
             if close {
                 break;
@@ -201,16 +198,17 @@ impl Replication {
                 if term != partition.term {
                     return Err(StorageError::StaleTerm { current: term, requested: partition.term });
                 }
+                // The last batch (empty when nothing was left) marks the replica as in the commit path.
                 loop {
-                    let entries = match log::since(conn, after, u64::from(CHUNK_BYTES)) {
-                        Ok(entries) => entries,
-                        Err(e) => return Err(e),
-                    };
-                    let Some(last) = entries.last().map(|e| e.index) else { break };
+                    let entries = log::since(conn, after, u64::from(CHUNK_BYTES))?;
+                    let last = entries.last().map(|e| e.index);
                     this.runtime
-                        .block_on(push(&client, &db_owned, partition, entries))
+                        .block_on(push(&client, &db_owned, partition, entries, true))
                         .map_err(|e| StorageError::Replication(e.message))?;
-                    after = last;
+                    match last {
+                        Some(last) => after = last,
+                        None => break,
+                    }
                 }
                 this.targets.lock().unwrap_or_else(|p| p.into_inner()).insert((db_owned.clone(), ordinal), target);
                 Ok(())
@@ -222,17 +220,38 @@ impl Replication {
     }
 }
 
-/// Sends `entries` of one partition to the replica as one batch and waits for it to apply them.
-async fn push(client: &Client, db: &str, partition: PartitionTerm, entries: Vec<LogEntry>) -> Result<(), RemoteError> {
-    let batch = ReplicateBatch { db: db.to_string(), partition, entries: entries.into_iter().map(to_record).collect() };
-    match client.call(&Request::Replicate { batches: vec![batch] }, LINK_TIMEOUT).await {
-        Ok(Response::Replicated(mut results)) if results.len() == 1 => results.pop().expect("one result").map(|_| ()),
-        Ok(Response::Error(e)) => Err(e),
-        Ok(other) => Err(RemoteError::new(RemoteErrorKind::Internal, format!("unexpected answer {other:?}"))),
-        Err(e) => {
-            client.flush();
-            Err(RemoteError::new(RemoteErrorKind::Internal, format!("replica leaf unreachable: {e}")))
+/// One request to a replica leaf; a broken pooled connection (the leaf restarted since) is dropped and the request
+/// sent once more on a fresh one (every request here is idempotent).
+async fn call_fresh(client: &Client, request: &Request) -> Result<Response, RemoteError> {
+    let mut attempt = 0;
+    loop {
+        match client.call(request, LINK_TIMEOUT).await {
+            Ok(response) => return Ok(response),
+            Err(e) => {
+                client.flush();
+                attempt += 1;
+                if attempt >= 2 {
+                    return Err(RemoteError::new(RemoteErrorKind::Internal, format!("replica leaf unreachable: {e}")));
+                }
+            }
         }
+    }
+}
+
+/// Sends `entries` of one partition to the replica as one batch and waits for it to apply them.
+async fn push(
+    client: &Client,
+    db: &str,
+    partition: PartitionTerm,
+    entries: Vec<LogEntry>,
+    sync: bool,
+) -> Result<(), RemoteError> {
+    let entries = entries.into_iter().map(to_record).collect();
+    let batch = ReplicateBatch { db: db.to_string(), partition, entries, sync };
+    match call_fresh(client, &Request::Replicate { batches: vec![batch] }).await? {
+        Response::Replicated(mut results) if results.len() == 1 => results.pop().expect("one result").map(|_| ()),
+        Response::Error(e) => Err(e),
+        other => Err(RemoteError::new(RemoteErrorKind::Internal, format!("unexpected answer {other:?}"))),
     }
 }
 
@@ -297,6 +316,7 @@ impl canopy_storage::Replicator for Replication {
                 db: db.to_string(),
                 partition: PartitionTerm { ordinal, term },
                 entries: vec![record.clone()],
+                sync: true,
             };
             if link.queue.send(Item { batch, reply }).is_err() {
                 std::thread::sleep(RETRY_PAUSE);

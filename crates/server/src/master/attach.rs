@@ -86,6 +86,14 @@ async fn attach_leaf_locked(cluster: &Arc<Cluster>, leaf_id: NodeId, force: bool
             if previous != LeafState::Online {
                 cluster.apply(Command::SetLeafState { leaf: leaf_id, state: LeafState::Online }).await?;
             }
+            if cluster.meta().variables.redundancy_level == 2 {
+                // Masters split evenly within the pair again (spec 2.7: half of the replicas on the returning leaf
+                // are promoted back), once the leaf is online.
+                let moved = replication::balance_pair(cluster, leaf_id).await;
+                if moved > 0 {
+                    tracing::info!("attach of leaf {}:{}: {moved} masters moved back", leaf.addr.host, leaf.addr.port);
+                }
+            }
         }
         Err(_) if previous != LeafState::Online => {
             // Back where it was: a detached leaf stays detached; an offline one (or one whose interrupted attach
@@ -126,7 +134,7 @@ async fn attach_partitions_of(cluster: &Arc<Cluster>, leaf: &canopy_meta::Leaf, 
     );
     let mut by_db: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     for (db, ordinal, decision) in decisions {
-        if decision == Decision::Attach {
+        if decision == Decision::Attach && !in_place(&meta, leaf.id, &local, &db, ordinal) {
             by_db.entry(db).or_default().push(ordinal);
         }
     }
@@ -140,15 +148,27 @@ async fn attach_partitions_of(cluster: &Arc<Cluster>, leaf: &canopy_meta::Leaf, 
             attached += 1;
         }
     }
-    if cluster.meta().variables.redundancy_level == 2 {
-        // Masters split evenly within the pair again (spec 2.7: half of the replicas on the returning leaf are
-        // promoted back).
-        let moved = replication::balance_pair(cluster, leaf.id).await;
-        if moved > 0 {
-            tracing::info!("attach of leaf {}:{}: {moved} masters moved back", leaf.addr.host, leaf.addr.port);
-        }
-    }
     Ok(Answer::affected(attached))
+}
+
+/// Redundancy 2: whether a copy already serves as the metadata says (a master copy online in its term, or a replica
+/// copy the metadata records in sync), so an attach leaves it alone. An attach that runs again (the heartbeat saw
+/// the leaf's pending copies before an attach finished) must never treat a serving master as a returning one.
+fn in_place(meta: &canopy_meta::ClusterMeta, leaf: NodeId, local: &[LocalDatabase], db: &str, ordinal: u32) -> bool {
+    if meta.variables.redundancy_level != 2 {
+        return false;
+    }
+    let Some(copy) = local.iter().find(|c| c.db == db && c.ordinal == Some(ordinal)) else { return false };
+    let Some(instance) =
+        meta.databases.get(db).and_then(|d| d.instances.iter().find(|i| i.ordinal == ordinal && i.node == leaf))
+    else {
+        return false;
+    };
+    match (instance.role, copy.state) {
+        (InstanceRole::Master, canopy_storage::PartitionState::Online) => copy.term == instance.term,
+        (InstanceRole::Replica, canopy_storage::PartitionState::Replica) => instance.sync,
+        _ => false,
+    }
 }
 
 /// Attaches one copy the metadata places on `leaf`. A master copy whose partition has an in-sync replica on an

@@ -100,8 +100,16 @@ pub async fn run(master: Arc<MasterSlot>) {
             if result.probe == Probe::Answered {
                 // Only copies the metadata places on this leaf are attached; pending orphans (copies of dropped
                 // databases, of partitions served elsewhere) stay pending until CLEAR ORPHAN DATABASES.
-                let pending = result.pending.iter().map(|p| (p.db.as_str(), p.ordinal, p.database_id));
-                let attachable_pending = canopy_control::attach::any_attachable(&meta, result.leaf, pending);
+                // A copy a move's switch fenced is pending until the switch commits or unfences it, and the switch
+                // holds the partition's gate closed until then: such a copy is no restart's. The metadata is read
+                // after the gates, so a switch that opened its gate again has committed in it.
+                let pending: Vec<_> = result
+                    .pending
+                    .iter()
+                    .filter(|p| cluster.gate(&p.db, p.ordinal).try_read().is_ok())
+                    .map(|p| (p.db.as_str(), p.ordinal, p.database_id))
+                    .collect();
+                let attachable_pending = canopy_control::attach::any_attachable(&cluster.meta(), result.leaf, pending);
                 answers.insert(result.leaf, leaves::Answer { attachable_pending });
             }
         }
@@ -124,7 +132,14 @@ pub async fn run(master: Arc<MasterSlot>) {
 struct Redundancy {
     failing_over: Arc<std::sync::atomic::AtomicBool>,
     healing: Arc<std::sync::atomic::AtomicBool>,
+    /// When masters were last told again to commit without their out-of-sync replicas (a master that missed the
+    /// first word, being slow then, would wait for its replica forever).
+    reasserted: std::sync::Mutex<Option<Instant>>,
 }
+
+/// How often the heartbeat repeats `replication::reassert_async_replicas` while some replica is out of sync on a
+/// leaf that is not online.
+const REASSERT_INTERVAL: Duration = Duration::from_secs(5);
 
 impl Redundancy {
     fn tend(&self, cluster: &Arc<Cluster>) {
@@ -143,6 +158,17 @@ impl Redundancy {
                 busy.store(false, Ordering::Release);
             });
         }
+        let away = meta.databases.values().any(|d| {
+            d.instances.iter().any(|i| {
+                i.role == canopy_meta::InstanceRole::Replica && !i.sync && canopy_control::failover::away(&meta, i.node)
+            })
+        });
+        let mut reasserted = self.reasserted.lock().unwrap_or_else(|p| p.into_inner());
+        if away && reasserted.is_none_or(|at| at.elapsed() >= REASSERT_INTERVAL) {
+            *reasserted = Some(Instant::now());
+            tokio::spawn(replication::reassert_async_replicas(cluster.clone()));
+        }
+        drop(reasserted);
         let needs_healing = !canopy_control::failover::repairs(&meta).is_empty()
             || !canopy_control::failover::missing_replicas(&meta, None).is_empty();
         if needs_healing && !self.healing.swap(true, Ordering::AcqRel) {

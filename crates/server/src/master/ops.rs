@@ -13,7 +13,7 @@ use canopy_sql::{SqlError, TableKind};
 use mysql_async::prelude::Queryable;
 
 use crate::answer::Answer;
-use crate::error::{Error, Result};
+use crate::error::{Error, Notice, Result};
 use crate::master::cluster::Cluster;
 use crate::master::{reference, replication};
 
@@ -135,7 +135,7 @@ pub async fn create_database(
     let meta = cluster.meta();
     if meta.databases.contains_key(&name) {
         return if if_not_exists {
-            Ok(Answer::done())
+            Ok(Answer::noted(vec![Notice::DatabaseExists(name)]))
         } else {
             Err(canopy_meta::MetaError::DatabaseExists(name).into())
         };
@@ -210,7 +210,11 @@ pub async fn drop_database(cluster: &Arc<Cluster>, name: String, if_exists: bool
     let _reference = reference::lock(cluster, &name).await;
     let meta = cluster.meta();
     let Some(database) = meta.databases.get(&name) else {
-        return if if_exists { Ok(Answer::done()) } else { Err(Error::UnknownDatabase(name)) };
+        return if if_exists {
+            Ok(Answer::noted(vec![Notice::UnknownDatabase(name)]))
+        } else {
+            Err(Error::UnknownDatabase(name))
+        };
     };
     let holders: Vec<Leaf> =
         meta.leaves.values().filter(|l| database.instances.iter().any(|i| i.node == l.id)).cloned().collect();
@@ -252,12 +256,14 @@ pub async fn create_table(cluster: &Arc<Cluster>, db: String, create: CreateTabl
     let database = meta.databases.get(&db).ok_or_else(|| Error::UnknownDatabase(db.clone()))?;
     if database.table(&create.def.name).is_some() {
         return if create.if_not_exists {
-            Ok(Answer::done())
+            Ok(Answer::noted(vec![Notice::TableExists { table: create.def.name }]))
         } else {
             Err(canopy_meta::MetaError::TableExists { db, table: create.def.name }.into())
         };
     }
     let (def, first_id) = (create.def, create.auto_increment);
+    let notices =
+        create.ignored.into_iter().map(|clause| Notice::Ignored { table: def.name.clone(), clause }).collect();
     let mut statements = vec![def.create_sql.clone()];
     statements.extend(def.index_sql.iter().cloned());
     if let Err(e) = ddl_everywhere(cluster, &meta, &db, def.kind, statements).await {
@@ -272,16 +278,24 @@ pub async fn create_table(cluster: &Arc<Cluster>, db: String, create: CreateTabl
         let count = u64::try_from(first - 1).expect("first > 1");
         cluster.apply(Command::ReserveAutoIncrement { db, table, count }).await?;
     }
-    Ok(Answer::done())
+    Ok(Answer::noted(notices))
 }
 
 pub async fn drop_tables(cluster: &Arc<Cluster>, tables: Vec<(String, String)>, if_exists: bool) -> Result<Answer> {
     let _op = cluster.operation_lock.lock().await;
+    let mut notices = Vec::new();
     for (db, table) in tables {
         let meta = cluster.meta();
-        let database = meta.databases.get(&db).ok_or_else(|| Error::UnknownDatabase(db.clone()))?;
+        let Some(database) = meta.databases.get(&db) else {
+            if if_exists {
+                notices.push(Notice::UnknownTable { db, table });
+                continue;
+            }
+            return Err(Error::UnknownDatabase(db));
+        };
         let Some(def) = database.table(&table) else {
             if if_exists {
+                notices.push(Notice::UnknownTable { db, table });
                 continue;
             }
             return Err(Error::Sql(SqlError::UnknownTable { db, table }));
@@ -293,7 +307,7 @@ pub async fn drop_tables(cluster: &Arc<Cluster>, tables: Vec<(String, String)>, 
         let statements = vec![format!("DROP TABLE IF EXISTS {}", canopy_sql::quote::ident(&name))];
         ddl_everywhere(cluster, &meta, &db, kind, statements).await?;
     }
-    Ok(Answer::done())
+    Ok(Answer::noted(notices))
 }
 
 pub async fn create_index(cluster: &Arc<Cluster>, db: String, index: CreateIndex) -> Result<Answer> {
@@ -320,7 +334,10 @@ pub async fn create_index(cluster: &Arc<Cluster>, db: String, index: CreateIndex
         let _ = ddl_everywhere(cluster, &meta, &db, def.kind, undo).await;
         return Err(e);
     }
-    Ok(Answer::done())
+    let table = def.name.clone();
+    Ok(Answer::noted(
+        resolved.ignored.into_iter().map(|clause| Notice::Ignored { table: table.clone(), clause }).collect(),
+    ))
 }
 
 /// SNAPSHOT DATABASE db: every partition checkpoints its WAL into the main file and truncates its change log up to

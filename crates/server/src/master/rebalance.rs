@@ -4,8 +4,8 @@
 //!
 //! Running a plan: under the operation lock the plan is computed again from the current metadata (what EXPLAIN
 //! showed is a prediction), recorded as the database's operation (SHOW REBALANCE STATUS), and run phase by phase;
-//! the steps of a phase run together, at most `STEPS_PER_LEAF_MAX` at a time on any one leaf (as source or target)
-//! and `RECEIVING_PER_LEAF_MAX` copies onto it.
+//! the steps of a phase run together, at most `max_concurrent_moves` (a global variable, read at each phase) at a
+//! time on any one leaf (as source or target) and `RECEIVING_PER_LEAF_MAX` copies onto it.
 //! A redundancy-1 move is the online move of `moves.rs` cut at its phases: every COPY first, then every PROMOTE
 //! PARTITION WITH DROP; `CREATE PARTITION` (FORCE) creates an empty partition and registers it as the master, `DROP
 //! PARTITION` forgets and drops the leftover copy of an interrupted move. Each step checks that the cluster is still as the plan expects (its leaves online, the
@@ -15,6 +15,12 @@
 //!
 //! One rebalance per database at a time: a second one on the same database is refused at once rather than queued
 //! behind the operation lock (`Running`), which also keeps each running step's start for the live Running_Time.
+//!
+//! Cancelling (`REBALANCE ... CANCEL`, or KILL QUERY of the connection running the REBALANCE) stops a plan between
+//! steps: a step checks the flag when it may start (its leaves' permits held), so running steps finish and every
+//! step not started is `cancelled`; then the plan ends as after a failed step (the copies whose promotion will not
+//! run are forgotten and dropped) and the REBALANCE answers 1317. The plan is never dropped mid-step: a step is cut
+//! only where the move machinery can be (a failed step's cleanup), so cancelling leaves nothing a failure would not.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -35,16 +41,20 @@ use crate::error::{Error, Result};
 use crate::master::cluster::Cluster;
 use crate::master::{attach, moves, reference};
 
-/// Steps of one phase running at once on one leaf (counting the leaf as a copy's source or target): bounds the
-/// copies competing for one leaf's disk and network while the others proceed.
-pub const STEPS_PER_LEAF_MAX: usize = 2;
 /// Copies (and creations) of one database a leaf receives at once: one, since each brings the leaf's reference
 /// copy of the database up to date first, and two of those on one copy must not overlap.
 pub const RECEIVING_PER_LEAF_MAX: usize = 1;
 
-/// The rebalances running on this master aggregator, by database, with the start of each running step.
+/// The rebalances running on this master aggregator, by database.
 #[derive(Default)]
-pub struct Running(Mutex<BTreeMap<String, Vec<Option<Instant>>>>);
+pub struct Running(Mutex<BTreeMap<String, Entry>>);
+
+/// One running rebalance: the start of each running step, and whether it was asked to stop (CANCEL, KILL QUERY).
+#[derive(Default)]
+struct Entry {
+    starts: Vec<Option<Instant>>,
+    cancelled: bool,
+}
 
 /// A database's slot in `Running`, released when dropped.
 struct Slot<'r> {
@@ -66,28 +76,74 @@ impl Running {
             return Err(Error::RebalanceRunning(busy.clone()));
         }
         for db in dbs {
-            running.insert(db.clone(), Vec::new());
+            running.insert(db.clone(), Entry::default());
         }
         Ok(dbs.iter().map(|db| Slot { running: self, db: db.clone() }).collect())
     }
 
     fn started(&self, db: &str, index: usize) {
         let mut running = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(starts) = running.get_mut(db) {
-            if starts.len() <= index {
-                starts.resize(index + 1, None);
+        if let Some(entry) = running.get_mut(db) {
+            if entry.starts.len() <= index {
+                entry.starts.resize(index + 1, None);
             }
-            starts[index] = Some(Instant::now());
+            entry.starts[index] = Some(Instant::now());
         }
     }
 
     /// Milliseconds each step of `db`'s running plan has been running (None: not started, or no plan running).
     pub fn elapsed_ms(&self, db: &str) -> Vec<Option<u64>> {
         let running = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        running
-            .get(db)
-            .map_or_else(Vec::new, |starts| starts.iter().map(|s| s.map(|s| s.elapsed().as_millis() as u64)).collect())
+        running.get(db).map_or_else(Vec::new, |entry| {
+            entry.starts.iter().map(|s| s.map(|s| s.elapsed().as_millis() as u64)).collect()
+        })
     }
+
+    /// Asks the running plans of `dbs` (all, for None) to stop between steps; returns how many were asked.
+    fn cancel(&self, dbs: Option<&[String]>) -> usize {
+        let mut running = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut asked = 0;
+        for (_, entry) in running.iter_mut().filter(|(db, _)| dbs.is_none_or(|dbs| dbs.contains(db))) {
+            entry.cancelled = true;
+            asked += 1;
+        }
+        asked
+    }
+
+    /// Whether the running plan of `db` was asked to stop.
+    fn cancelled(&self, db: &str) -> bool {
+        let running = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        running.get(db).is_some_and(|entry| entry.cancelled)
+    }
+}
+
+/// REBALANCE PARTITIONS ON db CANCEL (`Some`) or REBALANCE ALL DATABASES CANCEL (`None`): asks the running plans to
+/// stop between steps and answers at once, as KILL QUERY does; the REBALANCE statement answers 1317 when its
+/// running steps have finished. Affected rows: the databases whose plan was asked to stop.
+pub fn cancel(cluster: &Cluster, db: Option<&str>) -> Result<Answer> {
+    let named = db.map(|db| vec![db.to_string()]);
+    match cluster.rebalances.cancel(named.as_deref()) {
+        0 => Err(Error::NoRebalanceRunning(db.map(str::to_string))),
+        asked => Ok(Answer::affected(asked as u64)),
+    }
+}
+
+/// Runs a REBALANCE statement's work; when `killed` fires first (KILL QUERY of its connection), its plans are asked
+/// to stop between steps and the work still runs to its end, which is then the cancelled plan's error.
+async fn until_killed(
+    cluster: &Cluster,
+    dbs: &[String],
+    killed: impl Future<Output = ()>,
+    work: impl Future<Output = Result<Answer>>,
+) -> Result<Answer> {
+    let mut work = std::pin::pin!(work);
+    tokio::select! {
+        answer = &mut work => return answer,
+        () = killed => {
+            cluster.rebalances.cancel(Some(dbs));
+        }
+    }
+    work.await
 }
 
 /// What SHOW REBALANCE STATUS shows of a running step beyond its record: how long it has run, and what is left of
@@ -246,45 +302,65 @@ pub async fn explain_all(cluster: &Arc<Cluster>) -> Result<Answer> {
 }
 
 /// REBALANCE PARTITIONS ON db: plans again and runs the plan; answers the partitions moved (and, with FORCE,
-/// created), saying which in the info text.
-pub async fn rebalance_database(cluster: &Arc<Cluster>, db: &str, given: RebalanceOptions) -> Result<Answer> {
+/// created), saying which in the info text. `killed` is the statement's KILL QUERY (see `until_killed`).
+pub async fn rebalance_database(
+    cluster: &Arc<Cluster>,
+    db: &str,
+    given: RebalanceOptions,
+    killed: impl Future<Output = ()>,
+) -> Result<Answer> {
     if !cluster.meta().databases.contains_key(db) {
         return Err(Error::UnknownDatabase(db.to_string()));
     }
-    let _slot = cluster.rebalances.begin(&[db.to_string()])?;
-    let _op = cluster.operation_lock.lock().await;
-    check_options(&cluster.meta(), &given)?;
-    let done = run(cluster, db, &options(given)).await?;
-    Ok(answer(&done))
+    let dbs = [db.to_string()];
+    let _slot = cluster.rebalances.begin(&dbs)?;
+    until_killed(cluster, &dbs, killed, async {
+        let _op = cluster.operation_lock.lock().await;
+        check_options(&cluster.meta(), &given)?;
+        let done = run(cluster, db, &options(given)).await?;
+        Ok(answer(&done))
+    })
+    .await
 }
 
 /// REBALANCE ALL DATABASES: `REBALANCE PARTITIONS ... FULL` on every database in name order, under one operation
-/// lock; stops at the first database whose plan fails.
-pub async fn rebalance_all(cluster: &Arc<Cluster>, given: RebalanceOptions) -> Result<Answer> {
+/// lock; stops at the first database whose plan fails (or is cancelled).
+pub async fn rebalance_all(
+    cluster: &Arc<Cluster>,
+    given: RebalanceOptions,
+    killed: impl Future<Output = ()>,
+) -> Result<Answer> {
     let dbs: Vec<String> = cluster.meta().databases.keys().cloned().collect();
     let _slots = cluster.rebalances.begin(&dbs)?;
-    let _op = cluster.operation_lock.lock().await;
-    check_options(&cluster.meta(), &given)?;
-    let options = Options { full: true, ..options(given) };
-    let mut total = Phase { promoted: 0, created: 0 };
-    for db in &dbs {
-        if cluster.meta().databases.contains_key(db) {
-            let done = run(cluster, db, &options).await?;
-            total.promoted += done.promoted;
-            total.created += done.created;
+    until_killed(cluster, &dbs, killed, async {
+        let _op = cluster.operation_lock.lock().await;
+        check_options(&cluster.meta(), &given)?;
+        let options = Options { full: true, ..options(given) };
+        let mut total = Phase { promoted: 0, created: 0 };
+        for db in &dbs {
+            if cluster.meta().databases.contains_key(db) {
+                let done = run(cluster, db, &options).await?;
+                total.promoted += done.promoted;
+                total.created += done.created;
+            }
         }
-    }
-    Ok(answer(&total))
+        Ok(answer(&total))
+    })
+    .await
 }
 
 fn answer(done: &Phase) -> Answer {
     let info = format!("{} partitions moved, {} empty partitions created", done.promoted, done.created);
-    Answer::Done { affected_rows: done.promoted + done.created, last_insert_id: 0, info }
+    Answer::Done { affected_rows: done.promoted + done.created, last_insert_id: 0, info, notices: Vec::new() }
 }
 
 /// Plans `db` from the current metadata and runs the plan (the caller holds the operation lock and the slot). An
 /// empty plan records nothing, so SHOW REBALANCE STATUS keeps the last operation.
 async fn run(cluster: &Arc<Cluster>, db: &str, options: &Options) -> Result<Phase> {
+    if cluster.rebalances.cancelled(db) {
+        // Cancelled before it planned: nothing to record or undo.
+        return Err(Error::RebalanceCancelled(db.to_string()));
+    }
     let meta = cluster.meta();
     let sizes = sizes(cluster, &meta, db).await;
     let plan = rebalance::plan(&meta, db, options, &sizes)?;
@@ -335,9 +411,10 @@ enum Done {
     Created,
 }
 
-/// Runs the steps `indexes` of `plan` together, at most `STEPS_PER_LEAF_MAX` per leaf; returns what they did, or
-/// the first error once every step of the phase has finished.
+/// Runs the steps `indexes` of `plan` together, at most `max_concurrent_moves` per leaf; returns what they did, or
+/// the first error once every step of the phase has finished (a step's failure before a cancellation).
 async fn run_phase(cluster: &Arc<Cluster>, plan: &Plan, indexes: &[usize], copies: &mut Copies) -> Result<Phase> {
+    let per_leaf = cluster.meta().variables.max_concurrent_moves.max(1) as usize;
     // Per leaf: the steps using it (as source or target), and the copies (or creations) it receives.
     let mut limits: HashMap<(NodeId, bool), Arc<Semaphore>> = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -360,7 +437,7 @@ async fn run_phase(cluster: &Arc<Cluster>, plan: &Plan, indexes: &[usize], copie
         let permits: Vec<Arc<Semaphore>> = keys
             .iter()
             .map(|&(leaf, receiving)| {
-                let permits = if receiving { RECEIVING_PER_LEAF_MAX } else { STEPS_PER_LEAF_MAX };
+                let permits = if receiving { RECEIVING_PER_LEAF_MAX } else { per_leaf };
                 limits.entry((leaf, receiving)).or_insert_with(|| Arc::new(Semaphore::new(permits))).clone()
             })
             .collect();
@@ -370,6 +447,14 @@ async fn run_phase(cluster: &Arc<Cluster>, plan: &Plan, indexes: &[usize], copie
             let mut held = Vec::with_capacity(permits.len());
             for permit in permits {
                 held.push(permit.acquire_owned().await.expect("the phase's semaphores are never closed"));
+            }
+            if cluster.rebalances.cancelled(&step.db) {
+                // Not started: a promotion's copy is forgotten and dropped here, since nothing else holds it now.
+                if let (Some(copy), Some(target)) = (pending, cluster.meta().leaves.get(&step.target).cloned()) {
+                    moves::abandon_copy(&cluster, &step.db, step.ordinal, &target, copy.replica).await;
+                }
+                mark(&cluster, &step.db, index, StepStatus::Cancelled, None).await;
+                return Err(Error::RebalanceCancelled(step.db.clone()));
             }
             let done = run_step(&cluster, &step, index, pending).await;
             if let Err(e) = &done {
@@ -390,7 +475,10 @@ async fn run_phase(cluster: &Arc<Cluster>, plan: &Plan, indexes: &[usize], copie
             Ok(Ok(Done::Dropped)) => {}
             Ok(Ok(Done::Created)) => created += 1,
             Ok(Err(e)) | Err(e) => {
-                first_error.get_or_insert(e);
+                // A real failure says more than the cancellation of the steps around it.
+                if first_error.as_ref().is_none_or(|f| matches!(f, Error::RebalanceCancelled(_))) {
+                    first_error = Some(e);
+                }
             }
         }
     }
@@ -576,5 +664,21 @@ mod tests {
         drop((a, b));
         assert!(running.elapsed_ms("a").is_empty(), "a finished plan shows its record only");
         running.begin(&["a".to_string(), "b".to_string()]).expect("both free again");
+    }
+
+    #[test]
+    fn cancel_flags_the_named_running_plans_only() {
+        let running = Running::default();
+        let slots = running.begin(&["a".to_string(), "b".to_string()]).unwrap();
+        assert_eq!(running.cancel(Some(&["c".to_string()])), 0, "no plan runs on c");
+        assert!(!running.cancelled("a"));
+        assert_eq!(running.cancel(Some(&["a".to_string()])), 1);
+        assert!(running.cancelled("a") && !running.cancelled("b"));
+        assert_eq!(running.cancel(None), 2, "ALL DATABASES asks every running plan");
+        assert!(running.cancelled("b"));
+        drop(slots);
+        assert!(!running.cancelled("a"), "a rerun starts uncancelled");
+        let _again = running.begin(&["a".to_string()]).unwrap();
+        assert!(!running.cancelled("a"));
     }
 }

@@ -21,6 +21,10 @@ use canopy_rpc::{PartitionTerm, RemoteErrorKind, ReplicaTarget, Request, Respons
 use crate::error::{Error, Result};
 use crate::master::cluster::Cluster;
 
+/// How long a promotion, a demotion or a role change may wait for its leaf: a frozen leaf must not hold the term
+/// lock (and the failover pass) for the general request timeout.
+const ROLE_CHANGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Where a master ships to, for the replica on `leaf`.
 pub fn target(leaf: &Leaf) -> ReplicaTarget {
     ReplicaTarget { node: leaf.id, host: leaf.addr.host.clone(), rpc_port: leaf.addr.rpc_port }
@@ -44,7 +48,8 @@ pub async fn start_replica(
     let master_leaf = leaf_of(meta, master.node)?;
     let replica_leaf = leaf_of(meta, replica.node)?;
     let partition = PartitionTerm { ordinal: master.ordinal, term: master.term };
-    cluster.call(&replica_leaf, &Request::BecomeReplica { db: db.to_string(), partition }).await?;
+    let become_replica = Request::BecomeReplica { db: db.to_string(), partition };
+    cluster.call_with_timeout(&replica_leaf, &become_replica, ROLE_CHANGE_TIMEOUT).await?;
     let request = Request::SetReplica { db: db.to_string(), partition, replica: Some(target(&replica_leaf)) };
     cluster.call(&master_leaf, &request).await?;
     Ok(())
@@ -126,7 +131,8 @@ pub async fn promote(cluster: &Arc<Cluster>, db: &str, instance: InstanceId) -> 
         return Err(Error::Internal("Promote did not promote".into()));
     };
     let partition = PartitionTerm { ordinal: replica.ordinal, term };
-    cluster.call(&leaf, &Request::PromotePartition { db: db.to_string(), partition }).await?;
+    let request = Request::PromotePartition { db: db.to_string(), partition };
+    cluster.call_with_timeout(&leaf, &request, ROLE_CHANGE_TIMEOUT).await?;
     prediction.commit().await?;
     Ok(term)
 }
@@ -141,7 +147,8 @@ pub async fn demote(cluster: &Arc<Cluster>, db: &str, instance: InstanceId) -> R
     let Some(master) = database.master(replica.ordinal) else { return Ok(()) };
     let leaf = leaf_of(&meta, master.node)?;
     let partition = PartitionTerm { ordinal: master.ordinal, term: master.term };
-    if let Err(e) = cluster.call(&leaf, &Request::SetReplica { db: db.to_string(), partition, replica: None }).await {
+    let request = Request::SetReplica { db: db.to_string(), partition, replica: None };
+    if let Err(e) = cluster.call_with_timeout(&leaf, &request, ROLE_CHANGE_TIMEOUT).await {
         tracing::warn!("{db}:{}: telling the master to commit without its replica failed: {e}", master.ordinal);
     }
     Ok(())
@@ -402,4 +409,110 @@ pub async fn restore_redundancy(cluster: &Arc<Cluster>, db: &str) -> Result<crat
             .await?;
     }
     Ok(crate::answer::Answer::affected(missing.len() as u64))
+}
+
+/// When the master aggregator starts on existing metadata: it may have stopped between recording a replica out of
+/// sync and telling the replica's master, whose commits would then wait for that replica forever. Every master
+/// whose partition has a replica recorded out of sync on a leaf that is not online is told once more to commit
+/// without it (idempotent; a master leaf that does not answer is told when it is attached).
+pub async fn reassert_async_replicas(cluster: Arc<Cluster>) {
+    // Under the operation lock: an attach (which holds it) registers a returning replica with its master before it
+    // records it in sync, and this must not undo that registration in between.
+    let _op = cluster.operation_lock.lock().await;
+    let meta = cluster.meta();
+    let online = |node: NodeId| meta.leaves.get(&node).is_some_and(|l| l.state == LeafState::Online);
+    for database in meta.databases.values() {
+        for replica in database.instances.iter().filter(|i| i.role == canopy_meta::InstanceRole::Replica && !i.sync) {
+            let Some(master) = database.master(replica.ordinal).filter(|m| online(m.node)) else { continue };
+            if !failover::away(&meta, replica.node) {
+                continue;
+            }
+            let Ok(leaf) = leaf_of(&meta, master.node) else { continue };
+            let partition = PartitionTerm { ordinal: master.ordinal, term: master.term };
+            let request = Request::SetReplica { db: database.name.clone(), partition, replica: None };
+            if let Err(e) = cluster.call_with_timeout(&leaf, &request, ROLE_CHANGE_TIMEOUT).await {
+                tracing::info!(
+                    "{}:{}: telling the master to commit without its replica failed: {e}",
+                    database.name,
+                    master.ordinal
+                );
+            }
+        }
+    }
+}
+
+/// The low-level partition commands in redundancy 2 (`COPY / PROMOTE / DROP / DETACH PARTITION db:k ON 'h':p`),
+/// under the operation lock. Each refuses, changing nothing, what would lose the last copy, leave a partition
+/// without a master, make two masters or put a copy off the master's pair. Answers the instances changed.
+pub async fn partition_command(
+    cluster: &Arc<Cluster>,
+    action: canopy_sql::command::PartitionAction,
+    db: &str,
+    ordinal: u32,
+    leaf: NodeId,
+) -> Result<crate::answer::Answer> {
+    use canopy_sql::command::PartitionAction;
+    let refuse = |why: String| Err(Error::Unsupported(format!("{db}:{ordinal}: {why}")));
+    let _op = cluster.operation_lock.lock().await;
+    let meta = cluster.meta();
+    let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.to_string()))?;
+    if ordinal >= database.partitions {
+        return refuse(format!("the database has {} partitions", database.partitions));
+    }
+    let here = database.instances.iter().find(|i| i.ordinal == ordinal && i.node == leaf).cloned();
+    let master = database.master(ordinal).cloned();
+    match action {
+        PartitionAction::Copy { .. } => {
+            let Some(master) = master else { return refuse("it has no master to copy from".into()) };
+            if here.is_some() {
+                return refuse("the leaf already holds a copy".into());
+            }
+            if meta.leaves.get(&master.node).and_then(|l| l.pair) != Some(leaf) {
+                return refuse("in redundancy 2 (paired) a replica goes on the master's pair".into());
+            }
+            if meta.leaves.get(&leaf).is_none_or(|l| l.state != LeafState::Online) {
+                return refuse("the target leaf is not online".into());
+            }
+            restore_replica(cluster, db, ordinal, leaf).await?;
+        }
+        PartitionAction::Promote { with_drop: true, .. } => {
+            return refuse(
+                "PROMOTE PARTITION ... WITH DROP would leave the partition without a replica in \
+                redundancy 2; PROMOTE PARTITION without WITH DROP keeps the old master as the replica"
+                    .into(),
+            );
+        }
+        PartitionAction::Promote { .. } => {
+            let Some(here) = here.filter(|i| i.role == canopy_meta::InstanceRole::Replica) else {
+                return refuse("the leaf holds no replica of it".into());
+            };
+            if !here.sync {
+                return refuse("its replica is not in sync (it would lose acknowledged writes)".into());
+            }
+            promote_planned(cluster, db, here.id).await?;
+        }
+        PartitionAction::Drop | PartitionAction::Detach => {
+            let Some(here) = here else { return refuse("the leaf holds no instance of it".into()) };
+            if here.role == canopy_meta::InstanceRole::Master {
+                return refuse("the instance is the master; promote its replica first".into());
+            }
+            if master.is_none() {
+                return refuse("the partition has no master: this may be its last copy".into());
+            }
+            if here.sync {
+                demote(cluster, db, here.id).await?;
+            }
+            cluster.apply(Command::RemoveInstance { db: db.to_string(), instance: here.id }).await?;
+            if action == PartitionAction::Drop {
+                let target = leaf_of(&meta, leaf)?;
+                if let Err(e) = cluster.call(&target, &Request::DropPartition { db: db.to_string(), ordinal }).await {
+                    tracing::warn!("{db}:{ordinal}: the dropped copy stays on its leaf as an orphan: {e}");
+                }
+            }
+        }
+        PartitionAction::Create | PartitionAction::Attach => {
+            return refuse("not a redundancy-2 partition command here".into());
+        }
+    }
+    Ok(crate::answer::Answer::affected(1))
 }

@@ -202,7 +202,8 @@ fn single_answer(response: Response) -> Answer {
     match response {
         Response::Rows(rs) => Answer::Rows(rs),
         Response::Affected { rows, last_insert_id } => {
-            Answer::Done { affected_rows: rows, last_insert_id: last_insert_id.max(0) as u64, info: String::new() }
+            let last_insert_id = last_insert_id.max(0) as u64;
+            Answer::Done { affected_rows: rows, last_insert_id, info: String::new(), notices: Vec::new() }
         }
         _ => Answer::done(),
     }
@@ -296,6 +297,7 @@ pub async fn execute(
                 affected_rows: total,
                 last_insert_id: first_auto_increment.unwrap_or(0).max(0) as u64,
                 info: String::new(),
+                notices: Vec::new(),
             })
         }
         Plan::Write { db, ordinals, sql } => {
@@ -316,6 +318,7 @@ pub async fn execute(
                     affected_rows: rows,
                     last_insert_id: first_auto_increment.unwrap_or(0).max(0) as u64,
                     info: String::new(),
+                    notices: Vec::new(),
                 },
                 other => single_answer(other),
             })

@@ -205,7 +205,7 @@ fn on_database(cur: &mut Cursor) -> Result<String, SqlError> {
 
 /// `[ON db]` before the rebalance options: None (the current database) when the statement ends or an option follows.
 fn optional_on_database(cur: &mut Cursor) -> Result<Option<String>, SqlError> {
-    let option = ["FULL", "FORCE", "KILL", "ENSURE_ONLINE_NODES"].iter().any(|flag| cur.peek_words(&[flag]));
+    let option = ["FULL", "FORCE", "KILL", "ENSURE_ONLINE_NODES", "CANCEL"].iter().any(|flag| cur.peek_words(&[flag]));
     if cur.is_end() || option { Ok(None) } else { on_database(cur).map(Some) }
 }
 
@@ -219,9 +219,16 @@ fn rebalance(cur: &mut Cursor) -> Result<ClusterCommand, SqlError> {
     if cur.eat_word("PARTITIONS") {
         cur.set_context("REBALANCE PARTITIONS");
         let db = optional_on_database(cur)?;
+        // `CANCEL` stands alone: it stops the running plan, it does not run one.
+        if cur.eat_word("CANCEL") {
+            return Ok(ClusterCommand::CancelRebalancePartitions { db });
+        }
         Ok(ClusterCommand::RebalancePartitions { db, options: rebalance_options(cur)? })
     } else if cur.eat_words(&["ALL", "DATABASES"]) {
         cur.set_context("REBALANCE ALL DATABASES");
+        if cur.eat_word("CANCEL") {
+            return Ok(ClusterCommand::CancelRebalanceAllDatabases);
+        }
         let [kill, ensure_online_nodes] = cur.eat_flags(["KILL", "ENSURE_ONLINE_NODES"])?;
         Ok(ClusterCommand::RebalanceAllDatabases { kill, ensure_online_nodes })
     } else {
