@@ -56,6 +56,8 @@ async fn accounts_log_in_and_are_held_to_their_grants() {
     root.query_drop("CREATE USER 'old'@'localhost' IDENTIFIED WITH mysql_native_password BY 'n4tive'").await.unwrap();
     assert_eq!(code(root.query_drop("CREATE USER app IDENTIFIED BY 'x'").await), 1396);
     root.query_drop("CREATE USER IF NOT EXISTS app IDENTIFIED BY 'x'").await.unwrap();
+    let notes: Vec<(String, u32, String)> = root.query("SHOW WARNINGS").await.unwrap();
+    assert_eq!(notes, [("Note".to_string(), 3163, "Authorization ID 'app'@'%' already exists.".to_string())]);
 
     let mut old = login(&cluster.master, "old", "n4tive").await.expect("native-password account logs in");
     let current: String = old.query_first("SELECT CURRENT_USER()").await.unwrap().unwrap();
@@ -203,5 +205,7 @@ async fn passwords_change_accounts_survive_a_restart_and_drop_user_ends_logins()
     assert_eq!(code(login(&cluster.master, "old", "n2").await), 1045);
     assert_eq!(code(root.query_drop("DROP USER app").await), 1396);
     root.query_drop("DROP USER IF EXISTS app").await.unwrap();
+    let notes: Vec<(String, u32, String)> = root.query("SHOW WARNINGS").await.unwrap();
+    assert_eq!(notes, [("Note".to_string(), 3162, "Authorization ID 'app'@'%' does not exist.".to_string())]);
     assert_eq!(code(app.query_drop("USE d").await), 1044, "a dropped account's open session holds nothing");
 }

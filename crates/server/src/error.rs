@@ -192,6 +192,10 @@ pub enum Notice {
     DatabaseExists(String),
     /// DROP DATABASE IF EXISTS of a database that does not exist.
     UnknownDatabase(String),
+    /// CREATE USER IF NOT EXISTS of an account that exists.
+    AccountExists(String),
+    /// DROP USER IF EXISTS / ALTER USER IF EXISTS of an account that does not exist.
+    UnknownAccount(String),
 }
 
 impl Notice {
@@ -217,6 +221,13 @@ impl Notice {
             }
             Notice::UnknownDatabase(db) => {
                 Warning::new(Level::Note, 1008, format!("Can't drop database '{db}'; database doesn't exist"))
+            }
+            // ER_USER_ALREADY_EXISTS and ER_USER_DOES_NOT_EXIST, MySQL 8's notes for IF [NOT] EXISTS.
+            Notice::AccountExists(name) => {
+                Warning::new(Level::Note, 3163, format!("Authorization ID '{name}'@'%' already exists."))
+            }
+            Notice::UnknownAccount(name) => {
+                Warning::new(Level::Note, 3162, format!("Authorization ID '{name}'@'%' does not exist."))
             }
         }
     }

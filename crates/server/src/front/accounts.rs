@@ -12,15 +12,21 @@ use canopy_sql::command::users::{AccountStatement, AuthPlugin, GrantLevel, Ident
 use canopy_sql::{ResultSet, SqlError, Value};
 
 use crate::answer::Answer;
-use crate::error::{Error, Result};
+use crate::error::{Error, Notice, Result};
 use crate::master::cluster::Cluster;
 
 /// Runs `statement` for the session of `user` whose database is `db`.
 pub async fn run(cluster: &Cluster, user: &str, db: Option<&str>, statement: AccountStatement) -> Result<Answer> {
     let meta = cluster.meta();
+    // IF [NOT] EXISTS notes, from the snapshot the statement was checked against.
+    let exists = |name: &String| meta.users.get(name).is_some();
+    let mut notices = Vec::new();
     let command = match statement {
         AccountStatement::FlushPrivileges => return Ok(Answer::done()),
         AccountStatement::CreateUser { if_not_exists, users } => {
+            if if_not_exists {
+                notices.extend(users.iter().filter(|(n, _)| exists(n)).map(|(n, _)| Notice::AccountExists(n.clone())));
+            }
             let accounts = users
                 .into_iter()
                 .map(|(name, identified)| {
@@ -30,8 +36,17 @@ pub async fn run(cluster: &Cluster, user: &str, db: Option<&str>, statement: Acc
                 .collect();
             UserCommand::Create { accounts, if_not_exists }
         }
-        AccountStatement::DropUser { if_exists, users } => UserCommand::Drop { names: users, if_exists },
+        AccountStatement::DropUser { if_exists, users } => {
+            if if_exists {
+                notices.extend(users.iter().filter(|n| !exists(n)).map(|n| Notice::UnknownAccount(n.clone())));
+            }
+            UserCommand::Drop { names: users, if_exists }
+        }
         AccountStatement::AlterUser { if_exists, users } => {
+            if if_exists {
+                notices
+                    .extend(users.iter().filter(|(n, _)| !exists(n)).map(|(n, _)| Notice::UnknownAccount(n.clone())));
+            }
             let accounts = users
                 .into_iter()
                 .map(|(name, identified)| {
@@ -72,7 +87,7 @@ pub async fn run(cluster: &Cluster, user: &str, db: Option<&str>, statement: Acc
         }
     };
     cluster.apply(Command::User(command)).await?;
-    Ok(Answer::done())
+    Ok(Answer::noted(notices))
 }
 
 /// A statement's text as SHOW PROCESSLIST may show it: the statements that carry a password show only their
