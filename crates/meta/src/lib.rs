@@ -66,6 +66,8 @@ pub enum MetaError {
     RedundancyWithDatabases { databases: usize },
     #[error("Partition {db}:{ordinal}: instance {instance} is not a replica")]
     NotAReplica { db: String, ordinal: u32, instance: InstanceId },
+    #[error("Partition {db}:{ordinal}: replica {instance} is not in sync with its master")]
+    ReplicaNotInSync { db: String, ordinal: u32, instance: InstanceId },
     #[error(transparent)]
     User(#[from] users::UserError),
 }

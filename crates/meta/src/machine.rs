@@ -85,8 +85,8 @@ pub enum Command {
         db: String,
         instance: InstanceId,
     },
-    /// Make the replica `instance` the master of its partition in a new term; the old master, if any, stays as a
-    /// replica that is not in sync (FAILOVER of a dead leaf's masters, PROMOTE PARTITION, the pair rebalance).
+    /// Make the in-sync replica `instance` the master of its partition in a new term (a replica not in sync is
+    /// refused: it may lack acknowledged writes); the old master, if any, stays as a replica that is not in sync (FAILOVER of a dead leaf's masters, PROMOTE PARTITION, the pair rebalance).
     Promote {
         db: String,
         instance: InstanceId,
@@ -334,6 +334,10 @@ impl ClusterMeta {
                 })?;
                 if promoted.role != InstanceRole::Replica {
                     return Err(MetaError::NotAReplica { db, ordinal: promoted.ordinal, instance });
+                }
+                // Only a replica in its master's commit path holds every acknowledged write.
+                if !promoted.sync {
+                    return Err(MetaError::ReplicaNotInSync { db, ordinal: promoted.ordinal, instance });
                 }
                 let ordinal = promoted.ordinal;
                 let term = self.take_term();
@@ -731,6 +735,11 @@ mod tests {
         assert_eq!(db.master(0).unwrap().term, term);
         let demoted = db.instance(old.id).unwrap();
         assert_eq!((demoted.role, demoted.term, demoted.sync), (InstanceRole::Replica, Term(0), false));
+        assert_eq!(
+            m.apply(Command::Promote { db: "d".into(), instance: old.id }),
+            Err(MetaError::ReplicaNotInSync { db: "d".into(), ordinal: 0, instance: old.id }),
+            "a replica not in sync may lack acknowledged writes: never promoted"
+        );
         m.apply(Command::SetReplicaSync { db: "d".into(), instance: old.id, sync: true }).unwrap();
         assert!(m.databases["d"].instance(old.id).unwrap().sync);
         m.check_invariants().unwrap();

@@ -194,7 +194,7 @@ async fn attach_copy(cluster: &Arc<Cluster>, db: &str, ordinal: u32, leaf: &cano
             return replication::resync(cluster, db, here.id).await;
         }
         for replica in database.replicas(ordinal).filter(|r| r.sync) {
-            cluster.apply(Command::SetReplicaSync { db: db.to_string(), instance: replica.id, sync: false }).await?;
+            replication::record_async(cluster, db, replica.id).await?;
         }
         // The copy serves in the term the metadata gives its master instance on this leaf.
         let partitions = vec![PartitionTerm { ordinal, term: here.term }];

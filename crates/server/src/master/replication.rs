@@ -70,10 +70,22 @@ pub async fn resync(cluster: &Arc<Cluster>, db: &str, replica: InstanceId) -> Re
     let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.to_string()))?;
     let replica =
         database.instance(replica).cloned().ok_or_else(|| Error::Internal(format!("{db}: no instance {replica}")))?;
+    // Decided on the metadata as it is now, never on the caller's older view: the instance may have been promoted
+    // since (a failover while this waited), and making a master the replica of its deposed predecessor would take
+    // the partition's current copy out of service, or copy it over from the stale one.
+    if replica.role != canopy_meta::InstanceRole::Replica {
+        return Err(Error::Internal(format!(
+            "{db}:{}: instance {} is the master now, not a replica",
+            replica.ordinal, replica.id
+        )));
+    }
     let master = database
         .master(replica.ordinal)
         .cloned()
         .ok_or(Error::NoMasterInstance { db: db.to_string(), ordinal: replica.ordinal })?;
+    if meta.leaves.get(&master.node).is_none_or(|l| l.state != LeafState::Online) {
+        return Err(Error::Internal(format!("{db}:{}: its master's leaf is not online", replica.ordinal)));
+    }
     let started = Instant::now();
     match start_replica(cluster, &meta, db, &master, &replica).await {
         Ok(()) => {}
@@ -137,10 +149,19 @@ pub async fn promote(cluster: &Arc<Cluster>, db: &str, instance: InstanceId) -> 
     Ok(term)
 }
 
+/// Records replica `instance` out of sync, serialized with promotions (under the term lock of `Cluster::predict`):
+/// a promotion decided while the replica was in sync either commits before this record or is refused by the
+/// state machine after it, never promotes a replica that was already recorded out of sync.
+pub async fn record_async(cluster: &Arc<Cluster>, db: &str, instance: InstanceId) -> Result<()> {
+    let prediction =
+        cluster.predict(vec![Command::SetReplicaSync { db: db.to_string(), instance, sync: false }]).await?;
+    prediction.commit().await.map(|_| ())
+}
+
 /// Takes replica `instance` out of its master's commit path: recorded first, then told to the master's leaf (an
 /// unreachable master leaf is fine: it is then offline or will be told when it is attached).
 pub async fn demote(cluster: &Arc<Cluster>, db: &str, instance: InstanceId) -> Result<()> {
-    cluster.apply(Command::SetReplicaSync { db: db.to_string(), instance, sync: false }).await?;
+    record_async(cluster, db, instance).await?;
     let meta = cluster.meta();
     let Some(database) = meta.databases.get(db) else { return Ok(()) };
     let Some(replica) = database.instance(instance) else { return Ok(()) };
@@ -260,12 +281,21 @@ pub async fn promote_planned(cluster: &Arc<Cluster>, db: &str, instance: Instanc
     let _closed = tokio::time::timeout(PLANNED_GATE_TIMEOUT, gate.write())
         .await
         .map_err(|_| Error::Internal(format!("statements on {db}:{} did not finish in time", replica.ordinal)))?;
+    // The gate may have taken a while: decide again on the metadata as it is now.
+    let now = cluster.meta();
+    let still = now.databases.get(db).is_some_and(|d| {
+        d.instance(instance).is_some_and(|r| r.sync && r.role == canopy_meta::InstanceRole::Replica)
+            && d.master(replica.ordinal).is_some_and(|m| m.id == old.id && m.term == old.term)
+    });
+    if !still {
+        return Err(Error::Internal(format!("{db}:{}: the partition changed before its promotion", replica.ordinal)));
+    }
     let old_partition = PartitionTerm { ordinal: old.ordinal, term: old.term };
     cluster.call(&old_leaf, &Request::FencePartition { db: db.to_string(), partition: old_partition }).await?;
     let term = match promote(cluster, db, instance).await {
         Ok(term) => term,
         Err(e) => {
-            let _ = cluster.apply(Command::SetReplicaSync { db: db.to_string(), instance, sync: false }).await;
+            let _ = record_async(cluster, db, instance).await;
             let attach = Request::AttachPartitions { db: db.to_string(), partitions: vec![old_partition] };
             if let Err(e) = cluster.call(&old_leaf, &attach).await {
                 tracing::warn!("{db}:{}: the old master did not resume serving: {e}", old.ordinal);
