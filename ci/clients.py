@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Exercises Canopy's MySQL front end with two real clients that the Rust test suite does not use: PyMySQL and the
-`mariadb` command-line client. Starts a master aggregator and two leaves as real processes on free loopback ports,
+`mariadb` command-line client (also logging in as created accounts with both authentication plugins). Starts a master aggregator and two leaves as real processes on free loopback ports,
 forms the cluster, runs queries through both clients, checks the answers, and always stops every process.
 
 Usage: clients.py PATH_TO_CANOPY_BINARY
@@ -36,6 +36,36 @@ def check_default_transactions(port):
         conn.rollback()  # nothing written since: a true no-op
     finally:
         conn.close()
+
+
+def check_accounts(port):
+    """Accounts through the real clients: PyMySQL (which follows the server's offer, caching_sha2_password) and the
+    mariadb CLI with either plugin as its default log in as created accounts (one identified WITH
+    mysql_native_password), which hold only what was granted; a wrong password is 1045."""
+    code, out, err = mariadb(port, "CREATE USER ci_app IDENTIFIED BY 'pw1'; "
+                                   "CREATE USER ci_old IDENTIFIED WITH mysql_native_password BY 'pw2'; "
+                                   "GRANT SELECT ON test.* TO ci_app;")
+    assert code == 0, err
+    for user, password in [("ci_app", "pw1"), ("ci_old", "pw2")]:
+        conn = pymysql.connect(host="127.0.0.1", port=port, user=user, password=password)
+        with conn.cursor() as c:
+            c.execute("SELECT CURRENT_USER()")
+            assert c.fetchone() == (f"{user}@%",), user
+        conn.close()
+    try:
+        pymysql.connect(host="127.0.0.1", port=port, user="ci_app", password="bad")
+        raise AssertionError("a wrong password must fail")
+    except pymysql.err.OperationalError as e:
+        assert e.args[0] == 1045, e
+    for user, password in [("ci_app", "pw1"), ("ci_old", "pw2")]:
+        for plugin in ["caching_sha2_password", "mysql_native_password"]:
+            code, out, err = mariadb(port, "SELECT CURRENT_USER() AS u", "-u", user, f"-p{password}",
+                                     f"--default-auth={plugin}")
+            assert code == 0 and out.split() == ["u", f"{user}@%"], (user, plugin, out, err)
+    code, out, err = mariadb(port, "SELECT COUNT(*) AS n FROM test.x", "-u", "ci_app", "-ppw1")
+    assert code == 0 and out.split() == ["n", "100"], (out, err)
+    code, out, err = mariadb(port, "INSERT INTO test.x VALUES (1000, 'no', 1)", "-u", "ci_app", "-ppw1")
+    assert code != 0 and "1142" in err, (code, err)
 
 
 def main():
@@ -75,6 +105,8 @@ def main():
         code, out, err = mariadb(port, "SELEC 1")
         assert code != 0 and "1064" in err, (code, err)
         print("mariadb CLI: ok")
+        check_accounts(port)
+        print("accounts (PyMySQL, mariadb CLI with both plugins): ok")
         dump_round_trip(port)
         print("mariadb-dump round trip: ok")
 

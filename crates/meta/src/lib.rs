@@ -4,6 +4,7 @@
 pub mod machine;
 pub mod model;
 pub mod operation;
+pub mod users;
 pub mod variables;
 
 pub use canopy_types::{DatabaseId, Durability, InstanceId, NodeId, Ordinal, Term};
@@ -67,4 +68,6 @@ pub enum MetaError {
     NotAReplica { db: String, ordinal: u32, instance: InstanceId },
     #[error("Partition {db}:{ordinal}: replica {instance} is not in sync with its master")]
     ReplicaNotInSync { db: String, ordinal: u32, instance: InstanceId },
+    #[error(transparent)]
+    User(#[from] users::UserError),
 }

@@ -113,6 +113,8 @@ pub enum Command {
     /// The master aggregator (re)started: steps of earlier operations that were still running read as failed, and
     /// those not started as cancelled (no executor is left to finish them; a rerun plans afresh).
     InterruptOperations,
+    /// An account change (CREATE/DROP/ALTER USER, SET PASSWORD, GRANT, REVOKE): `users.rs`.
+    User(crate::users::UserCommand),
 }
 
 impl Command {
@@ -163,6 +165,7 @@ impl ClusterMeta {
             leaves: Default::default(),
             databases: Default::default(),
             variables: Variables::default(),
+            users: Default::default(),
             next_node_id: 2,
             next_instance_id: 1,
             next_term: 1,
@@ -380,6 +383,10 @@ impl ClusterMeta {
                 if status == StepStatus::Success {
                     step.estimated_ms = 0;
                 }
+                Outcome::Done
+            }
+            Command::User(command) => {
+                self.users.apply(command)?;
                 Outcome::Done
             }
             Command::InterruptOperations => {

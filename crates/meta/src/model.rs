@@ -150,6 +150,9 @@ pub struct ClusterMeta {
     /// Databases by name (names are case-sensitive, as in SingleStore).
     pub databases: BTreeMap<String, Database>,
     pub variables: Variables,
+    /// User accounts and their privileges (`users.rs`); absent from files written before accounts existed.
+    #[serde(default)]
+    pub users: crate::users::Users,
     pub next_node_id: u32,
     pub next_instance_id: u64,
     pub next_term: u64,

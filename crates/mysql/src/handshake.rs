@@ -1,17 +1,20 @@
-//! Connection phase: the v10 handshake the server sends first, parsing the client's HandshakeResponse41, switching a
-//! client that offers another plugin over to `mysql_native_password`, and checking the scramble. It does not open the
-//! backend session (the command loop does that once authentication succeeds) and does not do TLS: CLIENT_SSL is never
-//! advertised, and a client that asks for it anyway is refused.
+//! Connection phase: the v10 handshake the server sends first (offering `caching_sha2_password`, as MySQL 8 does),
+//! parsing the client's HandshakeResponse41, switching a client whose plugin the account cannot use (`auth::verify`
+//! decides), and answering caching_sha2_password's fast authentication. It does not open the backend session (the
+//! command loop does that once authentication succeeds) and does not do TLS: CLIENT_SSL is never advertised, and a
+//! client that asks for it anyway is refused.
 
 use mysql_common::constants::{CapabilityFlags, StatusFlags};
 use rand::Rng;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::auth::{self, CACHING_SHA2_PASSWORD, Plugin, Verdict};
 use crate::packet::Framed;
 use crate::wire::{Malformed, Reader, put_null_terminated, put_u16, put_u32};
 use crate::{Backend, MysqlError};
 
-pub(crate) const NATIVE_PASSWORD: &str = "mysql_native_password";
+/// caching_sha2_password's "fast auth success" (an AuthMoreData packet), sent before the OK.
+const FAST_AUTH_SUCCESS: [u8; 2] = [0x01, 0x03];
 /// utf8mb4_general_ci, the server's default collation in the handshake.
 const SERVER_COLLATION: u8 = 45;
 pub(crate) const SALT_LEN: usize = 20;
@@ -70,7 +73,7 @@ pub(crate) fn initial_handshake(
     out.push(SALT_LEN as u8 + 1); // auth data length, including the trailing NUL
     out.extend_from_slice(&[0; 10]); // reserved
     put_null_terminated(&mut out, &salt[8..]);
-    put_null_terminated(&mut out, NATIVE_PASSWORD.as_bytes());
+    put_null_terminated(&mut out, CACHING_SHA2_PASSWORD.as_bytes());
     out
 }
 
@@ -165,8 +168,7 @@ pub(crate) fn parse_change_user(body: &[u8], capabilities: CapabilityFlags) -> R
 }
 
 /// Re-authentication for COM_CHANGE_USER against the connection's salt (clients scramble with the one from the
-/// initial handshake), switching a client that names another plugin over to `mysql_native_password` as at connect
-/// time. `Ok(false)` when the password does not match.
+/// initial handshake), switching plugins as at connect time. `Ok(false)` when the password does not match.
 pub(crate) async fn authenticate_change<S, B>(
     framed: &mut Framed<S>,
     backend: &B,
@@ -177,33 +179,55 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     B: Backend,
 {
-    if change.auth_plugin.as_deref().is_some_and(|p| p != NATIVE_PASSWORD) {
-        framed.write(&auth_switch_request(salt)).await?;
-        framed.flush().await?;
-        change.auth_response = framed.read().await.map_err(|e| std::io::Error::other(e.to_string()))?;
-        change.auth_plugin = Some(NATIVE_PASSWORD.to_string());
+    let credentials = backend.credentials(&change.user);
+    let (accepted, response) =
+        exchange(framed, credentials.as_ref(), salt, change.auth_plugin.clone(), change.auth_response.clone(), true)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+    change.auth_response = response;
+    Ok(accepted)
+}
+
+/// Verifies a response and follows the plugin switches `auth::verify` asks for (at most one: a client that needs a
+/// second is refused), sending caching_sha2_password's fast-auth success when it applies. Returns whether the
+/// client proved the password, and its last response (whether it used a password, for the error text).
+async fn exchange<S>(
+    framed: &mut Framed<S>,
+    credentials: Option<&auth::Credentials>,
+    salt: &[u8; SALT_LEN],
+    mut plugin: Option<String>,
+    mut response: Vec<u8>,
+    can_switch: bool,
+) -> Result<(bool, Vec<u8>), crate::packet::ReadError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut switched = false;
+    loop {
+        match auth::verify(credentials, plugin.as_deref(), salt, &response) {
+            Verdict::Accepted { fast_auth } => {
+                if fast_auth {
+                    framed.write(&FAST_AUTH_SUCCESS).await?;
+                }
+                return Ok((true, response));
+            }
+            Verdict::Rejected => return Ok((false, response)),
+            Verdict::Switch(_) if switched || !can_switch => return Ok((false, response)),
+            Verdict::Switch(to) => {
+                framed.write(&auth_switch_request(to, salt)).await?;
+                framed.flush().await?;
+                response = framed.read().await?;
+                plugin = Some(to.name().to_string());
+                switched = true;
+            }
+        }
     }
-    Ok(backend.password(&change.user).is_some_and(|password| password_matches(&password, salt, &change.auth_response)))
 }
 
-/// Whether `auth_response` proves knowledge of `password` for this salt. An empty configured password accepts only
-/// an empty response, as MySQL does.
-pub(crate) fn password_matches(password: &str, salt: &[u8], auth_response: &[u8]) -> bool {
-    match mysql_common::scramble::scramble_native(salt, password.as_bytes()) {
-        None => auth_response.is_empty(),
-        Some(expected) => constant_time_eq(&expected, auth_response),
-    }
-}
-
-/// Compares without an early exit, so response timing does not reveal how many leading bytes were right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The AuthSwitchRequest payload asking the client to answer with `mysql_native_password` for `salt`.
-fn auth_switch_request(salt: &[u8; SALT_LEN]) -> Vec<u8> {
+/// The AuthSwitchRequest payload asking the client to answer with `plugin` for `salt`.
+fn auth_switch_request(plugin: Plugin, salt: &[u8; SALT_LEN]) -> Vec<u8> {
     let mut out = vec![0xFE];
-    put_null_terminated(&mut out, NATIVE_PASSWORD.as_bytes());
+    put_null_terminated(&mut out, plugin.name().as_bytes());
     put_null_terminated(&mut out, salt);
     out
 }
@@ -235,16 +259,22 @@ where
         Err(e @ ResponseError::Malformed(_)) => return Err(HandshakeFailure::Drop(e.to_string())),
         Err(e) => return Err(HandshakeFailure::Refuse(MysqlError::new(1043, "08S01", format!("Bad handshake: {e}")))),
     };
-    let wants_other_plugin = response.auth_plugin.as_deref().is_some_and(|p| p != NATIVE_PASSWORD);
-    if wants_other_plugin && response.capabilities.contains(CapabilityFlags::CLIENT_PLUGIN_AUTH) {
-        framed.write(&auth_switch_request(salt)).await.map_err(|e| HandshakeFailure::Drop(e.to_string()))?;
-        framed.flush().await.map_err(|e| HandshakeFailure::Drop(e.to_string()))?;
-        response.auth_response = framed.read().await.map_err(|e| read_failure(&e))?;
-        response.auth_plugin = Some(NATIVE_PASSWORD.to_string());
-    }
-    let accepted = backend
-        .password(&response.user)
-        .is_some_and(|password| password_matches(&password, salt, &response.auth_response));
+    let credentials = backend.credentials(&response.user);
+    let can_switch = response.capabilities.contains(CapabilityFlags::CLIENT_PLUGIN_AUTH);
+    let (accepted, last) = exchange(
+        framed,
+        credentials.as_ref(),
+        salt,
+        response.auth_plugin.clone(),
+        std::mem::take(&mut response.auth_response),
+        can_switch,
+    )
+    .await
+    .map_err(|e| match e {
+        crate::packet::ReadError::TooLarge { .. } => read_failure(&e),
+        other => HandshakeFailure::Drop(other.to_string()),
+    })?;
+    response.auth_response = last;
     if accepted {
         Ok(response)
     } else {
@@ -300,21 +330,10 @@ mod tests {
         assert_eq!(parse_handshake_response(&ssl), Err(ResponseError::SslRequested));
         let old = response_payload(CapabilityFlags::CLIENT_LONG_PASSWORD, "u", &[], None, "x");
         assert_eq!(parse_handshake_response(&old), Err(ResponseError::Protocol320));
-        let full = response_payload(server_capabilities(), "alice", &[9; 20], Some("db"), NATIVE_PASSWORD);
+        let full = response_payload(server_capabilities(), "alice", &[9; 20], Some("db"), auth::NATIVE_PASSWORD);
         for len in 0..40 {
             assert!(parse_handshake_response(&full[..len]).is_err(), "prefix of {len} bytes");
         }
-    }
-
-    #[test]
-    fn native_password_check() {
-        let salt = new_salt();
-        let good = mysql_common::scramble::scramble_native(&salt, b"secret").unwrap();
-        assert!(password_matches("secret", &salt, &good));
-        assert!(!password_matches("other", &salt, &good));
-        assert!(!password_matches("secret", &salt, &[]));
-        assert!(password_matches("", &salt, &[]));
-        assert!(!password_matches("", &salt, &good));
     }
 
     #[test]

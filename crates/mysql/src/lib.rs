@@ -1,16 +1,17 @@
 //! The MySQL wire-protocol front end: accepts client connections on tokio, runs the handshake and
-//! `mysql_native_password` authentication, serves commands, and encodes results. It owns every MySQL byte and the
+//! `caching_sha2_password` / `mysql_native_password` authentication, serves commands, and encodes results. It owns every MySQL byte and the
 //! MySQL-specific session chatter (`SET NAMES`, `SELECT @@version_comment`, prepared statements); the backend only ever
 //! sees SQL text and returns `Reply` values built from `canopy_sql` types, with the warnings each statement raised. No TLS, no compression.
 //!
 //! Code map: `server` accepts and limits connections; `connection` is the per-connection command loop; `handshake`
-//! the connection phase; `packet` framing; `wire` primitive encodings; `response` OK/EOF/ERR; `diagnostics` the previous statement's conditions (SHOW WARNINGS); `resultset` column types
+//! the connection phase; `auth` the password hashes and the plugins' checks; `packet` framing; `wire` primitive encodings; `response` OK/EOF/ERR; `diagnostics` the previous statement's conditions (SHOW WARNINGS); `resultset` column types
 //! and rows; `prepared` prepared statements; `split` statement text scanning; `intercept` and `sysvars` the statements
 //! and variables the front end answers itself; `error` the error table.
 
 use std::future::Future;
 use std::net::SocketAddr;
 
+pub mod auth;
 mod connection;
 mod diagnostics;
 mod error;
@@ -113,8 +114,8 @@ pub struct ConnectionInfo {
 pub trait Backend: Send + Sync + 'static {
     type Session: Session;
 
-    /// The password `user` must present (empty string = no password), or None if the user does not exist.
-    fn password(&self, user: &str) -> Option<String>;
+    /// What the server knows of `user`'s password (`auth::Credentials`), or None if the user does not exist.
+    fn credentials(&self, user: &str) -> Option<auth::Credentials>;
 
     /// Called after successful authentication. If the client named a database in the handshake it is in
     /// `info.database`; the backend validates it (an error, e.g. 1049 Unknown database, is sent to the client and the

@@ -77,6 +77,9 @@ pub fn builtins(limits: &Limits) -> Vec<(&'static str, Value)> {
     let groups: Vec<(&'static [&'static str], Value)> = vec![
         (&["version"], text(&limits.server_version)),
         (&["version_comment"], text("Canopy")),
+        // The plugin the handshake offers (`auth`); `authentication_policy` is MySQL 8.0.27's name for the choice.
+        (&["default_authentication_plugin"], text(crate::auth::CACHING_SHA2_PASSWORD)),
+        (&["authentication_policy"], text("*,,")),
         (&["version_compile_os"], text("Linux")),
         (&["version_compile_machine"], text(std::env::consts::ARCH)),
         (&["max_allowed_packet"], Value::Integer(i64::from(limits.max_packet_bytes))),
@@ -171,6 +174,8 @@ mod tests {
         let limits = Limits { max_packet_bytes: 1234, ..Limits::default() };
         assert_eq!(builtin("max_allowed_packet", &limits), Some(Value::Integer(1234)));
         assert_eq!(builtin("version", &limits), Some(Value::Text(limits.server_version.clone())));
+        let plugin = builtin("default_authentication_plugin", &limits);
+        assert_eq!(plugin, Some(Value::Text("caching_sha2_password".into())), "what the handshake offers");
         assert_eq!(builtin("no_such_thing", &limits), None);
     }
 }

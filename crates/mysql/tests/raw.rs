@@ -108,21 +108,61 @@ async fn result_sets_without_deprecate_eof_use_eof_packets() {
     assert_eq!(modern.read().await.unwrap().1, vec![0xFE, 0, 0, 0x02, 0, 0, 0]);
 }
 
+/// History: a client answers the greeting with caching_sha2_password's scramble for an account that has the
+/// SHA-256 digest. Property: fast authentication: "fast auth success" (0x01 0x03), then OK, in sequence.
 #[tokio::test]
-async fn another_plugin_is_switched_to_native_password() {
+async fn caching_sha2_password_fast_authentication() {
     let harness = Harness::start_default().await;
     let mut raw = Raw::connect(harness.port).await;
-    raw.write(1, &handshake_response(RAW_CAPS, "alice", &[1; 32], None, "caching_sha2_password")).await;
-    let (seq, switch) = raw.read().await.expect("auth switch");
-    assert_eq!(seq, 2);
-    assert_eq!(&switch[..23], b"\xFEmysql_native_password\0");
-    let salt = &switch[23..43];
-    assert_eq!(salt, &raw.salt[..], "the switch carries the connection's salt");
-    let scramble = mysql_common::scramble::scramble_native(salt, b"secret").unwrap();
-    raw.write(3, &scramble).await;
+    let scramble = mysql_common::scramble::scramble_sha256(&raw.salt, b"secret").unwrap();
+    raw.write(1, &handshake_response(RAW_CAPS, "alice", &scramble, None, "caching_sha2_password")).await;
+    assert_eq!(raw.read().await.expect("fast auth result"), (2, vec![0x01, 0x03]));
     let (seq, ok) = raw.read().await.expect("ok");
-    assert_eq!((seq, ok[0]), (4, 0x00));
+    assert_eq!((seq, ok[0]), (3, 0x00));
     assert_eq!(raw.command(&[COM_PING]).await[0], 0x00);
+
+    let mut wrong = Raw::connect(harness.port).await;
+    let scramble = mysql_common::scramble::scramble_sha256(&wrong.salt, b"guess").unwrap();
+    wrong.write(1, &handshake_response(RAW_CAPS, "alice", &scramble, None, "caching_sha2_password")).await;
+    let (seq, err) = wrong.read().await.expect("error");
+    assert_eq!((seq, parse_err(&err).0), (2, 1045), "a wrong password is refused, never sent to full authentication");
+}
+
+/// History: a client answers with a plugin the account cannot use: caching_sha2_password for an account identified
+/// WITH mysql_native_password, a plugin Canopy does not serve, or (as libmariadb does when its configured plugin is
+/// not the greeting's) an empty mysql_native_password response, whatever the account's plugin. Property: an AuthSwitchRequest to the account's own
+/// plugin with the connection's salt; that plugin's scramble then logs in (after caching_sha2_password's fast-auth
+/// success).
+#[tokio::test]
+async fn other_plugins_are_switched_to_the_account_s_plugin() {
+    let harness = Harness::start_default().await;
+    for (user, plugin, to) in [
+        ("nat", "caching_sha2_password", "mysql_native_password"),
+        ("alice", "sha256_password", "caching_sha2_password"),
+        ("alice", "mysql_native_password", "caching_sha2_password"),
+        ("nat", "mysql_native_password", "mysql_native_password"),
+    ] {
+        let mut raw = Raw::connect(harness.port).await;
+        let first: &[u8] = if plugin == "mysql_native_password" { &[] } else { &[1; 32] };
+        raw.write(1, &handshake_response(RAW_CAPS, user, first, None, plugin)).await;
+        let (seq, switch) = raw.read().await.expect("auth switch");
+        assert_eq!(seq, 2);
+        let name_end = 1 + to.len();
+        assert_eq!((switch[0], &switch[1..name_end], switch[name_end]), (0xFE, to.as_bytes(), 0), "{user} {plugin}");
+        let salt = &switch[name_end + 1..name_end + 21];
+        assert_eq!(salt, &raw.salt[..], "the switch carries the connection's salt");
+        let mut seq = 3;
+        if to == "mysql_native_password" {
+            raw.write(seq, &mysql_common::scramble::scramble_native(salt, b"secret").unwrap()).await;
+        } else {
+            raw.write(seq, &mysql_common::scramble::scramble_sha256(salt, b"secret").unwrap()).await;
+            seq += 1;
+            assert_eq!(raw.read().await.expect("fast auth result"), (seq, vec![0x01, 0x03]));
+        }
+        let (ok_seq, ok) = raw.read().await.expect("ok");
+        assert_eq!((ok_seq, ok[0]), (seq + 1, 0x00), "{user} with {plugin}");
+        assert_eq!(raw.command(&[COM_PING]).await[0], 0x00);
+    }
 }
 
 #[tokio::test]

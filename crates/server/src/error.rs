@@ -3,9 +3,11 @@
 //! conditions a statement raises without failing (`Notice`: MySQL's notes and warnings) are mapped here too.
 
 use canopy_meta::MetaError;
+use canopy_meta::users::UserError;
 use canopy_mysql::{Level, MysqlError, Warning};
 use canopy_rpc::{RemoteError, RemoteErrorKind, RpcError};
 use canopy_sql::SqlError;
+use canopy_sql::command::access::Need;
 use canopy_sql::ddl::Ignored;
 use canopy_storage::StorageError;
 use thiserror::Error;
@@ -43,6 +45,12 @@ pub enum Error {
     /// KILL QUERY (or KILL CONNECTION) stopped the statement.
     #[error("Query execution was interrupted")]
     QueryInterrupted,
+    /// The session's account lacks a privilege the statement needs.
+    #[error(transparent)]
+    Denied(canopy_meta::users::Denied),
+    /// KILL of another account's connection without CLUSTER.
+    #[error("You are not owner of thread {0}")]
+    NotThreadOwner(u64),
     /// KILL named a connection this aggregator does not have.
     #[error("Unknown thread id: {0}")]
     UnknownThread(u64),
@@ -119,6 +127,12 @@ impl Error {
                 MetaError::UnknownVariable(_) => mysql(1193, "HY000", text),
                 MetaError::BadVariableValue { .. } => mysql(1231, "42000", text),
                 MetaError::RedundancyWithDatabases { .. } | MetaError::NoOnlinePairs => mysql(1706, "HY000", text),
+                MetaError::User(e) => match e {
+                    UserError::OperationFailed { .. } => mysql(1396, "HY000", text),
+                    UserError::GrantToUnknown(_) => mysql(1410, "42000", text),
+                    UserError::NoSuchGrant(_) => mysql(1141, "42000", text),
+                    UserError::GlobalPrivilegeOnDatabase => mysql(1221, "HY000", text),
+                },
                 _ => mysql(1105, "HY000", text),
             },
             Error::Remote(r) => match r.kind {
@@ -135,6 +149,13 @@ impl Error {
             Error::UnknownDatabase(_) => mysql(1049, "42000", text),
             Error::QueryInterrupted => mysql(1317, "70100", text),
             Error::UnknownThread(_) => mysql(1094, "HY000", text),
+            Error::NotThreadOwner(_) => mysql(1095, "HY000", text),
+            Error::Denied(denied) => match &denied.need {
+                // ER_TABLEACCESS_DENIED_ERROR, ER_DBACCESS_DENIED_ERROR, ER_SPECIFIC_ACCESS_DENIED_ERROR.
+                Need::On { table: Some(_), .. } | Need::Any { table: Some(_), .. } => mysql(1142, "42000", text),
+                Need::On { table: None, .. } | Need::Any { table: None, .. } => mysql(1044, "42000", text),
+                Need::Global(_) => mysql(1227, "42000", text),
+            },
             Error::AttachConflict { .. } | Error::UnknownLeafAddress { .. } | Error::AttachRefused { .. } => {
                 mysql(1105, "HY000", text)
             }
@@ -171,6 +192,10 @@ pub enum Notice {
     DatabaseExists(String),
     /// DROP DATABASE IF EXISTS of a database that does not exist.
     UnknownDatabase(String),
+    /// CREATE USER IF NOT EXISTS of an account that exists.
+    AccountExists(String),
+    /// DROP USER IF EXISTS / ALTER USER IF EXISTS of an account that does not exist.
+    UnknownAccount(String),
 }
 
 impl Notice {
@@ -196,6 +221,13 @@ impl Notice {
             }
             Notice::UnknownDatabase(db) => {
                 Warning::new(Level::Note, 1008, format!("Can't drop database '{db}'; database doesn't exist"))
+            }
+            // ER_USER_ALREADY_EXISTS and ER_USER_DOES_NOT_EXIST, MySQL 8's notes for IF [NOT] EXISTS.
+            Notice::AccountExists(name) => {
+                Warning::new(Level::Note, 3163, format!("Authorization ID '{name}'@'%' already exists."))
+            }
+            Notice::UnknownAccount(name) => {
+                Warning::new(Level::Note, 3162, format!("Authorization ID '{name}'@'%' does not exist."))
             }
         }
     }

@@ -13,9 +13,11 @@
 //!   `Integer` or `Real`, quoted strings and other bare words → `Text` as written, `NULL` → `Null`.
 //! - Ports default to 3306 wherever a `'host'` may omit `:port`.
 
+pub mod access;
 mod cluster;
 mod show;
 mod tools;
+pub mod users;
 
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
@@ -29,6 +31,8 @@ use crate::value::Value;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Statement {
     Cluster(ClusterCommand),
+    /// CREATE/DROP/ALTER USER, SET PASSWORD, GRANT, REVOKE (see `command/users.rs`).
+    Account(users::AccountStatement),
     /// `CREATE DATABASE|SCHEMA [IF NOT EXISTS] db [WITH {SYNC|ASYNC} {DURABILITY|REPLICATION} ...]
     /// [PARTITIONS [=] n] [[DEFAULT] CHARACTER SET|CHARSET [=] x] [[DEFAULT] COLLATE [=] x]` (options in any
     /// order; character set and collation are accepted and ignored).
@@ -341,6 +345,9 @@ fn starts_with_dml_keyword(sql: &str) -> bool {
 fn parse_own(cur: &mut Cursor, sql: &str) -> Result<Option<Statement>, SqlError> {
     if let Some(no_effect) = tools::parse(cur)? {
         return Ok(Some(Statement::NoEffect(no_effect)));
+    }
+    if let Some(account) = users::parse(cur)? {
+        return Ok(Some(Statement::Account(account)));
     }
     let statement = if cur.peek_words(&["CREATE", "DATABASE"]) || cur.peek_words(&["CREATE", "SCHEMA"]) {
         create_database(cur)?

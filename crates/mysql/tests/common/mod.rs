@@ -44,10 +44,13 @@ fn known_database(db: &str) -> Result<(), MysqlError> {
 impl Backend for TestBackend {
     type Session = TestSession;
 
-    fn password(&self, user: &str) -> Option<String> {
+    fn credentials(&self, user: &str) -> Option<canopy_mysql::auth::Credentials> {
+        use canopy_mysql::auth::{Credentials, native_authentication_string};
         match user {
-            "root" => Some(String::new()),
-            "alice" => Some("secret".to_string()),
+            "root" => Some(Credentials::from_password("")),
+            "alice" => Some(Credentials::from_password("secret")),
+            // An account identified WITH mysql_native_password: no SHA-256 digest.
+            "nat" => Credentials::from_stored(&native_authentication_string("secret"), None),
             _ => None,
         }
     }

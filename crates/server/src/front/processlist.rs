@@ -169,6 +169,12 @@ impl Processes {
         Registration { processes: self.clone(), id, registration, query_kills, killed }
     }
 
+    /// The account connection `id` runs as (for KILL: only its owner, or an account with CLUSTER, may stop it).
+    pub fn user_of(&self, id: u64) -> Option<String> {
+        let key = u32::try_from(id).ok()?;
+        self.with(|p| p.get(&key).map(|process| process.user.clone()))
+    }
+
     /// KILL [QUERY|CONNECTION] `id`: the connection's running read stops (writes finish: each statement commits
     /// as it runs, so there is nothing to roll back); without `query_only` the connection closes too.
     pub fn kill(&self, id: u64, query_only: bool) -> Result<(), UnknownThread> {

@@ -130,20 +130,12 @@ pub fn show(
             let rows = PRIVILEGES.iter().map(|row| row.iter().map(|c| Value::text(*c)).collect()).collect();
             ResultSet::named(&["Privilege", "Context", "Comment"], rows)
         }
-        ShowCatalog::Grants { user } => {
-            let user = user.as_deref().filter(|u| *u != "CURRENT_USER").unwrap_or("root");
-            if user != "root" {
-                return Err(Error::Sql(SqlError::Unsupported(format!("users other than root ('{user}')"))));
-            }
-            let grant = "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION";
-            ResultSet::named(&["Grants for root@%"], vec![vec![Value::text(grant)]])
-        }
         ShowCatalog::NoObjects(ObjectKind::Routines) => empty(SHOW_ROUTINES),
         ShowCatalog::NoObjects(ObjectKind::Triggers) => empty(SHOW_TRIGGERS),
         ShowCatalog::NoObjects(ObjectKind::Events) => empty(SHOW_EVENTS),
-        // Connection state, not metadata: the session answers these (`front::processlist`).
-        ShowCatalog::Processlist { .. } | ShowCatalog::Status { .. } => {
-            return Err(Error::Internal("SHOW PROCESSLIST / STATUS are answered by the session".into()));
+        // Connection state, not metadata: the session answers these (`front::processlist`, `front::accounts`).
+        ShowCatalog::Processlist { .. } | ShowCatalog::Status { .. } | ShowCatalog::Grants { .. } => {
+            return Err(Error::Internal("SHOW PROCESSLIST / STATUS / GRANTS are answered by the session".into()));
         }
         ShowCatalog::ReplicationStatus => {
             ResultSet::named(&["File", "Position", "Binlog_Do_DB", "Binlog_Ignore_DB", "Executed_Gtid_Set"], Vec::new())

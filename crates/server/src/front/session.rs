@@ -6,8 +6,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use canopy_meta::users::ROOT;
 use canopy_meta::{ClusterMeta, Command};
+use canopy_mysql::auth::Credentials;
 use canopy_mysql::{MysqlError, Reply};
+use canopy_sql::command::access::{self, Need};
+use canopy_sql::command::users::Privilege;
 use canopy_sql::command::{
     ClusterCommand, LeafTarget, NoEffect, PartitionAction, PartitionCommand, RebalanceOptions, Savepoint, ShowCatalog,
     Statement, parse_statement,
@@ -17,6 +21,7 @@ use canopy_sql::{Catalog, Column, ResultSet, SqlError, TableDef, Value};
 
 use crate::answer::Answer;
 use crate::error::{Error, Result};
+use crate::front::accounts;
 use crate::front::prepared::{Reuse, Template};
 use crate::front::processlist::{Processes, Registration};
 use crate::front::views;
@@ -42,14 +47,25 @@ pub struct Backend {
 impl canopy_mysql::Backend for Backend {
     type Session = Session;
 
-    fn password(&self, user: &str) -> Option<String> {
-        (user == "root").then(|| self.node.config.root_password.clone())
+    /// Root's password comes from the node's configuration, on every node; other accounts exist only in the
+    /// cluster metadata, so only the master aggregator knows them (a leaf accepts only root: ADD LEAF's account).
+    fn credentials(&self, user: &str) -> Option<Credentials> {
+        if user == ROOT {
+            return Some(Credentials::from_password(&self.node.config.root_password));
+        }
+        if self.node.role() != NodeRole::MasterAggregator {
+            return None;
+        }
+        let meta = self.master.get()?.meta();
+        let authentication = &meta.users.get(user)?.authentication;
+        Credentials::from_stored(&authentication.native, authentication.sha2.as_deref())
     }
 
     async fn open_session(&self, info: canopy_mysql::ConnectionInfo) -> std::result::Result<Session, MysqlError> {
         let process = self.processes.register(info.connection_id, &info.user, info.peer);
         let mut session = Session::new(self.node.clone(), self.master.clone(), process, self.limits.clone());
         session.max_execution_ms = self.processes.max_execution_ms();
+        session.user = info.user.clone();
         if let Some(db) = info.database.filter(|d| !d.is_empty()) {
             session.use_database(&db).map_err(|e| e.to_mysql())?;
         }
@@ -63,6 +79,8 @@ pub struct Session {
     /// This connection in SHOW PROCESSLIST (removed when the session drops).
     process: Registration,
     limits: Arc<canopy_mysql::Limits>,
+    /// The account the connection authenticated as; every statement is checked against its privileges.
+    user: String,
     db: Option<String>,
     /// An in-memory SQLite for constant expressions and table-free queries; behind a mutex only so that `&Session`
     /// can cross an await (a connection is `Send` but not `Sync`).
@@ -171,6 +189,7 @@ impl Session {
             master,
             process,
             limits,
+            user: ROOT.to_string(),
             db: None,
             scratch,
             autocommit: true,
@@ -198,7 +217,12 @@ impl Session {
     fn use_database(&mut self, db: &str) -> Result<()> {
         let known = match self.node.role() {
             NodeRole::MasterAggregator => {
-                db.eq_ignore_ascii_case("information_schema") || self.master()?.meta().databases.contains_key(db)
+                let meta = self.master()?.meta();
+                let information_schema = db.eq_ignore_ascii_case("information_schema");
+                if !information_schema {
+                    self.authorize(&meta, &[Need::Any { db: db.to_string(), table: None }])?;
+                }
+                information_schema || meta.databases.contains_key(db)
             }
             NodeRole::Leaf => self.node.store.list()?.iter().any(|d| d.name() == db),
             NodeRole::Unconfigured => false,
@@ -209,6 +233,25 @@ impl Session {
         self.db = Some(db.to_string());
         self.process.set_db(Some(db));
         Ok(())
+    }
+
+    /// Refuses the statement unless the session's account holds everything `needs` lists (MySQL's error for the
+    /// first need it lacks). Only the master aggregator runs statements of accounts other than root.
+    fn authorize(&self, meta: &ClusterMeta, needs: &[Need]) -> Result<()> {
+        meta.users.check(&self.user, needs).map_err(Error::Denied)
+    }
+
+    /// `authorize` with what `needs` computes, computed only for accounts other than root (which holds everything):
+    /// root's statements, the benchmarks' among them, pay nothing for the check.
+    fn authorize_with(&self, meta: &ClusterMeta, needs: impl FnOnce() -> Vec<Need>) -> Result<()> {
+        if self.user == ROOT {
+            return Ok(());
+        }
+        self.authorize(meta, &needs())
+    }
+
+    fn holds_cluster(&self, meta: &ClusterMeta) -> bool {
+        meta.users.holds_global(&self.user, Privilege::Cluster)
     }
 
     fn database(&self, explicit: Option<String>) -> Result<String> {
@@ -258,6 +301,7 @@ impl Session {
         let Some(statement) = statement else {
             return self.run(&prepared.literal_text()).await;
         };
+        self.authorize_with(&meta, || access::query(&statement, self.db.as_deref()))?;
         if let Some(plan) = reused {
             return self.run_plan(&cluster, &meta, plan, prepared.params).await;
         }
@@ -351,7 +395,13 @@ impl Session {
 
     async fn run_on_master(&mut self, statement: Statement) -> Result<Answer> {
         let cluster = self.master()?;
+        let meta = cluster.meta();
+        self.authorize_with(&meta, || access::required(&statement, self.db.as_deref(), &self.user))?;
         match statement {
+            Statement::Account(account) => accounts::run(&cluster, &self.user, self.db.as_deref(), account).await,
+            Statement::ShowCatalog(ShowCatalog::Grants { user }) => {
+                Ok(Answer::Rows(accounts::show_grants(&meta, &self.user, user.as_deref())?))
+            }
             Statement::Cluster(command) => self.cluster_command(&cluster, command).await,
             Statement::CreateDatabase { name, if_not_exists, partitions, durability, replication } => {
                 if replication == Some(canopy_sql::command::SyncMode::Async) {
@@ -376,9 +426,9 @@ impl Session {
             }
             Statement::Use { db } => self.use_database(&db).map(|()| Answer::done()),
             Statement::ShowDatabases { like, .. } => {
-                let meta = cluster.meta();
+                // As MySQL, an account sees the databases it holds some privilege on.
                 let names = std::iter::once("information_schema".to_string())
-                    .chain(meta.databases.keys().cloned())
+                    .chain(meta.databases.keys().filter(|d| meta.users.sees(&self.user, d)).cloned())
                     .filter(|n| like.as_deref().is_none_or(|p| views::like_match(p, n)))
                     .map(|n| vec![Value::Text(n)])
                     .collect();
@@ -422,7 +472,15 @@ impl Session {
                 Ok(Answer::done())
             }
             Statement::NoEffect(NoEffect::LockTables | NoEffect::UnlockTables) => Ok(Answer::done()),
-            Statement::ShowCatalog(ShowCatalog::Processlist { full }) => Ok(Answer::Rows(self.processes().list(full))),
+            Statement::ShowCatalog(ShowCatalog::Processlist { full }) => {
+                let mut list = self.processes().list(full);
+                // Without CLUSTER (MySQL: PROCESS) an account sees only its own connections.
+                if !self.holds_cluster(&meta) {
+                    let own = Value::Text(self.user.clone());
+                    list.rows.retain(|row| row.get(1) == Some(&own));
+                }
+                Ok(Answer::Rows(list))
+            }
             Statement::ShowCatalog(ShowCatalog::Status { like }) => {
                 Ok(Answer::Rows(self.processes().status(like.as_deref())))
             }
@@ -466,6 +524,10 @@ impl Session {
                 Ok(Answer::done())
             }
             Statement::Kill { id, query_only } => {
+                let owner = self.processes().user_of(id).ok_or(Error::UnknownThread(id))?;
+                if owner != self.user && !self.holds_cluster(&meta) {
+                    return Err(Error::NotThreadOwner(id));
+                }
                 self.processes().kill(id, query_only).map_err(|unknown| Error::UnknownThread(unknown.0))?;
                 Ok(Answer::done())
             }
@@ -609,7 +671,8 @@ impl Session {
         let writes =
             matches!(plan, plan::Plan::Insert { .. } | plan::Plan::Write { .. } | plan::Plan::ReferenceWrite { .. });
         self.note_statement(writes);
-        let views = views::ClusterViews { cluster, meta, processes: self.processes(), limits: &self.limits };
+        let views =
+            views::ClusterViews { cluster, meta, processes: self.processes(), limits: &self.limits, user: &self.user };
         let work = exec::execute(cluster, meta, plan, &params, &self.scratch, &views);
         if writes {
             // A write is never cut short: each statement commits as it runs, so there is nothing to roll back, and
@@ -803,7 +866,7 @@ fn execution_ms(value: &Value) -> Result<u64> {
 
 impl canopy_mysql::Session for Session {
     async fn query(&mut self, sql: &str) -> Reply {
-        self.process.statement_started(sql);
+        self.process.statement_started(&accounts::shown_text(sql));
         let answer = self.run(sql).await;
         self.process.statement_finished();
         answer_to_reply(answer)

@@ -245,6 +245,9 @@ pub async fn virtual_table(cluster: &Arc<Cluster>, meta: &ClusterMeta, schema: &
         "AGGREGATORS" => Ok(show_aggregators(meta, true)),
         "DISTRIBUTED_DATABASES" => Ok(distributed_databases(meta)),
         "MV_CLUSTER_STATUS" => cluster_status(cluster, meta).await,
+        upper @ ("USER_PRIVILEGES" | "SCHEMA_PRIVILEGES") => {
+            Ok(crate::front::accounts::privilege_table(&meta.users, upper).expect("a privilege table"))
+        }
         upper => crate::front::schema_tables::table(meta, upper, &|db, t| cluster.next_auto_increment(meta, db, t))
             .ok_or_else(|| Error::Sql(SqlError::UnknownTable { db: schema.to_string(), table: name.to_string() })),
     }
@@ -272,12 +275,14 @@ pub const INFORMATION_SCHEMA_TABLES: &[&str] = &[
     "REFERENTIAL_CONSTRAINTS",
     "ROUTINES",
     "SCHEMATA",
+    "SCHEMA_PRIVILEGES",
     "SESSION_STATUS",
     "SESSION_VARIABLES",
     "STATISTICS",
     "TABLES",
     "TABLE_CONSTRAINTS",
     "TRIGGERS",
+    "USER_PRIVILEGES",
     "VIEWS",
 ];
 
@@ -321,19 +326,19 @@ pub struct ClusterViews<'a> {
     pub meta: &'a ClusterMeta,
     pub processes: &'a crate::front::processlist::Processes,
     pub limits: &'a canopy_mysql::Limits,
+    /// The session's account: each table shows the rows it may see (`accounts::visible_rows`).
+    pub user: &'a str,
 }
 
 impl crate::query::exec::VirtualTables for ClusterViews<'_> {
     async fn fetch(&self, schema: &str, table: &str) -> Result<ResultSet> {
-        match table.to_ascii_uppercase().as_str() {
-            "PROCESSLIST" => return Ok(self.processes.information_schema()),
-            "GLOBAL_VARIABLES" | "SESSION_VARIABLES" => {
-                return Ok(information_schema_variables(self.meta, self.limits));
-            }
-            "GLOBAL_STATUS" | "SESSION_STATUS" => return Ok(self.processes.information_schema_status()),
-            _ => {}
-        }
-        virtual_table(self.cluster, self.meta, schema, table).await
+        let rows = match table.to_ascii_uppercase().as_str() {
+            "PROCESSLIST" => self.processes.information_schema(),
+            "GLOBAL_VARIABLES" | "SESSION_VARIABLES" => information_schema_variables(self.meta, self.limits),
+            "GLOBAL_STATUS" | "SESSION_STATUS" => self.processes.information_schema_status(),
+            _ => virtual_table(self.cluster, self.meta, schema, table).await?,
+        };
+        Ok(crate::front::accounts::visible_rows(&self.meta.users, self.user, table, rows))
     }
 }
 
