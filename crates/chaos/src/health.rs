@@ -127,7 +127,10 @@ pub fn problems(view: &View, partitions: u32) -> Vec<String> {
     out
 }
 
-/// Polls [`view`] every `poll` until [`problems`] is empty, or `deadline` passes (then the last problems, or the
+/// How long [`problems`] must stay empty before the cluster counts as healthy.
+pub const STABLE: Duration = Duration::from_millis(400);
+
+/// Polls [`view`] every `poll` until [`problems`] has stayed empty for [`STABLE`], or `deadline` passes (then the last problems, or the
 /// last error, as the error).
 pub async fn wait_healthy(
     opts: &mysql_async::Opts,
@@ -138,14 +141,24 @@ pub async fn wait_healthy(
 ) -> anyhow::Result<View> {
     let started = Instant::now();
     let mut conn: Option<mysql_async::Conn> = None;
+    // Healthy means healthy for a while: a returning leaf goes online and then has its pair rebalanced (planned
+    // promotions, each leaving its partition without an in-sync replica for a moment), so one healthy poll right
+    // after the return can fall before the rebalance, and the next fault would then land in the middle of it.
+    let mut healthy_since: Option<Instant> = None;
     loop {
         let last = match conn.as_mut() {
             Some(c) => match view(c, db, Duration::from_secs(10)).await {
                 Ok(v) => {
                     let p = problems(&v, partitions);
                     if p.is_empty() {
-                        return Ok(v);
+                        let since = *healthy_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= STABLE {
+                            return Ok(v);
+                        }
+                        tokio::time::sleep(poll).await;
+                        continue;
                     }
+                    healthy_since = None;
                     p.join("; ")
                 }
                 Err(e) => {
