@@ -65,11 +65,6 @@ pub fn actions(meta: &ClusterMeta) -> Actions {
     actions
 }
 
-/// `actions` as seen right after `leaf` was declared offline (the same rules; named for the caller's reading).
-pub fn on_leaf_offline(meta: &ClusterMeta, _leaf: NodeId) -> Actions {
-    actions(meta)
-}
-
 /// The replicas to bring back in sync (see the module's rules).
 pub fn repairs(meta: &ClusterMeta) -> Vec<Repair> {
     let mut repairs = Vec::new();
@@ -179,7 +174,7 @@ mod tests {
         assert_eq!(actions(&m), Actions::default(), "a healthy cluster needs nothing");
         let _: Vec<Placed> = Vec::new();
         state(&mut m, 2, LeafState::Offline);
-        let a = on_leaf_offline(&m, NodeId(2));
+        let a = actions(&m);
         assert_eq!(a.promote.len(), 2, "leaf 2 mastered half of the 4 partitions: {a:?}");
         assert_eq!(a.demote.len(), 2, "and held the replicas of the other half: {a:?}");
         apply(&mut m, &a);

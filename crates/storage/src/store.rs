@@ -388,6 +388,30 @@ impl LeafStore {
         engine::execute(&*lock_conn(&conn)?, sql, params)
     }
 
+    /// The connection of `db:ordinal` when its copy holds exactly `term` (`StaleTerm` otherwise) and is in
+    /// `state` (`wrong(state)` otherwise), looked up once in the state map.
+    fn conn_in_term(
+        &self,
+        db: &str,
+        ordinal: u32,
+        term: Term,
+        state: PartitionState,
+        wrong: impl FnOnce(PartitionState) -> StorageError,
+    ) -> Result<Shared, StorageError> {
+        let open = self.lock()?;
+        let instance = open
+            .partitions
+            .get(&(db.to_string(), ordinal))
+            .ok_or_else(|| StorageError::NoSuchPartition { db: db.to_string(), ordinal })?;
+        if instance.term != term {
+            return Err(StorageError::StaleTerm { current: instance.term, requested: term });
+        }
+        if instance.state != state {
+            return Err(wrong(instance.state));
+        }
+        Ok(instance.conn.clone())
+    }
+
     /// Runs a statement on an `Online` partition addressed in `term` (`check_term`), looking the partition up once.
     pub fn execute_on_partition_in_term(
         &self,
@@ -397,20 +421,11 @@ impl LeafStore {
         sql: &str,
         params: &[Value],
     ) -> Result<Outcome, StorageError> {
-        let conn = {
-            let open = self.lock()?;
-            let instance = open
-                .partitions
-                .get(&(db.to_string(), ordinal))
-                .ok_or_else(|| StorageError::NoSuchPartition { db: db.to_string(), ordinal })?;
-            if instance.term != term {
-                return Err(StorageError::StaleTerm { current: instance.term, requested: term });
-            }
-            if instance.state != PartitionState::Online {
-                return Err(StorageError::NotOnline { db: db.to_string(), ordinal, state: instance.state });
-            }
-            instance.conn.clone()
-        };
+        let conn = self.conn_in_term(db, ordinal, term, PartitionState::Online, |state| StorageError::NotOnline {
+            db: db.to_string(),
+            ordinal,
+            state,
+        })?;
         let conn = lock_conn(&conn)?;
         match self.replicator() {
             Some(r) => engine::execute_shipped(&conn, sql, params, &|entry| r.ship(db, ordinal, entry)),
@@ -834,20 +849,11 @@ impl LeafStore {
         entries: &[LogEntry],
         sync: bool,
     ) -> Result<LogPosition, StorageError> {
-        let conn = {
-            let open = self.lock()?;
-            let instance = open
-                .partitions
-                .get(&(db.to_string(), ordinal))
-                .ok_or_else(|| StorageError::NoSuchPartition { db: db.to_string(), ordinal })?;
-            if instance.term != term {
-                return Err(StorageError::StaleTerm { current: instance.term, requested: term });
-            }
-            if instance.state != PartitionState::Replica {
-                return Err(StorageError::NotReplica { db: db.to_string(), ordinal, state: instance.state });
-            }
-            instance.conn.clone()
-        };
+        let conn = self.conn_in_term(db, ordinal, term, PartitionState::Replica, |state| StorageError::NotReplica {
+            db: db.to_string(),
+            ordinal,
+            state,
+        })?;
         let conn = lock_conn(&conn)?;
         if entries.iter().any(|e| e.term > term) {
             return Err(StorageError::StaleTerm {

@@ -139,11 +139,6 @@ impl Replication {
         Ok(None)
     }
 
-    /// Whether `db:ordinal` ships to a replica, and to which leaf.
-    pub fn replica_of(&self, db: &str, ordinal: u32) -> Option<ReplicaTarget> {
-        self.target(&(db.to_string(), ordinal))
-    }
-
     fn client(&self, target: &ReplicaTarget) -> Result<Arc<Client>, String> {
         let key = (target.host.clone(), target.rpc_port);
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());

@@ -154,7 +154,7 @@ impl Redundancy {
         {
             let (cluster, busy) = (cluster.clone(), self.failing_over.clone());
             tokio::spawn(async move {
-                replication::fail_over(&cluster, NodeId(0)).await;
+                replication::fail_over(&cluster, None).await;
                 busy.store(false, Ordering::Release);
             });
         }
@@ -199,7 +199,7 @@ async fn execute(cluster: &Arc<Cluster>, leaf: &Leaf, action: LeafAction, silent
                 client.flush();
             }
             // Redundancy 2: its masters fail over to their pairs, its replicas leave the commit path.
-            replication::fail_over(cluster, leaf.id).await;
+            replication::fail_over(cluster, Some(leaf.id)).await;
         }
         LeafAction::Attach { seen } => spawn_attach(cluster.clone(), leaf.id, seen, true, done.clone()),
         LeafAction::Detach => spawn_attach(cluster.clone(), leaf.id, LeafState::Offline, false, done.clone()),

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use canopy_control::failover::{self, Repair};
 use canopy_meta::{ClusterMeta, Command, Instance, InstanceId, InstanceRole, Leaf, LeafState, NodeId, Outcome};
-use canopy_rpc::{PartitionTerm, RemoteErrorKind, ReplicaTarget, Request, Response};
+use canopy_rpc::{PartitionTerm, RemoteErrorKind, ReplicaTarget, Request};
 
 use crate::error::{Error, Result};
 use crate::master::cluster::Cluster;
@@ -139,20 +139,11 @@ async fn reprovision(
     master: &Instance,
     replica: &Instance,
 ) -> Result<()> {
-    let master_leaf = leaf_of(meta, master.node)?;
     let replica_leaf = leaf_of(meta, replica.node)?;
     let partition = PartitionTerm { ordinal: master.ordinal, term: master.term };
     cluster.call(&replica_leaf, &Request::BecomeReplica { db: db.to_string(), partition }).await?;
     roles_unchanged(cluster, db, master, replica)?;
-    cluster.call(&replica_leaf, &Request::DropPartition { db: db.to_string(), ordinal: replica.ordinal }).await?;
-    let request = Request::CopyPartition {
-        db: db.to_string(),
-        source: PartitionTerm { ordinal: master.ordinal, term: master.term },
-        source_host: master_leaf.addr.host.clone(),
-        source_rpc_port: master_leaf.addr.rpc_port,
-    };
-    cluster.call(&replica_leaf, &request).await?;
-    Ok(())
+    reprovision_onto(cluster, meta, db, master, &replica_leaf).await
 }
 
 /// Promotes replica `instance` of `db` to master in a new term: its leaf is told the term first, then the
@@ -203,10 +194,10 @@ pub async fn demote(cluster: &Arc<Cluster>, db: &str, instance: InstanceId) -> R
 /// Leaf `leaf` was declared offline: each partition it mastered fails over to its in-sync replica on an online
 /// leaf, and each in-sync replica it held leaves its (online) master's commit path. Returns how many partitions
 /// failed over.
-pub async fn fail_over(cluster: &Arc<Cluster>, leaf: NodeId) -> usize {
+pub async fn fail_over(cluster: &Arc<Cluster>, leaf: Option<NodeId>) -> usize {
     let started = Instant::now();
     let meta = cluster.meta();
-    let actions = failover::on_leaf_offline(&meta, leaf);
+    let actions = failover::actions(&meta);
     // Promotions in parallel: each partition's writes wait for its own.
     let mut promotions = tokio::task::JoinSet::new();
     for (db, instance) in actions.promote.iter().cloned() {
@@ -235,7 +226,8 @@ pub async fn fail_over(cluster: &Arc<Cluster>, leaf: NodeId) -> usize {
     }
     if !actions.promote.is_empty() || !actions.demote.is_empty() {
         tracing::info!(
-            "failover of leaf {leaf}: {promoted} of {} partitions promoted, {} replicas made async, {} ms",
+            "failover{}: {promoted} of {} partitions promoted, {} replicas made async, {} ms",
+            leaf.map(|l| format!(" of leaf {l}")).unwrap_or_default(),
             actions.promote.len(),
             actions.demote.len(),
             started.elapsed().as_millis()
@@ -263,22 +255,6 @@ pub async fn heal(cluster: &Arc<Cluster>) -> usize {
         }
     }
     healed
-}
-
-/// The leaves of `leaf`'s pair, if it has an online pair.
-pub fn online_pair(meta: &ClusterMeta, leaf: NodeId) -> Option<NodeId> {
-    meta.leaves
-        .get(&leaf)
-        .and_then(|l| l.pair)
-        .filter(|p| meta.leaves.get(p).is_some_and(|l| l.state == LeafState::Online))
-}
-
-/// Sends a request and checks the answer is `Done`.
-pub async fn call_done(cluster: &Arc<Cluster>, leaf: &Leaf, request: &Request) -> Result<()> {
-    match cluster.call(leaf, request).await? {
-        Response::Done => Ok(()),
-        other => Err(Error::Internal(format!("{request:?} answered {other:?}"))),
-    }
 }
 
 /// How long a planned promotion waits for statements on the partition to finish before it gives up.
