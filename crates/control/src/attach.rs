@@ -8,8 +8,9 @@
 
 use std::collections::BTreeSet;
 
-use canopy_meta::{ClusterMeta, Database, DatabaseId, NodeId};
+use canopy_meta::{ClusterMeta, Database, DatabaseId, InstanceRole, NodeId, Term};
 use canopy_sql::TableKind;
+use canopy_types::PartitionState;
 use thiserror::Error;
 
 /// What a leaf reports about one of its local copies (a partition instance, or the reference copy when `ordinal`
@@ -26,6 +27,9 @@ pub struct CopyFacts {
     pub cluster_id: Option<String>,
     /// The copy's user tables.
     pub tables: Vec<String>,
+    /// Whether the copy serves, waits to be attached, or receives a master's log; and the term it is in.
+    pub state: PartitionState,
+    pub term: Term,
 }
 
 /// The ATTACH LEAF decision for one local partition instance.
@@ -69,6 +73,24 @@ pub fn decide_one(
         Some(_) if cluster_id.is_some_and(|c| c != meta.cluster_id) => Decision::Conflict,
         Some(d) if d.instances.iter().any(|i| i.ordinal == ordinal && i.node == leaf) => Decision::Attach,
         Some(_) => Decision::Orphan,
+    }
+}
+
+/// Whether `copy` on `leaf` already serves as the metadata says (a master copy online in its master's term, or a
+/// replica copy the metadata records in sync), so an attach leaves it alone. An attach that runs again (a ping
+/// sent before an attach finished reports the leaf's copies as pending after it) must neither treat a serving
+/// master as a returning one nor record an operation that overwrites the finished attach's SHOW REBALANCE STATUS.
+pub fn in_place(meta: &ClusterMeta, leaf: NodeId, copy: &CopyFacts) -> bool {
+    let Some(ordinal) = copy.ordinal else { return false };
+    let Some(instance) =
+        meta.databases.get(&copy.db).and_then(|d| d.instances.iter().find(|i| i.ordinal == ordinal && i.node == leaf))
+    else {
+        return false;
+    };
+    match (instance.role, copy.state) {
+        (InstanceRole::Master, PartitionState::Online) => copy.term == instance.term,
+        (InstanceRole::Replica, PartitionState::Replica) => instance.sync,
+        _ => false,
     }
 }
 
@@ -164,7 +186,26 @@ mod tests {
             database_id: database_id.map(DatabaseId),
             cluster_id: None,
             tables: tables.iter().map(|t| t.to_string()).collect(),
+            state: PartitionState::Pending,
+            term: Term(0),
         }
+    }
+
+    /// A copy that already serves as the metadata says, in redundancy 1 as in 2, is in place (a second attach
+    /// leaves it and records nothing); a pending copy, a copy in another term, and a master copy the metadata now
+    /// calls a replica are not.
+    #[test]
+    fn only_copies_serving_as_the_metadata_says_are_in_place() {
+        let mut m = cluster_with_leaves("c", &[10]);
+        create(&mut m, 1);
+        let leaf = m.leaves_in_order().next().unwrap().id;
+        let term = m.databases["test"].master(0).unwrap().term;
+        let serving = CopyFacts { state: PartitionState::Online, term, ..copy("test", Some(0), None, &[]) };
+        assert!(in_place(&m, leaf, &serving), "a master copy online in its term, redundancy 1");
+        assert!(!in_place(&m, leaf, &CopyFacts { state: PartitionState::Pending, ..serving.clone() }));
+        assert!(!in_place(&m, leaf, &CopyFacts { term: Term(term.0 + 1), ..serving.clone() }));
+        assert!(!in_place(&m, leaf, &CopyFacts { state: PartitionState::Replica, ..serving.clone() }));
+        assert!(!in_place(&m, NodeId(leaf.0 + 100), &serving), "not on another leaf");
     }
 
     /// ATTACH PARTITION adopts a copy only of this incarnation and with exactly the metadata's tables.

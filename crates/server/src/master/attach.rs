@@ -29,6 +29,8 @@ pub fn facts(local: &LocalDatabase) -> CopyFacts {
         database_id: local.database_id,
         cluster_id: local.cluster_id.clone(),
         tables: local.tables.clone(),
+        state: local.state,
+        term: local.term,
     }
 }
 
@@ -134,7 +136,13 @@ async fn attach_partitions_of(cluster: &Arc<Cluster>, leaf: &canopy_meta::Leaf, 
     );
     let mut by_db: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     for (db, ordinal, decision) in decisions {
-        if decision == Decision::Attach && !in_place(&meta, leaf.id, &local, &db, ordinal) {
+        let in_place = || {
+            local
+                .iter()
+                .find(|c| c.db == db && c.ordinal == Some(ordinal))
+                .is_some_and(|c| canopy_control::attach::in_place(&meta, leaf.id, &facts(c)))
+        };
+        if decision == Decision::Attach && !in_place() {
             by_db.entry(db).or_default().push(ordinal);
         }
     }
@@ -149,26 +157,6 @@ async fn attach_partitions_of(cluster: &Arc<Cluster>, leaf: &canopy_meta::Leaf, 
         }
     }
     Ok(Answer::affected(attached))
-}
-
-/// Redundancy 2: whether a copy already serves as the metadata says (a master copy online in its term, or a replica
-/// copy the metadata records in sync), so an attach leaves it alone. An attach that runs again (the heartbeat saw
-/// the leaf's pending copies before an attach finished) must never treat a serving master as a returning one.
-fn in_place(meta: &canopy_meta::ClusterMeta, leaf: NodeId, local: &[LocalDatabase], db: &str, ordinal: u32) -> bool {
-    if meta.variables.redundancy_level != 2 {
-        return false;
-    }
-    let Some(copy) = local.iter().find(|c| c.db == db && c.ordinal == Some(ordinal)) else { return false };
-    let Some(instance) =
-        meta.databases.get(db).and_then(|d| d.instances.iter().find(|i| i.ordinal == ordinal && i.node == leaf))
-    else {
-        return false;
-    };
-    match (instance.role, copy.state) {
-        (InstanceRole::Master, canopy_storage::PartitionState::Online) => copy.term == instance.term,
-        (InstanceRole::Replica, canopy_storage::PartitionState::Replica) => instance.sync,
-        _ => false,
-    }
 }
 
 /// Attaches one copy the metadata places on `leaf`. A master copy whose partition has an in-sync replica on an

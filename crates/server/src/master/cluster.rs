@@ -274,17 +274,21 @@ impl Prediction<'_> {
         &self.outcomes
     }
 
-    /// Applies the commands in order. An outcome other than predicted is a bug (the lock keeps the state still) and
-    /// an error, after the commands that did apply stay applied.
+    /// Applies the commands in order, as one metadata change (`MetaStore::apply_all`). An outcome other than
+    /// predicted is a bug (the lock keeps the state still) and an error, after the change.
     pub async fn commit(self) -> Result<Vec<Outcome>> {
-        let mut applied = Vec::with_capacity(self.commands.len());
-        for (command, predicted) in self.commands.into_iter().zip(&self.outcomes) {
-            let outcome = self.cluster.apply(command).await?;
-            if outcome != *predicted {
-                return Err(Error::Internal(format!("committed {outcome:?}, predicted {predicted:?}")));
-            }
-            applied.push(outcome);
+        let applied = self.cluster.store.apply_all(self.commands).await?;
+        if applied != self.outcomes {
+            return Err(Error::Internal(format!("committed {applied:?}, predicted {:?}", self.outcomes)));
         }
         Ok(applied)
+    }
+
+    /// Keeps only the first `n` commands (the later ones are given up; the earlier ones' outcomes do not depend on
+    /// them).
+    pub fn keep_first(mut self, n: usize) -> Self {
+        self.commands.truncate(n);
+        self.outcomes.truncate(n);
+        self
     }
 }

@@ -183,7 +183,10 @@ pub async fn create_database(
     for replica in planned.iter().filter(|i| i.role == InstanceRole::Replica) {
         let master = planned.iter().find(|i| i.ordinal == replica.ordinal && i.role == InstanceRole::Master);
         let Some(master) = master else { continue };
-        if let Err(e) = replication::start_replica(cluster, &meta, &name, master, replica).await {
+        if let Err(e) =
+            replication::start_replica(cluster, &meta, &name, master, replica, crate::master::cluster::REQUEST_TIMEOUT)
+                .await
+        {
             drop_on_leaves(cluster, &name, &leaves).await;
             return Err(e);
         }

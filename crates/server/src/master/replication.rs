@@ -19,7 +19,7 @@ use canopy_meta::{ClusterMeta, Command, Instance, InstanceId, InstanceRole, Leaf
 use canopy_rpc::{PartitionTerm, RemoteErrorKind, ReplicaTarget, Request};
 
 use crate::error::{Error, Result};
-use crate::master::cluster::Cluster;
+use crate::master::cluster::{Cluster, REQUEST_TIMEOUT};
 
 /// How long a promotion, a demotion or a role change may wait for its leaf: a frozen leaf must not hold the term
 /// lock (and the failover pass) for the general request timeout.
@@ -38,12 +38,14 @@ fn leaf_of(meta: &ClusterMeta, node: NodeId) -> Result<Leaf> {
 /// master's leaf brings it up to date and registers it. The metadata is not changed here (the caller records the
 /// replica in sync once this succeeded). A replica whose log is not a prefix of the master's answers
 /// `RemoteErrorKind::Diverged` (or `LogTruncated` when the master no longer has what it misses).
+/// `catch_up` bounds the master's part (bringing the replica up to date can take long after an absence).
 pub async fn start_replica(
     cluster: &Arc<Cluster>,
     meta: &ClusterMeta,
     db: &str,
     master: &Instance,
     replica: &Instance,
+    catch_up: std::time::Duration,
 ) -> Result<()> {
     let master_leaf = leaf_of(meta, master.node)?;
     let replica_leaf = leaf_of(meta, replica.node)?;
@@ -51,7 +53,7 @@ pub async fn start_replica(
     let become_replica = Request::BecomeReplica { db: db.to_string(), partition };
     cluster.call_with_timeout(&replica_leaf, &become_replica, ROLE_CHANGE_TIMEOUT).await?;
     let request = Request::SetReplica { db: db.to_string(), partition, replica: Some(target(&replica_leaf)) };
-    cluster.call(&master_leaf, &request).await?;
+    cluster.call_with_timeout(&master_leaf, &request, catch_up).await?;
     Ok(())
 }
 
@@ -87,7 +89,7 @@ pub async fn resync(cluster: &Arc<Cluster>, db: &str, replica: InstanceId) -> Re
         return Err(Error::Internal(format!("{db}:{}: its master's leaf is not online", replica.ordinal)));
     }
     let started = Instant::now();
-    match start_replica(cluster, &meta, db, &master, &replica).await {
+    match start_replica(cluster, &meta, db, &master, &replica, REQUEST_TIMEOUT).await {
         Ok(()) => {}
         Err(e) if needs_new_copy(&e) => {
             // The calls above can take as long as a frozen leaf stays frozen, and a failover may have promoted this
@@ -99,7 +101,7 @@ pub async fn resync(cluster: &Arc<Cluster>, db: &str, replica: InstanceId) -> Re
                 replica.ordinal
             );
             reprovision(cluster, &meta, db, &master, &replica).await?;
-            start_replica(cluster, &meta, db, &master, &replica).await?;
+            start_replica(cluster, &meta, db, &master, &replica, REQUEST_TIMEOUT).await?;
         }
         Err(e) => return Err(e),
     }
@@ -131,7 +133,9 @@ fn roles_unchanged(cluster: &Arc<Cluster>, db: &str, master: &Instance, replica:
 
 /// Replaces the replica's copy with a fresh copy of the master's (the move machinery: snapshot, then catch-up).
 /// The replica's leaf is told the master's term first: it refuses if its copy holds a newer term (it was
-/// promoted since the decision), so a master's copy is never dropped here.
+/// promoted since the decision), so a master's copy is never dropped here. A leaf that has no copy at all (lost
+/// with its disk, or a previous reprovision dropped it and then failed to copy) has nothing to protect: it gets
+/// the copy.
 async fn reprovision(
     cluster: &Arc<Cluster>,
     meta: &ClusterMeta,
@@ -141,7 +145,11 @@ async fn reprovision(
 ) -> Result<()> {
     let replica_leaf = leaf_of(meta, replica.node)?;
     let partition = PartitionTerm { ordinal: master.ordinal, term: master.term };
-    cluster.call(&replica_leaf, &Request::BecomeReplica { db: db.to_string(), partition }).await?;
+    match cluster.call(&replica_leaf, &Request::BecomeReplica { db: db.to_string(), partition }).await {
+        Ok(_) => {}
+        Err(Error::Remote(e)) if e.kind == RemoteErrorKind::NoSuchPartition => {}
+        Err(e) => return Err(e),
+    }
     roles_unchanged(cluster, db, master, replica)?;
     reprovision_onto(cluster, meta, db, master, &replica_leaf).await
 }
@@ -260,11 +268,14 @@ pub async fn heal(cluster: &Arc<Cluster>) -> usize {
 /// How long a planned promotion waits for statements on the partition to finish before it gives up.
 const PLANNED_GATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// A planned promotion of the in-sync replica `instance` (the pair rebalance): under the partition's closed gate
-/// (new statements wait, running ones finish, so no statement fails), the master is fenced, the replica, which
-/// holds everything the master committed, is promoted, and the old master becomes its replica in sync. On an error
-/// before the promotion commits, the replica is recorded out of sync first and then the old master serves again
-/// (healing brings the replica back).
+/// A planned promotion of the in-sync replica `instance` (the pair rebalance, DETACH LEAF, PROMOTE PARTITION).
+/// Under the partition's closed gate (new statements wait, running ones finish, so no statement fails): the master
+/// is fenced; the replica, which holds everything the master committed, is promoted on its leaf in a new term; the
+/// old master becomes its replica and enters its commit path; then the metadata records the promotion and the old
+/// master in sync as one change, and only then does the gate open. So no statement ever commits on the new master
+/// while the partition lacks a failover candidate. If the old master cannot become the replica in time, the
+/// promotion is recorded alone (the old master async; healing brings it back). On an error before the promotion
+/// is recorded, the replica is recorded out of sync first and then the old master serves again.
 pub async fn promote_planned(cluster: &Arc<Cluster>, db: &str, instance: InstanceId) -> Result<canopy_meta::Term> {
     let meta = cluster.meta();
     let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.to_string()))?;
@@ -278,6 +289,7 @@ pub async fn promote_planned(cluster: &Arc<Cluster>, db: &str, instance: Instanc
         return Err(Error::Internal(format!("{db}:{}: the replica is not in sync", replica.ordinal)));
     }
     let old_leaf = leaf_of(&meta, old.node)?;
+    let new_leaf = leaf_of(&meta, replica.node)?;
     let gate = cluster.gate(db, replica.ordinal);
     let _closed = tokio::time::timeout(PLANNED_GATE_TIMEOUT, gate.write())
         .await
@@ -285,7 +297,7 @@ pub async fn promote_planned(cluster: &Arc<Cluster>, db: &str, instance: Instanc
     // The gate may have taken a while: decide again on the metadata as it is now.
     let now = cluster.meta();
     let still = now.databases.get(db).is_some_and(|d| {
-        d.instance(instance).is_some_and(|r| r.sync && r.role == canopy_meta::InstanceRole::Replica)
+        d.instance(instance).is_some_and(|r| r.sync && r.role == InstanceRole::Replica)
             && d.master(replica.ordinal).is_some_and(|m| m.id == old.id && m.term == old.term)
     });
     if !still {
@@ -293,8 +305,23 @@ pub async fn promote_planned(cluster: &Arc<Cluster>, db: &str, instance: Instanc
     }
     let old_partition = PartitionTerm { ordinal: old.ordinal, term: old.term };
     cluster.call(&old_leaf, &Request::FencePartition { db: db.to_string(), partition: old_partition }).await?;
-    let term = match promote(cluster, db, instance).await {
-        Ok(term) => term,
+    let commands = vec![
+        Command::Promote { db: db.to_string(), instance },
+        Command::SetReplicaSync { db: db.to_string(), instance: old.id, sync: true },
+    ];
+    let promoted = async {
+        let prediction = cluster.predict(commands).await?;
+        let Some(Outcome::Promoted { term }) = prediction.outcomes().first().cloned() else {
+            return Err(Error::Internal("Promote did not promote".into()));
+        };
+        let partition = PartitionTerm { ordinal: replica.ordinal, term };
+        let request = Request::PromotePartition { db: db.to_string(), partition };
+        cluster.call_with_timeout(&new_leaf, &request, ROLE_CHANGE_TIMEOUT).await?;
+        Ok((prediction, term))
+    }
+    .await;
+    let (prediction, term) = match promoted {
+        Ok(promoted) => promoted,
         Err(e) => {
             let _ = record_async(cluster, db, instance).await;
             let attach = Request::AttachPartitions { db: db.to_string(), partitions: vec![old_partition] };
@@ -304,12 +331,16 @@ pub async fn promote_planned(cluster: &Arc<Cluster>, db: &str, instance: Instanc
             return Err(e);
         }
     };
-    // Statements go to the new master from here on; the old master is made its replica (it holds the same log, so
-    // it is in sync at once) with the gate open again.
-    drop(_closed);
-    if let Err(e) = resync(cluster, db, old.id).await {
-        tracing::warn!("{db}:{}: the demoted master is not in sync yet ({e}); healing will retry", old.ordinal);
-    }
+    // The old master holds the same log as the new one: it continues it at once, nothing to copy.
+    let new_master = Instance { role: InstanceRole::Master, term, ..replica.clone() };
+    let prediction = match start_replica(cluster, &now, db, &new_master, &old, ROLE_CHANGE_TIMEOUT).await {
+        Ok(()) => prediction,
+        Err(e) => {
+            tracing::warn!("{db}:{}: the demoted master is not in sync yet ({e}); healing will retry", old.ordinal);
+            prediction.keep_first(1)
+        }
+    };
+    prediction.commit().await?;
     Ok(term)
 }
 

@@ -81,8 +81,14 @@ impl MetaStore {
     /// applies commands (a Raft log plugs in here later); the write and its fsyncs run on a blocking thread, never on
     /// an async worker, and writes are applied in the order they take the write lock.
     pub async fn apply(self: &Arc<Self>, command: Command) -> Result<Outcome> {
+        Ok(self.apply_all(vec![command]).await?.pop().expect("one outcome per command"))
+    }
+
+    /// Applies `commands` in order as one change: persisted and published together (no reader sees the state
+    /// between two of them, and a restart finds all or none), or, when one is refused, none of them.
+    pub async fn apply_all(self: &Arc<Self>, commands: Vec<Command>) -> Result<Vec<Outcome>> {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || store.apply_with(command, persist::sync_parent))
+        tokio::task::spawn_blocking(move || store.apply_with(commands, persist::sync_parent))
             .await
             .map_err(|e| Error::Internal(format!("metadata write task failed: {e}")))?
     }
@@ -103,16 +109,17 @@ impl MetaStore {
         Ok(outcome)
     }
 
-    /// `apply`, with the directory sync that follows the file's replacement passed in (tests make it fail).
+    /// `apply_all`, with the directory sync that follows the file's replacement passed in (tests make it fail).
     /// Blocking: it writes and fsyncs.
-    fn apply_with(&self, command: Command, sync_parent: impl Fn(&Path) -> Result<()>) -> Result<Outcome> {
+    fn apply_with(&self, commands: Vec<Command>, sync_parent: impl Fn(&Path) -> Result<()>) -> Result<Vec<Outcome>> {
         let mut fault = self.write.lock().map_err(|_| Error::Internal("metadata write lock poisoned".into()))?;
         if fault.fails_now() {
             return Err(Error::Internal(format!("metadata write failed ({FAIL_WRITE_AFTER_ENV})")));
         }
         let mut next = (*self.meta()).clone();
-        let kind = fault.after.is_some().then(|| command.clone());
-        let outcome = next.apply(command)?;
+        let kinds = if fault.after.is_some() { commands.clone() } else { Vec::new() };
+        let outcomes =
+            commands.into_iter().map(|command| next.apply(command)).collect::<std::result::Result<Vec<_>, _>>()?;
         if let Err(broken) = next.check_invariants() {
             // A command that breaks an invariant is a bug: refuse to persist or serve that state.
             return Err(Error::Internal(format!("metadata invariant violated: {broken}")));
@@ -122,8 +129,8 @@ impl MetaStore {
         // From the rename on, the new state is what a restart reads: publish it, whatever the directory sync says,
         // so memory and disk never disagree. A failed sync only leaves the rename exposed to a power loss; it is
         // retried here and by every later write.
-        if let Some(command) = kind {
-            fault.persisted(&command);
+        for command in &kinds {
+            fault.persisted(command);
         }
         *self.meta.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
         let mut synced = sync_parent(&path);
@@ -136,7 +143,7 @@ impl MetaStore {
         if let Err(e) = synced {
             tracing::error!("metadata change applied, but not yet durable against a power loss: {e}");
         }
-        Ok(outcome)
+        Ok(outcomes)
     }
 }
 
@@ -181,10 +188,25 @@ mod tests {
         let dir = temp_dir("dirsync");
         let store = bootstrap(&dir);
         let failing = |_: &Path| Err(Error::Internal("injected: directory fsync failed".into()));
-        let outcome = store.apply_with(add_leaf(10), failing);
-        assert!(matches!(outcome, Ok(Outcome::LeafAdded(_))), "{outcome:?}");
+        let outcome = store.apply_with(vec![add_leaf(10)], failing);
+        assert!(matches!(outcome.as_deref(), Ok([Outcome::LeafAdded(_)])), "{outcome:?}");
         assert_eq!(*store.meta(), load_meta(&dir).unwrap(), "memory and disk agree");
         assert_eq!(store.meta().leaves.len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Two commands applied as one change, the second refused (the same address twice). Property: neither is
+    /// published nor written; two that are accepted are published and loaded together.
+    #[tokio::test]
+    async fn commands_applied_together_apply_all_or_none() {
+        let dir = temp_dir("all-or-none");
+        let store = bootstrap(&dir);
+        assert!(store.apply_all(vec![add_leaf(10), add_leaf(10)]).await.is_err());
+        assert!(store.meta().leaves.is_empty(), "the first command is not published alone");
+        assert!(load_meta(&dir).unwrap().leaves.is_empty(), "nor written");
+        let outcomes = store.apply_all(vec![add_leaf(10), add_leaf(20)]).await.unwrap();
+        assert_eq!(outcomes.len(), 2);
+        assert_eq!(load_meta(&dir).unwrap().leaves.len(), 2);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
