@@ -13,8 +13,8 @@ use canopy_mysql::{MysqlError, Reply};
 use canopy_sql::command::access::{self, Need};
 use canopy_sql::command::users::Privilege;
 use canopy_sql::command::{
-    ClusterCommand, LeafTarget, NoEffect, PartitionAction, PartitionCommand, RebalanceOptions, Savepoint, ShowCatalog,
-    Statement, parse_statement,
+    ClusterCommand, LeafTarget, NoEffect, PartitionCommand, RebalanceOptions, Savepoint, ShowCatalog, Statement,
+    parse_statement,
 };
 use canopy_sql::plan::{self, PlanContext};
 use canopy_sql::{Catalog, Column, ResultSet, SqlError, TableDef, Value};
@@ -30,6 +30,7 @@ use crate::master::attach;
 use crate::master::cluster::Cluster;
 use crate::master::moves;
 use crate::master::ops;
+use crate::master::partition;
 use crate::master::rebalance;
 use crate::master::replication;
 use crate::node::Node;
@@ -809,21 +810,9 @@ impl Session {
                 }
                 attach::remove_leaf(cluster, leaf, force).await
             }
-            ClusterCommand::Partition(PartitionCommand {
-                action: PartitionAction::Attach,
-                db,
-                ordinal,
-                host,
-                port,
-            }) => {
+            ClusterCommand::Partition(PartitionCommand { action, db, ordinal, host, port }) => {
                 let leaf = leaf_id(&meta, &host, port)?;
-                attach::attach_partition(cluster, db, ordinal, leaf).await
-            }
-            ClusterCommand::Partition(PartitionCommand { action, db, ordinal, host, port })
-                if meta.variables.redundancy_level == 2 && action != PartitionAction::Create =>
-            {
-                let leaf = leaf_id(&meta, &host, port)?;
-                replication::partition_command(cluster, action, &db, ordinal, leaf).await
+                partition::run(cluster, action, db, ordinal, leaf).await
             }
             ClusterCommand::RestoreRedundancy { db } => replication::restore_redundancy(cluster, &db).await,
             ClusterCommand::ExplainRestoreRedundancy { db } => {

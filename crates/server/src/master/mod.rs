@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod heartbeat;
 pub mod moves;
 pub mod ops;
+pub mod partition;
 pub mod rebalance;
 pub mod reference;
 pub mod replication;

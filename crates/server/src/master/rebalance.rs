@@ -624,6 +624,35 @@ async fn run_step(cluster: &Arc<Cluster>, step: &Step, index: usize, pending: Op
     }
 }
 
+/// One low-level partition command (`COPY / PROMOTE ... WITH DROP / DROP / CREATE PARTITION`) run as a plan of
+/// one step: recorded as the database's operation (SHOW REBALANCE STATUS shows it), refused while a rebalance runs
+/// on the database, checked against the cluster like any plan step. A `PROMOTE PARTITION ... WITH DROP` takes over
+/// the replica a `COPY PARTITION` left on its target, copied from the partition's current master. The caller holds
+/// the operation lock and has refused what would lose a copy or make two masters.
+pub async fn run_single_step(cluster: &Arc<Cluster>, step: Step) -> Result<()> {
+    let dbs = [step.db.clone()];
+    let _slot = cluster.rebalances.begin(&dbs)?;
+    let meta = cluster.meta();
+    let database = meta.databases.get(&step.db).ok_or_else(|| Error::UnknownDatabase(step.db.clone()))?;
+    let pending = match step.action {
+        Action::PromotePartition { .. } => database
+            .replicas(step.ordinal)
+            .find(|r| r.node == step.target)
+            .zip(database.master(step.ordinal))
+            .map(|(replica, master)| Copy { replica: replica.id, source: master.node }),
+        _ => None,
+    };
+    let plan = Plan { db: step.db.clone(), steps: vec![step.clone()] };
+    cluster.apply(Command::RecordOperation { db: step.db.clone(), steps: plan.record() }).await?;
+    match run_step(cluster, &step, 0, pending).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            mark(cluster, &step.db, 0, StepStatus::Failed, Some(e.to_string())).await;
+            Err(e)
+        }
+    }
+}
+
 /// Records a step's end when the move machinery did not (a check failed first, or it was cancelled). Best-effort:
 /// the record is for SHOW REBALANCE STATUS only.
 async fn mark(cluster: &Cluster, db: &str, index: usize, status: StepStatus, error: Option<String>) {
