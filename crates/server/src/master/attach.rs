@@ -359,25 +359,46 @@ pub async fn remove_leaf(cluster: &Arc<Cluster>, leaf_id: NodeId, force: bool) -
     Ok(Answer::affected(1))
 }
 
-/// DETACH LEAF in redundancy 2: the leaf's masters move to their replicas on the pair and its replicas leave the
-/// commit path (`replication::evacuate`), then it is `detached`; its copies stay on it as replicas, brought back in
-/// sync by ATTACH LEAF.
+/// DETACH LEAF in redundancy 2: the partitions of the leaf's pair move to the other online pairs, each keeping a
+/// master and a replica on a pair (`empty_paired`), then the leaf is `detached`.
 pub async fn detach_leaf_paired(cluster: &Arc<Cluster>, leaf_id: NodeId) -> Result<Answer> {
     let _op = cluster.operation_lock.lock().await;
-    let moved = replication::evacuate(cluster, leaf_id).await?;
+    let moved = empty_paired(cluster, leaf_id).await?;
     cluster.apply(Command::SetLeafState { leaf: leaf_id, state: LeafState::Detached }).await?;
     Ok(Answer::affected(moved))
 }
 
 /// REMOVE LEAF in redundancy 2: as DETACH LEAF (unless FORCE), then the leaf and its instances are forgotten; its
-/// pair is left unpaired, serving its partitions alone until a leaf is added into the removed leaf's group (a
-/// replica is then made on the new pair by healing).
+/// pair is left unpaired, holding nothing after the moves (with FORCE, or when there was no other pair, it serves
+/// its partitions alone until a leaf is added into the removed leaf's group: a replica is then made on the new pair
+/// by healing).
 pub async fn remove_leaf_paired(cluster: &Arc<Cluster>, leaf_id: NodeId, force: bool) -> Result<Answer> {
     if !force {
         let _op = cluster.operation_lock.lock().await;
-        replication::evacuate(cluster, leaf_id).await?;
+        empty_paired(cluster, leaf_id).await?;
     }
     remove_leaf(cluster, leaf_id, true).await
+}
+
+/// Empties `leaf` in redundancy 2 (the caller holds the operation lock): the rebalance planner with the leaf
+/// excluded moves its pair's partitions to the other online pairs (`rebalance::empty_leaf`). Only when there is no
+/// other online pair does it fall back to promotions within the pair (`replication::evacuate`): the leaf's masters
+/// move to their replicas on the pair, its replicas leave the commit path, and those partitions keep one copy until
+/// the leaf returns. Whatever the plan could not move (a partition whose master is not online) is evacuated too.
+/// Returns how many partitions moved or changed master.
+async fn empty_paired(cluster: &Arc<Cluster>, leaf: NodeId) -> Result<u64> {
+    let moved = match crate::master::rebalance::empty_leaf(cluster, leaf).await {
+        Ok(moved) => moved,
+        Err(Error::Rebalance(canopy_control::rebalance::RebalanceError::NoOnlinePairs)) => {
+            tracing::warn!(
+                "no other online pair can take the partitions of leaf {leaf}: promoting within its pair instead \
+                 (its partitions keep one copy until it returns)"
+            );
+            0
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(moved + replication::evacuate(cluster, leaf).await?)
 }
 
 /// DETACH LEAF of a leaf that holds no partition instances: it stays listed, `detached`.
