@@ -1069,3 +1069,116 @@ async fn redundancy_two_plan_interrupted_by_a_killed_target_cleans_up_and_a_reru
     let count: i64 = conn.query_first("SELECT COUNT(*) FROM test.x").await.unwrap().unwrap();
     assert_eq!(count, ROWS as i64);
 }
+
+/// History: redundancy 2, a third pair added; REBALANCE PARTITIONS starts with one new leaf frozen, and once a COPY
+/// onto the other new leaf has finished the master aggregator is killed (SIGKILL), the leaf thawed and the master
+/// aggregator restarted; the rebalance is run again until it completes.
+/// Property: after the restart every partition keeps its master and an in-sync replica on its first pair (the
+/// registered copy of the cut-off move is a replica off the pair, out of every commit path) with every row; the
+/// rerun drops or replaces that copy and ends with every partition holding exactly a master and an in-sync replica
+/// on a pair, spread 3, 3, 2 with masters even within every pair, and EXPLAIN empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redundancy_two_plan_cut_by_a_master_aggregator_kill_restarts_consistent_and_a_rerun_finishes() {
+    let mut cluster = TestCluster::start_paired("rebalance-r2-makill", 2, &[]).await;
+    fill(&cluster).await;
+    let other = add_leaf_into(&mut cluster, "INTO GROUP 1").await.to_string();
+    add_leaf_into(&mut cluster, "INTO GROUP 2").await;
+    let mut conn = cluster.conn().await;
+    let pairs = pairs(&mut conn).await;
+    let frozen = cluster.leaves.len() - 1;
+    cluster.leaves[frozen].signal(libc::SIGSTOP);
+    let first = {
+        let opts = cluster.master.opts();
+        tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(opts).await?;
+            c.query_drop("REBALANCE PARTITIONS ON test").await
+        })
+    };
+    eventually("a COPY onto the other new leaf finishes", || async {
+        let mut c = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
+        let rows: Vec<Row> = c.query("SHOW REBALANCE STATUS ON test").await.ok()?;
+        rows.iter()
+            .any(|r| {
+                text(r, "Action") == "COPY PARTITION"
+                    && text(r, "Target_Port") == other
+                    && text(r, "Status") == "success"
+            })
+            .then_some(())
+    })
+    .await;
+    cluster.master.kill();
+    cluster.leaves[frozen].signal(libc::SIGCONT);
+    let _ = first.await.unwrap();
+    cluster.master.spawn();
+    let mut conn = cluster.conn().await;
+    let all = instances(&mut conn).await;
+    println!("after the restart: {all:?}");
+    for k in 0..8 {
+        let master = all.iter().find(|i| i.0 == k && i.2 == "Master").unwrap_or_else(|| panic!("{k}: {all:?}"));
+        let on_pair =
+            all.iter().any(|i| i.0 == k && i.2 == "Replica" && i.3 == "sync" && pairs.get(&master.1) == Some(&i.1));
+        assert!(on_pair, "test:{k} keeps an in-sync replica on its pair: {all:?}");
+        assert!(all.iter().filter(|i| i.0 == k && i.3 == "sync").all(|i| pairs.get(&master.1) == Some(&i.1)));
+    }
+    let count: i64 = conn.query_first("SELECT COUNT(*) FROM test.x").await.unwrap().unwrap();
+    assert_eq!(count, ROWS as i64);
+
+    eventually("a rerun of the rebalance completes", || async {
+        let mut c = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
+        match c.query_drop("REBALANCE PARTITIONS ON test").await {
+            Ok(()) => Some(()),
+            Err(e) => {
+                println!("rerun: {e}");
+                None
+            }
+        }
+    })
+    .await;
+    let spread = eventually("every partition on a pair with its replica in sync", || async {
+        let mut c = cluster.conn().await;
+        paired_spread(&instances(&mut c).await, &pairs)
+    })
+    .await;
+    let mut counts: Vec<usize> = spread.values().copied().collect();
+    counts.sort_unstable();
+    assert_eq!(counts, [2, 3, 3], "{spread:?}");
+    let explained: Vec<Row> = conn.query("EXPLAIN REBALANCE PARTITIONS ON test").await.unwrap();
+    assert!(explained.is_empty(), "balanced: {:?}", steps(&explained));
+    let count: i64 = conn.query_first("SELECT COUNT(*) FROM test.x").await.unwrap().unwrap();
+    assert_eq!(count, ROWS as i64);
+}
+
+/// History: redundancy 2 with a single pair holding `test`; DETACH LEAF of one leaf while the clients run; ATTACH
+/// LEAF.
+/// Property: with no other online pair the DETACH falls back to promotions within the pair: every master ends on the
+/// other leaf, no client statement fails and every acknowledged row is present, SHOW REBALANCE STATUS shows the
+/// PROMOTE PARTITION steps that ran, all successful; ATTACH LEAF brings the leaf back as in-sync replicas and splits
+/// the masters again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redundancy_two_detach_without_another_pair_promotes_within_the_pair() {
+    let cluster = TestCluster::start_paired("rebalance-r2-onepair", 1, &[]).await;
+    fill(&cluster).await;
+    let mut conn = cluster.conn().await;
+    let (gone, mate) = (cluster.leaves[0].port, cluster.leaves[1].port);
+    let clients = start_clients(&cluster, 1_000_000);
+    clients.writing(&cluster).await;
+    conn.query_drop(format!("DETACH LEAF '127.0.0.1':{gone}")).await.expect("detach");
+    clients.finish(&mut conn).await;
+    let all = instances(&mut conn).await;
+    assert!(all.iter().filter(|i| i.2 == "Master").all(|i| i.1 == mate), "every master on the pair: {all:?}");
+    assert_eq!(all.iter().filter(|i| i.2 == "Master").count(), 8);
+    let status: Vec<Row> = conn.query("SHOW REBALANCE STATUS ON test").await.unwrap();
+    assert_eq!(status.len(), 4, "the four masters of the detached leaf: {:?}", steps(&status));
+    for row in &status {
+        assert_eq!((text(row, "Action"), text(row, "Status")), ("PROMOTE PARTITION".into(), "success".into()));
+        assert_eq!(text(row, "Target_Port"), mate.to_string());
+    }
+    conn.query_drop(format!("ATTACH LEAF '127.0.0.1':{gone}")).await.expect("attach");
+    let pairs = pairs(&mut conn).await;
+    let spread = eventually("the leaf is back as in-sync replicas, masters split", || async {
+        let mut c = cluster.conn().await;
+        paired_spread(&instances(&mut c).await, &pairs)
+    })
+    .await;
+    assert_eq!(spread.values().copied().collect::<Vec<_>>(), [8]);
+}

@@ -23,6 +23,7 @@ struct Shape {
     /// A leaf (index modulo the leaves) being emptied.
     exclude: Option<usize>,
     full: bool,
+    force: bool,
 }
 
 fn shape() -> impl Strategy<Value = Shape> {
@@ -36,8 +37,9 @@ fn shape() -> impl Strategy<Value = Shape> {
         any::<bool>(),
         prop::option::weighted(0.3, 0usize..16),
         any::<bool>(),
+        any::<bool>(),
     )
-        .prop_map(|(pairs, partitions, flips, lost, failed, new_pairs, unpaired, exclude, full)| Shape {
+        .prop_map(|(pairs, partitions, flips, lost, failed, new_pairs, unpaired, exclude, full, force)| Shape {
             pairs,
             partitions,
             flips,
@@ -47,6 +49,7 @@ fn shape() -> impl Strategy<Value = Shape> {
             unpaired,
             exclude,
             full,
+            force,
         })
 }
 
@@ -169,7 +172,7 @@ proptest! {
     #[test]
     fn every_paired_plan_reaches_balance_safely(shape in shape()) {
         let (meta, exclude) = build(&shape);
-        let options = Options { full: shape.full, exclude, ..Options::default() };
+        let options = Options { full: shape.full, force: shape.force, exclude, ..Options::default() };
         let usable = pairs(&meta, exclude);
         for db in meta.databases.keys() {
             let planned = rebalance::plan(&meta, db, &options, &Sizes::new());
@@ -200,9 +203,13 @@ proptest! {
                 prop_assert_eq!(of.len(), 2, "{}:{} has exactly its master and replica: {:?}", db, ordinal, of);
                 prop_assert!(of.iter().any(|i| i.node == mate && i.role == InstanceRole::Replica && i.sync));
             }
+            if shape.force {
+                let served = (0..d.partitions).filter(|&o| d.master(o).is_some_and(|m| online(&after, m.node))).count();
+                prop_assert_eq!(served as u32, d.partitions, "FORCE gives every partition a master");
+            }
             let moves = plan.steps.iter().filter(|s| s.action.as_str() == "PROMOTE PARTITION WITH DROP").count();
             prop_assert_eq!(plan.copies(), 2 * moves + plan.steps.iter().filter(|s| s.action.as_str() == "COPY PARTITION FORCE").count());
-            if !shape.full {
+            if !shape.full && !shape.force {
                 prop_assert_eq!(moves, lower_bound(&meta, db, exclude));
             }
             let again = rebalance::plan(&after, db, &options, &Sizes::new()).unwrap();

@@ -15,6 +15,10 @@
 //! 4. `DROP PARTITION` of the moved partition's old replica, and of registered copies off their master's pair (the
 //!    leftovers of a move a master aggregator restart cut off; never in a commit path).
 //!
+//! With `FORCE`, every partition without any copy on an online leaf is created empty (`CREATE PARTITION` on the
+//! chosen leaf, phase 1, then `COPY PARTITION FORCE` onto its pair leaf, phase 2), placed and counted like a moved
+//! partition; its copies on unreachable leaves become orphans.
+//!
 //! Fewest moves: the pairs are the units of the redundancy-1 rule (`super::targets`: with `n` partitions over `P`
 //! pairs each pair's share is `n / P`, the remainder staying with the pairs holding the most), so only the excess
 //! moves. A pair gives away first the partitions mastered on its leaf with more masters, a moved partition's new
@@ -26,7 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use canopy_meta::{ClusterMeta, Database, Instance, InstanceRole, LeafState, NodeId};
 
-use super::{Load, Options, RebalanceError, Sizes, targets};
+use super::{Load, Options, RebalanceError, Sizes, targets, unreachable};
 use crate::placement::online_pairs;
 use crate::plan::{Action, Plan, Step};
 
@@ -134,7 +138,8 @@ pub(super) fn plan(
     let units: Vec<NodeId> = pairs.iter().map(|&(a, _)| a).collect();
     let counts: BTreeMap<NodeId, Vec<u32>> =
         units.iter().zip(&held).map(|(&u, h)| (u, h.iter().map(|h| h.ordinal).collect())).collect();
-    let targets = targets(&units, &counts, homeless.len(), &elsewhere, options.full);
+    let created = if options.force { unreachable(meta, database) } else { Vec::new() };
+    let targets = targets(&units, &counts, homeless.len() + created.len(), &elsewhere, options.full);
     // Masters per leaf among the partitions that stay, updated as partitions leave and arrive.
     let mut masters: BTreeMap<NodeId, usize> = BTreeMap::new();
     for h in held.iter().flatten() {
@@ -165,7 +170,7 @@ pub(super) fn plan(
     let mut missing: Vec<usize> = targets.iter().zip(&held).map(|(&t, h)| t.saturating_sub(h.len())).collect();
     let copies: BTreeSet<(u32, NodeId)> = database.instances.iter().map(|i| (i.ordinal, i.node)).collect();
     let mut moves: Vec<Move> = Vec::new();
-    for ordinal in homeless.iter().copied().chain(leaving) {
+    for ordinal in created.iter().chain(&homeless).copied().chain(leaving) {
         let has_copy = |p: usize| copies.contains(&(ordinal, pairs[p].0)) || copies.contains(&(ordinal, pairs[p].1));
         let to = (0..pairs.len())
             .filter(|&p| missing[p] > 0)
@@ -198,7 +203,15 @@ pub(super) fn plan(
             promotions.push((flipped.ordinal, to));
         }
     }
-    Ok(steps(database, &pairs, &held, &moves, &promotions, options, sizes))
+    let (creates, moves) = moves.split_at(created.len());
+    Ok(steps(database, &pairs, &held, Placed { creates, moves, promotions: &promotions }, options, sizes))
+}
+
+/// Where the planner put partitions: created empty, moved, promoted within their pair.
+struct Placed<'p> {
+    creates: &'p [Move],
+    moves: &'p [Move],
+    promotions: &'p [(u32, NodeId)],
 }
 
 /// The plan's steps from the planner's decisions.
@@ -206,11 +219,11 @@ fn steps(
     database: &Database,
     pairs: &[(NodeId, NodeId)],
     held: &[Vec<Held>],
-    moves: &[Move],
-    promotions: &[(u32, NodeId)],
+    placed: Placed,
     options: &Options,
     sizes: &Sizes,
 ) -> Plan {
+    let Placed { creates, moves, promotions } = placed;
     let estimates = &options.estimates;
     let db = database.name.clone();
     let step = |action, ordinal, target, phase, estimated_ms| Step {
@@ -227,6 +240,10 @@ fn steps(
     for h in held.iter().flatten().filter(|h| h.mate == Mate::Missing) {
         let mate = mate_of(h.master).expect("a held partition's master is in a pair");
         steps.push(step(Action::CopyPartitionForce, h.ordinal, mate, PHASE_RESTORE, copy_ms(h.ordinal)));
+    }
+    for c in creates {
+        steps.push(step(Action::CreatePartition, c.ordinal, c.master, PHASE_RESTORE, estimates.copy_fixed_ms));
+        steps.push(step(Action::CopyPartitionForce, c.ordinal, c.replica, PHASE_COPY, estimates.copy_fixed_ms));
     }
     for m in moves {
         steps.push(step(Action::CopyPartition, m.ordinal, m.master, PHASE_COPY, copy_ms(m.ordinal)));

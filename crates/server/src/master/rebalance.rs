@@ -733,9 +733,6 @@ async fn run_step(cluster: &Arc<Cluster>, step: &Step, index: usize, pending: Pe
             Ok(Done::Switched)
         }
         Action::CreatePartition => {
-            if meta.variables.redundancy_level == 2 {
-                return Err(Error::Unsupported("CREATE PARTITION in redundancy 2".into()));
-            }
             if let Some(copy) = database.instances.iter().find(|i| i.ordinal == ordinal && online(i.node).is_ok()) {
                 return Err(outdated(format!("it has a copy on leaf {} now", copy.node)));
             }

@@ -329,9 +329,10 @@ pub async fn balance_pair(cluster: &Arc<Cluster>, leaf: NodeId) -> usize {
     moved
 }
 
-/// DETACH LEAF / REMOVE LEAF in redundancy 2, under the operation lock: every partition `leaf` masters moves to its
-/// in-sync replica on the pair by a planned promotion (no statement fails), then every replica it holds leaves its
-/// master's commit path. Refused before anything changes when a partition it masters has no in-sync replica on
+/// DETACH LEAF / REMOVE LEAF in redundancy 2 when no other online pair can take the leaf's partitions (or for what
+/// the rebalance planner could not move), under the operation lock: every partition `leaf` masters moves to its
+/// in-sync replica on the pair by a planned promotion (no statement fails; recorded per database as PROMOTE
+/// PARTITION steps for SHOW REBALANCE STATUS), then every replica it holds leaves its master's commit path. Refused before anything changes when a partition it masters has no in-sync replica on
 /// an online leaf (taking the leaf out would take the partition offline). Returns how many masters moved.
 pub async fn evacuate(cluster: &Arc<Cluster>, leaf: NodeId) -> Result<u64> {
     let meta = cluster.meta();
@@ -349,13 +350,27 @@ pub async fn evacuate(cluster: &Arc<Cluster>, leaf: NodeId) -> Result<u64> {
                     database.name, master.ordinal
                 )));
             };
-            promotions.push((database.name.clone(), candidate.id));
+            promotions.push((database.name.clone(), master.ordinal, candidate.id, candidate.node));
         }
     }
+    // Recorded per database as PROMOTE PARTITION steps, so SHOW REBALANCE STATUS shows what ran.
     let mut moved = 0;
-    for (db, instance) in promotions {
-        promote_planned(cluster, &db, instance).await?;
-        moved += 1;
+    let mut dbs: Vec<&str> = promotions.iter().map(|(db, ..)| db.as_str()).collect();
+    dbs.dedup();
+    for db in dbs {
+        let mine: Vec<_> = promotions.iter().filter(|(d, ..)| d == db).collect();
+        let steps = mine
+            .iter()
+            .map(|(_, ordinal, _, node)| {
+                canopy_meta::Step::scheduled(canopy_meta::Action::PromotePartition, *ordinal, *node, 1, 50)
+            })
+            .collect();
+        cluster.apply(Command::RecordOperation { db: db.to_string(), steps }).await?;
+        for (index, (_, _, instance, _)) in mine.into_iter().enumerate() {
+            let promoted = async { promote_planned(cluster, db, *instance).await.map(|_| ()) };
+            crate::master::attach::run_step(cluster, db, index as u32, promoted).await?;
+            moved += 1;
+        }
     }
     let meta = cluster.meta();
     for database in meta.databases.values() {
