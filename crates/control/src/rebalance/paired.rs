@@ -111,7 +111,7 @@ pub(super) fn is_balanced(meta: &ClusterMeta, database: &Database, exclude: Opti
     homeless.is_empty() && max - min <= 1 && even_within && held.iter().flatten().all(|h| h.mate != Mate::Missing)
 }
 
-/// A partition's new place: the pair index and which of its leaves becomes the master.
+/// A partition's new place: the leaf of the receiving pair that becomes its master, and the other one (its replica).
 #[derive(Debug, Clone, Copy)]
 struct Move {
     ordinal: u32,
@@ -119,6 +119,8 @@ struct Move {
     replica: NodeId,
 }
 
+/// The plan that balances `database` over the usable pairs (see the module's rules); `load`: instances per leaf over
+/// every database (what FULL weighs).
 pub(super) fn plan(
     meta: &ClusterMeta,
     database: &Database,
