@@ -819,9 +819,18 @@ async fn pairs(conn: &mut mysql_async::Conn) -> BTreeMap<u16, u16> {
 /// Partitions per pair (by its lower port) when every one of the 8 partitions has exactly a master and an in-sync
 /// replica on the master's pair and the masters are even within each pair; None otherwise.
 fn paired_spread(all: &[(u32, u16, String, String)], pairs: &BTreeMap<u16, u16>) -> Option<BTreeMap<u16, usize>> {
+    paired_spread_of(all, pairs, 8)
+}
+
+/// `paired_spread` for a database of `partitions` partitions.
+fn paired_spread_of(
+    all: &[(u32, u16, String, String)],
+    pairs: &BTreeMap<u16, u16>,
+    partitions: u32,
+) -> Option<BTreeMap<u16, usize>> {
     let mut per_pair: BTreeMap<u16, usize> = BTreeMap::new();
     let mut masters: BTreeMap<u16, usize> = BTreeMap::new();
-    for k in 0..8 {
+    for k in 0..partitions {
         let of: Vec<_> = all.iter().filter(|i| i.0 == k).collect();
         let master = of.iter().find(|i| i.2 == "Master")?;
         let replica = of.iter().find(|i| i.2 == "Replica")?;
@@ -1181,4 +1190,143 @@ async fn redundancy_two_detach_without_another_pair_promotes_within_the_pair() {
     })
     .await;
     assert_eq!(spread.values().copied().collect::<Vec<_>>(), [8]);
+}
+
+/// History: redundancy 2, two pairs holding `test` with 16 partitions of padded rows, two more pairs added, one move
+/// at a time (`max_concurrent_moves = 1`), a writer inserting throughout (reconnecting when the master aggregator is
+/// gone); REBALANCE PARTITIONS runs and the master aggregator is killed (SIGKILL) once some PROMOTE PARTITION WITH
+/// DROP steps succeeded and others wait; it restarts, and the rebalance is run again until it completes.
+/// Property: after the restart every partition has exactly one master and the plan's record is closed; every
+/// partition serves again and has an in-sync replica on its master's pair (a cut-off switch leaves its old master's
+/// replica to be promoted or its new replica to be healed, never a master without its acknowledged writes); the
+/// rerun ends with 4 partitions on each pair, each with exactly a master and an in-sync replica on its pair, masters
+/// even within every pair; every acknowledged row is present, no row twice, and no row nobody wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redundancy_two_master_aggregator_killed_while_switching_restarts_consistent_and_a_rerun_finishes() {
+    const PARTITIONS: u32 = 16;
+    let mut cluster = TestCluster::start_paired("rebalance-r2-switchkill", 2, &[]).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop(format!("CREATE DATABASE test PARTITIONS {PARTITIONS}")).await.unwrap();
+    conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY, pad TEXT)").await.unwrap();
+    for start in (1..=ROWS).step_by(1000) {
+        let values: Vec<String> =
+            (start..(start + 1000).min(ROWS + 1)).map(|i| format!("({i}, printf('%01000d', {i}))")).collect();
+        conn.query_drop(format!("INSERT INTO test.x VALUES {}", values.join(","))).await.unwrap();
+    }
+    for group in [1, 2, 1, 2] {
+        add_leaf_into(&mut cluster, &format!("INTO GROUP {group}")).await;
+    }
+    let mut conn = cluster.conn().await;
+    let pairs = pairs(&mut conn).await;
+    conn.query_drop("SET GLOBAL max_concurrent_moves = 1").await.unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (opts, stop) = (cluster.master.opts(), stop.clone());
+        tokio::spawn(async move {
+            // An insert whose answer was lost with the master aggregator may or may not have committed.
+            let (mut acked, mut uncertain) = (Vec::new(), Vec::new());
+            let mut id = 1_000_000i64;
+            let mut conn: Option<mysql_async::Conn> = None;
+            while !stop.load(Ordering::Relaxed) {
+                let c = match conn.as_mut() {
+                    Some(c) => c,
+                    None => match mysql_async::Conn::new(opts.clone()).await {
+                        Ok(c) => conn.insert(c),
+                        Err(_) => {
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                            continue;
+                        }
+                    },
+                };
+                match c.query_drop(format!("INSERT INTO test.x VALUES ({id}, 'w')")).await {
+                    Ok(()) => acked.push(id),
+                    Err(_) => {
+                        uncertain.push(id);
+                        conn = None;
+                    }
+                }
+                id += 1;
+            }
+            (acked, uncertain)
+        })
+    };
+
+    let opts = cluster.master.opts();
+    let rebalance = tokio::spawn(async move {
+        let mut c = mysql_async::Conn::new(opts).await?;
+        c.query_drop("REBALANCE PARTITIONS ON test").await
+    });
+    let mut watcher = cluster.conn().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let shown = statuses(&mut watcher).await;
+        let promotions =
+            |status: &str| shown.iter().filter(|(a, .., s)| a.starts_with("PROMOTE") && s == status).count();
+        if promotions("success") > 0 && promotions("scheduled") > 0 {
+            println!("killing the master aggregator at {shown:?}");
+            break;
+        }
+        assert!(!rebalance.is_finished(), "the plan ended before its promotion phase was caught: {shown:?}");
+        assert!(std::time::Instant::now() < deadline, "no promotion phase seen: {shown:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    cluster.master.kill();
+    assert!(rebalance.await.unwrap().is_err(), "the REBALANCE's connection died with the master aggregator");
+    cluster.master.spawn();
+
+    let mut conn = cluster.conn().await;
+    let all = instances(&mut conn).await;
+    for k in 0..PARTITIONS {
+        let masters = all.iter().filter(|i| i.0 == k && i.2 == "Master").count();
+        assert_eq!(masters, 1, "test:{k} has exactly one master after the restart: {all:?}");
+    }
+    let shown = statuses(&mut conn).await;
+    assert!(shown.iter().all(|(.., s)| s != "scheduled" && s != "running"), "the restart closed the plan: {shown:?}");
+    eventually("every partition serves with an in-sync replica on its pair", || async {
+        let mut c = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
+        let count: Option<i64> = c.query_first("SELECT COUNT(*) FROM test.x").await.ok()?;
+        count?;
+        let all = instances(&mut c).await;
+        (0..PARTITIONS)
+            .all(|k| {
+                let Some(master) = all.iter().find(|i| i.0 == k && i.2 == "Master") else { return false };
+                all.iter().any(|i| i.0 == k && i.2 == "Replica" && i.3 == "sync" && pairs.get(&master.1) == Some(&i.1))
+            })
+            .then_some(())
+    })
+    .await;
+
+    eventually("a rerun of the rebalance completes", || async {
+        let mut c = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
+        match c.query_drop("REBALANCE PARTITIONS ON test").await {
+            Ok(()) => Some(()),
+            Err(e) => {
+                println!("rerun: {e}");
+                None
+            }
+        }
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let (acked, uncertain) = writer.await.unwrap();
+    let spread = eventually("every partition on a pair with its replica in sync", || async {
+        let mut c = cluster.conn().await;
+        paired_spread_of(&instances(&mut c).await, &pairs, PARTITIONS)
+    })
+    .await;
+    assert_eq!(spread.values().copied().collect::<Vec<_>>(), [4; 4], "four partitions on each pair: {spread:?}");
+    let explained: Vec<Row> = conn.query("EXPLAIN REBALANCE PARTITIONS ON test").await.unwrap();
+    assert!(explained.is_empty(), "{:?}", steps(&explained));
+
+    let preloaded: i64 = conn.query_first("SELECT COUNT(*) FROM test.x WHERE id <= 10000").await.unwrap().unwrap();
+    assert_eq!(preloaded, ROWS as i64);
+    let written: Vec<i64> = conn.query("SELECT id FROM test.x WHERE id >= 1000000 ORDER BY id").await.unwrap();
+    let written_set: BTreeSet<i64> = written.iter().copied().collect();
+    assert_eq!(written_set.len(), written.len(), "no row twice");
+    let missing: Vec<&i64> = acked.iter().filter(|id| !written_set.contains(id)).collect();
+    assert!(missing.is_empty(), "acknowledged rows are missing: {missing:?}");
+    let unknown: BTreeSet<i64> = uncertain.into_iter().collect();
+    assert!(written_set.iter().all(|id| acked.binary_search(id).is_ok() || unknown.contains(id)), "a row nobody wrote");
+    println!("{} rows acknowledged during the rebalances, {} uncertain", acked.len(), unknown.len());
 }

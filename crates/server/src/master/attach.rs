@@ -175,7 +175,8 @@ fn in_place(meta: &canopy_meta::ClusterMeta, leaf: NodeId, local: &[LocalDatabas
 /// online leaf is not served again: that replica is promoted (it holds every acknowledged write, possibly more than
 /// the returning copy) and the copy becomes its replica. A master copy without one serves again in its term after
 /// its replicas are recorded out of sync (it commits alone until healing brings them back). A replica copy is
-/// brought back in sync with its master (caught up, or copied afresh).
+/// brought back in sync with its master (caught up, or copied afresh), unless it is off its master's pair (a cut-off
+/// move's copy: dropped).
 async fn attach_copy(cluster: &Arc<Cluster>, db: &str, ordinal: u32, leaf: &canopy_meta::Leaf) -> Result<()> {
     let meta = cluster.meta();
     let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.to_string()))?;
@@ -200,6 +201,16 @@ async fn attach_copy(cluster: &Arc<Cluster>, db: &str, ordinal: u32, leaf: &cano
         let partitions = vec![PartitionTerm { ordinal, term: here.term }];
         let request = Request::AttachPartitions { db: db.to_string(), partitions };
         return cluster.call(leaf, &request).await.map(|_| ());
+    }
+    // A replica off its master's pair (every replica in redundancy 1) is a rebalance's copy that a master aggregator
+    // restart cut off: never in a commit path, needed by no one. Bringing it into its master's commit path would
+    // take the pair's replica out of it; it is forgotten and dropped (the attach holds the operation lock, so no plan
+    // is using it).
+    let pair_of_master = database.master(ordinal).and_then(|m| meta.leaves.get(&m.node)).and_then(|l| l.pair);
+    if database.master(ordinal).is_some() && pair_of_master != Some(leaf.id) {
+        tracing::info!("{db}:{ordinal}: the copy on leaf {} is a cut-off move's; dropping it", leaf.id);
+        crate::master::moves::abandon_copy(cluster, db, ordinal, leaf, here.id).await;
+        return Ok(());
     }
     if database.master(ordinal).is_some_and(|m| online(m.node)) {
         return replication::resync(cluster, db, here.id).await;

@@ -470,7 +470,10 @@ pub async fn reassert_async_replicas(cluster: Arc<Cluster>) {
     for database in meta.databases.values() {
         for replica in database.instances.iter().filter(|i| i.role == canopy_meta::InstanceRole::Replica && !i.sync) {
             let Some(master) = database.master(replica.ordinal).filter(|m| online(m.node)) else { continue };
-            if !failover::away(&meta, replica.node) {
+            // A replica off the master's pair (a rebalance's copy) was never in its commit path: telling the master
+            // to commit alone would take the pair's replica out of it.
+            let on_pair = meta.leaves.get(&master.node).is_some_and(|l| l.pair == Some(replica.node));
+            if !failover::away(&meta, replica.node) || !on_pair {
                 continue;
             }
             let Ok(leaf) = leaf_of(&meta, master.node) else { continue };
