@@ -942,11 +942,19 @@ impl Clients {
 /// afterwards the partitions are spread 3, 3, 2 over the pairs, every partition has exactly a master and an in-sync
 /// replica on its pair, masters are even within every pair, EXPLAIN is empty and every step of SHOW REBALANCE STATUS
 /// is a success. After DETACH LEAF every partition still has a master and an in-sync replica on a pair, none on the
-/// detached leaf or its pair (spread 4, 4), and the operation ran is recorded.
+/// detached leaf or its pair (spread 4, 4), and the operation ran is recorded; a join with a reference table answers
+/// as before and a reference write reaches the new holders.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redundancy_two_rebalance_moves_between_pairs_online_and_detach_keeps_two_copies() {
     let mut cluster = TestCluster::start_paired("rebalance-r2", 2, &[]).await;
     fill(&cluster).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE REFERENCE TABLE test.r (k INT PRIMARY KEY)").await.unwrap();
+    let keys: Vec<String> = (1..=100).map(|k| format!("({k})")).collect();
+    conn.query_drop(format!("INSERT INTO test.r VALUES {}", keys.join(","))).await.unwrap();
+    let joined = "SELECT COUNT(*) FROM test.x JOIN test.r ON x.id = r.k";
+    let joined_before: i64 = conn.query_first(joined).await.unwrap().unwrap();
+    assert_eq!(joined_before, 100);
     let new_leaves =
         [add_leaf_into(&mut cluster, "INTO GROUP 1").await, add_leaf_into(&mut cluster, "INTO GROUP 2").await];
     let mut conn = cluster.conn().await;
@@ -1008,6 +1016,14 @@ async fn redundancy_two_rebalance_moves_between_pairs_online_and_detach_keeps_tw
     let status: Vec<Row> = conn.query("SHOW REBALANCE STATUS ON test").await.unwrap();
     assert!(status.iter().any(|r| text(r, "Action") == "PROMOTE PARTITION WITH DROP"), "{:?}", steps(&status));
     assert!(status.iter().all(|r| text(r, "Status") == "success"), "{:?}", steps(&status));
+    // The moved partitions join against current reference copies on their new leaves, and a reference write
+    // reaches them.
+    let after: i64 = conn.query_first(joined).await.unwrap().unwrap();
+    assert_eq!(after, joined_before, "joins with the reference table answer the same");
+    let more: Vec<String> = (101..=120).map(|k| format!("({k})")).collect();
+    conn.query_drop(format!("INSERT INTO test.r VALUES {}", more.join(","))).await.unwrap();
+    let grown: i64 = conn.query_first(joined).await.unwrap().unwrap();
+    assert_eq!(grown, 120, "the reference write reaches every holder");
 }
 
 /// History: redundancy 2, two pairs holding `test`, a third pair added; REBALANCE PARTITIONS starts with one new
