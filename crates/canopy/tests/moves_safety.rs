@@ -292,6 +292,9 @@ async fn a_frozen_copy_target_fails_the_copy_once_it_stops_answering() {
     let cluster = setup("frozencopy", &[], rows).await;
     let mut conn = cluster.conn().await;
     conn.query_drop("SET GLOBAL leaf_failure_detection = OFF").await.unwrap();
+    // One copy at a time off the leaf (the DETACH's plan copies in parallel otherwise), so the frozen target's COPY
+    // is the only step running into the freeze and its error is the statement's.
+    conn.query_drop("SET GLOBAL max_concurrent_moves = 1").await.unwrap();
     let leaf4 = cluster.leaves[3].port;
     let detach = {
         let opts = cluster.master.opts();

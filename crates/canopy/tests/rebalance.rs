@@ -1,5 +1,6 @@
 //! REBALANCE PARTITIONS through real processes: a cluster grown by ADD LEAF is balanced online, the plan EXPLAIN
-//! shows is the one run, SHOW REBALANCE STATUS records every step, and bad requests get clear errors.
+//! shows is the one run, SHOW REBALANCE STATUS records every step, and bad requests get clear errors; in redundancy
+//! 2, partitions move between pairs online and DETACH LEAF keeps two copies of every partition.
 
 mod support;
 
@@ -17,6 +18,12 @@ const ROWS: usize = 10_000;
 /// copy takes a moment.
 async fn setup(name: &str) -> TestCluster {
     let cluster = TestCluster::start(name, 4).await;
+    fill(&cluster).await;
+    cluster
+}
+
+/// Database `test` of 8 partitions, table `x` with ids 1..=ROWS padded so a partition copy takes a moment.
+async fn fill(cluster: &TestCluster) {
     let mut conn = cluster.conn().await;
     conn.query_drop("CREATE DATABASE test PARTITIONS 8").await.unwrap();
     conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY, pad TEXT)").await.unwrap();
@@ -25,17 +32,21 @@ async fn setup(name: &str) -> TestCluster {
             (start..(start + 1000).min(ROWS + 1)).map(|i| format!("({i}, printf('%0200d', {i}))")).collect();
         conn.query_drop(format!("INSERT INTO test.x VALUES {}", values.join(","))).await.unwrap();
     }
-    cluster
 }
 
 /// Starts a new node and adds it as a leaf; it joins `cluster.leaves` (so it is killed with the cluster).
 async fn add_leaf(cluster: &mut TestCluster) -> u16 {
+    add_leaf_into(cluster, "").await
+}
+
+/// `add_leaf` with a clause after the address (`INTO GROUP n`).
+async fn add_leaf_into(cluster: &mut TestCluster, clause: &str) -> u16 {
     let n = cluster.leaves.len() + 1;
     let node = NodeProc::start(&cluster.dir.join(format!("leaf-{n}")), free_port());
     drop(node.connect().await);
     let port = node.port;
     cluster.leaves.push(node);
-    cluster.conn().await.query_drop(format!("ADD LEAF root@'127.0.0.1':{port}")).await.expect("add leaf");
+    cluster.conn().await.query_drop(format!("ADD LEAF root@'127.0.0.1':{port} {clause}")).await.expect("add leaf");
     port
 }
 
@@ -778,6 +789,559 @@ async fn a_master_aggregator_killed_while_promoting_restarts_consistent_and_a_re
     let written_set: BTreeSet<i64> = written.iter().copied().collect();
     assert_eq!(written_set.len(), written.len(), "no row twice");
     assert!(acked.iter().all(|id| written_set.contains(id)), "an acknowledged row is missing");
+    let unknown: BTreeSet<i64> = uncertain.into_iter().collect();
+    assert!(written_set.iter().all(|id| acked.binary_search(id).is_ok() || unknown.contains(id)), "a row nobody wrote");
+    println!("{} rows acknowledged during the rebalances, {} uncertain", acked.len(), unknown.len());
+}
+
+/// One row of INFORMATION_SCHEMA.DISTRIBUTED_PARTITIONS for `test`: (ordinal, port, role, state).
+async fn instances(conn: &mut mysql_async::Conn) -> Vec<(u32, u16, String, String)> {
+    let sql =
+        "SELECT * FROM INFORMATION_SCHEMA.DISTRIBUTED_PARTITIONS WHERE DATABASE_NAME = 'test' ORDER BY ORDINAL, ROLE";
+    let rows: Vec<Row> = conn.query(sql).await.expect("DISTRIBUTED_PARTITIONS");
+    rows.iter()
+        .map(|r| {
+            (text(r, "ORDINAL").parse().unwrap(), text(r, "PORT").parse().unwrap(), text(r, "ROLE"), text(r, "STATE"))
+        })
+        .collect()
+}
+
+/// Leaf port -> its pair's port, from SHOW LEAVES.
+async fn pairs(conn: &mut mysql_async::Conn) -> BTreeMap<u16, u16> {
+    let leaves: Vec<Row> = conn.query("SHOW LEAVES").await.unwrap();
+    leaves
+        .iter()
+        .filter(|r| text(r, "Pair_Port") != "NULL")
+        .map(|r| (text(r, "Port").parse().unwrap(), text(r, "Pair_Port").parse().unwrap()))
+        .collect()
+}
+
+/// Partitions per pair (by its lower port) when every one of the 8 partitions has exactly a master and an in-sync
+/// replica on the master's pair and the masters are even within each pair; None otherwise.
+fn paired_spread(all: &[(u32, u16, String, String)], pairs: &BTreeMap<u16, u16>) -> Option<BTreeMap<u16, usize>> {
+    paired_spread_of(all, pairs, 8)
+}
+
+/// `paired_spread` for a database of `partitions` partitions.
+fn paired_spread_of(
+    all: &[(u32, u16, String, String)],
+    pairs: &BTreeMap<u16, u16>,
+    partitions: u32,
+) -> Option<BTreeMap<u16, usize>> {
+    let mut per_pair: BTreeMap<u16, usize> = BTreeMap::new();
+    let mut masters: BTreeMap<u16, usize> = BTreeMap::new();
+    for k in 0..partitions {
+        let of: Vec<_> = all.iter().filter(|i| i.0 == k).collect();
+        let master = of.iter().find(|i| i.2 == "Master")?;
+        let replica = of.iter().find(|i| i.2 == "Replica")?;
+        if of.len() != 2 || replica.3 != "sync" || pairs.get(&master.1) != Some(&replica.1) {
+            return None;
+        }
+        *per_pair.entry(master.1.min(replica.1)).or_default() += 1;
+        *masters.entry(master.1).or_default() += 1;
+    }
+    let even = per_pair.keys().all(|&low| {
+        let high = pairs[&low];
+        masters.get(&low).copied().unwrap_or(0).abs_diff(masters.get(&high).copied().unwrap_or(0)) <= 1
+    });
+    even.then_some(per_pair)
+}
+
+/// What the clients did while an operation ran: acknowledged ids, failed writes, counts read, failed reads.
+struct Clients {
+    stop: Arc<AtomicBool>,
+    writers: Vec<tokio::task::JoinHandle<(Vec<i64>, Vec<String>)>>,
+    reader: tokio::task::JoinHandle<(Vec<i64>, Vec<String>)>,
+}
+
+/// Two writers inserting one row per statement (ids from `first`) and a reader counting rows, until stopped; each
+/// gives up after 100 failures, so a broken cluster cannot keep them going.
+fn start_clients(cluster: &TestCluster, first: i64) -> Clients {
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = (0..2)
+        .map(|w| {
+            let (opts, stop) = (cluster.master.opts(), stop.clone());
+            tokio::spawn(async move {
+                let mut c = mysql_async::Conn::new(opts).await.unwrap();
+                let (mut acked, mut failed) = (Vec::new(), Vec::new());
+                let mut id = first + w * 10_000_000;
+                while !stop.load(Ordering::Relaxed) && failed.len() < 100 {
+                    match c.query_drop(format!("INSERT INTO test.x VALUES ({id}, 'w')")).await {
+                        Ok(()) => acked.push(id),
+                        Err(e) => failed.push(format!("{id}: {e}")),
+                    }
+                    id += 1;
+                }
+                (acked, failed)
+            })
+        })
+        .collect();
+    let reader = {
+        let (opts, stop) = (cluster.master.opts(), stop.clone());
+        tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(opts).await.unwrap();
+            let (mut counts, mut failed) = (Vec::new(), Vec::new());
+            while !stop.load(Ordering::Relaxed) && failed.len() < 100 {
+                match c.query_first::<i64, _>("SELECT COUNT(*) FROM test.x").await {
+                    Ok(Some(n)) => counts.push(n),
+                    Ok(None) => failed.push("no row".to_string()),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (counts, failed)
+        })
+    };
+    Clients { stop, writers, reader }
+}
+
+impl Clients {
+    /// Waits until the writers have acknowledged rows, so the operation that follows runs under writes.
+    async fn writing(&self, cluster: &TestCluster) {
+        eventually("the writers are writing", || async {
+            let mut c = cluster.conn().await;
+            let n: i64 = c.query_first("SELECT COUNT(*) FROM test.x").await.ok()??;
+            (n > ROWS as i64 + 10 && self.writers.iter().all(|w| !w.is_finished())).then_some(())
+        })
+        .await;
+    }
+
+    /// Stops the clients and checks them: no statement failed, the count never went down, and every acknowledged
+    /// row (and every preloaded one) is present. Returns the acknowledged ids.
+    async fn finish(self, conn: &mut mysql_async::Conn) -> Vec<i64> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut acked = Vec::new();
+        for writer in self.writers {
+            let (ok, failed) = writer.await.unwrap();
+            assert!(failed.is_empty(), "failed writes: {:?}", &failed[..failed.len().min(5)]);
+            acked.extend(ok);
+        }
+        let (counts, failed) = self.reader.await.unwrap();
+        assert!(failed.is_empty(), "failed reads: {:?}", &failed[..failed.len().min(5)]);
+        assert!(!acked.is_empty() && !counts.is_empty(), "the clients made progress");
+        assert!(counts.windows(2).all(|w| w[0] <= w[1]), "the count never goes down");
+        let ids: Vec<i64> = conn.query("SELECT id FROM test.x").await.unwrap();
+        let ids: BTreeSet<i64> = ids.into_iter().collect();
+        let missing: Vec<i64> = (1..=ROWS as i64).chain(acked.iter().copied()).filter(|id| !ids.contains(id)).collect();
+        assert!(
+            missing.is_empty(),
+            "{} acknowledged rows are missing, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(10)]
+        );
+        println!("{} rows written, {} counts read", acked.len(), counts.len());
+        acked
+    }
+}
+
+/// History: redundancy 2, two pairs holding `test`'s 8 partitions (ROWS rows); ADD LEAF into group 1 and into group
+/// 2 makes a third pair, which stays empty; EXPLAIN REBALANCE PARTITIONS shows the moves; REBALANCE PARTITIONS runs
+/// while two writers insert and a reader counts; then DETACH LEAF of a leaf of the first pair, with the clients
+/// running again.
+/// Property: each move is a COPY onto both new leaves, a PROMOTE WITH DROP on one of them and a DROP of the old
+/// replica, in phases; no client statement fails, the count never goes down and every acknowledged row is present;
+/// afterwards the partitions are spread 3, 3, 2 over the pairs, every partition has exactly a master and an in-sync
+/// replica on its pair, masters are even within every pair, EXPLAIN is empty and every step of SHOW REBALANCE STATUS
+/// is a success. After DETACH LEAF every partition still has a master and an in-sync replica on a pair, none on the
+/// detached leaf or its pair (spread 4, 4), and the operation ran is recorded; a join with a reference table answers
+/// as before and a reference write reaches the new holders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redundancy_two_rebalance_moves_between_pairs_online_and_detach_keeps_two_copies() {
+    let mut cluster = TestCluster::start_paired("rebalance-r2", 2, &[]).await;
+    fill(&cluster).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE REFERENCE TABLE test.r (k INT PRIMARY KEY)").await.unwrap();
+    let keys: Vec<String> = (1..=100).map(|k| format!("({k})")).collect();
+    conn.query_drop(format!("INSERT INTO test.r VALUES {}", keys.join(","))).await.unwrap();
+    let joined = "SELECT COUNT(*) FROM test.x JOIN test.r ON x.id = r.k";
+    let joined_before: i64 = conn.query_first(joined).await.unwrap().unwrap();
+    assert_eq!(joined_before, 100);
+    let new_leaves =
+        [add_leaf_into(&mut cluster, "INTO GROUP 1").await, add_leaf_into(&mut cluster, "INTO GROUP 2").await];
+    let mut conn = cluster.conn().await;
+    let pairs = pairs(&mut conn).await;
+    assert_eq!(pairs.get(&new_leaves[0]), Some(&new_leaves[1]), "the new leaves pair: {pairs:?}");
+    let before = paired_spread(&instances(&mut conn).await, &pairs).expect("placed on the two first pairs");
+    assert_eq!(before.values().copied().collect::<Vec<_>>(), [4, 4], "ADD LEAF moves nothing: {before:?}");
+
+    let explained: Vec<Row> = conn.query("EXPLAIN REBALANCE PARTITIONS ON test").await.unwrap();
+    let plan: Vec<(String, String, String)> =
+        explained.iter().map(|r| (text(r, "Action"), text(r, "Target_Port"), text(r, "Phase"))).collect();
+    println!("EXPLAIN: {plan:?}");
+    let new: BTreeSet<String> = new_leaves.iter().map(|p| p.to_string()).collect();
+    let of = |action: &str| plan.iter().filter(|(a, _, _)| a == action).collect::<Vec<_>>();
+    let copies = of("COPY PARTITION");
+    assert_eq!(copies.len(), 4, "two moves, each copied onto both new leaves: {plan:?}");
+    assert!(copies.iter().all(|(_, port, phase)| new.contains(port) && phase == "2"), "{plan:?}");
+    let promotions = of("PROMOTE PARTITION WITH DROP");
+    let masters: BTreeSet<String> = promotions.iter().map(|(_, port, _)| port.clone()).collect();
+    assert_eq!(masters, new, "one new master on each new leaf: {plan:?}");
+    assert!(promotions.iter().all(|(_, _, phase)| phase == "3"));
+    let drops = of("DROP PARTITION");
+    assert_eq!(drops.len(), 2, "each moved partition's old replica: {plan:?}");
+    assert!(drops.iter().all(|(_, port, phase)| !new.contains(port) && phase == "4"));
+    assert_eq!(plan.len(), 8, "nothing else: {plan:?}");
+
+    let clients = start_clients(&cluster, 1_000_000);
+    clients.writing(&cluster).await;
+    conn.query_drop("REBALANCE PARTITIONS ON test").await.expect("the rebalance completes");
+    clients.finish(&mut conn).await;
+    let spread = eventually("every partition on a pair with its replica in sync", || async {
+        let mut c = cluster.conn().await;
+        paired_spread(&instances(&mut c).await, &pairs)
+    })
+    .await;
+    let mut counts: Vec<usize> = spread.values().copied().collect();
+    counts.sort_unstable();
+    assert_eq!(counts, [2, 3, 3], "8 partitions over 3 pairs: {spread:?}");
+    assert_eq!(spread.get(&new_leaves[0].min(new_leaves[1])), Some(&2), "the new pair took two: {spread:?}");
+    let explained: Vec<Row> = conn.query("EXPLAIN REBALANCE PARTITIONS ON test").await.unwrap();
+    assert!(explained.is_empty(), "balanced: {:?}", steps(&explained));
+    let status: Vec<Row> = conn.query("SHOW REBALANCE STATUS ON test").await.unwrap();
+    assert_eq!(status.len(), plan.len());
+    for row in &status {
+        assert_eq!(text(row, "Status"), "success", "{:?}", steps(&status));
+    }
+
+    // DETACH LEAF of the first leaf: its pair's partitions move to the other two pairs.
+    let (gone, mate) = (cluster.leaves[0].port, pairs[&cluster.leaves[0].port]);
+    let clients = start_clients(&cluster, 30_000_000);
+    clients.writing(&cluster).await;
+    conn.query_drop(format!("DETACH LEAF '127.0.0.1':{gone}")).await.expect("detach");
+    clients.finish(&mut conn).await;
+    assert_eq!(support::leaf_state(&cluster, 0).await.as_deref(), Some("detached"));
+    let all = instances(&mut conn).await;
+    assert!(all.iter().all(|i| i.1 != gone && i.1 != mate), "nothing on the detached leaf or its pair: {all:?}");
+    let spread = paired_spread(&all, &pairs).unwrap_or_else(|| panic!("two copies on a pair each: {all:?}"));
+    assert_eq!(spread.values().copied().collect::<Vec<_>>(), [4, 4], "{spread:?}");
+    let status: Vec<Row> = conn.query("SHOW REBALANCE STATUS ON test").await.unwrap();
+    assert!(status.iter().any(|r| text(r, "Action") == "PROMOTE PARTITION WITH DROP"), "{:?}", steps(&status));
+    assert!(status.iter().all(|r| text(r, "Status") == "success"), "{:?}", steps(&status));
+    // The moved partitions join against current reference copies on their new leaves, and a reference write
+    // reaches them.
+    let after: i64 = conn.query_first(joined).await.unwrap().unwrap();
+    assert_eq!(after, joined_before, "joins with the reference table answer the same");
+    let more: Vec<String> = (101..=120).map(|k| format!("({k})")).collect();
+    conn.query_drop(format!("INSERT INTO test.r VALUES {}", more.join(","))).await.unwrap();
+    let grown: i64 = conn.query_first(joined).await.unwrap().unwrap();
+    assert_eq!(grown, 120, "the reference write reaches every holder");
+}
+
+/// History: redundancy 2, two pairs holding `test`, a third pair added; REBALANCE PARTITIONS starts with one new
+/// leaf frozen (SIGSTOP), which is then killed (SIGKILL) mid-plan; once it is offline, EXPLAIN; then it restarts, is
+/// attached again, and the rebalance runs again.
+/// Property: the interrupted plan fails cleanly: a COPY onto the killed leaf failed, every promotion is cancelled,
+/// the copies already made on the other new leaf are forgotten and dropped, and every partition has exactly its
+/// master and in-sync replica on its first pair with every row; with the new pair incomplete there is nothing to
+/// plan; the rerun after the restart spreads the partitions 3, 3, 2 with masters even within every pair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redundancy_two_plan_interrupted_by_a_killed_target_cleans_up_and_a_rerun_finishes() {
+    let mut cluster = TestCluster::start_paired("rebalance-r2-kill", 2, &[]).await;
+    fill(&cluster).await;
+    add_leaf_into(&mut cluster, "INTO GROUP 1").await;
+    add_leaf_into(&mut cluster, "INTO GROUP 2").await;
+    let mut conn = cluster.conn().await;
+    let pairs = pairs(&mut conn).await;
+    let victim = cluster.leaves.len() - 1;
+    cluster.leaves[victim].signal(libc::SIGSTOP);
+    let first = {
+        let opts = cluster.master.opts();
+        tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(opts).await?;
+            c.query_drop("REBALANCE PARTITIONS ON test").await
+        })
+    };
+    eventually("the rebalance records its plan", || async {
+        let mut c = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
+        let rows: Vec<Row> = c.query("SHOW REBALANCE STATUS ON test").await.ok()?;
+        (rows.len() == 8).then_some(())
+    })
+    .await;
+    cluster.leaves[victim].kill();
+    let err = first.await.unwrap().expect_err("the plan fails with its target");
+    println!("interrupted plan: {err}");
+    let status: Vec<Row> = conn.query("SHOW REBALANCE STATUS ON test").await.unwrap();
+    let rows: Vec<(String, String, String)> =
+        status.iter().map(|r| (text(r, "Action"), text(r, "Target_Port"), text(r, "Status"))).collect();
+    let victim_port = cluster.leaves[victim].port.to_string();
+    assert!(rows.iter().any(|(a, p, s)| a == "COPY PARTITION" && *p == victim_port && s == "failed"), "{rows:?}");
+    assert!(rows.iter().filter(|(a, _, _)| a.starts_with("PROMOTE")).all(|(_, _, s)| s == "cancelled"), "{rows:?}");
+    let all = instances(&mut conn).await;
+    let spread = paired_spread(&all, &pairs).unwrap_or_else(|| panic!("as before the plan: {all:?}"));
+    assert_eq!(spread.values().copied().collect::<Vec<_>>(), [4, 4], "{spread:?}");
+    let count: i64 = conn.query_first("SELECT COUNT(*) FROM test.x").await.unwrap().unwrap();
+    assert_eq!(count, ROWS as i64);
+
+    eventually("the killed leaf is offline", || async {
+        (support::leaf_state(&cluster, victim).await.as_deref() == Some("offline")).then_some(())
+    })
+    .await;
+    let explained: Vec<Row> = conn.query("EXPLAIN REBALANCE PARTITIONS ON test").await.unwrap();
+    assert!(explained.is_empty(), "the new pair is not online: {:?}", steps(&explained));
+    cluster.leaves[victim].spawn();
+    eventually("the restarted leaf is attached again", || async {
+        (support::leaf_state(&cluster, victim).await.as_deref() == Some("online")).then_some(())
+    })
+    .await;
+    conn.query_drop("REBALANCE PARTITIONS ON test").await.expect("the rerun finishes the job");
+    let spread = eventually("every partition on a pair with its replica in sync", || async {
+        let mut c = cluster.conn().await;
+        paired_spread(&instances(&mut c).await, &pairs)
+    })
+    .await;
+    let mut counts: Vec<usize> = spread.values().copied().collect();
+    counts.sort_unstable();
+    assert_eq!(counts, [2, 3, 3], "{spread:?}");
+    let count: i64 = conn.query_first("SELECT COUNT(*) FROM test.x").await.unwrap().unwrap();
+    assert_eq!(count, ROWS as i64);
+}
+
+/// History: redundancy 2, a third pair added; REBALANCE PARTITIONS starts with one new leaf frozen, and once a COPY
+/// onto the other new leaf has finished the master aggregator is killed (SIGKILL), the leaf thawed and the master
+/// aggregator restarted; the rebalance is run again until it completes.
+/// Property: after the restart every partition keeps its master and an in-sync replica on its first pair (the
+/// registered copy of the cut-off move is a replica off the pair, out of every commit path) with every row; the
+/// rerun drops or replaces that copy and ends with every partition holding exactly a master and an in-sync replica
+/// on a pair, spread 3, 3, 2 with masters even within every pair, and EXPLAIN empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redundancy_two_plan_cut_by_a_master_aggregator_kill_restarts_consistent_and_a_rerun_finishes() {
+    let mut cluster = TestCluster::start_paired("rebalance-r2-makill", 2, &[]).await;
+    fill(&cluster).await;
+    let other = add_leaf_into(&mut cluster, "INTO GROUP 1").await.to_string();
+    add_leaf_into(&mut cluster, "INTO GROUP 2").await;
+    let mut conn = cluster.conn().await;
+    let pairs = pairs(&mut conn).await;
+    let frozen = cluster.leaves.len() - 1;
+    cluster.leaves[frozen].signal(libc::SIGSTOP);
+    let first = {
+        let opts = cluster.master.opts();
+        tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(opts).await?;
+            c.query_drop("REBALANCE PARTITIONS ON test").await
+        })
+    };
+    eventually("a COPY onto the other new leaf finishes", || async {
+        let mut c = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
+        let rows: Vec<Row> = c.query("SHOW REBALANCE STATUS ON test").await.ok()?;
+        rows.iter()
+            .any(|r| {
+                text(r, "Action") == "COPY PARTITION"
+                    && text(r, "Target_Port") == other
+                    && text(r, "Status") == "success"
+            })
+            .then_some(())
+    })
+    .await;
+    cluster.master.kill();
+    cluster.leaves[frozen].signal(libc::SIGCONT);
+    let _ = first.await.unwrap();
+    cluster.master.spawn();
+    let mut conn = cluster.conn().await;
+    let all = instances(&mut conn).await;
+    println!("after the restart: {all:?}");
+    for k in 0..8 {
+        let master = all.iter().find(|i| i.0 == k && i.2 == "Master").unwrap_or_else(|| panic!("{k}: {all:?}"));
+        let on_pair =
+            all.iter().any(|i| i.0 == k && i.2 == "Replica" && i.3 == "sync" && pairs.get(&master.1) == Some(&i.1));
+        assert!(on_pair, "test:{k} keeps an in-sync replica on its pair: {all:?}");
+        assert!(all.iter().filter(|i| i.0 == k && i.3 == "sync").all(|i| pairs.get(&master.1) == Some(&i.1)));
+    }
+    let count: i64 = conn.query_first("SELECT COUNT(*) FROM test.x").await.unwrap().unwrap();
+    assert_eq!(count, ROWS as i64);
+
+    eventually("a rerun of the rebalance completes", || async {
+        let mut c = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
+        match c.query_drop("REBALANCE PARTITIONS ON test").await {
+            Ok(()) => Some(()),
+            Err(e) => {
+                println!("rerun: {e}");
+                None
+            }
+        }
+    })
+    .await;
+    let spread = eventually("every partition on a pair with its replica in sync", || async {
+        let mut c = cluster.conn().await;
+        paired_spread(&instances(&mut c).await, &pairs)
+    })
+    .await;
+    let mut counts: Vec<usize> = spread.values().copied().collect();
+    counts.sort_unstable();
+    assert_eq!(counts, [2, 3, 3], "{spread:?}");
+    let explained: Vec<Row> = conn.query("EXPLAIN REBALANCE PARTITIONS ON test").await.unwrap();
+    assert!(explained.is_empty(), "balanced: {:?}", steps(&explained));
+    let count: i64 = conn.query_first("SELECT COUNT(*) FROM test.x").await.unwrap().unwrap();
+    assert_eq!(count, ROWS as i64);
+}
+
+/// History: redundancy 2 with a single pair holding `test`; DETACH LEAF of one leaf while the clients run; ATTACH
+/// LEAF.
+/// Property: with no other online pair the DETACH falls back to promotions within the pair: every master ends on the
+/// other leaf, no client statement fails and every acknowledged row is present, SHOW REBALANCE STATUS shows the
+/// PROMOTE PARTITION steps that ran, all successful; ATTACH LEAF brings the leaf back as in-sync replicas and splits
+/// the masters again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redundancy_two_detach_without_another_pair_promotes_within_the_pair() {
+    let cluster = TestCluster::start_paired("rebalance-r2-onepair", 1, &[]).await;
+    fill(&cluster).await;
+    let mut conn = cluster.conn().await;
+    let (gone, mate) = (cluster.leaves[0].port, cluster.leaves[1].port);
+    let clients = start_clients(&cluster, 1_000_000);
+    clients.writing(&cluster).await;
+    conn.query_drop(format!("DETACH LEAF '127.0.0.1':{gone}")).await.expect("detach");
+    clients.finish(&mut conn).await;
+    let all = instances(&mut conn).await;
+    assert!(all.iter().filter(|i| i.2 == "Master").all(|i| i.1 == mate), "every master on the pair: {all:?}");
+    assert_eq!(all.iter().filter(|i| i.2 == "Master").count(), 8);
+    let status: Vec<Row> = conn.query("SHOW REBALANCE STATUS ON test").await.unwrap();
+    assert_eq!(status.len(), 4, "the four masters of the detached leaf: {:?}", steps(&status));
+    for row in &status {
+        assert_eq!((text(row, "Action"), text(row, "Status")), ("PROMOTE PARTITION".into(), "success".into()));
+        assert_eq!(text(row, "Target_Port"), mate.to_string());
+    }
+    conn.query_drop(format!("ATTACH LEAF '127.0.0.1':{gone}")).await.expect("attach");
+    let pairs = pairs(&mut conn).await;
+    let spread = eventually("the leaf is back as in-sync replicas, masters split", || async {
+        let mut c = cluster.conn().await;
+        paired_spread(&instances(&mut c).await, &pairs)
+    })
+    .await;
+    assert_eq!(spread.values().copied().collect::<Vec<_>>(), [8]);
+}
+
+/// History: redundancy 2, two pairs holding `test` with 16 partitions of padded rows, two more pairs added, one move
+/// at a time (`max_concurrent_moves = 1`), a writer inserting throughout (reconnecting when the master aggregator is
+/// gone); REBALANCE PARTITIONS runs and the master aggregator is killed (SIGKILL) once some PROMOTE PARTITION WITH
+/// DROP steps succeeded and others wait; it restarts, and the rebalance is run again until it completes.
+/// Property: after the restart every partition has exactly one master and the plan's record is closed; every
+/// partition serves again and has an in-sync replica on its master's pair (a cut-off switch leaves its old master's
+/// replica to be promoted or its new replica to be healed, never a master without its acknowledged writes); the
+/// rerun ends with 4 partitions on each pair, each with exactly a master and an in-sync replica on its pair, masters
+/// even within every pair; every acknowledged row is present, no row twice, and no row nobody wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redundancy_two_master_aggregator_killed_while_switching_restarts_consistent_and_a_rerun_finishes() {
+    const PARTITIONS: u32 = 16;
+    let mut cluster = TestCluster::start_paired("rebalance-r2-switchkill", 2, &[]).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop(format!("CREATE DATABASE test PARTITIONS {PARTITIONS}")).await.unwrap();
+    conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY, pad TEXT)").await.unwrap();
+    for start in (1..=ROWS).step_by(1000) {
+        let values: Vec<String> =
+            (start..(start + 1000).min(ROWS + 1)).map(|i| format!("({i}, printf('%01000d', {i}))")).collect();
+        conn.query_drop(format!("INSERT INTO test.x VALUES {}", values.join(","))).await.unwrap();
+    }
+    for group in [1, 2, 1, 2] {
+        add_leaf_into(&mut cluster, &format!("INTO GROUP {group}")).await;
+    }
+    let mut conn = cluster.conn().await;
+    let pairs = pairs(&mut conn).await;
+    conn.query_drop("SET GLOBAL max_concurrent_moves = 1").await.unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (opts, stop) = (cluster.master.opts(), stop.clone());
+        tokio::spawn(async move {
+            // An insert whose answer was lost with the master aggregator may or may not have committed.
+            let (mut acked, mut uncertain) = (Vec::new(), Vec::new());
+            let mut id = 1_000_000i64;
+            let mut conn: Option<mysql_async::Conn> = None;
+            while !stop.load(Ordering::Relaxed) {
+                let c = match conn.as_mut() {
+                    Some(c) => c,
+                    None => match mysql_async::Conn::new(opts.clone()).await {
+                        Ok(c) => conn.insert(c),
+                        Err(_) => {
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                            continue;
+                        }
+                    },
+                };
+                match c.query_drop(format!("INSERT INTO test.x VALUES ({id}, 'w')")).await {
+                    Ok(()) => acked.push(id),
+                    Err(_) => {
+                        uncertain.push(id);
+                        conn = None;
+                    }
+                }
+                id += 1;
+            }
+            (acked, uncertain)
+        })
+    };
+
+    let opts = cluster.master.opts();
+    let rebalance = tokio::spawn(async move {
+        let mut c = mysql_async::Conn::new(opts).await?;
+        c.query_drop("REBALANCE PARTITIONS ON test").await
+    });
+    let mut watcher = cluster.conn().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let shown = statuses(&mut watcher).await;
+        let promotions =
+            |status: &str| shown.iter().filter(|(a, .., s)| a.starts_with("PROMOTE") && s == status).count();
+        if promotions("success") > 0 && promotions("scheduled") > 0 {
+            println!("killing the master aggregator at {shown:?}");
+            break;
+        }
+        assert!(!rebalance.is_finished(), "the plan ended before its promotion phase was caught: {shown:?}");
+        assert!(std::time::Instant::now() < deadline, "no promotion phase seen: {shown:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    cluster.master.kill();
+    assert!(rebalance.await.unwrap().is_err(), "the REBALANCE's connection died with the master aggregator");
+    cluster.master.spawn();
+
+    let mut conn = cluster.conn().await;
+    let all = instances(&mut conn).await;
+    for k in 0..PARTITIONS {
+        let masters = all.iter().filter(|i| i.0 == k && i.2 == "Master").count();
+        assert_eq!(masters, 1, "test:{k} has exactly one master after the restart: {all:?}");
+    }
+    let shown = statuses(&mut conn).await;
+    assert!(shown.iter().all(|(.., s)| s != "scheduled" && s != "running"), "the restart closed the plan: {shown:?}");
+    eventually("every partition serves with an in-sync replica on its pair", || async {
+        let mut c = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
+        let count: Option<i64> = c.query_first("SELECT COUNT(*) FROM test.x").await.ok()?;
+        count?;
+        let all = instances(&mut c).await;
+        (0..PARTITIONS)
+            .all(|k| {
+                let Some(master) = all.iter().find(|i| i.0 == k && i.2 == "Master") else { return false };
+                all.iter().any(|i| i.0 == k && i.2 == "Replica" && i.3 == "sync" && pairs.get(&master.1) == Some(&i.1))
+            })
+            .then_some(())
+    })
+    .await;
+
+    eventually("a rerun of the rebalance completes", || async {
+        let mut c = mysql_async::Conn::new(cluster.master.opts()).await.ok()?;
+        match c.query_drop("REBALANCE PARTITIONS ON test").await {
+            Ok(()) => Some(()),
+            Err(e) => {
+                println!("rerun: {e}");
+                None
+            }
+        }
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let (acked, uncertain) = writer.await.unwrap();
+    let spread = eventually("every partition on a pair with its replica in sync", || async {
+        let mut c = cluster.conn().await;
+        paired_spread_of(&instances(&mut c).await, &pairs, PARTITIONS)
+    })
+    .await;
+    assert_eq!(spread.values().copied().collect::<Vec<_>>(), [4; 4], "four partitions on each pair: {spread:?}");
+    let explained: Vec<Row> = conn.query("EXPLAIN REBALANCE PARTITIONS ON test").await.unwrap();
+    assert!(explained.is_empty(), "{:?}", steps(&explained));
+
+    let preloaded: i64 = conn.query_first("SELECT COUNT(*) FROM test.x WHERE id <= 10000").await.unwrap().unwrap();
+    assert_eq!(preloaded, ROWS as i64);
+    let written: Vec<i64> = conn.query("SELECT id FROM test.x WHERE id >= 1000000 ORDER BY id").await.unwrap();
+    let written_set: BTreeSet<i64> = written.iter().copied().collect();
+    assert_eq!(written_set.len(), written.len(), "no row twice");
+    let missing: Vec<&i64> = acked.iter().filter(|id| !written_set.contains(id)).collect();
+    assert!(missing.is_empty(), "acknowledged rows are missing: {missing:?}");
     let unknown: BTreeSet<i64> = uncertain.into_iter().collect();
     assert!(written_set.iter().all(|id| acked.binary_search(id).is_ok() || unknown.contains(id)), "a row nobody wrote");
     println!("{} rows acknowledged during the rebalances, {} uncertain", acked.len(), unknown.len());

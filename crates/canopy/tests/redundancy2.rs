@@ -433,13 +433,16 @@ fn masters_on(all: &[Instance], port: u16) -> usize {
     all.iter().filter(|i| i.role == "Master" && i.port == port).count()
 }
 
-/// History: 2 pairs, a writer running throughout: DETACH LEAF of leaf 1, ATTACH LEAF; with auto_attach OFF leaf 2
-/// is killed and restarted, then attached by hand; with failure detection OFF (no healing in the background) leaf 2
-/// is removed, a new leaf added into its group, EXPLAIN RESTORE REDUNDANCY and RESTORE REDUNDANCY.
-/// Property: DETACH moves every master off the leaf by planned promotions and no statement fails; ATTACH brings it
-/// back as in-sync replicas and splits the masters again; a returning leaf waits `detached` with auto_attach OFF;
-/// after REMOVE LEAF the new leaf pairs with the survivor, EXPLAIN shows a COPY PARTITION FORCE for each partition
-/// without a replica and RESTORE REDUNDANCY makes them; every acknowledged row is there.
+/// History: 2 pairs, a writer running throughout: DETACH LEAF of leaf 1, ATTACH LEAF, REBALANCE PARTITIONS; with
+/// auto_attach OFF leaf 2 is killed and restarted, then attached by hand; with failure detection OFF (no healing in
+/// the background) leaf 2 is removed, a new leaf added into its group, REBALANCE PARTITIONS, a replica dropped by
+/// hand, EXPLAIN RESTORE REDUNDANCY and RESTORE REDUNDANCY.
+/// Property: DETACH moves the partitions of the leaf's pair to the other pair, each keeping a master and an in-sync
+/// replica, and no statement fails; ATTACH brings the leaf back and the rebalance gives its pair its share again,
+/// masters split; a returning leaf waits `detached` with auto_attach OFF; REMOVE LEAF keeps two copies of every
+/// partition the same way; the new leaf pairs with the survivor and the rebalance fills the pair; EXPLAIN RESTORE
+/// REDUNDANCY shows a COPY PARTITION FORCE for the partition without a replica and RESTORE REDUNDANCY makes it; every
+/// acknowledged row is there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn detach_attach_remove_and_restore_redundancy() {
     let mut cluster = TestCluster::start_paired("r2-detach", 2, &[]).await;
@@ -453,11 +456,16 @@ async fn detach_attach_remove_and_restore_redundancy() {
 
     conn.query_drop(format!("DETACH LEAF '127.0.0.1':{p1}")).await.unwrap();
     let all = instances(&mut conn, "test").await;
-    assert_eq!(masters_on(&all, p1), 0, "every master moved to the pair: {all:#?}");
+    let p1_pair = cluster.leaves[2].port;
+    assert!(all.iter().all(|i| i.port != p1 && i.port != p1_pair), "its pair's partitions moved: {all:#?}");
+    assert_eq!(all.len(), 8, "every partition keeps two copies: {all:#?}");
+    assert!((0..4).all(|k| replica(&all, k).is_some_and(|r| r.state == "sync")), "{all:#?}");
     assert_eq!(support::leaf_state(&cluster, 0).await.as_deref(), Some("detached"));
     conn.query_drop(format!("ATTACH LEAF '127.0.0.1':{p1}")).await.unwrap();
+    healthy(&cluster, "test", 4).await;
+    conn.query_drop("REBALANCE PARTITIONS ON test").await.unwrap();
     let all = healthy(&cluster, "test", 4).await;
-    assert_eq!(masters_on(&all, p1), 1, "the pair's two masters are split again: {all:#?}");
+    assert_eq!(masters_on(&all, p1), 1, "the pair has its two partitions again, masters split: {all:#?}");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (ok, failed) = writer.await.unwrap();
     assert!(failed.is_empty(), "no statement fails during DETACH or ATTACH: {failed:?}");
@@ -484,7 +492,9 @@ async fn detach_attach_remove_and_restore_redundancy() {
     conn.query_drop("SET GLOBAL leaf_failure_detection = OFF").await.unwrap();
     conn.query_drop(format!("REMOVE LEAF '127.0.0.1':{p2}")).await.unwrap();
     let all = instances(&mut conn, "test").await;
-    assert_eq!(all.len(), 6, "leaf 2's two copies are forgotten: {all:#?}");
+    let p2_pair = cluster.leaves[3].port;
+    assert!(all.iter().all(|i| i.port != p2 && i.port != p2_pair), "its pair's partitions moved: {all:#?}");
+    assert_eq!(all.len(), 8, "every partition keeps two copies: {all:#?}");
     let new = support::NodeProc::start(&cluster.dir.join("leaf-new"), support::free_port());
     drop(new.connect().await);
     conn.query_drop(format!("ADD LEAF root@'127.0.0.1':{}", new.port)).await.unwrap();
@@ -492,11 +502,16 @@ async fn detach_attach_remove_and_restore_redundancy() {
     let added = leaves.iter().find(|r| text(r, "Port") == new.port.to_string()).unwrap();
     assert_eq!(text(added, "Availability_Group"), "1", "it joins the smaller group");
     assert_eq!(text(added, "Pair_Port"), cluster.leaves[3].port.to_string(), "and pairs with the survivor");
+    conn.query_drop("REBALANCE PARTITIONS ON test").await.unwrap();
+    let all = instances(&mut conn, "test").await;
+    assert_eq!(masters_on(&all, new.port) + masters_on(&all, p2_pair), 2, "the new pair's share: {all:#?}");
+    let lone = all.iter().find(|i| i.role == "Replica" && (i.port == new.port || i.port == p2_pair)).unwrap().clone();
+    conn.query_drop(format!("DROP PARTITION test:{} ON '127.0.0.1':{}", lone.ordinal, lone.port)).await.unwrap();
     let plan: Vec<Row> = conn.query("EXPLAIN RESTORE REDUNDANCY ON test").await.unwrap();
-    assert_eq!(plan.len(), 2, "a replica for each of the survivor's partitions");
+    assert_eq!(plan.len(), 1, "a replica for the partition left with one copy");
     assert!(
         plan.iter()
-            .all(|r| text(r, "Action") == "COPY PARTITION FORCE" && text(r, "Target_Port") == new.port.to_string())
+            .all(|r| text(r, "Action") == "COPY PARTITION FORCE" && text(r, "Target_Port") == lone.port.to_string())
     );
     let made: Vec<Row> = conn.query("RESTORE REDUNDANCY ON test").await.unwrap();
     drop(made);

@@ -8,7 +8,10 @@
 //!   online leaf, leaves the commit path (recorded async), so the master's commits stop waiting for it. While the master is not online
 //!   either, the replica stays in sync: it is then that partition's failover candidate.
 //! - **Repair**: a replica that is not in sync, on an online leaf, whose master is on an online leaf, is brought back
-//!   in sync (caught up or copied afresh).
+//!   in sync (caught up or copied afresh), if it is on its master's pair leaf: a replica elsewhere is a rebalance's
+//!   copy (a move's new copies before their switch, a moved partition's old replica before its drop, or the leftover
+//!   of a move cut off by a restart), which the rebalance switches or drops; bringing it into the commit path would
+//!   take the pair's replica out of it.
 //! - **Pair balance**: after a leaf returns, the masters of each database are split evenly within its pair again by
 //!   promoting in-sync replicas on the leaf that has fewer masters.
 
@@ -70,8 +73,9 @@ pub fn repairs(meta: &ClusterMeta) -> Vec<Repair> {
     let mut repairs = Vec::new();
     for database in meta.databases.values() {
         for replica in database.instances.iter().filter(|i| i.role == InstanceRole::Replica && !i.sync) {
-            let master_online = database.master(replica.ordinal).is_some_and(|m| online(meta, m.node));
-            if master_online && online(meta, replica.node) {
+            let Some(master) = database.master(replica.ordinal) else { continue };
+            let on_pair = meta.leaves.get(&master.node).is_some_and(|l| l.pair == Some(replica.node));
+            if on_pair && online(meta, master.node) && online(meta, replica.node) {
                 repairs.push(Repair { db: database.name.clone(), replica: replica.id });
             }
         }

@@ -6,7 +6,7 @@
 //! property tests), chained (`REBALANCE ALL DATABASES` plans each database against the previous ones' result) and
 //! compared with what the executor did, without touching a leaf.
 
-use canopy_meta::{ClusterMeta, Command, InstanceRole, LeafState, MetaError, NodeId};
+use canopy_meta::{ClusterMeta, Command, InstanceId, InstanceRole, LeafState, MetaError, NodeId};
 use thiserror::Error;
 
 /// One low-level action, in the spec's spelling (section 5.2).
@@ -16,8 +16,8 @@ pub enum Action {
     CopyPartition,
     /// The same, to restore redundancy (a partition left with one instance).
     CopyPartitionForce,
-    /// Make the target's replica the master in a new term; `with_drop`: the old master is dropped (redundancy 1
-    /// moves), otherwise it becomes a replica (redundancy 2).
+    /// Make the target's replica the master in a new term; `with_drop`: the old master is dropped (a move, in both
+    /// redundancies), otherwise it becomes the replica (redundancy 2's planned promotion within a pair).
     PromotePartition { with_drop: bool },
     /// Drop the target's instance (metadata and file).
     DropPartition,
@@ -129,31 +129,70 @@ pub enum StepError {
     Reachable { db: String, ordinal: u32, leaf: NodeId },
 }
 
-/// Plays `step` on `meta` through the state machine, as the executor's metadata commits would.
+/// Plays `step` on `meta` through the state machine, as the executor's metadata commits would. In redundancy 2 a
+/// step is the executor's commands together: a COPY first forgets a leftover copy on its target (never in a commit
+/// path), a restoring COPY FORCE ends with its replica in sync, the switch of PROMOTE WITH DROP takes the old
+/// replicas out of sync and records the new master's copy on its pair in sync, and a planned PROMOTE records the old
+/// master, now the replica, in sync.
 pub fn apply_step(meta: &mut ClusterMeta, step: &Step) -> Result<(), StepError> {
     let db = step.db.clone();
+    let paired = meta.variables.redundancy_level == 2;
     let database = meta.databases.get(&db).ok_or_else(|| MetaError::UnknownDatabase(db.clone()))?;
     let on_target = database.instances.iter().find(|i| i.ordinal == step.ordinal && i.node == step.target).cloned();
-    let command = match step.action {
+    let no_instance = || StepError::NoInstance { db: db.clone(), ordinal: step.ordinal, leaf: step.target };
+    let mut commands = Vec::new();
+    match step.action {
         Action::CopyPartition | Action::CopyPartitionForce => {
             if !database.instances.iter().any(|i| i.ordinal == step.ordinal) {
                 return Err(StepError::NoSource { db, ordinal: step.ordinal });
             }
-            Command::AddInstance { db, ordinal: step.ordinal, node: step.target, role: InstanceRole::Replica }
+            if paired && let Some(leftover) = on_target.filter(|i| i.role == InstanceRole::Replica && !i.sync) {
+                commands.push(Command::RemoveInstance { db: db.clone(), instance: leftover.id });
+            }
+            let role = InstanceRole::Replica;
+            commands.push(Command::AddInstance { db: db.clone(), ordinal: step.ordinal, node: step.target, role });
+            if paired && step.action == Action::CopyPartitionForce {
+                commands.push(Command::SetReplicaSync { db, instance: InstanceId(meta.next_instance_id), sync: true });
+            }
         }
         Action::PromotePartition { with_drop: true } => {
-            let instance =
-                on_target.ok_or(StepError::NoInstance { db: db.clone(), ordinal: step.ordinal, leaf: step.target })?;
-            Command::PromoteWithDrop { db, instance: instance.id }
+            let instance = on_target.ok_or_else(no_instance)?;
+            if paired {
+                let follower = meta.leaves.get(&step.target).and_then(|l| l.pair);
+                let replicas = database.replicas(step.ordinal).filter(|r| r.id != instance.id);
+                let (follower, old): (Vec<_>, Vec<_>) = replicas.partition(|r| Some(r.node) == follower);
+                for old in old.into_iter().filter(|r| r.sync) {
+                    commands.push(Command::SetReplicaSync { db: db.clone(), instance: old.id, sync: false });
+                }
+                commands.push(Command::PromoteWithDrop { db: db.clone(), instance: instance.id });
+                for follower in follower {
+                    commands.push(Command::SetReplicaSync { db: db.clone(), instance: follower.id, sync: true });
+                }
+            } else {
+                commands.push(Command::PromoteWithDrop { db, instance: instance.id });
+            }
         }
-        Action::PromotePartition { with_drop: false } => return Err(StepError::PromoteWithoutDrop),
+        Action::PromotePartition { with_drop: false } => {
+            if !paired {
+                return Err(StepError::PromoteWithoutDrop);
+            }
+            let instance = on_target.ok_or_else(no_instance)?;
+            commands.push(Command::Promote { db: db.clone(), instance: instance.id });
+            if let Some(old) = database.master(step.ordinal) {
+                commands.push(Command::SetReplicaSync { db, instance: old.id, sync: true });
+            }
+        }
         Action::DropPartition => {
-            let instance =
-                on_target.ok_or(StepError::NoInstance { db: db.clone(), ordinal: step.ordinal, leaf: step.target })?;
-            Command::RemoveInstance { db, instance: instance.id }
+            let instance = on_target.ok_or_else(no_instance)?;
+            commands.push(Command::RemoveInstance { db, instance: instance.id });
         }
         Action::AttachPartition => {
-            Command::AddInstance { db, ordinal: step.ordinal, node: step.target, role: InstanceRole::Master }
+            commands.push(Command::AddInstance {
+                db,
+                ordinal: step.ordinal,
+                node: step.target,
+                role: InstanceRole::Master,
+            });
         }
         Action::CreatePartition => {
             // Every instance the metadata lists for the partition is on a leaf that is not online: forget them (their
@@ -165,12 +204,15 @@ pub fn apply_step(meta: &mut ClusterMeta, step: &Step) -> Result<(), StepError> 
                 return Err(StepError::Reachable { db, ordinal: step.ordinal, leaf: reachable.node });
             }
             for instance in listed {
-                meta.apply(Command::RemoveInstance { db: db.clone(), instance: instance.id })?;
+                commands.push(Command::RemoveInstance { db: db.clone(), instance: instance.id });
             }
-            Command::AddInstance { db, ordinal: step.ordinal, node: step.target, role: InstanceRole::Master }
+            let role = InstanceRole::Master;
+            commands.push(Command::AddInstance { db, ordinal: step.ordinal, node: step.target, role });
         }
-    };
-    meta.apply(command)?;
+    }
+    for command in commands {
+        meta.apply(command)?;
+    }
     Ok(())
 }
 

@@ -29,6 +29,8 @@ use thiserror::Error;
 
 use crate::plan::{Action, Plan, Step, apply_plan};
 
+mod paired;
+
 /// Phases of a redundancy-1 plan.
 pub const PHASE_COPY: u32 = 1;
 pub const PHASE_PROMOTE: u32 = 2;
@@ -67,6 +69,9 @@ pub struct Options {
     pub full: bool,
     /// Create empty partitions for the partitions without any copy on an online leaf (`REBALANCE ... FORCE`).
     pub force: bool,
+    /// A leaf being emptied (DETACH LEAF, REMOVE LEAF): it takes nothing and its partitions move to the others (in
+    /// redundancy 2 its whole pair is emptied: a partition keeps two copies only on a pair).
+    pub exclude: Option<NodeId>,
     pub estimates: Estimates,
 }
 
@@ -79,8 +84,8 @@ pub enum RebalanceError {
     UnknownDatabase(String),
     #[error("There are no online leaves in the cluster")]
     NoOnlineLeaves,
-    #[error("rebalancing at redundancy_level {0} is not available yet")]
-    Redundancy(u8),
+    #[error("There are no online pairs of leaves in the cluster")]
+    NoOnlinePairs,
 }
 
 /// The plan that balances `db`.
@@ -115,14 +120,23 @@ fn plan_with_load(
     load: &Load,
 ) -> Result<Plan, RebalanceError> {
     let database = meta.databases.get(db).ok_or_else(|| RebalanceError::UnknownDatabase(db.to_string()))?;
-    if meta.variables.redundancy_level != 1 {
-        return Err(RebalanceError::Redundancy(meta.variables.redundancy_level));
+    if meta.variables.redundancy_level == 2 {
+        return paired::plan(meta, database, options, sizes, load);
     }
-    let online = online_leaves(meta);
+    let mut online = online_leaves(meta);
+    let leaving_leaf = options.exclude.filter(|x| online.contains(x));
+    online.retain(|l| Some(*l) != options.exclude);
     if online.is_empty() {
         return Err(RebalanceError::NoOnlineLeaves);
     }
     let held = masters_by_leaf(database, &online);
+    // The masters on the leaf being emptied need a leaf just as created partitions do.
+    let homeless: Vec<u32> = database
+        .instances
+        .iter()
+        .filter(|i| Some(i.node) == leaving_leaf && i.role == InstanceRole::Master)
+        .map(|i| i.ordinal)
+        .collect();
     let mut own = Load::new();
     add_load(&mut own, database, 1);
     let elsewhere: Vec<usize> = online
@@ -130,8 +144,8 @@ fn plan_with_load(
         .map(|l| load.get(l).copied().unwrap_or(0).saturating_sub(own.get(l).copied().unwrap_or(0)))
         .collect();
     let created = if options.force { unreachable(meta, database) } else { Vec::new() };
-    let targets = targets(&online, &held, created.len(), &elsewhere, options.full);
-    let view = View { online, held, created, elsewhere };
+    let targets = targets(&online, &held, created.len() + homeless.len(), &elsewhere, options.full);
+    let view = View { online, held, created, homeless, elsewhere, emptied: leaving_leaf };
     Ok(moves_plan(database, &view, &targets, options, sizes))
 }
 
@@ -157,10 +171,25 @@ pub fn plan_all(
     Ok(plans)
 }
 
-/// Whether `db` is balanced (redundancy 1): the movable partitions' counts on the online leaves differ by at most one.
+/// Whether `db` is balanced: in redundancy 1 the movable partitions' counts on the online leaves differ by at most
+/// one; in redundancy 2 as `paired::is_balanced` says (pairs even, masters even within each pair, every partition
+/// with its replica on its pair).
 pub fn is_balanced(meta: &ClusterMeta, db: &str) -> bool {
+    is_balanced_without(meta, db, None)
+}
+
+/// `is_balanced` with leaf `exclude` being emptied (in redundancy 2, its pair): it must hold none of the movable
+/// partitions.
+pub fn is_balanced_without(meta: &ClusterMeta, db: &str, exclude: Option<NodeId>) -> bool {
     let Some(database) = meta.databases.get(db) else { return true };
-    let online = online_leaves(meta);
+    if meta.variables.redundancy_level == 2 {
+        return paired::is_balanced(meta, database, exclude);
+    }
+    let mut online = online_leaves(meta);
+    if exclude.is_some_and(|x| online.contains(&x) && masters_by_leaf(database, &[x]).contains_key(&x)) {
+        return false;
+    }
+    online.retain(|l| Some(*l) != exclude);
     let held = masters_by_leaf(database, &online);
     let counts = online.iter().map(|l| held.get(l).map_or(0, Vec::len));
     let (min, max) = counts.fold((usize::MAX, 0), |(lo, hi), c| (lo.min(c), hi.max(c)));
@@ -204,8 +233,8 @@ fn unreachable(meta: &ClusterMeta, database: &Database) -> Vec<u32> {
     (0..database.partitions).filter(|o| !reachable.contains(o)).collect()
 }
 
-/// How many partitions each online leaf should hold, in leaf order, once `created` new ones are placed too.
-/// `elsewhere`: partitions of the other databases on each online leaf.
+/// How many partitions each online leaf (or, in redundancy 2, each pair) should hold, in order, once `created` more
+/// are placed too. `elsewhere`: partitions of the other databases on each.
 fn targets(
     online: &[NodeId],
     held: &BTreeMap<NodeId, Vec<u32>>,
@@ -231,18 +260,21 @@ fn targets(
     targets
 }
 
-/// What the planner sees of one database: the online leaves in leaf order, the masters each holds, the partitions
-/// to create empty, and each online leaf's partitions of the other databases.
+/// What the planner sees of one database: the online leaves in leaf order (without the leaf being emptied), the
+/// masters each holds, the partitions to create empty, those to move off the leaf being emptied, and each online
+/// leaf's partitions of the other databases.
 struct View {
     online: Vec<NodeId>,
     held: BTreeMap<NodeId, Vec<u32>>,
     created: Vec<u32>,
+    homeless: Vec<u32>,
     elsewhere: Vec<usize>,
+    emptied: Option<NodeId>,
 }
 
 /// The steps that bring every online leaf to its target.
 fn moves_plan(database: &Database, view: &View, targets: &[usize], options: &Options, sizes: &Sizes) -> Plan {
-    let View { online, held, created, elsewhere } = view;
+    let View { online, held, created, homeless, elsewhere, emptied } = view;
     let size = |ordinal: u32| sizes.get(&ordinal).copied();
     // The partitions leaving each leaf with excess: its smallest first (unknown sizes count as zero), then by ordinal.
     let mut leaving: Vec<u32> = Vec::new();
@@ -257,8 +289,9 @@ fn moves_plan(database: &Database, view: &View, targets: &[usize], options: &Opt
         online.iter().zip(targets).map(|(leaf, &t)| t.saturating_sub(held.get(leaf).map_or(0, Vec::len))).collect();
     let mut receiving: Vec<usize> = (0..online.len()).filter(|&i| missing[i] > 0).collect();
     let copies: BTreeSet<(u32, NodeId)> = database.instances.iter().map(|i| (i.ordinal, i.node)).collect();
-    // Partitions created empty need a leaf just as the ones leaving do; they go first.
-    let placing: Vec<u32> = created.iter().copied().chain(leaving).collect();
+    // Partitions created empty need a leaf just as the ones leaving do; they go first, then those of the leaf being
+    // emptied.
+    let placing: Vec<u32> = created.iter().chain(homeless).copied().chain(leaving).collect();
     let mut moves: Vec<(u32, NodeId)> = Vec::with_capacity(placing.len());
     for ordinal in placing {
         // The leaf missing the most, preferring one without a (leftover) copy of this partition, then the least
@@ -302,7 +335,8 @@ fn moves_plan(database: &Database, view: &View, targets: &[usize], options: &Opt
     let leftovers = database
         .instances
         .iter()
-        .filter(|i| i.role == InstanceRole::Replica && !moved.contains(&i.ordinal) && online.contains(&i.node));
+        .filter(|i| i.role == InstanceRole::Replica && !moved.contains(&i.ordinal))
+        .filter(|i| online.contains(&i.node) || Some(i.node) == *emptied);
     for leftover in leftovers {
         let drop = step(Action::DropPartition, leftover.ordinal, leftover.node, PHASE_DROP, estimates.drop_ms);
         steps.push(drop);

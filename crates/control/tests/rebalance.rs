@@ -184,6 +184,35 @@ proptest! {
         }
     }
 
+    /// DETACH/REMOVE LEAF: with an online leaf excluded, every plan played step by step keeps the invariants above,
+    /// leaves no instance on the excluded leaf, balances the other leaves, and planning again gives nothing.
+    #[test]
+    fn emptying_a_leaf_moves_everything_off_it_safely(shape in shape(), pick in 0usize..9) {
+        let meta = build(&shape);
+        let online = online(&meta);
+        prop_assume!(online.len() >= 2);
+        let leaf = online[pick % online.len()];
+        let options = Options { exclude: Some(leaf), ..Options::default() };
+        for db in meta.databases.keys() {
+            let plan = rebalance::plan(&meta, db, &options, &Sizes::new()).unwrap();
+            let mut after = meta.clone();
+            let before = copies(&meta, db);
+            for step in &plan.steps {
+                prop_assert!(step.target != leaf || step.action.as_str() == "DROP PARTITION", "{:?}", step);
+                apply_step(&mut after, step).unwrap();
+                after.check_invariants().unwrap();
+                for (ordinal, (b, n)) in before.iter().zip(copies(&after, db)).enumerate() {
+                    prop_assert!(n.0 >= b.0.min(1), "{}:{} lost its copy at {:?}", db, ordinal, step);
+                    prop_assert!(n.1 <= 1 && n.1 >= b.1, "{}:{} masters {} -> {} at {:?}", db, ordinal, b.1, n.1, step);
+                }
+            }
+            prop_assert!(after.databases[db].instances.iter().all(|i| i.node != leaf), "{:?}", plan);
+            prop_assert!(rebalance::is_balanced_without(&after, db, Some(leaf)));
+            let again = rebalance::plan(&after, db, &options, &Sizes::new()).unwrap();
+            prop_assert!(again.is_empty(), "{:?}", again);
+        }
+    }
+
     /// REBALANCE ALL DATABASES: the plans, played in order, balance every database, and planning all again after
     /// them gives nothing.
     #[test]

@@ -163,7 +163,8 @@ async fn attach_partitions_of(cluster: &Arc<Cluster>, leaf: &canopy_meta::Leaf, 
 /// online leaf is not served again: that replica is promoted (it holds every acknowledged write, possibly more than
 /// the returning copy) and the copy becomes its replica. A master copy without one serves again in its term after
 /// its replicas are recorded out of sync (it commits alone until healing brings them back). A replica copy is
-/// brought back in sync with its master (caught up, or copied afresh).
+/// brought back in sync with its master (caught up, or copied afresh), unless it is off its master's pair (a cut-off
+/// move's copy: dropped).
 async fn attach_copy(cluster: &Arc<Cluster>, db: &str, ordinal: u32, leaf: &canopy_meta::Leaf) -> Result<()> {
     let meta = cluster.meta();
     let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.to_string()))?;
@@ -188,6 +189,16 @@ async fn attach_copy(cluster: &Arc<Cluster>, db: &str, ordinal: u32, leaf: &cano
         let partitions = vec![PartitionTerm { ordinal, term: here.term }];
         let request = Request::AttachPartitions { db: db.to_string(), partitions };
         return cluster.call(leaf, &request).await.map(|_| ());
+    }
+    // A replica off its master's pair (every replica in redundancy 1) is a rebalance's copy that a master aggregator
+    // restart cut off: never in a commit path, needed by no one. Bringing it into its master's commit path would
+    // take the pair's replica out of it; it is forgotten and dropped (the attach holds the operation lock, so no plan
+    // is using it).
+    let pair_of_master = database.master(ordinal).and_then(|m| meta.leaves.get(&m.node)).and_then(|l| l.pair);
+    if database.master(ordinal).is_some() && pair_of_master != Some(leaf.id) {
+        tracing::info!("{db}:{ordinal}: the copy on leaf {} is a cut-off move's; dropping it", leaf.id);
+        crate::master::moves::abandon_copy(cluster, db, ordinal, leaf, here.id).await;
+        return Ok(());
     }
     if database.master(ordinal).is_some_and(|m| online(m.node)) {
         return replication::resync(cluster, db, here.id).await;
@@ -347,25 +358,46 @@ pub async fn remove_leaf(cluster: &Arc<Cluster>, leaf_id: NodeId, force: bool) -
     Ok(Answer::affected(1))
 }
 
-/// DETACH LEAF in redundancy 2: the leaf's masters move to their replicas on the pair and its replicas leave the
-/// commit path (`replication::evacuate`), then it is `detached`; its copies stay on it as replicas, brought back in
-/// sync by ATTACH LEAF.
+/// DETACH LEAF in redundancy 2: the partitions of the leaf's pair move to the other online pairs, each keeping a
+/// master and a replica on a pair (`empty_paired`), then the leaf is `detached`.
 pub async fn detach_leaf_paired(cluster: &Arc<Cluster>, leaf_id: NodeId) -> Result<Answer> {
     let _op = cluster.operation_lock.lock().await;
-    let moved = replication::evacuate(cluster, leaf_id).await?;
+    let moved = empty_paired(cluster, leaf_id).await?;
     cluster.apply(Command::SetLeafState { leaf: leaf_id, state: LeafState::Detached }).await?;
     Ok(Answer::affected(moved))
 }
 
 /// REMOVE LEAF in redundancy 2: as DETACH LEAF (unless FORCE), then the leaf and its instances are forgotten; its
-/// pair is left unpaired, serving its partitions alone until a leaf is added into the removed leaf's group (a
-/// replica is then made on the new pair by healing).
+/// pair is left unpaired, holding nothing after the moves (with FORCE, or when there was no other pair, it serves
+/// its partitions alone until a leaf is added into the removed leaf's group: a replica is then made on the new pair
+/// by healing).
 pub async fn remove_leaf_paired(cluster: &Arc<Cluster>, leaf_id: NodeId, force: bool) -> Result<Answer> {
     if !force {
         let _op = cluster.operation_lock.lock().await;
-        replication::evacuate(cluster, leaf_id).await?;
+        empty_paired(cluster, leaf_id).await?;
     }
     remove_leaf(cluster, leaf_id, true).await
+}
+
+/// Empties `leaf` in redundancy 2 (the caller holds the operation lock): the rebalance planner with the leaf
+/// excluded moves its pair's partitions to the other online pairs (`rebalance::empty_leaf`). Only when there is no
+/// other online pair does it fall back to promotions within the pair (`replication::evacuate`): the leaf's masters
+/// move to their replicas on the pair, its replicas leave the commit path, and those partitions keep one copy until
+/// the leaf returns. Whatever the plan could not move (a partition whose master is not online) is evacuated too.
+/// Returns how many partitions moved or changed master.
+async fn empty_paired(cluster: &Arc<Cluster>, leaf: NodeId) -> Result<u64> {
+    let moved = match crate::master::rebalance::empty_leaf(cluster, leaf).await {
+        Ok(moved) => moved,
+        Err(Error::Rebalance(canopy_control::rebalance::RebalanceError::NoOnlinePairs)) => {
+            tracing::warn!(
+                "no other online pair can take the partitions of leaf {leaf}: promoting within its pair instead \
+                 (its partitions keep one copy until it returns)"
+            );
+            0
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(moved + replication::evacuate(cluster, leaf).await?)
 }
 
 /// DETACH LEAF of a leaf that holds no partition instances: it stays listed, `detached`.

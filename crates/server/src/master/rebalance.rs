@@ -8,8 +8,13 @@
 //! time on any one leaf (as source or target) and `RECEIVING_PER_LEAF_MAX` copies onto it.
 //! A redundancy-1 move is the online move of `moves.rs` cut at its phases: every COPY first, then every PROMOTE
 //! PARTITION WITH DROP; `CREATE PARTITION` (FORCE) creates an empty partition and registers it as the master, `DROP
-//! PARTITION` forgets and drops the leftover copy of an interrupted move. Each step checks that the cluster is still as the plan expects (its leaves online, the
-//! partition's master where it was) and fails otherwise. When a step fails the rest of its phase finishes, every
+//! PARTITION` forgets and drops the leftover copy of an interrupted move. In redundancy 2 a move copies onto both
+//! leaves of the new pair and its PROMOTE WITH DROP takes both copies (the one on its target's pair leaf becomes the
+//! new master's replica at the switch, `moves::Follower`); `COPY PARTITION FORCE` is `replication::restore_replica`,
+//! a `PROMOTE PARTITION` within a pair `replication::promote_planned`, and `DROP PARTITION` drops an old replica
+//! that is out of every commit path (on a leaf that is not online only the metadata forgets it). DETACH LEAF and
+//! REMOVE LEAF run the same plans with the leaf excluded (`empty_leaf`). Each step checks that the cluster is still
+//! as the plan expects (its leaves online, the partition's master where it was) and fails otherwise. When a step fails the rest of its phase finishes, every
 //! later step is marked `cancelled`, and the copies whose promotion will not run are forgotten and dropped, so the
 //! metadata is as before for every partition that did not move, and a rerun plans what is left.
 //!
@@ -39,7 +44,7 @@ use tokio::sync::Semaphore;
 use crate::answer::Answer;
 use crate::error::{Error, Result};
 use crate::master::cluster::Cluster;
-use crate::master::{attach, moves, reference};
+use crate::master::{attach, moves, reference, replication};
 
 /// Copies (and creations) of one database a leaf receives at once: one, since each brings the leaf's reference
 /// copy of the database up to date first, and two of those on one copy must not overlap.
@@ -354,6 +359,41 @@ fn answer(done: &Phase) -> Answer {
     Answer::Done { affected_rows: done.promoted + done.created, last_insert_id: 0, info, notices: Vec::new() }
 }
 
+/// Empties `leaf` (DETACH LEAF, REMOVE LEAF): every database's plan with the leaf excluded, in name order, each
+/// recorded as that database's operation (SHOW REBALANCE STATUS). In redundancy 1 its partitions move to the other
+/// online leaves; in redundancy 2 the partitions of its pair move to the other online pairs, each keeping a master
+/// and a replica on a pair. The caller holds the operation lock; a database whose plan is empty records nothing.
+/// Fails with `RebalanceError::NoOnlineLeaves` / `NoOnlinePairs` (nothing changed) when nothing can take them.
+/// Returns how many partitions moved.
+pub async fn empty_leaf(cluster: &Arc<Cluster>, leaf: NodeId) -> Result<u64> {
+    let options = Options { exclude: Some(leaf), ..Options::default() };
+    let meta = cluster.meta();
+    let holding: Vec<String> = meta
+        .databases
+        .values()
+        .filter(|d| {
+            let pair = meta.leaves.get(&leaf).and_then(|l| l.pair);
+            d.instances.iter().any(|i| i.node == leaf || (meta.variables.redundancy_level == 2 && Some(i.node) == pair))
+        })
+        .map(|d| d.name.clone())
+        .collect();
+    let mut moved = 0;
+    for db in &holding {
+        // Refused (nothing changed) when nothing can take the partitions, before any database moves.
+        match rebalance::plan(&meta, db, &options, &Sizes::new()) {
+            Err(rebalance::RebalanceError::NoOnlineLeaves) => {
+                return Err(Error::Unsupported("no other online leaf can take the partitions".into()));
+            }
+            planned => drop(planned?),
+        }
+    }
+    for db in holding {
+        let _slot = cluster.rebalances.begin(std::slice::from_ref(&db))?;
+        moved += run(cluster, &db, &options).await?.promoted;
+    }
+    Ok(moved)
+}
+
 /// Plans `db` from the current metadata and runs the plan (the caller holds the operation lock and the slot). An
 /// empty plan records nothing, so SHOW REBALANCE STATUS keeps the last operation.
 async fn run(cluster: &Arc<Cluster>, db: &str, options: &Options) -> Result<Phase> {
@@ -382,9 +422,7 @@ async fn run(cluster: &Arc<Cluster>, db: &str, options: &Options) -> Result<Phas
                     mark(cluster, db, index, StepStatus::Cancelled, None).await;
                 }
                 for ((ordinal, target), copy) in copies {
-                    if let Some(leaf) = cluster.meta().leaves.get(&target) {
-                        moves::abandon_copy(cluster, db, ordinal, leaf, copy.replica).await;
-                    }
+                    Pending { copy: Some(copy), follower: None }.abandon(cluster, db, ordinal, target).await;
                 }
                 return Err(e);
             }
@@ -400,13 +438,42 @@ struct Copy {
     source: NodeId,
 }
 
+/// What a PROMOTE WITH DROP takes over: its copy, and in redundancy 2 the follower's (its target's pair leaf).
+#[derive(Clone, Copy, Default)]
+struct Pending {
+    copy: Option<Copy>,
+    follower: Option<(NodeId, Copy)>,
+}
+
+impl Pending {
+    /// Forgets and drops both copies (the promotion will not run).
+    async fn abandon(self, cluster: &Cluster, db: &str, ordinal: u32, target: NodeId) {
+        let meta = cluster.meta();
+        let copies = self.copy.map(|c| (target, c)).into_iter().chain(self.follower);
+        for (leaf, copy) in copies {
+            if let Some(leaf) = meta.leaves.get(&leaf) {
+                moves::abandon_copy(cluster, db, ordinal, leaf, copy.replica).await;
+            }
+        }
+    }
+}
+
 /// Finished copies by (ordinal, target).
 type Copies = HashMap<(u32, NodeId), Copy>;
 
 /// What a step left behind for the steps after it.
 enum Done {
-    Copied { ordinal: u32, target: NodeId, copy: Copy },
+    Copied {
+        ordinal: u32,
+        target: NodeId,
+        copy: Copy,
+    },
+    /// A partition moved (PROMOTE WITH DROP).
     Promoted,
+    /// A master changed leaf within its pair (PROMOTE, redundancy 2).
+    Switched,
+    /// A replica restored on the master's pair (COPY FORCE, redundancy 2).
+    Restored,
     Dropped,
     Created,
 }
@@ -420,10 +487,14 @@ async fn run_phase(cluster: &Arc<Cluster>, plan: &Plan, indexes: &[usize], copie
     let mut tasks = tokio::task::JoinSet::new();
     for &index in indexes {
         let step = plan.steps[index].clone();
-        // A promotion takes its copy over: it either switches to it or forgets it, whatever happens.
+        // A promotion takes its copies over: it either switches to them or forgets them, whatever happens.
         let pending = match step.action {
-            Action::PromotePartition { .. } => copies.remove(&(step.ordinal, step.target)),
-            _ => None,
+            Action::PromotePartition { with_drop: true } => {
+                let pair = cluster.meta().leaves.get(&step.target).and_then(|l| l.pair);
+                let follower = pair.and_then(|p| copies.remove(&(step.ordinal, p)).map(|c| (p, c)));
+                Pending { copy: copies.remove(&(step.ordinal, step.target)), follower }
+            }
+            _ => Pending::default(),
         };
         let receives =
             matches!(step.action, Action::CopyPartition | Action::CopyPartitionForce | Action::CreatePartition);
@@ -449,10 +520,8 @@ async fn run_phase(cluster: &Arc<Cluster>, plan: &Plan, indexes: &[usize], copie
                 held.push(permit.acquire_owned().await.expect("the phase's semaphores are never closed"));
             }
             if cluster.rebalances.cancelled(&step.db) {
-                // Not started: a promotion's copy is forgotten and dropped here, since nothing else holds it now.
-                if let (Some(copy), Some(target)) = (pending, cluster.meta().leaves.get(&step.target).cloned()) {
-                    moves::abandon_copy(&cluster, &step.db, step.ordinal, &target, copy.replica).await;
-                }
+                // Not started: a promotion's copies are forgotten and dropped here, since nothing else holds them now.
+                pending.abandon(&cluster, &step.db, step.ordinal, step.target).await;
                 mark(&cluster, &step.db, index, StepStatus::Cancelled, None).await;
                 return Err(Error::RebalanceCancelled(step.db.clone()));
             }
@@ -472,7 +541,7 @@ async fn run_phase(cluster: &Arc<Cluster>, plan: &Plan, indexes: &[usize], copie
                 copies.insert((ordinal, target), copy);
             }
             Ok(Ok(Done::Promoted)) => promoted += 1,
-            Ok(Ok(Done::Dropped)) => {}
+            Ok(Ok(Done::Dropped | Done::Restored | Done::Switched)) => {}
             Ok(Ok(Done::Created)) => created += 1,
             Ok(Err(e)) | Err(e) => {
                 // A real failure says more than the cancellation of the steps around it.
@@ -544,18 +613,17 @@ async fn create_empty(cluster: &Cluster, database: &Database, ordinal: u32, targ
 }
 
 /// The leaf a step reads from: a copy's current master, a promotion's old master.
-fn source_of(meta: &ClusterMeta, step: &Step, pending: Option<Copy>) -> Option<NodeId> {
+fn source_of(meta: &ClusterMeta, step: &Step, pending: Pending) -> Option<NodeId> {
+    let master = || meta.databases.get(&step.db).and_then(|d| d.master(step.ordinal)).map(|m| m.node);
     match step.action {
-        Action::CopyPartition | Action::CopyPartitionForce => {
-            meta.databases.get(&step.db).and_then(|d| d.master(step.ordinal)).map(|m| m.node)
-        }
-        Action::PromotePartition { .. } => pending.map(|c| c.source),
+        Action::CopyPartition | Action::CopyPartitionForce | Action::PromotePartition { with_drop: false } => master(),
+        Action::PromotePartition { with_drop: true } => pending.copy.map(|c| c.source),
         Action::DropPartition | Action::AttachPartition | Action::CreatePartition => None,
     }
 }
 
 /// Runs one step after checking the cluster is still as the plan expects.
-async fn run_step(cluster: &Arc<Cluster>, step: &Step, index: usize, pending: Option<Copy>) -> Result<Done> {
+async fn run_step(cluster: &Arc<Cluster>, step: &Step, index: usize, pending: Pending) -> Result<Done> {
     let meta = cluster.meta();
     let (db, ordinal) = (step.db.as_str(), step.ordinal);
     let outdated = |reason: String| Error::PlanOutdated { db: db.to_string(), ordinal, reason };
@@ -564,8 +632,39 @@ async fn run_step(cluster: &Arc<Cluster>, step: &Step, index: usize, pending: Op
         Some(leaf) => Err(outdated(format!("leaf '{}':{} is {}", leaf.addr.host, leaf.addr.port, leaf.state.as_str()))),
         None => Err(outdated(format!("leaf {id} is no longer in the cluster"))),
     };
+    let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.to_string()))?;
+    let master = database.master(ordinal).map(|m| m.node);
+    let on_target = database.instances.iter().find(|i| i.ordinal == ordinal && i.node == step.target).cloned();
+    let pair_of = |leaf: NodeId| meta.leaves.get(&leaf).and_then(|l| l.pair);
+    if step.action == Action::DropPartition {
+        // Only a replica out of its master's commit path is dropped (a moved partition's old replica, a move's
+        // leftover copy): never a master, never a replica in sync. On a leaf that is not online only the metadata
+        // forgets it (its file is an orphan when the leaf returns).
+        let Some(instance) = on_target else {
+            // Already gone (a copy step of this plan discarded it).
+            attach::run_step(cluster, db, index as u32, async { Ok(()) }).await?;
+            return Ok(Done::Dropped);
+        };
+        if instance.role == InstanceRole::Master {
+            return Err(outdated("the instance to drop is the master".into()));
+        }
+        if instance.sync {
+            return Err(outdated("the replica to drop is in its master's commit path".into()));
+        }
+        cluster.rebalances.started(db, index);
+        attach::run_step(cluster, db, index as u32, async {
+            match online(step.target) {
+                Ok(target) => moves::abandon_copy(cluster, db, ordinal, &target, instance.id).await,
+                Err(_) => {
+                    cluster.apply(Command::RemoveInstance { db: db.to_string(), instance: instance.id }).await?;
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        return Ok(Done::Dropped);
+    }
     let target = online(step.target)?;
-    let master = meta.databases.get(db).and_then(|d| d.master(ordinal)).map(|m| m.node);
     match step.action {
         Action::CopyPartition => {
             let source = online(master.ok_or_else(|| outdated("the partition has no master".into()))?)?;
@@ -573,46 +672,67 @@ async fn run_step(cluster: &Arc<Cluster>, step: &Step, index: usize, pending: Op
             let replica = moves::copy_phase(cluster, db, ordinal, &source, &target, index as u32).await?;
             Ok(Done::Copied { ordinal, target: target.id, copy: Copy { replica, source: source.id } })
         }
-        Action::PromotePartition { with_drop: true } => {
-            let copy = pending.ok_or_else(|| outdated("its copy did not finish".into()))?;
-            if master != Some(copy.source) {
-                moves::abandon_copy(cluster, db, ordinal, &target, copy.replica).await;
-                return Err(outdated("its master moved since the copy".into()));
+        Action::CopyPartitionForce => {
+            // Restoring redundancy: a replica on the master's pair leaf, brought in sync.
+            let source = online(master.ok_or_else(|| outdated("the partition has no master".into()))?)?;
+            if pair_of(source.id) != Some(target.id) {
+                return Err(outdated("the target is not its master's pair".into()));
             }
-            let source = match online(copy.source) {
-                Ok(source) => source,
+            if on_target.is_some() {
+                return Err(outdated("the target holds a copy of it now".into()));
+            }
+            cluster.rebalances.started(db, index);
+            attach::run_step(cluster, db, index as u32, replication::restore_replica(cluster, db, ordinal, target.id))
+                .await?;
+            Ok(Done::Restored)
+        }
+        Action::PromotePartition { with_drop: true } => {
+            let copy = match pending.copy {
+                Some(copy) => copy,
+                None => {
+                    pending.abandon(cluster, db, ordinal, target.id).await;
+                    return Err(outdated("its copy did not finish".into()));
+                }
+            };
+            let paired = meta.variables.redundancy_level == 2;
+            let checked = if master != Some(copy.source) {
+                Err(outdated("its master moved since the copy".into()))
+            } else if paired && pending.follower.is_none() {
+                Err(outdated("the copy on its new master's pair did not finish".into()))
+            } else {
+                online(copy.source).and_then(|s| Ok((s, pending.follower.map(|(l, _)| online(l)).transpose()?)))
+            };
+            let (source, follower_leaf) = match checked {
+                Ok(leaves) => leaves,
                 Err(e) => {
-                    moves::abandon_copy(cluster, db, ordinal, &target, copy.replica).await;
+                    pending.abandon(cluster, db, ordinal, target.id).await;
                     return Err(e);
                 }
             };
+            let follower = follower_leaf
+                .zip(pending.follower)
+                .map(|(leaf, (_, copy))| moves::Follower { leaf, replica: copy.replica });
             cluster.rebalances.started(db, index);
             moves::pre_catch_up(cluster, db, ordinal, &source, &target).await;
-            let promoted = moves::promote_with_drop(cluster, db, ordinal, &source, &target, copy.replica, index as u32);
-            promoted.await?;
+            if let Some(follower) = &follower {
+                moves::pre_catch_up(cluster, db, ordinal, &source, &follower.leaf).await;
+            }
+            let replica = copy.replica;
+            moves::promote_with_drop(cluster, db, ordinal, &source, &target, replica, follower.as_ref(), index as u32)
+                .await?;
             Ok(Done::Promoted)
         }
-        Action::DropPartition => {
-            // Only a replica (the leftover copy of an interrupted move) is ever dropped: never a master.
-            let instance = meta.databases.get(db).and_then(|d| {
-                d.instances.iter().find(|i| i.ordinal == ordinal && i.node == target.id).map(|i| (i.id, i.role))
-            });
-            if let Some((_, InstanceRole::Master)) = instance {
-                return Err(outdated("the instance to drop is the master".into()));
-            }
+        Action::PromotePartition { with_drop: false } => {
+            // A planned promotion within the pair (redundancy 2): the old master becomes the replica.
+            let replica = on_target.filter(|i| i.role == InstanceRole::Replica && i.sync);
+            let replica = replica.ok_or_else(|| outdated("its replica on the target is not in sync".into()))?;
+            online(master.ok_or_else(|| outdated("the partition has no master".into()))?)?;
             cluster.rebalances.started(db, index);
-            attach::run_step(cluster, db, index as u32, async {
-                // None: already gone (a copy step of this plan discarded it).
-                if let Some((replica, _)) = instance {
-                    moves::abandon_copy(cluster, db, ordinal, &target, replica).await;
-                }
-                Ok(())
-            })
-            .await?;
-            Ok(Done::Dropped)
+            let promoted = async { replication::promote_planned(cluster, db, replica.id).await.map(|_| ()) };
+            attach::run_step(cluster, db, index as u32, promoted).await?;
+            Ok(Done::Switched)
         }
         Action::CreatePartition => {
-            let database = meta.databases.get(db).ok_or_else(|| Error::UnknownDatabase(db.to_string()))?;
             if let Some(copy) = database.instances.iter().find(|i| i.ordinal == ordinal && online(i.node).is_ok()) {
                 return Err(outdated(format!("it has a copy on leaf {} now", copy.node)));
             }
@@ -620,7 +740,7 @@ async fn run_step(cluster: &Arc<Cluster>, step: &Step, index: usize, pending: Op
             attach::run_step(cluster, db, index as u32, create_empty(cluster, database, ordinal, &target)).await?;
             Ok(Done::Created)
         }
-        other => Err(Error::Unsupported(format!("{} in a redundancy-1 plan", other.as_str()))),
+        other => Err(Error::Unsupported(format!("{} in a rebalance plan", other.as_str()))),
     }
 }
 
@@ -634,7 +754,7 @@ pub async fn run_single_step(cluster: &Arc<Cluster>, step: Step) -> Result<()> {
     let _slot = cluster.rebalances.begin(&dbs)?;
     let meta = cluster.meta();
     let database = meta.databases.get(&step.db).ok_or_else(|| Error::UnknownDatabase(step.db.clone()))?;
-    let pending = match step.action {
+    let copy = match step.action {
         Action::PromotePartition { .. } => database
             .replicas(step.ordinal)
             .find(|r| r.node == step.target)
@@ -642,6 +762,7 @@ pub async fn run_single_step(cluster: &Arc<Cluster>, step: Step) -> Result<()> {
             .map(|(replica, master)| Copy { replica: replica.id, source: master.node }),
         _ => None,
     };
+    let pending = Pending { copy, follower: None };
     let plan = Plan { db: step.db.clone(), steps: vec![step.clone()] };
     cluster.apply(Command::RecordOperation { db: step.db.clone(), steps: plan.record() }).await?;
     match run_step(cluster, &step, 0, pending).await {

@@ -23,7 +23,7 @@ use crate::master::cluster::{Cluster, REQUEST_TIMEOUT};
 
 /// How long a promotion, a demotion or a role change may wait for its leaf: a frozen leaf must not hold the term
 /// lock (and the failover pass) for the general request timeout.
-const ROLE_CHANGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+pub(crate) const ROLE_CHANGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Where a master ships to, for the replica on `leaf`.
 pub fn target(leaf: &Leaf) -> ReplicaTarget {
@@ -360,9 +360,10 @@ pub async fn balance_pair(cluster: &Arc<Cluster>, leaf: NodeId) -> usize {
     moved
 }
 
-/// DETACH LEAF / REMOVE LEAF in redundancy 2, under the operation lock: every partition `leaf` masters moves to its
-/// in-sync replica on the pair by a planned promotion (no statement fails), then every replica it holds leaves its
-/// master's commit path. Refused before anything changes when a partition it masters has no in-sync replica on
+/// DETACH LEAF / REMOVE LEAF in redundancy 2 when no other online pair can take the leaf's partitions (or for what
+/// the rebalance planner could not move), under the operation lock: every partition `leaf` masters moves to its
+/// in-sync replica on the pair by a planned promotion (no statement fails; recorded per database as PROMOTE
+/// PARTITION steps for SHOW REBALANCE STATUS), then every replica it holds leaves its master's commit path. Refused before anything changes when a partition it masters has no in-sync replica on
 /// an online leaf (taking the leaf out would take the partition offline). Returns how many masters moved.
 pub async fn evacuate(cluster: &Arc<Cluster>, leaf: NodeId) -> Result<u64> {
     let meta = cluster.meta();
@@ -380,13 +381,27 @@ pub async fn evacuate(cluster: &Arc<Cluster>, leaf: NodeId) -> Result<u64> {
                     database.name, master.ordinal
                 )));
             };
-            promotions.push((database.name.clone(), candidate.id));
+            promotions.push((database.name.clone(), master.ordinal, candidate.id, candidate.node));
         }
     }
+    // Recorded per database as PROMOTE PARTITION steps, so SHOW REBALANCE STATUS shows what ran.
     let mut moved = 0;
-    for (db, instance) in promotions {
-        promote_planned(cluster, &db, instance).await?;
-        moved += 1;
+    let mut dbs: Vec<&str> = promotions.iter().map(|(db, ..)| db.as_str()).collect();
+    dbs.dedup();
+    for db in dbs {
+        let mine: Vec<_> = promotions.iter().filter(|(d, ..)| d == db).collect();
+        let steps = mine
+            .iter()
+            .map(|(_, ordinal, _, node)| {
+                canopy_meta::Step::scheduled(canopy_meta::Action::PromotePartition, *ordinal, *node, 1, 50)
+            })
+            .collect();
+        cluster.apply(Command::RecordOperation { db: db.to_string(), steps }).await?;
+        for (index, (_, _, instance, _)) in mine.into_iter().enumerate() {
+            let promoted = async { promote_planned(cluster, db, *instance).await.map(|_| ()) };
+            crate::master::attach::run_step(cluster, db, index as u32, promoted).await?;
+            moved += 1;
+        }
     }
     let meta = cluster.meta();
     for database in meta.databases.values() {
@@ -486,7 +501,10 @@ pub async fn reassert_async_replicas(cluster: Arc<Cluster>) {
     for database in meta.databases.values() {
         for replica in database.instances.iter().filter(|i| i.role == canopy_meta::InstanceRole::Replica && !i.sync) {
             let Some(master) = database.master(replica.ordinal).filter(|m| online(m.node)) else { continue };
-            if !failover::away(&meta, replica.node) {
+            // A replica off the master's pair (a rebalance's copy) was never in its commit path: telling the master
+            // to commit alone would take the pair's replica out of it.
+            let on_pair = meta.leaves.get(&master.node).is_some_and(|l| l.pair == Some(replica.node));
+            if !failover::away(&meta, replica.node) || !on_pair {
                 continue;
             }
             let Ok(leaf) = leaf_of(&meta, master.node) else { continue };
