@@ -119,6 +119,8 @@ struct Figures {
     /// (ordinal, source port, target port, bytes at the start) of each partition whose master moved.
     moved: Vec<(u32, u16, u16, u64)>,
     steps: Vec<Step>,
+    /// Ordinal -> the port of its master's leaf before the move.
+    placement_before: BTreeMap<u32, u16>,
     /// Partitions (masters) per leaf port, before and after.
     per_leaf_before: BTreeMap<u16, usize>,
     per_leaf_after: BTreeMap<u16, usize>,
@@ -175,8 +177,14 @@ async fn measure(cluster: &Cluster, args: &Args, rows: u64) -> anyhow::Result<Fi
     progress(format!("EXPLAIN REBALANCE: {} steps", explain.len()));
 
     let next_id = Arc::new(AtomicU64::new(rows + 1));
-    let workload =
-        Workload { opts: opts.clone(), rows, row_bytes: args.row_bytes, readers: args.readers, writers: args.writers };
+    let workload = Workload {
+        opts: opts.clone(),
+        rows,
+        row_bytes: args.row_bytes,
+        partitions: args.partitions,
+        readers: args.readers,
+        writers: args.writers,
+    };
     progress(format!("workload without a move for {} s", args.baseline_s));
     let running = workload.start(&next_id, 1).await?;
     tokio::time::sleep(Duration::from_secs(args.baseline_s)).await;
@@ -256,6 +264,7 @@ async fn measure(cluster: &Cluster, args: &Args, rows: u64) -> anyhow::Result<Fi
         moved,
         steps,
         per_leaf_before: per_leaf(&placement_before),
+        placement_before,
         per_leaf_after: per_leaf(&placement_after),
         new_leaf_bytes,
         checks,
@@ -353,6 +362,12 @@ fn pad(id: u64, bytes: u64) -> String {
     out
 }
 
+/// The partition of the row with this id, as the master aggregator routes it.
+fn partition_of(id: u64, partitions: u32) -> u32 {
+    let id = i64::try_from(id).expect("ids stay far below i64::MAX");
+    canopy_sql::shard::partition_of(&[canopy_sql::Value::Integer(id)], partitions)
+}
+
 fn splitmix64(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -442,6 +457,7 @@ struct Workload {
     opts: Opts,
     rows: u64,
     row_bytes: u64,
+    partitions: u32,
     readers: u32,
     writers: u32,
 }
@@ -465,6 +481,8 @@ struct Window {
 struct Sample {
     at: Duration,
     took: Duration,
+    /// The partition of the row the statement reads or writes (the shard hash of its id).
+    ordinal: u32,
 }
 
 impl Window {
@@ -531,6 +549,14 @@ impl Running {
     }
 }
 
+/// Where a statement's row was during the move (for the report's split of the latencies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    Moved,
+    SourceLeaf,
+    Untouched,
+}
+
 /// What a workload connection runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -569,21 +595,25 @@ impl Client {
         let mut window = Window::default();
         while !stop.load(Ordering::Relaxed) {
             let sent = Instant::now();
-            let (id, outcome) = if self.kind == Kind::Insert {
-                let id = next_id.fetch_add(1, Ordering::Relaxed);
-                let insert = self.conn.exec_drop(&self.stmt, (id, key(id), pad(id, row_bytes)));
-                (Some(id), tokio::time::timeout(STATEMENT_LIMIT, insert).await.map(|r| r.map(|()| true)))
-            } else {
-                let id = rng.random_range(1..=rows);
-                let select = self.conn.exec_first::<Row, _, _>(&self.stmt, (id,));
-                (None, tokio::time::timeout(STATEMENT_LIMIT, select).await.map(|r| r.map(|row| row.is_some())))
+            let (id, outcome) = match self.kind {
+                Kind::Insert => {
+                    let id = next_id.fetch_add(1, Ordering::Relaxed);
+                    let insert = self.conn.exec_drop(&self.stmt, (id, key(id), pad(id, row_bytes)));
+                    (id, tokio::time::timeout(STATEMENT_LIMIT, insert).await.map(|r| r.map(|()| true)))
+                }
+                Kind::PointSelect => {
+                    let id = rng.random_range(1..=rows);
+                    let select = self.conn.exec_first::<Row, _, _>(&self.stmt, (id,));
+                    (id, tokio::time::timeout(STATEMENT_LIMIT, select).await.map(|r| r.map(|row| row.is_some())))
+                }
             };
-            let sample = Sample { at: sent - started, took: sent.elapsed() };
+            let ordinal = partition_of(id, self.workload.partitions);
+            let sample = Sample { at: sent - started, took: sent.elapsed(), ordinal };
             match outcome {
                 Ok(Ok(found)) => match self.kind {
                     Kind::Insert => {
                         window.inserts.push(sample);
-                        window.acked.extend(id);
+                        window.acked.push(id);
                     }
                     Kind::PointSelect => {
                         window.selects.push(sample);
@@ -595,7 +625,8 @@ impl Client {
                         Ok(Err(e)) => e.to_string(),
                         _ => format!("no answer within {} s", STATEMENT_LIMIT.as_secs()),
                     };
-                    window.failures.push((id, error));
+                    let inserted = (self.kind == Kind::Insert).then_some(id);
+                    window.failures.push((inserted, error));
                     // The connection may be broken or mid-statement: replace it (bounded: the stop flag ends it).
                     loop {
                         match Client::connect(&self.workload, self.kind).await {
@@ -699,6 +730,31 @@ fn print(bench: &Bench, args: &Args, f: &Figures) {
         ms(ad.p99),
         ms(ad.max)
     );
+    let moved: BTreeSet<u32> = f.moved.iter().map(|m| m.0).collect();
+    let sources: BTreeSet<u16> = f.moved.iter().map(|m| m.1).collect();
+    // Where a statement's row lives: on a moved partition, on another partition of a leaf a move copies from, or
+    // on a leaf no move touches (empty when every old leaf is a source).
+    let group = |s: &Sample| -> Group {
+        if moved.contains(&s.ordinal) {
+            Group::Moved
+        } else if f.placement_before.get(&s.ordinal).is_some_and(|port| sources.contains(port)) {
+            Group::SourceLeaf
+        } else {
+            Group::Untouched
+        }
+    };
+    for (name, which) in [
+        ("the moved partitions", Group::Moved),
+        ("the other partitions of the source leaves", Group::SourceLeaf),
+        ("the leaves no move touches", Group::Untouched),
+    ] {
+        let split = |w: &Window| -> String {
+            let mut took: Vec<Duration> = all(w).iter().filter(|s| group(s) == which).map(|s| s.took).collect();
+            let p = Percentiles::of(&mut took);
+            if took.is_empty() { "-".into() } else { format!("{}, {:.2} / {:.1}", took.len(), ms(p.p99), ms(p.max)) }
+        };
+        println!("| statements on {name}: count, p99 / max (ms) | {} | {} |", split(b), split(d));
+    }
     println!("| failed statements | {} | {} |", b.failures.len(), d.failures.len());
     println!();
 
@@ -727,7 +783,17 @@ fn print(bench: &Bench, args: &Args, f: &Figures) {
     let slowest: Vec<String> = d
         .slowest()
         .iter()
-        .map(|(kind, s)| format!("{kind} at +{:.2} s took {:.1} ms", s.at.as_secs_f64(), ms(s.took)))
+        .map(|(kind, s)| {
+            let which = if moved.contains(&s.ordinal) { "moved" } else { "not moved" };
+            let port = f.placement_before.get(&s.ordinal).copied().unwrap_or(0);
+            let role = if sources.contains(&port) { "a source" } else { "not a source" };
+            format!(
+                "{kind} of partition {} ({which}; on :{port}, {role}) at +{:.2} s took {:.1} ms",
+                s.ordinal,
+                s.at.as_secs_f64(),
+                ms(s.took)
+            )
+        })
         .collect();
     println!("Slowest statements during the move (time since the REBALANCE began): {}.", slowest.join("; "));
     println!();
