@@ -122,8 +122,8 @@ impl Cluster {
         self.nodes[leaf].1.spec().client_opts()
     }
 
-    /// The bytes of each partition of `db` that leaf `leaf` serves (`page_count × page_size` of its file, asked
-    /// of the leaf itself), by ordinal.
+    /// The bytes of each partition of `db` that leaf `leaf` serves (its `online` copies: masters; `page_count ×
+    /// page_size` of the file, asked of the leaf itself), by ordinal.
     pub async fn partition_sizes(&self, leaf: usize, db: &str) -> anyhow::Result<Vec<(u32, u64)>> {
         let mut conn = Conn::new(self.leaf_opts(leaf)).await.context("cannot connect to the leaf")?;
         let rows: Vec<Row> = conn.query("SHOW DATABASES EXTENDED").await.context("SHOW DATABASES EXTENDED failed")?;
@@ -131,6 +131,12 @@ impl Cluster {
         let mut ordinals = Vec::new();
         for row in &rows {
             let name = row.get_opt::<String, _>("Database").and_then(Result::ok).context("no Database column")?;
+            // Only a serving copy answers a statement (a replica, pending or replicating one refuses). A node not
+            // in the cluster yet answers a plain list, without State.
+            let state = row.get_opt::<String, _>("State").and_then(Result::ok);
+            if state.as_deref() != Some("online") {
+                continue;
+            }
             if let Some(k) = name.strip_prefix(&prefix).and_then(|k| k.parse::<u32>().ok()) {
                 ordinals.push(k);
             }
