@@ -101,6 +101,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// A partition whose master moved.
+struct Moved {
+    ordinal: u32,
+    from_port: u16,
+    to_port: u16,
+    /// Its bytes just before the REBALANCE (`page_count × page_size` on the source).
+    bytes: u64,
+}
+
 /// Everything one run measured.
 struct Figures {
     cluster: String,
@@ -116,8 +125,8 @@ struct Figures {
     rebalance_info: String,
     /// `/proc/loadavg` when the REBALANCE ended.
     load_average: String,
-    /// (ordinal, source port, target port, bytes at the start) of each partition whose master moved.
-    moved: Vec<(u32, u16, u16, u64)>,
+    /// Each partition whose master moved.
+    moved: Vec<Moved>,
     steps: Vec<Step>,
     /// Ordinal -> the port of its master's leaf before the move.
     placement_before: BTreeMap<u32, u16>,
@@ -159,7 +168,7 @@ async fn measure(cluster: &Cluster, args: &Args, rows: u64) -> anyhow::Result<Fi
         args.row_bytes, args.gigabytes, args.loaders
     ));
     let load = load(&opts, rows, args.row_bytes, args.loaders).await?;
-    let loaded_bytes: u64 = sizes(cluster, cluster.leaves()).await?.values().map(|(_, b)| b).sum();
+    let loaded_bytes: u64 = sizes(cluster).await?.values().map(|(_, b)| b).sum();
     progress(format!("loaded in {:.1} s; {:.1} MB in the partitions", load.as_secs_f64(), loaded_bytes as f64 / 1e6));
     let mut checks = Vec::new();
     let count = count(&mut conn).await?;
@@ -191,7 +200,7 @@ async fn measure(cluster: &Cluster, args: &Args, rows: u64) -> anyhow::Result<Fi
     let baseline = running.stop().await?;
 
     let placement_before = placement(&mut conn).await?;
-    let sizes_before = sizes(cluster, cluster.leaves()).await?;
+    let sizes_before = sizes(cluster).await?;
     progress("REBALANCE PARTITIONS with the workload running");
     let running = workload.start(&next_id, 2).await?;
     let t = Instant::now();
@@ -211,16 +220,17 @@ async fn measure(cluster: &Cluster, args: &Args, rows: u64) -> anyhow::Result<Fi
     let steps =
         steps_of(&conn.query(format!("SHOW REBALANCE STATUS ON {DB}")).await.context("SHOW REBALANCE STATUS")?)?;
     let placement_after = placement(&mut conn).await?;
-    let moved: Vec<(u32, u16, u16, u64)> = placement_before
+    let moved: Vec<Moved> = placement_before
         .iter()
-        .filter_map(|(k, from)| {
-            let to = *placement_after.get(k)?;
-            (to != *from).then(|| (*k, *from, to, sizes_before.get(k).map_or(0, |(_, b)| *b)))
+        .filter_map(|(&ordinal, &from_port)| {
+            let to_port = *placement_after.get(&ordinal)?;
+            let bytes = sizes_before.get(&ordinal).map_or(0, |(_, b)| *b);
+            (to_port != from_port).then_some(Moved { ordinal, from_port, to_port, bytes })
         })
         .collect();
     let new_ports: BTreeSet<u16> =
         (usize::from(args.leaves) + 1..=cluster.leaves()).map(|l| cluster.leaf_port(l)).collect();
-    let sizes_after = sizes(cluster, cluster.leaves()).await?;
+    let sizes_after = sizes(cluster).await?;
     let new_leaf_bytes = sizes_after.values().filter(|(port, _)| new_ports.contains(port)).map(|(_, b)| b).sum();
 
     let pending: Vec<Row> = conn.query(format!("EXPLAIN REBALANCE PARTITIONS ON {DB}")).await.context("EXPLAIN")?;
@@ -399,10 +409,11 @@ fn per_leaf(placement: &BTreeMap<u32, u16>) -> BTreeMap<u16, usize> {
     out
 }
 
-/// Ordinal -> (leaf port, bytes) of every partition copy the leaves `1..=leaves` serve, asked of the leaves.
-async fn sizes(cluster: &Cluster, leaves: usize) -> anyhow::Result<BTreeMap<u32, (u16, u64)>> {
+/// Ordinal -> (leaf port, bytes) of every partition copy the leaves serve, asked of each leaf node (those not in
+/// the cluster yet serve none).
+async fn sizes(cluster: &Cluster) -> anyhow::Result<BTreeMap<u32, (u16, u64)>> {
     let mut out = BTreeMap::new();
-    for leaf in 1..=leaves {
+    for leaf in 1..=cluster.leaves() {
         for (k, bytes) in cluster.partition_sizes(leaf, DB).await? {
             out.insert(k, (cluster.leaf_port(leaf), bytes));
         }
@@ -654,7 +665,7 @@ fn progress(what: impl std::fmt::Display) {
 
 fn print(bench: &Bench, args: &Args, f: &Figures) {
     let mb = |b: u64| b as f64 / 1e6;
-    let moved_bytes: u64 = f.moved.iter().map(|m| m.3).sum();
+    let moved_bytes: u64 = f.moved.iter().map(|m| m.bytes).sum();
     println!("## canopy-rebalance, {}", bench.facts.date_utc);
     println!();
     println!("{}", bench.facts.markdown());
@@ -689,7 +700,8 @@ fn print(bench: &Bench, args: &Args, f: &Figures) {
     let copies = f.explain.iter().filter(|s| s.action.starts_with("COPY")).count();
     println!("| EXPLAIN REBALANCE | {} steps ({copies} copies) |", f.explain.len());
     println!("| REBALANCE PARTITIONS wall time | {:.2} s ({}) |", f.rebalance.as_secs_f64(), f.rebalance_info);
-    let ordinals: Vec<String> = f.moved.iter().map(|m| format!("{} (:{} → :{})", m.0, m.1, m.2)).collect();
+    let ordinals: Vec<String> =
+        f.moved.iter().map(|m| format!("{} (:{} → :{})", m.ordinal, m.from_port, m.to_port)).collect();
     println!("| partitions moved | {} : {} |", f.moved.len(), ordinals.join(", "));
     println!("| MB moved (their page_count × page_size just before) | {:.1} MB |", mb(moved_bytes));
     println!("| throughput | {:.1} MB/s |", mb(moved_bytes) / f.rebalance.as_secs_f64());
@@ -730,8 +742,8 @@ fn print(bench: &Bench, args: &Args, f: &Figures) {
         ms(ad.p99),
         ms(ad.max)
     );
-    let moved: BTreeSet<u32> = f.moved.iter().map(|m| m.0).collect();
-    let sources: BTreeSet<u16> = f.moved.iter().map(|m| m.1).collect();
+    let moved: BTreeSet<u32> = f.moved.iter().map(|m| m.ordinal).collect();
+    let sources: BTreeSet<u16> = f.moved.iter().map(|m| m.from_port).collect();
     // Where a statement's row lives: on a moved partition, on another partition of a leaf a move copies from, or
     // on a leaf no move touches (empty when every old leaf is a source).
     let group = |s: &Sample| -> Group {
