@@ -5,6 +5,8 @@
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
+pub use canopy_bench::latency::Percentiles;
+
 /// Rows per multi-row INSERT (Canopy) and per transaction (SQLite).
 pub const BATCH_ROWS: u64 = 1000;
 /// Distinct values of `grp`; the GROUP BY scan returns this many rows.
@@ -96,29 +98,6 @@ impl Point {
     }
 }
 
-/// p50/p95/p99 of a set of latencies (zero when there are none).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Percentiles {
-    pub p50: Duration,
-    pub p95: Duration,
-    pub p99: Duration,
-}
-
-impl Percentiles {
-    pub fn of(samples: &mut [Duration]) -> Percentiles {
-        samples.sort_unstable();
-        let at = |p: f64| -> Duration {
-            if samples.is_empty() {
-                return Duration::ZERO;
-            }
-            // Nearest rank: the smallest sample with at least p of all samples at or below it.
-            let rank = (p * samples.len() as f64).ceil() as usize;
-            samples[rank.clamp(1, samples.len()) - 1]
-        };
-        Percentiles { p50: at(0.50), p95: at(0.95), p99: at(0.99) }
-    }
-}
-
 /// One row of `SELECT grp, COUNT(*), SUM(v), MIN(k), MAX(k) FROM t GROUP BY grp`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Group {
@@ -198,15 +177,5 @@ mod tests {
             assert!((0..GROUPS as i32).contains(&r.grp));
             assert_eq!(r.v.to_string().parse::<f64>().expect("prints a number"), r.v);
         }
-    }
-
-    #[test]
-    fn percentiles_use_nearest_rank() {
-        let mut s: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        let p = Percentiles::of(&mut s);
-        assert_eq!(
-            (p.p50, p.p95, p.p99),
-            (Duration::from_millis(50), Duration::from_millis(95), Duration::from_millis(99))
-        );
     }
 }

@@ -1,5 +1,6 @@
 //! Machine facts and the command line, gathered before a run and printed with its figures (shared by the benchmark
-//! programs): cores, CPU, memory, the scratch directory's file system, the date.
+//! programs): cores, CPU, memory, the load average (other work on the machine shows up in the figures), the scratch
+//! directory's file system, the date.
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -10,6 +11,8 @@ pub struct Facts {
     pub cores: usize,
     pub cpu: String,
     pub memory: String,
+    /// `/proc/loadavg`'s 1, 5 and 15 minute averages when the facts were gathered.
+    pub load_average: String,
     pub scratch: String,
     pub command: String,
 }
@@ -34,6 +37,7 @@ impl Facts {
             cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
             cpu,
             memory,
+            load_average: load_average(),
             scratch: format!("{} ({})", scratch_dir.display(), filesystem_of(scratch_dir)),
             command: std::env::args().collect::<Vec<_>>().join(" "),
         }
@@ -44,10 +48,19 @@ impl Facts {
     /// The facts as Markdown list items, one per line.
     pub fn markdown(&self) -> String {
         format!(
-            "- date: {}\n- machine: {} cores (available_parallelism), {}, {} RAM\n- data files: {}\n- command: `{}`",
-            self.date_utc, self.cores, self.cpu, self.memory, self.scratch, self.command
+            "- date: {}\n- machine: {} cores (available_parallelism), {}, {} RAM; load average {} at the start\n\
+             - data files: {}\n- command: `{}`",
+            self.date_utc, self.cores, self.cpu, self.memory, self.load_average, self.scratch, self.command
         )
     }
+}
+
+/// `/proc/loadavg`'s three averages, `1.23 0.98 0.71` ("unknown" when unreadable).
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The file system type of the mount holding `dir` (longest mount-point prefix in `/proc/mounts`): fsync costs

@@ -15,9 +15,9 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, Row};
 use tokio::task::JoinSet;
 
-use crate::cluster::{Cluster, HOST};
 use crate::report::Facts;
 use crate::workloads;
+use canopy_bench::cluster::{Cluster, HOST};
 
 /// Partitions of the lifecycle database (2 per leaf with the default 4 leaves).
 pub const PARTITIONS: u32 = 8;
@@ -184,7 +184,12 @@ async fn move_leaf(
 ) -> anyhow::Result<Move> {
     let leaf = 1;
     let port = cluster.leaf_port(leaf);
-    let partitions = partition_sizes(&cluster.leaf_opts(leaf)).await?;
+    let partitions: Vec<(String, u64)> = cluster
+        .partition_sizes(leaf, "bench")
+        .await?
+        .into_iter()
+        .map(|(k, bytes)| (format!("bench_{k}"), bytes))
+        .collect();
     let rows_before = count(conn).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let writer = if with_writer {
@@ -374,30 +379,6 @@ async fn wait_count(conn: &mut Conn, since: Instant) -> anyhow::Result<(Duration
 
 async fn count(conn: &mut Conn) -> anyhow::Result<i64> {
     conn.query_first::<i64, _>(COUNT).await.context("COUNT(*) failed")?.context("COUNT(*) returned no row")
-}
-
-/// Bytes of each `bench_<k>` partition on the leaf at `opts` (page_count × page_size).
-async fn partition_sizes(opts: &Opts) -> anyhow::Result<Vec<(String, u64)>> {
-    let mut conn = Conn::new(opts.clone()).await.context("cannot connect to the leaf")?;
-    let rows: Vec<Row> = conn.query("SHOW DATABASES EXTENDED").await.context("SHOW DATABASES EXTENDED failed")?;
-    let mut names = Vec::new();
-    for row in &rows {
-        let name = row.get_opt::<String, _>("Database").and_then(Result::ok).context("no Database column")?;
-        if name.strip_prefix("bench_").is_some_and(|k| k.parse::<u32>().is_ok()) {
-            names.push(name);
-        }
-    }
-    let mut sizes = Vec::new();
-    for name in names {
-        conn.query_drop(format!("USE {name}")).await.with_context(|| format!("USE {name} on the leaf"))?;
-        let bytes: Option<u64> = conn
-            .query_first("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")
-            .await
-            .with_context(|| format!("size of {name}"))?;
-        sizes.push((name, bytes.context("no size returned")?));
-    }
-    conn.disconnect().await.context("disconnect failed")?;
-    Ok(sizes)
 }
 
 fn step_of(row: &Row) -> anyhow::Result<Step> {

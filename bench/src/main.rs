@@ -6,28 +6,25 @@
 //! `canopy-bench lifecycle` (or `--only lifecycle`) runs the leaf lifecycle benchmark instead: failure detection,
 //! recovery, DETACH LEAF throughput and a busy-machine check, on Canopy alone.
 //!
-//! Modules: `cluster` (the nodes as processes), `workloads` (Canopy over MySQL), `sqlite_baseline`, `data` (rows and
-//! figures shared by both), `report` (printing), `lifecycle` (the lifecycle benchmark and its report).
+//! Modules: `workloads` (Canopy over MySQL), `sqlite_baseline`, `data` (rows and figures shared by both), `report`
+//! (printing), `lifecycle` (the lifecycle benchmark and its report); the cluster, the run's setting and the machine
+//! facts come from the crate's library (`canopy_bench`).
 
-mod cluster;
 mod data;
-mod facts;
 mod lifecycle;
 mod report;
-mod scratch;
 mod sqlite_baseline;
 mod workloads;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use canopy_bench::program::{self, Bench};
 use clap::{Parser, ValueEnum};
 
-use crate::cluster::Cluster;
-use crate::report::{Facts, Figures, Setup};
-use crate::scratch::ScratchDir;
+use crate::report::{Figures, Setup};
 
 #[derive(Parser, Debug)]
 #[command(name = "canopy-bench", about = "Canopy against one SQLite file: bulk insert, point select, full scan")]
@@ -48,16 +45,11 @@ struct Args {
     /// Leaves in the Canopy cluster (plus one master aggregator).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     leaves: u16,
-    /// The canopy binary [default: `canopy` next to this program, i.e. target/release/canopy].
-    #[arg(long)]
-    canopy: Option<PathBuf>,
     /// Measure only this workload (the load always runs, since the others need the data).
     #[arg(long, value_enum)]
     only: Option<Only>,
-    /// Where the scratch directory (SQLite file, node data) is created [default: the system temp dir]. It is removed
-    /// at the end.
-    #[arg(long)]
-    scratch_in: Option<PathBuf>,
+    #[command(flatten)]
+    flags: program::Flags,
     /// Lifecycle: trials of each failure-detection measurement.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     trials: u32,
@@ -110,43 +102,23 @@ impl Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
-    // `block_on` polls `run` on this (the main) thread, which lives for the whole run: the nodes are spawned from it,
-    // and PR_SET_PDEATHSIG is tied to the spawning thread. On Ctrl-C the future is dropped, and with it the cluster
-    // (nodes stopped) and the scratch directory (removed).
-    let outcome = runtime.block_on(async {
-        tokio::select! {
-            r = run(&args) => r,
-            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
-        }
-    });
-    // An interrupted SQLite phase may still have threads running; they must not delay the exit.
-    runtime.shutdown_background();
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("canopy-bench: {e:#}");
-            ExitCode::FAILURE
-        }
+    match program::run("canopy-bench", run(&args)) {
+        Some(()) => ExitCode::SUCCESS,
+        None => ExitCode::FAILURE,
     }
 }
 
 async fn run(args: &Args) -> anyhow::Result<()> {
-    let canopy_binary = match &args.canopy {
-        Some(path) => path.clone(),
-        None => std::env::current_exe().context("cannot locate this program")?.with_file_name("canopy"),
-    };
-    let scratch = ScratchDir::create(args.scratch_in.as_deref())?;
-    let facts = Facts::gather(scratch.path());
+    let bench = Bench::prepare(&args.flags)?;
     if args.lifecycle() {
-        return run_lifecycle(args, &canopy_binary, &scratch, &facts).await;
+        return run_lifecycle(args, &bench).await;
     }
 
-    let sqlite = run_sqlite(args, scratch.path().join("baseline.sqlite")).await?;
+    let sqlite = run_sqlite(args, bench.scratch.path().join("baseline.sqlite")).await?;
 
     progress(format!("starting Canopy: 1 master aggregator + {} leaves", args.leaves));
-    let mut cluster = Cluster::spawn(&canopy_binary, args.leaves, &scratch.path().join("cluster"))?;
-    cluster.form().await?;
+    let mut cluster = bench.spawn(args.leaves)?;
+    cluster.form(usize::from(args.leaves), 1).await?;
     let canopy = run_canopy(args, &cluster.master_opts()).await?;
     let setup = Setup {
         rows: args.rows(),
@@ -159,15 +131,15 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     progress("stopping Canopy");
     drop(cluster);
 
-    report::print(&facts, &setup, &sqlite, &canopy);
+    report::print(&bench.facts, &setup, &sqlite, &canopy);
     Ok(())
 }
 
 /// The lifecycle benchmark: Canopy alone, its own report.
-async fn run_lifecycle(args: &Args, binary: &Path, scratch: &ScratchDir, facts: &Facts) -> anyhow::Result<()> {
+async fn run_lifecycle(args: &Args, bench: &Bench) -> anyhow::Result<()> {
     progress(format!("starting Canopy: 1 master aggregator + {} leaves", args.leaves));
-    let mut cluster = Cluster::spawn(binary, args.leaves, &scratch.path().join("cluster"))?;
-    cluster.form().await?;
+    let mut cluster = bench.spawn(args.leaves)?;
+    cluster.form(usize::from(args.leaves), 1).await?;
     let settings = lifecycle::Settings {
         rows: args.rows(),
         clients: args.clients,
@@ -179,7 +151,7 @@ async fn run_lifecycle(args: &Args, binary: &Path, scratch: &ScratchDir, facts: 
     let described = cluster.describe();
     progress("stopping Canopy");
     drop(cluster);
-    lifecycle::print(facts, &settings, &described, &results);
+    lifecycle::print(&bench.facts, &settings, &described, &results);
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::data::{self, Load, Point, Scan};
-pub use crate::facts::Facts;
+pub use canopy_bench::facts::Facts;
 
 /// What one system produced; `point` and `scan` are absent when `--only` skipped them.
 pub struct Figures {

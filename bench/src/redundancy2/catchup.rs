@@ -6,16 +6,10 @@
 //! replica cannot continue it and is copied afresh: snapshot + catch-up). Prints the figures, with the per-partition
 //! times the master aggregator logs; it measures, it asserts nothing.
 
-#[path = "../facts.rs"]
-mod facts;
-#[path = "../scratch.rs"]
-mod scratch;
-
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use canopy_bench::program::{self, Bench};
 use canopy_chaos::Cluster;
 use canopy_chaos::health::{self, View};
 use clap::Parser;
@@ -39,11 +33,8 @@ struct Args {
     /// Run only these modes (catch-up, reprovision), comma-separated [default: both].
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// The canopy binary [default: `canopy` next to this program].
-    #[arg(long)]
-    canopy: Option<PathBuf>,
-    #[arg(long)]
-    scratch_in: Option<PathBuf>,
+    #[command(flatten)]
+    flags: program::Flags,
 }
 
 struct Figures {
@@ -58,34 +49,16 @@ struct Figures {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
-    // Nodes are spawned and restarted from this thread only (`block_on`): PR_SET_PDEATHSIG is tied to it.
-    let outcome = runtime.block_on(async {
-        tokio::select! {
-            r = run(&args) => r,
-            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
-        }
-    });
-    runtime.shutdown_background();
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("canopy-catchup: {e:#}");
-            ExitCode::FAILURE
-        }
+    match program::run("canopy-catchup", run(&args)) {
+        Some(()) => ExitCode::SUCCESS,
+        None => ExitCode::FAILURE,
     }
 }
 
 async fn run(args: &Args) -> anyhow::Result<()> {
-    let binary = match &args.canopy {
-        Some(path) => path.clone(),
-        None => std::env::current_exe().context("cannot locate this program")?.with_file_name("canopy"),
-    };
-    let scratch = scratch::ScratchDir::create(args.scratch_in.as_deref())?;
-    let facts = facts::Facts::gather(scratch.path());
+    let bench = Bench::prepare(&args.flags)?;
     eprintln!("canopy-catchup: starting a redundancy-2 cluster of one pair");
-    let mut cluster =
-        Cluster::start(&binary, &scratch.path().join("cluster"), 1, canopy_launch::Lifetime::TiedToParent, &[]).await?;
+    let mut cluster = bench.start_pairs(1).await?;
     let mut results = Vec::new();
     for mode in ["catch-up", "reprovision"] {
         if !args.only.is_empty() && !args.only.iter().any(|o| o == mode) {
@@ -98,7 +71,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
 
     println!("## canopy-catchup");
     println!();
-    println!("{}", facts.markdown());
+    println!("{}", bench.facts.markdown());
     println!("- cluster: {description}; a database of {PARTITIONS} partitions, redundancy 2");
     println!(
         "- load: {} MB of rows (`pad` of {} bytes) in {ROWS_PER_INSERT}-row INSERTs from {LOADERS} connections while \

@@ -5,17 +5,11 @@
 //! failed and "maybe" writes, writes/s, detection, failover and recovery times) and every violation; exits 1 on a
 //! violation, 2 when the run could not be set up.
 
-#[path = "../facts.rs"]
-mod facts;
-#[path = "../scratch.rs"]
-mod scratch;
-
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
-use canopy_chaos::{Cluster, Settings};
+use canopy_bench::program::{self, Bench};
+use canopy_chaos::Settings;
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -40,44 +34,21 @@ struct Args {
     /// Stop starting episodes after this many seconds.
     #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     time_max_s: u64,
-    /// The canopy binary [default: `canopy` next to this program, i.e. target/release/canopy].
-    #[arg(long)]
-    canopy: Option<PathBuf>,
-    /// Where the scratch directory is created [default: the system temp dir]; removed at the end unless
-    /// --keep.
-    #[arg(long)]
-    scratch_in: Option<PathBuf>,
+    #[command(flatten)]
+    flags: program::Flags,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
-    // `block_on` polls `run` on this (the main) thread for the whole run, so every node is spawned (and restarted by
-    // the nemesis) from it: PR_SET_PDEATHSIG is tied to the spawning thread.
-    let outcome = runtime.block_on(async {
-        tokio::select! {
-            r = run(&args) => r,
-            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
-        }
-    });
-    runtime.shutdown_background();
-    match outcome {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("canopy-chaos: {e:#}");
-            ExitCode::from(2)
-        }
+    match program::run("canopy-chaos", run(&args)) {
+        Some(true) => ExitCode::SUCCESS,
+        Some(false) => ExitCode::from(1),
+        None => ExitCode::from(2),
     }
 }
 
 async fn run(args: &Args) -> anyhow::Result<bool> {
-    let binary = match &args.canopy {
-        Some(path) => path.clone(),
-        None => std::env::current_exe().context("cannot locate this program")?.with_file_name("canopy"),
-    };
-    let scratch = scratch::ScratchDir::create(args.scratch_in.as_deref())?;
-    let facts = facts::Facts::gather(scratch.path());
+    let bench = Bench::prepare(&args.flags)?;
     let seed =
         args.seed.unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64));
     let pairs = args.pairs as usize;
@@ -94,12 +65,10 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         liveness_time: Duration::from_secs(30),
     };
     eprintln!("canopy-chaos: starting a redundancy-2 cluster of {pairs} pairs, seed {seed}");
-    let mut cluster =
-        Cluster::start(&binary, &scratch.path().join("cluster"), pairs, canopy_launch::Lifetime::TiedToParent, &[])
-            .await?;
+    let mut cluster = bench.start_pairs(pairs).await?;
     let report = canopy_chaos::run(&mut cluster, &settings).await?;
     drop(cluster);
-    println!("{}", facts.markdown());
+    println!("{}", bench.facts.markdown());
     println!();
     println!("{report}");
     Ok(report.passed())

@@ -7,18 +7,13 @@
 //! SIGSTOP with the default `leaf_failure_timeout_ms` and with a lower one. Prints min/median/p99/max per fault,
 //! with the time SHOW LEAVES took to call the leaf offline. It measures; it asserts nothing.
 
-#[path = "../facts.rs"]
-mod facts;
-#[path = "../scratch.rs"]
-mod scratch;
-
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use canopy_bench::program::{self, Bench};
 use canopy_chaos::health::{self, View};
 use canopy_chaos::{Cluster, spread};
 use clap::Parser;
@@ -54,11 +49,8 @@ struct Args {
     /// Run only these series (kill, stop, stop-low), comma-separated [default: all three].
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// The canopy binary [default: `canopy` next to this program].
-    #[arg(long)]
-    canopy: Option<PathBuf>,
-    #[arg(long)]
-    scratch_in: Option<PathBuf>,
+    #[command(flatten)]
+    flags: program::Flags,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,37 +76,18 @@ struct Trial {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
-    // Nodes are spawned and restarted from this thread only (`block_on`): PR_SET_PDEATHSIG is tied to it.
-    let outcome = runtime.block_on(async {
-        tokio::select! {
-            r = run(&args) => r,
-            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
-        }
-    });
-    runtime.shutdown_background();
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("canopy-failover: {e:#}");
-            ExitCode::FAILURE
-        }
+    match program::run("canopy-failover", run(&args)) {
+        Some(()) => ExitCode::SUCCESS,
+        None => ExitCode::FAILURE,
     }
 }
 
 async fn run(args: &Args) -> anyhow::Result<()> {
-    let binary = match &args.canopy {
-        Some(path) => path.clone(),
-        None => std::env::current_exe().context("cannot locate this program")?.with_file_name("canopy"),
-    };
-    let scratch = scratch::ScratchDir::create(args.scratch_in.as_deref())?;
-    let facts = facts::Facts::gather(scratch.path());
+    let bench = Bench::prepare(&args.flags)?;
     let pairs = args.pairs as usize;
     let partitions = 4 * pairs as u32;
     eprintln!("canopy-failover: starting a redundancy-2 cluster of {pairs} pairs");
-    let mut cluster =
-        Cluster::start(&binary, &scratch.path().join("cluster"), pairs, canopy_launch::Lifetime::TiedToParent, &[])
-            .await?;
+    let mut cluster = bench.start_pairs(pairs).await?;
     let mut conn = cluster.connect().await?;
     conn.query_drop(format!("CREATE DATABASE {DB} PARTITIONS {partitions}")).await?;
     conn.query_drop(format!("CREATE TABLE {DB}.t (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)")).await?;
@@ -165,7 +138,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
 
     println!("## canopy-failover");
     println!();
-    println!("{}", facts.markdown());
+    println!("{}", bench.facts.markdown());
     println!("- cluster: {description}; database with {partitions} partitions, redundancy 2");
     println!(
         "- probe: `UPDATE {DB}.t SET n = n + 1 WHERE id = k` (k on a partition the victim masters) every {} ms, \
