@@ -343,10 +343,12 @@ impl LeafStore {
     /// an instance that is not here is harmless, so a retried drop succeeds.
     pub fn drop_partition(&self, db: &str, ordinal: u32) -> Result<(), StorageError> {
         check_name(db)?;
-        let mut open = self.lock()?;
-        // The connection closes when the last statement holding it finishes; the files go now (Linux keeps an open
-        // file readable until then).
-        open.partitions.remove(&(db.to_string(), ordinal));
+        // Out of the map under the store's lock; closed and deleted after it, so statements on the leaf's other
+        // partitions (which take that lock to find theirs) do not wait for the close's checkpoint or the unlinks.
+        let removed = self.lock()?.partitions.remove(&(db.to_string(), ordinal));
+        if let Some(instance) = removed {
+            close_when_unused(instance.conn);
+        }
         remove_files(&self.partition_path(db, ordinal))
     }
 
@@ -1015,6 +1017,34 @@ impl LeafStore {
             tracing::debug!("checkpoint of {db}:{ordinal} did not finish: a reader is active");
         }
         Ok(())
+    }
+}
+
+/// How long a dropped partition's connection may stay in use by statements that already held it.
+const DROP_CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// Closes a partition connection once no statement holds it any more (bounded: after `DROP_CLOSE_WAIT` the last
+/// holder closes it). Closing it before its files are deleted matters beyond tidiness: SQLite's close of the last
+/// connection in WAL mode deletes the `-wal` file by name, which, done later, could hit the WAL of a new copy of
+/// the partition created at the same path meanwhile.
+fn close_when_unused(conn: Shared) {
+    let deadline = Instant::now() + DROP_CLOSE_WAIT;
+    let mut conn = conn;
+    loop {
+        match Arc::try_unwrap(conn) {
+            Ok(only) => {
+                drop(only);
+                return;
+            }
+            Err(shared) if Instant::now() < deadline => {
+                conn = shared;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => {
+                tracing::warn!("a dropped partition's connection is still in use; it closes with its last statement");
+                return;
+            }
+        }
     }
 }
 
