@@ -676,3 +676,60 @@ async fn a_replica_whose_copy_is_gone_is_copied_afresh() {
     .await;
     assert_eq!(count(&mut conn, "test.x").await, 80);
 }
+
+/// History: 2 pairs, `test` with 4 partitions and 100 rows; leaf 1 is killed and its partitions fail over to its
+/// pair; with healing off, REMOVE LEAF ... FORCE of the dead leaf; a new leaf is added (it pairs with the survivor);
+/// EXPLAIN RESTORE REDUNDANCY, RESTORE REDUNDANCY; 50 more rows.
+/// Property: after the FORCE removal the survivor's partitions have one copy each and EXPLAIN RESTORE REDUNDANCY
+/// shows a COPY PARTITION FORCE onto the new leaf for each of them, nothing for the other pair; RESTORE REDUNDANCY
+/// makes every one an in-sync replica there, EXPLAIN is empty afterwards, and no row is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_redundancy_after_remove_leaf_force() {
+    let mut cluster = TestCluster::start_paired("r2-remove-force", 2, &[]).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE DATABASE test PARTITIONS 4").await.unwrap();
+    conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY, v VARCHAR(20))").await.unwrap();
+    insert_range(&mut conn, "test.x", 1..=100).await;
+    healthy(&cluster, "test", 4).await;
+    let (dead, survivor) = (cluster.leaves[0].port, cluster.leaves[2].port);
+    cluster.leaves[0].kill();
+    eventually("the dead leaf's partitions fail over to its pair", || async {
+        let mut conn = cluster.conn().await;
+        let all = instances(&mut conn, "test").await;
+        (0..4).all(|k| master(&all, k).is_some_and(|m| m.port != dead)).then_some(())
+    })
+    .await;
+    conn.query_drop("SET GLOBAL leaf_failure_detection = OFF").await.unwrap();
+    conn.query_drop(format!("REMOVE LEAF '127.0.0.1':{dead} FORCE")).await.unwrap();
+    let all = instances(&mut conn, "test").await;
+    assert!(all.iter().all(|i| i.port != dead), "the dead leaf's copies are forgotten: {all:#?}");
+    let alone: Vec<u32> = (0..4).filter(|&k| replica(&all, k).is_none()).collect();
+    assert_eq!(alone.len(), 2, "the survivor's two partitions have one copy each: {all:#?}");
+    assert!(alone.iter().all(|&k| master(&all, k).is_some_and(|m| m.port == survivor)));
+
+    let new = support::NodeProc::start(&cluster.dir.join("leaf-new"), support::free_port());
+    drop(new.connect().await);
+    conn.query_drop(format!("ADD LEAF root@'127.0.0.1':{}", new.port)).await.unwrap();
+    let leaves: Vec<Row> = conn.query("SHOW LEAVES").await.unwrap();
+    let added = leaves.iter().find(|r| text(r, "Port") == new.port.to_string()).unwrap();
+    assert_eq!(text(added, "Pair_Port"), survivor.to_string(), "the new leaf pairs with the survivor");
+    let plan: Vec<Row> = conn.query("EXPLAIN RESTORE REDUNDANCY ON test").await.unwrap();
+    let mut planned: Vec<u32> = plan.iter().map(|r| text(r, "Ordinal").parse().unwrap()).collect();
+    planned.sort();
+    assert_eq!(planned, alone, "a replica for each partition left with one copy");
+    assert!(
+        plan.iter()
+            .all(|r| text(r, "Action") == "COPY PARTITION FORCE" && text(r, "Target_Port") == new.port.to_string())
+    );
+    conn.query_drop("RESTORE REDUNDANCY ON test").await.unwrap();
+    let plan: Vec<Row> = conn.query("EXPLAIN RESTORE REDUNDANCY ON test").await.unwrap();
+    assert!(plan.is_empty(), "nothing left to restore");
+    let all = instances(&mut conn, "test").await;
+    for k in &alone {
+        assert_eq!(replica(&all, *k).map(|r| (r.port, r.state.as_str())), Some((new.port, "sync")), "{all:#?}");
+    }
+    conn.query_drop("SET GLOBAL leaf_failure_detection = ON").await.unwrap();
+    insert_range(&mut conn, "test.x", 101..=150).await;
+    assert_eq!(count(&mut conn, "test.x").await, 150);
+    drop(new);
+}
