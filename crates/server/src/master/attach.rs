@@ -193,11 +193,12 @@ async fn attach_copy(cluster: &Arc<Cluster>, db: &str, ordinal: u32, leaf: &cano
     // A replica off its master's pair (every replica in redundancy 1) is a rebalance's copy that a master aggregator
     // restart cut off: never in a commit path, needed by no one. Bringing it into its master's commit path would
     // take the pair's replica out of it; it is forgotten and dropped (the attach holds the operation lock, so no plan
-    // is using it).
+    // is using it). Its reference copy stays: the attach holds the database's reference lock (taking it again here
+    // would wait for ever), and the leaf may hold other partitions of the database.
     let pair_of_master = database.master(ordinal).and_then(|m| meta.leaves.get(&m.node)).and_then(|l| l.pair);
     if database.master(ordinal).is_some() && pair_of_master != Some(leaf.id) {
         tracing::info!("{db}:{ordinal}: the copy on leaf {} is a cut-off move's; dropping it", leaf.id);
-        crate::master::moves::abandon_copy(cluster, db, ordinal, leaf, here.id).await;
+        crate::master::moves::forget_copy(cluster, db, ordinal, leaf, Some(here.id)).await;
         return Ok(());
     }
     if database.master(ordinal).is_some_and(|m| online(m.node)) {

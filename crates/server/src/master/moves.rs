@@ -421,7 +421,7 @@ async fn switch_under_gate(
 }
 
 /// Undoes a copy that never became the master: forgets its replica instance (if registered) and drops its file.
-async fn forget_copy(cluster: &Cluster, db: &str, ordinal: u32, target: &Leaf, replica: Option<InstanceId>) {
+pub(crate) async fn forget_copy(cluster: &Cluster, db: &str, ordinal: u32, target: &Leaf, replica: Option<InstanceId>) {
     if let Some(instance) = replica
         && let Err(e) = cluster.apply(Command::RemoveInstance { db: db.to_string(), instance }).await
     {
