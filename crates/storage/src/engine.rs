@@ -224,9 +224,9 @@ enum CommitSync {
 
 /// A client statement on a partition: `execute` whose commit's log entry goes through `ship` before COMMIT and
 /// whose COMMIT, on a sync-durability connection, writes the WAL without syncing it. Returns the outcome and
-/// whether the caller must have the WAL synced (`Flusher::durable`) before acknowledging: true only when such a
-/// COMMIT wrote something. The connection is FULL again afterwards, so every other write on it (terms, schema,
-/// copies) keeps syncing in its own COMMIT.
+/// whether the caller must have the WAL synced (`Flusher::enqueue`, `wait`) before acknowledging: true only when
+/// such a COMMIT wrote something. The connection is FULL again afterwards, so every other write on it (terms,
+/// schema, copies) keeps syncing in its own COMMIT.
 pub fn execute_shipped(
     conn: &Connection,
     sql: &str,

@@ -1,16 +1,18 @@
 //! Group commit: one flusher thread per leaf store makes the commits of sync-durability partitions durable, many
-//! at a time. A commit writes its WAL frames without syncing them (`synchronous=NORMAL` for that COMMIT only),
-//! releases the partition's connection, and hands the partition's `-wal` file to the flusher; the flusher takes
-//! every file handed in since its previous round, `fdatasync`s each once (in parallel when there are several), and
-//! then releases every commit that was waiting for that round. One fsync so covers all commits of a partition that
-//! queued while the previous round ran, and the next commit on the partition does not wait behind the fsync.
+//! at a time. A commit writes its WAL frames without syncing them (`synchronous=NORMAL` for that COMMIT only), hands
+//! the partition's `-wal` file to the flusher while it still holds the partition's connection (`enqueue`), releases
+//! the connection and waits for its round (`wait`); the flusher takes every file handed in since its previous
+//! round, `fdatasync`s each once (in parallel when there are several), and then releases every commit waiting for
+//! that round. One fsync so covers all commits of a partition that queued while the previous round ran, and the
+//! next commit on the partition does not wait behind the fsync.
 //!
 //! What it does not change: a commit is still acknowledged only after its WAL frames are on disk (the round that
-//! releases it started after its COMMIT returned); a round releases its waiters only after the fsyncs of every file
-//! in it, so whatever a released commit may have read from another partition's newer commit is durable too. Readers
-//! may see a commit before its fsync (as with any group commit that releases locks at COMMIT); a power loss can
-//! then take back a commit someone read but nobody was told was committed. A process kill loses nothing: the frames
-//! are in the operating system's hands once COMMIT returns.
+//! releases it started after its COMMIT returned). Rounds finish in order and a round releases its waiters only
+//! after the fsyncs of every file in it; a commit is handed in before anyone can read it (reads go through the same
+//! connection), so a commit that read another one on this leaf gets the same round or a later one and is never
+//! released before what it read is durable. Readers may see a commit before its fsync (as with any group commit
+//! that releases locks at COMMIT); a power loss can then take back a commit someone read but nobody was told was
+//! committed. A process kill loses nothing: the frames are in the operating system's hands once COMMIT returns.
 //!
 //! A failed fsync stops the process (as PostgreSQL does since 2018): after one, the kernel may have dropped the
 //! dirty pages, so neither retrying nor going on could be trusted, and commits other connections already read
@@ -32,7 +34,7 @@ struct State {
     next_round: u64,
     /// Rounds finished: every file handed in before round `completed` began is synced.
     completed: u64,
-    /// Commits in `durable` now.
+    /// Commits in `wait` now.
     waiting: usize,
     /// Tests hold rounds back to see commits wait for them.
     paused: bool,
@@ -56,11 +58,16 @@ impl Shared {
     }
 }
 
-/// The leaf's flusher: [`Flusher::durable`] blocks until a file's WAL writes so far are on disk.
+/// The leaf's flusher: [`Flusher::enqueue`] hands in a file just committed to, [`Flusher::wait`] blocks until the
+/// round that syncs it finished.
 pub struct Flusher {
     shared: Arc<Shared>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
+
+/// The flusher round that makes a commit durable ([`Flusher::enqueue`]); rounds finish in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Round(u64);
 
 /// What a flusher did so far, for tests and diagnostics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,17 +100,25 @@ impl Flusher {
         Flusher { shared, thread: Some(thread) }
     }
 
-    /// Blocks until every write to the `-wal` file at `wal` made before this call is on disk. Call it after the
-    /// COMMIT returned and after releasing the connection, so that other commits go on meanwhile.
-    pub fn durable(&self, wal: &Path) {
+    /// Hands in the `-wal` file at `wal`, just written by a COMMIT: the returned round syncs it. Call it while still
+    /// holding the connection, so that whoever reads this commit afterwards (through the same connection) and
+    /// commits on another partition gets the same round or a later one: a released commit never depends on an
+    /// unsynced one of this leaf.
+    pub fn enqueue(&self, wal: &Path) -> Round {
         let mut state = self.shared.lock();
         if !state.dirty.contains(wal) {
             state.dirty.insert(wal.to_path_buf());
         }
-        let round = state.next_round;
-        state.waiting += 1;
         self.shared.work.notify_one();
-        while state.completed < round {
+        Round(state.next_round)
+    }
+
+    /// Blocks until `round` finished: every write to the files handed in for it is on disk. Call it after releasing
+    /// the connection, so that other commits go on meanwhile.
+    pub fn wait(&self, round: Round) {
+        let mut state = self.shared.lock();
+        state.waiting += 1;
+        while state.completed < round.0 {
             state = self.shared.done.wait(state).unwrap_or_else(|p| p.into_inner());
         }
         state.waiting -= 1;

@@ -438,9 +438,11 @@ impl LeafStore {
             Some(r) => engine::execute_shipped(&conn, sql, params, &|entry| r.ship(db, ordinal, entry)),
             None => engine::execute_shipped(&conn, sql, params, &engine::no_ship),
         }?;
+        // Handed in before the connection is released: whoever reads this commit next gets the same round or later.
+        let round = flush.then(|| self.flusher.enqueue(&wal_path(&self.partition_path(db, ordinal))));
         drop(conn);
-        if flush {
-            self.flusher.durable(&wal_path(&self.partition_path(db, ordinal)));
+        if let Some(round) = round {
+            self.flusher.wait(round);
         }
         Ok(outcome)
     }
