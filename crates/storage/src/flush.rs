@@ -1,10 +1,11 @@
-//! Group commit: one flusher thread per leaf store makes the commits of sync-durability partitions durable, many
-//! at a time. A commit writes its WAL frames without syncing them (`synchronous=NORMAL` for that COMMIT only), hands
-//! the partition's `-wal` file to the flusher while it still holds the partition's connection (`enqueue`), releases
-//! the connection and waits for its round (`wait`); the flusher takes every file handed in since its previous
-//! round, `fdatasync`s each once (in parallel when there are several), and then releases every commit waiting for
-//! that round. One fsync so covers all commits of a partition that queued while the previous round ran, and the
-//! next commit on the partition does not wait behind the fsync.
+//! Group commit: the commits of sync-durability partitions on a leaf are made durable many at a time. A commit
+//! writes its WAL frames without syncing them (`synchronous=NORMAL` for that COMMIT only), hands the partition's
+//! `-wal` file in while it still holds the partition's connection (`enqueue`), releases the connection and waits
+//! for its round (`wait`). The first waiting commit that finds no round running leads the next one (as InnoDB's and
+//! PostgreSQL's group commits do; no thread hop for the common case of one commit at a time): it takes every file
+//! handed in since the previous round, `fdatasync`s each once (in parallel with the helper threads when there are
+//! several), and releases every commit of the round. One fsync so covers all commits of a partition that queued
+//! while the previous round ran, and the next commit on the partition does not wait behind the fsync.
 //!
 //! What it does not change: a commit is still acknowledged only after its WAL frames are on disk (the round that
 //! releases it started after its COMMIT returned). Rounds finish in order and a round releases its waiters only
@@ -23,8 +24,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-/// Files one round syncs on parallel threads at most (the rest wait for a thread of the same round).
-const PARALLEL_SYNCS_MAX: usize = 8;
+/// Threads that sync a round's files beside its leader (started once: a thread per round would cost more than the
+/// sync of a small WAL append).
+const SYNC_HELPERS: usize = 3;
 
 #[derive(Default)]
 struct State {
@@ -34,19 +36,31 @@ struct State {
     next_round: u64,
     /// Rounds finished: every file handed in before round `completed` began is synced.
     completed: u64,
+    /// A leader is syncing a round now.
+    flushing: bool,
     /// Commits in `wait` now.
     waiting: usize,
     /// Tests hold rounds back to see commits wait for them.
     paused: bool,
+}
+
+/// Files of the current round waiting for a syncing thread, and how many of the round are not synced yet.
+#[derive(Default)]
+struct Jobs {
+    files: Vec<PathBuf>,
+    outstanding: usize,
     stopping: bool,
 }
 
 struct Shared {
     state: Mutex<State>,
-    /// The flusher thread waits here for work.
-    work: Condvar,
-    /// Commits wait here for their round.
+    /// Commits wait here for their round (or for the running one to end, to lead the next).
     done: Condvar,
+    jobs: Mutex<Jobs>,
+    /// Helpers wait here for files to sync.
+    job: Condvar,
+    /// A leader waits here for the helpers to finish its round's files.
+    jobs_done: Condvar,
     fsyncs: AtomicU64,
     rounds: AtomicU64,
     commits: AtomicU64,
@@ -56,16 +70,29 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    fn lock_jobs(&self) -> MutexGuard<'_, Jobs> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One file of the round is synced.
+    fn finish_job(&self) {
+        let mut jobs = self.lock_jobs();
+        jobs.outstanding -= 1;
+        if jobs.outstanding == 0 {
+            self.jobs_done.notify_all();
+        }
+    }
 }
 
-/// The leaf's flusher: [`Flusher::enqueue`] hands in a file just committed to, [`Flusher::wait`] blocks until the
-/// round that syncs it finished.
+/// The leaf's group commit: [`Flusher::enqueue`] hands in a file just committed to, [`Flusher::wait`] blocks until
+/// the round that syncs it finished (leading it, when no other commit does).
 pub struct Flusher {
     shared: Arc<Shared>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    helpers: Vec<std::thread::JoinHandle<()>>,
 }
 
-/// The flusher round that makes a commit durable ([`Flusher::enqueue`]); rounds finish in order.
+/// The round that makes a commit durable ([`Flusher::enqueue`]); rounds finish in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Round(u64);
 
@@ -84,20 +111,24 @@ impl Flusher {
     pub fn start() -> Flusher {
         let shared = Arc::new(Shared {
             state: Mutex::new(State { next_round: 1, ..State::default() }),
-            work: Condvar::new(),
             done: Condvar::new(),
+            jobs: Mutex::new(Jobs::default()),
+            job: Condvar::new(),
+            jobs_done: Condvar::new(),
             fsyncs: AtomicU64::new(0),
             rounds: AtomicU64::new(0),
             commits: AtomicU64::new(0),
         });
-        let thread = std::thread::Builder::new()
-            .name("canopy-flusher".into())
-            .spawn({
+        let helpers = (0..SYNC_HELPERS)
+            .map(|_| {
                 let shared = shared.clone();
-                move || run(&shared)
+                std::thread::Builder::new()
+                    .name("canopy-fsync".into())
+                    .spawn(move || help(&shared))
+                    .expect("the fsync helpers start (the process can create threads)")
             })
-            .expect("the flusher thread starts (the process can create threads)");
-        Flusher { shared, thread: Some(thread) }
+            .collect();
+        Flusher { shared, helpers }
     }
 
     /// Hands in the `-wal` file at `wal`, just written by a COMMIT: the returned round syncs it. Call it while still
@@ -109,20 +140,35 @@ impl Flusher {
         if !state.dirty.contains(wal) {
             state.dirty.insert(wal.to_path_buf());
         }
-        self.shared.work.notify_one();
         Round(state.next_round)
     }
 
     /// Blocks until `round` finished: every write to the files handed in for it is on disk. Call it after releasing
-    /// the connection, so that other commits go on meanwhile.
+    /// the connection, so that other commits go on meanwhile. The caller leads a round itself when none is running.
     pub fn wait(&self, round: Round) {
-        let mut state = self.shared.lock();
+        let shared = &self.shared;
+        let mut state = shared.lock();
         state.waiting += 1;
         while state.completed < round.0 {
-            state = self.shared.done.wait(state).unwrap_or_else(|p| p.into_inner());
+            if state.flushing || state.paused {
+                state = shared.done.wait(state).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            // Lead the next round: it takes every file handed in so far, this commit's included.
+            state.flushing = true;
+            let led = state.next_round;
+            state.next_round += 1;
+            let files = std::mem::take(&mut state.dirty);
+            drop(state);
+            sync_all(shared, files.into_iter().collect());
+            shared.rounds.fetch_add(1, Ordering::Relaxed);
+            state = shared.lock();
+            state.completed = led;
+            state.flushing = false;
+            shared.done.notify_all();
         }
         state.waiting -= 1;
-        self.shared.commits.fetch_add(1, Ordering::Relaxed);
+        shared.commits.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Holds rounds back until [`Flusher::resume`] (tests: commits must wait for their round).
@@ -134,7 +180,7 @@ impl Flusher {
     #[cfg(test)]
     pub(crate) fn resume(&self) {
         self.shared.lock().paused = false;
-        self.shared.work.notify_one();
+        self.shared.done.notify_all();
     }
 
     /// Commits waiting for a round now.
@@ -154,52 +200,54 @@ impl Flusher {
 
 impl Drop for Flusher {
     fn drop(&mut self) {
-        self.shared.lock().stopping = true;
-        self.shared.work.notify_one();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        self.shared.lock_jobs().stopping = true;
+        self.shared.job.notify_all();
+        for helper in self.helpers.drain(..) {
+            let _ = helper.join();
         }
     }
 }
 
-fn run(shared: &Shared) {
+/// Syncs `files` on this thread and the helpers at once: a disk takes several flushes at once about as fast as one.
+fn sync_all(shared: &Shared, mut files: Vec<PathBuf>) {
+    let Some(own) = files.pop() else { return };
+    if !files.is_empty() {
+        let mut jobs = shared.lock_jobs();
+        jobs.outstanding += files.len();
+        jobs.files.append(&mut files);
+        shared.job.notify_all();
+    }
+    sync_wal(shared, &own);
+    let mut jobs = shared.lock_jobs();
     loop {
-        let (files, round) = {
-            let mut state = shared.lock();
-            while (state.dirty.is_empty() || state.paused) && !state.stopping {
-                state = shared.work.wait(state).unwrap_or_else(|p| p.into_inner());
-            }
-            if state.dirty.is_empty() {
-                return;
-            }
-            let round = state.next_round;
-            state.next_round += 1;
-            (std::mem::take(&mut state.dirty), round)
-        };
-        sync_all(shared, files.into_iter().collect());
-        shared.rounds.fetch_add(1, Ordering::Relaxed);
-        shared.lock().completed = round;
-        shared.done.notify_all();
+        if let Some(file) = jobs.files.pop() {
+            drop(jobs);
+            sync_wal(shared, &file);
+            shared.finish_job();
+            jobs = shared.lock_jobs();
+        } else if jobs.outstanding > 0 {
+            jobs = shared.jobs_done.wait(jobs).unwrap_or_else(|p| p.into_inner());
+        } else {
+            return;
+        }
     }
 }
 
-/// Syncs `files`, one thread each (up to `PARALLEL_SYNCS_MAX`): a disk takes several flushes at once about as fast
-/// as one.
-fn sync_all(shared: &Shared, files: Vec<PathBuf>) {
-    if let [file] = files.as_slice() {
-        sync_wal(shared, file);
-        return;
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for _ in 0..files.len().min(PARALLEL_SYNCS_MAX) {
-            scope.spawn(|| {
-                while let Some(file) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    sync_wal(shared, file);
-                }
-            });
+/// A helper thread: syncs files of the current round as the flusher hands them out.
+fn help(shared: &Shared) {
+    let mut jobs = shared.lock_jobs();
+    loop {
+        if let Some(file) = jobs.files.pop() {
+            drop(jobs);
+            sync_wal(shared, &file);
+            shared.finish_job();
+            jobs = shared.lock_jobs();
+        } else if jobs.stopping {
+            return;
+        } else {
+            jobs = shared.job.wait(jobs).unwrap_or_else(|p| p.into_inner());
         }
-    });
+    }
 }
 
 /// `fdatasync` of one `-wal` file through a descriptor of our own (Linux syncs the file's pages whichever descriptor
