@@ -125,7 +125,7 @@ pub struct LeafStore {
     /// The cluster this leaf serves (None outside any cluster): new files record it, and files recording another
     /// cluster are stale for `create_partitions`.
     cluster_id: std::sync::RwLock<Option<String>>,
-    /// Syncs the WAL of sync-durability partitions for many client commits at once (group commit).
+    /// Syncs the WAL of sync-durability partitions once for many client commits (group commit).
     flusher: Flusher,
 }
 
@@ -431,9 +431,9 @@ impl LeafStore {
             state,
         })?;
         let conn = lock_conn(&conn)?;
-        // Group commit: a sync-durability COMMIT writes the WAL unsynced, and the flusher syncs it once the
-        // connection is free again, for every commit that queued meanwhile (`crate::flush`). Shipping is unchanged:
-        // inside the transaction, before COMMIT.
+        // Group commit: a sync-durability COMMIT writes the WAL unsynced, and a round of the leaf's group commit
+        // syncs it once the connection is free again, for every commit that queued meanwhile (`crate::flush`).
+        // Shipping is unchanged: inside the transaction, before COMMIT.
         let (outcome, flush) = match self.replicator() {
             Some(r) => engine::execute_shipped(&conn, sql, params, &|entry| r.ship(db, ordinal, entry)),
             None => engine::execute_shipped(&conn, sql, params, &engine::no_ship),
