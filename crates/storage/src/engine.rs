@@ -210,17 +210,40 @@ pub fn log_position(conn: &Connection) -> Result<(canopy_types::Term, u64, u64),
 /// parameterized statement is compiled once per connection. A statement that writes runs in its own transaction,
 /// recorded by a session whose changeset goes to the change log in that same transaction.
 pub fn execute(conn: &Connection, sql: &str, params: &[Value]) -> Result<Outcome, StorageError> {
-    execute_shipped(conn, sql, params, &no_ship)
+    execute_timed(conn, sql, params, &no_ship, CommitSync::InCommit).map(|(outcome, _)| outcome)
 }
 
-/// `execute` whose commit's log entry goes through `ship` before COMMIT.
+/// When the COMMIT of a write on a `synchronous=FULL` connection (sync durability) reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CommitSync {
+    /// In the COMMIT itself (SQLite's FULL).
+    InCommit,
+    /// Later, through the leaf's flusher (`crate::flush`, group commit): the COMMIT only writes the WAL.
+    Deferred,
+}
+
+/// A client statement on a partition: `execute` whose commit's log entry goes through `ship` before COMMIT and
+/// whose COMMIT, on a sync-durability connection, writes the WAL without syncing it. Returns the outcome and
+/// whether the caller must have the WAL synced (`Flusher::enqueue`, `wait`) before acknowledging: true only when
+/// such a COMMIT wrote something. The connection is FULL again afterwards, so every other write on it (terms,
+/// schema, copies) keeps syncing in its own COMMIT.
 pub fn execute_shipped(
     conn: &Connection,
     sql: &str,
     params: &[Value],
     ship: Ship<'_>,
-) -> Result<Outcome, StorageError> {
-    with_deadline(|| execute_now(conn, sql, params, ship)).map_err(|e| match e {
+) -> Result<(Outcome, bool), StorageError> {
+    execute_timed(conn, sql, params, ship, CommitSync::Deferred)
+}
+
+fn execute_timed(
+    conn: &Connection,
+    sql: &str,
+    params: &[Value],
+    ship: Ship<'_>,
+    sync: CommitSync,
+) -> Result<(Outcome, bool), StorageError> {
+    with_deadline(|| execute_now(conn, sql, params, ship, sync)).map_err(|e| match e {
         StorageError::Sqlite(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) => {
             interrupted()
         }
@@ -228,7 +251,13 @@ pub fn execute_shipped(
     })
 }
 
-fn execute_now(conn: &Connection, sql: &str, params: &[Value], ship: Ship<'_>) -> Result<Outcome, StorageError> {
+fn execute_now(
+    conn: &Connection,
+    sql: &str,
+    params: &[Value],
+    ship: Ship<'_>,
+    sync: CommitSync,
+) -> Result<(Outcome, bool), StorageError> {
     let mut stmt = conn.prepare_cached(sql)?;
     let wanted = stmt.parameter_count();
     if wanted > params.len() {
@@ -236,9 +265,14 @@ fn execute_now(conn: &Connection, sql: &str, params: &[Value], ship: Ship<'_>) -
     }
     canopy_sql::value::bind_params(&mut stmt, params)?;
     if stmt.readonly() {
-        return read_rows(&mut stmt).map(Outcome::Rows);
+        return read_rows(&mut stmt).map(|rows| (Outcome::Rows(rows), false));
     }
-    log::in_transaction(conn, || {
+    let deferred = sync == CommitSync::Deferred && synchronous_level(conn)? == 2;
+    if deferred {
+        conn.prepare_cached("PRAGMA main.synchronous = NORMAL")?.execute([])?;
+    }
+    let changes = conn.total_changes();
+    let written = log::in_transaction(conn, || {
         let session = Session::start(conn)?;
         let outcome = if stmt.column_count() > 0 {
             // A write that returns rows (RETURNING): keep them.
@@ -253,7 +287,15 @@ fn execute_now(conn: &Connection, sql: &str, params: &[Value], ship: Ship<'_>) -
             ship(&entry)?;
         }
         Ok(outcome)
-    })
+    });
+    if deferred {
+        // Never left NORMAL unnoticed: a later COMMIT of a term or a copy would not be synced.
+        conn.prepare_cached("PRAGMA main.synchronous = FULL")
+            .and_then(|mut stmt| stmt.execute([]))
+            .expect("PRAGMA synchronous on an open connection outside a transaction");
+    }
+    let flush = deferred && written.is_ok() && conn.total_changes() != changes;
+    written.map(|outcome| (outcome, flush))
 }
 
 /// Runs one statement that only reads (SQLite's own judgement, `sqlite3_stmt_readonly`); a statement that would
@@ -360,7 +402,7 @@ pub(crate) fn apply_stored_durability(conn: &Connection) -> Result<(), StorageEr
 
 /// The synchronous level SQLite applies on `conn` (2 = FULL, 1 = NORMAL), for tests and diagnostics.
 pub fn synchronous_level(conn: &Connection) -> Result<i64, StorageError> {
-    Ok(conn.pragma_query_value(None, "synchronous", |r| r.get(0))?)
+    Ok(conn.prepare_cached("PRAGMA main.synchronous")?.query_row([], |r| r.get(0))?)
 }
 
 pub fn create_partition(conn: &Connection, db: &str, ordinal: u32, schema: &[String]) -> Result<(), StorageError> {

@@ -244,7 +244,8 @@ fn changeset_tables(changeset: &[u8], size: c_int) -> Result<Vec<TableShape>, St
 /// The shape `table` has in `conn`'s `main` database, the way the session extension sees it (hidden columns left
 /// out; a table without a primary key gets the rowid as its first, key column). None when there is no such table.
 fn local_shape(conn: &Connection, table: &str) -> Result<Option<Vec<u8>>, StorageError> {
-    let mut stmt = conn.prepare("SELECT pk, hidden FROM pragma_table_xinfo(?1, 'main')")?;
+    // Cached: this runs for every applied changeset, on a replica's hot path.
+    let mut stmt = conn.prepare_cached("SELECT pk, hidden FROM pragma_table_xinfo(?1, 'main')")?;
     let columns: Vec<(i64, i64)> =
         stmt.query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
     let pk: Vec<u8> = columns.iter().filter(|(_, hidden)| *hidden == 0).map(|(pk, _)| *pk as u8).collect();

@@ -19,11 +19,13 @@
 
 pub mod engine;
 mod ffi;
+mod flush;
 pub mod log;
 mod snapshot;
 mod store;
 
 pub use engine::{Durability, Outcome};
+pub use flush::FlushCounts;
 pub use log::{LogEntry, LogPayload, LogPosition};
 pub use snapshot::{PartitionSnapshot, SNAPSHOT_CHUNK_BYTES_MAX};
 pub use store::{LeafStore, LocalDb, PartitionState, PendingPartition, Replicator, SNAPSHOTS_MAX, check_name};

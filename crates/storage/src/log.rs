@@ -80,10 +80,9 @@ pub fn ddl_text(statements: &[String]) -> String {
 
 /// The position and the commit counter.
 pub fn position(conn: &Connection) -> Result<(LogPosition, u64), StorageError> {
-    let (term, index, commits) =
-        conn.query_row("SELECT term, log_index, commits FROM _canopy_log_position", [], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-        })?;
+    let (term, index, commits) = conn
+        .prepare_cached("SELECT term, log_index, commits FROM _canopy_log_position")?
+        .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?;
     Ok((LogPosition { term: Term(term as u64), index: index as u64 }, commits as u64))
 }
 
@@ -242,15 +241,12 @@ pub fn apply(conn: &Connection, entries: &[LogEntry]) -> Result<LogPosition, Sto
                     (KIND_DDL, text.as_bytes())
                 }
             };
-            conn.execute(
-                "INSERT INTO _canopy_log (term, log_index, kind, payload) VALUES (?1, ?2, ?3, ?4)",
-                rusqlite::params![entry.term.0 as i64, entry.index as i64, kind, payload],
-            )?;
+            // Cached statements: a replica runs this for every entry its master ships.
+            conn.prepare_cached("INSERT INTO _canopy_log (term, log_index, kind, payload) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(rusqlite::params![entry.term.0 as i64, entry.index as i64, kind, payload])?;
             current = LogPosition { term: current.term.max(entry.term), index: entry.index };
-            conn.execute(
-                "UPDATE _canopy_log_position SET term = ?1, log_index = ?2, commits = commits + 1",
-                [current.term.0 as i64, current.index as i64],
-            )?;
+            conn.prepare_cached("UPDATE _canopy_log_position SET term = ?1, log_index = ?2, commits = commits + 1")?
+                .execute([current.term.0 as i64, current.index as i64])?;
         }
         Ok(current)
     })

@@ -12,6 +12,7 @@ use rusqlite::Connection;
 
 use crate::StorageError;
 use crate::engine::{self, Outcome};
+use crate::flush::{FlushCounts, Flusher};
 use crate::log::{self, LogEntry, LogPosition};
 use crate::snapshot::{self, PartitionSnapshot};
 
@@ -124,6 +125,8 @@ pub struct LeafStore {
     /// The cluster this leaf serves (None outside any cluster): new files record it, and files recording another
     /// cluster are stale for `create_partitions`.
     cluster_id: std::sync::RwLock<Option<String>>,
+    /// Syncs the WAL of sync-durability partitions once for many client commits (group commit).
+    flusher: Flusher,
 }
 
 /// Database names become file names, so they are restricted to a safe alphabet.
@@ -151,6 +154,7 @@ impl LeafStore {
             open: Mutex::new(Open::default()),
             replicator: std::sync::RwLock::new(None),
             cluster_id: std::sync::RwLock::new(None),
+            flusher: Flusher::start(),
         };
         let mut open = Open::default();
         for entry in std::fs::read_dir(root.join("snapshots"))? {
@@ -429,10 +433,25 @@ impl LeafStore {
             state,
         })?;
         let conn = lock_conn(&conn)?;
-        match self.replicator() {
+        // Group commit: a sync-durability COMMIT writes the WAL unsynced, and a round of the leaf's group commit
+        // syncs it once the connection is free again, for every commit that queued meanwhile (`crate::flush`).
+        // Shipping is unchanged: inside the transaction, before COMMIT.
+        let (outcome, flush) = match self.replicator() {
             Some(r) => engine::execute_shipped(&conn, sql, params, &|entry| r.ship(db, ordinal, entry)),
-            None => engine::execute(&conn, sql, params),
+            None => engine::execute_shipped(&conn, sql, params, &engine::no_ship),
+        }?;
+        // Handed in before the connection is released: whoever reads this commit next gets the same round or later.
+        let round = flush.then(|| self.flusher.enqueue(&wal_path(&self.partition_path(db, ordinal))));
+        drop(conn);
+        if let Some(round) = round {
+            self.flusher.wait(round);
         }
+        Ok(outcome)
+    }
+
+    /// What the leaf's flusher did so far (commits released, rounds, fsyncs).
+    pub fn flush_counts(&self) -> FlushCounts {
+        self.flusher.counts()
     }
 
     /// Runs a statement without parameters on the reference copy of `db`.
@@ -1048,6 +1067,13 @@ fn close_when_unused(conn: Shared) {
     }
 }
 
+/// The write-ahead log next to the SQLite file at `path`.
+fn wal_path(path: &Path) -> PathBuf {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
+}
+
 fn remove_files(path: &Path) -> Result<(), StorageError> {
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let mut p = path.as_os_str().to_owned();
@@ -1129,6 +1155,92 @@ mod tests {
             let rows = store.execute_on_partition("test", 0, "SELECT count(*) FROM r").unwrap();
             assert!(matches!(rows, Outcome::Rows(_)), "the reference copy stays attached");
         }
+    }
+
+    fn count_rows(store: &LeafStore, db: &str, ordinal: u32) -> Value {
+        let Outcome::Rows(rs) = store.execute_on_partition(db, ordinal, "SELECT count(*) FROM t").unwrap() else {
+            panic!("rows")
+        };
+        rs.rows[0][0].clone()
+    }
+
+    /// Group commit: eight threads commit on two sync-durability partitions while the flusher holds its round
+    /// back. None of them returns before the round (an acknowledgement waits for its fsync), every row is visible
+    /// to readers once its COMMIT returned, and the one round then costs one fsync per partition, not one per
+    /// commit. The connections are FULL again afterwards (only client commits defer their sync), and the rows
+    /// survive a reopen.
+    #[test]
+    fn concurrent_commits_share_one_fsync_per_partition_and_wait_for_it() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        const THREADS: usize = 8;
+        let dir = temp_dir("group-commit");
+        let schema = ["CREATE TABLE t (id INTEGER PRIMARY KEY)".to_string()];
+        {
+            let store = Arc::new(LeafStore::open(&dir).unwrap());
+            store.create_partitions("g", &[0, 1], &schema, &[], Durability::Sync, DatabaseId(1)).unwrap();
+            let before = store.flush_counts();
+            store.flusher.pause();
+            let returned = Arc::new(AtomicUsize::new(0));
+            let writers: Vec<_> = (0..THREADS)
+                .map(|i| {
+                    let (store, returned) = (store.clone(), returned.clone());
+                    std::thread::spawn(move || {
+                        let id = [Value::Integer(i as i64)];
+                        let ordinal = (i % 2) as u32;
+                        let out =
+                            store.execute_on_partition_in_term("g", ordinal, Term(0), "INSERT INTO t VALUES (?1)", &id);
+                        returned.fetch_add(1, Ordering::SeqCst);
+                        (i, out)
+                    })
+                })
+                .collect();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while store.flusher.waiting() < THREADS {
+                assert!(Instant::now() < deadline, "only {} commits reached the flusher", store.flusher.waiting());
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert_eq!(returned.load(Ordering::SeqCst), 0, "a commit was acknowledged before its fsync");
+            for ordinal in [0, 1] {
+                assert_eq!(count_rows(&store, "g", ordinal), Value::Integer(4), "committed rows are visible");
+            }
+            store.flusher.resume();
+            for writer in writers {
+                let (i, out) = writer.join().expect("writer thread");
+                assert_eq!(out.unwrap(), Outcome::Affected { rows: 1, last_insert_id: i as i64 });
+            }
+            let after = store.flush_counts();
+            assert_eq!(after.commits - before.commits, THREADS as u64);
+            assert_eq!(after.rounds - before.rounds, 1, "{before:?} -> {after:?}");
+            assert_eq!(after.fsyncs - before.fsyncs, 2, "one fsync per partition: {before:?} -> {after:?}");
+            assert_eq!(store.synchronous_level("g", 0).unwrap(), 2, "the connection is FULL again");
+            // A read and a write that changes nothing wait for no round.
+            store.execute_on_partition_in_term("g", 0, Term(0), "SELECT count(*) FROM t", &[]).unwrap();
+            store.execute_on_partition_in_term("g", 0, Term(0), "DELETE FROM t WHERE id = -1", &[]).unwrap();
+            assert_eq!(store.flush_counts(), after);
+        }
+        let store = LeafStore::open(&dir).unwrap();
+        for ordinal in [0, 1] {
+            store.set_partition_state("g", ordinal, PartitionState::Online).unwrap();
+            assert_eq!(count_rows(&store, "g", ordinal), Value::Integer(4), "the rows survive a reopen");
+        }
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Async durability: commits are not synced at all (SQLite's NORMAL), so they never wait for the flusher.
+    #[test]
+    fn async_durability_commits_skip_the_flusher() {
+        let dir = temp_dir("group-commit-async");
+        let store = LeafStore::open(&dir).unwrap();
+        let schema = ["CREATE TABLE t (id INTEGER PRIMARY KEY)".to_string()];
+        store.create_partitions("a", &[0], &schema, &[], Durability::Async, DatabaseId(1)).unwrap();
+        store.flusher.pause();
+        store.execute_on_partition_in_term("a", 0, Term(0), "INSERT INTO t VALUES (1)", &[]).unwrap();
+        store.flusher.resume();
+        assert_eq!(store.flush_counts().commits, 0);
+        assert_eq!(store.synchronous_level("a", 0).unwrap(), 1);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
