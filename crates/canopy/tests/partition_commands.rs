@@ -151,3 +151,35 @@ async fn create_partition_replaces_a_partition_lost_with_its_leaf() {
     conn.query_drop(format!("INSERT INTO test.x VALUES {}", values.join(","))).await.unwrap();
     assert_eq!(count(&mut conn).await, on_survivor + 100);
 }
+
+/// History: 2 leaves, `test` with 2 partitions; COPY PARTITION test:0 to the other leaf and DROP PARTITION of that
+/// copy (the target now has a pooled connection to the source leaf); the source leaf is killed and restarted; once
+/// it is online again, COPY PARTITION test:0 to the other leaf once more.
+/// Property: the second copy succeeds: a pooled connection to a source that restarted since is replaced, not
+/// reported as the source being unreachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_from_a_restarted_source_succeeds_at_once() {
+    let mut cluster = TestCluster::start("partition-copy-restart", 2).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE DATABASE test PARTITIONS 2").await.unwrap();
+    conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY, v VARCHAR(20))").await.unwrap();
+    let values: Vec<String> = (1..=100).map(|i| format!("({i}, 'v')")).collect();
+    conn.query_drop(format!("INSERT INTO test.x VALUES {}", values.join(","))).await.unwrap();
+    let all = partitions(&mut conn).await;
+    let from = master_port(&all, 0).unwrap();
+    let to = cluster.leaves.iter().map(|l| l.port).find(|p| *p != from).unwrap();
+    conn.query_drop(format!("COPY PARTITION test:0 TO '127.0.0.1':{to}")).await.unwrap();
+    conn.query_drop(format!("DROP PARTITION test:0 ON '127.0.0.1':{to}")).await.unwrap();
+    let source = cluster.leaf_index(from);
+    cluster.leaves[source].kill();
+    cluster.leaves[source].spawn();
+    eventually("the restarted source leaf serves test:0 again", || async {
+        let mut conn = cluster.conn().await;
+        let n: Option<i64> = conn.query_first("SELECT COUNT(*) FROM test.x").await.ok()?;
+        (n == Some(100)).then_some(())
+    })
+    .await;
+    conn.query_drop(format!("COPY PARTITION test:0 TO '127.0.0.1':{to}")).await.expect("the copy succeeds");
+    let copied = partitions(&mut conn).await;
+    assert!(copied.contains(&(0, to, "Replica".to_string())), "{copied:?}");
+}
