@@ -733,3 +733,100 @@ async fn restore_redundancy_after_remove_leaf_force() {
     assert_eq!(count(&mut conn, "test.x").await, 150);
     drop(new);
 }
+
+/// The `Position` SHOW DATABASES EXTENDED shows for copy `name` on leaf `leaf`.
+async fn position_on(cluster: &TestCluster, leaf: usize, name: &str) -> Option<String> {
+    let mut direct = cluster.leaves[leaf].connect().await;
+    let rows: Vec<Row> = direct.query("SHOW DATABASES EXTENDED").await.ok()?;
+    rows.iter().find(|r| text(r, "Database") == name).map(|r| text(r, "Position"))
+}
+
+/// History: 2 pairs, `a` created WITH ASYNC REPLICATION (2 partitions); with failure detection OFF the replica leaf
+/// of a:0 is frozen (SIGSTOP) while 20 rows are inserted, then resumed; once the replica's log position equals the
+/// master's, detection is turned on and a:0's master leaf is killed. Then, with a writer running, a:1's master is
+/// moved to its replica and back by PROMOTE PARTITION.
+/// Property: SHOW CREATE DATABASE and DISTRIBUTED_PARTITIONS say asynchronous (SYNC_DESIRED 0, replicas
+/// `replicating`); inserts complete while the replica is frozen (a sync database's would wait for it); the entries
+/// follow to the replica, so the failover loses nothing here; a planned promotion brings the replica up to date
+/// first, so it loses no acknowledged row either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_replication_does_not_wait_for_the_replica_and_its_entries_follow() {
+    let mut cluster = TestCluster::start_paired("r2-async", 2, &[]).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("CREATE DATABASE a PARTITIONS 2 WITH ASYNC REPLICATION").await.unwrap();
+    conn.query_drop("CREATE TABLE a.x (id INT PRIMARY KEY, v VARCHAR(20))").await.unwrap();
+    let created: Vec<Row> = conn.query("SHOW CREATE DATABASE a").await.unwrap();
+    assert!(text(&created[0], "Create Database").contains("WITH ASYNC REPLICATION"), "{created:?}");
+    let rows: Vec<Row> =
+        conn.query("SELECT SYNC_DESIRED, STATE, ROLE FROM INFORMATION_SCHEMA.DISTRIBUTED_PARTITIONS").await.unwrap();
+    assert!(rows.iter().all(|r| text(r, "SYNC_DESIRED") == "0"), "asynchronous");
+    assert!(rows.iter().filter(|r| text(r, "ROLE") == "Replica").all(|r| text(r, "STATE") == "replicating"));
+
+    conn.query_drop("SET GLOBAL leaf_failure_detection = OFF").await.unwrap();
+    let all = instances(&mut conn, "a").await;
+    let replica_leaf = cluster.leaf_index(replica(&all, 0).unwrap().port);
+    let master_leaf = cluster.leaf_index(master(&all, 0).unwrap().port);
+    cluster.leaves[replica_leaf].signal(libc_sigstop());
+    let inserts = async {
+        for id in 1..=20 {
+            conn.query_drop(format!("INSERT INTO a.x VALUES ({id}, 'v')")).await.unwrap();
+        }
+    };
+    let finished = tokio::time::timeout(support::DEADLINE, inserts).await;
+    cluster.leaves[replica_leaf].signal(libc_sigcont());
+    assert!(finished.is_ok(), "the inserts completed while the replica was frozen");
+    eventually("the replica's log reaches the master's position", || async {
+        let on_master = position_on(&cluster, master_leaf, "a_0").await?;
+        (position_on(&cluster, replica_leaf, "a_0").await? == on_master).then_some(())
+    })
+    .await;
+    conn.query_drop("SET GLOBAL leaf_failure_detection = ON").await.unwrap();
+    cluster.leaves[master_leaf].kill();
+    eventually("a:0 fails over to its replica", || async {
+        let mut conn = cluster.conn().await;
+        let all = instances(&mut conn, "a").await;
+        master(&all, 0).is_some_and(|m| cluster.leaf_index(m.port) == replica_leaf).then_some(())
+    })
+    .await;
+    let n: i64 = conn.query_first("SELECT COUNT(*) FROM a.x").await.unwrap().unwrap();
+    assert_eq!(n, 20, "every row reached the replica before the failover");
+    cluster.leaves[master_leaf].spawn();
+    eventually("the returned leaf's copies stream from their masters again", || async {
+        let mut conn = cluster.conn().await;
+        let all = instances(&mut conn, "a").await;
+        (0..2)
+            .all(|k| {
+                master(&all, k).is_some_and(|m| !m.offline)
+                    && replica(&all, k).is_some_and(|r| r.state == "replicating" && !r.offline)
+            })
+            .then_some(())
+    })
+    .await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, mut conn) = (stop.clone(), cluster.conn().await);
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0i64, Vec::new());
+            let mut id = 1000;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && failed.len() < 20 {
+                match conn.query_drop(format!("INSERT INTO a.x VALUES ({id}, 'w')")).await {
+                    Ok(()) => ok += 1,
+                    Err(e) => failed.push(e.to_string()),
+                }
+                id += 1;
+            }
+            (ok, failed)
+        })
+    };
+    for _ in 0..2 {
+        let all = instances(&mut conn, "a").await;
+        let to = replica(&all, 1).expect("a replica").port;
+        conn.query_drop(format!("PROMOTE PARTITION a:1 ON '127.0.0.1':{to}")).await.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = writer.await.unwrap();
+    assert!(failed.is_empty(), "no statement fails during planned promotions: {failed:?}");
+    let n: i64 = conn.query_first("SELECT COUNT(*) FROM a.x").await.unwrap().unwrap();
+    assert_eq!(n, 20 + ok, "a planned promotion loses no acknowledged row");
+}

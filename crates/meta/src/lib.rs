@@ -7,7 +7,7 @@ pub mod operation;
 pub mod users;
 pub mod variables;
 
-pub use canopy_types::{DatabaseId, Durability, InstanceId, NodeId, Ordinal, Term};
+pub use canopy_types::{DatabaseId, Durability, InstanceId, NodeId, Ordinal, Replication, Term};
 pub use machine::{Command, Outcome, Placed};
 pub use model::{Aggregator, ClusterMeta, Database, Instance, InstanceRole, Leaf, LeafState, NodeAddr};
 pub use operation::{Action, Step, StepStatus};

@@ -33,6 +33,11 @@ pub enum Command {
     DropDatabase {
         name: String,
     },
+    /// The database's replication mode (`CREATE DATABASE ... WITH ASYNC REPLICATION`, with its creation).
+    SetReplication {
+        db: String,
+        mode: crate::Replication,
+    },
     CreateTable {
         db: String,
         def: TableDef,
@@ -196,6 +201,10 @@ impl ClusterMeta {
             Command::AddLeaf { addr, user, password, group } => self.add_leaf(addr, user, password, group)?,
             Command::CreateDatabase { name, partitions, durability, placement } => {
                 self.create_database(name, partitions, durability, placement)?
+            }
+            Command::SetReplication { db, mode } => {
+                self.database_mut(&db)?.replication = mode;
+                Outcome::Done
             }
             Command::DropDatabase { name } => {
                 let db = self.databases.remove(&name).ok_or(MetaError::UnknownDatabase(name))?;
@@ -541,6 +550,7 @@ impl ClusterMeta {
                 name,
                 partitions,
                 durability,
+                replication: crate::Replication::Sync,
                 tables: Default::default(),
                 instances: instances.clone(),
                 auto_increment: Default::default(),

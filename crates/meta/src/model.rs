@@ -107,6 +107,10 @@ pub struct Database {
     /// `sync_durability` of older `cluster.json` files.
     #[serde(default = "default_durability", alias = "sync_durability", deserialize_with = "durability_or_bool")]
     pub durability: Durability,
+    /// `WITH SYNC REPLICATION` (the default) or `WITH ASYNC REPLICATION`: whether a master's commits wait for its
+    /// replica (redundancy 2).
+    #[serde(default)]
+    pub replication: canopy_types::Replication,
     /// Tables by lower-cased name (SQLite and Canopy table names are case-insensitive).
     pub tables: BTreeMap<String, TableDef>,
     pub instances: Vec<Instance>,

@@ -19,6 +19,9 @@ pub struct ReplicaTarget {
     pub node: NodeId,
     pub host: String,
     pub rpc_port: u16,
+    /// The database replicates asynchronously (`WITH ASYNC REPLICATION`): commits do not wait for this replica;
+    /// their entries follow in log order.
+    pub asynchronous: bool,
 }
 
 /// Log entries of one partition shipped by its master in `partition.term`.

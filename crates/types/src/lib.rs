@@ -6,4 +6,4 @@ mod ids;
 mod states;
 
 pub use ids::{DatabaseId, InstanceId, LogPosition, NodeId, Ordinal, Term};
-pub use states::{CopyRole, Durability, PartitionState};
+pub use states::{CopyRole, Durability, PartitionState, Replication};

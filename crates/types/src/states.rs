@@ -10,6 +10,26 @@ pub enum Durability {
     Async,
 }
 
+/// When a commit on a master partition is acknowledged in redundancy 2: after its replica holds the log entry
+/// (`WITH SYNC REPLICATION`, the default) or without waiting for it (`WITH ASYNC REPLICATION`: the entry follows
+/// a moment later, and a failover may lose the newest acknowledged writes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum Replication {
+    #[default]
+    Sync,
+    Async,
+}
+
+impl Replication {
+    /// The word SHOW CREATE DATABASE and the views print.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Replication::Sync => "sync",
+            Replication::Async => "async",
+        }
+    }
+}
+
 impl Durability {
     /// The word SHOW CREATE DATABASE and the views print.
     pub fn as_str(self) -> &'static str {

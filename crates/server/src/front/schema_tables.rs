@@ -94,8 +94,13 @@ pub fn show(
                 database.name.replace('`', "``"),
                 database.partitions
             );
-            if database.durability == canopy_meta::Durability::Async {
-                create.push_str(" WITH ASYNC DURABILITY");
+            match (database.durability, database.replication) {
+                (canopy_meta::Durability::Async, canopy_meta::Replication::Async) => {
+                    create.push_str(" WITH ASYNC DURABILITY ASYNC REPLICATION")
+                }
+                (canopy_meta::Durability::Async, _) => create.push_str(" WITH ASYNC DURABILITY"),
+                (_, canopy_meta::Replication::Async) => create.push_str(" WITH ASYNC REPLICATION"),
+                _ => {}
             }
             ResultSet::named(
                 &["Database", "Create Database"],

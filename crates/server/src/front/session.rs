@@ -405,17 +405,15 @@ impl Session {
             }
             Statement::Cluster(command) => self.cluster_command(&cluster, command).await,
             Statement::CreateDatabase { name, if_not_exists, partitions, durability, replication } => {
-                if replication == Some(canopy_sql::command::SyncMode::Async) {
-                    // Accepting it would promise a mode Canopy does not run: replicas are always synchronous.
-                    return Err(Error::Unsupported(
-                        "WITH ASYNC REPLICATION: Canopy replicates synchronously only (WITH SYNC REPLICATION)".into(),
-                    ));
-                }
                 let durability = match durability {
                     Some(canopy_sql::command::SyncMode::Async) => canopy_meta::Durability::Async,
                     _ => canopy_meta::Durability::Sync,
                 };
-                ops::create_database(&cluster, name, if_not_exists, partitions, durability).await
+                let replication = match replication {
+                    Some(canopy_sql::command::SyncMode::Async) => canopy_meta::Replication::Async,
+                    _ => canopy_meta::Replication::Sync,
+                };
+                ops::create_database(&cluster, name, if_not_exists, partitions, durability, replication).await
             }
             Statement::DropDatabase { name, if_exists } => {
                 let answer = ops::drop_database(&cluster, name.clone(), if_exists).await?;

@@ -137,12 +137,14 @@ pub fn show_partitions(meta: &ClusterMeta, db: &str) -> Result<ResultSet> {
 
 /// INFORMATION_SCHEMA.DISTRIBUTED_PARTITIONS, in the column order of the spec's example (DATABASE_ID last).
 pub fn distributed_partitions(meta: &ClusterMeta) -> ResultSet {
-    // Redundancy 2 replicates synchronously (SYNC_DESIRED); redundancy 1 has nothing to replicate to.
+    // Redundancy 2 replicates synchronously unless the database says WITH ASYNC REPLICATION (SYNC_DESIRED);
+    // redundancy 1 has nothing to replicate to.
     let two = meta.variables.redundancy_level == 2;
     let mut rows = Vec::new();
     for database in meta.databases.values() {
         let mut instances: Vec<_> = database.instances.iter().collect();
         instances.sort_by_key(|i| (i.ordinal, i.role != canopy_meta::InstanceRole::Master, i.id));
+        let sync_desired = two && database.replication == canopy_meta::Replication::Sync;
         for inst in instances {
             let Some(leaf) = meta.leaves.get(&inst.node) else { continue };
             rows.push(vec![
@@ -154,8 +156,8 @@ pub fn distributed_partitions(meta: &ClusterMeta) -> ResultSet {
                 Value::int(i64::from(inst.locked)),
                 Value::int(leaf.id.0),
                 Value::int(i64::from(leaf.state == LeafState::Offline)),
-                Value::int(i64::from(two)),
-                Value::text(replication_state(inst, two)),
+                Value::int(i64::from(sync_desired)),
+                Value::text(replication_state(inst, two, database.replication)),
                 Value::int(inst.term.0 as i64),
                 Value::int(inst.id.0 as i64),
                 Value::int(database.id.0 as i64),
@@ -183,18 +185,21 @@ pub fn distributed_partitions(meta: &ClusterMeta) -> ResultSet {
 }
 
 /// The STATE column of DISTRIBUTED_PARTITIONS: empty for a master in redundancy 2 (as the spec's column reference
-/// says), `sync` for a replica in its master's commit path, `async` for one that is not (being brought back, or its
-/// leaf away); redundancy 1 shows `async` as the seed does.
-fn replication_state(inst: &canopy_meta::Instance, two: bool) -> &'static str {
+/// says), `sync` for a replica in its master's commit path, `replicating` for one its master streams to without
+/// waiting (`WITH ASYNC REPLICATION`), `async` for one that is not (being brought back, or its leaf away);
+/// redundancy 1 shows `async` as the seed does.
+fn replication_state(inst: &canopy_meta::Instance, two: bool, mode: canopy_meta::Replication) -> &'static str {
     match inst.role {
         canopy_meta::InstanceRole::Master if two => "",
         canopy_meta::InstanceRole::Master => "async",
+        canopy_meta::InstanceRole::Replica if inst.sync && mode == canopy_meta::Replication::Async => "replicating",
         canopy_meta::InstanceRole::Replica if inst.sync => "sync",
         canopy_meta::InstanceRole::Replica => "async",
     }
 }
 
 pub fn distributed_databases(meta: &ClusterMeta) -> ResultSet {
+    let two = meta.variables.redundancy_level == 2;
     let rows = meta
         .databases
         .values()
@@ -203,7 +208,7 @@ pub fn distributed_databases(meta: &ClusterMeta) -> ResultSet {
                 Value::int(d.id.0 as i64),
                 Value::text(d.name.clone()),
                 Value::int(d.partitions),
-                Value::int(0),
+                Value::int(i64::from(two && d.replication == canopy_meta::Replication::Sync)),
                 Value::int(i64::from(d.durability == canopy_meta::Durability::Sync)),
             ]
         })

@@ -61,6 +61,18 @@ struct Item {
     reply: oneshot::Sender<Result<u64, ShipError>>,
 }
 
+/// An asynchronous replica's pump: its generation, and the signal a commit gives it.
+struct Pump {
+    generation: u64,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+/// How long an idle pump waits before it looks at the log again (a commit wakes it before its COMMIT, so the
+/// entry may not be readable yet at that moment).
+const PUMP_IDLE: Duration = Duration::from_millis(20);
+/// Pause after a failed push before the pump tries the same entries again.
+const PUMP_RETRY: Duration = Duration::from_millis(200);
+
 /// One replica leaf's queue; its task sends what is queued as one request at a time.
 struct Link {
     queue: mpsc::UnboundedSender<Item>,
@@ -74,6 +86,10 @@ pub struct Replication {
     /// copy serves alone (`SetReplica { replica: None }`, an attach, a promotion) or a new replica clears it. A commit
     /// that was waiting for its replica when the role changed must never take the missing target for that word.
     fenced: Mutex<std::collections::HashSet<Key>>,
+    /// The asynchronous replicas' pumps (`WITH ASYNC REPLICATION`), by partition: a pump runs while its generation
+    /// is the partition's and its target is registered.
+    pumps: Mutex<HashMap<Key, Pump>>,
+    next_pump: std::sync::atomic::AtomicU64,
     links: Mutex<HashMap<(String, u16), Arc<Link>>>,
     clients: Mutex<HashMap<(String, u16), Arc<Client>>>,
     credentials: Arc<Credentials>,
@@ -90,6 +106,8 @@ impl Replication {
     pub fn new(store: &Arc<LeafStore>, credentials: Arc<Credentials>) -> Arc<Replication> {
         Arc::new(Replication {
             targets: Mutex::new(HashMap::new()),
+            pumps: Mutex::new(HashMap::new()),
+            next_pump: std::sync::atomic::AtomicU64::new(1),
             fenced: Mutex::new(std::collections::HashSet::new()),
             links: Mutex::new(HashMap::new()),
             clients: Mutex::new(HashMap::new()),
@@ -238,14 +256,112 @@ impl Replication {
                     }
                 }
                 let key = (db_owned.clone(), ordinal);
-                this.targets.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), target);
+                this.targets.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), target.clone());
                 this.fenced.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                if target.asynchronous {
+                    this.start_pump(key, target, partition, client, after);
+                } else {
+                    this.pumps.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                }
                 Ok(())
             })
         })
         .await
         .map_err(|e| RemoteError::new(RemoteErrorKind::Internal, e.to_string()))?
         .map_err(|e| remote_error(&e))
+    }
+
+    /// Starts the pump of an asynchronous replica that holds every entry up to `after` (a pump of an earlier
+    /// registration stops at its next look).
+    fn start_pump(
+        self: &Arc<Self>,
+        key: Key,
+        target: ReplicaTarget,
+        partition: PartitionTerm,
+        client: Arc<Client>,
+        after: u64,
+    ) {
+        let generation = self.next_pump.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let pump = Pump { generation, wake: wake.clone() };
+        self.pumps.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), pump);
+        self.runtime.spawn(self.clone().run_pump(key, target, partition, client, after, generation, wake));
+    }
+
+    /// Whether the pump of `generation` still serves `key`'s registered replica `target`.
+    fn pump_current(&self, key: &Key, generation: u64, target: &ReplicaTarget) -> bool {
+        let current = self.pumps.lock().unwrap_or_else(|p| p.into_inner()).get(key).map(|p| p.generation);
+        current == Some(generation) && self.target(key).as_ref() == Some(target)
+    }
+
+    /// An asynchronous replica's pump: sends the partition's committed log entries after `after`, in order, as
+    /// they appear; a failed push is retried with the same entries (the replica skips what it holds). It stops when
+    /// the replica leaves the commit path (the master aggregator's word, a role change) or when the replica answers
+    /// with a newer term (this copy is deposed, as a sync commit would find).
+    #[allow(clippy::too_many_arguments)]
+    async fn run_pump(
+        self: Arc<Self>,
+        key: Key,
+        target: ReplicaTarget,
+        partition: PartitionTerm,
+        client: Arc<Client>,
+        mut after: u64,
+        generation: u64,
+        wake: Arc<tokio::sync::Notify>,
+    ) {
+        let (db, ordinal) = (key.0.clone(), key.1);
+        let mut logged = false;
+        loop {
+            let _ = tokio::time::timeout(PUMP_IDLE, wake.notified()).await;
+            if !self.pump_current(&key, generation, &target) {
+                return;
+            }
+            let Some(store) = self.store.upgrade() else { return };
+            let db_owned = db.clone();
+            let read =
+                tokio::task::spawn_blocking(move || store.log_since(&db_owned, ordinal, after, u64::from(CHUNK_BYTES)))
+                    .await;
+            let entries = match read {
+                Ok(Ok(entries)) => entries,
+                Ok(Err(e)) => {
+                    tracing::warn!("{db}:{ordinal}: the asynchronous replica's pump cannot read the log: {e}");
+                    tokio::time::sleep(PUMP_RETRY).await;
+                    continue;
+                }
+                Err(_) => return,
+            };
+            let Some(last) = entries.last().map(|e| e.index) else { continue };
+            let full = entries.len() >= CATCH_UP_CLOSE_ENTRIES;
+            match push(&client, &db, partition, entries, false).await {
+                Ok(()) => {
+                    after = last;
+                    logged = false;
+                    if full {
+                        wake.notify_one();
+                    }
+                }
+                Err(e) => {
+                    if let RemoteErrorKind::StaleTerm { expected, .. } = e.kind
+                        && expected > partition.term
+                    {
+                        tracing::warn!(
+                            "{db}:{ordinal}: the replica is in term {expected}, this master in {}: deposed",
+                            partition.term
+                        );
+                        self.fence(&db, ordinal);
+                        if let Some(store) = self.store.upgrade() {
+                            let _ = store.depose(&db, ordinal, partition.term);
+                        }
+                        return;
+                    }
+                    if !logged {
+                        tracing::warn!("{db}:{ordinal}: the asynchronous replica did not take entries ({e}); retrying");
+                        logged = true;
+                    }
+                    tokio::time::sleep(PUMP_RETRY).await;
+                }
+            }
+        }
     }
 }
 
@@ -330,8 +446,16 @@ async fn run_link(client: Arc<Client>, mut queue: mpsc::UnboundedReceiver<Item>)
 impl canopy_storage::Replicator for Replication {
     fn ship(&self, db: &str, ordinal: u32, entry: &LogEntry) -> Result<(), StorageError> {
         let key = (db.to_string(), ordinal);
-        if self.route(&key)?.is_none() {
-            return Ok(());
+        match self.route(&key)? {
+            None => return Ok(()),
+            Some(target) if target.asynchronous => {
+                // WITH ASYNC REPLICATION: the commit does not wait; the pump sends the entry once it is committed.
+                if let Some(pump) = self.pumps.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+                    pump.wake.notify_one();
+                }
+                return Ok(());
+            }
+            Some(_) => {}
         }
         let term: Term = entry.term;
         let record = to_record(entry.clone());

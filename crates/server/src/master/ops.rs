@@ -122,6 +122,7 @@ pub async fn create_database(
     if_not_exists: bool,
     partitions: Option<u32>,
     durability: canopy_meta::Durability,
+    replication: canopy_meta::Replication,
 ) -> Result<Answer> {
     canopy_storage::check_name(&name).map_err(|_| {
         Error::Sql(SqlError::Parse(format!(
@@ -142,9 +143,12 @@ pub async fn create_database(
     }
     let online = meta.online_leaves().len() as u32;
     let partitions = partitions.unwrap_or(online.max(1) * meta.variables.default_partitions_per_leaf);
-    let command = canopy_control::placement::create_database(&meta, &name, partitions, durability);
+    let mut commands = vec![canopy_control::placement::create_database(&meta, &name, partitions, durability)];
+    if replication != canopy_meta::Replication::Sync {
+        commands.push(Command::SetReplication { db: name.clone(), mode: replication });
+    }
     // The leaves learn their partitions' terms before the commit that gives them.
-    let prediction = cluster.predict(vec![command]).await?;
+    let prediction = cluster.predict(commands).await?;
     let Some(Outcome::DatabaseCreated(planned)) = prediction.outcomes().first().cloned() else {
         return Err(Error::Internal("CreateDatabase did not create".into()));
     };
@@ -183,9 +187,16 @@ pub async fn create_database(
     for replica in planned.iter().filter(|i| i.role == InstanceRole::Replica) {
         let master = planned.iter().find(|i| i.ordinal == replica.ordinal && i.role == InstanceRole::Master);
         let Some(master) = master else { continue };
-        if let Err(e) =
-            replication::start_replica(cluster, &meta, &name, master, replica, crate::master::cluster::REQUEST_TIMEOUT)
-                .await
+        if let Err(e) = replication::start_replica_in_mode(
+            cluster,
+            &meta,
+            &name,
+            master,
+            replica,
+            crate::master::cluster::REQUEST_TIMEOUT,
+            replication,
+        )
+        .await
         {
             drop_on_leaves(cluster, &name, &leaves).await;
             return Err(e);

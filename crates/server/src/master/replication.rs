@@ -25,9 +25,19 @@ use crate::master::cluster::{Cluster, REQUEST_TIMEOUT};
 /// lock (and the failover pass) for the general request timeout.
 pub(crate) const ROLE_CHANGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Where a master ships to, for the replica on `leaf`.
-pub fn target(leaf: &Leaf) -> ReplicaTarget {
-    ReplicaTarget { node: leaf.id, host: leaf.addr.host.clone(), rpc_port: leaf.addr.rpc_port }
+/// Where a master ships to, for the replica on `leaf`, in the database's replication mode.
+pub fn target(leaf: &Leaf, mode: canopy_meta::Replication) -> ReplicaTarget {
+    ReplicaTarget {
+        node: leaf.id,
+        host: leaf.addr.host.clone(),
+        rpc_port: leaf.addr.rpc_port,
+        asynchronous: mode == canopy_meta::Replication::Async,
+    }
+}
+
+/// `db`'s replication mode in `meta` (sync for a database `meta` does not hold yet).
+fn mode_of(meta: &ClusterMeta, db: &str) -> canopy_meta::Replication {
+    meta.databases.get(db).map(|d| d.replication).unwrap_or_default()
 }
 
 fn leaf_of(meta: &ClusterMeta, node: NodeId) -> Result<Leaf> {
@@ -38,7 +48,8 @@ fn leaf_of(meta: &ClusterMeta, node: NodeId) -> Result<Leaf> {
 /// master's leaf brings it up to date and registers it. The metadata is not changed here (the caller records the
 /// replica in sync once this succeeded). A replica whose log is not a prefix of the master's answers
 /// `RemoteErrorKind::Diverged` (or `LogTruncated` when the master no longer has what it misses).
-/// `catch_up` bounds the master's part (bringing the replica up to date can take long after an absence).
+/// `catch_up` bounds the master's part (bringing the replica up to date can take long after an absence). The
+/// database's replication mode is `meta`'s, or `mode` for a database being created.
 pub async fn start_replica(
     cluster: &Arc<Cluster>,
     meta: &ClusterMeta,
@@ -47,12 +58,25 @@ pub async fn start_replica(
     replica: &Instance,
     catch_up: std::time::Duration,
 ) -> Result<()> {
+    start_replica_in_mode(cluster, meta, db, master, replica, catch_up, mode_of(meta, db)).await
+}
+
+/// `start_replica` with the replication mode given (CREATE DATABASE: the metadata does not hold the database yet).
+pub async fn start_replica_in_mode(
+    cluster: &Arc<Cluster>,
+    meta: &ClusterMeta,
+    db: &str,
+    master: &Instance,
+    replica: &Instance,
+    catch_up: std::time::Duration,
+    mode: canopy_meta::Replication,
+) -> Result<()> {
     let master_leaf = leaf_of(meta, master.node)?;
     let replica_leaf = leaf_of(meta, replica.node)?;
     let partition = PartitionTerm { ordinal: master.ordinal, term: master.term };
     let become_replica = Request::BecomeReplica { db: db.to_string(), partition };
     cluster.call_with_timeout(&replica_leaf, &become_replica, ROLE_CHANGE_TIMEOUT).await?;
-    let request = Request::SetReplica { db: db.to_string(), partition, replica: Some(target(&replica_leaf)) };
+    let request = Request::SetReplica { db: db.to_string(), partition, replica: Some(target(&replica_leaf, mode)) };
     cluster.call_with_timeout(&master_leaf, &request, catch_up).await?;
     Ok(())
 }
@@ -304,6 +328,13 @@ pub async fn promote_planned(cluster: &Arc<Cluster>, db: &str, instance: Instanc
         return Err(Error::Internal(format!("{db}:{}: the partition changed before its promotion", replica.ordinal)));
     }
     let old_partition = PartitionTerm { ordinal: old.ordinal, term: old.term };
+    if mode_of(&now, db) == canopy_meta::Replication::Async {
+        // An asynchronous replica may lag its master by a few entries: registering it again brings it up to date
+        // under the partition's lock (no statement runs now), so the promotion loses no acknowledged write.
+        let target = Some(target(&new_leaf, canopy_meta::Replication::Async));
+        let request = Request::SetReplica { db: db.to_string(), partition: old_partition, replica: target };
+        cluster.call_with_timeout(&old_leaf, &request, ROLE_CHANGE_TIMEOUT).await?;
+    }
     cluster.call(&old_leaf, &Request::FencePartition { db: db.to_string(), partition: old_partition }).await?;
     let commands = vec![
         Command::Promote { db: db.to_string(), instance },
