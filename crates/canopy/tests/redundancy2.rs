@@ -742,12 +742,12 @@ async fn position_on(cluster: &TestCluster, leaf: usize, name: &str) -> Option<S
 }
 
 /// History: 2 pairs, `a` created WITH ASYNC REPLICATION (2 partitions); with failure detection OFF the replica leaf
-/// of a:0 is frozen (SIGSTOP) while 20 rows are inserted, then resumed; once the replica's log position equals the
+/// of a:0 is frozen (SIGSTOP) while 20 rows are inserted and SNAPSHOT DATABASE a runs, then resumed; once the replica's log position equals the
 /// master's, detection is turned on and a:0's master leaf is killed. Then, with a writer running, a:1's master is
 /// moved to its replica and back by PROMOTE PARTITION.
 /// Property: SHOW CREATE DATABASE and DISTRIBUTED_PARTITIONS say asynchronous (SYNC_DESIRED 0, replicas
 /// `replicating`); inserts complete while the replica is frozen (a sync database's would wait for it); the entries
-/// follow to the replica, so the failover loses nothing here; a planned promotion brings the replica up to date
+/// follow to the replica (the snapshot kept the ones it had not taken), so the failover loses nothing here; a planned promotion brings the replica up to date
 /// first, so it loses no acknowledged row either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_replication_does_not_wait_for_the_replica_and_its_entries_follow() {
@@ -773,8 +773,11 @@ async fn async_replication_does_not_wait_for_the_replica_and_its_entries_follow(
         }
     };
     let finished = tokio::time::timeout(support::DEADLINE, inserts).await;
+    // A checkpoint on the master while the replica lags keeps the entries the replica has not taken.
+    let snapshot = conn.query_drop("SNAPSHOT DATABASE a").await;
     cluster.leaves[replica_leaf].signal(libc_sigcont());
     assert!(finished.is_ok(), "the inserts completed while the replica was frozen");
+    snapshot.unwrap();
     eventually("the replica's log reaches the master's position", || async {
         let on_master = position_on(&cluster, master_leaf, "a_0").await?;
         (position_on(&cluster, replica_leaf, "a_0").await? == on_master).then_some(())

@@ -269,16 +269,22 @@ impl canopy_rpc::Handler for RpcHandler {
                 self.replication.fence(&db, ordinal);
                 blocking(store, move |s| s.drop_partition(&db, ordinal)).await.map(|()| Response::Done)
             }
-            Request::Checkpoint { db, partitions } => blocking(store, move |s| {
-                for partition in &partitions {
-                    s.check_term(&db, partition.ordinal, partition.term)?;
-                    let position = s.log_position(&db, partition.ordinal)?;
-                    s.checkpoint_partition(&db, partition.ordinal, position.index)?;
-                }
-                Ok(())
-            })
-            .await
-            .map(|()| Response::Done),
+            Request::Checkpoint { db, partitions } => {
+                // An asynchronous replica may not have taken the newest entries yet: they stay in the log.
+                let keep: Vec<Option<u64>> =
+                    partitions.iter().map(|p| self.replication.async_replica_position(&db, p.ordinal)).collect();
+                blocking(store, move |s| {
+                    for (partition, replica_at) in partitions.iter().zip(keep) {
+                        s.check_term(&db, partition.ordinal, partition.term)?;
+                        let position = s.log_position(&db, partition.ordinal)?;
+                        let keep_after = replica_at.map_or(position.index, |at| at.min(position.index));
+                        s.checkpoint_partition(&db, partition.ordinal, keep_after)?;
+                    }
+                    Ok(())
+                })
+                .await
+                .map(|()| Response::Done)
+            }
             Request::SnapshotPartition { db, partition } => blocking(store, move |s| {
                 s.check_term(&db, partition.ordinal, partition.term)?;
                 s.snapshot_partition(&db, partition.ordinal)

@@ -65,6 +65,8 @@ struct Item {
 struct Pump {
     generation: u64,
     wake: Arc<tokio::sync::Notify>,
+    /// The last log index the replica took: a checkpoint keeps every entry after it.
+    acked: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// How long an idle pump waits before it looks at the log again (a commit wakes it before its COMMIT, so the
@@ -283,9 +285,20 @@ impl Replication {
     ) {
         let generation = self.next_pump.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let wake = Arc::new(tokio::sync::Notify::new());
-        let pump = Pump { generation, wake: wake.clone() };
+        let acked = Arc::new(std::sync::atomic::AtomicU64::new(after));
+        let pump = Pump { generation, wake: wake.clone(), acked: acked.clone() };
         self.pumps.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), pump);
-        self.runtime.spawn(self.clone().run_pump(key, target, partition, client, after, generation, wake));
+        let run = self.clone().run_pump(key, target, partition, client, generation, wake, acked);
+        self.runtime.spawn(run);
+    }
+
+    /// The last log index `db:ordinal`'s asynchronous replica took, if it has one: the log must keep every entry
+    /// after it (a checkpoint that removed them would leave the replica nothing to continue from).
+    pub fn async_replica_position(&self, db: &str, ordinal: u32) -> Option<u64> {
+        let key = (db.to_string(), ordinal);
+        self.target(&key)?;
+        let pumps = self.pumps.lock().unwrap_or_else(|p| p.into_inner());
+        pumps.get(&key).map(|p| p.acked.load(std::sync::atomic::Ordering::Acquire))
     }
 
     /// Whether the pump of `generation` still serves `key`'s registered replica `target`.
@@ -305,11 +318,12 @@ impl Replication {
         target: ReplicaTarget,
         partition: PartitionTerm,
         client: Arc<Client>,
-        mut after: u64,
         generation: u64,
         wake: Arc<tokio::sync::Notify>,
+        acked: Arc<std::sync::atomic::AtomicU64>,
     ) {
         let (db, ordinal) = (key.0.clone(), key.1);
+        let mut after = acked.load(std::sync::atomic::Ordering::Acquire);
         let mut logged = false;
         loop {
             let _ = tokio::time::timeout(PUMP_IDLE, wake.notified()).await;
@@ -324,7 +338,10 @@ impl Replication {
             let entries = match read {
                 Ok(Ok(entries)) => entries,
                 Ok(Err(e)) => {
-                    tracing::warn!("{db}:{ordinal}: the asynchronous replica's pump cannot read the log: {e}");
+                    if !logged {
+                        tracing::warn!("{db}:{ordinal}: the asynchronous replica's pump cannot read the log: {e}");
+                        logged = true;
+                    }
                     tokio::time::sleep(PUMP_RETRY).await;
                     continue;
                 }
@@ -335,6 +352,7 @@ impl Replication {
             match push(&client, &db, partition, entries, false).await {
                 Ok(()) => {
                     after = last;
+                    acked.store(last, std::sync::atomic::Ordering::Release);
                     logged = false;
                     if full {
                         wake.notify_one();
