@@ -2,7 +2,8 @@
 # Run stock sysbench OLTP workloads against throw-away systems on this machine, with the same options, and print one
 # table. The systems (SYSTEMS, default "mariadb canopy"): mariadb (one server), mariadb-semisync (a primary with a
 # semi-synchronous replica), canopy (master aggregator + LEAVES leaves, redundancy 1), canopy-r2 (master aggregator
-# + LEAVES leaves in two availability groups, redundancy 2: every partition has a synchronous replica on the pair).
+# + LEAVES leaves in two availability groups, redundancy 2: every partition has a synchronous replica on the pair),
+# canopy-r2-async (the same with the database created WITH ASYNC REPLICATION: commits do not wait for the replica).
 # How to read it and what differs between them: docs/sysbench.md.
 #
 # Knobs (environment): SYSTEMS ("mariadb canopy") TIME (20) THREADS (8) TABLES (4) TABLE_SIZE (100000) LEAVES (4)
@@ -196,8 +197,8 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/canopy-sysbench.XXXXXX")
 
 for sys in $SYSTEMS; do
     case $sys in
-    mariadb | mariadb-semisync | canopy | canopy-r2) ;;
-    *) die "unknown system '$sys' in SYSTEMS (mariadb, mariadb-semisync, canopy, canopy-r2)" ;;
+    mariadb | mariadb-semisync | canopy | canopy-r2 | canopy-r2-async) ;;
+    *) die "unknown system '$sys' in SYSTEMS (mariadb, mariadb-semisync, canopy, canopy-r2, canopy-r2-async)" ;;
     esac
 done
 has_system() { [[ " $SYSTEMS " == *" $1 "* ]]; }
@@ -208,6 +209,14 @@ sync) MDB_FLUSH=1 MDB_SYNC_BINLOG=1 CANOPY_DB_OPTIONS='' ;;
 async) MDB_FLUSH=2 MDB_SYNC_BINLOG=0 CANOPY_DB_OPTIONS=' WITH ASYNC DURABILITY' ;;
 *) die "DURABILITY must be sync or async, not '$DURABILITY'" ;;
 esac
+# The CREATE DATABASE options of a Canopy system: canopy-r2-async's replicas follow without commits waiting.
+db_options() { # system
+    case $1 in
+    canopy-r2-async) [[ -n $CANOPY_DB_OPTIONS ]] && echo "$CANOPY_DB_OPTIONS ASYNC REPLICATION" ||
+        echo ' WITH ASYNC REPLICATION' ;;
+    canopy*) echo "$CANOPY_DB_OPTIONS" ;;
+    esac
+}
 echo "- durability: $DURABILITY" | tee -a "$RESULTS/report.md"
 declare -A PORT
 
@@ -316,13 +325,16 @@ start_cluster() { # system redundancy
         ((redundancy == 2)) && group=" INTO GROUP $((i < LEAVES / 2 ? 1 : 2))"
         sql "$ma" "ADD LEAF root@'127.0.0.1':${leaf_ports[$i]}$group" || die "$sys: ADD LEAF ${leaf_ports[$i]} failed"
     done
-    sql "$ma" "CREATE DATABASE sbtest$CANOPY_DB_OPTIONS" || die "$sys: CREATE DATABASE sbtest failed"
-    echo "- $sys: redundancy $redundancy, CREATE DATABASE sbtest$CANOPY_DB_OPTIONS," \
+    local options
+    options=$(db_options "$sys")
+    sql "$ma" "CREATE DATABASE sbtest$options" || die "$sys: CREATE DATABASE sbtest failed"
+    echo "- $sys: redundancy $redundancy, CREATE DATABASE sbtest$options," \
         "$(sql "$ma" 'SHOW PARTITIONS ON sbtest' | wc -l) partition instances on $LEAVES leaves" |
         tee -a "$RESULTS/report.md"
 }
 has_system canopy && start_cluster canopy 1
 has_system canopy-r2 && start_cluster canopy-r2 2
+has_system canopy-r2-async && start_cluster canopy-r2-async 2
 
 # ---------------------------------------------------------------- 3. workloads
 
@@ -407,8 +419,8 @@ run_workload() { # system port workload
         DETAIL[$key]+="${DETAIL[$key]:+ | }cleanup: $(first_errors "$(log_of "$sys" "$wl" cleanup)")"
         # Start the next workload from an empty database whatever cleanup left.
         sql "$port" 'DROP DATABASE IF EXISTS sbtest' >>"$(log_of "$sys" "$wl" cleanup)" 2>&1 || true
-        local options=''
-        [[ $sys == canopy* ]] && options=$CANOPY_DB_OPTIONS
+        local options
+        options=$(db_options "$sys")
         sql "$port" "CREATE DATABASE IF NOT EXISTS sbtest$options" >>"$(log_of "$sys" "$wl" cleanup)" 2>&1 || true
     fi
     if [[ $sys == mariadb-semisync ]]; then
@@ -435,7 +447,7 @@ done
 fmt_num() { [[ -n ${1:-} ]] && printf "%'.2f" "$1" 2>/dev/null || printf '%s' "${1:-}"; }
 # The ratios worth reading, each shown when both of its systems ran: numerator/denominator.
 RATIOS=""
-for r in canopy/mariadb canopy-r2/canopy canopy-r2/mariadb-semisync mariadb-semisync/mariadb; do
+for r in canopy/mariadb canopy-r2/canopy canopy-r2/mariadb-semisync canopy-r2-async/canopy mariadb-semisync/mariadb; do
     has_system "${r%/*}" && has_system "${r#*/}" && RATIOS+="$r "
 done
 ratio_of() { # workload numerator denominator
