@@ -8,11 +8,13 @@
 //! partitions it moved (`page_count × page_size`, read on the leaves just before) and MB/s, the workload's
 //! throughput, p50/p99/max and failed statements in both windows, each step's Running_Time, and the checks
 //! afterwards: every acknowledged insert present, no row that was never attempted, COUNT(*) right, EXPLAIN
-//! REBALANCE empty, every step `success`. It measures and prints; a failed check is printed loudly and makes the
-//! exit code 1.
+//! REBALANCE empty, every step `success`, every partition with exactly one master (and in redundancy 2 exactly one
+//! replica, on another leaf, `sync` in INFORMATION_SCHEMA.DISTRIBUTED_PARTITIONS). It measures and prints; a failed
+//! check is printed loudly and makes the exit code 1.
 //!
-//! `--redundancy 2` puts the leaves into alternating availability groups (the new ones one per group); whether the
-//! server can rebalance that depends on the build.
+//! `--redundancy 2` puts the leaves into alternating availability groups, so that they pair in order (1-2, 3-4...),
+//! and the new ones one per group: 4 + 2 leaves are 2 pairs and a third one. A move then copies a partition onto both
+//! leaves of the receiving pair, promotes the copy on one of them and drops the old replica.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -101,7 +103,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// A partition whose master moved.
+/// A partition whose master moved to a leaf that held no copy of it (a move; in redundancy 2 between pairs).
 struct Moved {
     ordinal: u32,
     from_port: u16,
@@ -128,11 +130,13 @@ struct Figures {
     /// Each partition whose master moved.
     moved: Vec<Moved>,
     steps: Vec<Step>,
+    /// Partitions whose master changed to a leaf that already held a replica (in-pair promotions).
+    promoted: Vec<u32>,
     /// Ordinal -> the port of its master's leaf before the move.
     placement_before: BTreeMap<u32, u16>,
-    /// Partitions (masters) per leaf port, before and after.
-    per_leaf_before: BTreeMap<u16, usize>,
-    per_leaf_after: BTreeMap<u16, usize>,
+    /// (masters, replicas) per leaf port, before and after.
+    per_leaf_before: BTreeMap<u16, (usize, usize)>,
+    per_leaf_after: BTreeMap<u16, (usize, usize)>,
     /// Bytes the new leaves hold afterwards.
     new_leaf_bytes: u64,
     checks: Vec<String>,
@@ -199,7 +203,8 @@ async fn measure(cluster: &Cluster, args: &Args, rows: u64) -> anyhow::Result<Fi
     tokio::time::sleep(Duration::from_secs(args.baseline_s)).await;
     let baseline = running.stop().await?;
 
-    let placement_before = placement(&mut conn).await?;
+    let copies_before = copies(&mut conn).await?;
+    let placement_before = masters(&copies_before);
     let sizes_before = sizes(cluster).await?;
     progress("REBALANCE PARTITIONS with the workload running");
     let running = workload.start(&next_id, 2).await?;
@@ -219,15 +224,27 @@ async fn measure(cluster: &Cluster, args: &Args, rows: u64) -> anyhow::Result<Fi
 
     let steps =
         steps_of(&conn.query(format!("SHOW REBALANCE STATUS ON {DB}")).await.context("SHOW REBALANCE STATUS")?)?;
-    let placement_after = placement(&mut conn).await?;
-    let moved: Vec<Moved> = placement_before
+    let copies_after = copies(&mut conn).await?;
+    let placement_after = masters(&copies_after);
+    let held_before: BTreeSet<(u32, u16)> = copies_before.iter().map(|c| (c.ordinal, c.port)).collect();
+    let changed: Vec<(u32, u16, u16)> = placement_before
         .iter()
         .filter_map(|(&ordinal, &from_port)| {
             let to_port = *placement_after.get(&ordinal)?;
-            let bytes = sizes_before.get(&ordinal).map_or(0, |(_, b)| *b);
-            (to_port != from_port).then_some(Moved { ordinal, from_port, to_port, bytes })
+            (to_port != from_port).then_some((ordinal, from_port, to_port))
         })
         .collect();
+    let (promotions, moves): (Vec<_>, Vec<_>) =
+        changed.into_iter().partition(|&(ordinal, _, to_port)| held_before.contains(&(ordinal, to_port)));
+    let promoted = promotions.iter().map(|&(ordinal, _, _)| ordinal).collect();
+    let moved: Vec<Moved> = moves
+        .into_iter()
+        .map(|(ordinal, from_port, to_port)| {
+            let bytes = sizes_before.get(&ordinal).map_or(0, |(_, b)| *b);
+            Moved { ordinal, from_port, to_port, bytes }
+        })
+        .collect();
+    check_copies(&copies_after, args.partitions, args.redundancy, &mut checks);
     let new_ports: BTreeSet<u16> =
         (usize::from(args.leaves) + 1..=cluster.leaves()).map(|l| cluster.leaf_port(l)).collect();
     let sizes_after = sizes(cluster).await?;
@@ -273,9 +290,10 @@ async fn measure(cluster: &Cluster, args: &Args, rows: u64) -> anyhow::Result<Fi
         load_average,
         moved,
         steps,
-        per_leaf_before: per_leaf(&placement_before),
+        promoted,
+        per_leaf_before: per_leaf(&copies_before),
         placement_before,
-        per_leaf_after: per_leaf(&placement_after),
+        per_leaf_after: per_leaf(&copies_after),
         new_leaf_bytes,
         checks,
     })
@@ -389,24 +407,74 @@ async fn count(conn: &mut Conn) -> anyhow::Result<u64> {
     conn.query_first(format!("SELECT COUNT(*) FROM {DB}.t")).await.context("COUNT(*)")?.context("COUNT(*): no row")
 }
 
-/// Ordinal -> the port of the leaf holding its master (SHOW PARTITIONS).
-async fn placement(conn: &mut Conn) -> anyhow::Result<BTreeMap<u32, u16>> {
-    let rows: Vec<Row> = conn.query(format!("SHOW PARTITIONS ON {DB}")).await.context("SHOW PARTITIONS")?;
-    let mut out = BTreeMap::new();
-    for row in rows.iter().filter(|r| text(r, "Role").as_deref() == Some("Master")) {
-        let ordinal = text(row, "Ordinal").and_then(|t| t.parse().ok()).context("SHOW PARTITIONS: Ordinal")?;
-        let port = text(row, "Port").and_then(|t| t.parse().ok()).context("SHOW PARTITIONS: Port")?;
-        out.insert(ordinal, port);
-    }
-    Ok(out)
+/// One instance (copy) of a partition, as INFORMATION_SCHEMA.DISTRIBUTED_PARTITIONS shows it.
+struct Copy {
+    ordinal: u32,
+    port: u16,
+    master: bool,
+    /// STATE: `sync` for a replica in its master's commit path (redundancy 2).
+    state: String,
 }
 
-fn per_leaf(placement: &BTreeMap<u32, u16>) -> BTreeMap<u16, usize> {
-    let mut out = BTreeMap::new();
-    for port in placement.values() {
-        *out.entry(*port).or_default() += 1;
+/// Every instance of the database's partitions (INFORMATION_SCHEMA.DISTRIBUTED_PARTITIONS).
+async fn copies(conn: &mut Conn) -> anyhow::Result<Vec<Copy>> {
+    let sql = format!("SELECT * FROM INFORMATION_SCHEMA.DISTRIBUTED_PARTITIONS WHERE DATABASE_NAME = '{DB}'");
+    let rows: Vec<Row> = conn.query(sql).await.context("DISTRIBUTED_PARTITIONS")?;
+    rows.iter()
+        .map(|row| {
+            Ok(Copy {
+                ordinal: text(row, "ORDINAL")
+                    .and_then(|t| t.parse().ok())
+                    .context("DISTRIBUTED_PARTITIONS: ORDINAL")?,
+                port: text(row, "PORT").and_then(|t| t.parse().ok()).context("DISTRIBUTED_PARTITIONS: PORT")?,
+                master: text(row, "ROLE").context("DISTRIBUTED_PARTITIONS: ROLE")? == "Master",
+                state: text(row, "STATE").context("DISTRIBUTED_PARTITIONS: STATE")?,
+            })
+        })
+        .collect()
+}
+
+/// Ordinal -> the port of the leaf holding its master.
+fn masters(copies: &[Copy]) -> BTreeMap<u32, u16> {
+    copies.iter().filter(|c| c.master).map(|c| (c.ordinal, c.port)).collect()
+}
+
+/// (masters, replicas) per leaf port.
+fn per_leaf(copies: &[Copy]) -> BTreeMap<u16, (usize, usize)> {
+    let mut out: BTreeMap<u16, (usize, usize)> = BTreeMap::new();
+    for c in copies {
+        let entry = out.entry(c.port).or_default();
+        if c.master { entry.0 += 1 } else { entry.1 += 1 }
     }
     out
+}
+
+/// Every partition has exactly one master, and in redundancy 2 exactly one replica besides, on another leaf and in
+/// sync; in redundancy 1 nothing besides.
+fn check_copies(copies: &[Copy], partitions: u32, redundancy: u8, checks: &mut Vec<String>) {
+    for ordinal in 0..partitions {
+        let of: Vec<&Copy> = copies.iter().filter(|c| c.ordinal == ordinal).collect();
+        let masters: Vec<&&Copy> = of.iter().filter(|c| c.master).collect();
+        let replicas: Vec<&&Copy> = of.iter().filter(|c| !c.master).collect();
+        let describe = || {
+            of.iter()
+                .map(|c| format!(":{} {} {:?}", c.port, if c.master { "master" } else { "replica" }, c.state))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if masters.len() != 1 {
+            checks.push(format!("partition {ordinal} has {} masters afterwards: {}", masters.len(), describe()));
+            continue;
+        }
+        let wanted = usize::from(redundancy) - 1;
+        let in_sync = |r: &&&Copy| r.state == "sync" && r.port != masters[0].port;
+        if replicas.len() != wanted || (redundancy == 2 && !replicas.iter().all(in_sync)) {
+            checks.push(format!(
+                "partition {ordinal} afterwards is not one master and {wanted} in-sync replica(s) on other leaves: {}",
+                describe()
+            ));
+        }
+    }
 }
 
 /// Ordinal -> (leaf port, bytes) of every partition copy the leaves serve, asked of each leaf node (those not in
@@ -694,7 +762,10 @@ fn print(bench: &Bench, args: &Args, f: &Figures) {
         mb(f.rows * args.row_bytes) / f.load.as_secs_f64(),
         args.loaders
     );
-    println!("| bytes in the partitions after the load (page_count × page_size) | {:.1} MB |", mb(f.loaded_bytes));
+    println!(
+        "| bytes in the partitions after the load (page_count × page_size, masters) | {:.1} MB |",
+        mb(f.loaded_bytes)
+    );
     let adds: Vec<String> = f.add_leaf.iter().map(|d| format!("{} ms", d.as_millis())).collect();
     println!("| ADD LEAF | {} |", adds.join(", "));
     let copies = f.explain.iter().filter(|s| s.action.starts_with("COPY")).count();
@@ -703,12 +774,33 @@ fn print(bench: &Bench, args: &Args, f: &Figures) {
     let ordinals: Vec<String> =
         f.moved.iter().map(|m| format!("{} (:{} → :{})", m.ordinal, m.from_port, m.to_port)).collect();
     println!("| partitions moved | {} : {} |", f.moved.len(), ordinals.join(", "));
+    if args.redundancy == 2 {
+        let promoted: Vec<String> = f.promoted.iter().map(u32::to_string).collect();
+        let promoted = if promoted.is_empty() { String::new() } else { format!(": {}", promoted.join(", ")) };
+        println!("| masters switched within their pair | {}{promoted} |", f.promoted.len());
+    }
     println!("| MB moved (their page_count × page_size just before) | {:.1} MB |", mb(moved_bytes));
     println!("| throughput | {:.1} MB/s |", mb(moved_bytes) / f.rebalance.as_secs_f64());
-    println!("| MB on the new leaves afterwards | {:.1} MB |", mb(f.new_leaf_bytes));
-    let spread = |m: &BTreeMap<u16, usize>| m.iter().map(|(p, n)| format!(":{p} {n}")).collect::<Vec<_>>().join(", ");
-    println!("| partitions per leaf before | {} |", spread(&f.per_leaf_before));
-    println!("| partitions per leaf after | {} |", spread(&f.per_leaf_after));
+    if args.redundancy == 2 {
+        // Each move copies the partition onto both leaves of the receiving pair.
+        let copied = moved_bytes * u64::from(args.redundancy);
+        println!(
+            "| MB copied (2 copies per move) | {:.1} MB, {:.1} MB/s |",
+            mb(copied),
+            mb(copied) / f.rebalance.as_secs_f64()
+        );
+    }
+    println!("| MB of masters on the new leaves afterwards | {:.1} MB |", mb(f.new_leaf_bytes));
+    let spread = |m: &BTreeMap<u16, (usize, usize)>| {
+        let leaf = |(p, (masters, replicas)): (&u16, &(usize, usize))| match args.redundancy {
+            2 => format!(":{p} {masters}+{replicas}"),
+            _ => format!(":{p} {masters}"),
+        };
+        m.iter().map(leaf).collect::<Vec<_>>().join(", ")
+    };
+    let what = if args.redundancy == 2 { "masters+replicas" } else { "partitions" };
+    println!("| {what} per leaf before | {} |", spread(&f.per_leaf_before));
+    println!("| {what} per leaf after | {} |", spread(&f.per_leaf_after));
     println!();
 
     println!("| workload | without a move | during REBALANCE |");
@@ -809,11 +901,28 @@ fn print(bench: &Bench, args: &Args, f: &Figures) {
         .collect();
     println!("Slowest statements during the move (time since the REBALANCE began): {}.", slowest.join("; "));
     println!();
+    // The REBALANCE plans again when it runs; under the workload's inserts the partitions' sizes change, and with
+    // them which partitions a leaf gives away (the smallest).
+    let unplanned: Vec<String> = f
+        .explain
+        .iter()
+        .filter(|e| {
+            !f.steps.iter().any(|s| s.action == e.action && s.ordinal == e.ordinal && s.target_port == e.target_port)
+        })
+        .map(|e| format!("{} {} to :{}", e.action, e.ordinal, e.target_port))
+        .collect();
+    if unplanned.is_empty() {
+        println!("Every step of the EXPLAIN before the workload ran.");
+    } else {
+        println!("Steps of the EXPLAIN before the workload that did not run: {}.", unplanned.join("; "));
+    }
+    println!();
     if f.checks.is_empty() {
         println!(
             "Check: 0 failed statements; all {} acknowledged inserts present, no other new row; COUNT(*) right; \
-             EXPLAIN REBALANCE empty afterwards; every step success.",
-            b.acked.len() + d.acked.len()
+             EXPLAIN REBALANCE empty afterwards; every step success; every partition {}.",
+            b.acked.len() + d.acked.len(),
+            if args.redundancy == 2 { "one master and one replica in sync on another leaf" } else { "one master" }
         );
     } else {
         println!("!!! CHECK FAILED !!!");

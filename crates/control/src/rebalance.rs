@@ -196,19 +196,34 @@ pub fn is_balanced_without(meta: &ClusterMeta, db: &str, exclude: Option<NodeId>
     online.is_empty() || max - min <= 1
 }
 
-/// The fewest moves that balance `db` (redundancy 1): the sum of the leaves' excess over their targets when the
-/// leaves holding the most keep the remainder.
+/// The fewest partition moves that balance `db`. Redundancy 1: the sum of the leaves' excess over their targets
+/// when the leaves holding the most keep the remainder (a move is a copy and a promotion with drop). Redundancy 2:
+/// moves between pairs only (each copies onto both leaves of the receiving pair), as `paired::moves_lower_bound`
+/// says; the promotions within a pair and the copies that restore a missing replica are not moves and not counted.
 pub fn moves_lower_bound(meta: &ClusterMeta, db: &str) -> usize {
     let Some(database) = meta.databases.get(db) else { return 0 };
+    if meta.variables.redundancy_level == 2 {
+        return paired::moves_lower_bound(meta, database);
+    }
     let online = online_leaves(meta);
     if online.is_empty() {
         return 0;
     }
     let held = masters_by_leaf(database, &online);
-    let mut counts: Vec<usize> = online.iter().map(|l| held.get(l).map_or(0, Vec::len)).collect();
+    let counts: Vec<usize> = online.iter().map(|l| held.get(l).map_or(0, Vec::len)).collect();
+    excess_over_shares(counts, 0)
+}
+
+/// The sum of the units' excess over their shares of `counts`' total plus `placed` more, when the units holding
+/// the most keep the remainder: the fewest partitions that must leave some unit (leaf or pair) for every unit to
+/// hold its share.
+fn excess_over_shares(mut counts: Vec<usize>, placed: usize) -> usize {
+    if counts.is_empty() {
+        return 0;
+    }
     counts.sort_unstable_by(|a, b| b.cmp(a));
-    let total: usize = counts.iter().sum();
-    let (base, extra) = (total / online.len(), total % online.len());
+    let total: usize = counts.iter().sum::<usize>() + placed;
+    let (base, extra) = (total / counts.len(), total % counts.len());
     counts.iter().enumerate().map(|(i, &c)| c.saturating_sub(base + usize::from(i < extra))).sum()
 }
 

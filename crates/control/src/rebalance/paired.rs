@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use canopy_meta::{ClusterMeta, Database, Instance, InstanceRole, LeafState, NodeId};
 
-use super::{Load, Options, RebalanceError, Sizes, targets, unreachable};
+use super::{Load, Options, RebalanceError, Sizes, excess_over_shares, targets, unreachable};
 use crate::placement::online_pairs;
 use crate::plan::{Action, Plan, Step};
 
@@ -109,6 +109,18 @@ pub(super) fn is_balanced(meta: &ClusterMeta, database: &Database, exclude: Opti
         on_a.abs_diff(held.len() - on_a) <= 1
     });
     homeless.is_empty() && max - min <= 1 && even_within && held.iter().flatten().all(|h| h.mate != Mate::Missing)
+}
+
+/// The fewest partition moves between pairs that balance `database` (no leaf being emptied): every partition
+/// mastered on an online leaf outside the usable pairs, plus the sum of the pairs' excess over their shares when the
+/// pairs holding the most keep the remainder (`super::targets`' rule, which the planner follows). Promotions within
+/// a pair and restoring copies move no partition off its pair and are not counted; nor are created (FORCE) ones.
+pub(super) fn moves_lower_bound(meta: &ClusterMeta, database: &Database) -> usize {
+    let View { pairs, held, homeless } = view(meta, database, None);
+    if pairs.is_empty() {
+        return 0;
+    }
+    homeless.len() + excess_over_shares(held.iter().map(Vec::len).collect(), homeless.len())
 }
 
 /// A partition's new place: the leaf of the receiving pair that becomes its master, and the other one (its replica).
@@ -333,9 +345,11 @@ mod tests {
                 ("DROP PARTITION", 1, "leaf-4", 4),
             ],
         );
+        assert_eq!(super::super::moves_lower_bound(&m, "test"), 2, "one move per old pair");
         let plan = plan_db(&m, "test", &Options::default(), &Sizes::new()).unwrap();
         apply_plan(&mut m, &plan).unwrap();
         assert!(super::super::is_balanced(&m, "test"));
+        assert_eq!(super::super::moves_lower_bound(&m, "test"), 0);
         check(&m, &Options::default(), &[]);
     }
 
@@ -354,6 +368,7 @@ mod tests {
             }
         }
         check(&m, &Options::default(), &[("PROMOTE PARTITION", 0, "leaf-1", 3), ("PROMOTE PARTITION", 1, "leaf-1", 3)]);
+        assert_eq!(super::super::moves_lower_bound(&m, "test"), 0, "promotions within a pair are not moves");
     }
 
     /// DETACH of a leaf of one of two pairs: every partition of that pair moves to the other one.
