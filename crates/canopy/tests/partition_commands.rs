@@ -26,6 +26,14 @@ fn master_port(all: &[(u32, u16, String)], ordinal: u32) -> Option<u16> {
     all.iter().find(|(o, _, role)| *o == ordinal && role == "Master").map(|(_, p, _)| *p)
 }
 
+/// Database `test` of 2 partitions, table `x` with ids 1..=rows.
+async fn create_test(conn: &mut mysql_async::Conn, rows: i64) {
+    conn.query_drop("CREATE DATABASE test PARTITIONS 2").await.unwrap();
+    conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY, v VARCHAR(20))").await.unwrap();
+    let values: Vec<String> = (1..=rows).map(|i| format!("({i}, 'v')")).collect();
+    conn.query_drop(format!("INSERT INTO test.x VALUES {}", values.join(","))).await.unwrap();
+}
+
 async fn count(conn: &mut mysql_async::Conn) -> i64 {
     conn.query_first("SELECT COUNT(*) FROM test.x").await.expect("count").expect("a row")
 }
@@ -40,10 +48,7 @@ async fn count(conn: &mut mysql_async::Conn) -> i64 {
 async fn copy_then_promote_with_drop_moves_a_partition_online() {
     let cluster = TestCluster::start("partition-commands", 2).await;
     let mut conn = cluster.conn().await;
-    conn.query_drop("CREATE DATABASE test PARTITIONS 2").await.unwrap();
-    conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY, v VARCHAR(20))").await.unwrap();
-    let values: Vec<String> = (1..=200).map(|i| format!("({i}, 'v')")).collect();
-    conn.query_drop(format!("INSERT INTO test.x VALUES {}", values.join(","))).await.unwrap();
+    create_test(&mut conn, 200).await;
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let (stop, mut conn) = (stop.clone(), cluster.conn().await);
@@ -118,10 +123,7 @@ async fn copy_then_promote_with_drop_moves_a_partition_online() {
 async fn create_partition_replaces_a_partition_lost_with_its_leaf() {
     let mut cluster = TestCluster::start("partition-create", 2).await;
     let mut conn = cluster.conn().await;
-    conn.query_drop("CREATE DATABASE test PARTITIONS 2").await.unwrap();
-    conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY, v VARCHAR(20))").await.unwrap();
-    let values: Vec<String> = (1..=100).map(|i| format!("({i}, 'v')")).collect();
-    conn.query_drop(format!("INSERT INTO test.x VALUES {}", values.join(","))).await.unwrap();
+    create_test(&mut conn, 100).await;
     let all = partitions(&mut conn).await;
     let (lost, survivor) = (master_port(&all, 1).unwrap(), master_port(&all, 0).unwrap());
     assert_ne!(lost, survivor, "one partition per leaf");
@@ -161,10 +163,7 @@ async fn create_partition_replaces_a_partition_lost_with_its_leaf() {
 async fn a_copy_from_a_restarted_source_succeeds_at_once() {
     let mut cluster = TestCluster::start("partition-copy-restart", 2).await;
     let mut conn = cluster.conn().await;
-    conn.query_drop("CREATE DATABASE test PARTITIONS 2").await.unwrap();
-    conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY, v VARCHAR(20))").await.unwrap();
-    let values: Vec<String> = (1..=100).map(|i| format!("({i}, 'v')")).collect();
-    conn.query_drop(format!("INSERT INTO test.x VALUES {}", values.join(","))).await.unwrap();
+    create_test(&mut conn, 100).await;
     let all = partitions(&mut conn).await;
     let from = master_port(&all, 0).unwrap();
     let to = cluster.leaves.iter().map(|l| l.port).find(|p| *p != from).unwrap();

@@ -649,35 +649,13 @@ async fn a_cancelled_or_killed_rebalance_stops_between_steps_and_a_rerun_finishe
     assert_eq!(distinct, count);
 }
 
-/// History: 4 leaves hold `test`'s 32 partitions (eight each) and 10,000 rows; four leaves are added and
-/// `max_concurrent_moves` set to 1, so the plan copies 16 partitions and then promotes them, one step at a time per
-/// leaf; a writer inserts throughout (reconnecting while the master aggregator is down). The REBALANCE is watched
-/// until, in its promotion phase, one promotion is done while another is still scheduled, and the master aggregator
-/// is killed (SIGKILL) there, then restarted.
-/// Property: after the restart every partition has exactly one master (promoted moves stay promoted, the others keep
-/// their old master; a move cut off leaves at most a replica), and every partition serves again once the heartbeat
-/// has re-attached a source the cut-off switch had fenced; a rerun of REBALANCE (retried while copies the
-/// killed plan left may still be finishing) completes: 4 partitions on each of the 8 leaves, one instance each,
-/// EXPLAIN empty; every preloaded and acknowledged row is there exactly once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_master_aggregator_killed_while_promoting_restarts_consistent_and_a_rerun_finishes() {
-    const PARTITIONS: usize = 32;
-    let mut cluster = TestCluster::start("rebalancepromotekill", 4).await;
-    let mut conn = cluster.conn().await;
-    conn.query_drop(format!("CREATE DATABASE test PARTITIONS {PARTITIONS}")).await.unwrap();
-    conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY, pad TEXT)").await.unwrap();
-    for start in (1..=ROWS).step_by(1000) {
-        let values: Vec<String> =
-            (start..(start + 1000).min(ROWS + 1)).map(|i| format!("({i}, printf('%01000d', {i}))")).collect();
-        conn.query_drop(format!("INSERT INTO test.x VALUES {}", values.join(","))).await.unwrap();
-    }
-    for _ in 0..4 {
-        add_leaf(&mut cluster).await;
-    }
-    let mut conn = cluster.conn().await;
-    conn.query_drop("SET GLOBAL max_concurrent_moves = 1").await.unwrap();
-
-    let stop = Arc::new(AtomicBool::new(false));
+/// With a writer inserting from id 1,000,000 (reconnecting when the master aggregator is gone), runs REBALANCE
+/// PARTITIONS ON test and SIGKILLs the master aggregator once some PROMOTE PARTITION WITH DROP steps succeeded and
+/// others wait, then restarts it. Returns the writer: (acknowledged ids, ids whose answer was lost) once `stop` is set.
+async fn kill_master_aggregator_mid_promotions(
+    cluster: &mut TestCluster,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(Vec<i64>, Vec<i64>)> {
     let writer = {
         let (opts, stop) = (cluster.master.opts(), stop.clone());
         tokio::spawn(async move {
@@ -731,6 +709,39 @@ async fn a_master_aggregator_killed_while_promoting_restarts_consistent_and_a_re
     cluster.master.kill();
     assert!(rebalance.await.unwrap().is_err(), "the REBALANCE's connection died with the master aggregator");
     cluster.master.spawn();
+    writer
+}
+
+/// History: 4 leaves hold `test`'s 32 partitions (eight each) and 10,000 rows; four leaves are added and
+/// `max_concurrent_moves` set to 1, so the plan copies 16 partitions and then promotes them, one step at a time per
+/// leaf; a writer inserts throughout (reconnecting while the master aggregator is down). The REBALANCE is watched
+/// until, in its promotion phase, one promotion is done while another is still scheduled, and the master aggregator
+/// is killed (SIGKILL) there, then restarted.
+/// Property: after the restart every partition has exactly one master (promoted moves stay promoted, the others keep
+/// their old master; a move cut off leaves at most a replica), and every partition serves again once the heartbeat
+/// has re-attached a source the cut-off switch had fenced; a rerun of REBALANCE (retried while copies the
+/// killed plan left may still be finishing) completes: 4 partitions on each of the 8 leaves, one instance each,
+/// EXPLAIN empty; every preloaded and acknowledged row is there exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_aggregator_killed_while_promoting_restarts_consistent_and_a_rerun_finishes() {
+    const PARTITIONS: usize = 32;
+    let mut cluster = TestCluster::start("rebalancepromotekill", 4).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop(format!("CREATE DATABASE test PARTITIONS {PARTITIONS}")).await.unwrap();
+    conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY, pad TEXT)").await.unwrap();
+    for start in (1..=ROWS).step_by(1000) {
+        let values: Vec<String> =
+            (start..(start + 1000).min(ROWS + 1)).map(|i| format!("({i}, printf('%01000d', {i}))")).collect();
+        conn.query_drop(format!("INSERT INTO test.x VALUES {}", values.join(","))).await.unwrap();
+    }
+    for _ in 0..4 {
+        add_leaf(&mut cluster).await;
+    }
+    let mut conn = cluster.conn().await;
+    conn.query_drop("SET GLOBAL max_concurrent_moves = 1").await.unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = kill_master_aggregator_mid_promotions(&mut cluster, stop.clone()).await;
 
     let mut conn = cluster.conn().await;
     let partitions: Vec<Row> = conn.query("SHOW PARTITIONS ON test").await.unwrap();
@@ -1237,59 +1248,7 @@ async fn redundancy_two_master_aggregator_killed_while_switching_restarts_consis
     conn.query_drop("SET GLOBAL max_concurrent_moves = 1").await.unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (opts, stop) = (cluster.master.opts(), stop.clone());
-        tokio::spawn(async move {
-            // An insert whose answer was lost with the master aggregator may or may not have committed.
-            let (mut acked, mut uncertain) = (Vec::new(), Vec::new());
-            let mut id = 1_000_000i64;
-            let mut conn: Option<mysql_async::Conn> = None;
-            while !stop.load(Ordering::Relaxed) {
-                let c = match conn.as_mut() {
-                    Some(c) => c,
-                    None => match mysql_async::Conn::new(opts.clone()).await {
-                        Ok(c) => conn.insert(c),
-                        Err(_) => {
-                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                            continue;
-                        }
-                    },
-                };
-                match c.query_drop(format!("INSERT INTO test.x VALUES ({id}, 'w')")).await {
-                    Ok(()) => acked.push(id),
-                    Err(_) => {
-                        uncertain.push(id);
-                        conn = None;
-                    }
-                }
-                id += 1;
-            }
-            (acked, uncertain)
-        })
-    };
-
-    let opts = cluster.master.opts();
-    let rebalance = tokio::spawn(async move {
-        let mut c = mysql_async::Conn::new(opts).await?;
-        c.query_drop("REBALANCE PARTITIONS ON test").await
-    });
-    let mut watcher = cluster.conn().await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let shown = statuses(&mut watcher).await;
-        let promotions =
-            |status: &str| shown.iter().filter(|(a, .., s)| a.starts_with("PROMOTE") && s == status).count();
-        if promotions("success") > 0 && promotions("scheduled") > 0 {
-            println!("killing the master aggregator at {shown:?}");
-            break;
-        }
-        assert!(!rebalance.is_finished(), "the plan ended before its promotion phase was caught: {shown:?}");
-        assert!(std::time::Instant::now() < deadline, "no promotion phase seen: {shown:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    cluster.master.kill();
-    assert!(rebalance.await.unwrap().is_err(), "the REBALANCE's connection died with the master aggregator");
-    cluster.master.spawn();
+    let writer = kill_master_aggregator_mid_promotions(&mut cluster, stop.clone()).await;
 
     let mut conn = cluster.conn().await;
     let all = instances(&mut conn).await;

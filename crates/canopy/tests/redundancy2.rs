@@ -356,7 +356,34 @@ async fn both_leaves_of_a_pair_down_take_only_their_partitions_offline() {
 /// tampered row is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_diverged_copy_is_reprovisioned() {
-    let mut cluster = TestCluster::start_paired("r2-diverged", 2, &[]).await;
+    let (cluster, mut conn) = replica_damaged_while_down("r2-diverged", |file| {
+        let db = rusqlite::Connection::open(file).unwrap();
+        let (term, index): (i64, i64) = db
+            .query_row("SELECT term, log_index FROM _canopy_log_position", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        db.execute_batch(&format!(
+            "BEGIN; INSERT INTO x VALUES (-1, 'forked');
+             INSERT INTO _canopy_log (term, log_index, kind, payload) VALUES ({term}, {}, 1, CAST('-- forked' AS BLOB));
+             UPDATE _canopy_log_position SET log_index = log_index + 1; COMMIT;",
+            index + 1
+        ))
+        .unwrap();
+    })
+    .await;
+    let log = cluster.master.log();
+    assert!(log.contains("copying it afresh"), "the fork was detected and the copy replaced:\n{log}");
+    assert!(!has_row(&mut conn, "test.x", -1).await, "the forked row is gone");
+}
+
+/// The shared history of the damaged-replica tests: 2 pairs, `test` with 4 partitions and 50 rows; the leaf holding
+/// test:0's replica is killed, and once its masters failed over `damage` gets its file of test:0; 30 more rows; the
+/// leaf restarts and every partition is healthy again; then test:0's master leaf is killed. Asserts that test:0 fails
+/// over to the repaired copy (and every other partition of the dead leaf fails over) with exactly the 80 rows.
+async fn replica_damaged_while_down(
+    name: &str,
+    damage: impl FnOnce(&std::path::Path),
+) -> (TestCluster, mysql_async::Conn) {
+    let mut cluster = TestCluster::start_paired(name, 2, &[]).await;
     let mut conn = cluster.conn().await;
     conn.query_drop("CREATE DATABASE test PARTITIONS 4").await.unwrap();
     conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY, v VARCHAR(20))").await.unwrap();
@@ -372,27 +399,12 @@ async fn a_diverged_copy_is_reprovisioned() {
         (0..4).all(|k| master(&all, k).is_some_and(|m| m.port != port)).then_some(())
     })
     .await;
-    let file = cluster.leaves[victim].data_dir.join("leaf/partitions/test_0.sqlite");
-    {
-        let db = rusqlite::Connection::open(&file).unwrap();
-        let (term, index): (i64, i64) = db
-            .query_row("SELECT term, log_index FROM _canopy_log_position", [], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap();
-        db.execute_batch(&format!(
-            "BEGIN; INSERT INTO x VALUES (-1, 'forked');
-             INSERT INTO _canopy_log (term, log_index, kind, payload) VALUES ({term}, {}, 1, CAST('-- forked' AS BLOB));
-             UPDATE _canopy_log_position SET log_index = log_index + 1; COMMIT;",
-            index + 1
-        ))
-        .unwrap();
-    }
+    damage(&cluster.leaves[victim].data_dir.join("leaf/partitions/test_0.sqlite"));
     insert_range(&mut conn, "test.x", 51..=80).await;
     cluster.leaves[victim].spawn();
     healthy(&cluster, "test", 4).await;
-    let log = cluster.master.log();
-    assert!(log.contains("copying it afresh"), "the fork was detected and the copy replaced:\n{log}");
     cluster.leaves[master_leaf].kill();
-    eventually("test:0 fails over to the reprovisioned copy, and every other partition of the dead leaf", || async {
+    eventually("test:0 fails over to the repaired copy, and every other partition of the dead leaf", || async {
         let mut conn = cluster.conn().await;
         let all = instances(&mut conn, "test").await;
         let dead = cluster.leaves[master_leaf].port;
@@ -400,8 +412,8 @@ async fn a_diverged_copy_is_reprovisioned() {
         (moved && (0..4).all(|k| master(&all, k).is_some_and(|m| m.port != dead))).then_some(())
     })
     .await;
-    assert!(!has_row(&mut conn, "test.x", -1).await, "the forked row is gone");
     assert_eq!(count(&mut conn, "test.x").await, 80);
+    (cluster, conn)
 }
 
 /// What a writer did: the ids acknowledged, and the ids that failed with their errors.
@@ -639,42 +651,16 @@ async fn planned_promotions_keep_an_in_sync_replica_at_every_moment() {
 /// "no such partition"), so test:0 fails over to it with all 80 rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_whose_copy_is_gone_is_copied_afresh() {
-    let mut cluster = TestCluster::start_paired("r2-lost-copy", 2, &[]).await;
-    let mut conn = cluster.conn().await;
-    conn.query_drop("CREATE DATABASE test PARTITIONS 4").await.unwrap();
-    conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY, v VARCHAR(20))").await.unwrap();
-    insert_range(&mut conn, "test.x", 1..=50).await;
-    let all = instances(&mut conn, "test").await;
-    let victim = cluster.leaf_index(replica(&all, 0).unwrap().port);
-    let master_leaf = cluster.leaf_index(master(&all, 0).unwrap().port);
-    cluster.leaves[victim].kill();
-    eventually("the stopped leaf's masters fail over", || async {
-        let mut conn = cluster.conn().await;
-        let all = instances(&mut conn, "test").await;
-        let port = cluster.leaves[victim].port;
-        (0..4).all(|k| master(&all, k).is_some_and(|m| m.port != port)).then_some(())
-    })
-    .await;
-    let dir = cluster.leaves[victim].data_dir.join("leaf/partitions");
-    for suffix in ["", "-wal", "-shm"] {
-        let file = dir.join(format!("test_0.sqlite{suffix}"));
-        if file.exists() {
-            std::fs::remove_file(&file).unwrap();
+    replica_damaged_while_down("r2-lost-copy", |file| {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = file.as_os_str().to_owned();
+            path.push(suffix);
+            if std::path::Path::new(&path).exists() {
+                std::fs::remove_file(&path).unwrap();
+            }
         }
-    }
-    insert_range(&mut conn, "test.x", 51..=80).await;
-    cluster.leaves[victim].spawn();
-    healthy(&cluster, "test", 4).await;
-    cluster.leaves[master_leaf].kill();
-    eventually("test:0 fails over to the copy made afresh", || async {
-        let mut conn = cluster.conn().await;
-        let all = instances(&mut conn, "test").await;
-        let dead = cluster.leaves[master_leaf].port;
-        let moved = master(&all, 0).is_some_and(|m| cluster.leaf_index(m.port) == victim);
-        (moved && (0..4).all(|k| master(&all, k).is_some_and(|m| m.port != dead))).then_some(())
     })
     .await;
-    assert_eq!(count(&mut conn, "test.x").await, 80);
 }
 
 /// History: 2 pairs, `test` with 4 partitions and 100 rows; leaf 1 is killed and its partitions fail over to its

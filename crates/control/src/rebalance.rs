@@ -384,15 +384,17 @@ mod tests {
         }
     }
 
-    /// `(action, ordinal, target host, phase)` of every step.
-    fn check(m: &ClusterMeta, db: &str, full: bool, expect: &[(&str, u32, &str, u32)]) {
-        let plan = plan(m, db, &Options { full, ..Options::default() }, &Sizes::new()).unwrap();
-        let got: Vec<(&str, u32, &str, u32)> = plan
-            .steps
+    /// `(action, ordinal, target host, phase)` of every step of `plan`, for comparing with an expected plan.
+    pub(super) fn step_rows<'m>(m: &'m ClusterMeta, plan: &Plan) -> Vec<(&'static str, u32, &'m str, u32)> {
+        plan.steps
             .iter()
             .map(|s| (s.action.as_str(), s.ordinal, m.leaves[&s.target].addr.host.as_str(), s.phase))
-            .collect();
-        assert_eq!(got, expect);
+            .collect()
+    }
+
+    fn check(m: &ClusterMeta, db: &str, full: bool, expect: &[(&str, u32, &str, u32)]) {
+        let plan = plan(m, db, &Options { full, ..Options::default() }, &Sizes::new()).unwrap();
+        assert_eq!(step_rows(m, &plan), expect);
     }
 
     #[test]

@@ -314,12 +314,7 @@ mod tests {
 
     fn check(m: &ClusterMeta, options: &Options, expect: &[(&str, u32, &str, u32)]) {
         let plan = plan_db(m, "test", options, &Sizes::new()).unwrap();
-        let got: Vec<(&str, u32, &str, u32)> = plan
-            .steps
-            .iter()
-            .map(|s| (s.action.as_str(), s.ordinal, m.leaves[&s.target].addr.host.as_str(), s.phase))
-            .collect();
-        assert_eq!(got, expect);
+        assert_eq!(super::super::tests::step_rows(m, &plan), expect);
     }
 
     /// Leaves in the group each joins: leaf-1, 3, 5 in group 1 and leaf-2, 4, 6 in group 2, paired 1-2, 3-4, 5-6.

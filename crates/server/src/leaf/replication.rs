@@ -348,15 +348,13 @@ impl Replication {
                 Err(_) => return,
             };
             let Some(last) = entries.last().map(|e| e.index) else { continue };
-            let full = entries.len() >= CATCH_UP_CLOSE_ENTRIES;
             match push(&client, &db, partition, entries, false).await {
                 Ok(()) => {
                     after = last;
                     acked.store(last, std::sync::atomic::Ordering::Release);
                     logged = false;
-                    if full {
-                        wake.notify_one();
-                    }
+                    // A read is capped (entries, bytes): look again at once rather than after the idle wait.
+                    wake.notify_one();
                 }
                 Err(e) => {
                     if let RemoteErrorKind::StaleTerm { expected, .. } = e.kind

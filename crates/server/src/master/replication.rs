@@ -621,8 +621,9 @@ pub async fn partition_command(
                 }
             }
         }
+        // `partition::run` handles these in both redundancies and never sends them here.
         PartitionAction::Create | PartitionAction::Attach => {
-            return refuse("not a redundancy-2 partition command here".into());
+            return Err(Error::Internal(format!("{action:?} is not a redundancy-2 partition command")));
         }
     }
     Ok(crate::answer::Answer::affected(1))
