@@ -284,6 +284,10 @@ pub enum RemoteErrorKind {
     NotReplica,
     /// A commit could not be replicated (its master was deposed, or its replica refused it); it was not committed.
     Replication,
+    /// The replica's log ends before the entries sent: it needs the entries from `expected` on first.
+    LogGap {
+        expected: u64,
+    },
 }
 
 impl std::fmt::Display for RemoteError {

@@ -23,6 +23,12 @@ struct RawSession {
     _opaque: [u8; 0],
 }
 
+/// SQLite's opaque `sqlite3_changegroup`.
+#[repr(C)]
+struct RawChangegroup {
+    _opaque: [u8; 0],
+}
+
 /// SQLite's opaque `sqlite3_changeset_iter`.
 #[repr(C)]
 struct RawChangesetIter {
@@ -64,6 +70,10 @@ unsafe extern "C" {
     ) -> c_int;
     fn sqlite3changeset_pk(iter: *mut RawChangesetIter, pk: *mut *mut u8, columns: *mut c_int) -> c_int;
     fn sqlite3changeset_finalize(iter: *mut RawChangesetIter) -> c_int;
+    fn sqlite3changegroup_new(group: *mut *mut RawChangegroup) -> c_int;
+    fn sqlite3changegroup_add(group: *mut RawChangegroup, size: c_int, changeset: *mut c_void) -> c_int;
+    fn sqlite3changegroup_output(group: *mut RawChangegroup, size: *mut c_int, changeset: *mut *mut c_void) -> c_int;
+    fn sqlite3changegroup_delete(group: *mut RawChangegroup);
 }
 
 /// True for a table whose row changes belong in the change log: user tables, not Canopy's bookkeeping
@@ -154,6 +164,49 @@ impl Drop for Session<'_> {
         // is still open (the session borrows it).
         unsafe { sqlite3session_delete(self.raw.as_ptr()) };
     }
+}
+
+/// Several changesets, recorded one after another on one copy, as one changeset with the same effect
+/// (`sqlite3changegroup`): each table's changes together, and successive changes to one row folded into one (an
+/// insert then an update is the insert of the final row; an insert then a delete is nothing). Applying it costs one
+/// set of prepared statements per table instead of one per changeset, which is most of a small changeset's cost.
+pub fn combine_changesets<'a>(changesets: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<u8>, StorageError> {
+    let mut raw: *mut RawChangegroup = ptr::null_mut();
+    // SAFETY: `raw` is a valid out-pointer.
+    let rc = unsafe { sqlite3changegroup_new(&mut raw) };
+    if rc != sqlite::SQLITE_OK || raw.is_null() {
+        return Err(failure(rc, "sqlite3changegroup_new"));
+    }
+    let combined = (|| {
+        for changeset in changesets.into_iter().filter(|c| !c.is_empty()) {
+            let size = c_int::try_from(changeset.len())
+                .map_err(|_| StorageError::Internal(format!("changeset of {} bytes is too large", changeset.len())))?;
+            // SAFETY: the group is live; SQLite only reads the buffer (copying what it keeps) during the call.
+            let rc = unsafe { sqlite3changegroup_add(raw, size, changeset.as_ptr().cast_mut().cast::<c_void>()) };
+            if rc != sqlite::SQLITE_OK {
+                return Err(failure(rc, "sqlite3changegroup_add"));
+            }
+        }
+        let mut size: c_int = 0;
+        let mut buffer: *mut c_void = ptr::null_mut();
+        // SAFETY: the group is live; `size` and `buffer` are valid out-pointers.
+        let rc = unsafe { sqlite3changegroup_output(raw, &mut size, &mut buffer) };
+        let bytes = if rc == sqlite::SQLITE_OK && !buffer.is_null() && size > 0 {
+            // SAFETY: on success SQLite returns a buffer of exactly `size` bytes, copied before it is freed.
+            unsafe { std::slice::from_raw_parts(buffer.cast::<u8>(), size as usize) }.to_vec()
+        } else {
+            Vec::new()
+        };
+        // SAFETY: the buffer (possibly null) was allocated by SQLite for us to free, once.
+        unsafe { sqlite::sqlite3_free(buffer) };
+        if rc != sqlite::SQLITE_OK {
+            return Err(failure(rc, "sqlite3changegroup_output"));
+        }
+        Ok(bytes)
+    })();
+    // SAFETY: the group came from sqlite3changegroup_new and is deleted exactly once, here.
+    unsafe { sqlite3changegroup_delete(raw) };
+    combined
 }
 
 /// Why a changeset could not be applied to a faithful copy; any conflict means the copy diverged.

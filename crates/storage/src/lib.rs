@@ -20,6 +20,7 @@
 pub mod engine;
 mod ffi;
 mod flush;
+mod held;
 pub mod log;
 mod snapshot;
 mod store;

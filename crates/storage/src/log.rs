@@ -217,6 +217,18 @@ fn entry_from_row(row: &rusqlite::Row<'_>) -> Result<LogEntry, StorageError> {
 pub fn apply(conn: &Connection, entries: &[LogEntry]) -> Result<LogPosition, StorageError> {
     in_transaction(conn, || {
         let (mut current, _) = position(conn)?;
+        // Consecutive changesets are applied together, combined (`ffi::combine_changesets`): a batch of small
+        // commits then costs one set of prepared statements per table. A DDL entry applies what came before it.
+        let mut changesets: Vec<&[u8]> = Vec::new();
+        let apply_changesets = |changesets: &mut Vec<&[u8]>| -> Result<(), StorageError> {
+            match changesets.len() {
+                0 => Ok(()),
+                1 => ffi::apply_changeset(conn, changesets[0]),
+                _ => ffi::apply_changeset(conn, &ffi::combine_changesets(changesets.iter().copied())?),
+            }?;
+            changesets.clear();
+            Ok(())
+        };
         for entry in entries {
             if entry.index <= current.index {
                 // Held already (a retried batch): the same entry, or the logs forked. Payloads are compared too, so
@@ -233,10 +245,11 @@ pub fn apply(conn: &Connection, entries: &[LogEntry]) -> Result<LogPosition, Sto
             }
             let (kind, payload) = match &entry.payload {
                 LogPayload::Changeset(changeset) => {
-                    ffi::apply_changeset(conn, changeset)?;
+                    changesets.push(changeset);
                     (KIND_CHANGESET, changeset.as_slice())
                 }
                 LogPayload::Ddl(text) => {
+                    apply_changesets(&mut changesets)?;
                     conn.execute_batch(text)?;
                     (KIND_DDL, text.as_bytes())
                 }
@@ -248,6 +261,7 @@ pub fn apply(conn: &Connection, entries: &[LogEntry]) -> Result<LogPosition, Sto
             conn.prepare_cached("UPDATE _canopy_log_position SET term = ?1, log_index = ?2, commits = commits + 1")?
                 .execute([current.term.0 as i64, current.index as i64])?;
         }
+        apply_changesets(&mut changesets)?;
         Ok(current)
     })
 }

@@ -29,7 +29,7 @@ pub const SNAPSHOTS_MAX: usize = 16;
 /// A live copy reads a chunk at least every few seconds.
 pub const SNAPSHOT_LEASE_MS: u64 = 120_000;
 
-type Shared = Arc<Mutex<Connection>>;
+use crate::held::{self, Shared, lock_conn};
 
 pub use canopy_types::PartitionState;
 use canopy_types::{DatabaseId, Term};
@@ -113,9 +113,10 @@ struct Open {
 
 /// Where a partition commit's log entry goes before COMMIT: the server's replication (to the partition's sync
 /// replica, if it has one). Called on the committing thread, inside the write transaction, with the partition's
-/// connection held; an error rolls the commit back.
+/// connection held and passed as `conn` (entries the replica lacks before this one are read from it,
+/// `log::since`); an error rolls the commit back.
 pub trait Replicator: Send + Sync {
-    fn ship(&self, db: &str, ordinal: u32, entry: &LogEntry) -> Result<(), StorageError>;
+    fn ship(&self, db: &str, ordinal: u32, conn: &Connection, entry: &LogEntry) -> Result<(), StorageError>;
 }
 
 pub struct LeafStore {
@@ -127,6 +128,8 @@ pub struct LeafStore {
     cluster_id: std::sync::RwLock<Option<String>>,
     /// Syncs the WAL of sync-durability partitions once for many client commits (group commit).
     flusher: Flusher,
+    /// Applies what replica copies acknowledged and hold (`held`).
+    applier: held::Applier,
 }
 
 /// Database names become file names, so they are restricted to a safe alphabet.
@@ -135,10 +138,6 @@ pub fn check_name(db: &str) -> Result<(), StorageError> {
         && db.len() <= 64
         && db.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$' || c == '-');
     if ok { Ok(()) } else { Err(StorageError::BadName(db.to_string())) }
-}
-
-fn lock_conn(conn: &Shared) -> Result<MutexGuard<'_, Connection>, StorageError> {
-    conn.lock().map_err(|_| StorageError::Internal("database connection lock poisoned".into()))
 }
 
 impl LeafStore {
@@ -155,6 +154,7 @@ impl LeafStore {
             replicator: std::sync::RwLock::new(None),
             cluster_id: std::sync::RwLock::new(None),
             flusher: Flusher::start(),
+            applier: held::Applier::start(),
         };
         let mut open = Open::default();
         for entry in std::fs::read_dir(root.join("snapshots"))? {
@@ -167,7 +167,7 @@ impl LeafStore {
             {
                 let mut conn = engine::open(&path)?;
                 engine::deny_escapes(&mut conn)?;
-                open.references.insert(db.to_string(), Arc::new(Mutex::new(conn)));
+                open.references.insert(db.to_string(), held::shared(conn));
             }
         }
         for entry in std::fs::read_dir(root.join("partitions"))? {
@@ -192,7 +192,7 @@ impl LeafStore {
             let database_id = engine::database_id(&conn)?;
             let term = log::position(&conn)?.0.term;
             let instance = Instance {
-                conn: Arc::new(Mutex::new(conn)),
+                conn: held::shared(conn),
                 state: PartitionState::Pending,
                 database_id,
                 term,
@@ -302,7 +302,7 @@ impl LeafStore {
             self.stamp(&conn, database_id)?;
             engine::execute_ddl(&conn, reference_schema)?;
             engine::deny_escapes(&mut conn)?;
-            open.references.insert(db.to_string(), Arc::new(Mutex::new(conn)));
+            open.references.insert(db.to_string(), held::shared(conn));
         }
         for &ordinal in ordinals {
             let key = (db.to_string(), ordinal);
@@ -318,7 +318,7 @@ impl LeafStore {
             engine::create_partition(&conn, db, ordinal, schema)?;
             self.attach_reference(&mut conn, db)?;
             let instance = Instance {
-                conn: Arc::new(Mutex::new(conn)),
+                conn: held::shared(conn),
                 state: PartitionState::Online,
                 database_id: Some(database_id),
                 term: Term(0),
@@ -437,7 +437,7 @@ impl LeafStore {
         // syncs it once the connection is free again, for every commit that queued meanwhile (`crate::flush`).
         // Shipping is unchanged: inside the transaction, before COMMIT.
         let (outcome, flush) = match self.replicator() {
-            Some(r) => engine::execute_shipped(&conn, sql, params, &|entry| r.ship(db, ordinal, entry)),
+            Some(r) => engine::execute_shipped(&conn, sql, params, &|entry| r.ship(db, ordinal, &conn, entry)),
             None => engine::execute_shipped(&conn, sql, params, &engine::no_ship),
         }?;
         // Handed in before the connection is released: whoever reads this commit next gets the same round or later.
@@ -483,7 +483,7 @@ impl LeafStore {
         let conn = self.online_partition(db, ordinal)?;
         let conn = lock_conn(&conn)?;
         match self.replicator() {
-            Some(r) => engine::execute_ddl_shipped(&conn, statements, &|entry| r.ship(db, ordinal, entry)),
+            Some(r) => engine::execute_ddl_shipped(&conn, statements, &|entry| r.ship(db, ordinal, &conn, entry)),
             None => engine::execute_ddl(&conn, statements),
         }
     }
@@ -750,7 +750,7 @@ impl LeafStore {
         open.installing.remove(&key);
         let (conn, position, database_id) = result?;
         let instance = Instance {
-            conn: Arc::new(Mutex::new(conn)),
+            conn: held::shared(conn),
             state: PartitionState::Replica,
             database_id,
             term: position.term,
@@ -859,9 +859,10 @@ impl LeafStore {
         Ok(())
     }
 
-    /// The replica side of replication: applies `entries` shipped by the master in `term`, in one transaction.
-    /// Refused unless this copy is a replica in exactly that term (`StaleTerm`: a deposed master's, or a master
-    /// this copy was not told of); entries it already holds are checked by term and skipped, a gap is refused.
+    /// The replica side of replication: takes `entries` shipped by the master in `term`, holding them to be applied
+    /// a little later with others (`held`: every use of the copy applies them first). Refused unless this copy is
+    /// a replica in exactly that term (`StaleTerm`: a deposed master's, or a master this copy was not told of);
+    /// entries it already holds are checked by term and payload and skipped, a gap is refused.
     pub fn apply_replicated(
         &self,
         db: &str,
@@ -875,15 +876,16 @@ impl LeafStore {
             ordinal,
             state,
         })?;
-        let conn = lock_conn(&conn)?;
         if entries.iter().any(|e| e.term > term) {
             return Err(StorageError::StaleTerm {
                 current: term,
                 requested: entries.iter().map(|e| e.term).max().unwrap_or(term),
             });
         }
-        let position = log::apply(&conn, entries)?;
-        drop(conn);
+        let (position, scheduled) = held::hold(&conn, entries)?;
+        if scheduled {
+            self.applier.schedule(&conn);
+        }
         if let Some(instance) = self.lock()?.partitions.get_mut(&(db.to_string(), ordinal)) {
             instance.replica_sync = sync;
         }
@@ -992,7 +994,7 @@ impl LeafStore {
                     match open.references.get(db) {
                         Some(conn) => conn.clone(),
                         None => {
-                            let conn: Shared = Arc::new(Mutex::new(engine::open(&self.reference_path(db))?));
+                            let conn: Shared = held::shared(engine::open(&self.reference_path(db))?);
                             open.references.insert(db.to_string(), conn.clone());
                             conn
                         }

@@ -30,7 +30,7 @@ struct Direct {
 }
 
 impl Replicator for Direct {
-    fn ship(&self, db: &str, ordinal: u32, entry: &LogEntry) -> Result<(), StorageError> {
+    fn ship(&self, db: &str, ordinal: u32, _: &rusqlite::Connection, entry: &LogEntry) -> Result<(), StorageError> {
         self.replica.apply_replicated(db, ordinal, entry.term, std::slice::from_ref(entry), true)?;
         self.shipped.lock().unwrap().push(entry.clone());
         Ok(())
@@ -111,6 +111,126 @@ fn ship_then_commit_fences_a_deposed_master_and_refuses_forks() {
     let (last, end) = replica.log_end(DB, 0).unwrap();
     assert_eq!(last.map(|(p, _)| p), Some(position));
     assert_eq!(end, position);
+    let _ = std::fs::remove_dir_all(&a);
+    let _ = std::fs::remove_dir_all(&b);
+}
+
+/// Rows of `t` read straight from the replica's file on a connection of its own: what the copy has applied, not
+/// what it holds.
+fn applied_rows(dir: &Path) -> i64 {
+    let path = dir.join("partitions").join(format!("{DB}_0.sqlite"));
+    let conn = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    conn.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).unwrap()
+}
+
+/// A master in term 3 (its writes collected, not shipped) and a replica copy in term 3 that has applied nothing.
+fn master_entries(dir: &Path, writes: i64) -> Vec<LogEntry> {
+    let master = leaf(dir);
+    master.set_term(DB, 0, Term(3)).unwrap();
+    master.set_partition_state(DB, 0, PartitionState::Online).unwrap();
+    let before = master.log_position(DB, 0).unwrap().index;
+    for id in 1..=writes {
+        master.execute_on_partition(DB, 0, &format!("INSERT INTO t VALUES ({id}, 'x')")).unwrap();
+    }
+    let mut entries = Vec::new();
+    while entries.len() < writes as usize {
+        let after = entries.last().map(|e: &LogEntry| e.index).unwrap_or(before);
+        entries.extend(master.log_since(DB, 0, after, 1 << 20).unwrap());
+    }
+    entries
+}
+
+/// A replica acknowledges entries it holds and applies them later, together: nothing is in its file right after
+/// the acknowledgement; the applier puts them there by itself within a deadline; and anything that uses the copy
+/// (its log end, a promotion) sees every acknowledged entry even when the applier has not run yet.
+#[test]
+fn a_replica_holds_acknowledged_entries_and_applies_them_before_any_use() {
+    let (a, b) = (temp_dir("held-master"), temp_dir("held-replica"));
+    let entries = master_entries(&a, 10);
+    let replica = leaf(&b);
+    replica.make_replica(DB, 0, Term(3)).unwrap();
+    let base = replica.log_position(DB, 0).unwrap().index;
+    assert_eq!(entries[0].index, base + 1, "the replica starts where the master's writes start");
+    for entry in &entries[..5] {
+        let position = replica.apply_replicated(DB, 0, Term(3), std::slice::from_ref(entry), true).unwrap();
+        assert_eq!(position.index, entry.index, "acknowledged up to the entry");
+    }
+    assert_eq!(applied_rows(&b), 0, "held, not applied yet");
+    // The applier applies them by itself.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while applied_rows(&b) < 5 {
+        assert!(std::time::Instant::now() < deadline, "the held entries were never applied");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // The rest are held again; the log end and the promotion see them.
+    replica.apply_replicated(DB, 0, Term(3), &entries[5..], true).unwrap();
+    let (last, position) = replica.log_end(DB, 0).unwrap();
+    assert_eq!(position.index, entries[9].index);
+    assert_eq!(last.map(|(p, _)| p.index), Some(entries[9].index));
+    replica.promote(DB, 0, Term(4)).unwrap();
+    assert_eq!(rows(&replica), 10, "the promoted copy serves every acknowledged write");
+    let _ = std::fs::remove_dir_all(&a);
+    let _ = std::fs::remove_dir_all(&b);
+}
+
+/// Held entries keep the log's rules: a retried batch is skipped (the same entries) or refused as diverged (other
+/// contents), a gap after what is held is refused, and an entry of another master's term is refused.
+#[test]
+fn held_entries_keep_order_retries_and_terms() {
+    let (a, b) = (temp_dir("rules-master"), temp_dir("rules-replica"));
+    let entries = master_entries(&a, 6);
+    let replica = leaf(&b);
+    replica.make_replica(DB, 0, Term(3)).unwrap();
+    replica.apply_replicated(DB, 0, Term(3), &entries[..3], true).unwrap();
+    // A retry of what is held: skipped.
+    let position = replica.apply_replicated(DB, 0, Term(3), &entries[1..3], true).unwrap();
+    assert_eq!(position.index, entries[2].index);
+    // A gap after the held entries.
+    let gap = replica.apply_replicated(DB, 0, Term(3), &entries[4..5], true).unwrap_err();
+    assert!(
+        matches!(gap, StorageError::LogGap { expected, found } if expected == entries[3].index && found == entries[4].index),
+        "{gap:?}"
+    );
+    replica.apply_replicated(DB, 0, Term(3), &entries[3..5], true).unwrap();
+    // Another payload at a held index: the copies diverged.
+    let mut forked = entries[4].clone();
+    forked.payload = canopy_storage::LogPayload::Ddl("CREATE TABLE forked (a INTEGER)".to_string());
+    let diverged = replica.apply_replicated(DB, 0, Term(3), std::slice::from_ref(&forked), true).unwrap_err();
+    assert!(matches!(diverged, StorageError::Diverged { .. }), "{diverged:?}");
+    // A master of another term.
+    let stale = replica.apply_replicated(DB, 0, Term(2), &entries[5..], true).unwrap_err();
+    assert!(matches!(stale, StorageError::StaleTerm { .. }), "{stale:?}");
+    replica.apply_replicated(DB, 0, Term(3), &entries[5..], true).unwrap();
+    replica.promote(DB, 0, Term(4)).unwrap();
+    assert_eq!(rows(&replica), 6);
+    let _ = std::fs::remove_dir_all(&a);
+    let _ = std::fs::remove_dir_all(&b);
+}
+
+/// A held entry that cannot be applied (the copy was changed behind the log's back: it diverged) fails every later
+/// use of the copy, its promotion and further entries included: a copy missing an entry it acknowledged never
+/// serves. Dropping the copy discards what it held.
+#[test]
+fn a_held_entry_that_cannot_be_applied_fails_the_copy_until_it_is_replaced() {
+    let (a, b) = (temp_dir("broken-master"), temp_dir("broken-replica"));
+    let entries = master_entries(&a, 3);
+    let replica = leaf(&b);
+    replica.make_replica(DB, 0, Term(3)).unwrap();
+    // Row 2 exists on the replica already, outside the log: the master's insert of row 2 conflicts.
+    {
+        let path = b.join("partitions").join(format!("{DB}_0.sqlite"));
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute("INSERT INTO t VALUES (2, 'planted')", []).unwrap();
+    }
+    replica.apply_replicated(DB, 0, Term(3), &entries[..2], true).unwrap();
+    let promote = replica.promote(DB, 0, Term(4)).unwrap_err();
+    assert!(matches!(promote, StorageError::Replication(_)), "{promote:?}");
+    assert!(replica.log_end(DB, 0).is_err(), "the log end of a copy missing acknowledged entries");
+    let more = replica.apply_replicated(DB, 0, Term(3), &entries[2..], true).unwrap_err();
+    assert!(matches!(more, StorageError::Replication(_)), "{more:?}");
+    assert_eq!(applied_rows(&b), 1, "only the planted row");
+    replica.drop_partition(DB, 0).unwrap();
+    assert!(matches!(replica.log_end(DB, 0), Err(StorageError::NoSuchPartition { .. })));
     let _ = std::fs::remove_dir_all(&a);
     let _ = std::fs::remove_dir_all(&b);
 }

@@ -24,6 +24,7 @@ pub fn remote_error(e: &StorageError) -> RemoteError {
             RemoteErrorKind::LogTruncated { first_available: *first_available }
         }
         StorageError::Diverged { .. } => RemoteErrorKind::Diverged,
+        StorageError::LogGap { expected, .. } => RemoteErrorKind::LogGap { expected: *expected },
         StorageError::Replication(_) => RemoteErrorKind::Replication,
         StorageError::NotReplica { .. } => RemoteErrorKind::NotReplica,
         StorageError::NotOnline { state: PartitionState::Replica, .. } => RemoteErrorKind::NotMaster,

@@ -460,7 +460,7 @@ async fn run_link(client: Arc<Client>, mut queue: mpsc::UnboundedReceiver<Item>)
 }
 
 impl canopy_storage::Replicator for Replication {
-    fn ship(&self, db: &str, ordinal: u32, entry: &LogEntry) -> Result<(), StorageError> {
+    fn ship(&self, db: &str, ordinal: u32, conn: &rusqlite::Connection, entry: &LogEntry) -> Result<(), StorageError> {
         let key = (db.to_string(), ordinal);
         match self.route(&key)? {
             None => return Ok(()),
@@ -475,6 +475,8 @@ impl canopy_storage::Replicator for Replication {
         }
         let term: Term = entry.term;
         let record = to_record(entry.clone());
+        // What the next attempt sends: the entry, or the entries the replica said it lacks up to it.
+        let mut records = vec![record.clone()];
         let mut logged = false;
         loop {
             // Looked up on every attempt: the master aggregator may have taken the replica out meanwhile (then the
@@ -485,17 +487,30 @@ impl canopy_storage::Replicator for Replication {
             let batch = ReplicateBatch {
                 db: db.to_string(),
                 partition: PartitionTerm { ordinal, term },
-                entries: vec![record.clone()],
+                entries: std::mem::replace(&mut records, vec![record.clone()]),
                 sync: true,
             };
+            let through = batch.entries.last().map(|r| r.index);
             if link.queue.send(Item { batch, reply }).is_err() {
                 std::thread::sleep(RETRY_PAUSE);
                 continue;
             }
             let outcome = self.runtime.block_on(async { tokio::time::timeout(ATTEMPT, answer).await });
             match outcome {
-                Ok(Ok(Ok(_))) => return Ok(()),
+                Ok(Ok(Ok(_))) if through == Some(record.index) => return Ok(()),
+                // The gap is filled up to a capped read; the entry goes next (after the rest of the gap).
+                Ok(Ok(Ok(_))) => {}
                 Ok(Ok(Err(ShipError::Remote(e)))) => match e.kind {
+                    // The replica's log ends before this entry: it lost the entries it held and had not applied
+                    // (its process restarted) and was made a replica again. Send it what it lacks from this copy's
+                    // log, which this transaction holds open (this entry included).
+                    RemoteErrorKind::LogGap { expected } if expected > 0 && expected <= record.index => {
+                        records = log::since(conn, expected - 1, u64::from(CHUNK_BYTES))?
+                            .into_iter()
+                            .take_while(|e| e.index <= record.index)
+                            .map(to_record)
+                            .collect();
+                    }
                     RemoteErrorKind::StaleTerm { expected, .. } if expected > term => {
                         tracing::warn!(
                             "{db}:{ordinal}: the replica is in term {expected}, this master in {term}: deposed"
