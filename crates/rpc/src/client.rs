@@ -22,7 +22,7 @@ use tokio::sync::Semaphore;
 
 use crate::RpcError;
 use crate::auth::{self, Credentials, Standing, UNAUTHENTICATED_FRAME_BYTES_MAX};
-use crate::frame::{read_frame, read_frame_max, write_frame};
+use crate::frame::{read_frame, read_frame_max, read_frame_sync, read_frame_sync_max, write_frame, write_frame_sync};
 use crate::message::{Request, Response};
 
 /// How long opening a connection to another node may take.
@@ -52,6 +52,8 @@ pub struct Client {
     local: Mutex<Option<PathBuf>>,
     /// Pooled connections with the time each went idle.
     idle: Mutex<Vec<(Stream, Instant)>>,
+    /// Pooled connections of [`Client::call_blocking`].
+    idle_blocking: Mutex<Vec<(BlockingStream, Instant)>>,
     /// Turns for calls in flight (`CONNECTIONS_PER_NODE_MAX`).
     turns: Semaphore,
 }
@@ -65,6 +67,7 @@ impl Client {
             credentials,
             local: Mutex::new(None),
             idle: Mutex::new(Vec::new()),
+            idle_blocking: Mutex::new(Vec::new()),
             turns: Semaphore::new(CONNECTIONS_PER_NODE_MAX),
         }
     }
@@ -99,6 +102,57 @@ impl Client {
     pub fn flush(&self) {
         if let Ok(mut idle) = self.idle.lock() {
             idle.clear();
+        }
+        if let Ok(mut idle) = self.idle_blocking.lock() {
+            idle.clear();
+        }
+    }
+
+    /// [`Client::call`] on the calling thread, in blocking style, for a thread that must wait for the answer anyway
+    /// (a commit waiting for its replica): the kernel wakes it when the answer arrives, where an async call would
+    /// hand the request to a runtime thread and the answer back (two more thread switches). Its connections are
+    /// pooled apart from the async ones; `timeout` bounds the exchange once connected (a connection that timed out is
+    /// dropped). Never for `JoinCluster` (an unkeyed node is refused).
+    pub fn call_blocking(&self, request: &Request, timeout: Duration) -> Result<Response, RpcError> {
+        let pooled = self.idle_blocking.lock().ok().and_then(|mut idle| {
+            let max = Duration::from_millis(POOLED_IDLE_MS_MAX);
+            idle.retain(|(_, since)| since.elapsed() < max);
+            idle.pop().map(|(stream, _)| stream)
+        });
+        let mut stream = match pooled {
+            Some(stream) => stream,
+            None => self.connect_blocking()?,
+        };
+        stream.set_timeouts(Some(timeout))?;
+        write_frame_sync(&mut stream, request)?;
+        let response = read_frame_sync::<_, Response>(&mut stream).map_err(timed_out)?.ok_or(RpcError::Closed)?;
+        if let Ok(mut idle) = self.idle_blocking.lock()
+            && idle.len() < IDLE_CONNECTIONS_MAX
+        {
+            idle.push((stream, Instant::now()));
+        }
+        Ok(response)
+    }
+
+    /// A new blocking connection, authenticated by the handshake (an unkeyed node is an error).
+    fn connect_blocking(&self) -> Result<BlockingStream, RpcError> {
+        let local = self.local_socket().and_then(|path| std::os::unix::net::UnixStream::connect(path).ok());
+        let mut stream = match local {
+            Some(stream) => BlockingStream::Local(stream),
+            None => {
+                let stream = std::net::TcpStream::connect_timeout(&self.addr, self.connect_timeout)?;
+                stream.set_nodelay(true)?;
+                BlockingStream::Tcp(stream)
+            }
+        };
+        stream.set_timeouts(Some(self.connect_timeout))?;
+        let hello = read_frame_sync_max(&mut stream, UNAUTHENTICATED_FRAME_BYTES_MAX).map_err(timed_out)?;
+        let (answer, expect) = auth::answer(&self.credentials, hello.ok_or(RpcError::Closed)?)?;
+        write_frame_sync(&mut stream, &answer)?;
+        let verdict = read_frame_sync_max(&mut stream, UNAUTHENTICATED_FRAME_BYTES_MAX).map_err(timed_out)?;
+        match expect.check(verdict.ok_or(RpcError::Closed)?)? {
+            Standing::Authenticated => Ok(stream),
+            Standing::Unkeyed => Err(RpcError::PeerUnkeyed),
         }
     }
 
@@ -183,6 +237,56 @@ impl Client {
             .await
             .map_err(|_| RpcError::Timeout)??;
         Ok(Stream::Local(stream))
+    }
+}
+
+/// A read that hit its socket timeout is the call's timeout.
+fn timed_out(e: RpcError) -> RpcError {
+    match e {
+        RpcError::Io(io) if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            RpcError::Timeout
+        }
+        other => other,
+    }
+}
+
+/// One pooled connection of [`Client::call_blocking`].
+enum BlockingStream {
+    Tcp(std::net::TcpStream),
+    Local(std::os::unix::net::UnixStream),
+}
+
+impl BlockingStream {
+    fn set_timeouts(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        match self {
+            BlockingStream::Tcp(s) => s.set_read_timeout(timeout).and_then(|_| s.set_write_timeout(timeout)),
+            BlockingStream::Local(s) => s.set_read_timeout(timeout).and_then(|_| s.set_write_timeout(timeout)),
+        }
+    }
+}
+
+impl std::io::Read for BlockingStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            BlockingStream::Tcp(s) => s.read(buf),
+            BlockingStream::Local(s) => s.read(buf),
+        }
+    }
+}
+
+impl std::io::Write for BlockingStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            BlockingStream::Tcp(s) => s.write(buf),
+            BlockingStream::Local(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            BlockingStream::Tcp(s) => s.flush(),
+            BlockingStream::Local(s) => s.flush(),
+        }
     }
 }
 

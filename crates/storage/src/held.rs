@@ -31,7 +31,7 @@ use crate::log::{self, LogEntry, LogPosition};
 
 /// How long an acknowledged entry may wait to be applied: long enough that a busy partition's commits share a
 /// transaction, short enough that a promotion's final apply stays small.
-pub const APPLY_DELAY: Duration = Duration::from_millis(20);
+pub const APPLY_DELAY: Duration = Duration::from_millis(100);
 /// Held entries (and payload bytes) past which a replicate request applies them at once.
 pub const HELD_ENTRIES_MAX: usize = 256;
 pub const HELD_BYTES_MAX: usize = 4 << 20;

@@ -16,9 +16,11 @@
 //! entry cannot count (a deposed master's), so the two copies never fork. A replica that definitely refused an
 //! entry (it did not apply it) fails the statement; nothing was committed anywhere.
 //!
-//! Group commit: entries for one replica leaf go through one link, which sends everything queued while its previous
-//! request was in flight as one `Replicate` request, so many commits across the leaf's partitions share one round
-//! trip and one transaction per partition on the replica.
+//! The committing thread sends its entry itself, in blocking style (`Client::call_blocking`), and the kernel wakes
+//! it when the answer arrives: on two shared cores the thread switches of handing each commit to a runtime thread
+//! and back cost more than the shared requests of a queue saved. The replica acknowledges once it holds the entry
+//! and applies many of them per transaction later (`canopy_storage`'s held entries), which is where its commits are
+//! grouped.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -31,7 +33,6 @@ use canopy_rpc::{
 use canopy_storage::{LeafStore, LogEntry, StorageError, log};
 use canopy_types::Term;
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, oneshot};
 
 use crate::leaf::{CHUNK_BYTES, remote_error, to_record};
 
@@ -39,27 +40,14 @@ use crate::leaf::{CHUNK_BYTES, remote_error, to_record};
 const ATTEMPT: Duration = Duration::from_millis(500);
 /// Pause between attempts after a failed exchange.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
-/// How long one `Replicate` request may take before the link gives up on it and reconnects.
-const LINK_TIMEOUT: Duration = Duration::from_secs(2);
-/// Entries one `Replicate` request carries at most.
-const BATCH_ENTRIES_MAX: usize = 512;
+/// How long one request of a catch-up or a pump may take before it is sent again on a fresh connection.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// Catch-up rounds pushed before the final round under the partition lock; a round that finds fewer entries than
 /// this is close enough to the end to finish under the lock.
 const CATCH_UP_ROUNDS_MAX: usize = 64;
 const CATCH_UP_CLOSE_ENTRIES: usize = 64;
 
 type Key = (String, u32);
-
-#[derive(Debug)]
-enum ShipError {
-    Remote(RemoteError),
-    Transport(String),
-}
-
-struct Item {
-    batch: ReplicateBatch,
-    reply: oneshot::Sender<Result<u64, ShipError>>,
-}
 
 /// An asynchronous replica's pump: its generation, and the signal a commit gives it.
 struct Pump {
@@ -75,11 +63,6 @@ const PUMP_IDLE: Duration = Duration::from_millis(20);
 /// Pause after a failed push before the pump tries the same entries again.
 const PUMP_RETRY: Duration = Duration::from_millis(200);
 
-/// One replica leaf's queue; its task sends what is queued as one request at a time.
-struct Link {
-    queue: mpsc::UnboundedSender<Item>,
-}
-
 pub struct Replication {
     /// The sync replica of each partition this leaf masters, as the master aggregator set it.
     targets: Mutex<HashMap<Key, ReplicaTarget>>,
@@ -92,7 +75,6 @@ pub struct Replication {
     /// is the partition's and its target is registered.
     pumps: Mutex<HashMap<Key, Pump>>,
     next_pump: std::sync::atomic::AtomicU64,
-    links: Mutex<HashMap<(String, u16), Arc<Link>>>,
     clients: Mutex<HashMap<(String, u16), Arc<Client>>>,
     credentials: Arc<Credentials>,
     runtime: Handle,
@@ -111,7 +93,6 @@ impl Replication {
             pumps: Mutex::new(HashMap::new()),
             next_pump: std::sync::atomic::AtomicU64::new(1),
             fenced: Mutex::new(std::collections::HashSet::new()),
-            links: Mutex::new(HashMap::new()),
             clients: Mutex::new(HashMap::new()),
             credentials,
             runtime: Handle::current(),
@@ -171,20 +152,6 @@ impl Replication {
         Ok(client)
     }
 
-    fn link(&self, target: &ReplicaTarget) -> Result<Arc<Link>, String> {
-        let key = (target.host.clone(), target.rpc_port);
-        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(link) = links.get(&key).filter(|l| !l.queue.is_closed()) {
-            return Ok(link.clone());
-        }
-        let client = self.client(target)?;
-        let (queue, rx) = mpsc::unbounded_channel();
-        self.runtime.spawn(run_link(client, rx));
-        let link = Arc::new(Link { queue });
-        links.insert(key, link.clone());
-        Ok(link)
-    }
-
     /// Brings `target` up to date with this leaf's copy of `db:partition` and puts it in the partition's commit
     /// path (`Request::SetReplica`); `None` takes the current replica out of it.
     pub async fn set_replica(
@@ -201,6 +168,7 @@ impl Replication {
             return Ok(());
         };
         let client = self.client(&target).map_err(|e| RemoteError::new(RemoteErrorKind::Internal, e))?;
+        use_local_socket(&client).await;
         let end = call_fresh(&client, &Request::LogEnd { db: db.to_string(), ordinal }).await?;
         let (last, position) = match end {
             Response::LogEnd { last, position } => (last, position),
@@ -381,12 +349,24 @@ impl Replication {
     }
 }
 
+/// Lets `client` reach its replica leaf over the local socket the leaf reports, when the leaf's address is a
+/// loopback one (certainly on this host): a commit's round trip then skips the TCP/IP stack on both ends. The
+/// client falls back to TCP when the socket cannot be reached; a failed ping changes nothing.
+async fn use_local_socket(client: &Client) {
+    if !client.addr().ip().is_loopback() {
+        return;
+    }
+    if let Ok(Response::Pong(status)) = client.call(&Request::Ping, REQUEST_TIMEOUT).await {
+        client.set_local_socket(status.local_socket.map(std::path::PathBuf::from));
+    }
+}
+
 /// One request to a replica leaf; a broken pooled connection (the leaf restarted since) is dropped and the request
 /// sent once more on a fresh one (every request here is idempotent).
 async fn call_fresh(client: &Client, request: &Request) -> Result<Response, RemoteError> {
     let mut attempt = 0;
     loop {
-        match client.call(request, LINK_TIMEOUT).await {
+        match client.call(request, REQUEST_TIMEOUT).await {
             Ok(response) => return Ok(response),
             Err(e) => {
                 client.flush();
@@ -416,49 +396,6 @@ async fn push(
     }
 }
 
-/// A link's task: sends everything queued as one request, answers each commit, and goes on with what queued
-/// meanwhile. Commits that stopped waiting (their receiver is gone) are left out.
-async fn run_link(client: Arc<Client>, mut queue: mpsc::UnboundedReceiver<Item>) {
-    while let Some(first) = queue.recv().await {
-        let mut items = vec![first];
-        while items.len() < BATCH_ENTRIES_MAX {
-            match queue.try_recv() {
-                Ok(item) => items.push(item),
-                Err(_) => break,
-            }
-        }
-        items.retain(|i| !i.reply.is_closed());
-        if items.is_empty() {
-            continue;
-        }
-        let (batches, replies): (Vec<ReplicateBatch>, Vec<_>) = items.into_iter().map(|i| (i.batch, i.reply)).unzip();
-        let count = batches.len();
-        match client.call(&Request::Replicate { batches }, LINK_TIMEOUT).await {
-            Ok(Response::Replicated(results)) if results.len() == count => {
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(result.map_err(ShipError::Remote));
-                }
-            }
-            Ok(Response::Error(e)) => {
-                for reply in replies {
-                    let _ = reply.send(Err(ShipError::Remote(e.clone())));
-                }
-            }
-            Ok(other) => {
-                for reply in replies {
-                    let _ = reply.send(Err(ShipError::Transport(format!("unexpected answer {other:?}"))));
-                }
-            }
-            Err(e) => {
-                client.flush();
-                for reply in replies {
-                    let _ = reply.send(Err(ShipError::Transport(e.to_string())));
-                }
-            }
-        }
-    }
-}
-
 impl canopy_storage::Replicator for Replication {
     fn ship(&self, db: &str, ordinal: u32, conn: &rusqlite::Connection, entry: &LogEntry) -> Result<(), StorageError> {
         let key = (db.to_string(), ordinal);
@@ -482,8 +419,7 @@ impl canopy_storage::Replicator for Replication {
             // Looked up on every attempt: the master aggregator may have taken the replica out meanwhile (then the
             // commit goes ahead alone), or the partition's role changed (then it fails: `route`).
             let Some(target) = self.route(&key)? else { return Ok(()) };
-            let link = self.link(&target).map_err(StorageError::Replication)?;
-            let (reply, answer) = oneshot::channel();
+            let client = self.client(&target).map_err(StorageError::Replication)?;
             let batch = ReplicateBatch {
                 db: db.to_string(),
                 partition: PartitionTerm { ordinal, term },
@@ -491,16 +427,33 @@ impl canopy_storage::Replicator for Replication {
                 sync: true,
             };
             let through = batch.entries.last().map(|r| r.index);
-            if link.queue.send(Item { batch, reply }).is_err() {
-                std::thread::sleep(RETRY_PAUSE);
-                continue;
-            }
-            let outcome = self.runtime.block_on(async { tokio::time::timeout(ATTEMPT, answer).await });
-            match outcome {
-                Ok(Ok(Ok(_))) if through == Some(record.index) => return Ok(()),
+            let answer = match client.call_blocking(&Request::Replicate { batches: vec![batch] }, ATTEMPT) {
+                Ok(Response::Replicated(mut results)) if results.len() == 1 => {
+                    results.pop().expect("one result").map_err(Some)
+                }
+                Ok(Response::Error(e)) => Err(Some(e)),
+                Ok(other) => {
+                    tracing::warn!("{db}:{ordinal}: unexpected answer from the replica leaf: {other:?}");
+                    Err(None)
+                }
+                Err(e) => {
+                    client.flush();
+                    if !logged {
+                        tracing::warn!(
+                            "{db}:{ordinal}: waiting for replica leaf {}:{} ({e})",
+                            target.host,
+                            target.rpc_port
+                        );
+                        logged = true;
+                    }
+                    Err(None)
+                }
+            };
+            match answer {
+                Ok(_) if through == Some(record.index) => return Ok(()),
                 // The gap is filled up to a capped read; the entry goes next (after the rest of the gap).
-                Ok(Ok(Ok(_))) => {}
-                Ok(Ok(Err(ShipError::Remote(e)))) => match e.kind {
+                Ok(_) => {}
+                Err(Some(e)) => match e.kind {
                     // The replica's log ends before this entry: it lost the entries it held and had not applied
                     // (its process restarted) and was made a replica again. Send it what it lacks from this copy's
                     // log, which this transaction holds open (this entry included).
@@ -544,21 +497,9 @@ impl canopy_storage::Replicator for Replication {
                         )));
                     }
                 },
-                other => {
+                Err(None) => {
                     // No answer or a broken exchange: the entry may or may not be there. Ask again (never roll back
                     // now), until the replica answers or the master aggregator takes it out of the commit path.
-                    if !logged {
-                        let why = match other {
-                            Ok(Ok(Err(ShipError::Transport(e)))) => e,
-                            _ => "no answer".to_string(),
-                        };
-                        tracing::warn!(
-                            "{db}:{ordinal}: waiting for replica leaf {}:{} ({why})",
-                            target.host,
-                            target.rpc_port
-                        );
-                        logged = true;
-                    }
                     std::thread::sleep(RETRY_PAUSE);
                 }
             }
