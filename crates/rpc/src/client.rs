@@ -121,7 +121,7 @@ impl Client {
         });
         let mut stream = match pooled {
             Some(stream) => stream,
-            None => self.connect_blocking()?,
+            None => self.connect_blocking(timeout.min(self.connect_timeout))?,
         };
         stream.set_timeouts(Some(timeout))?;
         write_frame_sync(&mut stream, request)?;
@@ -134,18 +134,20 @@ impl Client {
         Ok(response)
     }
 
-    /// A new blocking connection, authenticated by the handshake (an unkeyed node is an error).
-    fn connect_blocking(&self) -> Result<BlockingStream, RpcError> {
+    /// A new blocking connection, authenticated by the handshake within `timeout` (an unkeyed node is an error).
+    /// The call's own timeout bounds it too: a frozen node accepts connections (the kernel queues them) and never
+    /// answers, and a commit must look again at whether it still waits for that node at its usual pace.
+    fn connect_blocking(&self, timeout: Duration) -> Result<BlockingStream, RpcError> {
         let local = self.local_socket().and_then(|path| std::os::unix::net::UnixStream::connect(path).ok());
         let mut stream = match local {
             Some(stream) => BlockingStream::Local(stream),
             None => {
-                let stream = std::net::TcpStream::connect_timeout(&self.addr, self.connect_timeout)?;
+                let stream = std::net::TcpStream::connect_timeout(&self.addr, timeout)?;
                 stream.set_nodelay(true)?;
                 BlockingStream::Tcp(stream)
             }
         };
-        stream.set_timeouts(Some(self.connect_timeout))?;
+        stream.set_timeouts(Some(timeout))?;
         let hello = read_frame_sync_max(&mut stream, UNAUTHENTICATED_FRAME_BYTES_MAX).map_err(timed_out)?;
         let (answer, expect) = auth::answer(&self.credentials, hello.ok_or(RpcError::Closed)?)?;
         write_frame_sync(&mut stream, &answer)?;

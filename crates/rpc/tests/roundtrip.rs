@@ -191,3 +191,36 @@ async fn concurrent_calls_to_one_node_are_bounded() {
     let most = slow.most.load(std::sync::atomic::Ordering::SeqCst);
     assert!(most <= canopy_rpc::client::CONNECTIONS_PER_NODE_MAX, "{most} requests at once");
 }
+
+/// The blocking call (a commit waiting for its replica) runs the same handshake: it round-trips with the cluster
+/// secret, reuses its connection, is refused without the secret or by an unkeyed node, and a silent server (one
+/// that accepts connections and never answers, as a frozen node does) costs it no more than its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_blocking_call_authenticates_and_times_out() {
+    let secret = ClusterSecret::generate();
+    let addr = start_with(Some(secret.clone())).await;
+    let stranger_addr = start_with(Some(ClusterSecret::generate())).await;
+    let unkeyed_addr = start_with(None).await;
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    tokio::task::spawn_blocking(move || {
+        let ours = client(addr, Some(secret.clone()));
+        for _ in 0..3 {
+            let Response::Rows(rs) = ours.call_blocking(&execute(), Duration::from_secs(5)).unwrap() else { panic!() };
+            assert_eq!(rs.rows[0][0], Value::Text("SELECT 1".into()));
+        }
+        let refused = client(stranger_addr, Some(secret.clone())).call_blocking(&execute(), Duration::from_secs(5));
+        assert!(matches!(refused, Err(RpcError::Unauthenticated(_))), "{refused:?}");
+        let unkeyed = client(unkeyed_addr, Some(secret.clone())).call_blocking(&execute(), Duration::from_secs(5));
+        assert!(matches!(unkeyed, Err(RpcError::PeerUnkeyed)), "{unkeyed:?}");
+        // A connect timeout of a minute: the call's own 300 ms must bound the handshake instead.
+        let patient = Client::new(silent_addr, Duration::from_secs(60), Arc::new(Credentials::new("c", Some(secret))));
+        let started = std::time::Instant::now();
+        let timed_out = patient.call_blocking(&Request::Ping, Duration::from_millis(300));
+        assert!(matches!(timed_out, Err(RpcError::Timeout)), "{timed_out:?}");
+        assert!(started.elapsed() < Duration::from_secs(30), "the handshake waited {:?}", started.elapsed());
+        drop(silent);
+    })
+    .await
+    .unwrap();
+}
