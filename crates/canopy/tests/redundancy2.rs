@@ -309,6 +309,68 @@ async fn a_replica_killed_mid_stream_fails_no_write_and_catches_up() {
     assert!(dups.is_empty());
 }
 
+/// History: 2 pairs, refused pings never taken for a dead leaf (`leaf_failure_refused_count` 1000); a writer inserts
+/// continuously into test:0 while the leaf holding test:0's replica is SIGKILLed and restarted at once, so the
+/// master aggregator never sees it offline: the restarted leaf reports its copies pending and they are attached in
+/// place. The replica had acknowledged entries it held and had not applied; the kill took them.
+/// Property: the commit that waited across the restart gets them to the replica from its master's log (the master
+/// leaf logs it) and succeeds; not one write fails, every acknowledged row is there exactly once, and the replica is
+/// in sync again holding the master's position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_restarted_between_heartbeats_gets_the_entries_it_lost() {
+    let mut cluster = TestCluster::start_paired("r2-replica-restart", 2, &[]).await;
+    let mut conn = cluster.conn().await;
+    conn.query_drop("SET GLOBAL leaf_failure_refused_count = 1000").await.unwrap();
+    conn.query_drop("CREATE DATABASE test PARTITIONS 4").await.unwrap();
+    conn.query_drop("CREATE TABLE test.x (id INT PRIMARY KEY, v VARCHAR(20))").await.unwrap();
+    let all = instances(&mut conn, "test").await;
+    let victim = cluster.leaf_index(replica(&all, 0).unwrap().port);
+    let master_leaf = cluster.leaf_index(master(&all, 0).unwrap().port);
+    let ids = ids_in(&mut conn, "test.x", 0, 1, 3000).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = tokio::spawn({
+        let stop = stop.clone();
+        let mut conn = cluster.conn().await;
+        async move {
+            let (mut ok, mut failed) = (Vec::new(), Vec::new());
+            for id in ids {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                match conn.query_drop(format!("INSERT INTO test.x VALUES ({id}, 'w')")).await {
+                    Ok(()) => ok.push(id),
+                    Err(e) => failed.push((id, e.to_string())),
+                }
+            }
+            (ok, failed)
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    cluster.leaves[victim].kill();
+    cluster.leaves[victim].spawn();
+    healthy(&cluster, "test", 4).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = writer.await.unwrap();
+    assert!(failed.is_empty(), "no write fails when a replica restarts: {failed:?}");
+    let log = cluster.leaves[master_leaf].log();
+    assert!(log.contains("the replica lacks entries"), "the waiting commit filled the replica's gap:\n{log}");
+    // The restarted leaf's own masters serve once the master aggregator has attached them in place.
+    let rows: i64 = eventually("every partition serves again", || async {
+        let mut conn = cluster.conn().await;
+        conn.query_first::<i64, _>("SELECT COUNT(*) FROM test.x").await.ok().flatten()
+    })
+    .await;
+    assert_eq!(rows, ok.len() as i64);
+    let dups: Vec<Row> = conn.query("SELECT id FROM test.x GROUP BY id HAVING COUNT(*) > 1").await.unwrap();
+    assert!(dups.is_empty());
+    let expected = position_on(&cluster, master_leaf, "test_0").await;
+    eventually("the replica holds the master's position", || async {
+        (position_on(&cluster, victim, "test_0").await == expected).then_some(())
+    })
+    .await;
+}
+
 /// History: 2 pairs; both leaves of one pair are SIGKILLed; later both restart.
 /// Property: the other pair's partitions keep answering; a partition whose two copies are gone answers ERROR 1777
 /// (as in redundancy 1); when the pair returns every row is there and every partition has an in-sync replica.

@@ -458,6 +458,10 @@ impl canopy_storage::Replicator for Replication {
                     // (its process restarted) and was made a replica again. Send it what it lacks from this copy's
                     // log, which this transaction holds open (this entry included).
                     RemoteErrorKind::LogGap { expected } if expected > 0 && expected <= record.index => {
+                        tracing::info!(
+                            "{db}:{ordinal}: the replica lacks entries {expected}..{}; sending them from this copy's log",
+                            record.index
+                        );
                         records = log::since(conn, expected - 1, u64::from(CHUNK_BYTES))?
                             .into_iter()
                             .take_while(|e| e.index <= record.index)
