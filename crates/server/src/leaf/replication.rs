@@ -57,9 +57,12 @@ struct Pump {
     acked: Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// How long an idle pump waits before it looks at the log again (a commit wakes it before its COMMIT, so the
-/// entry may not be readable yet at that moment).
-const PUMP_IDLE: Duration = Duration::from_millis(20);
+/// How long an idle pump waits before it looks at the log again without being woken. A commit wakes it from
+/// inside its transaction, holding the partition's connection, so the read that follows waits for the COMMIT and
+/// sees the entry; the timeout is only a safety net.
+const PUMP_IDLE: Duration = Duration::from_secs(1);
+/// How long a woken pump lets commits gather before it reads: one round trip then carries several of them.
+const PUMP_GATHER: Duration = Duration::from_millis(2);
 /// Pause after a failed push before the pump tries the same entries again.
 const PUMP_RETRY: Duration = Duration::from_millis(200);
 
@@ -294,17 +297,41 @@ impl Replication {
         let mut after = acked.load(std::sync::atomic::Ordering::Acquire);
         let mut logged = false;
         loop {
-            let _ = tokio::time::timeout(PUMP_IDLE, wake.notified()).await;
+            if tokio::time::timeout(PUMP_IDLE, wake.notified()).await.is_ok() {
+                tokio::time::sleep(PUMP_GATHER).await;
+            }
             if !self.pump_current(&key, generation, &target) {
                 return;
             }
             let Some(store) = self.store.upgrade() else { return };
-            let db_owned = db.clone();
-            let read =
-                tokio::task::spawn_blocking(move || store.log_since(&db_owned, ordinal, after, u64::from(CHUNK_BYTES)))
-                    .await;
-            let entries = match read {
-                Ok(Ok(entries)) => entries,
+            let (db_owned, client) = (db.clone(), client.clone());
+            // Read and send on one blocking thread: the read waits for the partition's connection, the send for the
+            // replica's answer.
+            let round = tokio::task::spawn_blocking(move || {
+                let entries = store.log_since(&db_owned, ordinal, after, u64::from(CHUNK_BYTES))?;
+                let Some(last) = entries.last().map(|e| e.index) else { return Ok(Ok(None)) };
+                let capped = entries.len() >= log::LOG_BATCH_ENTRIES_MAX
+                    || entries.iter().map(|e| e.payload_bytes()).sum::<u64>() >= u64::from(CHUNK_BYTES);
+                let entries = entries.into_iter().map(to_record).collect();
+                let batch = ReplicateBatch { db: db_owned, partition, entries, sync: false };
+                let pushed = match client.call_blocking(&Request::Replicate { batches: vec![batch] }, REQUEST_TIMEOUT) {
+                    Ok(Response::Replicated(mut results)) if results.len() == 1 => {
+                        results.pop().expect("one result").map(|_| Some((last, capped)))
+                    }
+                    Ok(Response::Error(e)) => Err(e),
+                    Ok(other) => {
+                        Err(RemoteError::new(RemoteErrorKind::Internal, format!("unexpected answer {other:?}")))
+                    }
+                    Err(e) => {
+                        client.flush();
+                        Err(RemoteError::new(RemoteErrorKind::Internal, format!("replica leaf unreachable: {e}")))
+                    }
+                };
+                Ok::<_, StorageError>(pushed)
+            })
+            .await;
+            let pushed = match round {
+                Ok(Ok(pushed)) => pushed,
                 Ok(Err(e)) => {
                     if !logged {
                         tracing::warn!("{db}:{ordinal}: the asynchronous replica's pump cannot read the log: {e}");
@@ -315,14 +342,16 @@ impl Replication {
                 }
                 Err(_) => return,
             };
-            let Some(last) = entries.last().map(|e| e.index) else { continue };
-            match push(&client, &db, partition, entries, false).await {
-                Ok(()) => {
+            match pushed {
+                Ok(None) => {}
+                Ok(Some((last, capped))) => {
                     after = last;
                     acked.store(last, std::sync::atomic::Ordering::Release);
                     logged = false;
-                    // A read is capped (entries, bytes): look again at once rather than after the idle wait.
-                    wake.notify_one();
+                    // A capped read left entries behind: look again at once. Commits meanwhile left their wake-up.
+                    if capped {
+                        wake.notify_one();
+                    }
                 }
                 Err(e) => {
                     if let RemoteErrorKind::StaleTerm { expected, .. } = e.kind
