@@ -127,7 +127,7 @@ async fn oversized_query_is_refused() {
 }
 
 /// History: a one-leaf cluster goes to redundancy_level 2 and tries CREATE DATABASE (its only leaf has no pair);
-/// a leaf is added into a group that does not exist, and redundancy 3 is asked for; it goes back to 1, creates a
+/// a leaf is added into a group that does not exist, redundancy 3 and the `load_balanced` fanout are asked for; it goes back to 1, creates a
 /// database, and tries redundancy 2 again.
 /// Property: no database is created without a pair to hold its two copies, a bad group or level is refused, and the
 /// level cannot change under an existing database; each gets a clear error and changes nothing.
@@ -143,6 +143,14 @@ async fn redundancy_two_needs_pairs_and_changes_only_without_databases() {
     let group = conn.query_drop("ADD LEAF root@'127.0.0.1':1 INTO GROUP 3").await.unwrap_err();
     assert!(group.to_string().contains("availability group"), "{group}");
     assert_eq!(error_code(&mut conn, "SET GLOBAL redundancy_level = 3").await, 1231);
+    // Failover goes to the pair; SingleStore's other fanout is refused as not supported, anything else as bad.
+    let fanout: String = conn.query_first("SELECT @@leaf_failover_fanout").await.unwrap().unwrap();
+    assert_eq!(fanout, "paired");
+    conn.query_drop("SET GLOBAL leaf_failover_fanout = 'paired'").await.unwrap();
+    let refused = conn.query_drop("SET GLOBAL leaf_failover_fanout = 'load_balanced'").await.unwrap_err();
+    assert!(matches!(&refused, mysql_async::Error::Server(e) if e.code == 1235), "{refused}");
+    assert!(refused.to_string().contains("'paired'"), "{refused}");
+    assert_eq!(error_code(&mut conn, "SET GLOBAL leaf_failover_fanout = 'spread'").await, 1231);
     let refused = conn.query_drop("CREATE DATABASE a WITH ASYNC REPLICATION").await.unwrap_err();
     assert!(refused.to_string().contains("no pair of online leaves"), "asynchronous needs a pair as well: {refused}");
     conn.query_drop("SET GLOBAL redundancy_level = 1").await.unwrap();

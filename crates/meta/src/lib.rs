@@ -46,6 +46,8 @@ pub enum MetaError {
     UnknownVariable(String),
     #[error("Variable '{name}' can't be set to the value of '{value}'")]
     BadVariableValue { name: String, value: String },
+    #[error("Canopy does not support {name} = '{value}' yet; {supported}")]
+    VariableValueNotSupported { name: String, value: String, supported: &'static str },
     #[error("AUTO_INCREMENT values are exhausted")]
     AutoIncrementExhausted,
     #[error("Leaf {0} is not part of the cluster")]

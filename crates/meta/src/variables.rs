@@ -47,6 +47,7 @@ pub const NAMES: &[&str] = &[
     "auto_attach",
     "default_partitions_per_leaf",
     "heartbeat_interval_ms",
+    "leaf_failover_fanout",
     "leaf_failure_detection",
     "leaf_failure_refused_count",
     "leaf_failure_timeout_ms",
@@ -62,6 +63,7 @@ impl Variables {
             "default_partitions_per_leaf" => Value::Integer(i64::from(self.default_partitions_per_leaf)),
             "auto_attach" => on_off(self.auto_attach),
             "leaf_failure_detection" => on_off(self.leaf_failure_detection),
+            "leaf_failover_fanout" => Value::Text(LEAF_FAILOVER_FANOUT.to_string()),
             "redundancy_level" => Value::Integer(i64::from(self.redundancy_level)),
             "heartbeat_interval_ms" => Value::Integer(self.heartbeat_interval_ms as i64),
             "leaf_failure_timeout_ms" => Value::Integer(self.leaf_failure_timeout_ms as i64),
@@ -81,6 +83,17 @@ impl Variables {
             }
             "auto_attach" => self.auto_attach = as_bool(value).ok_or_else(bad)?,
             "leaf_failure_detection" => self.leaf_failure_detection = as_bool(value).ok_or_else(bad)?,
+            "leaf_failover_fanout" => match value {
+                Value::Text(t) if t.eq_ignore_ascii_case(LEAF_FAILOVER_FANOUT) => {}
+                Value::Text(t) if t.eq_ignore_ascii_case("load_balanced") => {
+                    return Err(MetaError::VariableValueNotSupported {
+                        name: "leaf_failover_fanout".to_string(),
+                        value: t.clone(),
+                        supported: "each leaf fails over to its pair in the other availability group ('paired')",
+                    });
+                }
+                _ => return Err(bad()),
+            },
             "redundancy_level" => {
                 let n = as_integer(value).filter(|n| *n == 1 || *n == 2).ok_or_else(bad)?;
                 self.redundancy_level = u8::try_from(n).map_err(|_| bad())?;
@@ -106,6 +119,11 @@ impl Variables {
         Ok(())
     }
 }
+
+/// How a leaf's partitions fail over: to its pair, the one leaf of the other availability group it is paired with
+/// (SingleStore's `paired`, the default; its `load_balanced`, spreading a leaf's replicas over the other group, is
+/// not supported).
+pub const LEAF_FAILOVER_FANOUT: &str = "paired";
 
 /// The largest `max_concurrent_moves`: more copies at once on one leaf only share its disk and network thinner.
 pub const MAX_CONCURRENT_MOVES_MAX: i64 = 64;
@@ -156,5 +174,20 @@ mod tests {
         assert!(v.set("max_concurrent_moves", &Value::Integer(0)).is_err());
         assert!(v.set("max_concurrent_moves", &Value::Integer(65)).is_err());
         assert!(matches!(v.set("no_such", &Value::Integer(1)), Err(MetaError::UnknownVariable(_))));
+    }
+
+    /// `leaf_failover_fanout` is `paired` and stays so: setting it to `paired` is accepted, `load_balanced` is
+    /// refused as not supported (not as a bad value), anything else as a bad value.
+    #[test]
+    fn leaf_failover_fanout_is_paired() {
+        let mut v = Variables::default();
+        assert_eq!(v.get("LEAF_FAILOVER_FANOUT"), Some(Value::Text("paired".into())));
+        v.set("leaf_failover_fanout", &Value::Text("PAIRED".into())).unwrap();
+        let refused = v.set("leaf_failover_fanout", &Value::Text("load_balanced".into())).unwrap_err();
+        assert!(matches!(refused, MetaError::VariableValueNotSupported { .. }), "{refused:?}");
+        assert!(refused.to_string().contains("'paired'"), "{refused}");
+        assert!(matches!(v.set("leaf_failover_fanout", &Value::Integer(1)), Err(MetaError::BadVariableValue { .. })));
+        assert_eq!(v.get("leaf_failover_fanout"), Some(Value::Text("paired".into())));
+        assert!(NAMES.contains(&"leaf_failover_fanout"), "SHOW VARIABLES lists it");
     }
 }

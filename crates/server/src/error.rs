@@ -126,6 +126,7 @@ impl Error {
                 MetaError::TableExists { .. } => mysql(1050, "42S01", text),
                 MetaError::UnknownVariable(_) => mysql(1193, "HY000", text),
                 MetaError::BadVariableValue { .. } => mysql(1231, "42000", text),
+                MetaError::VariableValueNotSupported { .. } => mysql(1235, "42000", text),
                 MetaError::RedundancyWithDatabases { .. } | MetaError::NoOnlinePairs => mysql(1706, "HY000", text),
                 MetaError::User(e) => match e {
                     UserError::OperationFailed { .. } => mysql(1396, "HY000", text),
