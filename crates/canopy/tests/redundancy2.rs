@@ -310,15 +310,16 @@ async fn a_replica_killed_mid_stream_fails_no_write_and_catches_up() {
 }
 
 /// History: 2 pairs, refused pings never taken for a dead leaf (`leaf_failure_refused_count` 1000); a writer inserts
-/// continuously into test:0 while the leaf holding test:0's replica is SIGKILLed and restarted at once, so the
+/// continuously into test:0 while the leaf holding test:0's replica is SIGKILLed, its journal of held entries
+/// (acknowledged, not yet applied) is deleted while it is down, as if lost, and it is restarted at once, so the
 /// master aggregator never sees it offline: the restarted leaf reports its copies pending and they are attached in
-/// place. The replica had acknowledged entries it held and had not applied; the kill took them.
-/// Property: the commit that waited across the restart gets them to the replica from its master's log (the master
-/// leaf logs it) and succeeds; not one write fails, every acknowledged row is there exactly once, and the replica is
-/// in sync again holding the master's position.
+/// place. (Retried, up to 5 times, until the kill finds entries held.)
+/// Property: the commit that waited across the restart gets the missing entries to the replica from its master's
+/// log (the master leaf logs it) and succeeds; not one write fails, every acknowledged row is there exactly once,
+/// and the replica is in sync again holding the master's position.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replica_restarted_between_heartbeats_gets_the_entries_it_lost() {
-    let mut cluster = TestCluster::start_paired("r2-replica-restart", 2, &[]).await;
+async fn a_replica_that_lost_what_it_held_gets_it_from_the_waiting_commit() {
+    let mut cluster = TestCluster::start_paired("r2-replica-lost-held", 2, &[]).await;
     let mut conn = cluster.conn().await;
     conn.query_drop("SET GLOBAL leaf_failure_refused_count = 1000").await.unwrap();
     conn.query_drop("CREATE DATABASE test PARTITIONS 4").await.unwrap();
@@ -345,10 +346,20 @@ async fn a_replica_restarted_between_heartbeats_gets_the_entries_it_lost() {
             (ok, failed)
         }
     });
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-    cluster.leaves[victim].kill();
-    cluster.leaves[victim].spawn();
-    healthy(&cluster, "test", 4).await;
+    let journal = cluster.leaves[victim].data_dir.join("leaf/partitions/test_0.sqlite-held");
+    let mut lost = false;
+    for _ in 0..5 {
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        cluster.leaves[victim].kill();
+        lost = std::fs::metadata(&journal).is_ok_and(|m| m.len() > 0);
+        let _ = std::fs::remove_file(&journal);
+        cluster.leaves[victim].spawn();
+        healthy(&cluster, "test", 4).await;
+        if lost {
+            break;
+        }
+    }
+    assert!(lost, "no kill found entries held");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (ok, failed) = writer.await.unwrap();

@@ -10,24 +10,27 @@
 //! `APPLY_DELAY` after the first of them arrived, and a replicate request applies them at once when they reach
 //! `HELD_ENTRIES_MAX` or `HELD_BYTES_MAX`.
 //!
-//! What an acknowledgement promises: the entry is in this process's hands. Before, it was in the copy's WAL as well
-//! (unsynced); now a kill of the replica's process takes the held entries with it. That loses nothing acknowledged:
-//! the master holds every entry fsynced, and a replica that restarts comes back through the attach, whose prefix
-//! test and catch-up start from what its file holds; a killed master's replica is alive and applies what it holds
-//! before it is promoted. Both leaves of a pair failing at once is beyond redundancy 2 either way.
+//! What an acknowledgement promises is unchanged: the entry survives a kill of the replica's process. Each
+//! accepted batch is appended to the copy's journal, `<file>-held`, with one `write` (no fsync: the operating
+//! system has it, which is what the copy's WAL gave before, `synchronous=NORMAL`), and the journal is emptied once
+//! its entries are applied. A leaf that restarts applies each copy's journal before the copy is used
+//! ([`replay_journal`]), so a replica that restarted between two heartbeats, unnoticed, still holds everything it
+//! acknowledged when it is promoted.
 //!
 //! An apply that fails (a conflict: the copy diverged; an I/O error) keeps the entries held and fails every later
 //! use of the copy, promotion included, and every later replicate request: a copy missing entries it acknowledged
 //! must never serve, nor pretend to be in sync. Dropping or replacing the copy discards them.
 
 use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
 use crate::StorageError;
-use crate::log::{self, LogEntry, LogPosition};
+use crate::log::{self, LogEntry, LogPayload, LogPosition};
 
 /// How long an acknowledged entry may wait to be applied: long enough that a busy partition's commits share a
 /// transaction, short enough that a promotion's final apply stays small.
@@ -46,12 +49,132 @@ pub struct Copy {
     held_end: Option<LogPosition>,
     /// Why the last apply of the held entries failed; they stay held.
     failed: Option<String>,
+    /// Where a partition copy's held entries are written as well (None for a reference copy, which holds nothing).
+    journal: Option<Journal>,
 }
 
 pub type Shared = Arc<Mutex<Copy>>;
 
+/// A reference copy's connection: it never holds entries.
 pub fn shared(conn: Connection) -> Shared {
-    Arc::new(Mutex::new(Copy { conn, held: Vec::new(), held_bytes: 0, held_end: None, failed: None }))
+    wrap(conn, None, Vec::new(), None)
+}
+
+/// A partition copy's connection with its (empty) journal at `journal`, and `held` entries that could not be
+/// applied when its journal was replayed (with why): such a copy fails every use, as after a failed apply.
+pub fn shared_partition(
+    conn: Connection,
+    journal: &Path,
+    held: Vec<LogEntry>,
+    failed: Option<String>,
+) -> Result<Shared, StorageError> {
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(journal)?;
+    let mut journal = Journal { file, len: 0 };
+    journal.append(&held)?;
+    Ok(wrap(conn, Some(journal), held, failed))
+}
+
+fn wrap(conn: Connection, journal: Option<Journal>, held: Vec<LogEntry>, failed: Option<String>) -> Shared {
+    let held_bytes = held.iter().map(|e| e.payload_bytes() as usize).sum();
+    let held_end = held.last().map(|e| LogPosition { term: e.term, index: e.index });
+    Arc::new(Mutex::new(Copy { conn, held, held_bytes, held_end, failed, journal }))
+}
+
+/// The journal of a copy's held entries: frames appended with one `write` per accepted batch, emptied after an
+/// apply. A frame is `term u64, index u64, kind u8 (0 changeset, 1 DDL), length u32, payload`, little-endian.
+struct Journal {
+    file: std::fs::File,
+    /// Bytes written since it was last emptied: a failed write is cut back to this.
+    len: u64,
+}
+
+impl Journal {
+    fn append(&mut self, entries: &[LogEntry]) -> Result<(), StorageError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut frames = Vec::with_capacity(entries.iter().map(|e| 21 + e.payload_bytes() as usize).sum());
+        for entry in entries {
+            let (kind, payload) = match &entry.payload {
+                LogPayload::Changeset(bytes) => (0u8, bytes.as_slice()),
+                LogPayload::Ddl(text) => (1u8, text.as_bytes()),
+            };
+            let length = u32::try_from(payload.len())
+                .map_err(|_| StorageError::Internal(format!("log entry {} is too large to hold", entry.index)))?;
+            frames.extend_from_slice(&entry.term.0.to_le_bytes());
+            frames.extend_from_slice(&entry.index.to_le_bytes());
+            frames.push(kind);
+            frames.extend_from_slice(&length.to_le_bytes());
+            frames.extend_from_slice(payload);
+        }
+        if let Err(e) = self.file.write_all(&frames) {
+            // Nothing half-written may stay: a later frame after it would be unreadable.
+            let _ = self.file.set_len(self.len);
+            return Err(e.into());
+        }
+        self.len += frames.len() as u64;
+        Ok(())
+    }
+
+    fn clear(&mut self) -> Result<(), StorageError> {
+        self.file.set_len(0)?;
+        self.len = 0;
+        Ok(())
+    }
+}
+
+/// The journal of held entries next to the SQLite file at `path`.
+pub fn journal_path(path: &Path) -> PathBuf {
+    let mut journal = path.as_os_str().to_owned();
+    journal.push("-held");
+    PathBuf::from(journal)
+}
+
+/// At start-up: applies the entries of `conn`'s journal at `journal` (those it already has are checked and
+/// skipped, as `log::apply` does) and empties it. Returns the entries that could not be applied, with why (the
+/// copy diverged, or the disk failed): they stay held and the copy fails every use. A frame cut short at the end
+/// (the journal is written without fsync, and a power loss can cut it) ends the journal.
+pub fn replay_journal(conn: &Connection, journal: &Path) -> Result<(Vec<LogEntry>, Option<String>), StorageError> {
+    let mut bytes = Vec::new();
+    match std::fs::File::open(journal) {
+        Ok(mut file) => {
+            file.read_to_end(&mut bytes)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), None)),
+        Err(e) => return Err(e.into()),
+    }
+    let entries = decode_frames(&bytes);
+    let outcome = match log::apply(conn, &entries) {
+        Ok(_) => (Vec::new(), None),
+        Err(e) => {
+            let why = format!("the held entries of {} cannot be applied: {e}", journal.display());
+            tracing::error!("{why}");
+            (entries, Some(why))
+        }
+    };
+    std::fs::remove_file(journal)?;
+    Ok(outcome)
+}
+
+fn decode_frames(mut bytes: &[u8]) -> Vec<LogEntry> {
+    let mut entries = Vec::new();
+    while bytes.len() >= 21 {
+        let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        let (term, index, kind) = (u64_at(0), u64_at(8), bytes[16]);
+        let length = u32::from_le_bytes(bytes[17..21].try_into().expect("4 bytes")) as usize;
+        let Some(payload) = bytes.get(21..21 + length) else { break };
+        let payload = match kind {
+            0 => LogPayload::Changeset(payload.to_vec()),
+            1 => match String::from_utf8(payload.to_vec()) {
+                Ok(text) => LogPayload::Ddl(text),
+                Err(_) => break,
+            },
+            _ => break,
+        };
+        entries.push(LogEntry { term: canopy_types::Term(term), index, payload });
+        bytes = &bytes[21 + length..];
+    }
+    entries
 }
 
 /// A locked copy whose held entries are applied: its connection as the copy stands.
@@ -110,14 +233,19 @@ pub fn hold(copy: &Shared, entries: &[LogEntry]) -> Result<(LogPosition, bool), 
         }
         next = LogPosition { term: next.term.max(entry.term), index: entry.index };
     }
+    let bytes: usize = entries.iter().map(|e| e.payload_bytes() as usize).sum();
+    if copy.held.len() + entries.len() > HELD_ENTRIES_MAX || copy.held_bytes + bytes > HELD_BYTES_MAX {
+        // Applied before the new ones are taken: entries are only ever held once accepted, so a failed apply
+        // refuses these (the master rolls them back) and leaves nothing of them behind.
+        copy.apply_held()?;
+    }
+    if let Some(journal) = &mut copy.journal {
+        journal.append(entries)?;
+    }
     let first_held = copy.held.is_empty();
     copy.held.extend(entries.iter().cloned());
-    copy.held_bytes += entries.iter().map(|e| e.payload_bytes() as usize).sum::<usize>();
+    copy.held_bytes += bytes;
     copy.held_end = Some(next);
-    if copy.held.len() >= HELD_ENTRIES_MAX || copy.held_bytes >= HELD_BYTES_MAX {
-        copy.apply_held()?;
-        return Ok((next, false));
-    }
     Ok((next, first_held))
 }
 
@@ -133,6 +261,13 @@ impl Copy {
                 self.held_bytes = 0;
                 self.held_end = None;
                 self.failed = None;
+                if let Some(journal) = &mut self.journal {
+                    // Applied and committed: a journal that could not be emptied would only be replayed over
+                    // entries the copy has (checked and skipped), so this cannot lose or fork anything.
+                    if let Err(e) = journal.clear() {
+                        tracing::warn!("cannot empty a replica's journal of held entries: {e}");
+                    }
+                }
                 Ok(())
             }
             Err(e) => {

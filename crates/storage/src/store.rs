@@ -189,10 +189,13 @@ impl LeafStore {
                 continue;
             };
             store.attach_reference(&mut conn, &db)?;
+            // What a replica acknowledged and had not applied when the process stopped.
+            let journal = held::journal_path(&path);
+            let (unapplied, failed) = held::replay_journal(&conn, &journal)?;
             let database_id = engine::database_id(&conn)?;
             let term = log::position(&conn)?.0.term;
             let instance = Instance {
-                conn: held::shared(conn),
+                conn: held::shared_partition(conn, &journal, unapplied, failed)?,
                 state: PartitionState::Pending,
                 database_id,
                 term,
@@ -318,7 +321,7 @@ impl LeafStore {
             engine::create_partition(&conn, db, ordinal, schema)?;
             self.attach_reference(&mut conn, db)?;
             let instance = Instance {
-                conn: held::shared(conn),
+                conn: held::shared_partition(conn, &held::journal_path(&path), Vec::new(), None)?,
                 state: PartitionState::Online,
                 database_id: Some(database_id),
                 term: Term(0),
@@ -611,9 +614,9 @@ impl LeafStore {
         now: Instant,
     ) -> Result<PartitionSnapshot, StorageError> {
         check_name(db)?;
-        if !self.lock()?.partitions.contains_key(&(db.to_string(), ordinal)) {
-            return Err(StorageError::NoSuchPartition { db: db.to_string(), ordinal });
-        }
+        // The snapshot reads the file itself: a replica's held entries are applied first.
+        let (conn, _) = self.partition(db, ordinal)?;
+        drop(lock_conn(&conn)?);
         let (id, position, size_bytes) = self.snapshot_file(&self.partition_path(db, ordinal), now)?;
         Ok(PartitionSnapshot { id, db: db.to_string(), ordinal, position, size_bytes })
     }
@@ -749,8 +752,9 @@ impl LeafStore {
         let mut open = self.lock()?;
         open.installing.remove(&key);
         let (conn, position, database_id) = result?;
+        let journal = held::journal_path(&self.partition_path(db, ordinal));
         let instance = Instance {
-            conn: held::shared(conn),
+            conn: held::shared_partition(conn, &journal, Vec::new(), None)?,
             state: PartitionState::Replica,
             database_id,
             term: position.term,
@@ -1077,7 +1081,7 @@ fn wal_path(path: &Path) -> PathBuf {
 }
 
 fn remove_files(path: &Path) -> Result<(), StorageError> {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
+    for suffix in ["", "-wal", "-shm", "-journal", "-held"] {
         let mut p = path.as_os_str().to_owned();
         p.push(suffix);
         match std::fs::remove_file(&p) {
