@@ -138,7 +138,7 @@ impl Client {
     /// The call's own timeout bounds it too: a frozen node accepts connections (the kernel queues them) and never
     /// answers, and a commit must look again at whether it still waits for that node at its usual pace.
     fn connect_blocking(&self, timeout: Duration) -> Result<BlockingStream, RpcError> {
-        let local = self.local_socket().and_then(|path| std::os::unix::net::UnixStream::connect(path).ok());
+        let local = self.local_socket().and_then(|path| connect_local_blocking(&path, timeout).ok());
         let mut stream = match local {
             Some(stream) => BlockingStream::Local(stream),
             None => {
@@ -240,6 +240,15 @@ impl Client {
             .map_err(|_| RpcError::Timeout)??;
         Ok(Stream::Local(stream))
     }
+}
+
+/// A blocking connection to a local socket within `timeout`: a frozen node's full listen queue must not hold the
+/// caller (std's `UnixStream::connect` has no timeout; a full queue fails the non-blocking connect at once, and
+/// the caller falls back to TCP, whose connect is bounded).
+fn connect_local_blocking(path: &Path, timeout: Duration) -> std::io::Result<std::os::unix::net::UnixStream> {
+    let socket = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)?;
+    socket.connect_timeout(&socket2::SockAddr::unix(path)?, timeout)?;
+    Ok(socket.into())
 }
 
 /// A read that hit its socket timeout is the call's timeout.

@@ -193,7 +193,7 @@ async fn concurrent_calls_to_one_node_are_bounded() {
 }
 
 /// The blocking call (a commit waiting for its replica) runs the same handshake: it round-trips with the cluster
-/// secret, reuses its connection, is refused without the secret or by an unkeyed node, and a silent server (one
+/// secret over TCP and over the node's local socket, reuses its connection, is refused without the secret or by an unkeyed node, and a silent server (one
 /// that accepts connections and never answers, as a frozen node does) costs it no more than its timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_blocking_call_authenticates_and_times_out() {
@@ -203,6 +203,13 @@ async fn the_blocking_call_authenticates_and_times_out() {
     let unkeyed_addr = start_with(None).await;
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_addr = silent.local_addr().unwrap();
+    let local_dir = std::env::temp_dir().join(format!("canopy-rpc-local-{}", std::process::id()));
+    std::fs::create_dir_all(&local_dir).unwrap();
+    let local_path = local_dir.join("rpc.sock");
+    let _ = std::fs::remove_file(&local_path);
+    let local = tokio::net::UnixListener::bind(&local_path).unwrap();
+    let credentials = Arc::new(Credentials::new("server", Some(secret.clone())));
+    tokio::spawn(canopy_rpc::serve_local(local, Arc::new(Echo), credentials, std::future::pending()));
     tokio::task::spawn_blocking(move || {
         let ours = client(addr, Some(secret.clone()));
         for _ in 0..3 {
@@ -213,6 +220,12 @@ async fn the_blocking_call_authenticates_and_times_out() {
         assert!(matches!(refused, Err(RpcError::Unauthenticated(_))), "{refused:?}");
         let unkeyed = client(unkeyed_addr, Some(secret.clone())).call_blocking(&execute(), Duration::from_secs(5));
         assert!(matches!(unkeyed, Err(RpcError::PeerUnkeyed)), "{unkeyed:?}");
+        // Over the node's local socket when it has one (its TCP port here is closed: only the socket answers).
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let local_only = client(closed, Some(secret.clone()));
+        assert!(local_only.call_blocking(&Request::Ping, Duration::from_secs(5)).is_err(), "nothing on TCP");
+        local_only.set_local_socket(Some(local_path.clone()));
+        let Response::Rows(_) = local_only.call_blocking(&execute(), Duration::from_secs(5)).unwrap() else { panic!() };
         // A connect timeout of a minute: the call's own 300 ms must bound the handshake instead.
         let patient = Client::new(silent_addr, Duration::from_secs(60), Arc::new(Credentials::new("c", Some(secret))));
         let started = std::time::Instant::now();

@@ -354,6 +354,17 @@ impl Replication {
                     }
                 }
                 Err(e) => {
+                    if let RemoteErrorKind::LogGap { expected } = e.kind
+                        && expected > 0
+                        && expected <= after
+                    {
+                        // The replica restarted without some of what it had taken: send from where it stands.
+                        tracing::info!("{db}:{ordinal}: the asynchronous replica continues from entry {expected}");
+                        after = expected - 1;
+                        acked.store(after, std::sync::atomic::Ordering::Release);
+                        wake.notify_one();
+                        continue;
+                    }
                     if let RemoteErrorKind::StaleTerm { expected, .. } = e.kind
                         && expected > partition.term
                     {
