@@ -18,8 +18,11 @@
 //! acknowledged when it is promoted.
 //!
 //! An apply that fails (a conflict: the copy diverged; an I/O error) keeps the entries held and fails every later
-//! use of the copy, promotion included, and every later replicate request: a copy missing entries it acknowledged
-//! must never serve, nor pretend to be in sync. Dropping or replacing the copy discards them.
+//! use of the copy, promotion included, and every later replicate request, with `HeldUnapplied` (answered as
+//! diverged: the copy must be copied afresh): a copy missing entries it acknowledged must never serve, nor pretend
+//! to be in sync. Only the leaf's listing shows it, as its file stands ([`lock_for_listing`]). Dropping or
+//! replacing the copy discards what it held. Entries are held only once accepted: when the held ones must be
+//! applied first (the limits), a failure refuses the new ones, which the master then rolls back.
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -197,6 +200,14 @@ fn lock_raw(copy: &Shared) -> Result<MutexGuard<'_, Copy>, StorageError> {
     copy.lock().map_err(|_| StorageError::Internal("database connection lock poisoned".into()))
 }
 
+/// Locks a copy's connection as it stands for a listing: its held entries applied if they can be, and otherwise
+/// as its file is (a copy that cannot apply what it holds must not hide the leaf's other copies).
+pub fn lock_for_listing(copy: &Shared) -> Result<CopyGuard<'_>, StorageError> {
+    let mut guard = lock_raw(copy)?;
+    let _ = guard.apply_held();
+    Ok(CopyGuard(guard))
+}
+
 /// Locks a copy's connection, applying its held entries first (an error if they cannot be applied).
 pub fn lock_conn(copy: &Shared) -> Result<CopyGuard<'_>, StorageError> {
     let mut guard = lock_raw(copy)?;
@@ -215,7 +226,7 @@ pub fn hold(copy: &Shared, entries: &[LogEntry]) -> Result<(LogPosition, bool), 
     if let Some(why) = &copy.failed {
         // Retry once per request: an I/O error may have passed. A diverged copy fails again.
         let why = why.clone();
-        copy.apply_held().map_err(|e| StorageError::Replication(format!("{why}; again: {e}")))?;
+        copy.apply_held().map_err(|e| StorageError::HeldUnapplied(format!("{why}; again: {e}")))?;
     }
     let end = match copy.held_end {
         Some(end) => end,
@@ -280,7 +291,7 @@ impl Copy {
                     tracing::error!("{why}");
                 }
                 self.failed = Some(why.clone());
-                Err(StorageError::Replication(why))
+                Err(StorageError::HeldUnapplied(why))
             }
         }
     }

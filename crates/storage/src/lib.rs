@@ -73,6 +73,10 @@ pub enum StorageError {
     Replication(String),
     #[error("changeset conflict on a copy: {0}")]
     ApplyConflict(String),
+    /// A replica copy acknowledged log entries it cannot apply (it diverged, or its disk failed): it must be copied
+    /// afresh, and serves nothing until then.
+    #[error("{0}")]
+    HeldUnapplied(String),
     /// The copy's schema cannot take a change (SQLite would skip it silently): the copy diverged.
     #[error("changeset for table '{table}' does not fit the copy's schema: {reason}")]
     SchemaMismatch { table: String, reason: String },

@@ -513,7 +513,7 @@ impl LeafStore {
         };
         let mut out = Vec::with_capacity(databases.len());
         for (db, ordinal, conn, state, replica_sync) in databases {
-            let conn = lock_conn(&conn)?;
+            let conn = held::lock_for_listing(&conn)?;
             let (term, log_index, commits) = engine::log_position(&conn)?;
             let database_id = engine::database_id(&conn)?;
             let tables = engine::user_tables(&conn)?;

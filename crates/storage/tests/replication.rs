@@ -224,10 +224,13 @@ fn a_held_entry_that_cannot_be_applied_fails_the_copy_until_it_is_replaced() {
     }
     replica.apply_replicated(DB, 0, Term(3), &entries[..2], true).unwrap();
     let promote = replica.promote(DB, 0, Term(4)).unwrap_err();
-    assert!(matches!(promote, StorageError::Replication(_)), "{promote:?}");
+    assert!(matches!(promote, StorageError::HeldUnapplied(_)), "{promote:?}");
     assert!(replica.log_end(DB, 0).is_err(), "the log end of a copy missing acknowledged entries");
     let more = replica.apply_replicated(DB, 0, Term(3), &entries[2..], true).unwrap_err();
-    assert!(matches!(more, StorageError::Replication(_)), "{more:?}");
+    assert!(matches!(more, StorageError::HeldUnapplied(_)), "{more:?}");
+    // The leaf's listing still shows it, as its file stands.
+    let listed = replica.list().unwrap();
+    assert!(listed.iter().any(|d| d.ordinal == Some(0)), "{listed:?}");
     assert_eq!(applied_rows(&b), 1, "only the planted row");
     // Once the obstacle is gone the held entries apply, and only those: the refused entry was never held (its
     // master rolled it back), so it must not appear now.

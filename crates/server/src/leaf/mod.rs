@@ -23,7 +23,7 @@ pub fn remote_error(e: &StorageError) -> RemoteError {
         StorageError::LogTruncated { first_available, .. } => {
             RemoteErrorKind::LogTruncated { first_available: *first_available }
         }
-        StorageError::Diverged { .. } => RemoteErrorKind::Diverged,
+        StorageError::Diverged { .. } | StorageError::HeldUnapplied(_) => RemoteErrorKind::Diverged,
         StorageError::LogGap { expected, .. } => RemoteErrorKind::LogGap { expected: *expected },
         StorageError::Replication(_) => RemoteErrorKind::Replication,
         StorageError::NotReplica { .. } => RemoteErrorKind::NotReplica,
