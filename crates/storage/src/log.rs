@@ -219,6 +219,9 @@ pub fn apply(conn: &Connection, entries: &[LogEntry]) -> Result<LogPosition, Sto
         let (mut current, _) = position(conn)?;
         // Consecutive changesets are applied together, combined (`ffi::combine_changesets`): a batch of small
         // commits then costs one set of prepared statements per table. A DDL entry applies what came before it.
+        // Combining folds changes to one row (an insert then a delete is nothing), so a copy that diverged on
+        // exactly such a row is not caught here; the prefix test by (term, index, payload digest) still compares
+        // the logs whenever a copy returns.
         let mut changesets: Vec<&[u8]> = Vec::new();
         let apply_changesets = |changesets: &mut Vec<&[u8]>| -> Result<(), StorageError> {
             match changesets.len() {
