@@ -11,6 +11,7 @@ pub mod hints;
 pub(crate) mod lexer;
 pub mod merge;
 pub mod plan;
+pub mod precedence;
 pub mod quote;
 pub mod shard;
 pub mod types;

@@ -101,6 +101,7 @@ pub fn plan(stmt: &Statement, current_db: Option<&str>, ctx: &mut dyn PlanContex
         return Err(SqlError::Parse(format!("near '{bad}': a parameter placeholder without a value")));
     }
     let mut stmt = stmt.clone();
+    crate::precedence::fix(&mut stmt);
     rewrite::normalize_literals(&mut stmt);
     let (connection_id, version) = ctx.connection();
     rewrite::bind_session_functions(&mut stmt, rewrite::Session { db: current_db, connection_id, version });
@@ -189,6 +190,7 @@ where
     T: sqlparser::ast::VisitMut + std::fmt::Display + Clone,
 {
     let mut stmt = stmt.clone();
+    crate::precedence::fix(&mut stmt);
     rewrite::normalize_literals(&mut stmt);
     rewrite::bind_session_functions(&mut stmt, rewrite::Session { db: current_db, ..rewrite::Session::default() });
     let _ = rewrite::strip_select_hints(&mut stmt);

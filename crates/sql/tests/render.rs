@@ -227,6 +227,10 @@ fn known_cases() {
     let mut cluster = loaded();
     for (client, oracle) in [
         (r"SELECT - - a FROM t", r"SELECT - - a FROM t"),
+        // MySQL's `~` binds tighter than any binary operator; sqlparser read `~a || a` as `~(a || a)` (found by
+        // the property above).
+        (r"SELECT - -~a || a, a FROM r WHERE 1", r"SELECT - -~a || a, a FROM r WHERE 1"),
+        (r"SELECT ~a * 2, ~a % 5, - ~a * 3 FROM r", r"SELECT ~a * 2, ~a % 5, - ~a * 3 FROM r"),
         (r"SELECT - - 1, - - - 1, -+-2", r"SELECT - - 1, - - - 1, -+-2"),
         (r"SELECT - - a, - - - 1 FROM t WHERE id = 1", r"SELECT - - a, - - - 1 FROM t WHERE id = 1"),
         (r"SELECT MIN(- - a), - - MAX(a) FROM t", r"SELECT MIN(- - a), - - MAX(a) FROM t"),
