@@ -10,6 +10,8 @@
 //! - `snapshots/<id>.sqlite`: consistent copies of partitions being sent to another leaf (removed at `open`).
 //! - `partitions/<db>_<ordinal>.sqlite.installing`: a copy being received; renamed into place only once verified
 //!   (removed at `open`).
+//! - `partitions/<db>_<ordinal>.sqlite-held`: the journal of a replica copy's held entries, acknowledged and not
+//!   yet applied (`held`); applied and emptied at `open`.
 //!
 //! Every file has a change log (`log`): each committed write transaction appends its row changes (a changeset from
 //! SQLite's session extension, `ffi`) or its DDL text in the same transaction. A partition moves to another leaf as
