@@ -277,23 +277,7 @@ async fn a_replica_killed_mid_stream_fails_no_write_and_catches_up() {
     let victim = cluster.leaf_index(replica(&all, 0).unwrap().port);
     let ids = ids_in(&mut conn, "test.x", 0, 1, 1500).await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = tokio::spawn({
-        let stop = stop.clone();
-        let mut conn = cluster.conn().await;
-        async move {
-            let (mut ok, mut failed) = (Vec::new(), Vec::new());
-            for id in ids {
-                if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    break;
-                }
-                match conn.query_drop(format!("INSERT INTO test.x VALUES ({id}, 'w')")).await {
-                    Ok(()) => ok.push(id),
-                    Err(e) => failed.push((id, e.to_string())),
-                }
-            }
-            (ok, failed)
-        }
-    });
+    let writer = spawn_writer_of(cluster.conn().await, ids, stop.clone());
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     cluster.leaves[victim].kill();
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
@@ -329,23 +313,7 @@ async fn a_replica_that_lost_what_it_held_gets_it_from_the_waiting_commit() {
     let master_leaf = cluster.leaf_index(master(&all, 0).unwrap().port);
     let ids = ids_in(&mut conn, "test.x", 0, 1, 3000).await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = tokio::spawn({
-        let stop = stop.clone();
-        let mut conn = cluster.conn().await;
-        async move {
-            let (mut ok, mut failed) = (Vec::new(), Vec::new());
-            for id in ids {
-                if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    break;
-                }
-                match conn.query_drop(format!("INSERT INTO test.x VALUES ({id}, 'w')")).await {
-                    Ok(()) => ok.push(id),
-                    Err(e) => failed.push((id, e.to_string())),
-                }
-            }
-            (ok, failed)
-        }
-    });
+    let writer = spawn_writer_of(cluster.conn().await, ids, stop.clone());
     let journal = cluster.leaves[victim].data_dir.join("leaf/partitions/test_0.sqlite-held");
     let mut lost = false;
     for _ in 0..5 {
@@ -504,17 +472,29 @@ fn spawn_writer(
     first: i64,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> tokio::task::JoinHandle<Written> {
+    spawn_writer_of(conn, first.., stop)
+}
+
+/// Inserts the ids of `ids` into test.x, one statement each, until they run out or `stop`, returning (acknowledged,
+/// failed) ids.
+fn spawn_writer_of(
+    conn: mysql_async::Conn,
+    ids: impl IntoIterator<Item = i64, IntoIter: Send> + 'static,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<Written> {
     let mut conn = conn;
+    let ids = ids.into_iter();
     tokio::spawn(async move {
         let (mut ok, mut failed) = (Vec::new(), Vec::new());
-        let mut id = first;
-        // Bounded: a writer that keeps failing (a dead master aggregator) stops instead of growing without end.
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) && failed.len() < 100 {
+        for id in ids {
+            // Bounded: a writer that keeps failing (a dead master aggregator) stops instead of growing without end.
+            if stop.load(std::sync::atomic::Ordering::Relaxed) || failed.len() >= 100 {
+                break;
+            }
             match conn.query_drop(format!("INSERT INTO test.x VALUES ({id}, 'w')")).await {
                 Ok(()) => ok.push(id),
                 Err(e) => failed.push((id, e.to_string())),
             }
-            id += 1;
         }
         (ok, failed)
     })

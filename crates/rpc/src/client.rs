@@ -76,10 +76,14 @@ impl Client {
         self.addr
     }
 
-    /// Uses the node's local socket at `path` for new connections (None: TCP only). Callers set it only for a node
-    /// whose address is on this host, from the path the node itself reported. A change drops the idle connections,
-    /// so the next calls connect the new way instead of reusing the old connections indefinitely.
+    /// Uses the node's local socket at `path` for new connections (None: TCP only), from the path the node itself
+    /// reported; only when the node's address is a loopback one, i.e. certainly on this host (otherwise nothing
+    /// changes). A change drops the idle connections, so the next calls connect the new way instead of reusing the
+    /// old connections indefinitely.
     pub fn set_local_socket(&self, path: Option<PathBuf>) {
+        if !self.addr.ip().is_loopback() {
+            return;
+        }
         if let Ok(mut local) = self.local.lock()
             && *local != path
         {

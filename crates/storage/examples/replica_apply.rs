@@ -34,26 +34,30 @@ fn main() {
         log.extend(master.log_since("db", 0, after, 1 << 20).unwrap());
     }
     let term = log.last().unwrap().term.max(Term(1));
-    for batch in [1usize, 4, 16, 64, 0] {
-        let root = dir.join(format!("replica-{batch}"));
+    // Some(n): n entries per transaction (`apply_log`); None: one per request, held (`apply_replicated`).
+    for batch in [Some(1usize), Some(4), Some(16), Some(64), None] {
+        let root = dir.join(format!("replica-{batch:?}"));
         let replica = LeafStore::open(&root).unwrap();
         replica.create_partitions("db", &[0], &schema, &[], Durability::Sync, DatabaseId(1)).unwrap();
         replica.make_replica("db", 0, term).unwrap();
         let t = Instant::now();
-        if batch == 0 {
-            for entry in &log {
-                replica.apply_replicated("db", 0, term, std::slice::from_ref(entry), true).unwrap();
+        match batch {
+            Some(batch) => {
+                for chunk in log.chunks(batch) {
+                    replica.apply_log("db", 0, chunk).unwrap();
+                }
             }
-        } else {
-            for chunk in log.chunks(batch) {
-                replica.apply_log("db", 0, chunk).unwrap();
+            None => {
+                for entry in &log {
+                    replica.apply_replicated("db", 0, term, std::slice::from_ref(entry), true).unwrap();
+                }
             }
         }
         // Reading the position applies whatever is still held.
         let position = replica.log_position("db", 0).unwrap();
         let secs = t.elapsed().as_secs_f64();
         let n = log.len() as f64;
-        let what = if batch == 0 { "held, one per request".to_string() } else { format!("batches of {batch}") };
+        let what = batch.map_or("held, one per request".to_string(), |b| format!("batches of {b}"));
         println!("{what:>22}: {:>8.0} entries/s, {:>6.1} µs per entry", n / secs, secs * 1e6 / n);
         assert_eq!(position.index, master.log_position("db", 0).unwrap().index);
     }

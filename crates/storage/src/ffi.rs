@@ -143,18 +143,8 @@ impl<'c> Session<'c> {
         let mut buffer: *mut c_void = ptr::null_mut();
         // SAFETY: the session is live; `size` and `buffer` are valid out-pointers.
         let rc = unsafe { sqlite3session_changeset(self.raw.as_ptr(), &mut size, &mut buffer) };
-        let bytes = if rc == sqlite::SQLITE_OK && !buffer.is_null() && size > 0 {
-            // SAFETY: on success SQLite returns a buffer of exactly `size` bytes, which we copy before freeing it.
-            unsafe { std::slice::from_raw_parts(buffer.cast::<u8>(), size as usize) }.to_vec()
-        } else {
-            Vec::new()
-        };
-        // SAFETY: the buffer (possibly null, which sqlite3_free accepts) was allocated by SQLite for us to free, once.
-        unsafe { sqlite::sqlite3_free(buffer) };
-        if rc != sqlite::SQLITE_OK {
-            return Err(failure(rc, "sqlite3session_changeset"));
-        }
-        Ok(bytes)
+        // SAFETY: the out-parameters as the call left them.
+        unsafe { take_output(rc, size, buffer, "sqlite3session_changeset") }
     }
 }
 
@@ -164,6 +154,26 @@ impl Drop for Session<'_> {
         // is still open (the session borrows it).
         unsafe { sqlite3session_delete(self.raw.as_ptr()) };
     }
+}
+
+/// The changeset a session or changegroup call returned through its out-parameters (`rc`, `size`, `buffer`), copied
+/// into a `Vec` (empty when there was nothing), with the buffer freed.
+///
+/// # Safety
+/// `buffer` is null or a buffer of `size` bytes that SQLite allocated for the caller to free, not used after this.
+unsafe fn take_output(rc: c_int, size: c_int, buffer: *mut c_void, what: &str) -> Result<Vec<u8>, StorageError> {
+    let bytes = if rc == sqlite::SQLITE_OK && !buffer.is_null() && size > 0 {
+        // SAFETY: on success SQLite returns a buffer of exactly `size` bytes, copied before it is freed.
+        unsafe { std::slice::from_raw_parts(buffer.cast::<u8>(), size as usize) }.to_vec()
+    } else {
+        Vec::new()
+    };
+    // SAFETY: the buffer (possibly null, which sqlite3_free accepts) was allocated by SQLite for us to free, once.
+    unsafe { sqlite::sqlite3_free(buffer) };
+    if rc != sqlite::SQLITE_OK {
+        return Err(failure(rc, what));
+    }
+    Ok(bytes)
 }
 
 /// Several changesets, recorded one after another on one copy, as one changeset with the same effect
@@ -191,18 +201,8 @@ pub fn combine_changesets<'a>(changesets: impl IntoIterator<Item = &'a [u8]>) ->
         let mut buffer: *mut c_void = ptr::null_mut();
         // SAFETY: the group is live; `size` and `buffer` are valid out-pointers.
         let rc = unsafe { sqlite3changegroup_output(raw, &mut size, &mut buffer) };
-        let bytes = if rc == sqlite::SQLITE_OK && !buffer.is_null() && size > 0 {
-            // SAFETY: on success SQLite returns a buffer of exactly `size` bytes, copied before it is freed.
-            unsafe { std::slice::from_raw_parts(buffer.cast::<u8>(), size as usize) }.to_vec()
-        } else {
-            Vec::new()
-        };
-        // SAFETY: the buffer (possibly null) was allocated by SQLite for us to free, once.
-        unsafe { sqlite::sqlite3_free(buffer) };
-        if rc != sqlite::SQLITE_OK {
-            return Err(failure(rc, "sqlite3changegroup_output"));
-        }
-        Ok(bytes)
+        // SAFETY: the out-parameters as the call left them.
+        unsafe { take_output(rc, size, buffer, "sqlite3changegroup_output") }
     })();
     // SAFETY: the group came from sqlite3changegroup_new and is deleted exactly once, here.
     unsafe { sqlite3changegroup_delete(raw) };

@@ -1,7 +1,7 @@
 //! A replica's deferred apply. A replica acknowledges its master's entries once it holds them, in order, in this
 //! process (`Copy::hold`), and applies them a little later, many at a time, in one transaction per partition with
 //! their changesets combined (`log::apply`): a commit arrives alone, and applying it alone costs a transaction and a
-//! set of prepared statements for a few rows (see `examples/replica_apply.rs`: 66 µs an entry one at a time,
+//! set of prepared statements for a few rows (see `examples/replica_apply.rs`: 73 µs an entry one at a time,
 //! 5 µs in batches of 64).
 //!
 //! Held entries are applied before anything else uses the copy: every lock of a copy's connection (`lock_conn`)
@@ -14,7 +14,7 @@
 //! accepted batch is appended to the copy's journal, `<file>-held`, with one `write` (no fsync: the operating
 //! system has it, which is what the copy's WAL gave before, `synchronous=NORMAL`), and the journal is emptied once
 //! its entries are applied. A leaf that restarts applies each copy's journal before the copy is used
-//! ([`replay_journal`]), so a replica that restarted between two heartbeats, unnoticed, still holds everything it
+//! ([`partition`]), so a replica that restarted between two heartbeats, unnoticed, still holds everything it
 //! acknowledged when it is promoted.
 //!
 //! An apply that fails (a conflict: the copy diverged; an I/O error) keeps the entries held and fails every later
@@ -60,27 +60,28 @@ pub type Shared = Arc<Mutex<Copy>>;
 
 /// A reference copy's connection: it never holds entries.
 pub fn shared(conn: Connection) -> Shared {
-    wrap(conn, None, Vec::new(), None)
+    Arc::new(Mutex::new(Copy { conn, held: Vec::new(), held_bytes: 0, held_end: None, failed: None, journal: None }))
 }
 
-/// A partition copy's connection with its (empty) journal at `journal`, and `held` entries that could not be
-/// applied when its journal was replayed (with why): such a copy fails every use, as after a failed apply.
-pub fn shared_partition(
-    conn: Connection,
-    journal: &Path,
-    held: Vec<LogEntry>,
-    failed: Option<String>,
-) -> Result<Shared, StorageError> {
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(journal)?;
-    let mut journal = Journal { file, len: 0 };
-    journal.append(&held)?;
-    Ok(wrap(conn, Some(journal), held, failed))
-}
-
-fn wrap(conn: Connection, journal: Option<Journal>, held: Vec<LogEntry>, failed: Option<String>) -> Shared {
+/// A partition copy's connection, `file` its SQLite file, with its journal beside it (`<file>-held`). What the
+/// journal holds (a replica's acknowledged entries when its process stopped; nothing for a new copy, whose old
+/// files were removed) is applied first: entries the copy has already are checked and skipped, as `log::apply`
+/// does. Entries that cannot be applied (the copy diverged, the disk failed) stay held and the copy fails every
+/// use. A frame cut short at the end (the journal is written without fsync: a power loss can cut it) ends the
+/// journal.
+pub fn partition(conn: Connection, file: &Path) -> Result<Shared, StorageError> {
+    let mut journal = std::fs::OpenOptions::new().create(true).read(true).append(true).open(journal_path(file))?;
+    let mut bytes = Vec::new();
+    journal.read_to_end(&mut bytes)?;
+    let (held, valid) = decode_frames(&bytes);
+    journal.set_len(valid)?;
     let held_bytes = held.iter().map(|e| e.payload_bytes() as usize).sum();
-    let held_end = held.last().map(|e| LogPosition { term: e.term, index: e.index });
-    Arc::new(Mutex::new(Copy { conn, held, held_bytes, held_end, failed, journal }))
+    let held_end = held.last().map(LogEntry::position);
+    let mut copy =
+        Copy { conn, held, held_bytes, held_end, failed: None, journal: Some(Journal { file: journal, len: valid }) };
+    // A failure is logged and kept by the copy.
+    let _ = copy.apply_held();
+    Ok(Arc::new(Mutex::new(copy)))
 }
 
 /// The journal of a copy's held entries: frames appended with one `write` per accepted batch, emptied after an
@@ -127,39 +128,16 @@ impl Journal {
 }
 
 /// The journal of held entries next to the SQLite file at `path`.
-pub fn journal_path(path: &Path) -> PathBuf {
-    let mut journal = path.as_os_str().to_owned();
-    journal.push("-held");
-    PathBuf::from(journal)
+fn journal_path(path: &Path) -> PathBuf {
+    crate::suffixed(path, JOURNAL_SUFFIX)
 }
 
-/// At start-up: applies the entries of `conn`'s journal at `journal` (those it already has are checked and
-/// skipped, as `log::apply` does) and empties it. Returns the entries that could not be applied, with why (the
-/// copy diverged, or the disk failed): they stay held and the copy fails every use. A frame cut short at the end
-/// (the journal is written without fsync, and a power loss can cut it) ends the journal.
-pub fn replay_journal(conn: &Connection, journal: &Path) -> Result<(Vec<LogEntry>, Option<String>), StorageError> {
-    let mut bytes = Vec::new();
-    match std::fs::File::open(journal) {
-        Ok(mut file) => {
-            file.read_to_end(&mut bytes)?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), None)),
-        Err(e) => return Err(e.into()),
-    }
-    let entries = decode_frames(&bytes);
-    let outcome = match log::apply(conn, &entries) {
-        Ok(_) => (Vec::new(), None),
-        Err(e) => {
-            let why = format!("the held entries of {} cannot be applied: {e}", journal.display());
-            tracing::error!("{why}");
-            (entries, Some(why))
-        }
-    };
-    std::fs::remove_file(journal)?;
-    Ok(outcome)
-}
+/// What a partition file's journal adds to its name (the store removes it with the file).
+pub const JOURNAL_SUFFIX: &str = "-held";
 
-fn decode_frames(mut bytes: &[u8]) -> Vec<LogEntry> {
+/// The entries of a journal's bytes, and how many bytes their frames take.
+fn decode_frames(all: &[u8]) -> (Vec<LogEntry>, u64) {
+    let mut bytes = all;
     let mut entries = Vec::new();
     while bytes.len() >= 21 {
         let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
@@ -177,7 +155,7 @@ fn decode_frames(mut bytes: &[u8]) -> Vec<LogEntry> {
         entries.push(LogEntry { term: canopy_types::Term(term), index, payload });
         bytes = &bytes[21 + length..];
     }
-    entries
+    (entries, (all.len() - bytes.len()) as u64)
 }
 
 /// A locked copy whose held entries are applied: its connection as the copy stands.

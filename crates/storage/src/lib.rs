@@ -35,6 +35,13 @@ pub use store::{LeafStore, LocalDb, PartitionState, PendingPartition, Replicator
 
 use thiserror::Error;
 
+/// `path` with `suffix` added to its file name (`x.sqlite` and `-wal` give `x.sqlite-wal`).
+pub(crate) fn suffixed(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    std::path::PathBuf::from(name)
+}
+
 #[derive(Debug, Error)]
 pub enum StorageError {
     #[error("{0}")]

@@ -189,18 +189,11 @@ impl LeafStore {
                 continue;
             };
             store.attach_reference(&mut conn, &db)?;
-            // What a replica acknowledged and had not applied when the process stopped.
-            let journal = held::journal_path(&path);
-            let (unapplied, failed) = held::replay_journal(&conn, &journal)?;
             let database_id = engine::database_id(&conn)?;
-            let term = log::position(&conn)?.0.term;
-            let instance = Instance {
-                conn: held::shared_partition(conn, &journal, unapplied, failed)?,
-                state: PartitionState::Pending,
-                database_id,
-                term,
-                replica_sync: false,
-            };
+            // What a replica acknowledged and had not applied when the process stopped is applied here.
+            let conn = held::partition(conn, &path)?;
+            let term = log::position(&*held::lock_for_listing(&conn)?)?.0.term;
+            let instance = Instance { conn, state: PartitionState::Pending, database_id, term, replica_sync: false };
             open.partitions.insert((db, ordinal), instance);
         }
         *store.lock()? = open;
@@ -321,7 +314,7 @@ impl LeafStore {
             engine::create_partition(&conn, db, ordinal, schema)?;
             self.attach_reference(&mut conn, db)?;
             let instance = Instance {
-                conn: held::shared_partition(conn, &held::journal_path(&path), Vec::new(), None)?,
+                conn: held::partition(conn, &path)?,
                 state: PartitionState::Online,
                 database_id: Some(database_id),
                 term: Term(0),
@@ -752,9 +745,8 @@ impl LeafStore {
         let mut open = self.lock()?;
         open.installing.remove(&key);
         let (conn, position, database_id) = result?;
-        let journal = held::journal_path(&self.partition_path(db, ordinal));
         let instance = Instance {
-            conn: held::shared_partition(conn, &journal, Vec::new(), None)?,
+            conn: held::partition(conn, &self.partition_path(db, ordinal))?,
             state: PartitionState::Replica,
             database_id,
             term: position.term,
@@ -1075,16 +1067,12 @@ fn close_when_unused(conn: Shared) {
 
 /// The write-ahead log next to the SQLite file at `path`.
 fn wal_path(path: &Path) -> PathBuf {
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    PathBuf::from(wal)
+    crate::suffixed(path, "-wal")
 }
 
 fn remove_files(path: &Path) -> Result<(), StorageError> {
-    for suffix in ["", "-wal", "-shm", "-journal", "-held"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        match std::fs::remove_file(&p) {
+    for suffix in ["", "-wal", "-shm", "-journal", held::JOURNAL_SUFFIX] {
+        match std::fs::remove_file(crate::suffixed(path, suffix)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),

@@ -115,12 +115,32 @@ fn ship_then_commit_fences_a_deposed_master_and_refuses_forks() {
     let _ = std::fs::remove_dir_all(&b);
 }
 
+/// The SQLite file of `d:0` under a leaf's directory.
+fn partition_file(dir: &Path) -> PathBuf {
+    dir.join("partitions").join(format!("{DB}_0.sqlite"))
+}
+
 /// Rows of `t` read straight from the replica's file on a connection of its own: what the copy has applied, not
 /// what it holds.
 fn applied_rows(dir: &Path) -> i64 {
-    let path = dir.join("partitions").join(format!("{DB}_0.sqlite"));
-    let conn = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let conn = rusqlite::Connection::open_with_flags(partition_file(dir), flags).unwrap();
     conn.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).unwrap()
+}
+
+/// Runs `sql` on the replica's file behind the log's back (the copy then differs from its master).
+fn behind_the_log(dir: &Path, sql: &str) {
+    rusqlite::Connection::open(partition_file(dir)).unwrap().execute(sql, []).unwrap();
+}
+
+/// The held-entry histories: a master (in `<name>-master`) whose `writes` inserts are collected, not shipped, and a
+/// replica copy of it in term 3 (in `<name>-replica`) that has applied none of them.
+fn master_and_replica(name: &str, writes: i64) -> (PathBuf, PathBuf, Vec<LogEntry>, Arc<LeafStore>) {
+    let (a, b) = (temp_dir(&format!("{name}-master")), temp_dir(&format!("{name}-replica")));
+    let entries = master_entries(&a, writes);
+    let replica = leaf(&b);
+    replica.make_replica(DB, 0, Term(3)).unwrap();
+    (a, b, entries, replica)
 }
 
 /// A master in term 3 (its writes collected, not shipped) and a replica copy in term 3 that has applied nothing.
@@ -145,10 +165,7 @@ fn master_entries(dir: &Path, writes: i64) -> Vec<LogEntry> {
 /// (its log end, a promotion) sees every acknowledged entry even when the applier has not run yet.
 #[test]
 fn a_replica_holds_acknowledged_entries_and_applies_them_before_any_use() {
-    let (a, b) = (temp_dir("held-master"), temp_dir("held-replica"));
-    let entries = master_entries(&a, 10);
-    let replica = leaf(&b);
-    replica.make_replica(DB, 0, Term(3)).unwrap();
+    let (a, b, entries, replica) = master_and_replica("held", 10);
     let base = replica.log_position(DB, 0).unwrap().index;
     assert_eq!(entries[0].index, base + 1, "the replica starts where the master's writes start");
     for entry in &entries[..5] {
@@ -177,10 +194,7 @@ fn a_replica_holds_acknowledged_entries_and_applies_them_before_any_use() {
 /// contents), a gap after what is held is refused, and an entry of another master's term is refused.
 #[test]
 fn held_entries_keep_order_retries_and_terms() {
-    let (a, b) = (temp_dir("rules-master"), temp_dir("rules-replica"));
-    let entries = master_entries(&a, 6);
-    let replica = leaf(&b);
-    replica.make_replica(DB, 0, Term(3)).unwrap();
+    let (a, b, entries, replica) = master_and_replica("rules", 6);
     replica.apply_replicated(DB, 0, Term(3), &entries[..3], true).unwrap();
     // A retry of what is held: skipped.
     let position = replica.apply_replicated(DB, 0, Term(3), &entries[1..3], true).unwrap();
@@ -212,16 +226,9 @@ fn held_entries_keep_order_retries_and_terms() {
 /// serves. Entries refused meanwhile are never held. Dropping the copy discards what it held.
 #[test]
 fn a_held_entry_that_cannot_be_applied_fails_the_copy_until_it_is_replaced() {
-    let (a, b) = (temp_dir("broken-master"), temp_dir("broken-replica"));
-    let entries = master_entries(&a, 3);
-    let replica = leaf(&b);
-    replica.make_replica(DB, 0, Term(3)).unwrap();
+    let (a, b, entries, replica) = master_and_replica("broken", 3);
     // Row 2 exists on the replica already, outside the log: the master's insert of row 2 conflicts.
-    {
-        let path = b.join("partitions").join(format!("{DB}_0.sqlite"));
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute("INSERT INTO t VALUES (2, 'planted')", []).unwrap();
-    }
+    behind_the_log(&b, "INSERT INTO t VALUES (2, 'planted')");
     replica.apply_replicated(DB, 0, Term(3), &entries[..2], true).unwrap();
     let promote = replica.promote(DB, 0, Term(4)).unwrap_err();
     assert!(matches!(promote, StorageError::HeldUnapplied(_)), "{promote:?}");
@@ -234,11 +241,7 @@ fn a_held_entry_that_cannot_be_applied_fails_the_copy_until_it_is_replaced() {
     assert_eq!(applied_rows(&b), 1, "only the planted row");
     // Once the obstacle is gone the held entries apply, and only those: the refused entry was never held (its
     // master rolled it back), so it must not appear now.
-    {
-        let path = b.join("partitions").join(format!("{DB}_0.sqlite"));
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute("DELETE FROM t WHERE id = 2", []).unwrap();
-    }
+    behind_the_log(&b, "DELETE FROM t WHERE id = 2");
     let (_, position) = replica.log_end(DB, 0).unwrap();
     assert_eq!(position.index, entries[1].index, "the held entries applied, the refused one not");
     assert_eq!(applied_rows(&b), 2);
@@ -254,10 +257,7 @@ fn a_held_entry_that_cannot_be_applied_fails_the_copy_until_it_is_replaced() {
 /// and its promotion serves them all.
 #[test]
 fn held_entries_survive_a_process_kill() {
-    let (a, b) = (temp_dir("kill-master"), temp_dir("kill-replica"));
-    let entries = master_entries(&a, 12);
-    let replica = leaf(&b);
-    replica.make_replica(DB, 0, Term(3)).unwrap();
+    let (a, b, entries, replica) = master_and_replica("kill", 12);
     let copied = temp_dir("kill-copied");
     // Hold entries and copy the files before the applier runs (it waits 100 ms; retried if this was slower).
     let mut held_in_copy = false;

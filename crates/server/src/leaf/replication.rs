@@ -28,7 +28,8 @@ use std::time::Duration;
 
 use canopy_rpc::client::{CONNECT_TIMEOUT, resolve};
 use canopy_rpc::{
-    Client, Credentials, PartitionTerm, RemoteError, RemoteErrorKind, ReplicaTarget, ReplicateBatch, Request, Response,
+    Client, Credentials, LogRecord, PartitionTerm, RemoteError, RemoteErrorKind, ReplicaTarget, ReplicateBatch,
+    Request, Response,
 };
 use canopy_storage::{LeafStore, LogEntry, StorageError, log};
 use canopy_types::Term;
@@ -315,13 +316,9 @@ impl Replication {
                 let entries = entries.into_iter().map(to_record).collect();
                 let batch = ReplicateBatch { db: db_owned, partition, entries, sync: false };
                 let pushed = match client.call_blocking(&Request::Replicate { batches: vec![batch] }, REQUEST_TIMEOUT) {
-                    Ok(Response::Replicated(mut results)) if results.len() == 1 => {
-                        results.pop().expect("one result").map(|_| Some((last, capped)))
-                    }
-                    Ok(Response::Error(e)) => Err(e),
-                    Ok(other) => {
-                        Err(RemoteError::new(RemoteErrorKind::Internal, format!("unexpected answer {other:?}")))
-                    }
+                    Ok(response) => batch_answer(response)
+                        .unwrap_or_else(|other| Err(unexpected(&other)))
+                        .map(|_| Some((last, capped))),
                     Err(e) => {
                         client.flush();
                         Err(RemoteError::new(RemoteErrorKind::Internal, format!("replica leaf unreachable: {e}")))
@@ -389,11 +386,12 @@ impl Replication {
     }
 }
 
-/// Lets `client` reach its replica leaf over the local socket the leaf reports, when the leaf's address is a
-/// loopback one (certainly on this host): a commit's round trip then skips the TCP/IP stack on both ends. The
-/// client falls back to TCP when the socket cannot be reached; a failed ping changes nothing.
+/// Lets `client` reach its replica leaf over the local socket the leaf reports, when the leaf is on this host
+/// (`Client::set_local_socket`): a commit's round trip then skips the TCP/IP stack on both ends. The client falls
+/// back to TCP when the socket cannot be reached; a failed ping changes nothing.
 async fn use_local_socket(client: &Client) {
     if !client.addr().ip().is_loopback() {
+        // Not on this host: no ping for a socket that would not be used.
         return;
     }
     if let Ok(Response::Pong(status)) = client.call(&Request::Ping, REQUEST_TIMEOUT).await {
@@ -429,11 +427,22 @@ async fn push(
 ) -> Result<(), RemoteError> {
     let entries = entries.into_iter().map(to_record).collect();
     let batch = ReplicateBatch { db: db.to_string(), partition, entries, sync };
-    match call_fresh(client, &Request::Replicate { batches: vec![batch] }).await? {
-        Response::Replicated(mut results) if results.len() == 1 => results.pop().expect("one result").map(|_| ()),
-        Response::Error(e) => Err(e),
-        other => Err(RemoteError::new(RemoteErrorKind::Internal, format!("unexpected answer {other:?}"))),
+    let response = call_fresh(client, &Request::Replicate { batches: vec![batch] }).await?;
+    batch_answer(response).unwrap_or_else(|other| Err(unexpected(&other))).map(|_| ())
+}
+
+/// The replica's answer for the one batch of a `Replicate` request (its position, or why it refused), or (Err) a
+/// response of another kind.
+fn batch_answer(response: Response) -> Result<Result<u64, RemoteError>, Response> {
+    match response {
+        Response::Replicated(mut results) if results.len() == 1 => Ok(results.pop().expect("one result")),
+        Response::Error(e) => Ok(Err(e)),
+        other => Err(other),
     }
+}
+
+fn unexpected(response: &Response) -> RemoteError {
+    RemoteError::new(RemoteErrorKind::Internal, format!("unexpected answer {response:?}"))
 }
 
 impl canopy_storage::Replicator for Replication {
@@ -452,8 +461,8 @@ impl canopy_storage::Replicator for Replication {
         }
         let term: Term = entry.term;
         let record = to_record(entry.clone());
-        // What the next attempt sends: the entry, or the entries the replica said it lacks up to it.
-        let mut records = vec![record.clone()];
+        // What the next attempt sends instead of the entry alone: the entries the replica said it lacks, up to it.
+        let mut gap: Option<Vec<LogRecord>> = None;
         let mut logged = false;
         loop {
             // Looked up on every attempt: the master aggregator may have taken the replica out meanwhile (then the
@@ -463,19 +472,18 @@ impl canopy_storage::Replicator for Replication {
             let batch = ReplicateBatch {
                 db: db.to_string(),
                 partition: PartitionTerm { ordinal, term },
-                entries: std::mem::replace(&mut records, vec![record.clone()]),
+                entries: gap.take().unwrap_or_else(|| vec![record.clone()]),
                 sync: true,
             };
             let through = batch.entries.last().map(|r| r.index);
             let answer = match client.call_blocking(&Request::Replicate { batches: vec![batch] }, ATTEMPT) {
-                Ok(Response::Replicated(mut results)) if results.len() == 1 => {
-                    results.pop().expect("one result").map_err(Some)
-                }
-                Ok(Response::Error(e)) => Err(Some(e)),
-                Ok(other) => {
-                    tracing::warn!("{db}:{ordinal}: unexpected answer from the replica leaf: {other:?}");
-                    Err(None)
-                }
+                Ok(response) => match batch_answer(response) {
+                    Ok(result) => result.map_err(Some),
+                    Err(other) => {
+                        tracing::warn!("{db}:{ordinal}: unexpected answer from the replica leaf: {other:?}");
+                        Err(None)
+                    }
+                },
                 Err(e) => {
                     client.flush();
                     if !logged {
@@ -502,11 +510,13 @@ impl canopy_storage::Replicator for Replication {
                             "{db}:{ordinal}: the replica lacks entries {expected}..{}; sending them from this copy's log",
                             record.index
                         );
-                        records = log::since(conn, expected - 1, u64::from(CHUNK_BYTES))?
-                            .into_iter()
-                            .take_while(|e| e.index <= record.index)
-                            .map(to_record)
-                            .collect();
+                        gap = Some(
+                            log::since(conn, expected - 1, u64::from(CHUNK_BYTES))?
+                                .into_iter()
+                                .take_while(|e| e.index <= record.index)
+                                .map(to_record)
+                                .collect(),
+                        );
                     }
                     RemoteErrorKind::StaleTerm { expected, .. } if expected > term => {
                         tracing::warn!(

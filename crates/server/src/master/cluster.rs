@@ -122,12 +122,10 @@ impl Cluster {
         Ok(client)
     }
 
-    /// Lets calls to `leaf` use the local RPC socket it reported (None: TCP only), when the leaf's address is a
-    /// loopback address, i.e. certainly on this host. The client falls back to TCP if the socket cannot be reached.
+    /// Lets calls to `leaf` use the local RPC socket it reported (None: TCP only), when the leaf is on this host
+    /// (`Client::set_local_socket`). The client falls back to TCP if the socket cannot be reached.
     pub fn use_local_socket(&self, leaf: &Leaf, path: Option<&str>) {
-        if let Ok(client) = self.client(leaf)
-            && client.addr().ip().is_loopback()
-        {
+        if let Ok(client) = self.client(leaf) {
             client.set_local_socket(path.map(std::path::PathBuf::from));
         }
     }
