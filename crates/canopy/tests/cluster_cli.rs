@@ -486,8 +486,10 @@ fn demo_serves_sample_data_and_cleans_up_on_sigterm() {
 /// Property: a busy port is not an error: the demo says so, picks another port, and serves there.
 #[test]
 fn demo_moves_off_a_busy_port() {
-    let base = free_ports(4);
-    let _busy = TcpListener::bind(("127.0.0.1", base)).expect("occupy port");
+    // The busy port is one the system handed out, held from the start: a port found free and bound later can be
+    // taken meanwhile by a test running beside this one.
+    let busy = TcpListener::bind(("127.0.0.1", 0)).expect("occupy a port");
+    let base = busy.local_addr().expect("its address").port();
     let mut demo = Demo::start(&["--port", &base.to_string(), "--leaves", "1", "--rows", "10"]);
     demo.read_until(|l| l.starts_with("Press Ctrl-C"));
     assert!(demo.seen.iter().any(|l| l.starts_with(&format!("Port {base} (or its RPC port"))), "{:?}", demo.seen);
