@@ -14,6 +14,7 @@ pub mod plan;
 pub mod precedence;
 pub mod quote;
 pub mod shard;
+pub mod template;
 pub mod types;
 pub mod value;
 

@@ -30,6 +30,9 @@ mod write;
 pub use explain::explain;
 pub use render::sql as render;
 pub use rewrite::bind_placeholders;
+/// The value a literal expression stands for, as the planner reads it (None for anything else).
+#[cfg(test)]
+pub(crate) use rewrite::literal_value as literal_of;
 pub use route::ParamRoute;
 
 use sqlparser::ast::{ObjectName, Statement};

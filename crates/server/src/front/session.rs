@@ -265,6 +265,17 @@ impl Session {
         if role == NodeRole::Leaf {
             return self.run_on_leaf(sql).await;
         }
+        if role == NodeRole::MasterAggregator
+            && let Some(lifted) = canopy_sql::template::insert_values(sql)
+        {
+            // A text insert of plain values runs as its template would if prepared: parsed once per session.
+            return self.run_template(&lifted.numbered, lifted.params, |_| sql.to_string()).await;
+        }
+        self.run_parsed(sql, role).await
+    }
+
+    /// `run` of text that is parsed as it is (no template).
+    async fn run_parsed(&mut self, sql: &str, role: NodeRole) -> Result<Answer> {
         let statement = parse_statement(sql)?;
         if role == NodeRole::Unconfigured {
             return self.run_unconfigured(statement).await;
@@ -279,15 +290,30 @@ impl Session {
             return self.run(&prepared.literal_text()).await;
         }
         self.hint_ms = canopy_sql::hints::max_execution_time(prepared.numbered);
+        let canopy_mysql::Prepared { text, numbered, params } = prepared;
+        let literal =
+            |params: &[Value]| canopy_mysql::Prepared { text, numbered, params: params.to_vec() }.literal_text();
+        self.run_template(numbered, params, literal).await
+    }
+
+    /// A statement with numbered placeholders and their values, on the master aggregator: a query or DML
+    /// statement is parsed once per session (`templates`) and planned with its placeholders; anything else runs
+    /// as the text `literal` gives (the values written in).
+    async fn run_template(
+        &mut self,
+        numbered: &str,
+        params: Vec<Value>,
+        literal: impl FnOnce(&[Value]) -> String,
+    ) -> Result<Answer> {
         let cluster = self.master()?;
         let meta = cluster.meta();
-        let (statement, reused) = match self.templates.get(prepared.numbered) {
+        let (statement, reused) = match self.templates.get(numbered) {
             Some(template) => (
                 template.statement.clone(),
-                template.reuse.as_ref().and_then(|r| r.plan_for(&meta, self.db.as_deref(), &prepared.params)),
+                template.reuse.as_ref().and_then(|r| r.plan_for(&meta, self.db.as_deref(), &params)),
             ),
             None => {
-                let statement = match parse_statement(prepared.numbered) {
+                let statement = match parse_statement(numbered) {
                     Ok(Statement::Query(query)) => Some(Arc::new(*query)),
                     _ => None,
                 };
@@ -295,21 +321,21 @@ impl Session {
                     self.templates.clear();
                 }
                 let template = Template { statement: statement.clone(), reuse: None };
-                self.templates.insert(prepared.numbered.to_string(), template);
+                self.templates.insert(numbered.to_string(), template);
                 (statement, None)
             }
         };
         let Some(statement) = statement else {
-            return self.run(&prepared.literal_text()).await;
+            return self.run_parsed(&literal(&params), NodeRole::MasterAggregator).await;
         };
         self.authorize_with(&meta, || access::query(&statement, self.db.as_deref()))?;
         if let Some(plan) = reused {
-            return self.run_plan(&cluster, &meta, plan, prepared.params).await;
+            return self.run_plan(&cluster, &meta, plan, params).await;
         }
-        let (plan, params) = self.plan_statement(&cluster, &meta, &statement, prepared.params).await?;
+        let (plan, params) = self.plan_statement(&cluster, &meta, &statement, params).await?;
         if !params.is_empty()
             && let Some(reuse) = Reuse::of(&statement, &plan, &params, &meta, self.db.as_deref())
-            && let Some(template) = self.templates.get_mut(prepared.numbered)
+            && let Some(template) = self.templates.get_mut(numbered)
         {
             template.reuse = Some(reuse);
         }

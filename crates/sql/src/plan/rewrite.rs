@@ -489,7 +489,7 @@ pub(super) fn mentions_placeholder(sql: &str) -> bool {
 }
 
 /// The value of a literal expression as SQLite reads it, or None if `expr` is not a plain literal.
-pub(super) fn literal_value(expr: &Expr) -> Option<Value> {
+pub(crate) fn literal_value(expr: &Expr) -> Option<Value> {
     match expr {
         Expr::Nested(inner) => literal_value(inner),
         Expr::Value(v) => ast_value(&v.value, false),
