@@ -223,6 +223,7 @@ pub fn apply(conn: &Connection, entries: &[LogEntry]) -> Result<LogPosition, Sto
         // exactly such a row is not caught here; the prefix test by (term, index, payload digest) still compares
         // the logs whenever a copy returns.
         let mut changesets: Vec<&[u8]> = Vec::new();
+        let mut applied: i64 = 0;
         let apply_changesets = |changesets: &mut Vec<&[u8]>| -> Result<(), StorageError> {
             match changesets.len() {
                 0 => Ok(()),
@@ -261,10 +262,14 @@ pub fn apply(conn: &Connection, entries: &[LogEntry]) -> Result<LogPosition, Sto
             conn.prepare_cached("INSERT INTO _canopy_log (term, log_index, kind, payload) VALUES (?1, ?2, ?3, ?4)")?
                 .execute(rusqlite::params![entry.term.0 as i64, entry.index as i64, kind, payload])?;
             current = LogPosition { term: current.term.max(entry.term), index: entry.index };
-            conn.prepare_cached("UPDATE _canopy_log_position SET term = ?1, log_index = ?2, commits = commits + 1")?
-                .execute([current.term.0 as i64, current.index as i64])?;
+            applied += 1;
         }
         apply_changesets(&mut changesets)?;
+        // The position once for the batch: it is in the same transaction as every entry it counts.
+        if applied > 0 {
+            conn.prepare_cached("UPDATE _canopy_log_position SET term = ?1, log_index = ?2, commits = commits + ?3")?
+                .execute([current.term.0 as i64, current.index as i64, applied])?;
+        }
         Ok(current)
     })
 }
