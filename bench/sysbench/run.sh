@@ -15,6 +15,9 @@
 #   innodb_flush_log_at_trx_commit=1 (and sync_binlog=1 where a binary log is on); async = Canopy WITH ASYNC
 #   DURABILITY (commit reaches the OS, survives a process kill) beside innodb_flush_log_at_trx_commit=2 and
 #   sync_binlog=0 (the same guarantee).
+# Besides throughput the report gives each system's CPU per transaction during the run (user + system time of its
+# server processes from /proc/<pid>/stat, divided by the transactions; for Canopy also the master aggregator's
+# share): on 2 shared cores it is the steadier measure of what a commit costs.
 # Exit code: 0 when every workload ran on every system with no Canopy errors; 1 otherwise; 2 on a setup failure.
 set -euo pipefail
 
@@ -122,6 +125,20 @@ start_bg() { # name logfile cmd...
     PIDS+=("$!")
     NAMES+=("$name")
 }
+
+declare -A SERVER_PIDS AGG_PID # the server processes of each system, and each Canopy system's master aggregator
+# CPU time (user + system, clock ticks) the given processes have used so far.
+cpu_ticks() { # pid...
+    local pid total=0 fields f
+    for pid in "$@"; do
+        # Fields after the command name, which is in parentheses: utime and stime are the 12th and 13th of them.
+        fields=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null) || continue
+        read -r -a f <<<"$fields"
+        total=$((total + f[11] + f[12]))
+    done
+    echo "$total"
+}
+TICKS_PER_S=$(getconf CLK_TCK)
 
 sql() { # port sql...
     local port=$1
@@ -247,6 +264,7 @@ if has_system mariadb; then
     MDB_ARGS+=(--skip-log-bin --sync-binlog=0)
     log "starting MariaDB on 127.0.0.1:$MDB_PORT"
     start_bg mariadb "$TMP/mariadb/stdout.log" mariadbd "${MDB_ARGS[@]}"
+    SERVER_PIDS[mariadb]="${PIDS[-1]}"
     wait_sql MariaDB "$MDB_PORT" "${PIDS[-1]}"
     sql "$MDB_PORT" 'CREATE DATABASE sbtest' || die "MariaDB: CREATE DATABASE sbtest failed"
     {
@@ -278,8 +296,10 @@ if has_system mariadb-semisync; then
         --rpl-semi-sync-slave-enabled=ON)
     log "starting the MariaDB semi-sync primary on 127.0.0.1:$MDBP_PORT and its replica on 127.0.0.1:$MDBR_PORT"
     start_bg mariadb-primary "$TMP/mariadb-semisync/primary/stdout.log" mariadbd "${MDBP_ARGS[@]}"
+    SERVER_PIDS[mariadb-semisync]="${PIDS[-1]}"
     wait_sql "MariaDB primary" "$MDBP_PORT" "${PIDS[-1]}"
     start_bg mariadb-replica "$TMP/mariadb-semisync/replica/stdout.log" mariadbd "${MDBR_ARGS[@]}"
+    SERVER_PIDS[mariadb-semisync]+=" ${PIDS[-1]}"
     wait_sql "MariaDB replica" "$MDBR_PORT" "${PIDS[-1]}"
     sql "$MDBR_PORT" "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$MDBP_PORT, MASTER_USER='root',
         MASTER_PASSWORD='', MASTER_USE_GTID=slave_pos; START SLAVE" || die "MariaDB replica: START SLAVE failed"
@@ -303,6 +323,8 @@ start_canopy() { # dir name port
     mkdir -p "$TMP/$1/$2"
     start_bg "$1 $2" "$TMP/$1/$2/node.out" \
         "$CANOPY" server --data-dir "$TMP/$1/$2" --host 127.0.0.1 --port "$3"
+    SERVER_PIDS[$1]+="${SERVER_PIDS[$1]:+ }${PIDS[-1]}"
+    [[ $2 == ma ]] && AGG_PID[$1]=${PIDS[-1]}
     wait_sql "$1 $2" "$3" "${PIDS[-1]}"
 }
 # A Canopy cluster: master aggregator + LEAVES leaves; redundancy 2 puts the first half of the leaves in
@@ -341,7 +363,7 @@ has_system canopy-r2-async && start_cluster canopy-r2-async 2
 SB_COMMON=(--time="$TIME" --threads="$THREADS" --tables="$TABLES" --table-size="$TABLE_SIZE" --report-interval=0
     --db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=root --mysql-db=sbtest)
 
-declare -A TPS P95 ERRS STATUS DETAIL SEMISYNC
+declare -A TPS P95 ERRS STATUS DETAIL SEMISYNC CPU
 ANY_BAD=0
 
 log_of() { # system workload step: the log file of one step (a workload may be given as a path to a .lua file)
@@ -393,7 +415,14 @@ run_workload() { # system port workload
         fi
         log "$sys: $wl run (${TIME} s)"
         rc=0
+        local all_before agg_before=0 all_after agg_after=0
+        # shellcheck disable=SC2086 # a list of pids
+        all_before=$(cpu_ticks ${SERVER_PIDS[$sys]})
+        [[ -n ${AGG_PID[$sys]:-} ]] && agg_before=$(cpu_ticks "${AGG_PID[$sys]}")
         sb_step "$sys" "$port" "$wl" run $((TIME + 300)) || rc=$?
+        # shellcheck disable=SC2086
+        all_after=$(cpu_ticks ${SERVER_PIDS[$sys]})
+        [[ -n ${AGG_PID[$sys]:-} ]] && agg_after=$(cpu_ticks "${AGG_PID[$sys]}")
         logf=$(log_of "$sys" "$wl" run)
         if ((rc != 0)); then
             STATUS[$key]=FAILED
@@ -405,6 +434,11 @@ run_workload() { # system port workload
                 TPS[$key]=$(awk '/^ *transactions:/ {gsub(/\(/, "", $3); print $3; exit}' "$logf")
             fi
             P95[$key]=$(awk '/95th percentile:/ {print $3; exit}' "$logf")
+            # CPU per transaction in µs: all server processes, and (Canopy) the master aggregator's part.
+            CPU[$key]=$(awk -v all=$((all_after - all_before)) -v agg=$((agg_after - agg_before)) -v hz="$TICKS_PER_S" \
+                -v canopy="${AGG_PID[$sys]:+1}" '/^ *transactions:/ {
+                    if ($2 > 0) { printf "%.0f", all / hz * 1e6 / $2; if (canopy) printf " (ma %.0f)", agg / hz * 1e6 / $2 }
+                    exit }' "$logf")
             ERRS[$key]=$(awk '/ignored errors:/ {print $3; exit}' "$logf")
             if [[ -z ${TPS[$key]} || -z ${P95[$key]} || -z ${ERRS[$key]} ]]; then
                 STATUS[$key]=FAILED
@@ -465,6 +499,7 @@ ratio_of() { # workload numerator denominator
     for sys in $SYSTEMS; do header+=" $sys tps |"; rule+="---|"; done
     for r in $RATIOS; do header+=" $r |"; rule+="---|"; done
     for sys in $SYSTEMS; do header+=" $sys p95 ms |"; rule+="---|"; done
+    for sys in $SYSTEMS; do header+=" $sys CPU µs/tx |"; rule+="---|"; done
     for sys in $SYSTEMS; do [[ $sys == canopy* ]] && header+=" $sys errors |" && rule+="---|"; done
     echo "$header"
     echo "$rule"
@@ -481,6 +516,7 @@ ratio_of() { # workload numerator denominator
             k="$sys/$wl"
             if [[ ${STATUS[$k]} == ok ]]; then line+=" ${P95[$k]} |"; else line+=" - |"; fi
         done
+        for sys in $SYSTEMS; do line+=" ${CPU[$sys/$wl]:--} |"; done
         for sys in $SYSTEMS; do
             k="$sys/$wl"
             [[ $sys == canopy* ]] || continue
