@@ -8,6 +8,7 @@ pub mod client;
 pub mod frame;
 pub mod message;
 pub mod server;
+mod wait;
 
 pub use auth::{ClusterSecret, Credentials};
 pub use client::Client;

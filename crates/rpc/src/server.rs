@@ -23,6 +23,7 @@ use tokio::runtime::Handle;
 use crate::auth::{self, Answer, Credentials, HANDSHAKE_TIMEOUT_MS, Hello, Standing, UNAUTHENTICATED_FRAME_BYTES_MAX};
 use crate::frame::{read_frame_sync, read_frame_sync_max, write_frame_sync};
 use crate::message::{RemoteError, RemoteErrorKind, Request, Response};
+use crate::wait::PolledReads;
 
 /// More simultaneous connections than this are told `Busy` and closed at once.
 pub const CONNECTION_THREADS_MAX: usize = 1024;
@@ -116,7 +117,7 @@ async fn accept_loop<H, S, F, A>(
     mut accept: A,
 ) where
     H: Handler,
-    S: Read + Write + Deadlines + Send + 'static,
+    S: Read + Write + Deadlines + std::os::fd::AsFd + Send + 'static,
     F: Future<Output = std::io::Result<S>>,
     A: FnMut() -> F,
 {
@@ -209,16 +210,29 @@ fn handshake<S: Read + Write + Deadlines>(
     write_frame_sync(stream, &verdict)?;
     // From now on only idleness between requests is bounded (a long statement runs between reads), and writes
     // are not: a response may be large and the peer slow.
-    let idle = match standing {
-        Standing::Authenticated => Duration::from_millis(IDLE_TIMEOUT_MS),
-        Standing::Unkeyed => Duration::from_millis(HANDSHAKE_TIMEOUT_MS),
-    };
-    stream.set_read_deadline(Some(idle))?;
+    stream.set_read_deadline(Some(idle_timeout(standing)))?;
     stream.set_write_deadline(None)?;
     Ok(standing)
 }
 
-fn serve_connection<H: Handler, S: Read + Write>(mut stream: S, handler: Arc<H>, runtime: Handle, standing: Standing) {
+/// How long a connection may stay idle between requests.
+fn idle_timeout(standing: Standing) -> Duration {
+    match standing {
+        Standing::Authenticated => Duration::from_millis(IDLE_TIMEOUT_MS),
+        Standing::Unkeyed => Duration::from_millis(HANDSHAKE_TIMEOUT_MS),
+    }
+}
+
+fn serve_connection<H: Handler, S: Read + Write + std::os::fd::AsFd>(
+    stream: S,
+    handler: Arc<H>,
+    runtime: Handle,
+    standing: Standing,
+) {
+    // Reads through a buffer (a small request's header and body come in one `read`, not two), each after waiting
+    // for input with `poll` (`wait.rs`: not woken when the peer reads this end's answer).
+    let polled = PolledReads::new(stream, Some(idle_timeout(standing)));
+    let mut stream = std::io::BufReader::with_capacity(crate::frame::READ_BUFFER_BYTES, polled);
     loop {
         let read = match standing {
             Standing::Authenticated => read_frame_sync::<_, Request>(&mut stream),
@@ -239,7 +253,7 @@ fn serve_connection<H: Handler, S: Read + Write>(mut stream: S, handler: Arc<H>,
                 Err(request) => runtime.block_on(handler.handle(request)),
             },
         };
-        if let Err(e) = write_frame_sync(&mut stream, &response) {
+        if let Err(e) = write_frame_sync(stream.get_mut(), &response) {
             tracing::debug!("rpc write failed: {e}");
             return;
         }
