@@ -53,20 +53,24 @@ pub fn insert_values(sql: &str) -> Option<Lifted> {
     if punct(at, '.') {
         at = name(&tokens, at + 1)?;
     }
-    // [(column, ...)]
-    if punct(at, '(') {
-        at += 1;
+    // The items of a parenthesized list, the `(` at `from` already read: each read by `item` (its end, or None),
+    // separated by commas; the position after the `)`.
+    let list = |from: usize, item: &mut dyn FnMut(usize) -> Option<usize>| -> Option<usize> {
+        let mut at = from;
         loop {
-            at = name(&tokens, at)?;
+            at = item(at)?;
             if punct(at, ',') {
                 at += 1;
             } else if punct(at, ')') {
-                at += 1;
-                break;
+                return Some(at + 1);
             } else {
                 return None;
             }
         }
+    };
+    // [(column, ...)]
+    if punct(at, '(') {
+        at = list(at + 1, &mut |at| name(&tokens, at))?;
     }
     if !word(at, "values") {
         return None;
@@ -78,23 +82,11 @@ pub fn insert_values(sql: &str) -> Option<Lifted> {
         if !punct(at, '(') {
             return None;
         }
-        at += 1;
-        loop {
+        at = list(at + 1, &mut |at| {
             let (next, value) = literal(sql, &tokens, at)?;
             lifted.push((tokens[at].start, tokens[next - 1].end, value));
-            if lifted.len() > LIFTED_VALUES_MAX {
-                return None;
-            }
-            at = next;
-            if punct(at, ',') {
-                at += 1;
-            } else if punct(at, ')') {
-                at += 1;
-                break;
-            } else {
-                return None;
-            }
-        }
+            (lifted.len() <= LIFTED_VALUES_MAX).then_some(next)
+        })?;
         if punct(at, ',') {
             at += 1;
         } else {
