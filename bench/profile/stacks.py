@@ -5,15 +5,15 @@ Record system-wide with DWARF stacks during a sysbench run, then run this on `pe
 
     perf record -a --call-graph dwarf,16384 -F 250 -o perf.data -- sleep 6
     perf script -i perf.data -F comm,tid,ip,sym > stacks.txt
-    bench/profile/stacks.py stacks.txt TPS [SECONDS=6] [HZ=250] [stacks2.txt TPS2 ...]
+    bench/profile/stacks.py [--seconds 6] [--hz 250] stacks.txt TPS [stacks2.txt TPS2 ...]
 
 Each sample goes to the first category below whose pattern is on its stack (or to its thread's name); with several
 files the columns sit side by side (redundancy 1 beside redundancy 2, say). A sample is 1/HZ s of one CPU, so a
 category's µs per transaction is samples / HZ * 1e6 / (TPS * SECONDS); with a few thousand samples each figure is
 good to about 10-15 %.
 """
+import argparse
 import collections
-import sys
 
 # (label, any of these function names on the stack), first match wins.
 CATEGORIES = [
@@ -60,23 +60,17 @@ def category(thread, stack):
 
 
 def main():
-    args = sys.argv[1:]
-    if len(args) < 2:
-        sys.exit(__doc__)
-    runs = []
-    while args:
-        path, tps = args[0], float(args[1])
-        args = args[2:]
-        seconds = hz = None
-        if args and not args[0].endswith(".txt"):
-            seconds, args = float(args[0]), args[1:]
-        if args and not args[0].endswith(".txt"):
-            hz, args = float(args[0]), args[1:]
-        runs.append((path, tps, seconds or 6.0, hz or 250.0))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=6.0, help="length of the recording (perf's sleep)")
+    parser.add_argument("--hz", type=float, default=250.0, help="perf record's -F")
+    parser.add_argument("runs", nargs="+", metavar="FILE TPS", help="perf script output and the run's tps, in pairs")
+    args = parser.parse_args()
+    if len(args.runs) % 2:
+        parser.error("each perf script file needs the tps of its run after it")
     columns = []
-    for path, tps, seconds, hz in runs:
+    for path, tps in zip(args.runs[0::2], args.runs[1::2]):
         counts = collections.Counter(category(t, s) for t, s in samples(path))
-        columns.append({k: n / hz * 1e6 / (tps * seconds) for k, n in counts.items()})
+        columns.append({k: n / args.hz * 1e6 / (float(tps) * args.seconds) for k, n in counts.items()})
     labels = sorted(set().union(*columns), key=lambda k: -max(c.get(k, 0) for c in columns))
     for label in labels:
         print("  ".join(f"{c.get(label, 0):7.1f}" for c in columns), "  ", label)

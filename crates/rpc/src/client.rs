@@ -24,7 +24,7 @@ use crate::RpcError;
 use crate::auth::{self, Credentials, Standing, UNAUTHENTICATED_FRAME_BYTES_MAX};
 use crate::frame::{read_frame, read_frame_max, read_frame_sync, read_frame_sync_max, write_frame, write_frame_sync};
 use crate::message::{Request, Response};
-use crate::wait::PolledReads;
+use crate::wait::{self, PolledReads};
 
 /// How long opening a connection to another node may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -267,9 +267,9 @@ fn timed_out(e: RpcError) -> RpcError {
 }
 
 /// One pooled connection of [`Client::call_blocking`]: the socket, read through a buffer (a small answer's header
-/// and body in one `read`) after waiting for input with `poll` (`wait.rs`: one wake-up per answer on a local
-/// socket), and the timeout last set on it (set again only when a call wants another one: two `setsockopt` calls
-/// fewer per commit that ships its entry).
+/// and body in one `read`) after waiting for input with `poll` for at most the call's timeout (`wait.rs`: one
+/// wake-up per answer on a local socket). Writes are bounded by the socket's `SO_SNDTIMEO`, set only when a call
+/// wants another timeout than the last one.
 struct BlockingStream {
     reader: std::io::BufReader<PolledReads<BlockingSocket>>,
 }
@@ -281,9 +281,7 @@ enum BlockingSocket {
 
 impl BlockingStream {
     fn new(socket: BlockingSocket) -> BlockingStream {
-        BlockingStream {
-            reader: std::io::BufReader::with_capacity(crate::frame::READ_BUFFER_BYTES, PolledReads::new(socket, None)),
-        }
+        BlockingStream { reader: wait::buffered(socket, None) }
     }
 
     fn set_timeouts(&mut self, timeout: Option<Duration>) -> std::io::Result<()> {
@@ -292,8 +290,8 @@ impl BlockingStream {
             return Ok(());
         }
         match polled.get_ref() {
-            BlockingSocket::Tcp(s) => s.set_read_timeout(timeout).and_then(|_| s.set_write_timeout(timeout)),
-            BlockingSocket::Local(s) => s.set_read_timeout(timeout).and_then(|_| s.set_write_timeout(timeout)),
+            BlockingSocket::Tcp(s) => s.set_write_timeout(timeout),
+            BlockingSocket::Local(s) => s.set_write_timeout(timeout),
         }?;
         polled.set_timeout(timeout);
         Ok(())

@@ -9,10 +9,6 @@ use crate::RpcError;
 /// Upper bound for one message (a gathered result set travels in one frame).
 pub const FRAME_BYTES_MAX: u32 = 1 << 30;
 
-/// The read buffer of a blocking connection (both ends): a frame up to this size, header and body, usually comes in
-/// one `read` call instead of two; a larger body is read past the buffer, straight into its own allocation.
-pub(crate) const READ_BUFFER_BYTES: usize = 16 * 1024;
-
 /// One message as the bytes of a frame: length prefix and postcard body.
 fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, RpcError> {
     let bytes = postcard::to_stdvec(msg).map_err(|e| RpcError::Encode(e.to_string()))?;

@@ -23,7 +23,7 @@ use tokio::runtime::Handle;
 use crate::auth::{self, Answer, Credentials, HANDSHAKE_TIMEOUT_MS, Hello, Standing, UNAUTHENTICATED_FRAME_BYTES_MAX};
 use crate::frame::{read_frame_sync, read_frame_sync_max, write_frame_sync};
 use crate::message::{RemoteError, RemoteErrorKind, Request, Response};
-use crate::wait::PolledReads;
+use crate::wait;
 
 /// More simultaneous connections than this are told `Busy` and closed at once.
 pub const CONNECTION_THREADS_MAX: usize = 1024;
@@ -208,9 +208,8 @@ fn handshake<S: Read + Write + Deadlines>(
         }
     };
     write_frame_sync(stream, &verdict)?;
-    // From now on only idleness between requests is bounded (a long statement runs between reads), and writes
-    // are not: a response may be large and the peer slow.
-    stream.set_read_deadline(Some(idle_timeout(standing)))?;
+    // From now on only idleness between requests is bounded (a long statement runs between reads: the polled
+    // reads of `serve_connection`), and writes are not: a response may be large and the peer slow.
     stream.set_write_deadline(None)?;
     Ok(standing)
 }
@@ -231,8 +230,7 @@ fn serve_connection<H: Handler, S: Read + Write + std::os::fd::AsFd>(
 ) {
     // Reads through a buffer (a small request's header and body come in one `read`, not two), each after waiting
     // for input with `poll` (`wait.rs`: not woken when the peer reads this end's answer).
-    let polled = PolledReads::new(stream, Some(idle_timeout(standing)));
-    let mut stream = std::io::BufReader::with_capacity(crate::frame::READ_BUFFER_BYTES, polled);
+    let mut stream = wait::buffered(stream, Some(idle_timeout(standing)));
     loop {
         let read = match standing {
             Standing::Authenticated => read_frame_sync::<_, Request>(&mut stream),

@@ -9,12 +9,23 @@
 //! after; docs/benchmarks.md). Tokio's sockets (the async client's) register for write space as well, so a parked
 //! runtime is still woken by it; not changed here.
 
-use std::io::{Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
+/// The read buffer of a blocking connection (both ends): a frame up to this size, header and body, usually comes in
+/// one `read` call instead of two; a larger body is read past the buffer, straight into its own allocation.
+const READ_BUFFER_BYTES: usize = 16 * 1024;
+
+/// A blocking connection as both ends read it: through a buffer, each read after waiting for input for at most
+/// `timeout`. Writes go to the socket (`get_mut`).
+pub(crate) fn buffered<S: AsFd + Read>(socket: S, timeout: Option<Duration>) -> BufReader<PolledReads<S>> {
+    BufReader::with_capacity(READ_BUFFER_BYTES, PolledReads::new(socket, timeout))
+}
+
 /// A socket whose reads first wait for input (`POLLIN`) for at most `timeout` (None: without limit). A wait that
-/// times out fails with `WouldBlock`, as a read past the socket's `SO_RCVTIMEO` does.
+/// times out fails with `WouldBlock`, as a read past a socket's `SO_RCVTIMEO` does: this timeout is the only one
+/// reads have (after a `poll` that found input a `read` does not block), so the sockets need no `SO_RCVTIMEO`.
 pub(crate) struct PolledReads<S> {
     socket: S,
     timeout: Option<Duration>,
